@@ -1,0 +1,1 @@
+"""Historical market data loaders."""

@@ -1,0 +1,3 @@
+"""Ballast: keeps a crypto spot core plus a perpetual-futures overlay on its risk budget."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,42 @@
+"""``ballast replay JOURNAL [--verify]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.cli import exits
+from engine.config import load_config
+from engine.replay import replay
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "replay", help="re-feed a journal's inputs through fresh actors (--verify compares output)"
+    )
+    parser.add_argument("journal")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare every decision/command with the recorded one; exit 1 at the first difference",
+    )
+    parser.add_argument(
+        "-c", "--config", help="use this config instead of the one each session recorded"
+    )
+    parser.set_defaults(func=replay_cmd)
+
+
+async def replay_cmd(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else None
+    result = await replay(args.journal, verify=args.verify, config=config)
+    rate = result.records / result.seconds if result.seconds > 0 else 0.0
+    print(
+        f"replayed {result.records} records ({result.inputs} inputs, {result.sessions} session(s)) "
+        f"in {result.seconds:.2f} s ({rate:,.0f} records/s)"
+    )
+    if not args.verify:
+        return exits.OK
+    if result.divergence is not None:
+        print(result.divergence.describe())
+        return exits.FAILURE
+    print(f"verify: ok, {result.outputs_compared} recorded outputs reproduced identically")
+    return exits.OK

@@ -1,0 +1,267 @@
+"""Configuration: TOML validated into msgspec structs.
+
+A bad file raises :class:`~engine.errors.ConfigError` naming the key path
+(``risk.max_gross_leverage``) and the problem; the CLI turns it into exit code 2. Unknown keys
+are errors (typos must not be silently ignored). Secrets are never in the file: it names the
+environment variables that hold them, and :func:`load_secrets` reads those.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+
+from engine.errors import ConfigError
+from engine.redaction import register_secret
+
+_ONE: Final = Decimal(1)
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of config sections: unknown keys are errors."""
+
+
+def _positive(name: str, value: Decimal | float | int) -> None:
+    if value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {value}")
+
+
+def _fraction(name: str, value: Decimal) -> None:
+    if not Decimal(0) <= value <= _ONE:
+        raise ValueError(f"{name}: must be between 0 and 1, got {value}")
+
+
+class VenueConfig(_Section, frozen=True):
+    """Which venue adapter is injected and how it authenticates (env variable names only)."""
+
+    kind: Literal["simulated", "binance"] = "simulated"
+    quote: str = "USDT"
+    api_key_env: str = "BALLAST_API_KEY"
+    api_secret_env: str = "BALLAST_API_SECRET"
+    rest_url: str | None = None
+    ws_url: str | None = None
+
+
+class InstrumentsConfig(_Section, frozen=True):
+    spot: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    perp: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT:USDT", "ETH/USDT:USDT"])
+
+    def __post_init__(self) -> None:
+        for symbol in self.spot:
+            if "/" not in symbol or ":" in symbol:
+                raise ValueError(f"spot: {symbol!r} is not a spot symbol like 'BTC/USDT'")
+        for symbol in self.perp:
+            if "/" not in symbol or ":" not in symbol:
+                raise ValueError(f"perp: {symbol!r} is not a perp symbol like 'BTC/USDT:USDT'")
+
+
+class StrategyConfig(_Section, frozen=True):
+    """A built-in strategy name or ``module:Class``, with its parameters."""
+
+    name: str = "threshold"
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class BandsConfig(_Section, frozen=True):
+    """Tolerance around each target: absolute (percentage points) and/or relative (fraction)."""
+
+    abs_pp: Decimal | None = Decimal(5)
+    rel: Decimal | None = None
+    rebalance_to: Literal["target", "edge"] = "target"
+
+    def __post_init__(self) -> None:
+        if self.abs_pp is None and self.rel is None:
+            raise ValueError("abs_pp: at least one of abs_pp or rel must be set")
+        if self.abs_pp is not None:
+            _positive("abs_pp", self.abs_pp)
+        if self.rel is not None:
+            _positive("rel", self.rel)
+
+
+class RiskConfig(_Section, frozen=True):
+    """The mandate. The regime may tighten these, never loosen them."""
+
+    max_gross_leverage: Decimal = Decimal(3)
+    max_asset_weight: Decimal = Decimal(1)
+    drawdown_limit: Decimal = Decimal("0.25")
+    min_liquidation_distance: Decimal = Decimal("0.15")
+    max_order_notional: Decimal = Decimal(1_000_000)
+    max_daily_turnover: Decimal = Decimal(2)
+    max_price_deviation: Decimal = Decimal("0.10")
+    stale_after_s: float = 30.0
+    vol_half_life_h: float = 24.0
+    calendar: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _positive("max_gross_leverage", self.max_gross_leverage)
+        _positive("max_order_notional", self.max_order_notional)
+        _positive("stale_after_s", self.stale_after_s)
+        _positive("vol_half_life_h", self.vol_half_life_h)
+        _fraction("drawdown_limit", self.drawdown_limit)
+        _fraction("min_liquidation_distance", self.min_liquidation_distance)
+        _fraction("max_price_deviation", self.max_price_deviation)
+        if self.max_asset_weight <= 0:
+            raise ValueError(f"max_asset_weight: must be > 0, got {self.max_asset_weight}")
+
+
+class ExecutionConfig(_Section, frozen=True):
+    mode: Literal["spot", "overlay", "auto"] = "spot"
+    cooldown_s: float = 3600.0
+    check_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive("check_interval_s", self.check_interval_s)
+        if self.cooldown_s < 0:
+            raise ValueError(f"cooldown_s: must be >= 0, got {self.cooldown_s}")
+
+
+class JournalConfig(_Section, frozen=True):
+    path: str = "var/journal.db"
+    batch_size: int = 4096
+    flush_interval_ms: int = 50
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("flush_interval_ms", self.flush_interval_ms)
+
+
+class MetricsConfig(_Section, frozen=True):
+    enabled: bool = True
+    address: str = "127.0.0.1:9464"
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
+
+
+class EngineConfig(_Section, frozen=True):
+    """Process-level settings. ``actors`` adds user actors as ``module:Class``."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    actors: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for spec in self.actors:
+            if not re.fullmatch(r"[\w.]+:[\w.]+", spec):
+                raise ValueError(f"actors: {spec!r} is not of the form 'module:Class'")
+
+
+class Config(_Section, frozen=True):
+    """A whole Ballast configuration. Every section has defaults."""
+
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    venue: VenueConfig = msgspec.field(default_factory=VenueConfig)
+    instruments: InstrumentsConfig = msgspec.field(default_factory=InstrumentsConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    targets: dict[str, Decimal] = msgspec.field(default_factory=dict)
+    bands: BandsConfig = msgspec.field(default_factory=BandsConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
+    journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+
+    def __post_init__(self) -> None:
+        for asset, weight in self.targets.items():
+            if weight < 0 or weight > self.risk.max_asset_weight:
+                raise ValueError(
+                    f"targets.{asset}: weight must be between 0 and "
+                    f"risk.max_asset_weight ({self.risk.max_asset_weight}), got {weight}"
+                )
+        total = sum(self.targets.values(), Decimal(0))
+        if total > _ONE:
+            raise ValueError(f"targets: weights add up to {total}, more than 1")
+
+
+class Secrets(msgspec.Struct, frozen=True):
+    """Venue credentials read from the environment. Never logged, journaled or exported."""
+
+    api_key: str | None = None
+    api_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Secrets(api_key={'***' if self.api_key else None}, api_secret=***)"
+
+    __str__ = __repr__
+
+
+_PATH = re.compile(r"^(?P<problem>.*?) - at `\$(?P<path>.*)`$", re.DOTALL)
+
+
+def _key_path(raw: str) -> str:
+    """`$.risk.lev`, `$.targets['BTC']`, `$.instruments.spot[0]` → risk.lev, targets.BTC, …"""
+    path = re.sub(r"\['([^']*)'\]", r".\1", raw)
+    return path.lstrip(".")
+
+
+def _config_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
+    text = str(exc)
+    match = _PATH.match(text)
+    key, problem = ("", text) if match is None else (_key_path(match["path"]), match["problem"])
+    field = re.match(r"^(?P<field>[\w.\[\]]+): (?P<rest>.*)$", problem, re.DOTALL)
+    if field is not None:  # __post_init__ names its field: "field: problem"
+        sub = field["field"]
+        key = sub if sub.startswith(f"{key}.") or not key else f"{key}.{sub}"
+        problem = field["rest"]
+    unknown = re.match(r"^Object contains unknown field `(?P<name>[^`]*)`$", problem)
+    if unknown is not None:
+        key = f"{key}.{unknown['name']}" if key else unknown["name"]
+        problem = "unknown key (check the spelling; `ballast config schema` lists every key)"
+    return ConfigError(key, problem, source=source)
+
+
+def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
+    """Validate TOML text into a :class:`Config`."""
+    try:
+        return msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(exc, source) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError("", f"invalid TOML: {exc}", source=source) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    file = Path(path)
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            "", f"cannot read config file: {exc.strerror}", source=str(file)
+        ) from None
+    return parse_config(text, source=str(file))
+
+
+def load_secrets(venue: VenueConfig, environ: dict[str, str] | None = None) -> Secrets:
+    """Read credentials from the environment variables the config names, and register them for
+    redaction. Missing variables give ``None`` (a paper or simulated venue needs none)."""
+    env = os.environ if environ is None else environ
+    key = env.get(venue.api_key_env) or None
+    secret = env.get(venue.api_secret_env) or None
+    for name, value in ((venue.api_key_env, key), (venue.api_secret_env, secret)):
+        if value is not None and len(value) < 4:
+            raise ConfigError(f"env:{name}", "value is too short to be a real credential")
+        if value is not None:
+            register_secret(value)
+    return Secrets(api_key=key, api_secret=secret)
+
+
+def config_to_json(config: Config) -> str:
+    """Canonical JSON of a config (secret-free by construction), stored in the journal."""
+    return msgspec.json.encode(config, order="sorted").decode()
+
+
+def config_from_json(text: str) -> Config:
+    return msgspec.json.decode(text, type=Config)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file, for editors."""
+    schema: dict[str, Any] = msgspec.json.schema(Config)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Ballast configuration"
+    return schema

@@ -1,0 +1,42 @@
+"""The project's own error types. Storage and config errors are wrapped in these."""
+
+from __future__ import annotations
+
+
+class BallastError(Exception):
+    """Base of every error Ballast raises on purpose."""
+
+
+class ConfigError(BallastError):
+    """A configuration file is missing, unreadable or invalid. ``key`` names the bad key path."""
+
+    def __init__(self, key: str, problem: str, *, source: str = "") -> None:
+        self.key = key
+        self.problem = problem
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key or '<root>'}: {problem}")
+
+
+class JournalError(BallastError):
+    """The journal cannot be opened, written or read."""
+
+
+class JournalSchemaError(JournalError):
+    """The journal was written by a schema this build does not understand."""
+
+
+class JournalCorruptError(JournalError):
+    """A stored record cannot be decoded."""
+
+
+class JournalClosedError(JournalError):
+    """An append was attempted on a closed or failed journal."""
+
+
+class ReplayDivergence(BallastError):
+    """Replayed actors emitted something other than what the journal recorded."""
+
+
+class StrategyError(BallastError):
+    """A strategy plug-in raised; the strategy is halted, the engine keeps running."""

@@ -1,0 +1,501 @@
+"""The journal: every event and command, in one global order, in one SQLite file (WAL).
+
+Writing (:class:`Journal`):
+- ``append`` assigns the next ``seq`` and buffers the encoded record. Market data is committed in
+  groups (by count or after ``flush_interval_s``), with ``synchronous=NORMAL``: a committed group
+  survives a killed process.
+- ``sync(seq)`` commits everything pending and fsyncs the write-ahead log, so the records up to
+  ``seq`` survive a power cut too. The engine calls it before an order intent is handed to a venue
+  and before a fill is acknowledged.
+- Back-pressure: ``wait_writable`` blocks a producer while more than ``high_water`` records are
+  waiting for the disk. Nothing is ever dropped.
+
+Reading (:class:`JournalReader`): by seq range, time range and type, in seq order.
+
+A journal written by a newer schema is refused; a journal cut by a killed process opens at its
+last committed seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Final, NamedTuple, Self
+
+import aiosqlite
+
+from engine import __version__
+from engine.codec import ENCODER, decode
+from engine.errors import JournalClosedError, JournalError, JournalSchemaError
+from engine.events import Message
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS ballast_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY,
+    type     TEXT    NOT NULL,
+    ts_event INTEGER NOT NULL,
+    ts_init  INTEGER NOT NULL,
+    payload  BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
+"""
+_INSERT: Final = "INSERT INTO events (seq, type, ts_event, ts_init, payload) VALUES (?, ?, ?, ?, ?)"
+
+Row = tuple[int, str, int, int, bytes]
+
+
+class Record(NamedTuple):
+    seq: int
+    type: str
+    ts_event: int
+    ts_init: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class JournalStats:
+    path: str
+    schema_version: int
+    created_by: str
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    first_ts_event: int | None
+    last_ts_event: int | None
+    size_bytes: int
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gap_free(self) -> bool:
+        if self.first_seq is None or self.last_seq is None:
+            return self.count == 0
+        return self.count == self.last_seq - self.first_seq + 1
+
+
+async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
+    if not create and not await asyncio.to_thread(path.exists):
+        raise JournalError(f"{path}: no such journal")
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot open journal: {exc}") from exc
+    return conn
+
+
+async def _check_schema(conn: aiosqlite.Connection, path: Path, *, create: bool) -> dict[str, str]:
+    """Create the schema in an empty file, or check the stored version. Returns the meta table."""
+    try:
+        async with conn.execute("SELECT name FROM sqlite_master WHERE type='table'") as cur:
+            tables = {str(r[0]) for r in await cur.fetchall()}
+        if not tables and create:
+            await conn.executescript(_SCHEMA)
+            now = str(time.time_ns())
+            await conn.executemany(
+                "INSERT INTO ballast_meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("created_by", f"ballast {__version__}"),
+                    ("created_ns", now),
+                ],
+            )
+            tables = {"ballast_meta", "events"}
+        if "ballast_meta" not in tables or "events" not in tables:
+            raise JournalError(f"{path}: not a Ballast journal (tables found: {sorted(tables)})")
+        async with conn.execute("SELECT key, value FROM ballast_meta") as cur:
+            meta = {str(k): str(v) for k, v in await cur.fetchall()}
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: not a readable Ballast journal: {exc}") from exc
+    version = int(meta.get("schema_version", "0"))
+    if version > SCHEMA_VERSION:
+        raise JournalSchemaError(
+            f"{path}: journal schema version {version} was written by a newer Ballast "
+            f"({meta.get('created_by', '?')}); this build reads versions up to {SCHEMA_VERSION}. "
+            "Upgrade Ballast to read it."
+        )
+    if version < 1:
+        raise JournalSchemaError(f"{path}: journal has no valid schema version ({version})")
+    return meta
+
+
+async def _last_seq(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT MAX(seq) FROM events") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+class Journal:
+    """Append-only writer. Use as ``async with Journal(path) as journal: ...``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 4096,
+        flush_interval_s: float = 0.05,
+        high_water: int = 262_144,
+    ) -> None:
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.high_water = high_water
+        self._conn: aiosqlite.Connection | None = None
+        self._pending: list[Row] = []
+        self._seq = 0
+        self._committed_seq = 0
+        self._durable_seq = 0
+        self._opened_at_seq = 0
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._dir_synced = False
+        self.meta: dict[str, str] = {}
+        self.commits = 0
+        self.commit_seconds_total = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> Self:
+        self._conn = await _connect(self.path, create=True)
+        try:
+            self.meta = await _check_schema(self._conn, self.path, create=True)
+            self._seq = self._committed_seq = self._durable_seq = await _last_seq(self._conn)
+        except BaseException:
+            await self._conn.close()
+            self._conn = None
+            raise
+        self._opened_at_seq = self._seq
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"journal-flush:{self.path}")
+        return self
+
+    async def close(self) -> None:
+        """Commit and fsync whatever is pending, then close. Safe to call twice."""
+        if self._conn is None:
+            return
+        try:
+            if self._failure is None:
+                await self.sync()
+        finally:
+            if self._flusher is not None:
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
+            await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last appended record (committed or not)."""
+        return self._seq
+
+    @property
+    def opened_at_seq(self) -> int:
+        """Last good seq found when the file was opened."""
+        return self._opened_at_seq
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed_seq
+
+    @property
+    def durable_seq(self) -> int:
+        return self._durable_seq
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    @property
+    def backlog(self) -> int:
+        return self._seq - self._committed_seq
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, message: Message) -> int:
+        """Buffer ``message`` as the next record and return its seq."""
+        if self._failure is not None:
+            raise JournalClosedError(f"{self.path}: journal writer failed: {self._failure}")
+        if self._conn is None:
+            raise JournalClosedError(f"{self.path}: journal is not open")
+        self._seq += 1
+        self._pending.append(
+            (
+                self._seq,
+                type(message).__name__,
+                message.ts_event,
+                message.ts_init,
+                ENCODER.encode(message),
+            )
+        )
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+        return self._seq
+
+    async def commit(self) -> int:
+        """Group-commit everything appended so far. Returns the committed seq."""
+        await self._write(durable=False)
+        return self._committed_seq
+
+    async def sync(self, seq: int | None = None) -> int:
+        """Make every record up to ``seq`` (default: all appended) durable. Returns durable seq."""
+        target = self._seq if seq is None else seq
+        if self._durable_seq < target:
+            await self._write(durable=True)
+        return self._durable_seq
+
+    async def wait_writable(self) -> None:
+        """Back-pressure for producers: wait while the backlog is above the high-water mark."""
+        while self.backlog > self.high_water:
+            self._raise_if_failed()
+            self._progress.clear()
+            self._wake.set()
+            await self._progress.wait()
+
+    async def set_meta(self, key: str, value: str) -> None:
+        conn = self._require_conn()
+        try:
+            await conn.execute(
+                "INSERT OR REPLACE INTO ballast_meta (key, value) VALUES (?, ?)", (key, value)
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot write meta {key!r}: {exc}") from exc
+        self.meta[key] = value
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            self._wake.clear()
+            if self._pending:
+                try:
+                    await self._write(durable=False)
+                except JournalError:
+                    return  # _failure is set; appends now raise, waiters are woken
+
+    async def _write(self, *, durable: bool) -> None:
+        async with self._lock:
+            self._raise_if_failed()
+            batch, self._pending = self._pending, []
+            last = batch[-1][0] if batch else self._committed_seq
+            started = time.perf_counter()
+            try:
+                if batch:
+                    await self._insert(batch)
+                if durable and self._durable_seq < last:
+                    await asyncio.to_thread(self._fsync_wal)
+            except (sqlite3.Error, OSError) as exc:
+                self._failure = exc
+                self._progress.set()
+                raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
+            if batch:
+                self.commits += 1
+                self.commit_seconds_total += time.perf_counter() - started
+            self._committed_seq = last
+            if durable:
+                self._durable_seq = last
+            self._progress.set()
+
+    async def _insert(self, batch: Sequence[Row]) -> None:
+        conn = self._require_conn()
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.executemany(_INSERT, batch)
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+
+    def _fsync_wal(self) -> None:
+        """Flush the write-ahead log (and once, the directory entry) to stable storage."""
+        for suffix in ("-wal", ""):
+            target = Path(f"{self.path}{suffix}")
+            if target.exists():
+                fd = os.open(target, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        if not self._dir_synced:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._dir_synced = True
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise JournalClosedError(f"{self.path}: journal writer failed: {self._failure}")
+
+    def _require_conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise JournalClosedError(f"{self.path}: journal is not open")
+        return self._conn
+
+
+class JournalReader:
+    """Reads a journal in seq order. Use as ``async with JournalReader(path) as reader: ...``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, chunk: int = 8192) -> None:
+        self.path = Path(path)
+        self.chunk = chunk
+        self._conn: aiosqlite.Connection | None = None
+        self.meta: dict[str, str] = {}
+
+    async def __aenter__(self) -> Self:
+        self._conn = await _connect(self.path, create=False)
+        try:
+            self.meta = await _check_schema(self._conn, self.path, create=False)
+        except BaseException:
+            await self._conn.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    def _require_conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise JournalError(f"{self.path}: reader is not open")
+        return self._conn
+
+    async def last_seq(self) -> int:
+        return await _last_seq(self._require_conn())
+
+    async def records(
+        self,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        types: Collection[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> AsyncIterator[Record]:
+        """Records with start_seq <= seq <= end_seq, ts_event in [since_ns, until_ns), of ``types``.
+
+        The next chunk is fetched while the current one is decoded.
+        """
+        where, params = self._filters(end_seq, types, since_ns, until_ns)
+        sql = (
+            "SELECT seq, type, ts_event, ts_init, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
+        )
+        fetch = asyncio.ensure_future(self._fetch(sql, (start_seq - 1, *params)))
+        try:
+            while rows := await fetch:
+                fetch = asyncio.ensure_future(self._fetch(sql, (rows[-1][0], *params)))
+                for seq, kind, ts_event, ts_init, payload in rows:
+                    yield Record(seq, kind, ts_event, ts_init, decode(payload, seq=seq))
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, JournalError):
+                    await fetch
+
+    async def messages(self, **filters: int | Collection[str] | None) -> list[Message]:
+        """All matching messages in a list (for small journals and tests)."""
+        return [rec.message async for rec in self.records(**filters)]  # type: ignore[arg-type]
+
+    async def tail(self, n: int, types: Collection[str] | None = None) -> list[Record]:
+        """The last ``n`` matching records, oldest first."""
+        where, params = self._filters(None, types, None, None)
+        sql = (
+            "SELECT seq, type, ts_event, ts_init, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
+        )
+        rows = await self._fetch(sql, (0, *params))
+        return [Record(s, k, te, ti, decode(p, seq=s)) for s, k, te, ti, p in reversed(rows)]
+
+    async def stats(self) -> JournalStats:
+        conn = self._require_conn()
+        try:
+            async with conn.execute(
+                "SELECT COUNT(*), MIN(seq), MAX(seq), MIN(ts_event), MAX(ts_event) FROM events"
+            ) as cur:
+                row = await cur.fetchone()
+            async with conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type") as cur:
+                by_type = {str(t): int(c) for t, c in await cur.fetchall()}
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
+        assert row is not None
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return JournalStats(
+            path=str(self.path),
+            schema_version=int(self.meta.get("schema_version", "0")),
+            created_by=self.meta.get("created_by", "?"),
+            count=int(row[0]),
+            first_seq=row[1],
+            last_seq=row[2],
+            first_ts_event=row[3],
+            last_ts_event=row[4],
+            size_bytes=size,
+            by_type=dict(sorted(by_type.items())),
+        )
+
+    async def integrity_check(self) -> str:
+        conn = self._require_conn()
+        async with conn.execute("PRAGMA quick_check") as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else "no answer"
+
+    @staticmethod
+    def _filters(
+        end_seq: int | None,
+        types: Collection[str] | None,
+        since_ns: int | None,
+        until_ns: int | None,
+    ) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if end_seq is not None:
+            clauses.append("seq <= ?")
+            params.append(end_seq)
+        if types:
+            clauses.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(sorted(types))
+        if since_ns is not None:
+            clauses.append("ts_event >= ?")
+            params.append(since_ns)
+        if until_ns is not None:
+            clauses.append("ts_event < ?")
+            params.append(until_ns)
+        return "".join(f" AND {c}" for c in clauses), params
+
+    async def _fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+        conn = self._require_conn()
+        try:
+            async with conn.execute(sql, params) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc

@@ -1,0 +1,182 @@
+"""Replay: re-feed a journal's recorded inputs through freshly built actors.
+
+Inputs (market data, account and venue order events, timer firings) are published again, in seq
+order, on a simulated clock set to each input's original ``ts_init`` and whose own timers never
+fire (the journal already holds every TimerFired). With ``verify``, every output the actors emit
+(decisions, commands, failures) is compared, in order, with the outputs the journal recorded;
+timestamps are left out of the comparison because a live clock moves between an input and the
+outputs it causes. The first difference stops the replay and is reported with its seq.
+
+A journal may hold several sessions; each SessionStarted rebuilds the actors from the
+configuration that session recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from engine.actor import Actor
+from engine.bus import Bus
+from engine.clock import SimulatedClock
+from engine.codec import to_json_dict
+from engine.config import Config, config_from_json
+from engine.events import Message, SessionStarted
+from engine.journal import JournalReader
+from engine.session import ActorFactory, default_actors
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first place where replayed output differs from recorded output."""
+
+    seq: int
+    """Seq of the recorded output that was not matched (or of the last record, for extra output)."""
+    expected: Message | None
+    actual: Message | None
+
+    def describe(self) -> str:
+        exp = "nothing" if self.expected is None else _show(self.expected)
+        act = "nothing" if self.actual is None else _show(self.actual)
+        return f"divergence at seq {self.seq}:\n  recorded: {exp}\n  replayed: {act}"
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    records: int
+    inputs: int
+    outputs_compared: int
+    sessions: int
+    seconds: float
+    divergence: Divergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+
+def _show(message: Message) -> str:
+    body = msgspec.json.encode(to_json_dict(message)).decode()
+    return f"{type(message).__name__} {body}"
+
+
+def _comparable(message: Message) -> Message:
+    return msgspec.structs.replace(message, ts_event=0, ts_init=0)
+
+
+class _Replayer:
+    def __init__(self, factory: ActorFactory, config: Config | None, verify: bool) -> None:
+        self.factory = factory
+        self.config_override = config
+        self.verify = verify
+        self.clock = SimulatedClock(timers=False)
+        self.bus: Bus | None = None
+        self.actors: list[Actor] = []
+        self.produced: deque[Message] = deque()
+        self.recorded: deque[tuple[int, Message]] = deque()
+        self.compared = 0
+        self.inputs = 0
+        self.sessions = 0
+        self.divergence: Divergence | None = None
+
+    async def start_session(self, started: SessionStarted) -> None:
+        await self.stop_session()
+        config = self.config_override or config_from_json(started.config_json)
+        self.bus = Bus(self.clock)
+        self.bus.subscribe_all(self._capture, name="replay.capture")
+        self.clock.set_time(started.ts_init)
+        self.actors = list(self.factory(config, self.bus, self.clock))
+        for actor in self.actors:
+            await actor.start()
+        self.sessions += 1
+
+    async def stop_session(self) -> None:
+        for actor in reversed(self.actors):
+            await actor.stop()
+        self.actors = []
+
+    def _capture(self, message: Message) -> None:
+        if type(message).role == "output":
+            self.produced.append(message)
+
+    async def feed(self, seq: int, message: Message) -> None:
+        if self.bus is None:  # a journal must start with SessionStarted; tolerate a bare one
+            await self.start_session(
+                SessionStarted(message.ts_event, message.ts_init, "replay", "", "", "{}")
+            )
+        assert self.bus is not None
+        self.clock.set_time(message.ts_init)
+        self.bus.republish(seq, message)
+        for actor in self.actors:
+            if actor._tasks:
+                await actor.idle()
+        self.inputs += 1
+
+    def compare(self) -> None:
+        while self.produced and self.recorded:
+            actual = self.produced.popleft()
+            seq, expected = self.recorded.popleft()
+            self.compared += 1
+            if _comparable(actual) != _comparable(expected):
+                self.divergence = Divergence(seq, expected, actual)
+                return
+
+    def finish(self, last_seq: int) -> None:
+        self.compare()
+        if self.divergence is not None:
+            return
+        if self.recorded:
+            seq, expected = self.recorded[0]
+            self.divergence = Divergence(seq, expected, None)
+        elif self.produced:
+            self.divergence = Divergence(last_seq, None, self.produced[0])
+
+
+async def replay(
+    path: str | Path,
+    *,
+    verify: bool = False,
+    actors: ActorFactory = default_actors,
+    config: Config | None = None,
+) -> ReplayResult:
+    """Replay ``path``; with ``verify``, stop at the first divergence and report it."""
+    started = time.perf_counter()
+    rp = _Replayer(actors, config, verify)
+    records = 0
+    last_seq = 0
+    async with JournalReader(path) as reader:
+        async for rec in reader.records():
+            records += 1
+            last_seq = rec.seq
+            message = rec.message
+            role = type(message).role
+            if isinstance(message, SessionStarted):
+                if verify:
+                    rp.finish(rec.seq)
+                    if rp.divergence is not None:
+                        break
+                rp.produced.clear()
+                await rp.start_session(message)
+            elif role == "input":
+                await rp.feed(rec.seq, message)
+            elif role == "output" and verify:
+                rp.recorded.append((rec.seq, message))
+            if verify:
+                rp.compare()
+                if rp.divergence is not None:
+                    break
+    if verify and rp.divergence is None:
+        rp.finish(last_seq)
+    await rp.stop_session()
+    return ReplayResult(
+        records=records,
+        inputs=rp.inputs,
+        outputs_compared=rp.compared,
+        sessions=rp.sessions,
+        seconds=time.perf_counter() - started,
+        divergence=rp.divergence if verify else None,
+    )

@@ -1,0 +1,114 @@
+"""An engine session: journal + bus + clock + actors, with an explicit lifecycle.
+
+Backtest, paper, live and replay differ only in what is injected here (clock, journal, venue,
+actor factory), never in global mode flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+from engine import __version__
+from engine.actor import Actor
+from engine.bus import Bus
+from engine.clock import Clock
+from engine.config import Config, config_to_json
+from engine.events import SessionStarted, SessionStopped
+from engine.journal import Journal
+from engine.plugins import load_object
+
+log = logging.getLogger(__name__)
+
+ActorFactory = Callable[[Config, Bus, Clock], Sequence[Actor]]
+
+
+def user_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
+    """Actors named in ``engine.actors`` as ``module:Class``.
+
+    A class with a ``from_config(config, bus, clock)`` classmethod is built through it, any other
+    is called as ``Class(bus, clock)``.
+    """
+    actors: list[Actor] = []
+    for index, spec in enumerate(config.engine.actors):
+        cls = load_object(spec, key=f"engine.actors[{index}]")
+        factory = getattr(cls, "from_config", None)
+        actor = factory(config, bus, clock) if factory is not None else cls(bus, clock)
+        if not isinstance(actor, Actor):
+            raise TypeError(f"engine.actors[{index}]: {spec} did not build an Actor")
+        actors.append(actor)
+    return actors
+
+
+def default_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
+    """The actors every session runs. The built-in pipeline joins here as it lands."""
+    return user_actors(config, bus, clock)
+
+
+class Session:
+    """``async with Session(config, clock, journal) as session:`` runs actors on a bus."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        *,
+        journal: Journal | None,
+        actors: ActorFactory = default_actors,
+        session_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.journal = journal
+        self.bus = Bus(clock, journal)
+        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self._factory = actors
+        self.actors: list[Actor] = []
+        self._stop_reason = "completed"
+
+    async def __aenter__(self) -> Self:
+        now = self.clock.now_ns()
+        await self.bus.publish_durable(
+            SessionStarted(
+                ts_event=now,
+                ts_init=now,
+                session_id=self.session_id,
+                version=__version__,
+                clock=self.clock.kind,
+                config_json=config_to_json(self.config),
+            )
+        )
+        self.actors = list(self._factory(self.config, self.bus, self.clock))
+        for actor in self.actors:
+            await actor.start()
+        log.info("session %s started with %d actors", self.session_id, len(self.actors))
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if e is not None:
+            self._stop_reason = f"error: {type(e).__name__}"
+        for actor in reversed(self.actors):
+            await actor.stop()
+        now = self.clock.now_ns()
+        if self.journal is None or not self.journal.failed:
+            await self.bus.publish_durable(
+                SessionStopped(
+                    ts_event=now, ts_init=now, session_id=self.session_id, reason=self._stop_reason
+                )
+            )
+
+    async def idle(self) -> None:
+        """Wait until no message is pending and no actor has background work."""
+        while True:
+            busy = [actor for actor in self.actors if actor._tasks]
+            if not busy and self.bus.pending == 0:
+                return
+            for actor in busy:
+                await actor.idle()
+            await asyncio.sleep(0)

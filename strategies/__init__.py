@@ -1,0 +1,1 @@
+"""Strategy plug-ins: built-in presets and the public strategy API."""
