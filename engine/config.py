@@ -8,8 +8,10 @@ environment variables that hold them, and :func:`load_secrets` reads those.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -199,10 +201,39 @@ def _key_path(raw: str) -> str:
     return path.lstrip(".")
 
 
-def _config_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
+def _find_dict_key(data: Any, path: str) -> str:
+    """msgspec reports a bad dict value as `$.targets[...]`; find which key it was by validating
+    the parsed document with that dict cut down to one entry at a time."""
+    head = path.split("[...]", 1)[0]
+    parts = [p for p in head.split(".") if p]
+    node = data
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return path
+        node = node[part]
+    if not isinstance(node, dict):
+        return path
+    for key in node:
+        trial = copy.deepcopy(data)
+        target = trial
+        for part in parts:
+            target = target[part]
+        target.clear()
+        target[key] = node[key]
+        try:
+            msgspec.convert(trial, type=Config)
+        except msgspec.ValidationError as exc:
+            if f"{head}[...]" in str(exc):
+                return path.replace("[...]", f".{key}", 1)
+    return path
+
+
+def _config_error(exc: msgspec.ValidationError, source: str, text_in: str | bytes) -> ConfigError:
     text = str(exc)
     match = _PATH.match(text)
     key, problem = ("", text) if match is None else (_key_path(match["path"]), match["problem"])
+    if "[...]" in key:
+        key = _find_dict_key(tomllib.loads(_as_text(text_in)), key)
     field = re.match(r"^(?P<field>[\w.\[\]]+): (?P<rest>.*)$", problem, re.DOTALL)
     if field is not None:  # __post_init__ names its field: "field: problem"
         sub = field["field"]
@@ -220,9 +251,13 @@ def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
     try:
         return msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
-        raise _config_error(exc, source) from None
+        raise _config_error(exc, source, text) from None
     except msgspec.DecodeError as exc:
         raise ConfigError("", f"invalid TOML: {exc}", source=source) from None
+
+
+def _as_text(text: str | bytes) -> str:
+    return text.decode() if isinstance(text, bytes) else text
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
