@@ -127,32 +127,46 @@ class DriftWatch(Actor):
         if not self.qty:
             return
         nav = self.nav()
-        assets = tuple(
-            AssetState(
-                asset=a,
-                spot_qty=q,
-                spot_value=(q * self.prices[a]).quantize(_CENT),
-                perp_qty=_ZERO,
-                perp_notional=_ZERO,
-                net_exposure=(q * self.prices[a]).quantize(_CENT),
-                weight=(q * self.prices[a] / nav).quantize(_WEIGHT),
-            )
-            for a, q in sorted(self.qty.items())
-        )
-        gross = sum((s.spot_value for s in assets), _ZERO) / nav
+        assets = tuple(self._asset_state(a, q, nav) for a, q in sorted(self.qty.items()))
+        gross = (sum((s.spot_value for s in assets), _ZERO) / nav).quantize(_WEIGHT)
         self.publish(
             PortfolioSnapshot(
                 ts_event=event.ts_event,
                 ts_init=self.now(),
+                trigger="timer",
                 nav=nav.quantize(_CENT),
                 cash=self.cash.quantize(_CENT),
-                gross_leverage=gross.quantize(_WEIGHT),
-                net_leverage=gross.quantize(_WEIGHT),
+                gross_leverage=gross,
+                net_leverage=gross,
                 margin_used=_ZERO,
                 realized_pnl=_ZERO,
                 unrealized_pnl=_ZERO,
-                fees_paid=_ZERO,
+                price_pnl=(nav - self.nav0).quantize(_CENT),
                 funding_pnl=_ZERO,
+                fees_paid=_ZERO,
+                transfers=_ZERO,
+                peak_nav=_ZERO,
+                drawdown=_ZERO,
                 assets=assets,
             )
+        )
+
+    def _asset_state(self, asset: str, qty: Decimal, nav: Decimal) -> AssetState:
+        value = (qty * self.prices[asset]).quantize(_CENT)
+        weight = (qty * self.prices[asset] / nav).quantize(_WEIGHT)
+        return AssetState(
+            asset=asset,
+            spot_qty=qty,
+            spot_price=self.prices[asset],
+            spot_value=value,
+            perp_qty=_ZERO,
+            perp_price=_ZERO,
+            perp_notional=_ZERO,
+            perp_entry_price=_ZERO,
+            perp_unrealized_pnl=_ZERO,
+            perp_funding=_ZERO,
+            perp_liquidation_price=None,
+            net_exposure=value,
+            weight=weight,
+            spot_weight=weight,
         )

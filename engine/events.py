@@ -205,15 +205,25 @@ class OrderFilled(OrderEvent, frozen=True, tag=True, array_like=True):
 
 
 class AssetState(msgspec.Struct, frozen=True, array_like=True):
-    """One asset inside a portfolio snapshot. Values in the quote currency."""
+    """One asset inside a portfolio snapshot. Values in the quote currency.
+
+    ``perp_funding`` is the funding this asset's perp position received (> 0) or paid (< 0) so far.
+    """
 
     asset: str
     spot_qty: Decimal
+    spot_price: Decimal
     spot_value: Decimal
     perp_qty: Decimal
+    perp_price: Decimal
     perp_notional: Decimal
+    perp_entry_price: Decimal
+    perp_unrealized_pnl: Decimal
+    perp_funding: Decimal
+    perp_liquidation_price: Decimal | None
     net_exposure: Decimal
     weight: Decimal
+    spot_weight: Decimal
 
 
 class AssetDecision(msgspec.Struct, frozen=True, array_like=True):
@@ -248,8 +258,14 @@ class DecisionEvent(Message, frozen=True, tag=True, array_like=True):
 
 
 class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
-    """Valued portfolio: NAV, exposures, leverage and PnL attribution."""
+    """Valued portfolio: NAV, exposures, leverage and PnL attribution.
 
+    NAV = cash + Σ spot value + Σ perp unrealised PnL, and at every event
+    NAV − initial NAV = price_pnl + funding_pnl − fees_paid + transfers.
+    Gross leverage = Σ (|spot value| + |perp notional|) / NAV; net = Σ net exposure / NAV.
+    """
+
+    trigger: str
     nav: Decimal
     cash: Decimal
     gross_leverage: Decimal
@@ -257,19 +273,25 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
     margin_used: Decimal
     realized_pnl: Decimal
     unrealized_pnl: Decimal
-    fees_paid: Decimal
+    price_pnl: Decimal
     funding_pnl: Decimal
+    fees_paid: Decimal
+    transfers: Decimal
+    peak_nav: Decimal
+    drawdown: Decimal
     assets: tuple[AssetState, ...]
 
 
 class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
-    """The regime or the budget derived from it changed."""
+    """The regime or the budget derived from it changed. Bands are fractions of NAV."""
 
     regime: str
-    band_abs: Decimal
-    band_rel: Decimal
+    volatility: Decimal
+    band_abs: Decimal | None
+    band_rel: Decimal | None
     max_gross_leverage: Decimal
     overlay_scale: Decimal
+    allow_overlay_longs: bool
     reason: str
 
 
