@@ -97,7 +97,14 @@ class RiskConfig(_Section, frozen=True):
     max_price_deviation: Decimal = Decimal("0.10")
     stale_after_s: float = 30.0
     vol_half_life_h: float = 24.0
+    regime_asset: str = "BTC"
+    calm_vol: Decimal = Decimal("0.40")
+    stressed_vol: Decimal = Decimal("0.90")
+    calm_band_scale: Decimal = Decimal("1.4")
+    stressed_band_scale: Decimal = Decimal("0.6")
+    stressed_leverage_scale: Decimal = Decimal("0.5")
     calendar: list[str] = msgspec.field(default_factory=list)
+    """High-risk windows, "START/END" in ISO 8601 UTC: "2024-03-20T18:00/2024-03-20T20:00"."""
 
     def __post_init__(self) -> None:
         _positive("max_gross_leverage", self.max_gross_leverage)
@@ -107,6 +114,13 @@ class RiskConfig(_Section, frozen=True):
         _fraction("drawdown_limit", self.drawdown_limit)
         _fraction("min_liquidation_distance", self.min_liquidation_distance)
         _fraction("max_price_deviation", self.max_price_deviation)
+        _positive("calm_vol", self.calm_vol)
+        if self.stressed_vol <= self.calm_vol:
+            raise ValueError(f"stressed_vol: must be above calm_vol ({self.calm_vol})")
+        for index, window in enumerate(self.calendar):
+            start, sep, end = window.partition("/")
+            if not sep or not start or not end:
+                raise ValueError(f"calendar[{index}]: expected 'START/END', got {window!r}")
         if self.max_asset_weight <= 0:
             raise ValueError(f"max_asset_weight: must be > 0, got {self.max_asset_weight}")
 

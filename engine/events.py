@@ -22,6 +22,8 @@ from typing import ClassVar, Literal
 
 import msgspec
 
+from engine.instruments import Instrument
+
 Stream = Literal["market", "account", "order", "decision", "system", "command"]
 Role = Literal["input", "output", "meta"]
 Side = Literal["buy", "sell"]
@@ -149,9 +151,10 @@ class OrderEvent(Message, frozen=True, tag=True, array_like=True):
 
 
 class OrderSubmitted(OrderEvent, frozen=True, tag=True, array_like=True):
-    """The router handed the order to the venue (after the intent was durable)."""
+    """The venue adapter sent the order out of the process (after its SubmitOrder was durable).
 
-    role: ClassVar[Role] = "output"
+    An input: it reports the outcome of I/O, so replay re-feeds it instead of re-deriving it.
+    """
 
     client_order_id: str
     intent_id: str
@@ -184,6 +187,21 @@ class OrderCanceled(OrderEvent, frozen=True, tag=True, array_like=True):
     client_order_id: str
     symbol: str
     reason: str
+
+
+class OrderStatusReported(OrderEvent, frozen=True, tag=True, array_like=True):
+    """The venue's answer to a lookup of one order by client order id (reconciliation, or the
+    check before any resend). ``state`` is open, partially_filled, filled, canceled, rejected or
+    unknown (the venue never received it)."""
+
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal | None
+    state: str
 
 
 class OrderFilled(OrderEvent, frozen=True, tag=True, array_like=True):
@@ -369,6 +387,15 @@ class TimerFired(SystemEvent, frozen=True, tag=True, array_like=True):
     name: str
 
 
+class InstrumentsLoaded(SystemEvent, frozen=True, tag=True, array_like=True):
+    """The instruments (with exchange filters) a venue offers, as loaded at session start."""
+
+    role: ClassVar[Role] = "input"
+
+    venue: str
+    instruments: tuple[Instrument, ...]
+
+
 class HandlerFailed(SystemEvent, frozen=True, tag=True, array_like=True):
     """A bus handler raised while handling event ``seq``; the bus went on."""
 
@@ -405,7 +432,14 @@ class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):
 
 MarketData = QuoteTick | TradeTick | Bar | MarkPriceUpdated
 AccountData = BalanceUpdated | PositionUpdated | FundingPaid
-OrderData = OrderSubmitted | OrderAccepted | OrderRejected | OrderCanceled | OrderFilled
+OrderData = (
+    OrderSubmitted
+    | OrderAccepted
+    | OrderRejected
+    | OrderCanceled
+    | OrderStatusReported
+    | OrderFilled
+)
 DecisionData = (
     PortfolioSnapshot
     | RiskBudgetChanged
@@ -417,5 +451,12 @@ DecisionData = (
     | KillSwitchTriggered
     | KillSwitchReset
 )
-SystemData = TimerFired | HandlerFailed | StrategyFailed | SessionStarted | SessionStopped
+SystemData = (
+    TimerFired
+    | InstrumentsLoaded
+    | HandlerFailed
+    | StrategyFailed
+    | SessionStarted
+    | SessionStopped
+)
 Event = MarketData | AccountData | OrderData | DecisionData | SystemData
