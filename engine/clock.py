@@ -102,8 +102,7 @@ class Clock(ABC):
             repeat = False
         deadline.callback(deadline.name, deadline.at_ns)
         if repeat and not deadline.cancelled:
-            deadline.at_ns = nxt
-            deadline.order = next(self._order)
+            deadline.at_ns = nxt  # keeps its creation order: ties stay in creation order
             self._schedule(deadline)
 
     @abstractmethod

@@ -9,6 +9,8 @@ environment variables that hold them, and :func:`load_secrets` reads those.
 from __future__ import annotations
 
 import copy
+import decimal
+import math
 import os
 import re
 import tomllib
@@ -248,7 +250,7 @@ def _config_error(exc: msgspec.ValidationError, source: str, text_in: str | byte
     key, problem = ("", text) if match is None else (_key_path(match["path"]), match["problem"])
     if "[...]" in key:
         key = _find_dict_key(tomllib.loads(_as_text(text_in)), key)
-    field = re.match(r"^(?P<field>[\w.\[\]]+): (?P<rest>.*)$", problem, re.DOTALL)
+    field = re.match(r"^(?P<field>[^\s:`']+): (?P<rest>.*)$", problem, re.DOTALL)
     if field is not None:  # __post_init__ names its field: "field: problem"
         sub = field["field"]
         key = sub if sub.startswith(f"{key}.") or not key else f"{key}.{sub}"
@@ -263,11 +265,42 @@ def _config_error(exc: msgspec.ValidationError, source: str, text_in: str | byte
 def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
     """Validate TOML text into a :class:`Config`."""
     try:
-        return msgspec.toml.decode(text, type=Config)
+        try:
+            config = msgspec.toml.decode(text, type=Config)
+        except decimal.InvalidOperation:
+            # A validator compared a NaN. Decode again with NaN comparing false, so that the
+            # validators finish and _non_finite below can name its key.
+            with decimal.localcontext() as ctx:
+                ctx.traps[decimal.InvalidOperation] = False
+                config = msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, source, text) from None
     except msgspec.DecodeError as exc:
         raise ConfigError("", f"invalid TOML: {exc}", source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"invalid TOML: not UTF-8 text ({exc})", source=source) from None
+    bad = _non_finite(config)
+    if bad is not None:
+        raise ConfigError(bad[0], f"must be a finite number, got {bad[1]}", source=source)
+    return config
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, Any] | None:
+    """The key path and value of the first NaN or infinity in a parsed config, if any."""
+    items: Any = ()
+    if isinstance(value, msgspec.Struct):
+        items = ((f".{name}", getattr(value, name)) for name in value.__struct_fields__)
+    elif isinstance(value, dict):
+        items = ((f".{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"[{index}]", item) for index, item in enumerate(value))
+    elif isinstance(value, Decimal | float) and not math.isfinite(value):
+        return path.lstrip("."), value
+    for suffix, item in items:
+        found = _non_finite(item, f"{path}{suffix}")
+        if found is not None:
+            return found
+    return None
 
 
 def _as_text(text: str | bytes) -> str:

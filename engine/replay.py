@@ -8,7 +8,9 @@ timestamps are left out of the comparison because a live clock moves between an 
 outputs it causes. The first difference stops the replay and is reported with its seq.
 
 A journal may hold several sessions; each SessionStarted rebuilds the actors from the
-configuration that session recorded.
+configuration that session recorded, and each SessionStopped stops them (what they publish while
+stopping is compared too). A session without SessionStopped was cut by a killed process: output
+its last inputs caused may never have been committed, so extra output at its end is no divergence.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from engine.bus import Bus
 from engine.clock import SimulatedClock
 from engine.codec import to_json_dict
 from engine.config import Config, config_from_json
-from engine.events import Message, SessionStarted
+from engine.events import Message, SessionStarted, SessionStopped
 from engine.journal import JournalReader
 from engine.session import ActorFactory, default_actors
 
@@ -81,6 +83,7 @@ class _Replayer:
         self.compared = 0
         self.inputs = 0
         self.sessions = 0
+        self.stopped = False
         self.divergence: Divergence | None = None
 
     async def start_session(self, started: SessionStarted) -> None:
@@ -89,6 +92,7 @@ class _Replayer:
         self.bus = Bus(self.clock)
         self.bus.subscribe_all(self._capture, name="replay.capture")
         self.clock.set_time(started.ts_init)
+        self.stopped = False
         self.actors = list(self.factory(config, self.bus, self.clock))
         for actor in self.actors:
             await actor.start()
@@ -100,7 +104,7 @@ class _Replayer:
         self.actors = []
 
     def _capture(self, message: Message) -> None:
-        if type(message).role == "output":
+        if self.verify and type(message).role == "output":
             self.produced.append(message)
 
     async def feed(self, seq: int, message: Message) -> None:
@@ -132,7 +136,9 @@ class _Replayer:
         if self.recorded:
             seq, expected = self.recorded[0]
             self.divergence = Divergence(seq, expected, None)
-        elif self.produced:
+        elif self.produced and self.stopped:
+            # A session without SessionStopped was cut (killed process): output its last inputs
+            # caused may never have been committed, so only a cleanly stopped one can have extra.
             self.divergence = Divergence(last_seq, None, self.produced[0])
 
 
@@ -159,8 +165,13 @@ async def replay(
                     rp.finish(rec.seq)
                     if rp.divergence is not None:
                         break
+                await rp.stop_session()  # a killed session: what its actors say now was never said
                 rp.produced.clear()
                 await rp.start_session(message)
+            elif isinstance(message, SessionStopped):
+                rp.clock.set_time(message.ts_init)
+                await rp.stop_session()  # outputs published while stopping were recorded before
+                rp.stopped = True
             elif role == "input":
                 await rp.feed(rec.seq, message)
             elif role == "output" and verify:
