@@ -7,6 +7,7 @@ actor factory), never in global mode flags.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Self
 from engine import __version__
 from engine.actor import Actor
 from engine.bus import Bus
-from engine.clock import Clock
+from engine.clock import Clock, SimulatedClock
 from engine.config import Config, config_to_json
 from engine.events import SessionStarted, SessionStopped
 from engine.journal import Journal
@@ -25,6 +26,15 @@ from engine.plugins import load_object
 log = logging.getLogger(__name__)
 
 ActorFactory = Callable[[Config, Bus, Clock], Sequence[Actor]]
+
+
+def _session_id(config: Config, clock: Clock) -> str:
+    """Random on a live clock; on a simulated clock derived from the config and the start time,
+    so the same backtest writes the same journal."""
+    if isinstance(clock, SimulatedClock):
+        seed = f"{config_to_json(config)}@{clock.now_ns()}".encode()
+        return hashlib.sha256(seed).hexdigest()[:12]
+    return uuid.uuid4().hex[:12]
 
 
 def user_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
@@ -65,7 +75,7 @@ class Session:
         self.clock = clock
         self.journal = journal
         self.bus = Bus(clock, journal)
-        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.session_id = session_id or _session_id(config, clock)
         self._factory = actors
         self.actors: list[Actor] = []
         self._stop_reason = "completed"
@@ -82,9 +92,13 @@ class Session:
                 config_json=config_to_json(self.config),
             )
         )
-        self.actors = list(self._factory(self.config, self.bus, self.clock))
-        for actor in self.actors:
-            await actor.start()
+        try:
+            self.actors = list(self._factory(self.config, self.bus, self.clock))
+            for actor in self.actors:
+                await actor.start()
+        except BaseException as exc:  # stop what started and record why, then re-raise
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         log.info("session %s started with %d actors", self.session_id, len(self.actors))
         return self
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from adapters.data.klines import load_klines
 from engine.cli import exits
 from engine.clock import SimulatedClock
-from engine.config import BandsConfig, Config, EngineConfig
+from engine.config import BandsConfig, Config, EngineConfig, JournalConfig
 from engine.events import Bar
 from engine.journal import Journal, JournalReader
 from engine.replay import replay
@@ -36,6 +36,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def demo_config(journal: Path) -> Config:
     return Config(
         engine=EngineConfig(actors=["engine.drift_watch:DriftWatch"]),
+        journal=JournalConfig(path=str(journal)),
         targets={"BTC": Decimal("0.40"), "ETH": Decimal("0.20")},
         bands=BandsConfig(abs_pp=Decimal(5)),
     )
