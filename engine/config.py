@@ -131,11 +131,19 @@ class ExecutionConfig(_Section, frozen=True):
     mode: Literal["spot", "overlay", "auto"] = "spot"
     cooldown_s: float = 3600.0
     check_interval_s: float = 60.0
+    submit_attempts: int = 3
+    """Sends of one order (same client order id) before the router gives up on the transport."""
+    submit_retry_backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
         _positive("check_interval_s", self.check_interval_s)
+        _positive("submit_attempts", self.submit_attempts)
         if self.cooldown_s < 0:
             raise ValueError(f"cooldown_s: must be >= 0, got {self.cooldown_s}")
+        if self.submit_retry_backoff_s < 0:
+            raise ValueError(
+                f"submit_retry_backoff_s: must be >= 0, got {self.submit_retry_backoff_s}"
+            )
 
 
 class JournalConfig(_Section, frozen=True):
