@@ -19,17 +19,20 @@ Weights are fractions of NAV. For each asset the rebalancer resolves:
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
+from engine.errors import ConfigError
 from engine.events import PortfolioSnapshot, RiskBudgetChanged
 
 Preference = Literal["spot", "perp", "auto"]
 _ZERO = Decimal(0)
+_ONE = Decimal(1)
 
 
 class MarketView(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,3 +123,80 @@ class Strategy(ABC):
     @abstractmethod
     def targets(self, context: StrategyContext) -> TargetSet:
         """Target weights for the current context."""
+
+
+# ------------------------------------------------------------------------------ parameters
+
+
+class StrategyParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of a strategy's ``[strategy.params]`` struct: unknown keys are errors.
+
+    A subclass's ``__post_init__`` may raise ``ValueError("field: problem")`` to name the bad key.
+    """
+
+
+ParamsT = TypeVar("ParamsT", bound=StrategyParams)
+
+
+def check_fraction(
+    field: str, value: Decimal, *, low: Decimal = _ZERO, high: Decimal = _ONE
+) -> None:
+    """For ``__post_init__``: raise ``ValueError("field: …")`` unless ``low <= value <= high``."""
+    if not value.is_finite() or not low <= value <= high:
+        raise ValueError(f"{field}: must be between {low} and {high}, got {value}")
+
+
+def check_weights(field: str, weights: Mapping[str, Decimal]) -> None:
+    """For ``__post_init__``: every weight in [0, 1] and their sum at most 1 (the rest is cash)."""
+    for asset, weight in weights.items():
+        check_fraction(f"{field}.{asset}", weight)
+    total = sum(weights.values(), _ZERO)
+    if total > _ONE:
+        raise ValueError(f"{field}: weights add up to {total}, more than 1")
+
+
+_AT_PATH = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+_NAMED = re.compile(r"^(?P<field>[\w.]+): (?P<problem>.*)$", re.DOTALL)
+
+
+def parse_params(params_type: type[ParamsT], params: Mapping[str, Any] | None) -> ParamsT:
+    """Validate ``[strategy.params]`` into ``params_type``.
+
+    A bad value raises :class:`~engine.errors.ConfigError` whose key is
+    ``strategy.params.<key>`` (``strategy.params.weights.BTC`` for an entry of a table).
+    """
+    data = dict(params or {})
+    try:
+        return msgspec.convert(data, type=params_type)
+    except msgspec.ValidationError as exc:
+        key, problem = _params_error(str(exc), data, params_type)
+        raise ConfigError("strategy.params" + (f".{key}" if key else ""), problem) from None
+
+
+def _params_error(text: str, data: dict[str, Any], params_type: type[Any]) -> tuple[str, str]:
+    match = _AT_PATH.match(text)
+    problem = match["problem"] if match else text
+    path = re.sub(r"\['([^']*)'\]", r".\1", (match["path"] or "") if match else "").lstrip(".")
+    if (unknown := _UNKNOWN.match(problem)) is not None:
+        name = unknown["name"]
+        return (f"{path}.{name}" if path else name), "unknown key (check the spelling)"
+    if (named := _NAMED.match(problem)) is not None and not path:
+        return named["field"], named["problem"]
+    if path.endswith("[...]"):
+        path = _table_entry(path.removesuffix("[...]"), data, params_type)
+    return path, problem
+
+
+def _table_entry(field: str, data: dict[str, Any], params_type: type[Any]) -> str:
+    """msgspec reports a bad table value as ``field[...]``: find which entry by trying each."""
+    table = data.get(field)
+    if not isinstance(table, Mapping):
+        return field
+    for key, value in table.items():
+        try:
+            msgspec.convert({field: {key: value}}, type=params_type)
+        except msgspec.ValidationError as exc:
+            if f"$.{field}[...]" in str(exc):
+                return f"{field}.{key}"
+    return field
