@@ -119,6 +119,9 @@ class Bus:
         self._dispatching = False
         self._seq = journal.last_seq if journal is not None else 0
         self.published = 0
+        self.session_id = ""
+        """Set by the session (and by replay, from SessionStarted): ids that must be unique across
+        sessions, such as client order ids, are derived from it."""
         self.handler_errors = 0
         self.handler_errors_by_name: dict[str, int] = {}
 

@@ -90,6 +90,7 @@ class _Replayer:
         await self.stop_session()
         config = self.config_override or config_from_json(started.config_json)
         self.bus = Bus(self.clock)
+        self.bus.session_id = started.session_id
         self.bus.subscribe_all(self._capture, name="replay.capture")
         self.clock.set_time(started.ts_init)
         self.stopped = False

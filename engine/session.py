@@ -76,6 +76,7 @@ class Session:
         self.journal = journal
         self.bus = Bus(clock, journal)
         self.session_id = session_id or _session_id(config, clock)
+        self.bus.session_id = self.session_id
         self._factory = actors
         self.actors: list[Actor] = []
         self._stop_reason = "completed"

@@ -1,0 +1,235 @@
+"""Rebalancer actor, given/when/then on a real bus with a simulated clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from engine.bus import Bus
+from engine.clock import NS_PER_SECOND, SimulatedClock
+from engine.events import (
+    InstrumentsLoaded,
+    KillSwitchReset,
+    KillSwitchTriggered,
+    Message,
+    RebalanceDecided,
+    RiskBudgetChanged,
+    StrategyFailed,
+)
+from engine.rebalancer import Rebalancer
+from strategies.api import Strategy, StrategyContext, TargetSet
+from strategies.threshold import Threshold
+from tests.conftest import START_NS
+from tests.support.book import Book, fine_instruments
+
+D = Decimal
+HOUR = 3600 * NS_PER_SECOND
+
+
+class Recorder:
+    def __init__(self, bus: Bus) -> None:
+        self.messages: list[Message] = []
+        bus.subscribe_all(self.messages.append)
+
+    def of(self, kind: type[Message]) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+
+class Exploding(Strategy):
+    name = "exploding"
+
+    def targets(self, context: StrategyContext) -> TargetSet:
+        raise RuntimeError("boom")
+
+
+def make(
+    sim_clock: SimulatedClock,
+    *,
+    mode: str = "spot",
+    strategy: Strategy | None = None,
+    weights: Mapping[str, str] | None = None,
+) -> tuple[Bus, Rebalancer, Recorder]:
+    bus = Bus(sim_clock)
+    bus.session_id = "5e5510n0abcdef"
+    recorder = Recorder(bus)
+    wanted = {a: D(w) for a, w in (weights or {"BTC": "0.40", "ETH": "0.20"}).items()}
+    rebalancer = Rebalancer(
+        bus,
+        sim_clock,
+        strategy=strategy or Threshold({"weights": wanted}),
+        strategy_name="threshold",
+        mode=mode,
+        band_abs=D("0.05"),  # type: ignore[arg-type]
+    )
+    bus.publish(
+        InstrumentsLoaded(
+            START_NS, START_NS, "test", tuple(fine_instruments(["BTC", "ETH"]).values())
+        )
+    )
+    return bus, rebalancer, recorder
+
+
+def book(btc_price: str, perp_btc: str = "0", entry: str = "0") -> Book:
+    return Book(
+        cash=D(40_000),
+        spot={"BTC": D(1), "ETH": D(10)},
+        prices={"BTC": D(btc_price), "ETH": D(2_000)},
+        perp={"BTC": D(perp_btc)} if perp_btc != "0" else {},
+        entry={"BTC": D(entry)} if entry != "0" else {},
+    )
+
+
+def budget(regime: str, longs: bool) -> RiskBudgetChanged:
+    return RiskBudgetChanged(
+        START_NS, START_NS, regime, D("0.5"), D("0.05"), None, D(3), D(1), longs, "test"
+    )
+
+
+def test_given_a_snapshot_inside_the_band_when_dispatched_then_nothing_is_decided(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock)
+    bus.publish(book("48000").snapshot(START_NS))
+    assert rec.of(RebalanceDecided) == []
+
+
+def test_given_a_band_breach_then_one_decision_with_inputs_reasoning_and_intents(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock)
+    bus.publish(book("52000").snapshot(START_NS))
+    [decision] = rec.of(RebalanceDecided)
+    assert decision.trigger == "band"
+    assert decision.decision_id == "5e5510n0-d1"
+    assert [(i.intent_id, i.symbol, i.side) for i in decision.intents] == [
+        ("5e5510n0-d1-1", "BTC/USDT", "sell")
+    ]
+    btc = next(a for a in decision.assets if a.asset == "BTC")
+    assert (btc.weight, btc.target, btc.band_low, btc.band_high) == (
+        D(52_000) / D(112_000),
+        D("0.40"),
+        D("0.35"),
+        D("0.45"),
+    )
+    assert btc.action == "sell spot"
+    assert "BTC weight 46.43% outside 40.00% ± 5.00%" in decision.reasoning
+
+
+def test_cooldown_prevents_churn_until_it_expires(sim_clock: SimulatedClock) -> None:
+    bus, _, rec = make(sim_clock)
+    bus.publish(book("52000").snapshot(START_NS))
+    bus.publish(book("52000").snapshot(START_NS + HOUR // 2))
+    assert len(rec.of(RebalanceDecided)) == 1
+    bus.publish(book("52000").snapshot(START_NS + HOUR + 1))
+    decisions = rec.of(RebalanceDecided)
+    assert [d.decision_id for d in decisions] == ["5e5510n0-d1", "5e5510n0-d2"]
+
+
+def test_overlay_mode_hedges_with_a_perp_short(sim_clock: SimulatedClock) -> None:
+    bus, _, rec = make(sim_clock, mode="overlay")
+    bus.publish(book("52000").snapshot(START_NS))
+    [decision] = rec.of(RebalanceDecided)
+    assert [(i.symbol, i.side, i.reduce_only) for i in decision.intents] == [
+        ("BTC/USDT:USDT", "sell", False)
+    ]
+    assert "case A" in decision.intents[0].reason
+
+
+def test_stressed_budget_closes_overlay_longs_without_any_band_breach(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock, mode="overlay")
+    inside = book("40000", perp_btc="0.1", entry="40000")  # BTC net 44,000 / 100,000: inside 40 ± 5
+    bus.publish(inside.snapshot(START_NS))
+    assert rec.of(RebalanceDecided) == []
+    bus.publish(budget("stressed", longs=False))
+    [decision] = rec.of(RebalanceDecided)
+    assert decision.trigger == "budget"
+    assert decision.regime == "stressed"
+    assert [(i.symbol, i.side, i.qty, i.reduce_only) for i in decision.intents] == [
+        ("BTC/USDT:USDT", "sell", D("0.1"), True)
+    ]
+
+
+def test_calm_budget_with_widened_band_lets_the_weight_drift_without_trading(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock)
+    bus.publish(
+        RiskBudgetChanged(
+            START_NS, START_NS, "calm", D("0.3"), D("0.07"), None, D(3), D(1), True, "calm"
+        )
+    )
+    drifted = book("47000")  # 47,000 / 107,000 = 43.9 %; and at 52,000 46.4 % is inside 40 ± 7
+    bus.publish(drifted.snapshot(START_NS))
+    bus.publish(book("52000").snapshot(START_NS + 1))
+    assert rec.of(RebalanceDecided) == []
+
+
+def test_kill_switch_flattens_every_perp_and_stops_planning_until_reset(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock, mode="overlay")
+    hedged = book("52000", perp_btc="-0.1", entry="50000")
+    bus.publish(hedged.snapshot(START_NS))
+    before = len(rec.of(RebalanceDecided))
+    bus.publish(KillSwitchTriggered(START_NS, START_NS, "drawdown", "drawdown 26% >= 25%"))
+    flatten = rec.of(RebalanceDecided)[before:]
+    assert [d.trigger for d in flatten] == ["kill_switch"]
+    assert [(i.symbol, i.side, i.qty, i.reduce_only) for i in flatten[0].intents] == [
+        ("BTC/USDT:USDT", "buy", D("0.1"), True)
+    ]
+    bus.publish(book("60000").snapshot(START_NS + 2 * HOUR))
+    assert len(rec.of(RebalanceDecided)) == before + 1
+    bus.publish(KillSwitchReset(START_NS, START_NS, "operator"))
+    bus.publish(book("60000").snapshot(START_NS + 3 * HOUR))
+    assert len(rec.of(RebalanceDecided)) == before + 2
+
+
+def test_a_raising_strategy_is_halted_once_and_the_bus_goes_on(sim_clock: SimulatedClock) -> None:
+    bus, rebalancer, rec = make(sim_clock, strategy=Exploding())
+    bus.publish(book("52000").snapshot(START_NS))
+    bus.publish(book("60000").snapshot(START_NS + HOUR))
+    [failure] = rec.of(StrategyFailed)
+    assert failure.strategy == "threshold"
+    assert "RuntimeError" in failure.error
+    assert "boom" in failure.error
+    assert rec.of(RebalanceDecided) == []
+    assert rebalancer.strategy.halted
+    assert bus.handler_errors == 0  # the guard caught it, not the bus
+
+
+def test_no_decision_before_instruments_are_known(sim_clock: SimulatedClock) -> None:
+    bus = Bus(sim_clock)
+    rec = Recorder(bus)
+    Rebalancer(
+        bus,
+        sim_clock,
+        strategy=Threshold({"weights": {"BTC": D("0.4")}}),
+        strategy_name="threshold",
+    )
+    bus.publish(book("52000").snapshot(START_NS))
+    assert rec.of(RebalanceDecided) == []
+
+
+@pytest.mark.parametrize("mode", ["spot", "overlay", "auto"])
+def test_from_config_builds_a_working_rebalancer(sim_clock: SimulatedClock, mode: str) -> None:
+    from engine.config import Config, ExecutionConfig
+
+    config = Config(
+        targets={"BTC": D("0.40"), "ETH": D("0.20")}, execution=ExecutionConfig(mode=mode)
+    )  # type: ignore[arg-type]
+    bus = Bus(sim_clock)
+    rec = Recorder(bus)
+    Rebalancer.from_config(config, bus, sim_clock)
+    bus.publish(
+        InstrumentsLoaded(
+            START_NS, START_NS, "test", tuple(fine_instruments(["BTC", "ETH"]).values())
+        )
+    )
+    bus.publish(book("52000").snapshot(START_NS))
+    [decision] = rec.of(RebalanceDecided)
+    assert decision.mode == mode
