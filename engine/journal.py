@@ -89,10 +89,16 @@ async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot open journal: {exc}") from exc
+    try:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=5000")
     except sqlite3.Error as exc:
+        # Not a SQLite file (or unreadable): close, or the connection's thread outlives us.
+        with contextlib.suppress(sqlite3.Error):
+            await conn.close()
         raise JournalError(f"{path}: cannot open journal: {exc}") from exc
     return conn
 
@@ -103,7 +109,9 @@ async def _check_schema(conn: aiosqlite.Connection, path: Path, *, create: bool)
         async with conn.execute("SELECT name FROM sqlite_master WHERE type='table'") as cur:
             tables = {str(r[0]) for r in await cur.fetchall()}
         if not tables and create:
-            await conn.executescript(_SCHEMA)
+            # One transaction: a process killed while creating the file leaves an empty file
+            # (created again on the next open) or a complete schema, never tables without meta.
+            await conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}")
             now = str(time.time_ns())
             await conn.executemany(
                 "INSERT INTO ballast_meta (key, value) VALUES (?, ?)",
@@ -113,6 +121,7 @@ async def _check_schema(conn: aiosqlite.Connection, path: Path, *, create: bool)
                     ("created_ns", now),
                 ],
             )
+            await conn.execute("COMMIT")
             tables = {"ballast_meta", "events"}
         if "ballast_meta" not in tables or "events" not in tables:
             raise JournalError(f"{path}: not a Ballast journal (tables found: {sorted(tables)})")
@@ -136,6 +145,11 @@ async def _last_seq(conn: aiosqlite.Connection) -> int:
     async with conn.execute("SELECT MAX(seq) FROM events") as cur:
         row = await cur.fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def _retrieve_exception(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Journal:
@@ -196,7 +210,8 @@ class Journal:
                 self._flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._flusher
-            await self._conn.close()
+            async with self._lock:  # a write already under way finishes first
+                await self._conn.close()
             self._conn = None
 
     async def __aenter__(self) -> Self:
@@ -299,6 +314,14 @@ class Journal:
                     return  # _failure is set; appends now raise, waiters are woken
 
     async def _write(self, *, durable: bool) -> None:
+        # The write runs to its end in its own task even if our caller is cancelled (shutdown, a
+        # timeout): a batch taken from the buffer must reach the disk or fail the journal, never
+        # vanish and leave a gap (or a transaction open). Its failure is kept in _failure.
+        write = asyncio.ensure_future(self._write_batch(durable=durable))
+        write.add_done_callback(_retrieve_exception)
+        await asyncio.shield(write)
+
+    async def _write_batch(self, *, durable: bool) -> None:
         async with self._lock:
             self._raise_if_failed()
             batch, self._pending = self._pending, []
