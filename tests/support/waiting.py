@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 
 
-async def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``condition`` on the event loop until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(
+    condition: Callable[[], bool], *, within_s: float = 5.0, what: str = ""
+) -> None:
+    """Poll ``condition`` on the event loop until it holds; fail after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {what or condition}")
+            raise AssertionError(f"condition not met within {within_s}s: {what or condition}")
         await asyncio.sleep(0.001)
