@@ -1,0 +1,141 @@
+"""MarketGuard: absurd market data is rejected before anything is valued or traded on it.
+
+A price point is rejected when:
+
+- it is not a positive, finite number (``non_positive_price``);
+- it is a quote whose bid is above its ask (``crossed_quote``; bid == ask is accepted);
+- its ``ts_event`` is older than the last accepted point of its series (``out_of_order``);
+- it moves more than ``max_deviation`` (a fraction: 0.10 = 10 %) away from the last accepted price
+  of its series (``price_jump``) and is not yet confirmed.
+
+Confirmation keeps a real crash from freezing the price forever: a jump is accepted when it is the
+``confirmations``-th consecutive out-of-band point (at strictly increasing times) whose prices all
+lie within ``max_deviation`` of the first of them. With the default of 3, the first two such points
+are rejected and the third is accepted. A point back inside the band clears the unconfirmed ones;
+an out-of-band point inconsistent with them starts a new confirmation run.
+
+Each symbol has one series per ``source`` (for example ``"last"`` for quotes, trades and bars and
+``"mark"`` for a perp's mark price), since those are different prices published on different
+clocks. The first point of a series has nothing to compare with and is accepted if positive.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final
+
+NON_POSITIVE: Final = "non_positive_price"
+CROSSED: Final = "crossed_quote"
+OUT_OF_ORDER: Final = "out_of_order"
+PRICE_JUMP: Final = "price_jump"
+
+_TWO: Final = Decimal(2)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a point was rejected: a short ``reason`` code and a human ``detail``."""
+
+    reason: str
+    detail: str
+
+
+@dataclass
+class _Series:
+    price: Decimal | None = None
+    ts_ns: int | None = None
+    pending: list[tuple[int, Decimal]] = field(default_factory=list)
+    """Unconfirmed out-of-band points (ts, price), oldest first."""
+
+
+class MarketGuard:
+    """Accepts or rejects price points; counts rejects per (symbol, reason)."""
+
+    def __init__(self, max_deviation: Decimal = Decimal("0.10"), *, confirmations: int = 3) -> None:
+        if max_deviation <= 0:
+            raise ValueError(f"max_deviation must be > 0, got {max_deviation}")
+        if confirmations < 1:
+            raise ValueError(f"confirmations must be >= 1, got {confirmations}")
+        self.max_deviation = max_deviation
+        self.confirmations = confirmations
+        self.rejects: Counter[tuple[str, str]] = Counter()
+        self.accepted = 0
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    def reject_count(self, symbol: str | None = None, reason: str | None = None) -> int:
+        """Rejects so far, optionally of one symbol and/or one reason."""
+        return sum(
+            n
+            for (s, r), n in self.rejects.items()
+            if (symbol is None or s == symbol) and (reason is None or r == reason)
+        )
+
+    def last_price(self, symbol: str, source: str = "last") -> Decimal | None:
+        """The last accepted price of a series."""
+        series = self._series.get((symbol, source))
+        return None if series is None else series.price
+
+    def check_quote(
+        self, symbol: str, bid: Decimal, ask: Decimal, ts_ns: int, *, source: str = "last"
+    ) -> Rejection | None:
+        """Check a best bid/ask; its mid is the price checked against the series."""
+        if not (_positive(bid) and _positive(ask)):
+            return self._reject(symbol, NON_POSITIVE, f"bid {bid} / ask {ask} not positive")
+        if bid > ask:
+            return self._reject(symbol, CROSSED, f"bid {bid} is above ask {ask}")
+        return self.check(symbol, (bid + ask) / _TWO, ts_ns, source=source)
+
+    def check(
+        self, symbol: str, price: Decimal, ts_ns: int, *, source: str = "last"
+    ) -> Rejection | None:
+        """None if ``price`` at ``ts_ns`` is accepted (and becomes the series' last price)."""
+        if not _positive(price):
+            return self._reject(symbol, NON_POSITIVE, f"price {price} is not positive")
+        series = self._series.setdefault((symbol, source), _Series())
+        if series.ts_ns is not None and ts_ns < series.ts_ns:
+            late = series.ts_ns - ts_ns
+            return self._reject(symbol, OUT_OF_ORDER, f"{late} ns older than the last accepted")
+        if series.price is not None and self._deviation(series.price, price) > self.max_deviation:
+            return self._jump(symbol, series, price, ts_ns)
+        self._accept(series, price, ts_ns)
+        return None
+
+    def _jump(self, symbol: str, series: _Series, price: Decimal, ts_ns: int) -> Rejection | None:
+        pending = series.pending
+        if pending and ts_ns <= pending[-1][0]:
+            return self._reject(symbol, PRICE_JUMP, self._jump_detail(series, price, "repeat"))
+        if pending and self._deviation(pending[0][1], price) > self.max_deviation:
+            pending.clear()
+        pending.append((ts_ns, price))
+        if len(pending) < self.confirmations:
+            return self._reject(symbol, PRICE_JUMP, self._jump_detail(series, price, "unconfirmed"))
+        self._accept(series, price, ts_ns)
+        return None
+
+    def _jump_detail(self, series: _Series, price: Decimal, what: str) -> str:
+        last = series.price if series.price is not None else price
+        move = self._deviation(last, price)
+        seen = len(series.pending)
+        return (
+            f"{price} is {move:.2%} from the last accepted {last} (max "
+            f"{self.max_deviation:.2%}); {what}, {seen}/{self.confirmations} consistent points"
+        )
+
+    def _accept(self, series: _Series, price: Decimal, ts_ns: int) -> None:
+        series.price, series.ts_ns = price, ts_ns
+        series.pending.clear()
+        self.accepted += 1
+
+    def _reject(self, symbol: str, reason: str, detail: str) -> Rejection:
+        self.rejects[(symbol, reason)] += 1
+        return Rejection(reason, detail)
+
+    @staticmethod
+    def _deviation(reference: Decimal, price: Decimal) -> Decimal:
+        return abs(price - reference) / reference
+
+
+def _positive(value: Decimal) -> bool:
+    return value.is_finite() and value > 0
