@@ -307,7 +307,8 @@ def test_perp_partial_close_rounds_the_remaining_cost_into_realised_pnl() -> Non
 def test_unified_and_split_wallet_statements_both_reconcile() -> None:
     """A perp fill's realised PnL and fee: one venue states them in its single (spot) wallet,
     another in its futures wallet. Either way the books agree: no transfer."""
-    for account in ("spot", "futures"):
+    accounts: tuple[AccountKind, ...] = ("spot", "futures")
+    for account in accounts:
         ledger = example_one()
         ledger.apply_balance(balance("USDT", "0", "futures"))
         ledger.mark_perp("BTC", D(40_000))
@@ -315,7 +316,7 @@ def test_unified_and_split_wallet_statements_both_reconcile() -> None:
         ledger.mark_perp("BTC", D(41_000))
         ledger.apply_fill(fill(BTC_PERP, "sell", "0.5", "41000", fee="10.25"))
         wallet = D(40_000) if account == "spot" else D(0)
-        ledger.apply_balance(balance("USDT", wallet + D("479.75"), account))  # type: ignore[arg-type]
+        ledger.apply_balance(balance("USDT", wallet + D("479.75"), account))
         assert ledger.transfers == 0, account
         assert ledger.cash() == D("40479.75")
 
