@@ -1,0 +1,58 @@
+"""Orders as the simulated exchange keeps them: every order ever received, by client order id.
+
+States: ``open`` (accepted: a resting limit order, or a market order waiting for its fill
+latency), ``filled``, ``canceled``, ``rejected``. There are no partial fills (no depth model): an
+order fills completely or not at all. ``live_ns`` (submit + fill latency) is when the order starts
+to interact with market data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from adapters.venue import OrderState, OrderStatus
+from engine.commands import SubmitOrder
+
+_ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class SimOrder:
+    cmd: SubmitOrder
+    submitted_ns: int
+    live_ns: int
+    venue_order_id: str = ""
+    state: OrderState = "open"
+    filled_qty: Decimal = _ZERO
+    avg_price: Decimal | None = None
+    locked_asset: str = ""
+    locked: Decimal = _ZERO
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    def fillable_at(self, ts_ns: int) -> bool:
+        """Whether market data stamped ``ts_ns`` can fill this order: a pending market order from
+        ``live_ns`` on; a resting limit order from ``live_ns`` on and only with data stamped after
+        its submit (a bar closing at the submit time happened before the order existed)."""
+        if not self.is_open or ts_ns < self.live_ns:
+            return False
+        return self.cmd.order_type == "market" or ts_ns > self.submitted_ns
+
+    @property
+    def post_only(self) -> bool:
+        return self.cmd.post_only or self.cmd.time_in_force == "GTX"
+
+    def status(self) -> OrderStatus:
+        return OrderStatus(
+            client_order_id=self.cmd.client_order_id,
+            venue_order_id=self.venue_order_id,
+            symbol=self.cmd.symbol,
+            side=self.cmd.side,
+            qty=self.cmd.qty,
+            filled_qty=self.filled_qty,
+            avg_price=self.avg_price,
+            state=self.state,
+        )
