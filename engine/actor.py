@@ -65,6 +65,20 @@ class Actor:
         self._timers.append(full)
         return full
 
+    def after(self, name: str, at_ns: int, handler: Callable[[TimerFired], None]) -> str:
+        """Run ``handler`` once, when a journaled TimerFired for ``at_ns`` is dispatched. Arming
+        the same name again replaces the earlier deadline (on a replay clock, whose timers never
+        fire, the earlier one is still registered)."""
+        full = f"{self.name}.{name}"
+        if not self._timer_handlers:
+            self.subscribe(TimerFired, self._on_timer)
+        self._timer_handlers[full] = handler
+        self.clock.cancel(full)
+        self.clock.at(full, at_ns, self._publish_timer)
+        if full not in self._timers:
+            self._timers.append(full)
+        return full
+
     def _publish_timer(self, name: str, deadline_ns: int) -> None:
         self.publish(TimerFired(ts_event=deadline_ns, ts_init=self.clock.now_ns(), name=name))
 

@@ -421,6 +421,8 @@ class SessionStarted(SystemEvent, frozen=True, tag=True, array_like=True):
     version: str
     clock: str
     config_json: str
+    venue: str = ""
+    """Name of the venue the trading pipeline ran against; empty for a session without one."""
 
 
 class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):

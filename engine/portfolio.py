@@ -15,7 +15,8 @@ Snapshots:
 
 - after every account, order and funding event, at once, with ``trigger`` ``"balance"``,
   ``"position"``, ``"fill"`` or ``"funding"``;
-- after price events at most once per ``min_snapshot_interval_ns`` of event time (``"price"``);
+- after price events at most once per ``min_snapshot_interval_ns`` of event time (``"price"``),
+  with a trailing snapshot at the end of an interval in which a price move was held back;
 - never while NAV is undefined: no snapshot until every held asset (spot or perp) has a price, and
   attribution starts (NAV0) at the first moment it has (see :mod:`engine.ledger`, "Opening").
   Sessions should therefore publish the account state before market data starts.
@@ -44,6 +45,7 @@ from engine.events import (
     OrderFilled,
     PositionUpdated,
     QuoteTick,
+    TimerFired,
     TradeTick,
 )
 from engine.instruments import base_of
@@ -74,6 +76,7 @@ class Portfolio(Actor):
         self._funding_rates: dict[str, Decimal] = {}
         self._marked: set[str] = set()
         self._last_price_snapshot_ns: int | None = None
+        self._trailing_armed = False
         self._fills: set[tuple[str, str]] = set()
         self._fill_order: deque[tuple[str, str]] = deque()
         self.subscribe(QuoteTick, self.on_quote)
@@ -141,11 +144,23 @@ class Portfolio(Actor):
         self._price_snapshot(event.ts_event)
 
     def _price_snapshot(self, ts_event: int) -> None:
+        """At most one price snapshot per interval; a move throttled inside an interval gets a
+        trailing snapshot at its end, so the last price of a burst is always evaluated."""
         last = self._last_price_snapshot_ns
         if last is not None and ts_event - last < self.min_snapshot_interval_ns:
+            if not self._trailing_armed:
+                self._trailing_armed = True
+                self.after(
+                    "trailing-snapshot", last + self.min_snapshot_interval_ns, self._trailing
+                )
             return
         if self._snapshot(ts_event, "price"):
             self._last_price_snapshot_ns = ts_event
+
+    def _trailing(self, event: TimerFired) -> None:
+        self._trailing_armed = False
+        if self._snapshot(event.ts_event, "price"):
+            self._last_price_snapshot_ns = event.ts_event
 
     def _rejected(self, event: MarketEvent, symbol: str, rejection: Rejection) -> None:
         self.log.warning("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)

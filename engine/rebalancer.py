@@ -23,6 +23,7 @@ from engine.events import (
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
+    OrderVetoed,
     PortfolioSnapshot,
     RebalanceDecided,
     RiskBudgetChanged,
@@ -57,6 +58,7 @@ class Rebalancer(Actor):
         band_rel: Decimal | None = None,
         rebalance_to: Literal["target", "edge"] = "target",
         cooldown_s: float = 3600.0,
+        retry_vetoed_s: float = 60.0,
         quote: str = "USDT",
         max_weight: Decimal = Decimal(3),
         assets: frozenset[str] | None = None,
@@ -68,6 +70,7 @@ class Rebalancer(Actor):
         self.mode: Mode = mode
         self.rebalance_to: Literal["target", "edge"] = rebalance_to
         self.cooldown_ns = int(cooldown_s * NS_PER_SECOND)
+        self.retry_vetoed_ns = int(retry_vetoed_s * NS_PER_SECOND)
         self.quote = quote
         self.budget = BudgetView(band_abs=band_abs, band_rel=band_rel)
         self.budget_event: RiskBudgetChanged | None = None
@@ -84,6 +87,7 @@ class Rebalancer(Actor):
         self.subscribe(RiskBudgetChanged, self.on_budget)
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
+        self.subscribe(OrderVetoed, self.on_vetoed)
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Rebalancer:
@@ -102,6 +106,7 @@ class Rebalancer(Actor):
             band_rel=bands.rel,
             rebalance_to=bands.rebalance_to,
             cooldown_s=config.execution.cooldown_s,
+            retry_vetoed_s=config.execution.check_interval_s,
             quote=config.venue.quote,
             max_weight=config.risk.max_gross_leverage,
             assets=frozenset(
@@ -144,6 +149,15 @@ class Rebalancer(Actor):
 
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = False
+
+    def on_vetoed(self, event: OrderVetoed) -> None:
+        """A vetoed trade did not happen: retry it after ``retry_vetoed_s`` rather than after the
+        full cooldown (a stale mark is often fixed a second later; a persistent limit is not
+        retried on every snapshot)."""
+        asset = base_of(event.symbol)
+        retry = event.ts_event + self.retry_vetoed_ns
+        if self._cooling.get(asset, 0) > retry:
+            self._cooling[asset] = retry
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self.snapshot = snapshot

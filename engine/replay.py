@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 
+from adapters.silent_venue import SilentVenue
 from engine.actor import Actor
 from engine.bus import Bus
 from engine.clock import SimulatedClock
@@ -29,7 +30,7 @@ from engine.codec import to_json_dict
 from engine.config import Config, config_from_json
 from engine.events import Message, SessionStarted, SessionStopped
 from engine.journal import JournalReader
-from engine.session import ActorFactory, default_actors
+from engine.session import ActorFactory, build_actors, default_actors
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class _Replayer:
         self.bus.subscribe_all(self._capture, name="replay.capture")
         self.clock.set_time(started.ts_init)
         self.stopped = False
-        self.actors = list(self.factory(config, self.bus, self.clock))
+        venue = SilentVenue() if started.venue else None  # venue facts are re-fed from the journal
+        self.actors = build_actors(config, self.bus, self.clock, venue, self.factory)
         for actor in self.actors:
             await actor.start()
         self.sessions += 1

@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
+from adapters.venue import Venue
 from engine import __version__
 from engine.actor import Actor
 from engine.bus import Bus
 from engine.clock import Clock, SimulatedClock
 from engine.config import Config, config_to_json
-from engine.events import SessionStarted, SessionStopped
+from engine.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
 from engine.journal import Journal
+from engine.pipeline import pipeline_actors
 from engine.plugins import load_object
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,19 @@ def user_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
 
 
 def default_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
-    """The actors every session runs. The built-in pipeline joins here as it lands."""
+    """Actors added to every session beside the trading pipeline: the user's."""
     return user_actors(config, bus, clock)
+
+
+def build_actors(
+    config: Config, bus: Bus, clock: Clock, venue: Venue | None, extra: ActorFactory
+) -> list[Actor]:
+    """The trading pipeline (when a venue is given), then the extra actors."""
+    actors: list[Actor] = []
+    if venue is not None:
+        actors.extend(pipeline_actors(config, bus, clock, venue))
+    actors.extend(extra(config, bus, clock))
+    return actors
 
 
 class Session:
@@ -68,12 +81,14 @@ class Session:
         clock: Clock,
         *,
         journal: Journal | None,
+        venue: Venue | None = None,
         actors: ActorFactory = default_actors,
         session_id: str | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.journal = journal
+        self.venue = venue
         self.bus = Bus(clock, journal)
         self.session_id = session_id or _session_id(config, clock)
         self.bus.session_id = self.session_id
@@ -91,12 +106,15 @@ class Session:
                 version=__version__,
                 clock=self.clock.kind,
                 config_json=config_to_json(self.config),
+                venue=self.venue.name if self.venue is not None else "",
             )
         )
         try:
-            self.actors = list(self._factory(self.config, self.bus, self.clock))
+            self.actors = build_actors(self.config, self.bus, self.clock, self.venue, self._factory)
             for actor in self.actors:
                 await actor.start()
+            if self.venue is not None:
+                await self._load_venue(self.venue)
         except BaseException as exc:  # stop what started and record why, then re-raise
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -117,6 +135,27 @@ class Session:
                     ts_event=now, ts_init=now, session_id=self.session_id, reason=self._stop_reason
                 )
             )
+
+    async def _load_venue(self, venue: Venue) -> None:
+        """Attach the venue and publish what it knows before any market data: its instruments,
+        then the account (so the portfolio starts from the venue's balances)."""
+        venue.attach(self._venue_sink)
+        instruments = await venue.instruments()
+        now = self.clock.now_ns()
+        self.bus.publish(
+            InstrumentsLoaded(
+                now, now, venue.name, tuple(instruments[s] for s in sorted(instruments))
+            )
+        )
+        for event in await venue.account():
+            await self.bus.publish_durable(event)
+
+    async def _venue_sink(self, event: Message) -> int:
+        """Order and account events are durable before anything acts on them (a fill is never
+        acknowledged before it is on disk); market data is group-committed."""
+        if event.stream in ("order", "account"):
+            return await self.bus.publish_durable(event)
+        return await self.bus.send(event)
 
     async def idle(self) -> None:
         """Wait until no message is pending and no actor has background work."""

@@ -200,14 +200,18 @@ def test_fill_snapshot_is_immediate_even_inside_the_price_throttle(world: World)
     assert snapshot.nav == D("100095.99")  # +100 of BTC move, −4.01 of fee
 
 
-def test_price_snapshots_are_throttled_by_event_time(world: World) -> None:
+def test_price_snapshots_are_throttled_by_event_time_with_a_trailing_snapshot(world: World) -> None:
     world.given(*EXAMPLE_ONE)  # the last price snapshot was at t=1
     for t, price in ((1.3, 40_100), (1.9, 40_200), (2.0, 40_300), (2.5, 40_400), (3.1, 40_500)):
         world.when(mid(BTC, price, t))
+    # At most one per second; a held-back move gets a trailing snapshot at the interval's end,
+    # valued at the prices known then (the 2.0 s timer fires before the 2.0 s quote).
     assert [(s.ts_event, s.nav) for s in world.snapshots()] == [
-        (at(2.0), D(100_300)),
-        (at(3.1), D(100_500)),
+        (at(2.0), D(100_200)),
+        (at(3.0), D(100_400)),
     ]
+    world.clock.advance_to(at(4.0))
+    assert world.snapshots()[-1].nav == D(100_500)  # the last move of the burst is evaluated
     assert {s.trigger for s in world.snapshots()} == {"price"}
 
 

@@ -15,6 +15,7 @@ from engine.events import (
     KillSwitchReset,
     KillSwitchTriggered,
     Message,
+    OrderVetoed,
     RebalanceDecided,
     RiskBudgetChanged,
     StrategyFailed,
@@ -233,3 +234,19 @@ def test_from_config_builds_a_working_rebalancer(sim_clock: SimulatedClock, mode
     bus.publish(book("52000").snapshot(START_NS))
     [decision] = rec.of(RebalanceDecided)
     assert decision.mode == mode
+
+
+def test_a_vetoed_trade_is_retried_after_the_check_interval_not_the_full_cooldown(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock)
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    veto = OrderVetoed(
+        START_NS, START_NS, first.intents[0].intent_id, "BTC/USDT", "stale_data", "old"
+    )
+    bus.publish(veto)
+    bus.publish(book("52000").snapshot(START_NS + 30 * NS_PER_SECOND))
+    assert len(rec.of(RebalanceDecided)) == 1  # not on every snapshot
+    bus.publish(book("52000").snapshot(START_NS + 61 * NS_PER_SECOND))
+    assert len(rec.of(RebalanceDecided)) == 2  # but well before the hour of cooldown
