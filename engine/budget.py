@@ -1,0 +1,85 @@
+"""The risk budget: the limits in force now, derived from the mandate and the market regime.
+
+The mandate (:class:`~engine.config.RiskConfig`) is the outer bound; the regime only moves inside
+it:
+
+- calm: bands × ``calm_band_scale``, leverage cap = mandate cap, overlay scale 1, overlay
+  longs allowed;
+- normal: bands as configured, leverage cap = mandate cap, overlay scale 1, longs allowed;
+- stressed: bands × ``stressed_band_scale``, leverage cap × ``stressed_leverage_scale`` (a
+  scale above 1 never loosens it), overlay scale 0, no overlay longs.
+
+Bands here are fractions of NAV (``abs_pp`` / 100): a 5 pp band widened by 1.4 is 0.07, so on a
+40 % target BTC may drift to 47 % before anything trades.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from engine.config import BandsConfig, RiskConfig
+from engine.events import RiskBudgetChanged
+from engine.regime import Regime
+
+_ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
+_HUNDRED: Final = Decimal(100)
+
+
+@dataclass(frozen=True)
+class RiskBudget:
+    """Limits in force under one regime. Never looser than the mandate on leverage."""
+
+    regime: Regime
+    band_abs: Decimal | None
+    band_rel: Decimal | None
+    max_gross_leverage: Decimal
+    overlay_scale: Decimal
+    allow_overlay_longs: bool
+
+    @classmethod
+    def derive(cls, risk: RiskConfig, bands: BandsConfig, regime: Regime) -> RiskBudget:
+        """The budget for ``regime`` under ``risk`` (the mandate) and the configured ``bands``."""
+        band_scale = _band_scale(risk, regime)
+        stressed = regime == "stressed"
+        return cls(
+            regime=regime,
+            band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED * band_scale,
+            band_rel=None if bands.rel is None else bands.rel * band_scale,
+            max_gross_leverage=_leverage_cap(risk, stressed=stressed),
+            overlay_scale=_ZERO if stressed else _ONE,
+            allow_overlay_longs=not stressed,
+        )
+
+    def to_event(
+        self, ts_ns: int, reason: str, *, volatility: Decimal = _ZERO, ts_init: int | None = None
+    ) -> RiskBudgetChanged:
+        return RiskBudgetChanged(
+            ts_event=ts_ns,
+            ts_init=ts_ns if ts_init is None else ts_init,
+            regime=self.regime,
+            volatility=volatility,
+            band_abs=self.band_abs,
+            band_rel=self.band_rel,
+            max_gross_leverage=self.max_gross_leverage,
+            overlay_scale=self.overlay_scale,
+            allow_overlay_longs=self.allow_overlay_longs,
+            reason=reason,
+        )
+
+
+def _band_scale(risk: RiskConfig, regime: Regime) -> Decimal:
+    if regime == "calm":
+        return risk.calm_band_scale
+    if regime == "stressed":
+        return risk.stressed_band_scale
+    return _ONE
+
+
+def _leverage_cap(risk: RiskConfig, *, stressed: bool) -> Decimal:
+    """The mandate's cap, scaled down when stressed; a scale above 1 never loosens it."""
+    if not stressed:
+        return risk.max_gross_leverage
+    return risk.max_gross_leverage * min(risk.stressed_leverage_scale, _ONE)

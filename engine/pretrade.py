@@ -1,0 +1,384 @@
+"""The pre-trade check: one pure function from an order intent and the state around it to a verdict.
+
+:func:`check` returns :class:`Approved` (the intent, possibly with a smaller quantity, and why it
+was cut) or :class:`Vetoed` (a stable reason code from :data:`REASON_CODES` and a detail with the
+numbers). Checks run in this order:
+
+1. ``kill_switch``: while the kill switch is on only reduce-only intents pass.
+2. ``unknown_instrument`` / ``no_portfolio``: no exchange filters, or no valued portfolio (NAV ≤ 0
+   blocks everything but reduce-only intents).
+3. ``stale_data``: no mark, or a mark older than ``stale_after_s``.
+4. ``price_sanity``: a limit price further than ``max_price_deviation`` from the mark (the limit
+   price is then rounded to the tick, never to a worse price).
+5. ``precision`` / ``min_notional``: quantity rounded down to the lot, at least the minimum
+   quantity, notional at the mark (and at the limit price) at least the minimum notional.
+6. Reduce-only intents: ``reduce_only`` (must shrink the position, at most to zero). They skip
+   the exposure-increasing checks below.
+7. ``max_order_notional``, ``max_asset_weight``, ``max_gross_leverage``, ``max_daily_turnover``:
+   each cuts the quantity down to what fits (rounded down to the lot), or vetoes with its own code
+   when what fits is below the minimum quantity or notional.
+
+Exposure is valued at the mark and the fill is assumed not to change NAV (fees ignored):
+
+- net exposure(asset) = spot value + perp notional; weight = net exposure / NAV;
+- gross leverage = Σ (|spot value| + |perp notional|) / NAV, both legs of every asset.
+
+``in_flight`` maps symbols to the signed notional (buy > 0) of approved intents not yet filled.
+They are counted at their worst: each leg is taken at the larger of its absolute value with and
+without its in-flight orders, so a cap holds whether those orders fill or not. An order is always
+allowed if it does not increase what it is checked against (a reducing trade while over a cap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Final
+
+import msgspec
+
+from engine.budget import RiskBudget
+from engine.clock import NS_PER_SECOND
+from engine.config import RiskConfig
+from engine.events import AssetState, OrderIntent, PortfolioSnapshot
+from engine.instruments import Instrument, base_of
+
+REASON_CODES: Final = frozenset(
+    {
+        "kill_switch",
+        "unknown_instrument",
+        "no_portfolio",
+        "stale_data",
+        "price_sanity",
+        "precision",
+        "min_notional",
+        "reduce_only",
+        "max_order_notional",
+        "max_asset_weight",
+        "max_gross_leverage",
+        "max_daily_turnover",
+    }
+)
+
+# Wide enough that sums and products of money are exact; divisions round down, so a computed
+# room is never larger than the true one.
+_CTX: Final = Context(prec=60, rounding=ROUND_FLOOR)
+_ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
+_CENT: Final = Decimal("0.01")
+_BP: Final = Decimal("0.0001")
+_NO_FLIGHT: Final[Mapping[str, Decimal]] = {}
+
+Leg = tuple[str, bool]
+"""(asset, is_perp): one of the two legs of an asset's exposure."""
+
+
+@dataclass(frozen=True)
+class Approved:
+    """The intent may go out with this (possibly reduced) quantity. ``cut_reason`` is empty when
+    nothing was cut, else ``"code: old → new (numbers)"`` per cut, joined by ``"; "``."""
+
+    intent: OrderIntent
+    cut_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Vetoed:
+    """The intent must not go out. ``reason`` is one of :data:`REASON_CODES`."""
+
+    reason: str
+    detail: str
+
+
+Verdict = Approved | Vetoed
+
+
+@dataclass(frozen=True)
+class _Limit:
+    code: str
+    max_qty: Decimal
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Book:
+    """Everything one check looks at, with the optional inputs resolved."""
+
+    intent: OrderIntent
+    instrument: Instrument
+    snapshot: PortfolioSnapshot
+    mark: Decimal
+    price: Decimal | None
+    budget: RiskBudget
+    mandate: RiskConfig
+    in_flight: Mapping[str, Decimal]
+    turnover_today: Decimal
+
+    @property
+    def sign(self) -> Decimal:
+        return Decimal(1) if self.intent.side == "buy" else Decimal(-1)
+
+    @property
+    def nav(self) -> Decimal:
+        return self.snapshot.nav
+
+    @property
+    def own_leg(self) -> Leg:
+        return (self.instrument.base, self.instrument.is_perp)
+
+    def state(self) -> AssetState | None:
+        return next((s for s in self.snapshot.assets if s.asset == self.instrument.base), None)
+
+
+def check(
+    intent: OrderIntent,
+    *,
+    instrument: Instrument | None,
+    snapshot: PortfolioSnapshot | None,
+    mark: Decimal | None,
+    mark_age_ns: int | None,
+    budget: RiskBudget,
+    mandate: RiskConfig,
+    in_flight: Mapping[str, Decimal] = _NO_FLIGHT,
+    turnover_today: Decimal = _ZERO,
+    kill_switch: bool = False,
+) -> Verdict:
+    """Approve (maybe cut) or veto ``intent``. Pure: the same inputs give the same verdict."""
+    with localcontext(_CTX):
+        if kill_switch and not intent.reduce_only:
+            return Vetoed("kill_switch", "kill switch is on: only reduce-only intents pass")
+        if instrument is None:
+            return Vetoed("unknown_instrument", f"no exchange filters for {intent.symbol}")
+        if snapshot is None or (snapshot.nav <= 0 and not intent.reduce_only):
+            nav = "none" if snapshot is None else str(snapshot.nav)
+            return Vetoed("no_portfolio", f"no valued portfolio to check against (NAV {nav})")
+        fresh = _fresh_mark(intent, mark, mark_age_ns, mandate)
+        if isinstance(fresh, Vetoed):
+            return fresh
+        price = _sane_price(intent, instrument, fresh, mandate)
+        if isinstance(price, Vetoed):
+            return price
+        book = _Book(
+            intent, instrument, snapshot, fresh, price, budget, mandate, in_flight, turnover_today
+        )
+        return _size(book)
+
+
+# ---------------------------------------------------------------------------- gates
+
+
+def _fresh_mark(
+    intent: OrderIntent, mark: Decimal | None, age_ns: int | None, mandate: RiskConfig
+) -> Decimal | Vetoed:
+    threshold_ns = int(mandate.stale_after_s * NS_PER_SECOND)
+    if mark is None or age_ns is None:
+        return Vetoed("stale_data", f"no mark price for {intent.symbol}")
+    if age_ns > threshold_ns:
+        return Vetoed(
+            "stale_data",
+            f"mark {mark} for {intent.symbol} is {age_ns / NS_PER_SECOND:.1f}s old "
+            f"(threshold {mandate.stale_after_s}s)",
+        )
+    if mark <= 0:
+        return Vetoed("price_sanity", f"mark {mark} for {intent.symbol} is not positive")
+    return mark
+
+
+def _sane_price(
+    intent: OrderIntent, instrument: Instrument, mark: Decimal, mandate: RiskConfig
+) -> Decimal | Vetoed | None:
+    """The limit price rounded to the tick (never worse), None for market orders, or a veto."""
+    if intent.order_type == "market":
+        return None
+    if intent.price is None or intent.price <= 0:
+        return Vetoed("price_sanity", f"limit order without a positive price: {intent.price}")
+    deviation = abs(intent.price - mark) / mark
+    if deviation > mandate.max_price_deviation:
+        return Vetoed(
+            "price_sanity",
+            f"limit {intent.price} is {_percent(deviation)} from mark {mark} "
+            f"(max {_percent(mandate.max_price_deviation)})",
+        )
+    return instrument.round_price(intent.price, side=intent.side)
+
+
+# ---------------------------------------------------------------------------- sizing
+
+
+def _size(book: _Book) -> Verdict:
+    """Round to the lot, then apply each limit in order, re-rounding after every cut."""
+    qty = _plain(book.instrument.round_qty(book.intent.qty))
+    problem = _size_problem(book, qty)
+    if problem is not None:
+        return Vetoed(*problem)
+    limits = _REDUCE_ONLY_LIMITS if book.intent.reduce_only else _EXPOSURE_LIMITS
+    cuts: list[str] = []
+    for limit_of in limits:
+        limit = limit_of(book)
+        if isinstance(limit, Vetoed):
+            return limit
+        if qty <= limit.max_qty:
+            continue
+        cut = _plain(book.instrument.round_qty(max(limit.max_qty, _ZERO)))
+        problem = _size_problem(book, cut)
+        if problem is not None:
+            return Vetoed(limit.code, f"{limit.detail}; fits {cut}, but {problem[1]}")
+        cuts.append(f"{limit.code}: {qty} → {cut} ({limit.detail})")
+        qty = cut
+    intent = msgspec.structs.replace(book.intent, qty=qty, price=book.price)
+    return Approved(intent, "; ".join(cuts))
+
+
+def _size_problem(book: _Book, qty: Decimal) -> tuple[str, str] | None:
+    """(code, detail) when ``qty`` breaks an exchange filter at the mark or the limit price."""
+    inst = book.instrument
+    if qty <= 0 or qty < inst.min_qty:
+        return "precision", f"quantity {qty} is below minimum {inst.min_qty} (lot {inst.lot_size})"
+    for price in (book.mark, book.price):
+        if price is not None and qty * price < inst.min_notional:
+            return "min_notional", (
+                f"notional {_money(qty * price)} at {price} is below minimum {inst.min_notional}"
+            )
+    problem = inst.violation(qty, book.price)
+    return None if problem is None else ("precision", problem)
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def _reduce_only(book: _Book) -> _Limit | Vetoed:
+    state = book.state()
+    position = _ZERO
+    if state is not None:
+        position = state.perp_qty if book.instrument.is_perp else state.spot_qty
+    if position * book.sign >= 0:
+        return Vetoed(
+            "reduce_only",
+            f"reduce-only {book.intent.side} of {book.intent.symbol} does not reduce "
+            f"position {position}",
+        )
+    return _Limit("reduce_only", abs(position), f"position is {position}")
+
+
+def _order_notional(book: _Book) -> _Limit:
+    reference = max(book.mark, book.price or _ZERO)
+    cap = book.mandate.max_order_notional
+    return _Limit("max_order_notional", cap / reference, f"max order notional {_money(cap)}")
+
+
+def _asset_weight(book: _Book) -> _Limit:
+    asset = book.instrument.base
+    state = book.state()
+    net = state.net_exposure if state is not None else _ZERO
+    flight = sum((v for s, v in book.in_flight.items() if base_of(s) == asset), _ZERO)
+    cap = book.mandate.max_asset_weight * book.nav
+    max_qty = _room(book, (net, net + flight), cap, _ZERO)
+    detail = (
+        f"{asset} weight {_ratio(net / book.nav)}, in flight {_money(flight)}, "
+        f"max {book.mandate.max_asset_weight} of NAV {_money(book.nav)}"
+    )
+    return _Limit("max_asset_weight", max_qty, detail)
+
+
+def _gross_leverage(book: _Book) -> _Limit:
+    legs = _legs(book.snapshot)
+    flight = _flight_legs(book.in_flight)
+    own = book.own_leg
+    others = sum(
+        (
+            _worst(legs.get(k, _ZERO), flight.get(k, _ZERO))
+            for k in legs.keys() | flight.keys()
+            if k != own
+        ),
+        _ZERO,
+    )
+    own_now = legs.get(own, _ZERO)
+    own_ends = (own_now, own_now + flight.get(own, _ZERO))
+    cap = book.budget.max_gross_leverage * book.nav
+    max_qty = _room(book, own_ends, cap, others)
+    gross = others + max(abs(x) for x in own_ends)
+    detail = (
+        f"gross leverage {_ratio(gross / book.nav)} incl. in flight, "
+        f"cap {book.budget.max_gross_leverage}× of NAV {_money(book.nav)}, "
+        f"room {_money(max(cap - gross, _ZERO))}"
+    )
+    return _Limit("max_gross_leverage", max_qty, detail)
+
+
+def _daily_turnover(book: _Book) -> _Limit:
+    cap = book.mandate.max_daily_turnover * book.nav
+    used = book.turnover_today + sum((abs(v) for v in book.in_flight.values()), _ZERO)
+    detail = f"turnover today {_money(used)} incl. in flight, max {_money(cap)}"
+    return _Limit("max_daily_turnover", (cap - used) / book.mark, detail)
+
+
+_Check = Callable[[_Book], _Limit | Vetoed]
+_REDUCE_ONLY_LIMITS: Final[tuple[_Check, ...]] = (_reduce_only,)
+_EXPOSURE_LIMITS: Final[tuple[_Check, ...]] = (
+    _order_notional,
+    _asset_weight,
+    _gross_leverage,
+    _daily_turnover,
+)
+
+
+# ---------------------------------------------------------------------------- exposure maths
+
+
+def _room(book: _Book, ends: tuple[Decimal, ...], cap: Decimal, others: Decimal) -> Decimal:
+    """Largest qty q ≥ 0 with others + |x + side·q·mark| ≤ max(cap, now) for every x in ``ends``.
+
+    ``max(cap, now)`` lets an order through that does not make things worse. For each x the bound
+    is q ≤ (ceiling − others − side·x) / mark (the side where |·| grows).
+    """
+    ceiling = max(cap, others + max(abs(x) for x in ends))
+    return min((ceiling - others - book.sign * x) / book.mark for x in ends)
+
+
+def _worst(leg: Decimal, flight: Decimal) -> Decimal:
+    return max(abs(leg), abs(leg + flight))
+
+
+def _legs(snapshot: PortfolioSnapshot) -> dict[Leg, Decimal]:
+    legs: dict[Leg, Decimal] = {}
+    for state in snapshot.assets:
+        legs[(state.asset, False)] = state.spot_value
+        legs[(state.asset, True)] = state.perp_notional
+    return legs
+
+
+def _flight_legs(in_flight: Mapping[str, Decimal]) -> dict[Leg, Decimal]:
+    legs: dict[Leg, Decimal] = {}
+    for symbol, notional in in_flight.items():
+        key = (base_of(symbol), ":" in symbol)
+        legs[key] = legs.get(key, _ZERO) + notional
+    return legs
+
+
+def gross_exposure(snapshot: PortfolioSnapshot, in_flight: Mapping[str, Decimal]) -> Decimal:
+    """Σ |leg| over every spot and perp leg, with in-flight notional added (assumed filled)."""
+    legs = _legs(snapshot)
+    flight = _flight_legs(in_flight)
+    return sum(
+        (abs(legs.get(k, _ZERO) + flight.get(k, _ZERO)) for k in legs.keys() | flight.keys()),
+        _ZERO,
+    )
+
+
+def _plain(qty: Decimal) -> Decimal:
+    """``1E+1`` → ``10``: quantities stay in plain notation in events and texts."""
+    exponent = qty.as_tuple().exponent
+    return qty.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else qty
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(_CENT, rounding=ROUND_HALF_EVEN))
+
+
+def _ratio(value: Decimal) -> str:
+    return str(value.quantize(_BP, rounding=ROUND_HALF_EVEN))
+
+
+def _percent(value: Decimal) -> str:
+    return f"{_money(value * 100)}%"

@@ -1,0 +1,376 @@
+"""RiskManager: the risk-budget actor. It estimates the regime, publishes the budget in force,
+checks every planned order before it may go out, and trips the kill switch.
+
+Consumes: InstrumentsLoaded (exchange filters); QuoteTick (mid), Bar (close) and MarkPriceUpdated
+(mark) as the latest price per symbol with its ``ts_event``, the ``risk.regime_asset`` spot price
+also feeding the volatility estimator; PortfolioSnapshot (latest; drawdown and liquidation
+distance); RebalanceDecided (each intent checked in order); SubmitOrder / OrderSubmitted (client
+order id → intent id), OrderFilled / OrderCanceled / OrderRejected / OrderStatusReported (in-flight
+exposure and daily turnover);
+KillSwitchTriggered / KillSwitchReset (operator); its own TimerFired (staleness and calendar).
+
+Publishes: RiskBudgetChanged (on start with reason "start", then whenever the regime changes),
+IntentApproved (maybe cut) or OrderVetoed per intent, DataStale (once per stale episode of a
+symbol), KillSwitchTriggered (once per episode).
+
+Kill switch: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason ``drawdown``) or when a
+perp's distance to liquidation ``|mark − liquidation| / mark`` is below
+``min_liquidation_distance`` (reason ``liquidation_distance``). While it is on only reduce-only
+intents pass. A KillSwitchReset clears it; if a limit is still breached at the next snapshot it
+trips again (an operator cannot reset a live breach away).
+
+Definitions used (see :mod:`engine.pretrade`): NAV = cash + Σ spot value + Σ perp unrealised PnL;
+net exposure(asset) = spot value + perp notional; weight = net exposure / NAV; gross leverage =
+Σ (|spot value| + |perp notional|) / NAV. Turnover = Σ fill qty × price per UTC day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from engine.actor import Actor
+from engine.budget import RiskBudget
+from engine.bus import Bus
+from engine.clock import NS_PER_SECOND, Clock
+from engine.commands import SubmitOrder
+from engine.config import BandsConfig, Config, RiskConfig
+from engine.events import (
+    Bar,
+    DataStale,
+    InstrumentsLoaded,
+    IntentApproved,
+    KillSwitchReset,
+    KillSwitchTriggered,
+    MarkPriceUpdated,
+    OrderCanceled,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderStatusReported,
+    OrderSubmitted,
+    OrderVetoed,
+    PortfolioSnapshot,
+    QuoteTick,
+    RebalanceDecided,
+    TimerFired,
+)
+from engine.instruments import Instrument, base_of
+from engine.pretrade import Approved, Verdict, check
+from engine.regime import (
+    DEFAULT_WARMUP,
+    HOUR_NS,
+    RegimeClassifier,
+    VolatilityEstimator,
+    parse_calendar,
+)
+
+DAY_NS: Final = 86_400 * NS_PER_SECOND
+_ZERO: Final = Decimal(0)
+_TWO: Final = Decimal(2)
+_TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
+
+
+@dataclass
+class _Pending:
+    """An approved intent not yet (fully) filled."""
+
+    symbol: str
+    sign: Decimal
+    remaining: Decimal
+    price: Decimal
+
+    @property
+    def notional(self) -> Decimal:
+        return self.sign * self.remaining * self.price
+
+
+class RiskManager(Actor):
+    """The risk-budget actor (see the module docstring)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        *,
+        risk: RiskConfig,
+        bands: BandsConfig,
+        vol_interval_ns: int = HOUR_NS,
+        warmup: int = DEFAULT_WARMUP,
+    ) -> None:
+        super().__init__(bus, clock)
+        self.risk = risk
+        self.bands = bands
+        self.estimator = VolatilityEstimator(
+            half_life_h=risk.vol_half_life_h, interval_ns=vol_interval_ns
+        )
+        self.classifier = RegimeClassifier(
+            calm_vol=risk.calm_vol,
+            stressed_vol=risk.stressed_vol,
+            calendar=parse_calendar(risk.calendar),
+            warmup=warmup,
+        )
+        self.budget = RiskBudget.derive(risk, bands, "normal")
+        self.instruments: dict[str, Instrument] = {}
+        self.marks: dict[str, tuple[Decimal, int]] = {}
+        self.snapshot: PortfolioSnapshot | None = None
+        self.kill_switch: str | None = None
+        self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
+        self._pending: dict[str, _Pending] = {}
+        self._order_intent: dict[str, str] = {}
+        self._turnover_day = -1
+        self._turnover = _ZERO
+        self._stale: set[str] = set()
+        self._subscribe_all()
+
+    @classmethod
+    def from_config(cls, config: Config, bus: Bus, clock: Clock) -> RiskManager:
+        return cls(bus, clock, risk=config.risk, bands=config.bands)
+
+    def _subscribe_all(self) -> None:
+        self.subscribe(InstrumentsLoaded, self.on_instruments)
+        self.subscribe(QuoteTick, self.on_quote)
+        self.subscribe(Bar, self.on_bar)
+        self.subscribe(MarkPriceUpdated, self.on_mark_price)
+        self.subscribe(PortfolioSnapshot, self.on_snapshot)
+        self.subscribe(RebalanceDecided, self.on_decided)
+        self.subscribe(SubmitOrder, self.on_submitted)
+        self.subscribe(OrderSubmitted, self.on_submitted)
+        self.subscribe(OrderFilled, self.on_filled)
+        self.subscribe(OrderCanceled, self.on_order_closed)
+        self.subscribe(OrderRejected, self.on_order_closed)
+        self.subscribe(OrderStatusReported, self.on_status)
+        self.subscribe(KillSwitchTriggered, self.on_kill_switch)
+        self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
+
+    async def on_start(self) -> None:
+        now = self.now()
+        self.publish(self.budget.to_event(now, "start", volatility=self.estimator.annualised))
+        self._reassess(now)
+        interval = max(1, self.stale_threshold_ns // 2)
+        self.every("stale", interval, self.on_timer)
+
+    # ------------------------------------------------------------------ state views
+
+    def in_flight(self) -> dict[str, Decimal]:
+        """Signed notional (buy > 0) of approved intents not yet filled, by symbol."""
+        out: dict[str, Decimal] = {}
+        for pending in self._pending.values():
+            out[pending.symbol] = out.get(pending.symbol, _ZERO) + pending.notional
+        return out
+
+    def turnover_today(self, now_ns: int) -> Decimal:
+        return self._turnover if now_ns // DAY_NS == self._turnover_day else _ZERO
+
+    def reset_kill_switch(self, by: str) -> None:
+        """Operator path: publish a KillSwitchReset (handled like one from anywhere else)."""
+        now = self.now()
+        self.publish(KillSwitchReset(ts_event=now, ts_init=now, by=by))
+
+    # ------------------------------------------------------------------ market data
+
+    def on_instruments(self, event: InstrumentsLoaded) -> None:
+        self.instruments.update({i.symbol: i for i in event.instruments})
+
+    def on_quote(self, quote: QuoteTick) -> None:
+        if quote.bid > 0 and quote.ask >= quote.bid:
+            self._on_price(quote.symbol, (quote.bid + quote.ask) / _TWO, quote.ts_event)
+
+    def on_bar(self, bar: Bar) -> None:
+        self._on_price(bar.symbol, bar.close, bar.ts_event)
+
+    def on_mark_price(self, update: MarkPriceUpdated) -> None:
+        self._on_price(update.symbol, update.mark, update.ts_event)
+        if self.snapshot is not None:
+            self._check_liquidation(self.snapshot, update.ts_event)
+
+    def _on_price(self, symbol: str, price: Decimal, ts_ns: int) -> None:
+        if price <= 0:
+            return
+        known = self.marks.get(symbol)
+        if known is not None and ts_ns < known[1]:
+            return  # older than what we have
+        self.marks[symbol] = (price, ts_ns)
+        self._stale.discard(symbol)
+        if self._is_regime_symbol(symbol) and self.estimator.update(ts_ns, price):
+            self._reassess(ts_ns)
+
+    def _is_regime_symbol(self, symbol: str) -> bool:
+        return ":" not in symbol and base_of(symbol) == self.risk.regime_asset
+
+    # ------------------------------------------------------------------ regime
+
+    def _reassess(self, ts_ns: int) -> None:
+        """Classify the regime now; publish a RiskBudgetChanged if the budget changed."""
+        reading = self.classifier.classify(ts_ns, self.estimator.annualised, self.estimator.samples)
+        budget = RiskBudget.derive(self.risk, self.bands, reading.regime)
+        if budget == self.budget:
+            return
+        self.budget = budget
+        self.publish(
+            budget.to_event(
+                ts_ns, reading.reason, volatility=reading.volatility, ts_init=self.now()
+            )
+        )
+
+    # ------------------------------------------------------------------ timer
+
+    def on_timer(self, event: TimerFired) -> None:
+        for symbol in sorted(self.marks):
+            self._check_stale(symbol, event.ts_event)
+        self._reassess(event.ts_event)
+
+    def _check_stale(self, symbol: str, now_ns: int) -> None:
+        _, last_ts = self.marks[symbol]
+        age = now_ns - last_ts
+        if age <= self.stale_threshold_ns or symbol in self._stale:
+            return
+        self._stale.add(symbol)
+        self.publish(
+            DataStale(
+                ts_event=now_ns,
+                ts_init=self.now(),
+                symbol=symbol,
+                last_ts_ns=last_ts,
+                age_ns=age,
+                threshold_ns=self.stale_threshold_ns,
+            )
+        )
+
+    # ------------------------------------------------------------------ kill switch
+
+    def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        self.snapshot = snapshot
+        if snapshot.drawdown >= self.risk.drawdown_limit:
+            self._trip(
+                snapshot.ts_event,
+                "drawdown",
+                f"drawdown {snapshot.drawdown:.4f} >= limit {self.risk.drawdown_limit} "
+                f"(NAV {snapshot.nav}, peak {snapshot.peak_nav})",
+            )
+        self._check_liquidation(snapshot, snapshot.ts_event)
+
+    def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
+        for state in snapshot.assets:
+            liquidation = state.perp_liquidation_price
+            if state.perp_qty == 0 or liquidation is None:
+                continue
+            mark = self._perp_mark(state.asset, state.perp_price)
+            if mark <= 0:
+                continue
+            distance = abs(mark - liquidation) / mark
+            if distance < self.risk.min_liquidation_distance:
+                self._trip(
+                    ts_ns,
+                    "liquidation_distance",
+                    f"{state.asset} perp qty {state.perp_qty} mark {mark} liquidation "
+                    f"{liquidation}: distance {distance:.4f} < min "
+                    f"{self.risk.min_liquidation_distance}",
+                )
+
+    def _perp_mark(self, asset: str, snapshot_mark: Decimal) -> Decimal:
+        """The fresher of the snapshot's perp price and the latest perp mark seen."""
+        since = self.snapshot.ts_event if self.snapshot is not None else 0
+        for symbol, (price, ts) in self.marks.items():
+            if ":" in symbol and base_of(symbol) == asset and ts >= since:
+                return price
+        return snapshot_mark
+
+    def _trip(self, ts_ns: int, reason: str, detail: str) -> None:
+        if self.kill_switch is not None:
+            return
+        self.kill_switch = reason
+        self.publish(
+            KillSwitchTriggered(ts_event=ts_ns, ts_init=self.now(), reason=reason, detail=detail)
+        )
+
+    def on_kill_switch(self, event: KillSwitchTriggered) -> None:
+        if self.kill_switch is None:
+            self.kill_switch = event.reason
+
+    def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
+        self.kill_switch = None
+
+    # ------------------------------------------------------------------ pre-trade
+
+    def on_decided(self, decision: RebalanceDecided) -> None:
+        for intent in decision.intents:
+            self._decide(intent, self.check(intent))
+
+    def check(self, intent: OrderIntent) -> Verdict:
+        """The pre-trade verdict for ``intent`` against the current state (no side effects)."""
+        now = self.now()
+        seen = self.marks.get(intent.symbol)
+        return check(
+            intent,
+            instrument=self.instruments.get(intent.symbol),
+            snapshot=self.snapshot,
+            mark=None if seen is None else seen[0],
+            mark_age_ns=None if seen is None else max(0, now - seen[1]),
+            budget=self.budget,
+            mandate=self.risk,
+            in_flight=self.in_flight(),
+            turnover_today=self.turnover_today(now),
+            kill_switch=self.kill_switch is not None,
+        )
+
+    def _decide(self, intent: OrderIntent, verdict: Verdict) -> None:
+        now = self.now()
+        if isinstance(verdict, Approved):
+            approved = verdict.intent
+            self._track(approved)
+            self.publish(
+                IntentApproved(
+                    ts_event=now, ts_init=now, intent=approved, cut_reason=verdict.cut_reason
+                )
+            )
+            return
+        self.publish(
+            OrderVetoed(
+                ts_event=now,
+                ts_init=now,
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                reason=verdict.reason,
+                detail=verdict.detail,
+            )
+        )
+
+    def _track(self, intent: OrderIntent) -> None:
+        mark = self.marks[intent.symbol][0]
+        price = max(mark, intent.price) if intent.price is not None else mark
+        sign = Decimal(1) if intent.side == "buy" else Decimal(-1)
+        self._pending[intent.intent_id] = _Pending(intent.symbol, sign, intent.qty, price)
+
+    # ------------------------------------------------------------------ order lifecycle
+
+    def on_submitted(self, event: SubmitOrder | OrderSubmitted) -> None:
+        """Both carry the client order id the router derived from the intent id."""
+        self._order_intent[event.client_order_id] = event.intent_id
+
+    def _intent_of(self, client_order_id: str) -> str:
+        return self._order_intent.get(client_order_id, client_order_id)
+
+    def on_filled(self, fill: OrderFilled) -> None:
+        self._add_turnover(fill.ts_event, fill.qty * fill.price)
+        intent_id = self._intent_of(fill.client_order_id)
+        pending = self._pending.get(intent_id)
+        if pending is None:
+            return
+        pending.remaining -= fill.qty
+        if pending.remaining <= 0:
+            del self._pending[intent_id]
+
+    def on_order_closed(self, event: OrderCanceled | OrderRejected) -> None:
+        self._pending.pop(self._intent_of(event.client_order_id), None)
+
+    def on_status(self, event: OrderStatusReported) -> None:
+        if event.state in _TERMINAL:
+            self._pending.pop(self._intent_of(event.client_order_id), None)
+
+    def _add_turnover(self, ts_ns: int, notional: Decimal) -> None:
+        day = ts_ns // DAY_NS
+        if day != self._turnover_day:
+            self._turnover_day, self._turnover = day, _ZERO
+        self._turnover += notional
