@@ -37,7 +37,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     def round_qty(self, qty: Decimal) -> Decimal:
         """Round a non-negative quantity down to the lot size (never trade more than asked)."""
         steps = (qty / self.lot_size).to_integral_value(rounding=ROUND_DOWN)
-        return (steps * self.lot_size).normalize() if steps else _ZERO
+        return plain(steps * self.lot_size) if steps else _ZERO
 
     def round_price(self, price: Decimal, *, side: str | None = None) -> Decimal:
         """Round to the tick: down for buys, up for sells (never worse than asked), else nearest."""
@@ -48,7 +48,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             steps = ratio.to_integral_value(rounding=ROUND_CEILING)
         else:
             steps = ratio.to_integral_value()
-        return (steps * self.tick_size).normalize()
+        return plain(steps * self.tick_size)
 
     def violation(self, qty: Decimal, price: Decimal | None) -> str | None:
         """Why an order of ``qty`` at ``price`` would be rejected by the exchange, or None."""
@@ -66,6 +66,13 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             if qty * price < self.min_notional:
                 return f"notional {qty * price} is below minimum notional {self.min_notional}"
         return None
+
+
+def plain(value: Decimal) -> Decimal:
+    """The shortest exact form without an exponent: 10.000 → 10, 0.13846000 → 0.13846 (never
+    1E+1, which is what ``normalize`` gives and what would end up in journals and exports)."""
+    value = value.normalize()
+    return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 
 
 def spot_symbol(base: str, quote: str) -> str:
