@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final, NamedTuple, Self
+from typing import Final, NamedTuple, Self, cast
 
 import aiosqlite
 
 from engine import __version__
-from engine.codec import ENCODER, decode
+from engine.codec import DECODER, ENCODER, decode
 from engine.errors import JournalClosedError, JournalError, JournalSchemaError
 from engine.events import Message
 
@@ -60,6 +61,25 @@ class Record(NamedTuple):
     ts_event: int
     ts_init: int
     message: Message
+
+
+# Record(*fields) without the Python-level NamedTuple.__new__: builds records in a C loop.
+_new_record: Final = functools.partial(tuple.__new__, Record)
+
+
+def _decode_rows(rows: Sequence[Row]) -> Iterator[Record]:
+    """The records of fetched rows, decoded chunk-wise in C loops (the replay hot path).
+
+    If any payload fails, the chunk is decoded again row by row, lazily, so the records before
+    the bad one are still yielded and it raises (JournalCorruptError naming its seq) in its place.
+    """
+    seqs, kinds, ts_events, ts_inits, payloads = zip(*rows, strict=True)
+    try:
+        messages = list(map(DECODER.decode, payloads))
+    except Exception:
+        return (Record(s, k, te, ti, decode(p, seq=s)) for s, k, te, ti, p in rows)
+    fields = zip(seqs, kinds, ts_events, ts_inits, messages, strict=True)
+    return cast(Iterator[Record], map(_new_record, fields))
 
 
 @dataclass(frozen=True)
@@ -386,7 +406,7 @@ class Journal:
 class JournalReader:
     """Reads a journal in seq order. Use as ``async with JournalReader(path) as reader: ...``."""
 
-    def __init__(self, path: str | os.PathLike[str], *, chunk: int = 8192) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, chunk: int = 2048) -> None:
         self.path = Path(path)
         self.chunk = chunk
         self._conn: aiosqlite.Connection | None = None
@@ -438,8 +458,8 @@ class JournalReader:
         try:
             while rows := await fetch:
                 fetch = asyncio.ensure_future(self._fetch(sql, (rows[-1][0], *params)))
-                for seq, kind, ts_event, ts_init, payload in rows:
-                    yield Record(seq, kind, ts_event, ts_init, decode(payload, seq=seq))
+                for rec in _decode_rows(rows):
+                    yield rec
         finally:
             if not fetch.done():
                 fetch.cancel()
@@ -518,7 +538,7 @@ class JournalReader:
     async def _fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
         conn = self._require_conn()
         try:
-            async with conn.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
+            # One job on the connection's thread (not execute, fetchall, close); rows are tuples.
+            return cast(list[Row], await conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
