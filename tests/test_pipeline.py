@@ -12,7 +12,7 @@ import pytest
 from adapters.memory_venue import InMemoryVenue
 from engine.clock import NS_PER_SECOND, SimulatedClock
 from engine.commands import SubmitOrder
-from engine.config import Config, ExecutionConfig, JournalConfig
+from engine.config import BandsConfig, Config, ExecutionConfig, JournalConfig
 from engine.events import (
     IntentApproved,
     Message,
@@ -20,6 +20,7 @@ from engine.events import (
     PortfolioSnapshot,
     QuoteTick,
     RebalanceDecided,
+    RiskBudgetChanged,
 )
 from engine.journal import Journal, JournalReader
 from engine.replay import replay
@@ -116,3 +117,96 @@ async def test_example_1_end_to_end_and_replay_verifies(
     result = await replay(tmp_path / "journal.db", verify=True)
     assert result.ok, result.divergence and result.divergence.describe()
     assert result.outputs_compared == len([m for m in messages if type(m).role == "output"])
+
+
+async def test_a_volatility_spike_closes_overlay_longs_without_any_band_breach(
+    tmp_path: Path,
+) -> None:
+    """Calm hours, then hourly swings of ±8 %: the regime turns stressed, the budget forbids
+    overlay longs and the existing perp long is closed, while every weight stays in its (wide)
+    band, so no band-triggered decision is ever made."""
+    clock = SimulatedClock(START_NS)
+    cfg = Config(
+        targets={"BTC": D("0.40"), "ETH": D("0.20")},
+        bands=BandsConfig(abs_pp=D(20)),
+        execution=ExecutionConfig(mode="overlay"),
+        journal=JournalConfig(path=str(tmp_path / "journal.db")),
+    )
+    venue = InMemoryVenue(
+        list(fine_instruments(["BTC", "ETH"]).values()),
+        {"USDT": D(40_000), "BTC": D(1), "ETH": D(10)},
+        clock,
+        prices={"BTC/USDT:USDT": D(40_000)},
+    )
+    opened: list[Message] = []
+
+    async def keep(event: Message) -> int:
+        opened.append(event)
+        return 0
+
+    venue.attach(keep)  # an overlay long opened before this session: 0.1 BTC (4 % of NAV)
+    await venue.submit(
+        SubmitOrder(
+            START_NS,
+            START_NS,
+            "before",
+            "before-1",
+            "BTC/USDT:USDT",
+            "buy",
+            "market",
+            D("0.1"),
+            None,
+            False,
+            False,
+            "IOC",
+        )
+    )
+    assert any(isinstance(e, OrderFilled) for e in opened)
+
+    async with (
+        Journal(cfg.journal.path) as journal,
+        Session(cfg, clock, journal=journal, venue=venue) as session,
+    ):
+        btc = D(40_000)
+        for hour in range(60):
+            clock.advance_to(START_NS + hour * HOUR)
+            if hour < 30:
+                btc = btc * (D("1.001") if hour % 2 else D("0.999"))  # calm
+            else:
+                btc = btc * (D("1.08") if hour % 2 else D("0.93"))  # stressed swings
+            btc = btc.quantize(CENT)
+            await quote(
+                session,
+                venue,
+                clock,
+                {
+                    "BTC/USDT:USDT": str(btc),
+                    "BTC/USDT": str(btc),
+                    "ETH/USDT:USDT": "2000",
+                    "ETH/USDT": "2000",
+                },
+            )
+    async with JournalReader(cfg.journal.path) as reader:
+        messages = await reader.messages()
+
+    regimes = [m.regime for m in of(messages, RiskBudgetChanged)]
+    assert regimes[0] == "normal"
+    assert "calm" in regimes
+    assert regimes[-1] == "stressed"
+    decisions = of(messages, RebalanceDecided)
+    assert [d.trigger for d in decisions] == ["budget"]  # no band breach, ever
+    [close] = decisions[0].intents
+    assert (close.symbol, close.side, close.qty, close.reduce_only) == (
+        "BTC/USDT:USDT",
+        "sell",
+        D("0.1"),
+        True,
+    )
+    final = of(messages, PortfolioSnapshot)[-1]
+    assert next(a for a in final.assets if a.asset == "BTC").perp_qty == 0
+    for snapshot in of(messages, PortfolioSnapshot):
+        for asset in snapshot.assets:
+            target = cfg.targets[asset.asset]
+            assert target - D("0.20") <= asset.weight <= target + D("0.20")
+    result = await replay(tmp_path / "journal.db", verify=True)
+    assert result.ok, result.divergence and result.divergence.describe()
