@@ -203,11 +203,16 @@ class Bus:
             self._dispatch()
 
     async def send(self, message: Message) -> int:
-        """``publish`` for producers outside the bus: waits while the journal is backlogged."""
+        """``publish`` for producers outside the bus: waits while the journal is backlogged, and
+        yields to the loop once per journal batch so the group commit runs while a tight
+        producer (a backtest, a replay) keeps publishing."""
         seq = self.publish(message)
         journal = self.journal
-        if journal is not None and journal.backlog > journal.high_water:
-            await journal.wait_writable()
+        if journal is not None:
+            if journal.backlog > journal.high_water:
+                await journal.wait_writable()
+            elif seq % journal.batch_size == 0:
+                await asyncio.sleep(0)
         return seq
 
     async def publish_durable(self, message: Message) -> int:

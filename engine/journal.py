@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import sqlite3
 import time
@@ -53,6 +52,7 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 _INSERT: Final = "INSERT INTO events (seq, type, ts_event, ts_init, payload) VALUES (?, ?, ?, ?, ?)"
 
 Row = tuple[int, str, int, int, bytes]
+StoredRow = tuple[int, bytes]
 
 
 class Record(NamedTuple):
@@ -64,22 +64,27 @@ class Record(NamedTuple):
 
 
 # Record(*fields) without the Python-level NamedTuple.__new__: builds records in a C loop.
-_new_record: Final = functools.partial(tuple.__new__, Record)
 
 
-def _decode_rows(rows: Sequence[Row]) -> Iterator[Record]:
-    """The records of fetched rows, decoded chunk-wise in C loops (the replay hot path).
+def _record(seq: int, message: Message) -> Record:
+    """A record's type and timestamps are the message's own: ``append`` writes the columns from
+    them, so they are equal by construction and need not be fetched (the columns serve SQL
+    filtering)."""
+    return Record(seq, type(message).__name__, message.ts_event, message.ts_init, message)
+
+
+def _decode_rows(rows: Sequence[StoredRow]) -> Iterator[Record]:
+    """The records of fetched (seq, payload) rows, decoded chunk-wise (the replay hot path).
 
     If any payload fails, the chunk is decoded again row by row, lazily, so the records before
     the bad one are still yielded and it raises (JournalCorruptError naming its seq) in its place.
     """
-    seqs, kinds, ts_events, ts_inits, payloads = zip(*rows, strict=True)
+    seqs, payloads = zip(*rows, strict=True)
     try:
         messages = list(map(DECODER.decode, payloads))
     except Exception:
-        return (Record(s, k, te, ti, decode(p, seq=s)) for s, k, te, ti, p in rows)
-    fields = zip(seqs, kinds, ts_events, ts_inits, messages, strict=True)
-    return cast(Iterator[Record], map(_new_record, fields))
+        return (_record(s, decode(p, seq=s)) for s, p in rows)
+    return map(_record, seqs, messages)
 
 
 @dataclass(frozen=True)
@@ -451,7 +456,7 @@ class JournalReader:
         """
         where, params = self._filters(end_seq, types, since_ns, until_ns)
         sql = (
-            "SELECT seq, type, ts_event, ts_init, payload FROM events "
+            "SELECT seq, payload FROM events "
             f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
         )
         fetch = asyncio.ensure_future(self._fetch(sql, (start_seq - 1, *params)))
@@ -474,11 +479,11 @@ class JournalReader:
         """The last ``n`` matching records, oldest first."""
         where, params = self._filters(None, types, None, None)
         sql = (
-            "SELECT seq, type, ts_event, ts_init, payload FROM events "
+            "SELECT seq, payload FROM events "
             f"WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
         )
         rows = await self._fetch(sql, (0, *params))
-        return [Record(s, k, te, ti, decode(p, seq=s)) for s, k, te, ti, p in reversed(rows)]
+        return [_record(s, decode(p, seq=s)) for s, p in reversed(rows)]
 
     async def stats(self) -> JournalStats:
         conn = self._require_conn()
@@ -535,10 +540,10 @@ class JournalReader:
             params.append(until_ns)
         return "".join(f" AND {c}" for c in clauses), params
 
-    async def _fetch(self, sql: str, params: Sequence[object]) -> list[Row]:
+    async def _fetch(self, sql: str, params: Sequence[object]) -> list[StoredRow]:
         conn = self._require_conn()
         try:
             # One job on the connection's thread (not execute, fetchall, close); rows are tuples.
-            return cast(list[Row], await conn.execute_fetchall(sql, params))
+            return cast(list[StoredRow], await conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
