@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tomllib
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -166,6 +167,35 @@ class MetricsConfig(_Section, frozen=True):
             raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
 
 
+class PaperConfig(_Section, frozen=True):
+    """The simulated account and market of backtests, paper runs and ``ballast plan`` on a
+    simulated venue: starting balances, the data folder, and an optional [start, end) range
+    (ISO 8601 dates, UTC)."""
+
+    balances: dict[str, Decimal] = msgspec.field(default_factory=lambda: {"USDT": Decimal(100_000)})
+    data_dir: str = "data/market"
+    start: str | None = None
+    end: str | None = None
+    slippage_bps: Decimal = Decimal(2)
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        for asset, amount in self.balances.items():
+            if amount < 0:
+                raise ValueError(f"balances.{asset}: must be >= 0, got {amount}")
+        if self.slippage_bps < 0:
+            raise ValueError(f"slippage_bps: must be >= 0, got {self.slippage_bps}")
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms: must be >= 0, got {self.latency_ms}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    datetime.fromisoformat(value)
+                except ValueError:
+                    raise ValueError(f"{name}: not an ISO 8601 date: {value!r}") from None
+
+
 class EngineConfig(_Section, frozen=True):
     """Process-level settings. ``actors`` adds user actors as ``module:Class``."""
 
@@ -191,6 +221,7 @@ class Config(_Section, frozen=True):
     execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
 
     def __post_init__(self) -> None:
         for asset, weight in self.targets.items():

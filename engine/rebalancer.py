@@ -62,8 +62,10 @@ class Rebalancer(Actor):
         quote: str = "USDT",
         max_weight: Decimal = Decimal(3),
         assets: frozenset[str] | None = None,
+        report_holds: bool = False,
     ) -> None:
         super().__init__(bus, clock)
+        self.report_holds = report_holds  # also publish decisions without orders (ballast plan)
         self.strategy = GuardedStrategy(
             strategy, strategy_name, max_weight=max_weight, assets=assets
         )
@@ -169,7 +171,7 @@ class Rebalancer(Actor):
             return
         plan = plan_rebalance(self._inputs(snapshot, targets.resolve()), self._peek_id())
         self._drop_cooling(plan, snapshot.ts_event)
-        if plan.intents:
+        if plan.intents or self.report_holds:
             self.decisions += 1
             self._publish(plan, "band", targets.note, snapshot.ts_event)
 
@@ -223,7 +225,7 @@ class Rebalancer(Actor):
 
     def _publish(self, plan: Plan, trigger: str, note: str, ts_event: int) -> None:
         """Publish the decision. Cooldowns run on event time, so a replay decides the same."""
-        if not plan.intents:
+        if not plan.intents and not self.report_holds:
             return
         for intent in plan.intents:
             self._cooling[base_of(intent.symbol)] = ts_event + self.cooldown_ns
@@ -232,7 +234,7 @@ class Rebalancer(Actor):
             RebalanceDecided(
                 ts_event=ts_event,
                 ts_init=self.now(),
-                decision_id=plan.intents[0].intent_id.rsplit("-", 1)[0],
+                decision_id=self._decision_id(self.decisions),
                 trigger=trigger,
                 mode=self.mode,
                 regime=self.budget.regime,

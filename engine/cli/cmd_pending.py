@@ -40,9 +40,3 @@ def add_backtest(sub: _Sub) -> None:
     parser.set_defaults(
         func=_config_then_pending("backtest", "the simulated venue and data loaders")
     )
-
-
-def add_plan(sub: _Sub) -> None:
-    parser = sub.add_parser("plan", help="print the orders a rebalance would send, send nothing")
-    parser.add_argument("-c", "--config", required=True)
-    parser.set_defaults(func=_config_then_pending("plan", "the portfolio and rebalancer actors"))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from engine import __version__
-from engine.cli import cmd_config, cmd_demo, cmd_journal, cmd_pending, cmd_replay, exits
+from engine.cli import cmd_config, cmd_demo, cmd_journal, cmd_pending, cmd_plan, cmd_replay, exits
 from engine.errors import BallastError, ConfigError, JournalError
 from engine.redaction import RedactingFilter, redact
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_demo.add(sub)
     cmd_pending.add_backtest(sub)
     cmd_replay.add(sub)
-    cmd_pending.add_plan(sub)
+    cmd_plan.add(sub)
     cmd_journal.add(sub)
     cmd_config.add(sub)
     return parser

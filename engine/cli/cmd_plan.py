@@ -1,0 +1,121 @@
+"""``ballast plan -c CONFIG``: what a rebalance would do now, and nothing sent."""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal
+from pathlib import Path
+
+from adapters.data.klines import load_klines
+from adapters.memory_venue import InMemoryVenue
+from adapters.venue import Venue
+from engine.cli import exits
+from engine.clock import SimulatedClock
+from engine.config import Config, load_config
+from engine.dry_run import DryRun, dry_run
+from engine.errors import BallastError
+from engine.events import Bar, Message
+from engine.instruments import base_of, binance_defaults
+from engine.timefmt import ns_to_iso, parse_time
+
+_PCT = Decimal(100)
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("plan", help="print the orders a rebalance would send, send nothing")
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("--at", help="simulated venue: price time (default: the end of the data)")
+    parser.set_defaults(func=plan_cmd)
+
+
+async def plan_cmd(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    venue, market = paper_venue(config, args.at)
+    result = await dry_run(config, venue, market)
+    print(render(config, venue, result))
+    return exits.FAILURE if result.failures else exits.OK
+
+
+def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
+    """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``."""
+    if config.venue.kind != "simulated":
+        raise BallastError(
+            f"ballast plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
+        )
+    assets = sorted({base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]})
+    until = parse_time(at) if at else (parse_time(config.paper.end) if config.paper.end else None)
+    market = [
+        bar for asset in assets for bar in _last_bars(Path(config.paper.data_dir), asset, until)
+    ]
+    prices = {bar.symbol: bar.close for bar in market if isinstance(bar, Bar)}
+    clock = SimulatedClock(max((m.ts_event for m in market), default=0))
+    venue = InMemoryVenue(
+        binance_defaults(assets, config.venue.quote),
+        dict(config.paper.balances),
+        clock,
+        prices=prices,
+    )
+    return venue, market
+
+
+def _last_bars(folder: Path, asset: str, until: int | None) -> list[Message]:
+    out: list[Message] = []
+    for kind, symbol in (("spot", f"{asset}/USDT"), ("perp", f"{asset}/USDT:USDT")):
+        path = folder / f"{asset.lower()}usdt_{kind}_1h.csv"
+        if not path.exists():
+            continue
+        bars = [b for b in load_klines(path, symbol).bars if until is None or b.ts_event <= until]
+        if bars:
+            out.append(bars[-1])
+    if not out:
+        raise BallastError(f"ballast plan: no price data for {asset} in {folder}")
+    return out
+
+
+def render(config: Config, venue: Venue, result: DryRun) -> str:
+    snap = result.snapshot
+    if snap is None:
+        return "no portfolio snapshot: some held asset has no price"
+    lines = [
+        f"Plan at {ns_to_iso(snap.ts_event)} on venue '{venue.name}' ({config.venue.kind}); "
+        f"strategy {config.strategy.name}, mode {config.execution.mode}. Nothing is sent.",
+        f"NAV {snap.nav:,.2f} {config.venue.quote}   gross leverage {snap.gross_leverage:.2f}x   "
+        f"cash {snap.cash:,.2f}",
+        "",
+        f"{'asset':<6} {'weight':>8} {'target':>8} {'band':>17} {'net exposure':>15}  action",
+    ]
+    exposures = {a.asset: a.net_exposure for a in snap.assets}
+    decision = result.decisions[-1] if result.decisions else None
+    for row in decision.assets if decision else []:
+        band = f"{row.band_low * _PCT:.2f}–{row.band_high * _PCT:.2f}%"
+        lines.append(
+            f"{row.asset:<6} {row.weight * _PCT:>7.2f}% {row.target * _PCT:>7.2f}% {band:>17} "
+            f"{exposures.get(row.asset, Decimal(0)):>15,.2f}  {row.action}"
+        )
+    lines += ["", *_orders(result)]
+    if decision and decision.reasoning:
+        lines += ["", "why: " + decision.reasoning]
+    lines += [f"strategy failed: {f.strategy}: {f.error}" for f in result.failures]
+    return "\n".join(lines)
+
+
+def _orders(result: DryRun) -> list[str]:
+    intents = [i for d in result.decisions for i in d.intents]
+    if not intents:
+        return ["orders: none (every weight is inside its band)"]
+    verdicts = {a.intent.intent_id: a for a in result.approved}
+    vetoes = {v.intent_id: v for v in result.vetoed}
+    lines = ["orders it would send:"]
+    for intent in intents:
+        approved = verdicts.get(intent.intent_id)
+        if approved is not None:
+            qty = approved.intent.qty
+            verdict = "approved" + (f", cut: {approved.cut_reason}" if approved.cut_reason else "")
+        else:
+            qty = intent.qty
+            veto = vetoes.get(intent.intent_id)
+            verdict = f"VETOED {veto.reason}: {veto.detail}" if veto else "no risk verdict"
+        flags = " reduce-only" if intent.reduce_only else ""
+        order = f"{intent.symbol:<15} {intent.side:<4} {qty:>14} {intent.order_type}{flags}"
+        lines.append(f"  {order}  [{verdict}]")
+    return lines

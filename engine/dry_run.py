@@ -1,0 +1,87 @@
+"""A dry run of one rebalance: build the state from a venue once, let the portfolio, risk and
+rebalancer actors decide, and collect what they would do. There is no order router on this bus,
+so nothing can be sent, whatever the venue is."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from adapters.venue import Venue
+from engine.actor import Actor
+from engine.bus import Bus
+from engine.clock import NS_PER_SECOND, SimulatedClock
+from engine.config import Config
+from engine.events import (
+    InstrumentsLoaded,
+    IntentApproved,
+    Message,
+    OrderVetoed,
+    PortfolioSnapshot,
+    RebalanceDecided,
+    StrategyFailed,
+)
+from engine.portfolio import Portfolio
+from engine.rebalancer import Rebalancer
+from engine.risk import RiskManager
+
+
+@dataclass
+class DryRun:
+    snapshot: PortfolioSnapshot | None = None
+    decisions: list[RebalanceDecided] = field(default_factory=list)
+    approved: list[IntentApproved] = field(default_factory=list)
+    vetoed: list[OrderVetoed] = field(default_factory=list)
+    failures: list[StrategyFailed] = field(default_factory=list)
+
+    def on_message(self, message: Message) -> None:
+        if isinstance(message, PortfolioSnapshot):
+            self.snapshot = message
+        elif isinstance(message, RebalanceDecided):
+            self.decisions.append(message)
+        elif isinstance(message, IntentApproved):
+            self.approved.append(message)
+        elif isinstance(message, OrderVetoed):
+            self.vetoed.append(message)
+        elif isinstance(message, StrategyFailed):
+            self.failures.append(message)
+
+
+async def dry_run(config: Config, venue: Venue, market: Sequence[Message]) -> DryRun:
+    """Feed the venue's instruments and account, then ``market`` (the latest prices, all at one
+    time), and return the snapshot, decisions and risk verdicts that followed."""
+    start = max((m.ts_event for m in market), default=0)
+    clock = SimulatedClock(start)
+    bus = Bus(clock)
+    bus.session_id = "plan"
+    result = DryRun()
+    bus.subscribe_all(result.on_message, name="dry_run")
+    rebalancer = Rebalancer.from_config(config, bus, clock)
+    rebalancer.report_holds = True  # show every asset, also when nothing is to be done
+    actors: list[Actor] = [
+        Portfolio.from_config(config, bus, clock),
+        RiskManager.from_config(config, bus, clock),
+        rebalancer,
+    ]
+    for actor in actors:
+        await actor.start()
+    try:
+        for event in await venue.account():
+            bus.publish(event)
+        for event in market:
+            bus.publish(event)
+        # The rebalancer plans nothing before it knows the instruments: announce them only once
+        # the whole state is loaded, then one fresh tick makes exactly one decision over it.
+        instruments = await venue.instruments()
+        ordered = tuple(instruments[s] for s in sorted(instruments))
+        bus.publish(InstrumentsLoaded(start, start, venue.name, ordered))
+        now = start + NS_PER_SECOND
+        clock.advance_to(now)
+        for event in market:
+            bus.publish(msgspec.structs.replace(event, ts_event=now, ts_init=now))
+    finally:
+        for actor in reversed(actors):
+            await actor.stop()
+    return result

@@ -1,0 +1,83 @@
+"""`ballast plan`: the state from the venue once, a table and the exact orders, nothing sent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from engine.cli.cmd_plan import paper_venue
+from engine.config import parse_config
+from engine.dry_run import dry_run
+
+REPO = Path(__file__).resolve().parents[1]
+BALLAST = Path(sys.executable).parent / "ballast"
+D = Decimal
+
+HELD = """
+[targets]
+BTC = 0.40
+ETH = 0.20
+[paper]
+balances = {USDT = 40000, BTC = 1, ETH = 10}
+end = "2022-11-10"
+[execution]
+mode = "overlay"
+"""
+
+
+def ballast(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BALLAST), *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+async def test_plan_sends_nothing_and_reports_every_asset() -> None:
+    config = parse_config(HELD)
+    venue, market = paper_venue(config, None)
+    result = await dry_run(config, venue, market)
+    assert venue.received == []  # type: ignore[attr-defined]
+    [decision] = result.decisions
+    assert {a.asset: a.action for a in decision.assets} == {"BTC": "perp long", "ETH": "hold"}
+    [approved] = result.approved
+    assert approved.intent.symbol == "BTC/USDT:USDT"
+    assert result.snapshot is not None
+    assert result.snapshot.cash == D(40_000)
+
+
+def test_plan_cli_prints_the_table_and_the_orders(tmp_path: Path) -> None:
+    config = tmp_path / "held.toml"
+    config.write_text(HELD)
+    proc = ballast("plan", "-c", str(config))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Nothing is sent." in out
+    assert "asset    weight   target" in out
+    assert "BTC      23.78%   40.00%      35.00–45.00%       15,922.81  perp long" in out
+    assert "BTC/USDT:USDT   buy" in out
+    assert "[approved]" in out
+
+
+def test_plan_with_everything_in_band_has_no_orders(tmp_path: Path) -> None:
+    config = tmp_path / "inside.toml"
+    config.write_text(HELD.replace('end = "2022-11-10"', 'end = "2024-01-01"'))
+    proc = ballast("plan", "-c", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert "orders: none (every weight is inside its band)" in proc.stdout
+
+
+def test_plan_on_a_live_venue_kind_says_it_is_not_available(tmp_path: Path) -> None:
+    config = tmp_path / "live.toml"
+    config.write_text('[venue]\nkind = "binance"\n')
+    proc = ballast("plan", "-c", str(config))
+    assert proc.returncode == 1
+    assert "not available yet" in proc.stderr
+
+
+def test_plan_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[paper]\nbalances = {USDT = -5}\n")
+    proc = ballast("plan", "-c", str(config))
+    assert proc.returncode == 2
+    assert "paper.balances.USDT" in proc.stderr
