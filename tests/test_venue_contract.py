@@ -1,10 +1,10 @@
 """The Venue contract: one suite, run against every venue implementation.
 
 Each implementation joins through a harness (``HARNESSES``) that builds it with given instruments,
-balances and prices and can move a price. Today: the InMemoryVenue. The simulated exchange and
-the ccxt.pro venue (against a loopback test server) join by adding their harness to the list; a
+balances and prices and can move a price. Today: the InMemoryVenue and the SimulatedVenue. The
+ccxt.pro venue (against a loopback test server) joins by adding its harness to the list; a
 venue that cannot honour a test (say, a live testnet that cannot set prices) skips it in its
-harness, never by editing the test.
+harness (its ``skips``: test name → reason), never by editing the test.
 
 Every test reads: given a venue with 100,000 USDT and 1 BTC at BTC 50,000 → when commands →
 then the events it reported (through the sink it was attached to) and what it answers.
@@ -15,15 +15,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.memory_venue import InMemoryVenue
+from adapters.sim import FeeSchedule, SimConfig
+from adapters.sim.venue import SimulatedVenue
 from adapters.venue import Venue
-from engine.clock import Clock, SimulatedClock
+from engine.clock import NS_PER_SECOND, Clock, SimulatedClock
 from engine.commands import CancelOrder, SubmitOrder
 from engine.events import (
     BalanceUpdated,
@@ -37,6 +39,7 @@ from engine.events import (
     OrderType,
     PositionUpdated,
     Side,
+    TradeTick,
 )
 from engine.instruments import Instrument, binance_defaults, index_by_symbol
 from tests.conftest import START_NS
@@ -94,7 +97,67 @@ class MemoryHarness:
         self.venue = None
 
 
-HARNESSES = [pytest.param(MemoryHarness, id="memory")]
+_UNIFIED = (
+    "the simulated exchange keeps one unified cross-margin account: perp fees and realised PnL "
+    "settle in the one USDT balance (account 'spot'), there is no separate futures wallet"
+)
+
+
+class SimHarness:
+    """The SimulatedVenue with zero latency. One unified account: ``balances`` (the spot USDT also
+    margins the perps; ``margin`` has no wallet of its own). Prices are trades, one second apart
+    on the simulated clock (a resting order only fills on data stamped after its submit)."""
+
+    skips: ClassVar[dict[str, str]] = {
+        "test_perp_market_sell_opens_a_short_position": _UNIFIED,
+        "test_closing_a_perp_realises_pnl_into_the_futures_wallet": _UNIFIED,
+        "test_account_reports_balances_and_positions_after_fills": _UNIFIED,
+        "test_a_perp_position_is_marked_to_the_new_price": (
+            "like Binance USD-M, the simulated exchange reports a position when it changes (fill, "
+            "funding, liquidation), not on every mark move; the portfolio marks from market data"
+        ),
+    }
+
+    def __init__(self) -> None:
+        self.venue: SimulatedVenue | None = None
+        self.clock = SimulatedClock(START_NS)
+        self.trades = 0
+
+    async def open(
+        self,
+        instruments: Sequence[Instrument],
+        balances: Mapping[str, Decimal],
+        margin: Decimal,
+        prices: Mapping[str, Decimal],
+        clock: Clock,
+    ) -> Venue:
+        assert isinstance(clock, SimulatedClock)
+        self.clock = clock
+        fees = FeeSchedule.from_instruments(instruments)
+        config = SimConfig(balances=dict(balances), fees=fees)
+        self.venue = SimulatedVenue(instruments, clock, config)
+        for symbol, price in prices.items():  # the starting prices, before any sink is attached
+            self.venue.exchange.on_market(self._trade(symbol, price))
+        return self.venue
+
+    async def move_price(self, symbol: str, price: Decimal) -> None:
+        assert self.venue is not None
+        self.clock.advance_to(self.clock.now_ns() + NS_PER_SECOND)
+        await self.venue.on_market(self._trade(symbol, price))
+
+    def _trade(self, symbol: str, price: Decimal) -> TradeTick:
+        self.trades += 1
+        now = self.clock.now_ns()
+        return TradeTick(now, now, symbol, price, Decimal(1), None, f"h-{self.trades}")
+
+    async def close(self) -> None:
+        self.venue = None
+
+
+HARNESSES = [
+    pytest.param(MemoryHarness, id="memory"),
+    pytest.param(SimHarness, id="sim"),
+]
 
 
 class Sink:
@@ -128,6 +191,9 @@ class World:
 @pytest.fixture(params=HARNESSES)
 async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     harness: VenueHarness = request.param()
+    skip = getattr(harness, "skips", {}).get(request.node.originalname)
+    if skip is not None:  # a contract point the venue cannot honour, named in its harness
+        pytest.skip(skip)
     venue = await harness.open(INSTRUMENTS, BALANCES, MARGIN, PRICES, SimulatedClock(START_NS))
     sink = Sink()
     venue.attach(sink)
