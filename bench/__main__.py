@@ -1,4 +1,4 @@
-"""``python -m bench`` runs every benchmark; ``python -m bench bus|latency|replay`` runs one."""
+"""``python -m bench`` runs every benchmark; ``python -m bench bus|latency|replay|pipeline`` one."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import bus, latency, replay
+from bench import bus, latency, pipeline, replay
 from bench.common import machine_line, peak_rss_line
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "bus": bus.main,
     "latency": latency.main,
     "replay": replay.main,
+    "pipeline": pipeline.main,
 }
 
 

@@ -3,6 +3,10 @@ asset against its band under the current risk budget, and publishes one Rebalanc
 decision, carrying its inputs (weights, targets, bands, regime), its reasoning (instrument choices,
 costs, floors, skips) and the exact intents. The risk actor approves, cuts or vetoes each intent.
 
+An asset with orders still in flight (decided, not yet vetoed, rejected, canceled or completely
+filled) is not planned again: planning on a portfolio that has not seen its own fills yet would
+stack orders. An in-flight entry that hears nothing for ``in_flight_timeout_s`` expires.
+
 It also reacts without any band breach: when the budget turns off overlay longs (stressed regime)
 it closes them, and when the kill switch fires it flattens every perp with reduce-only orders.
 A per-asset cooldown (event time) prevents churn while orders fill and prices settle.
@@ -11,18 +15,24 @@ A per-asset cooldown (event time) prevents churn while orders fill and prices se
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
 from engine.actor import Actor
 from engine.bus import Bus
 from engine.clock import NS_PER_SECOND, Clock
+from engine.commands import SubmitOrder
 from engine.config import Config
 from engine.events import (
     InstrumentsLoaded,
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatusReported,
     OrderVetoed,
     PortfolioSnapshot,
     RebalanceDecided,
@@ -43,6 +53,14 @@ from strategies.guard import GuardedStrategy
 from strategies.registry import load_strategy
 
 _HUNDRED = Decimal(100)
+
+
+@dataclass
+class _InFlight:
+    asset: str
+    qty: Decimal
+    since_ns: int
+    filled: Decimal = Decimal(0)
 
 
 class Rebalancer(Actor):
@@ -82,6 +100,9 @@ class Rebalancer(Actor):
         self.kill_switch = False
         self.decisions = 0
         self._cooling: dict[str, int] = {}
+        self._in_flight: dict[str, _InFlight] = {}  # by intent id
+        self._intent_of: dict[str, str] = {}  # client order id → intent id
+        self.in_flight_timeout_ns = 300 * NS_PER_SECOND
         self._failure_published = False
         self.subscribe(InstrumentsLoaded, self.on_instruments)
         self.subscribe(MarkPriceUpdated, self.on_mark)
@@ -90,6 +111,11 @@ class Rebalancer(Actor):
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
         self.subscribe(OrderVetoed, self.on_vetoed)
+        self.subscribe(SubmitOrder, self.on_submit)
+        self.subscribe(OrderFilled, self.on_fill)
+        self.subscribe(OrderCanceled, self.on_order_done)
+        self.subscribe(OrderRejected, self.on_order_done)
+        self.subscribe(OrderStatusReported, self.on_status)
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Rebalancer:
@@ -156,10 +182,33 @@ class Rebalancer(Actor):
         """A vetoed trade did not happen: retry it after ``retry_vetoed_s`` rather than after the
         full cooldown (a stale mark is often fixed a second later; a persistent limit is not
         retried on every snapshot)."""
+        self._in_flight.pop(event.intent_id, None)
         asset = base_of(event.symbol)
         retry = event.ts_event + self.retry_vetoed_ns
         if self._cooling.get(asset, 0) > retry:
             self._cooling[asset] = retry
+
+    def on_submit(self, command: SubmitOrder) -> None:
+        self._intent_of[command.client_order_id] = command.intent_id
+
+    def on_fill(self, fill: OrderFilled) -> None:
+        pending = self._in_flight.get(self._intent_of.get(fill.client_order_id, ""))
+        if pending is not None:
+            pending.filled += fill.qty
+            if pending.filled >= pending.qty:
+                self._forget(fill.client_order_id)
+
+    def on_order_done(self, event: OrderCanceled | OrderRejected) -> None:
+        self._forget(event.client_order_id)
+
+    def on_status(self, event: OrderStatusReported) -> None:
+        if event.state in ("filled", "canceled", "rejected"):
+            self._forget(event.client_order_id)
+
+    def _forget(self, client_order_id: str) -> None:
+        intent_id = self._intent_of.pop(client_order_id, None)
+        if intent_id is not None:
+            self._in_flight.pop(intent_id, None)
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self.snapshot = snapshot
@@ -215,12 +264,19 @@ class Rebalancer(Actor):
         return f"{session}-d{n}" if session else f"d{n}"
 
     def _drop_cooling(self, plan: Plan, now: int) -> None:
+        """Keep no intent for an asset in cooldown or with orders still in flight."""
+        for intent_id, pending in list(self._in_flight.items()):
+            if now - pending.since_ns > self.in_flight_timeout_ns:
+                del self._in_flight[intent_id]
+                plan.notes.append(f"{pending.asset}: no news of {intent_id}, no longer waited for")
         cooling = {a for a, until in self._cooling.items() if until > now}
-        if not cooling:
-            return
-        kept = [i for i in plan.intents if base_of(i.symbol) not in cooling]
+        busy = {p.asset for p in self._in_flight.values()}
+        kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]
         if len(kept) < len(plan.intents):
-            plan.notes.append(f"cooldown: no new orders for {', '.join(sorted(cooling))} yet")
+            if cooling:
+                plan.notes.append(f"cooldown: no new orders for {', '.join(sorted(cooling))} yet")
+            if busy - cooling:
+                plan.notes.append(f"orders in flight for {', '.join(sorted(busy - cooling))}")
         plan.intents[:] = kept
 
     def _publish(self, plan: Plan, trigger: str, note: str, ts_event: int) -> None:
@@ -229,6 +285,9 @@ class Rebalancer(Actor):
             return
         for intent in plan.intents:
             self._cooling[base_of(intent.symbol)] = ts_event + self.cooldown_ns
+            self._in_flight[intent.intent_id] = _InFlight(
+                base_of(intent.symbol), intent.qty, ts_event
+            )
         reasoning = "; ".join([*(n for n in [note] if n), *plan.notes])
         self.publish(
             RebalanceDecided(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from engine.bus import Bus
@@ -250,3 +251,66 @@ def test_a_vetoed_trade_is_retried_after_the_check_interval_not_the_full_cooldow
     assert len(rec.of(RebalanceDecided)) == 1  # not on every snapshot
     bus.publish(book("52000").snapshot(START_NS + 61 * NS_PER_SECOND))
     assert len(rec.of(RebalanceDecided)) == 2  # but well before the hour of cooldown
+
+
+def test_an_asset_with_orders_in_flight_is_not_planned_again_until_they_complete(
+    sim_clock: SimulatedClock,
+) -> None:
+    from engine.commands import SubmitOrder
+    from engine.events import OrderFilled
+
+    bus = Bus(sim_clock)
+    rec = Recorder(bus)
+    Rebalancer(
+        bus,
+        sim_clock,
+        strategy=Threshold({"weights": {"BTC": D("0.40"), "ETH": D("0.20")}}),
+        strategy_name="threshold",
+        band_abs=D("0.05"),
+        cooldown_s=0,
+    )
+    bus.publish(
+        InstrumentsLoaded(START_NS, START_NS, "t", tuple(fine_instruments(["BTC", "ETH"]).values()))
+    )
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    intent = first.intents[0]
+    bus.publish(
+        SubmitOrder(
+            START_NS,
+            START_NS,
+            intent.intent_id,
+            "c-1",
+            intent.symbol,
+            intent.side,
+            "market",
+            intent.qty,
+            None,
+            False,
+            False,
+            "IOC",
+        )
+    )
+    bus.publish(book("52000").snapshot(START_NS + 1))  # no cooldown, but the sale is still working
+    assert len(rec.of(RebalanceDecided)) == 1
+    half = intent.qty / 2
+    fill = OrderFilled(
+        START_NS,
+        START_NS,
+        "c-1",
+        "v-1",
+        "t-1",
+        intent.symbol,
+        intent.side,
+        half,
+        D(52_000),
+        D(0),
+        "USDT",
+        "taker",
+    )
+    bus.publish(fill)
+    bus.publish(book("52000").snapshot(START_NS + 2))  # partly filled: still in flight
+    assert len(rec.of(RebalanceDecided)) == 1
+    bus.publish(msgspec.structs.replace(fill, trade_id="t-2", qty=intent.qty - half))
+    bus.publish(book("52000").snapshot(START_NS + 3))  # done: the asset may be planned again
+    assert len(rec.of(RebalanceDecided)) == 2
