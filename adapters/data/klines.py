@@ -3,32 +3,38 @@
 Accepted headers (case-insensitive): a time column (``timestamp``, ``date``, ``open_time``,
 ``time``, ``datetime``) then ``open, high, low, close, volume``; extra columns are ignored.
 Times are candle open times: ISO 8601 (naive means UTC) or Unix epoch seconds/milliseconds.
-Prices stay exact (Decimal parsed from the text). Gaps are reported, never filled silently.
+Prices stay exact (Decimal parsed from the text). Gaps are reported, never filled silently
+(:mod:`adapters.data.gaps`; a kline gap's ``after_ns`` is the open time of the candle before it).
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from adapters.data.gaps import NS, Coverage, Gap, find_gaps, missing_between
 from engine.errors import BallastError
 from engine.events import Bar
 
-NS = 1_000_000_000
+__all__ = [
+    "NS",
+    "DataError",
+    "Gap",
+    "KlineSeries",
+    "load_klines",
+    "parse_timestamp",
+    "read_csv",
+    "read_header",
+]
 _TIME_COLUMNS = ("timestamp", "date", "open_time", "time", "datetime")
 
 
 class DataError(BallastError):
     """A data file is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class Gap:
-    after_ns: int
-    missing: int
 
 
 @dataclass
@@ -42,6 +48,28 @@ class KlineSeries:
     @property
     def missing(self) -> int:
         return sum(g.missing for g in self.gaps)
+
+    def between(self, start_ns: int | None, end_ns: int | None) -> KlineSeries:
+        """The bars with ``start_ns <= ts_event < end_ns`` (close times; None = unbounded), with
+        the gaps inside that range only."""
+        bars = [
+            b
+            for b in self.bars
+            if (start_ns is None or b.ts_event >= start_ns)
+            and (end_ns is None or b.ts_event < end_ns)
+        ]
+        step = self.interval_s * NS
+        gaps = find_gaps((b.ts_event - step for b in bars), step)
+        return replace(self, bars=bars, gaps=gaps)
+
+    def coverage(self, kind: str) -> Coverage:
+        """Coverage of this series for a :class:`adapters.data.gaps.DataReport`."""
+        first = self.bars[0].ts_event if self.bars else None
+        last = self.bars[-1].ts_event if self.bars else None
+        step = self.interval_s * NS
+        return Coverage(
+            self.symbol, kind, self.source, len(self.bars), first, last, step, tuple(self.gaps)
+        )
 
 
 def parse_timestamp(text: str) -> int:
@@ -59,42 +87,75 @@ def parse_timestamp(text: str) -> int:
     return int(moment.timestamp()) * NS + moment.microsecond * 1000
 
 
-def load_klines(path: str | Path, symbol: str, interval_s: int = 3600) -> KlineSeries:
-    """Load a kline CSV. Each Bar's ``ts_event`` is its close time (open + interval)."""
-    file = Path(path)
+def read_csv(file: Path) -> Iterator[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV file (header first) with their line numbers. A missing,
+    unreadable or undecodable file raises :class:`DataError` naming ``file:line``."""
     try:
-        handle = file.open(newline="")
+        handle = file.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise DataError(f"{file}: {exc.strerror}") from None
     with handle:
         reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
-        cols = _columns(header, file)
-        interval_ns = interval_s * NS
-        bars: list[Bar] = []
-        gaps: list[Gap] = []
-        last_open: int | None = None
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
+        while True:
             try:
-                opened = parse_timestamp(row[cols[0]])
-                o, h, lo, c, v = (Decimal(row[i]) for i in cols[1:])
-            except (IndexError, ArithmeticError, DataError) as exc:
-                raise DataError(f"{file}:{line_no}: bad row {row!r}: {exc}") from None
-            if last_open is not None:
-                step = opened - last_open
-                if step <= 0:
-                    raise DataError(f"{file}:{line_no}: time does not increase ({row[cols[0]]})")
-                if step > interval_ns:
-                    gaps.append(Gap(after_ns=last_open, missing=step // interval_ns - 1))
-            last_open = opened
-            closed = opened + interval_ns
-            bars.append(Bar(closed, closed, symbol, interval_s, o, h, lo, c, v))
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise DataError(f"{file}:{reader.line_num + 1}: unreadable: {exc}") from None
+            if row:
+                yield reader.line_num, row
+
+
+def read_header(rows: Iterator[tuple[int, list[str]]]) -> list[str]:
+    """The header row, lower-cased and stripped (empty for an empty file)."""
+    first = next(rows, None)
+    return [] if first is None else [h.strip().lower() for h in first[1]]
+
+
+def load_klines(path: str | Path, symbol: str, interval_s: int = 3600) -> KlineSeries:
+    """Load a kline CSV. Each Bar's ``ts_event`` is its close time (open + interval).
+
+    Raises :class:`DataError` (with ``file:line``) for an unreadable row, a non-positive or
+    non-finite price, high < low, a negative volume, or a time that does not increase.
+    """
+    file = Path(path)
+    rows = read_csv(file)
+    cols = _columns(read_header(rows), file)
+    interval_ns = interval_s * NS
+    bars: list[Bar] = []
+    gaps: list[Gap] = []
+    for line_no, row in rows:
+        where = f"{file}:{line_no}"
+        bar = _parse_bar(row, cols, symbol, interval_s, where)
+        if bars:
+            prev = bars[-1].ts_event
+            if bar.ts_event <= prev:
+                raise DataError(f"{where}: time does not increase ({row[cols[0]]})")
+            missing = missing_between(prev, bar.ts_event, interval_ns)
+            if missing > 0:
+                gaps.append(Gap(prev - interval_ns, missing))
+        bars.append(bar)
     return KlineSeries(symbol, interval_s, bars, gaps, str(file))
 
 
-def _columns(header: list[str], file: Path) -> tuple[int, int, int, int, int, int]:
+def _parse_bar(row: list[str], cols: _Cols, symbol: str, interval_s: int, where: str) -> Bar:
+    try:
+        closed = parse_timestamp(row[cols[0]]) + interval_s * NS
+        o, h, lo, c, v = (Decimal(row[i]) for i in cols[1:])
+    except (IndexError, ArithmeticError, DataError) as exc:
+        raise DataError(f"{where}: bad row {row!r}: {exc}") from None
+    if not all(p.is_finite() and p > 0 for p in (o, h, lo, c)) or h < lo:
+        raise DataError(f"{where}: impossible prices o={o} h={h} l={lo} c={c}")
+    if not v.is_finite() or v < 0:
+        raise DataError(f"{where}: impossible volume {v}")
+    return Bar(closed, closed, symbol, interval_s, o, h, lo, c, v)
+
+
+_Cols = tuple[int, int, int, int, int, int]
+
+
+def _columns(header: list[str], file: Path) -> _Cols:
     try:
         time_col = next(header.index(name) for name in _TIME_COLUMNS if name in header)
         rest = [header.index(name) for name in ("open", "high", "low", "close", "volume")]

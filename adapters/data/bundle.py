@@ -1,0 +1,322 @@
+"""A backtest's market data: spot and perp bars, perp marks with funding, funding settlements.
+
+:class:`MarketBundle` turns a time-ordered feed of bars into the market event stream of a
+backtest, plus the funding settlements the simulated venue must apply, plus a report of what the
+data covers and where it has holes. It is built from CSV files (:meth:`MarketBundle.load`), from
+loaded series (:meth:`MarketBundle.from_series`) or from a synthetic market
+(``adapters.data.synthetic.SyntheticMarket.bundle()``): a backtester sees the same API.
+
+**Event stream** (:meth:`MarketBundle.events`, a lazy iterator; ``list()`` it for a list):
+
+- a :class:`Bar` per spot bar (``BTC/USDT``) and per perp bar (``BTC/USDT:USDT``);
+- after the bars of a timestamp, one :class:`MarkPriceUpdated` per perp bar at that time:
+  ``mark`` = perp close; ``index`` = the spot close at the same time, or the perp close when the
+  spot bar is missing; ``funding_rate`` = the rate of the LAST settlement at or before that time
+  (never a future one; 0 before the first known settlement); ``next_funding_ns`` = the next
+  settlement strictly after that time on the UTC-midnight-aligned grid of the funding interval
+  (00:00/08:00/16:00 UTC for 8 h).
+
+Fixed order for equal timestamps: spot bars, then perp bars, then marks; each group by symbol.
+``ts_event`` of a bar is its close time; ``ts_init`` equals ``ts_event``.
+
+**Settlements** (:attr:`MarketBundle.settlements`): ``(ts_ns, symbol, rate)`` in time order (ties
+by symbol). A settlement at ``t`` uses the mark at ``t``: apply it after the market events of ``t``
+(the mark of ``t`` already carries the rate settled at ``t``).
+
+**Date range** ``[start, end)`` filters by event time (bar close time, settlement time). The marks
+near ``start`` still see the settlement made just before ``start`` (the rate was known then).
+
+**Gaps** are reported (:meth:`MarketBundle.report`), never filled: a missing bar is simply not
+emitted (and neither is its mark).
+
+**Files** for asset ``A`` and quote ``Q`` (e.g. BTC, USDT) in the data folder, first match wins
+(``<label>`` = ``1m``, ``5m``, ``1h``, ``4h``, ``1d``... from the bar interval):
+
+- spot klines: ``aq_spot_<label>.csv`` (lower case, as bundled) or ``A_Q.csv``;
+- perp klines: ``aq_perp_<label>.csv`` or ``A_Q_Q.csv`` (the symbol ``A/Q:Q`` with ``/`` and ``:``
+  replaced by ``_``); optional: an asset without perp data is spot only;
+- funding: ``aq_perp_funding_8h.csv`` or ``A_Q_Q_funding.csv``; required when perp klines exist.
+
+The generic ``<SYMBOL>.csv`` files are any OHLCV CSV :func:`adapters.data.klines.load_klines`
+reads (``timestamp,open,high,low,close,volume``, candle open times) and any funding CSV
+:func:`adapters.data.funding.load_funding` reads.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from adapters.data.funding import HOUR_NS, FundingSeries, load_funding
+from adapters.data.gaps import NS, Coverage, DataReport
+from adapters.data.klines import DataError, KlineSeries, load_klines, parse_timestamp
+from engine.events import Bar, MarketData, MarkPriceUpdated
+from engine.instruments import perp_symbol, spot_symbol
+
+TimeLike = int | str | datetime
+"""Epoch ns (int), ISO 8601 text (naive = UTC) or an aware datetime."""
+
+BarFeed = Callable[[], Iterable[Bar]]
+"""Returns, on every call, a fresh iterator over all bars ordered by (ts_event, spot before perp,
+symbol)."""
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSettlement:
+    """Funding settled on ``symbol`` at ``ts_ns``: positions pay ``-qty × mark × rate``."""
+
+    ts_ns: int
+    symbol: str
+    rate: Decimal
+    interval_h: int = 8
+    mark: Decimal | None = None
+
+
+def to_ns(moment: TimeLike) -> int:
+    """Epoch ns of an int (already ns), ISO text (naive = UTC) or aware datetime."""
+    if isinstance(moment, int):
+        return moment
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise DataError(f"naive datetime {moment} is ambiguous: give a timezone")
+        return int(moment.timestamp()) * NS + moment.microsecond * 1000
+    return parse_timestamp(moment)
+
+
+def interval_label(interval_s: int) -> str:
+    """``60`` → ``1m``, ``3600`` → ``1h``, ``86400`` → ``1d`` (as in Binance file names)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if interval_s % size == 0:
+            return f"{interval_s // size}{unit}"
+    return f"{interval_s}s"
+
+
+def symbol_file(symbol: str) -> str:
+    """``BTC/USDT:USDT`` → ``BTC_USDT_USDT`` (a symbol as a file name)."""
+    return symbol.replace("/", "_").replace(":", "_")
+
+
+class MarketBundle:
+    """Market events, funding settlements and a gap report for one backtest (module docstring).
+
+    ``bars`` is a :data:`BarFeed`; ``settlements`` are every settlement known (also those before
+    ``start``: marks need the last one), kept in :attr:`funding_history`; those in
+    ``[start, end)`` are :attr:`settlements`. ``report`` describes the data; ``span`` (first,
+    last bar close) defaults to the report's bar coverage.
+    """
+
+    def __init__(
+        self,
+        bars: BarFeed,
+        settlements: Sequence[FundingSettlement],
+        report: DataReport,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> None:
+        self._bars = bars
+        self.funding_history: list[FundingSettlement] = sorted(
+            settlements, key=lambda s: (s.ts_ns, s.symbol)
+        )
+        """Every settlement known, also before ``start``: what the marks are built from."""
+        self.settlements: list[FundingSettlement] = [
+            s for s in self.funding_history if _inside(s.ts_ns, start, end)
+        ]
+        """The settlements in ``[start, end)``: what the venue must apply."""
+        self._report = report
+        self._span = span
+
+    # ------------------------------------------------------------------------ construction
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        assets: Iterable[str],
+        quote: str = "USDT",
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        interval_s: int = 3600,
+    ) -> MarketBundle:
+        """Load the CSV files of ``assets`` from ``folder`` (names in the module docstring)."""
+        root = Path(folder)
+        spot: list[KlineSeries] = []
+        perp: list[KlineSeries] = []
+        funding: list[FundingSeries] = []
+        for asset in assets:
+            files = _AssetFiles.find(root, asset, quote, interval_s)
+            spot.append(load_klines(files.spot, spot_symbol(asset, quote), interval_s))
+            if files.perp is not None and files.funding is not None:
+                symbol = perp_symbol(asset, quote)
+                perp.append(load_klines(files.perp, symbol, interval_s))
+                funding.append(load_funding(files.funding, symbol))
+        return cls.from_series(spot, perp, funding, start=start, end=end)
+
+    @classmethod
+    def from_series(
+        cls,
+        spot: Sequence[KlineSeries],
+        perp: Sequence[KlineSeries],
+        funding: Sequence[FundingSeries],
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> MarketBundle:
+        """A bundle over loaded series, cut to ``[start, end)`` (bar close / settlement times)."""
+        lo = None if start is None else to_ns(start)
+        hi = None if end is None else to_ns(end)
+        spot = [s.between(lo, hi) for s in spot]
+        perp = [s.between(lo, hi) for s in perp]
+        report = DataReport(
+            tuple(s.coverage("spot") for s in spot)
+            + tuple(s.coverage("perp") for s in perp)
+            + tuple(f.between(lo, hi).coverage() for f in funding)
+        )
+        settlements = [
+            FundingSettlement(p.ts_ns, f.symbol, p.rate, p.interval_h, p.mark)
+            for f in funding
+            for p in f.points
+        ]
+        lists = [s.bars for s in (*spot, *perp)]
+        return cls(
+            lambda: heapq.merge(*lists, key=bar_order), settlements, report, start=lo, end=hi
+        )
+
+    # ------------------------------------------------------------------------------- queries
+
+    def report(self) -> DataReport:
+        """Covered range and every gap of every series."""
+        return self._report
+
+    def span(self) -> tuple[int, int]:
+        """(first, last) bar close time over all bar series."""
+        if self._span is not None:
+            return self._span
+        bars = [c for c in self._report.series if c.kind != "funding" and c.first_ns is not None]
+        if not bars:
+            raise DataError("the market bundle has no bars")
+        return min(_first(c) for c in bars), max(_last(c) for c in bars)
+
+    @property
+    def interval_s(self) -> int:
+        """The bar interval in seconds (the shortest over the bar series)."""
+        steps = [c.step_ns for c in self._report.series if c.kind != "funding"]
+        if not steps:
+            raise DataError("the market bundle has no bars")
+        return min(steps) // NS
+
+    def events(self) -> Iterator[MarketData]:
+        """The market event stream, lazily (see the module docstring for content and order)."""
+        marks = _MarkMaker(self.funding_history)
+        previous: tuple[int, bool, str] | None = None
+        perps: list[Bar] = []
+        for bar in self._bars():
+            key = bar_order(bar)
+            if previous is not None and key <= previous:
+                raise DataError(f"bar feed out of order: {key} after {previous}")
+            if previous is not None and key[0] != previous[0]:
+                yield from marks.flush(perps)
+            previous = key
+            if key[1]:
+                perps.append(bar)
+            else:
+                marks.spot_close(bar)
+            yield bar
+        yield from marks.flush(perps)
+
+
+def bar_order(bar: Bar) -> tuple[int, bool, str]:
+    """Sort key of the stream: time, spot (False) before perp (True), symbol."""
+    return (bar.ts_event, ":" in bar.symbol, bar.symbol)
+
+
+def _inside(ts: int, start: int | None, end: int | None) -> bool:
+    return (start is None or ts >= start) and (end is None or ts < end)
+
+
+def _first(cov: Coverage) -> int:
+    assert cov.first_ns is not None
+    return cov.first_ns
+
+
+def _last(cov: Coverage) -> int:
+    assert cov.last_ns is not None
+    return cov.last_ns
+
+
+class _MarkMaker:
+    """Builds the marks of one timestamp from its perp bars, the spot closes seen at the same
+    timestamp and the settlements made so far (a cursor per symbol: no look-ahead)."""
+
+    def __init__(self, history: Sequence[FundingSettlement]) -> None:
+        self._by_symbol: dict[str, list[FundingSettlement]] = {}
+        for s in history:
+            self._by_symbol.setdefault(s.symbol, []).append(s)
+        self._next: dict[str, int] = dict.fromkeys(self._by_symbol, 0)
+        self._spot: dict[str, tuple[int, Decimal]] = {}
+
+    def spot_close(self, bar: Bar) -> None:
+        self._spot[bar.symbol] = (bar.ts_event, bar.close)
+
+    def flush(self, perps: list[Bar]) -> Iterator[MarkPriceUpdated]:
+        for bar in perps:
+            yield self._mark(bar)
+        perps.clear()
+
+    def _mark(self, bar: Bar) -> MarkPriceUpdated:
+        ts = bar.ts_event
+        spot = self._spot.get(bar.symbol.split(":", 1)[0])
+        index = spot[1] if spot is not None and spot[0] == ts else bar.close
+        rate, interval_h = self._settled(bar.symbol, ts)
+        step = interval_h * HOUR_NS
+        next_ns = (ts // step + 1) * step
+        return MarkPriceUpdated(ts, ts, bar.symbol, bar.close, index, rate, next_ns)
+
+    def _settled(self, symbol: str, ts: int) -> tuple[Decimal, int]:
+        """(rate, interval) of the last settlement at or before ``ts``; (0, first interval or 8)
+        before any."""
+        known = self._by_symbol.get(symbol, [])
+        i = self._next.get(symbol, 0)
+        while i < len(known) and known[i].ts_ns <= ts:
+            i += 1
+        self._next[symbol] = i
+        if i == 0:
+            return _ZERO, known[0].interval_h if known else 8
+        return known[i - 1].rate, known[i - 1].interval_h
+
+
+@dataclass(frozen=True, slots=True)
+class _AssetFiles:
+    spot: Path
+    perp: Path | None
+    funding: Path | None
+
+    @classmethod
+    def find(cls, root: Path, asset: str, quote: str, interval_s: int) -> _AssetFiles:
+        pair, label = f"{asset}{quote}".lower(), interval_label(interval_s)
+        spot_sym, perp_sym = (
+            symbol_file(spot_symbol(asset, quote)),
+            symbol_file(perp_symbol(asset, quote)),
+        )
+        spot = _first_file(root, [f"{pair}_spot_{label}.csv", f"{spot_sym}.csv"])
+        perp = _first_file(root, [f"{pair}_perp_{label}.csv", f"{perp_sym}.csv"])
+        names = [f"{pair}_perp_funding_8h.csv", f"{perp_sym}_funding.csv"]
+        funding = _first_file(root, names)
+        if spot is None:
+            tried = f"{pair}_spot_{label}.csv or {spot_sym}.csv"
+            raise DataError(f"{root}: no spot klines for {asset} (tried {tried})")
+        if perp is not None and funding is None:
+            raise DataError(f"{root}: {perp.name} has no funding file (tried {' or '.join(names)})")
+        return cls(spot, perp, funding)
+
+
+def _first_file(root: Path, names: list[str]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_file()), None)
