@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -26,6 +28,7 @@ from engine.events import (
 from engine.portfolio import Portfolio
 from engine.rebalancer import Rebalancer
 from engine.risk import RiskManager
+from strategies.api import TargetSet
 
 
 @dataclass
@@ -85,3 +88,44 @@ async def dry_run(config: Config, venue: Venue, market: Sequence[Message]) -> Dr
         for actor in reversed(actors):
             await actor.stop()
     return result
+
+
+def neutral_targets(config: Config) -> TargetSet:
+    """What the configured strategy asks for on an all-cash portfolio of 100,000 (used to give
+    baselines the strategy's initial allocation)."""
+    from engine.events import PortfolioSnapshot
+    from strategies.api import MarketView, StrategyContext
+    from strategies.registry import load_strategy
+
+    nav = Decimal(100_000)
+    zero = Decimal(0)
+    snapshot = PortfolioSnapshot(
+        0,
+        0,
+        "neutral",
+        nav,
+        nav,
+        zero,
+        zero,
+        zero,
+        zero,
+        zero,
+        zero,
+        zero,
+        zero,
+        zero,
+        nav,
+        zero,
+        (),
+    )
+    context = StrategyContext(
+        ts_ns=0,
+        snapshot=snapshot,
+        market=MarketView(spot_prices={}, perp_marks={}, funding_rates={}),
+        budget=None,
+        kill_switch=False,
+    )
+    params: dict[str, Any] = dict(config.strategy.params)
+    if not params and config.targets:  # as the Rebalancer does
+        params["weights"] = dict(config.targets)
+    return load_strategy(config.strategy.name, params).targets(context)

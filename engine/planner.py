@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Literal
 
 from engine.events import AssetDecision, AssetState, OrderIntent, PortfolioSnapshot, Side
-from engine.instruments import Instrument, perp_symbol, spot_symbol
+from engine.instruments import Instrument, perp_symbol, plain, spot_symbol
 from strategies.api import ResolvedTarget
 
 Mode = Literal["spot", "overlay", "auto"]
@@ -415,7 +415,12 @@ def _decision(
     asset: str, weight: Decimal, target: Decimal, low: Decimal, high: Decimal, action: str
 ) -> AssetDecision:
     return AssetDecision(
-        asset=asset, weight=weight, target=target, band_low=low, band_high=high, action=action
+        asset=asset,
+        weight=plain(weight),
+        target=target,
+        band_low=low,
+        band_high=high,
+        action=action,
     )
 
 

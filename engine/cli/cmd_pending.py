@@ -32,11 +32,3 @@ def add_run(sub: _Sub) -> None:
     parser.set_defaults(
         func=_config_then_pending("run", "a venue adapter (simulated venue and ccxt.pro venue)")
     )
-
-
-def add_backtest(sub: _Sub) -> None:
-    parser = sub.add_parser("backtest", help="backtest a strategy over historical data")
-    parser.add_argument("-c", "--config", required=True)
-    parser.set_defaults(
-        func=_config_then_pending("backtest", "the simulated venue and data loaders")
-    )

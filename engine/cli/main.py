@@ -10,7 +10,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from engine import __version__
-from engine.cli import cmd_config, cmd_demo, cmd_journal, cmd_pending, cmd_plan, cmd_replay, exits
+from engine.cli import (
+    cmd_backtest,
+    cmd_config,
+    cmd_demo,
+    cmd_journal,
+    cmd_pending,
+    cmd_plan,
+    cmd_replay,
+    exits,
+)
 from engine.errors import BallastError, ConfigError, JournalError
 from engine.redaction import RedactingFilter, redact
 
@@ -29,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     cmd_pending.add_run(sub)
     cmd_demo.add(sub)
-    cmd_pending.add_backtest(sub)
+    cmd_backtest.add(sub)
     cmd_replay.add(sub)
     cmd_plan.add(sub)
     cmd_journal.add(sub)

@@ -1,0 +1,149 @@
+"""``ballast backtest -c CONFIG``: the configured strategy (or several) over historical data,
+always beside two baselines (buy-and-hold of the initial allocation and monthly calendar
+rebalancing), with a summary table, one journal per run and a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapters.data.bundle import MarketBundle
+from engine.backtest import (
+    BASELINES,
+    BacktestRun,
+    assets_of,
+    initial_allocation,
+    run_backtest,
+    variant,
+)
+from engine.cli import exits
+from engine.config import Config, load_config
+from engine.performance import format_comparison, format_summary
+from engine.report import write_report
+from engine.timefmt import ns_to_iso
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("backtest", help="backtest strategies over historical data")
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("--data", help="data folder (default: [paper] data_dir)")
+    parser.add_argument("--start", help="first time, ISO 8601 (default: [paper] start or all)")
+    parser.add_argument("--end", help="end time, exclusive (default: [paper] end or all)")
+    parser.add_argument("--journal", help="journal of the first strategy (default: [journal] path)")
+    parser.add_argument("--report", default="var/backtest/report", help="report folder")
+    parser.add_argument("--strategies", help="comma-separated strategies to compare")
+    parser.add_argument("--no-report", action="store_true", help="skip the charts and HTML page")
+    parser.set_defaults(func=backtest_cmd)
+
+
+async def backtest_cmd(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    names = _names(args.strategies, config)
+    runs = await run_all(
+        config,
+        names,
+        data=Path(args.data or config.paper.data_dir),
+        start=args.start or config.paper.start,
+        end=args.end or config.paper.end,
+        journal=Path(args.journal or config.journal.path),
+    )
+    print_results(runs, config)
+    if not args.no_report:
+        files = write_report(
+            args.report,
+            {run.name: run.performance for run in runs},
+            title=f"Ballast backtest: {', '.join(names)}",
+            quote=config.venue.quote,
+        )
+        print(f"report: {files.html}")
+    return exits.OK
+
+
+def _names(strategies: str | None, config: Config) -> list[str]:
+    chosen = [s.strip() for s in strategies.split(",")] if strategies else [config.strategy.name]
+    return [n for n in dict.fromkeys(chosen) if n] + [b for b in BASELINES if b not in chosen]
+
+
+async def run_all(
+    config: Config,
+    names: Sequence[str],
+    *,
+    data: Path,
+    start: str | None,
+    end: str | None,
+    journal: Path,
+) -> list[BacktestRun]:
+    """Run every named strategy over the same data; journals beside ``journal``."""
+    bundle = MarketBundle.load(data, assets_of(config), config.venue.quote, start=start, end=end)
+    first, last = bundle.span()
+    print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}")
+    for line in bundle.report().lines():
+        print(f"  {line}")
+    allocation = initial_allocation(config)
+    runs = []
+    for index, name in enumerate(names):
+        path = (
+            journal if index == 0 else journal.with_name(f"{journal.stem}.{name}{journal.suffix}")
+        )
+        progress = ProgressBar(name, first, last)
+        run = await run_backtest(
+            variant(config, name, allocation),
+            bundle,
+            name=name,
+            journal_path=path,
+            progress=progress,
+        )
+        progress.done(run)
+        runs.append(run)
+    return runs
+
+
+def print_results(runs: Sequence[BacktestRun], config: Config) -> None:
+    quote = config.venue.quote
+    if len(runs) == 1:
+        print(format_summary(runs[0].performance.summary, title=runs[0].name, quote=quote))
+    else:
+        print(format_comparison({r.name: r.performance.summary for r in runs}, quote=quote))
+    for run in runs:
+        for kill in run.kill_switches:
+            print(
+                f"{run.name}: kill switch fired {ns_to_iso(kill.ts_event)[:16]} ({kill.reason}: "
+                f"{kill.detail}); overlay flattened, no new risk opened afterwards"
+            )
+    for run in runs:
+        print(f"journal {run.name}: {run.journal}")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at each whole percent of simulated time."""
+
+    WIDTH = 30
+
+    def __init__(self, name: str, first_ns: int, last_ns: int) -> None:
+        self.name = name
+        self.first = first_ns
+        self.span = max(1, last_ns - first_ns)
+        self.shown = -1
+        self.live = sys.stderr.isatty()  # redrawn in a terminal; one line per run in a log
+
+    def __call__(self, done: int, ts_ns: int) -> None:
+        percent = min(100, (ts_ns - self.first) * 100 // self.span)
+        if percent == self.shown or not self.live:
+            return
+        self.shown = percent
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        print(
+            f"\r{self.name:<20} [{bar}] {percent:3d}%  {ns_to_iso(ts_ns)[:10]}",
+            end="",
+            file=sys.stderr,
+        )
+
+    def done(self, run: BacktestRun) -> None:
+        print(
+            f"\r{self.name:<20} [{'#' * self.WIDTH}] 100%  {run.events:,} events in "
+            f"{run.seconds:.1f} s ({run.events_per_s:,.0f}/s)",
+            file=sys.stderr,
+        )
