@@ -1,4 +1,4 @@
-"""``python -m bench`` runs every benchmark; ``python -m bench bus|latency|replay|pipeline`` one."""
+"""``python -m bench`` runs every benchmark; ``python -m bench NAME`` runs one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import bus, latency, pipeline, replay
+from bench import backtest, bus, latency, pipeline, replay
 from bench.common import machine_line, peak_rss_line
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "latency": latency.main,
     "replay": replay.main,
     "pipeline": pipeline.main,
+    "backtest": backtest.main,
 }
 
 

@@ -11,8 +11,9 @@ so ``ballast replay --verify`` reproduces a backtest like any run.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -87,11 +88,12 @@ async def run_backtest(
     bundle: MarketBundle,
     *,
     name: str,
-    journal_path: Path,
+    journal_path: Path | None,
     interval_s: int = 3600,
     progress: Progress | None = None,
 ) -> BacktestRun:
-    """Run ``config``'s strategy over ``bundle``; writes a new journal at ``journal_path``."""
+    """Run ``config``'s strategy over ``bundle``; writes a new journal at ``journal_path`` (None:
+    no journal, for benchmarks; such a run cannot be replayed)."""
     started = time.perf_counter()
     config = for_bars(config, interval_s)
     first, _ = bundle.span()
@@ -101,9 +103,8 @@ async def run_backtest(
     )
     recorder = PerformanceRecorder()
     kills: list[KillSwitchTriggered] = []
-    fresh_journal(journal_path)
     count = 0
-    async with venue, Journal(journal_path) as journal:
+    async with venue, _journal(journal_path) as journal:
         session = Session(config, clock, journal=journal, venue=venue)
         recorder.attach(session.bus)
         session.bus.subscribe(KillSwitchTriggered, kills.append, name="backtest.kill_switch")
@@ -122,7 +123,19 @@ async def run_backtest(
             for due in settlements.before(clock.now_ns() + 1):
                 await _settle(clock, venue, session, due)
     seconds = time.perf_counter() - started
-    return BacktestRun(name, journal_path, recorder.result(), count, seconds, tuple(kills))
+    return BacktestRun(
+        name, journal_path or Path(), recorder.result(), count, seconds, tuple(kills)
+    )
+
+
+@contextlib.asynccontextmanager
+async def _journal(path: Path | None) -> AsyncIterator[Journal | None]:
+    if path is None:
+        yield None
+        return
+    fresh_journal(path)
+    async with Journal(path) as journal:
+        yield journal
 
 
 async def _settle(

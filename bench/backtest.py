@@ -1,0 +1,85 @@
+"""Backtest throughput: bar events through the full actor pipeline (portfolio, risk, rebalancer,
+router, simulated venue), with the journal on and off, on the bundled two years of hourly real
+data and on synthetic one-minute bars.
+
+Issue figures: ≥ 500,000 bar-events/s with the journal off, ≥ 150,000/s with it on, and one
+year of 1-minute bars for BTC and ETH spot + perps (about 2.1 million bar events) end to end in
+under 30 s. ``python -m bench backtest`` measures one month of 1-minute bars (the full year
+takes minutes at the current speed); ``BALLAST_BENCH_FULL_YEAR=1`` measures the whole year.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from adapters.data.bundle import MarketBundle
+from adapters.data.synthetic import SyntheticConfig, SyntheticMarket
+from bench.common import run, verdict
+from engine.backtest import BacktestRun, run_backtest
+from engine.config import Config, parse_config
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "market"
+GROWTH = '[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n'
+
+
+def _bars(bundle: MarketBundle) -> int:
+    return sum(1 for event in bundle.events() if type(event).__name__ == "Bar")
+
+
+def _line(label: str, run_: BacktestRun, bars: int, target: float | None) -> str:
+    rate = bars / run_.seconds
+    text = (
+        f"  {label}: {bars:,} bar events ({run_.events:,} market events incl. marks) in "
+        f"{run_.seconds:.1f} s = {rate:,.0f} bar-events/s"
+    )
+    if target is not None:
+        text += f" (target >= {target:,.0f}) {verdict(rate >= target)}"
+    return text
+
+
+def _measure(
+    config: Config, bundle: MarketBundle, journal: Path | None, interval_s: int
+) -> BacktestRun:
+    return run(
+        run_backtest(config, bundle, name="bench", journal_path=journal, interval_s=interval_s)
+    )
+
+
+def main() -> None:
+    print("== backtest: full actor pipeline + simulated venue, growth_optimizer, auto mode ==")
+    config = parse_config(GROWTH)
+    with tempfile.TemporaryDirectory(prefix="ballast-bench-") as tmp:
+        hourly = MarketBundle.load(DATA, ["BTC", "ETH"])
+        bars = _bars(hourly)
+        print(
+            _line(
+                "bundled 2 y hourly, journal off",
+                _measure(config, hourly, None, 3600),
+                bars,
+                500_000,
+            )
+        )
+        on = _measure(config, hourly, Path(tmp) / "hourly.db", 3600)
+        print(_line("bundled 2 y hourly, journal on ", on, bars, 150_000))
+        full = os.environ.get("BALLAST_BENCH_FULL_YEAR") == "1"
+        days = 365 if full else 30
+        minutes = SyntheticMarket(
+            SyntheticConfig(seed=7, bars=days * 24 * 60, interval_s=60)
+        ).bundle()
+        started = time.perf_counter()
+        one_min = _measure(config, minutes, Path(tmp) / "minutes.db", 60)
+        total = time.perf_counter() - started
+        bars = _bars(minutes)
+        print(_line(f"synthetic {days} d of 1-minute bars, journal on", one_min, bars, None))
+        goal = "one year end to end in under 30 s"
+        if full:
+            ok = verdict(total < 30)
+            print(f"  one year of 1-minute bars end to end: {total:.1f} s ({goal}) {ok}")
+        else:
+            print(f"  ({goal}: run with BALLAST_BENCH_FULL_YEAR=1 to measure the whole year)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak memory (maxrss): {peak:.1f} MiB")
