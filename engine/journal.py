@@ -23,7 +23,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -207,6 +207,8 @@ class Journal:
         self.meta: dict[str, str] = {}
         self.commits = 0
         self.commit_seconds_total = 0.0
+        self.commit_observers: list[Callable[[float, int], None]] = []
+        """Called after each commit with (its duration in seconds, its record count): metrics."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -362,8 +364,12 @@ class Journal:
                 self._progress.set()
                 raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
             if batch:
+                elapsed = time.perf_counter() - started
                 self.commits += 1
-                self.commit_seconds_total += time.perf_counter() - started
+                self.commit_seconds_total += elapsed
+                for observe in self.commit_observers:
+                    with contextlib.suppress(Exception):  # metrics never break the journal
+                        observe(elapsed, len(batch))
             self._committed_seq = last
             if durable:
                 self._durable_seq = last
@@ -479,8 +485,7 @@ class JournalReader:
         """The last ``n`` matching records, oldest first."""
         where, params = self._filters(None, types, None, None)
         sql = (
-            "SELECT seq, payload FROM events "
-            f"WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
+            f"SELECT seq, payload FROM events WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
         )
         rows = await self._fetch(sql, (0, *params))
         return [_record(s, decode(p, seq=s)) for s, p in reversed(rows)]
