@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck bench clean
+.PHONY: venv demo test lint typecheck bench clean prometheus
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Debian's prometheus + prometheus-alertmanager (prometheus, promtool, amtool) for the monitoring
+# integration test; needs root. `make test` installs them itself when root, else skips that test.
+prometheus: $(STAMP)
+	$(PY) -m tests.support.prometheus
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
