@@ -33,8 +33,13 @@ Liquidity = Literal["maker", "taker", "liquidation"]
 AccountKind = Literal["spot", "futures"]
 
 
-class Message(msgspec.Struct, frozen=True, tag=True, array_like=True):
-    """Base of events and commands. Its two fields never change."""
+class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
+    """Base of events and commands. Its two fields never change.
+
+    ``gc=False`` (inherited by every message): messages are immutable facts that never reference
+    each other in a cycle, so the cyclic garbage collector need not track them. Replay and
+    backtests create millions; tracking them made each collection walk them all.
+    """
 
     stream: ClassVar[Stream]
     role: ClassVar[Role]
@@ -222,7 +227,7 @@ class OrderFilled(OrderEvent, frozen=True, tag=True, array_like=True):
 # ------------------------------------------------------------------------ decisions (output)
 
 
-class AssetState(msgspec.Struct, frozen=True, array_like=True):
+class AssetState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One asset inside a portfolio snapshot. Values in the quote currency.
 
     ``perp_funding`` is the funding this asset's perp position received (> 0) or paid (< 0) so far.
@@ -244,7 +249,7 @@ class AssetState(msgspec.Struct, frozen=True, array_like=True):
     spot_weight: Decimal
 
 
-class AssetDecision(msgspec.Struct, frozen=True, array_like=True):
+class AssetDecision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """What the rebalancer saw and concluded for one asset."""
 
     asset: str
@@ -255,7 +260,7 @@ class AssetDecision(msgspec.Struct, frozen=True, array_like=True):
     action: str
 
 
-class OrderIntent(msgspec.Struct, frozen=True, array_like=True):
+class OrderIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A trade the engine wants to make, before risk approval. ``qty`` is in base units."""
 
     intent_id: str
