@@ -197,15 +197,7 @@ def test_config_schema_prints_json() -> None:
     }
 
 
-# -------------------------------------------------------------------- pending subcommands
-
-
-@pytest.mark.parametrize("command", ["run"])
-def test_pending_commands_say_not_available_yet(command: str, good_toml: Path) -> None:
-    proc = ballast(command, "-c", str(good_toml))
-    assert proc.returncode == 1
-    assert "not available yet" in proc.stderr
-    assert "Traceback" not in proc.stderr
+# ------------------------------------------ commands that take a config (ballast run: test_run.py)
 
 
 @pytest.mark.parametrize("command", ["run", "backtest", "plan"])

@@ -15,9 +15,9 @@ from engine.cli import (
     cmd_config,
     cmd_demo,
     cmd_journal,
-    cmd_pending,
     cmd_plan,
     cmd_replay,
+    cmd_run,
     exits,
 )
 from engine.errors import BallastError, ConfigError, JournalError
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    cmd_pending.add_run(sub)
+    cmd_run.add(sub)
     cmd_demo.add(sub)
     cmd_backtest.add(sub)
     cmd_replay.add(sub)
