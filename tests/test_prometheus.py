@@ -1,19 +1,21 @@
 """The shipped monitoring files against a real Prometheus (Debian's package, installed by the
 test set-up when missing: tests/support/prometheus.py; skipped only where that is impossible).
 
-The engine under test is tests/support/metrics_driver.py: the paper engine of deploy/paper.toml
-(session, trading pipeline, simulated venue, live clock) replaying the bundled Binance data at an
-accelerated pace and serving its metrics. Prometheus scrapes it every second and evaluates the
-shipped alert rules (a copy whose ``for:`` durations are shortened to 1 s, nothing else changed).
-Then every PromQL expression of the Grafana dashboard and of the alert rules is evaluated through
-the HTTP API (each must parse; each dashboard expression must return data), the feed is stopped,
-and the stale-data alert must go pending or firing.
+The engine under test is the real ``ballast run`` in paper mode on a copy of deploy/paper.toml
+(session, trading pipeline, simulated venue, live clock), replaying the bundled Binance data at an
+accelerated pace (one bar time every 0.05 s, data stale after 3 s, a 2 s rebalance cooldown and a
+1 s check interval, the journal in tmp_path) and serving its metrics. Prometheus scrapes it every
+second and evaluates the shipped alert rules (a copy whose ``for:`` durations are shortened to
+1 s, nothing else changed). Then every PromQL expression of the Grafana dashboard and of the alert
+rules is evaluated through the HTTP API (each must parse; each dashboard expression must return
+data), the feed is stopped (SIGUSR1), and the stale-data alert must go pending or firing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -26,6 +28,7 @@ import pytest
 
 from engine.config import load_config
 from tests.support.http_get import http_get
+from tests.support.paper_config import DATA, paper_config
 from tests.support.prometheus import (
     PrometheusServer,
     PrometheusTools,
@@ -36,6 +39,7 @@ from tests.support.prometheus import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+BALLAST = Path(sys.executable).parent / "ballast"
 DEPLOY = ROOT / "deploy"
 ALERTS = DEPLOY / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ballast.json"
@@ -158,17 +162,31 @@ def prometheus_config(tmp_path: Path, engine_port: int) -> Path:
     return path
 
 
+def engine_config(tmp_path: Path) -> Path:
+    """deploy/paper.toml for a fast market: the journal in tmp_path, this checkout's data."""
+    return paper_config(
+        tmp_path / "paper.toml",
+        {
+            "journal": {"path": str(tmp_path / "journal.db")},
+            "paper": {"data_dir": str(DATA)},
+            "risk": {"stale_after_s": 3},
+            "execution": {"cooldown_s": 2.0, "check_interval_s": 1.0},
+        },
+    )
+
+
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     with (tmp_path / "engine.log").open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.support.metrics_driver",
-            f"--journal={tmp_path / 'journal.db'}",
-            "--stale-after-s=3",
+            str(BALLAST),
+            "run",
+            f"--config={engine_config(tmp_path)}",
+            "--metrics-address=127.0.0.1:0",
+            "--step-s=0.05",
             "--max-runtime-s=240",
             cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
         )
