@@ -59,7 +59,9 @@ from decimal import (
     Inexact,
     InvalidOperation,
     Overflow,
+    getcontext,
     localcontext,
+    setcontext,
 )
 from typing import Final, ParamSpec, TypeVar
 
@@ -83,6 +85,8 @@ _ONE: Final = Decimal(1)
 _INFINITY: Final = Decimal("Infinity")
 _COST_QUANTUM: Final = Decimal("1e-12")
 _EXACT: Final = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
+"""Installed as the thread's context (not a copy) while a ledger method runs: only its traps are
+ever read, never its flags, so sharing the one object is safe."""
 _RATIO: Final = Context(prec=28, traps=[InvalidOperation, DivisionByZero, Overflow])
 
 P = ParamSpec("P")
@@ -94,15 +98,25 @@ class LedgerError(BallastError):
 
 
 def _exact(method: Callable[P, R]) -> Callable[P, R]:
-    """Run ``method`` in the exact context; an inexact result becomes a LedgerError."""
+    """Run ``method`` in the exact context; an inexact result becomes a LedgerError.
+
+    Nested calls (an exact method calling another) run straight in the context already set: the
+    context switch is done once per outermost call, not once per helper (the hot path of a
+    backtest marks and values the books on every bar).
+    """
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        outer = getcontext()
+        if outer is _EXACT:
+            return method(*args, **kwargs)
+        setcontext(_EXACT)
         try:
-            with localcontext(_EXACT):
-                return method(*args, **kwargs)
+            return method(*args, **kwargs)
         except Inexact as exc:
             raise LedgerError(f"{method.__name__}: result needs more than 100 digits") from exc
+        finally:
+            setcontext(outer)
 
     return wrapper
 
@@ -211,6 +225,13 @@ class Ledger:
         self.realized_pnl = _ZERO
         self.nav0: Decimal | None = None
         self.peak_nav = _ZERO
+        self._assets: list[str] | None = None
+        self._unpriced: list[str] | None = None
+
+    def _changed(self) -> None:
+        """Holdings, positions or the set of priced assets changed: forget the cached lists.
+        Every booking but a re-mark of an already priced asset calls it."""
+        self._assets = self._unpriced = None
 
     # ------------------------------------------------------------------ state
 
@@ -222,25 +243,37 @@ class Ledger:
     @property
     def valued(self) -> bool:
         """Open, and every holding has a price: NAV and a snapshot are defined."""
-        return self.is_open and not self.unpriced()
+        return self.is_open and not self._unpriced_list()
 
     @_exact
     def cash(self) -> Decimal:
-        return sum((v for a, v in self.holdings.items() if a in self.cash_assets), _ZERO)
+        return self._cash()
 
     def spot_qty(self, asset: str) -> Decimal:
         return self.holdings.get(asset, _ZERO)
 
     def assets(self) -> list[str]:
-        """Non-cash assets with a holding, a position or a known price, sorted."""
-        held = {a for a, v in self.holdings.items() if v and a not in self.cash_assets}
-        return sorted(held | set(self.spot_prices) | set(self.perp_marks) | set(self.positions))
+        """Non-cash assets with a holding, a position or a known price, sorted (a new list)."""
+        return list(self._asset_list())
+
+    def _asset_list(self) -> list[str]:
+        if self._assets is None:
+            held = {a for a, v in self.holdings.items() if v and a not in self.cash_assets}
+            keys = held | set(self.spot_prices) | set(self.perp_marks) | set(self.positions)
+            self._assets = sorted(keys)
+        return self._assets
 
     def unpriced(self) -> list[str]:
         """Assets held (spot or perp) without a price: while any exist, NAV is undefined."""
-        missing = {a for a in self.assets() if self.spot_qty(a) and a not in self.spot_prices}
-        missing |= {a for a, p in self.positions.items() if p.qty and a not in self.perp_marks}
-        return sorted(missing)
+        return list(self._unpriced_list())
+
+    def _unpriced_list(self) -> list[str]:
+        if self._unpriced is None:
+            spot = self.spot_prices
+            missing = {a for a in self._asset_list() if self.spot_qty(a) and a not in spot}
+            missing |= {a for a, p in self.positions.items() if p.qty and a not in self.perp_marks}
+            self._unpriced = sorted(missing)
+        return self._unpriced
 
     # ------------------------------------------------------------------ market data
 
@@ -261,6 +294,8 @@ class Ledger:
     def _set_spot_price(self, asset: str, price: Decimal) -> None:
         old = self.spot_prices.get(asset)
         self.spot_prices[asset] = price
+        if old is None:
+            self._changed()
         qty = self.spot_qty(asset)
         if old is None:
             self._book_transfer(qty * price)  # a holding valued for the first time
@@ -270,6 +305,8 @@ class Ledger:
     def _set_perp_mark(self, asset: str, mark: Decimal) -> None:
         old = self.perp_marks.get(asset)
         self.perp_marks[asset] = mark
+        if old is None:
+            self._changed()
         pos = self.positions.get(asset)
         if pos is None or pos.qty == 0:
             return
@@ -283,6 +320,7 @@ class Ledger:
     @_exact
     def apply_balance(self, event: BalanceUpdated) -> None:
         """Adopt the venue's statement; an unexplained difference is a transfer at current price."""
+        self._changed()
         asset = event.asset
         self.reported[(event.account, asset)] = event.free + event.locked
         venue_total = sum((v for (_, a), v in self.reported.items() if a == asset), _ZERO)
@@ -301,6 +339,7 @@ class Ledger:
         already agree). The venue's mark is used only while no mark is known; liquidation price
         and margin are taken as reported (until the next fill makes them stale).
         """
+        self._changed()
         asset = base_of(event.symbol)
         pos = self.positions.setdefault(asset, PerpPosition())
         before = self._perp_value(asset)
@@ -310,6 +349,7 @@ class Ledger:
         pos.margin = event.margin if event.qty and event.margin > 0 else None
         if asset not in self.perp_marks and event.mark_price > 0:
             self.perp_marks[asset] = event.mark_price
+        self._changed()
         self._book_transfer(self._perp_value(asset) - before)
         self._settle()
 
@@ -319,6 +359,7 @@ class Ledger:
         value = self._value_of(event.asset, event.amount)
         if value is None:
             raise LedgerError(f"funding in {event.asset}: no price to value it")
+        self._changed()
         self._add(event.asset, event.amount)
         self.positions.setdefault(base_of(event.symbol), PerpPosition()).funding += value
         if self.is_open:
@@ -340,6 +381,7 @@ class Ledger:
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book an execution: spot (cash ↔ base) or perp (position, realised PnL into cash)."""
         self._check_fill(fill)
+        self._changed()
         if is_perp(fill.symbol):
             self._perp_fill(fill)
         else:
@@ -401,6 +443,7 @@ class Ledger:
 
     def _add(self, asset: str, delta: Decimal) -> None:
         self.holdings[asset] = self.holdings.get(asset, _ZERO) + delta
+        self._changed()
 
     def _value_of(self, asset: str, qty: Decimal) -> Decimal | None:
         if asset in self.cash_assets:
@@ -441,49 +484,70 @@ class Ledger:
     # ------------------------------------------------------------------ valuation
 
     def nav_or_none(self) -> Decimal | None:
-        return None if self.unpriced() else self._nav()
+        return None if self._unpriced_list() else self._nav()
 
     def nav(self) -> Decimal:
-        missing = self.unpriced()
+        missing = self._unpriced_list()
         if missing:
             raise LedgerError(f"NAV undefined: no price for {', '.join(missing)}")
         return self._nav()
 
+    # Public valuation methods run in the exact context (@_exact); the unwrapped ``_`` forms are
+    # for callers already inside it (one context switch per outermost call, not per helper).
+
     @_exact
     def _nav(self) -> Decimal:
-        assets = self.assets()
-        spot = sum((self.spot_value(a) for a in assets), _ZERO)
-        return self.cash() + spot + self.unrealized_pnl()
+        spot = sum((self._spot_value(a) for a in self._asset_list()), _ZERO)
+        return self._cash() + spot + self._unrealized_pnl()
 
-    @_exact
-    def spot_value(self, asset: str) -> Decimal:
-        qty = self.spot_qty(asset)
+    def _cash(self) -> Decimal:
+        return sum((v for a, v in self.holdings.items() if a in self.cash_assets), _ZERO)
+
+    def _spot_value(self, asset: str) -> Decimal:
+        qty = self.holdings.get(asset, _ZERO)
         return qty * self.spot_prices[asset] if qty else _ZERO
 
-    @_exact
-    def perp_notional(self, asset: str) -> Decimal:
+    def _perp_notional(self, asset: str) -> Decimal:
         pos = self.positions.get(asset)
         return pos.qty * self.perp_marks[asset] if pos is not None and pos.qty else _ZERO
 
-    @_exact
-    def unrealized_pnl(self) -> Decimal:
+    def _unrealized_pnl(self) -> Decimal:
         return sum((self._perp_value(a) for a in self.positions), _ZERO)
 
     @_exact
+    def spot_value(self, asset: str) -> Decimal:
+        return self._spot_value(asset)
+
+    @_exact
+    def perp_notional(self, asset: str) -> Decimal:
+        return self._perp_notional(asset)
+
+    @_exact
+    def unrealized_pnl(self) -> Decimal:
+        return self._unrealized_pnl()
+
+    @_exact
     def net_exposure(self, asset: str) -> Decimal:
-        return self.spot_value(asset) + self.perp_notional(asset)
+        return self._spot_value(asset) + self._perp_notional(asset)
 
     def weight(self, asset: str) -> Decimal:
         return _share(self.net_exposure(asset), self.nav())
 
     @_exact
     def gross_leverage(self) -> Decimal:
-        legs = (abs(self.spot_value(a)) + abs(self.perp_notional(a)) for a in self.assets())
-        return _share(sum(legs, _ZERO), self.nav())
+        return self._gross_leverage(self.nav())
 
     @_exact
     def net_leverage(self) -> Decimal:
-        return _share(sum((self.net_exposure(a) for a in self.assets()), _ZERO), self.nav())
+        return self._net_leverage(self.nav())
+
+    def _gross_leverage(self, nav: Decimal) -> Decimal:
+        legs = (abs(self._spot_value(a)) + abs(self._perp_notional(a)) for a in self._asset_list())
+        return _share(sum(legs, _ZERO), nav)
+
+    def _net_leverage(self, nav: Decimal) -> Decimal:
+        net = (self._spot_value(a) + self._perp_notional(a) for a in self._asset_list())
+        return _share(sum(net, _ZERO), nav)
 
     @_exact
     def margin_used(self) -> Decimal:
@@ -493,14 +557,17 @@ class Ledger:
             if pos.margin is not None:
                 total += pos.margin
             elif pos.qty:
-                total += _ratio(abs(self.perp_notional(asset)), self.leverage)
+                total += _ratio(abs(self._perp_notional(asset)), self.leverage)
         return total
 
     def drawdown(self) -> Decimal:
         """(peak NAV − NAV) / peak NAV, ≥ 0; 0 while the peak is not positive."""
+        return self._drawdown(self.nav())
+
+    def _drawdown(self, nav: Decimal) -> Decimal:
         if self.peak_nav <= 0:
             return _ZERO
-        return max(_ZERO, _ratio(self.peak_nav - self.nav(), self.peak_nav))
+        return max(_ZERO, _ratio(self.peak_nav - nav, self.peak_nav))
 
     @_exact
     def identity_residual(self) -> Decimal:
@@ -523,27 +590,28 @@ class Ledger:
             ts_init=ts_event if ts_init is None else ts_init,
             trigger=trigger,
             nav=nav,
-            cash=self.cash(),
-            gross_leverage=self.gross_leverage(),
-            net_leverage=self.net_leverage(),
+            cash=self._cash(),
+            gross_leverage=self._gross_leverage(nav),
+            net_leverage=self._net_leverage(nav),
             margin_used=self.margin_used(),
             realized_pnl=self.realized_pnl,
-            unrealized_pnl=self.unrealized_pnl(),
+            unrealized_pnl=self._unrealized_pnl(),
             price_pnl=self.price_pnl,
             funding_pnl=self.funding_pnl,
             fees_paid=self.fees_paid,
             transfers=self.transfers,
             peak_nav=self.peak_nav,
-            drawdown=self.drawdown(),
-            assets=tuple(self.asset_state(a, nav) for a in self.assets()),
+            drawdown=self._drawdown(nav),
+            assets=tuple(self.asset_state(a, nav) for a in self._asset_list()),
         )
 
     @_exact
     def asset_state(self, asset: str, nav: Decimal) -> AssetState:
         """One asset of a snapshot. Unknown prices show as 0."""
         pos = self.positions.get(asset) or PerpPosition()
-        spot_value = self.spot_value(asset)
-        net = spot_value + self.perp_notional(asset)
+        spot_value = self._spot_value(asset)
+        notional = self._perp_notional(asset)
+        net = spot_value + notional
         return AssetState(
             asset=asset,
             spot_qty=self.spot_qty(asset),
@@ -551,7 +619,7 @@ class Ledger:
             spot_value=spot_value,
             perp_qty=pos.qty,
             perp_price=self.perp_marks.get(asset, _ZERO),
-            perp_notional=self.perp_notional(asset),
+            perp_notional=notional,
             perp_entry_price=pos.entry_price,
             perp_unrealized_pnl=self._perp_value(asset),
             perp_funding=pos.funding,
