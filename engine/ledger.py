@@ -60,7 +60,6 @@ from decimal import (
     InvalidOperation,
     Overflow,
     getcontext,
-    localcontext,
     setcontext,
 )
 from typing import Final, ParamSpec, TypeVar
@@ -88,6 +87,7 @@ _EXACT: Final = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZe
 """Installed as the thread's context (not a copy) while a ledger method runs: only its traps are
 ever read, never its flags, so sharing the one object is safe."""
 _RATIO: Final = Context(prec=28, traps=[InvalidOperation, DivisionByZero, Overflow])
+"""Used through its own methods (``_RATIO.divide``): its flags are never read."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -122,8 +122,7 @@ def _exact(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
-    with localcontext(_RATIO):
-        return numerator / denominator
+    return _RATIO.divide(numerator, denominator)  # the context's method: no context switch
 
 
 def _share(value: Decimal, nav: Decimal) -> Decimal:
@@ -134,8 +133,8 @@ def _share(value: Decimal, nav: Decimal) -> Decimal:
 
 
 def _reduced_cost(cost: Decimal, new_qty: Decimal, old_qty: Decimal) -> Decimal:
-    with localcontext(_RATIO):
-        return (cost * new_qty / old_qty).quantize(_COST_QUANTUM)
+    ctx = _RATIO
+    return ctx.quantize(ctx.divide(ctx.multiply(cost, new_qty), old_qty), _COST_QUANTUM)
 
 
 def is_perp(symbol: str) -> bool:

@@ -57,6 +57,8 @@ class VolatilityEstimator:
         self.samples_per_year = Decimal(YEAR_NS) / Decimal(interval_ns)
         self.samples = 0
         self.variance: Decimal | None = None
+        self._annualised: tuple[Decimal, Decimal] | None = None
+        """(the variance it was computed from, the published figure): risk reads it per bar."""
         self._last_price: Decimal | None = None
         self._last_ts: int | None = None
         self._sample_grid: int | None = None
@@ -100,9 +102,15 @@ class VolatilityEstimator:
     @property
     def annualised(self) -> Decimal:
         """Annualised volatility as a fraction (0.65 = 65 %), rounded to 6 dp; 0 before data."""
-        if self.variance is None:
+        variance = self.variance
+        if variance is None:
             return _ZERO
-        return _CTX.sqrt(self.variance * self.samples_per_year).quantize(_PUBLISHED)
+        cached = self._annualised
+        if cached is not None and cached[0] is variance:
+            return cached[1]
+        value = _CTX.sqrt(variance * self.samples_per_year).quantize(_PUBLISHED)
+        self._annualised = (variance, value)
+        return value
 
 
 @dataclass(frozen=True)
