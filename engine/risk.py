@@ -296,7 +296,7 @@ class RiskManager(Actor):
 
     def on_decided(self, decision: RebalanceDecided) -> None:
         for intent in decision.intents:
-            self._decide(intent, self.check(intent))
+            self._decide(intent, self.check(intent), decision.ts_event)
 
     def check(self, intent: OrderIntent) -> Verdict:
         """The pre-trade verdict for ``intent`` against the current state (no side effects)."""
@@ -315,20 +315,24 @@ class RiskManager(Actor):
             kill_switch=self.kill_switch is not None,
         )
 
-    def _decide(self, intent: OrderIntent, verdict: Verdict) -> None:
+    def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:
+        """Publish the verdict. Its ``ts_event`` is the decision's (event time carries through the
+        pipeline; the rebalancer times its retry of a vetoed trade from it), so a replay on the
+        simulated clock reaches the same verdicts at the same event times as the live run did,
+        where ``now()`` is a little later than the decision."""
         now = self.now()
         if isinstance(verdict, Approved):
             approved = verdict.intent
             self._track(approved)
             self.publish(
                 IntentApproved(
-                    ts_event=now, ts_init=now, intent=approved, cut_reason=verdict.cut_reason
+                    ts_event=ts_event, ts_init=now, intent=approved, cut_reason=verdict.cut_reason
                 )
             )
             return
         self.publish(
             OrderVetoed(
-                ts_event=now,
+                ts_event=ts_event,
                 ts_init=now,
                 intent_id=intent.intent_id,
                 symbol=intent.symbol,

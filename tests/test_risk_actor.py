@@ -423,3 +423,36 @@ async def test_from_config(sim_clock: SimulatedClock) -> None:
     actor = RiskManager.from_config(config, Bus(sim_clock), sim_clock)
     assert actor.budget.max_gross_leverage == D(2)
     assert actor.budget.band_abs == D("0.05")
+
+
+async def test_verdicts_carry_the_decisions_event_time_not_the_clocks(
+    sim_clock: SimulatedClock,
+) -> None:
+    """A live run checks a decision a little after it was made; a replay on the simulated clock
+    checks it at the decision's own time. The verdict's ts_event is the decision's in both, so
+    the rebalancer's retry of a vetoed trade (timed from it) is the same in replay."""
+    desk = desk_on(sim_clock)
+    async with desk.risk:
+        desk.given(small_book())
+        sim_clock.advance_to(START_NS + 31 * S)  # the BTC mark is stale now
+        made_at = START_NS + 30 * S
+        for n, ask in enumerate(("0.1", "0.2")):
+            decision = RebalanceDecided(
+                ts_event=made_at,
+                ts_init=made_at,
+                decision_id=f"late{n}",
+                trigger="test",
+                mode="spot",
+                regime=desk.risk.budget.regime,
+                reasoning="test",
+                assets=(),
+                intents=(replace(intent("BTC/USDT", "buy", ask), intent_id=f"late{n}-1"),),
+            )
+            desk.bus.publish(decision)
+            if n == 0:
+                desk.quote("BTC/USDT", "40000")  # fresh again for the second decision
+        veto, approval = desk.verdicts()
+        assert isinstance(veto, OrderVetoed)
+        assert isinstance(approval, IntentApproved)
+        for verdict in (veto, approval):
+            assert (verdict.ts_event, verdict.ts_init) == (made_at, START_NS + 31 * S)

@@ -204,6 +204,10 @@ async def test_paper_run_serves_trades_journals_and_stops_cleanly_on_sigterm(
     assert all(m.ts_event >= started_ns for m in bars)  # re-stamped to wall-clock time
     async with Journal(journal) as reopened:  # closed cleanly: the writer continues after it
         assert reopened.opened_at_seq == len(messages)
+    # a live-clock session replays on the simulated clock to the same decisions and verdicts
+    verified = ballast("replay", "--verify", str(journal))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "verify: ok" in verified.stdout
 
 
 async def test_feed_end_is_reported_and_the_engine_serves_stale_until_signalled(
