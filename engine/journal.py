@@ -148,7 +148,10 @@ async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
     if not create and not await asyncio.to_thread(path.exists):
         raise JournalError(f"{path}: no such journal")
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot create the journal's folder: {exc}") from exc
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:

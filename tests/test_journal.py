@@ -931,3 +931,10 @@ async def test_reader_used_outside_its_context_raises(tmp_path: Path) -> None:
     reader = JournalReader(path)
     with pytest.raises(JournalError, match="not open"):
         await reader.stats()
+
+
+async def test_a_folder_that_cannot_be_created_is_a_journal_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the journal's folder should be\n")
+    with pytest.raises(JournalError, match="cannot create the journal's folder"):
+        await Journal(blocker / "journal.db").open()
