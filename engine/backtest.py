@@ -3,7 +3,9 @@ venue injected, driven through historical (or synthetic) market data.
 
 Per market event, in the bundle's order: funding settlements due strictly before it are settled
 (at the mark the venue knows, so a settlement at 00:00 is paid at the 00:00 close), the clock
-moves to the event's time (firing due timers: trailing snapshots, risk checks, order latency),
+moves to the event's time if it is a later one (firing due timers: price snapshots of the instant
+before, risk checks, order latency; events of one instant see the clock stand still, so a timer
+set for "now" fires once they have all been delivered),
 the venue takes the event (fills resting orders, liquidates, then publishes the event and what it
 caused), and the driver waits until every actor is idle. Every event goes through the journal,
 so ``ballast replay --verify`` reproduces a backtest like any run.
@@ -113,8 +115,9 @@ async def run_backtest(
             for event in bundle.events():
                 for due in settlements.before(event.ts_event):
                     await _settle(clock, venue, session, due)
-                clock.advance_to(event.ts_event)
-                await venue.drain()
+                if event.ts_event != clock.now_ns():  # within an instant time stands still
+                    clock.advance_to(event.ts_event)
+                    await venue.drain()
                 await venue.on_market(event)
                 await session.idle()
                 count += 1

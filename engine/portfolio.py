@@ -15,8 +15,12 @@ Snapshots:
 
 - after every account, order and funding event, at once, with ``trigger`` ``"balance"``,
   ``"position"``, ``"fill"`` or ``"funding"``;
-- after price events at most once per ``min_snapshot_interval_ns`` of event time (``"price"``),
-  with a trailing snapshot at the end of an interval in which a price move was held back;
+- after price events (``"price"``), once the market data of that instant has been delivered (a
+  journaled timer at the event's own time: on the simulated clock it fires when time moves on,
+  so the bars of every instrument closing at one time are all applied before the portfolio is
+  valued and the rebalancer asked; on the live clock, as soon as the loop is free), and at most
+  once per ``min_snapshot_interval_ns`` of event time (a move held back is snapshotted at the end
+  of the interval, so the last price of a burst is always evaluated);
 - never while NAV is undefined: no snapshot until every held asset (spot or perp) has a price, and
   attribution starts (NAV0) at the first moment it has (see :mod:`engine.ledger`, "Opening").
   Sessions should therefore publish the account state before market data starts.
@@ -76,7 +80,7 @@ class Portfolio(Actor):
         self._funding_rates: dict[str, Decimal] = {}
         self._marked: set[str] = set()
         self._last_price_snapshot_ns: int | None = None
-        self._trailing_armed = False
+        self._price_snapshot_armed = False
         self._fills: set[tuple[str, str]] = set()
         self._fill_order: deque[tuple[str, str]] = deque()
         self.subscribe(QuoteTick, self.on_quote)
@@ -144,21 +148,20 @@ class Portfolio(Actor):
         self._price_snapshot(event.ts_event)
 
     def _price_snapshot(self, ts_event: int) -> None:
-        """At most one price snapshot per interval; a move throttled inside an interval gets a
-        trailing snapshot at its end, so the last price of a burst is always evaluated."""
-        last = self._last_price_snapshot_ns
-        if last is not None and ts_event - last < self.min_snapshot_interval_ns:
-            if not self._trailing_armed:
-                self._trailing_armed = True
-                self.after(
-                    "trailing-snapshot", last + self.min_snapshot_interval_ns, self._trailing
-                )
+        """A price move is snapshotted once the market data of its instant has been delivered (a
+        timer at its own time: every bar or tick of that instant is applied first), and at most
+        once per interval: a move inside the interval after a snapshot waits for its end."""
+        if self._price_snapshot_armed:
             return
-        if self._snapshot(ts_event, "price"):
-            self._last_price_snapshot_ns = ts_event
+        last = self._last_price_snapshot_ns
+        due = ts_event
+        if last is not None and ts_event - last < self.min_snapshot_interval_ns:
+            due = last + self.min_snapshot_interval_ns
+        self._price_snapshot_armed = True
+        self.after("price-snapshot", due, self._on_price_timer)
 
-    def _trailing(self, event: TimerFired) -> None:
-        self._trailing_armed = False
+    def _on_price_timer(self, event: TimerFired) -> None:
+        self._price_snapshot_armed = False
         if self._snapshot(event.ts_event, "price"):
             self._last_price_snapshot_ns = event.ts_event
 

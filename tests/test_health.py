@@ -196,6 +196,7 @@ async def test_a_served_session_is_ready_once_its_venue_loaded_and_prices_flow(
                 await venue.set_price(symbol, D(40_000))
                 tick = QuoteTick(START_NS, START_NS, symbol, D(39_999), D(40_001), D(1), D(1))
                 await session.bus.send(tick)
+            clock.advance_to(START_NS)  # the instant ends: its price snapshot is taken
             await session.idle()
             assert await reasons(server) == (200, [])
             text = (await get(server, "/metrics")).text

@@ -57,8 +57,11 @@ class World:
         self.out.clear()
 
     def when(self, event: Message) -> None:
+        """``event`` is an instant of its own: the clock moves to it, it is published, and the
+        instant ends (timers set for that very time, such as the price snapshot, fire)."""
         self.clock.advance_to(event.ts_event)
         self.bus.publish(event)
+        self.clock.advance_to(event.ts_event)
 
     def snapshots(self) -> list[PortfolioSnapshot]:
         return [m for m in self.out if isinstance(m, PortfolioSnapshot)]
@@ -213,6 +216,20 @@ def test_price_snapshots_are_throttled_by_event_time_with_a_trailing_snapshot(wo
     world.clock.advance_to(at(4.0))
     assert world.snapshots()[-1].nav == D(100_500)  # the last move of the burst is evaluated
     assert {s.trigger for s in world.snapshots()} == {"price"}
+
+
+def test_a_price_snapshot_waits_for_every_price_of_its_instant(world: World) -> None:
+    """Bars of several instruments closing at one time: the portfolio is valued once, after all
+    of them (never with BTC at the new close and ETH still at the previous one)."""
+    world.given(*EXAMPLE_ONE)
+    world.clock.advance_to(at(5))
+    world.bus.publish(bar(BTC, 44_000, 5))
+    world.bus.publish(bar(ETH, 2_100, 5))
+    assert world.snapshots() == []  # the instant is still being delivered
+    world.clock.advance_to(at(5))  # time moves on: the instant is complete
+    [snapshot] = world.snapshots()
+    assert (snapshot.ts_event, snapshot.trigger) == (at(5), "price")
+    assert snapshot.nav == D(40_000 + 44_000 + 21_000)
 
 
 def test_account_events_snapshot_with_their_trigger(world: World) -> None:
