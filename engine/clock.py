@@ -130,6 +130,12 @@ class LiveClock(Clock):
 
     def _on_due(self, deadline: _Deadline) -> None:
         self._handles.pop(id(deadline), None)
+        if not deadline.cancelled and self.now_ns() < deadline.at_ns:
+            # The loop's timers run on the monotonic clock at its own resolution (1 ms in
+            # uvloop): a deadline on the wall clock may come due early. Wait for the rest, so a
+            # TimerFired is never stamped before its deadline.
+            self._schedule(deadline)
+            return
         self._fire(deadline)
 
     def _disarm(self, deadline: _Deadline) -> None:

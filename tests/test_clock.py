@@ -377,3 +377,23 @@ async def test_live_clock_overdue_deadline_fires_at_once_with_its_deadline() -> 
     clock.at("overdue", past, recorder(fired))
     await eventually(lambda: bool(fired))
     assert fired == [("overdue", past)]
+
+
+def test_live_clock_never_fires_before_its_deadline_on_uvloop() -> None:
+    """uvloop's timers have millisecond resolution and run on the monotonic clock while deadlines
+    are wall-clock epoch ns: a timer may come due a little early, and must then wait the rest."""
+    import uvloop
+
+    async def scenario() -> list[tuple[int, int]]:
+        clock = LiveClock()
+        seen: list[tuple[int, int]] = []
+        start = clock.now_ns()
+        for k in range(200):
+            clock.at(f"t{k}", start + k * 137_000, lambda _, at: seen.append((at, clock.now_ns())))
+        await eventually(lambda: len(seen) == 200, what="every timer fired")
+        return seen
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        seen = runner.run(scenario())
+    early = [(deadline, now) for deadline, now in seen if now < deadline]
+    assert early == []
