@@ -1,14 +1,21 @@
 """Backtests: the very same session and actors as live, with a simulated clock and the simulated
 venue injected, driven through historical (or synthetic) market data.
 
-Per market event, in the bundle's order: funding settlements due strictly before it are settled
-(at the mark the venue knows, so a settlement at 00:00 is paid at the 00:00 close), the clock
-moves to the event's time if it is a later one (firing due timers: price snapshots of the instant
-before, risk checks, order latency; events of one instant see the clock stand still, so a timer
-set for "now" fires once they have all been delivered),
-the venue takes the event (fills resting orders, liquidates, then publishes the event and what it
-caused), and the driver waits until every actor is idle. Every event goes through the journal,
-so ``ballast replay --verify`` reproduces a backtest like any run.
+The bundle's market events are taken in order, an instant (one event time) at a time:
+
+1. when an event is later than the clock, the instant before is closed first: timers set for its
+   own time fire (the portfolio's price snapshot of that instant, and the decision on it);
+2. funding settlements due strictly before the new time are settled, at the mark the venue knows
+   (a settlement at 00:00 is paid at the 00:00 close);
+3. the clock moves to the new time one timer deadline at a time (trailing snapshots, risk checks,
+   order latency): what a timer sets off (a decision, its orders, their fills) runs at that
+   deadline, before time moves on, as it would on a live clock;
+4. the venue takes the event (fills resting orders, liquidates, then publishes the event and what
+   it caused), and the driver waits until every actor is idle. Events of one instant see the
+   clock stand still, so the portfolio is valued once all of them are in.
+
+Every event goes through the journal, so ``ballast replay --verify`` reproduces a backtest like
+any run.
 """
 
 from __future__ import annotations
@@ -113,16 +120,17 @@ async def run_backtest(
         async with session:
             settlements = _Settlements(bundle.settlements)
             for event in bundle.events():
-                for due in settlements.before(event.ts_event):
-                    await _settle(clock, venue, session, due)
                 if event.ts_event != clock.now_ns():  # within an instant time stands still
-                    clock.advance_to(event.ts_event)
-                    await venue.drain()
+                    await _advance(clock, venue, session, clock.now_ns())  # close the instant
+                    for due in settlements.before(event.ts_event):
+                        await _settle(clock, venue, session, due)
+                    await _advance(clock, venue, session, event.ts_event)
                 await venue.on_market(event)
                 await session.idle()
                 count += 1
                 if progress is not None:
                     progress(count, event.ts_event)
+            await _advance(clock, venue, session, clock.now_ns())
             for due in settlements.before(clock.now_ns() + 1):
                 await _settle(clock, venue, session, due)
     seconds = time.perf_counter() - started
@@ -141,11 +149,24 @@ async def _journal(path: Path | None) -> AsyncIterator[Journal | None]:
         yield journal
 
 
+async def _advance(
+    clock: SimulatedClock, venue: SimulatedVenue, session: Session, ts_ns: int
+) -> None:
+    """Move the clock to ``ts_ns`` one timer deadline at a time: what a timer sets off (a
+    snapshot, the decision on it, the orders and their fills) happens at that deadline, before
+    time moves on, as it would on a live clock."""
+    while (deadline := clock.next_deadline_ns()) is not None and deadline <= ts_ns:
+        clock.advance_to(deadline)
+        await venue.drain()
+        await session.idle()
+    clock.advance_to(ts_ns)
+    await venue.drain()
+
+
 async def _settle(
     clock: SimulatedClock, venue: SimulatedVenue, session: Session, due: FundingSettlement
 ) -> None:
-    clock.advance_to(due.ts_ns)
-    await venue.drain()
+    await _advance(clock, venue, session, due.ts_ns)
     mark = due.mark if due.mark is not None else venue.exchange.mark_price(due.symbol)
     if mark is not None and mark > 0:
         await venue.settle_funding(due.symbol, due.rate, mark, due.ts_ns)

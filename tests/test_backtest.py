@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 import pytest
 
 from adapters.data.bundle import MarketBundle
-from engine.backtest import BacktestRun, run_backtest
+from engine.backtest import BacktestRun, initial_allocation, run_backtest, variant
 from engine.cli.cmd_journal import record_json
+from engine.commands import SubmitOrder
 from engine.config import (
     BandsConfig,
     Config,
@@ -22,7 +23,15 @@ from engine.config import (
     StrategyConfig,
     parse_config,
 )
-from engine.events import FundingPaid, OrderFilled, PortfolioSnapshot
+from engine.events import (
+    FundingPaid,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    PortfolioSnapshot,
+    RebalanceDecided,
+)
+from engine.instruments import base_of
 from engine.journal import JournalReader
 from engine.performance import format_summary
 from strategies.api import Strategy, StrategyContext, TargetSet
@@ -60,6 +69,45 @@ async def test_same_config_and_data_give_identical_journals_and_numbers(tmp_path
         format_summary(r.performance.summary) for r in runs[1:]
     ]
     assert any(isinstance(m, OrderFilled) for m in await messages(runs[0].journal))
+
+
+def replanned_in_flight(journal: list[Any]) -> list[str]:
+    """Decisions that plan an asset while an order of an earlier decision for it is still open
+    (submitted, neither completely filled nor canceled nor rejected): a duplicate order."""
+    left: dict[str, Decimal] = {}
+    asset_of: dict[str, str] = {}
+    found: list[str] = []
+    for m in journal:
+        if isinstance(m, RebalanceDecided):
+            open_assets = {asset_of[c] for c, q in left.items() if q > 0}
+            for intent in m.intents:
+                if base_of(intent.symbol) in open_assets:
+                    found.append(f"{m.decision_id}: {intent.symbol} while in flight: {m.reasoning}")
+        elif isinstance(m, SubmitOrder):
+            left[m.client_order_id] = m.qty
+            asset_of[m.client_order_id] = base_of(m.symbol)
+        elif isinstance(m, OrderFilled) and m.client_order_id in left:
+            left[m.client_order_id] -= m.qty
+        elif isinstance(m, OrderCanceled | OrderRejected):
+            left.pop(m.client_order_id, None)
+    return found
+
+
+@pytest.mark.parametrize("strategy", ["growth_optimizer", "buy_and_hold", "calendar"])
+async def test_no_asset_is_planned_again_while_its_order_is_in_flight(
+    tmp_path: Path, strategy: str
+) -> None:
+    """Orders sent when an instant closes are executed at that instant, before the clock jumps to
+    the next bar an hour later; so the rebalancer never sees an order unanswered for an hour,
+    expires it and sends the same trade again."""
+    config = variant(GROWTH, strategy, initial_allocation(GROWTH))
+    result = await run(config, tmp_path / "j.db", "2022-04-18", "2022-07-01")
+    journal = await messages(result.journal)
+    assert sum(isinstance(m, SubmitOrder) for m in journal) >= 2
+    assert replanned_in_flight(journal) == []
+    fills = [m for m in journal if isinstance(m, OrderFilled)]
+    submits = {m.client_order_id: m for m in journal if isinstance(m, SubmitOrder)}
+    assert all(f.ts_event == submits[f.client_order_id].ts_event for f in fills)
 
 
 async def test_the_accounting_identity_holds_at_every_event_over_two_years(tmp_path: Path) -> None:
