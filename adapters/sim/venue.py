@@ -197,15 +197,20 @@ class SimulatedVenue(Venue):
     async def drain(self, until_ns: int | None = None) -> int:
         """Emit every event due by the clock's current time (or ``until_ns``, if later), in
         order; return how many."""
+        if not self._lock.locked() and not self._due(until_ns):
+            return 0  # nothing to emit and no drain under way: no need to take the lock
         emitted = 0
         async with self._lock:
-            while self._outbox and self._outbox[0][0] <= self._horizon(until_ns):
+            while self._due(until_ns):
                 if self._sink is None:
                     raise VenueError(f"{self.name}: no event sink attached")
                 _, _, event = heapq.heappop(self._outbox)
                 await self.emit(event)
                 emitted += 1
         return emitted
+
+    def _due(self, until_ns: int | None) -> bool:
+        return bool(self._outbox) and self._outbox[0][0] <= self._horizon(until_ns)
 
     def _horizon(self, until_ns: int | None) -> int:
         now = self.clock.now_ns()
