@@ -4,10 +4,7 @@ journal/config/demo commands end to end."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,9 +17,8 @@ from engine.events import BalanceUpdated, DataRejected, Message, QuoteTick
 from engine.journal import Journal
 from engine.timefmt import ns_to_iso
 from tests.conftest import START_NS
+from tests.support.cli import ballast
 
-ROOT = Path(__file__).resolve().parents[1]
-BALLAST = Path(sys.executable).parent / "ballast"
 MINUTE = 60 * NS_PER_SECOND
 EXPORT_KEYS = {"seq", "type", "ts_event", "ts_init", "event"}
 
@@ -41,18 +37,6 @@ BTC = 0.4
 [risk]
 max_gross_leverage = -3
 """
-
-
-def ballast(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BALLAST), *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 from engine.cli.cmd_plan import paper_venue
 from engine.config import parse_config
 from engine.dry_run import dry_run
+from tests.support.cli import ballast
 
-REPO = Path(__file__).resolve().parents[1]
-BALLAST = Path(sys.executable).parent / "ballast"
 D = Decimal
 
 HELD = """
@@ -25,12 +22,6 @@ end = "2022-11-10"
 [execution]
 mode = "overlay"
 """
-
-
-def ballast(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BALLAST), *args], capture_output=True, text=True, cwd=REPO, timeout=60
-    )
 
 
 async def test_plan_sends_nothing_and_reports_every_asset() -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,9 +18,8 @@ from engine.replay import replay
 from engine.session import Session
 from tests.conftest import START_NS
 from tests.support.actors import AlteredDecider, market_inputs
+from tests.support.cli import ballast
 
-ROOT = Path(__file__).resolve().parents[1]
-BALLAST = Path(sys.executable).parent / "ballast"
 DECIDER = "tests.support.actors:Decider"
 ALTERED = "tests.support.actors:AlteredDecider"
 INPUTS = 400
@@ -84,19 +80,6 @@ def first_altered_seq(records: list[Record], alter_after: int) -> int:
         elif type(message).role == "output" and handled >= alter_after:
             return rec.seq
     raise AssertionError("the recording has no output after the altered input")
-
-
-def ballast(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [str(BALLAST), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -99,9 +99,10 @@ class Desk:
         now = self.clock.now_ns()
         self.bus.publish(replace(book, ts_event=now, ts_init=now))
 
-    def decide(self, *intents: OrderIntent) -> None:
+    def decide(self, *intents: OrderIntent, made_at: int | None = None) -> None:
+        """A decision with ``intents``, made now (or at ``made_at``, checked now)."""
         self.decisions += 1
-        now = self.clock.now_ns()
+        now = self.clock.now_ns() if made_at is None else made_at
         numbered = tuple(
             replace(i, intent_id=f"d{self.decisions}-{n}") for n, i in enumerate(intents)
         )
@@ -436,21 +437,9 @@ async def test_verdicts_carry_the_decisions_event_time_not_the_clocks(
         desk.given(small_book())
         sim_clock.advance_to(START_NS + 31 * S)  # the BTC mark is stale now
         made_at = START_NS + 30 * S
-        for n, ask in enumerate(("0.1", "0.2")):
-            decision = RebalanceDecided(
-                ts_event=made_at,
-                ts_init=made_at,
-                decision_id=f"late{n}",
-                trigger="test",
-                mode="spot",
-                regime=desk.risk.budget.regime,
-                reasoning="test",
-                assets=(),
-                intents=(replace(intent("BTC/USDT", "buy", ask), intent_id=f"late{n}-1"),),
-            )
-            desk.bus.publish(decision)
-            if n == 0:
-                desk.quote("BTC/USDT", "40000")  # fresh again for the second decision
+        desk.decide(intent("BTC/USDT", "buy", "0.1"), made_at=made_at)
+        desk.quote("BTC/USDT", "40000")  # fresh again for the second decision
+        desk.decide(intent("BTC/USDT", "buy", "0.2"), made_at=made_at)
         veto, approval = desk.verdicts()
         assert isinstance(veto, OrderVetoed)
         assert isinstance(approval, IntentApproved)

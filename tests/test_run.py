@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -22,6 +21,7 @@ from adapters.data.bundle import MarketBundle
 from engine.events import Bar, MarkPriceUpdated, Message, SessionStarted, SessionStopped
 from engine.journal import Journal, JournalReader
 from engine.paper_feed import by_timestamp
+from tests.support.cli import ballast
 from tests.support.http_get import HttpResponse, http_get
 from tests.support.paper_config import DATA, PAPER, Overrides, Value, paper_config, rewrite
 from tests.support.waiting import eventually
@@ -153,18 +153,6 @@ async def journal_messages(path: Path) -> list[Message]:
         assert stats.gap_free
         assert await reader.integrity_check() == "ok"
         return await reader.messages()
-
-
-def ballast(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BALLAST), *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 # ------------------------------------------------------------------------------ paper mode
