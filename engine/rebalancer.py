@@ -5,7 +5,10 @@ costs, floors, skips) and the exact intents. The risk actor approves, cuts or ve
 
 An asset with orders still in flight (decided, not yet vetoed, rejected, canceled or completely
 filled) is not planned again: planning on a portfolio that has not seen its own fills yet would
-stack orders. An in-flight entry that hears nothing for ``in_flight_timeout_s`` expires.
+stack orders. An intent that was never sent (no ``SubmitOrder`` for it: the risk actor or the
+router dropped it without a word) expires after ``in_flight_timeout_s``; one whose order was sent
+never expires by time, since planning the asset again while that order may still be live at the
+venue could double it: it waits for a fill, a cancel, a reject or the router's status report.
 
 It also reacts without any band breach: when the budget turns off overlay longs (stressed regime)
 it closes them, and when the kill switch fires it flattens every perp with reduce-only orders.
@@ -265,10 +268,19 @@ class Rebalancer(Actor):
 
     def _drop_cooling(self, plan: Plan, now: int) -> None:
         """Keep no intent for an asset in cooldown or with orders still in flight."""
+        sent = set(self._intent_of.values())
         for intent_id, pending in list(self._in_flight.items()):
-            if now - pending.since_ns > self.in_flight_timeout_ns:
+            if now - pending.since_ns <= self.in_flight_timeout_ns:
+                continue
+            if intent_id in sent:
+                waited = (now - pending.since_ns) // NS_PER_SECOND
+                plan.notes.append(
+                    f"{pending.asset}: the order of {intent_id} is unanswered after {waited} s; "
+                    "not planned again until the venue reports it"
+                )
+            else:
                 del self._in_flight[intent_id]
-                plan.notes.append(f"{pending.asset}: no news of {intent_id}, no longer waited for")
+                plan.notes.append(f"{pending.asset}: {intent_id} was never sent, not waited for")
         cooling = {a for a, until in self._cooling.items() if until > now}
         busy = {p.asset for p in self._in_flight.values()}
         kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]

@@ -314,3 +314,62 @@ def test_an_asset_with_orders_in_flight_is_not_planned_again_until_they_complete
     bus.publish(msgspec.structs.replace(fill, trade_id="t-2", qty=intent.qty - half))
     bus.publish(book("52000").snapshot(START_NS + 3))  # done: the asset may be planned again
     assert len(rec.of(RebalanceDecided)) == 2
+
+
+def _submitted(intent: Any, client_order_id: str) -> Message:
+    from engine.commands import SubmitOrder
+
+    return SubmitOrder(
+        START_NS,
+        START_NS,
+        intent.intent_id,
+        client_order_id,
+        intent.symbol,
+        intent.side,
+        "market",
+        intent.qty,
+        None,
+        False,
+        False,
+        "IOC",
+    )
+
+
+def test_a_sent_order_that_goes_unanswered_is_never_replaced_by_a_second_one(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Hours without news of a sent order (a venue that stopped answering): the asset is not
+    planned again, which could double the trade; the router's status report settles it."""
+    from engine.events import OrderStatusReported
+
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    bus.publish(_submitted(first.intents[0], "c-1"))
+    for hours in (1, 2, 5):
+        bus.publish(book("52000").snapshot(START_NS + hours * HOUR))
+    assert len(rec.of(RebalanceDecided)) == 1
+    at = START_NS + 5 * HOUR
+    intent = first.intents[0]
+    status = OrderStatusReported(
+        at, at, "c-1", "v-1", intent.symbol, intent.side, intent.qty, D(0), None, "canceled"
+    )
+    bus.publish(status)
+    bus.publish(book("52000").snapshot(START_NS + 6 * HOUR))
+    assert len(rec.of(RebalanceDecided)) == 2
+
+
+def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeout(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    bus.publish(book("52000").snapshot(START_NS))
+    bus.publish(book("52000").snapshot(START_NS + 60 * NS_PER_SECOND))
+    assert len(rec.of(RebalanceDecided)) == 1  # within the timeout it still waits
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
+    first, second = rec.of(RebalanceDecided)
+    assert second.intents
+    assert f"{first.intents[0].intent_id} was never sent" in second.reasoning
+
