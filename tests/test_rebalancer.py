@@ -256,7 +256,6 @@ def test_a_vetoed_trade_is_retried_after_the_check_interval_not_the_full_cooldow
 def test_an_asset_with_orders_in_flight_is_not_planned_again_until_they_complete(
     sim_clock: SimulatedClock,
 ) -> None:
-    from engine.commands import SubmitOrder
     from engine.events import OrderFilled
 
     bus = Bus(sim_clock)
@@ -275,22 +274,7 @@ def test_an_asset_with_orders_in_flight_is_not_planned_again_until_they_complete
     bus.publish(book("52000").snapshot(START_NS))
     [first] = rec.of(RebalanceDecided)
     intent = first.intents[0]
-    bus.publish(
-        SubmitOrder(
-            START_NS,
-            START_NS,
-            intent.intent_id,
-            "c-1",
-            intent.symbol,
-            intent.side,
-            "market",
-            intent.qty,
-            None,
-            False,
-            False,
-            "IOC",
-        )
-    )
+    bus.publish(_submitted(intent, "c-1"))
     bus.publish(book("52000").snapshot(START_NS + 1))  # no cooldown, but the sale is still working
     assert len(rec.of(RebalanceDecided)) == 1
     half = intent.qty / 2
