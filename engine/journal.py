@@ -86,10 +86,6 @@ class Record(msgspec.Struct, frozen=True, gc=False):
         return self.message.ts_init
 
 
-def _record(seq: int, message: Message) -> Record:
-    return Record(seq, message)
-
-
 def _decode_rows(rows: Sequence[StoredRow]) -> list[Record]:
     """The records of fetched (seq, payload) rows, decoded chunk-wise (the replay hot path).
 
@@ -548,7 +544,7 @@ class JournalReader:
             f"SELECT seq, payload FROM events WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
         )
         rows = await self._fetch(sql, (0, *params))
-        return [_record(s, decode(p, seq=s)) for s, p in reversed(rows)]
+        return [Record(s, decode(p, seq=s)) for s, p in reversed(rows)]
 
     async def stats(self) -> JournalStats:
         conn = self._require_conn()

@@ -293,10 +293,9 @@ class Ledger:
     def _set_spot_price(self, asset: str, price: Decimal) -> None:
         old = self.spot_prices.get(asset)
         self.spot_prices[asset] = price
-        if old is None:
-            self._changed()
         qty = self.spot_qty(asset)
         if old is None:
+            self._changed()
             self._book_transfer(qty * price)  # a holding valued for the first time
         else:
             self._book_price((price - old) * qty)
@@ -338,7 +337,6 @@ class Ledger:
         already agree). The venue's mark is used only while no mark is known; liquidation price
         and margin are taken as reported (until the next fill makes them stale).
         """
-        self._changed()
         asset = base_of(event.symbol)
         pos = self.positions.setdefault(asset, PerpPosition())
         before = self._perp_value(asset)
@@ -358,9 +356,9 @@ class Ledger:
         value = self._value_of(event.asset, event.amount)
         if value is None:
             raise LedgerError(f"funding in {event.asset}: no price to value it")
-        self._changed()
         self._add(event.asset, event.amount)
         self.positions.setdefault(base_of(event.symbol), PerpPosition()).funding += value
+        self._changed()
         if self.is_open:
             self.funding_pnl += value
         self._settle()
