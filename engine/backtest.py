@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from adapters.data.bundle import FundingSettlement, MarketBundle
+from adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSchedule
 from adapters.sim.config import Latency, SimConfig
 from adapters.sim.slippage import SlippageConfig
 from adapters.sim.venue import SimulatedVenue
@@ -118,7 +118,7 @@ async def run_backtest(
         recorder.attach(session.bus)
         session.bus.subscribe(KillSwitchTriggered, kills.append, name="backtest.kill_switch")
         async with session:
-            settlements = _Settlements(bundle.settlements)
+            settlements = SettlementSchedule(bundle.settlements)
             for event in bundle.events():
                 if event.ts_event != clock.now_ns():  # within an instant time stands still
                     await _advance(clock, venue, session, clock.now_ns())  # close the instant
@@ -171,19 +171,6 @@ async def _settle(
     if mark is not None and mark > 0:
         await venue.settle_funding(due.symbol, due.rate, mark, due.ts_ns)
     await session.idle()
-
-
-class _Settlements:
-    """Funding settlements in time order, handed out as the backtest passes them."""
-
-    def __init__(self, settlements: list[FundingSettlement]) -> None:
-        self._items = sorted(settlements, key=lambda s: (s.ts_ns, s.symbol))
-        self._next = 0
-
-    def before(self, ts_ns: int) -> Iterator[FundingSettlement]:
-        while self._next < len(self._items) and self._items[self._next].ts_ns < ts_ns:
-            self._next += 1
-            yield self._items[self._next - 1]
 
 
 BASELINES = ("buy_and_hold", "calendar")

@@ -30,7 +30,7 @@ from typing import Literal
 
 import msgspec
 
-from adapters.data.bundle import FundingSettlement, MarketBundle
+from adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSchedule
 from adapters.sim.venue import SimulatedVenue
 from engine.events import MarketData
 from engine.session import Session
@@ -57,20 +57,6 @@ def by_timestamp(events: Iterable[MarketData]) -> Iterator[tuple[int, list[Marke
     """Consecutive events grouped by ``ts_event``: (time, the events of that time)."""
     for ts, group in itertools.groupby(events, key=lambda event: event.ts_event):
         yield ts, list(group)
-
-
-class _Due:
-    """Funding settlements in time order, handed out as the feed passes them."""
-
-    def __init__(self, settlements: Iterable[FundingSettlement]) -> None:
-        self._items = sorted(settlements, key=lambda s: (s.ts_ns, s.symbol))
-        self._next = 0
-
-    def before(self, ts_ns: int) -> list[FundingSettlement]:
-        start = self._next
-        while self._next < len(self._items) and self._items[self._next].ts_ns < ts_ns:
-            self._next += 1
-        return self._items[start : self._next]
 
 
 class PaperFeed:
@@ -108,7 +94,7 @@ class PaperFeed:
 
     async def run(self) -> FeedResult:
         """Send every bar timestamp, in order, until the data is exhausted or :meth:`halt`."""
-        due = _Due(self.bundle.settlements)
+        due = SettlementSchedule(self.bundle.settlements)
         for ts, events in by_timestamp(self.bundle.events()):
             if await self._halted_before_next_step():
                 return self._result("halted")

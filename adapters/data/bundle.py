@@ -78,6 +78,22 @@ class FundingSettlement:
     mark: Decimal | None = None
 
 
+class SettlementSchedule:
+    """Funding settlements in time order, handed out once each as a driver (the backtest, the
+    paper feed) passes their times."""
+
+    def __init__(self, settlements: Iterable[FundingSettlement]) -> None:
+        self._items = sorted(settlements, key=lambda s: (s.ts_ns, s.symbol))
+        self._next = 0
+
+    def before(self, ts_ns: int) -> list[FundingSettlement]:
+        """The settlements not handed out yet that are due strictly before ``ts_ns``."""
+        start = self._next
+        while self._next < len(self._items) and self._items[self._next].ts_ns < ts_ns:
+            self._next += 1
+        return self._items[start : self._next]
+
+
 def to_ns(moment: TimeLike) -> int:
     """Epoch ns of an int (already ns), ISO text (naive = UTC) or aware datetime."""
     if isinstance(moment, int):
