@@ -6,6 +6,9 @@ Issue figures: ≥ 500,000 bar-events/s with the journal off, ≥ 150,000/s with
 year of 1-minute bars for BTC and ETH spot + perps (about 2.1 million bar events) end to end in
 under 30 s. ``python -m bench backtest`` measures one month of 1-minute bars (the full year
 takes minutes at the current speed); ``BALLAST_BENCH_FULL_YEAR=1`` measures the whole year.
+
+Each figure is printed beside its floor (``bench/backtest_floor.py``): the same events through the
+same bus and journal to handlers that do nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 
 from adapters.data.bundle import MarketBundle
 from adapters.data.synthetic import SyntheticConfig, SyntheticMarket
+from bench.backtest_floor import floor
+from bench.backtest_floor import line as floor_line
 from bench.common import run, verdict
 from engine.backtest import BacktestRun, run_backtest
 from engine.config import Config, parse_config
@@ -65,6 +70,8 @@ def main() -> None:
         )
         on = _measure(config, hourly, Path(tmp) / "hourly.db", 3600)
         print(_line("bundled 2 y hourly, journal on ", on, bars, 150_000))
+        print(floor_line("2 y hourly, journal off", run(floor(hourly, journal=False)), 500_000))
+        print(floor_line("2 y hourly, journal on ", run(floor(hourly, journal=True)), 150_000))
         full = os.environ.get("BALLAST_BENCH_FULL_YEAR") == "1"
         days = 365 if full else 30
         minutes = SyntheticMarket(
@@ -79,6 +86,11 @@ def main() -> None:
         if full:
             ok = verdict(total < 30)
             print(f"  one year of 1-minute bars end to end: {total:.1f} s ({goal}) {ok}")
+            _, _, seconds = run(floor(minutes, journal=True))
+            print(
+                f"  floor, the same year through bus and journal to do-nothing handlers: "
+                f"{seconds:.1f} s"
+            )
         else:
             print(f"  ({goal}: run with BALLAST_BENCH_FULL_YEAR=1 to measure the whole year)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
