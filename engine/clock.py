@@ -85,6 +85,10 @@ class Clock(ABC):
     def timer_names(self) -> list[str]:
         return sorted(self._timers)
 
+    def due_by(self, ts_ns: int) -> bool:
+        """Whether a timer is armed for ``ts_ns`` or earlier and has not fired yet."""
+        return any(deadline.at_ns <= ts_ns for deadline in self._timers.values())
+
     def _arm(self, deadline: _Deadline) -> None:
         if deadline.name in self._timers:
             raise ValueError(f"timer {deadline.name!r} already exists")

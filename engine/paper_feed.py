@@ -3,15 +3,17 @@
 :class:`PaperFeed` hands the market events of a :class:`~adapters.data.bundle.MarketBundle` (spot
 and perp bars, marks with funding) to a :class:`~adapters.sim.venue.SimulatedVenue` at an
 accelerated pace: the events of one bar timestamp every ``step_s`` seconds of wall time (one hour
-of hourly bars per second at ``step_s = 1``), each re-stamped with the wall-clock time it is sent
-at, so data ages, event lags and staleness are real ones. The funding settlements due between two
+of hourly bars per second at ``step_s = 1``), all re-stamped with the wall-clock time they are
+sent at (one instant, as they were one in the data), so data ages, event lags and staleness are
+real ones. The funding settlements due between two
 bar timestamps are settled before the later one (a settlement at ``t`` after the events of ``t``,
 as the bundle prescribes, and as a backtest does), at the mark the settlement carries or the one
 the venue knows.
 
 The pace is a grid: step ``k`` is due ``k × step_s`` after the first, so the time spent handling a
 step is not added to the wait; a feed that falls behind goes on from where it is, without a burst.
-``step_s = 0`` sends as fast as the engine takes it.
+``step_s = 0`` sends as fast as the engine takes it: a step is over once every actor is idle and
+the timers due at its time (the price snapshot of that instant) have fired.
 
 The feed stops when the data is exhausted (after the last settlements) or, between two steps,
 when :meth:`PaperFeed.halt` is called; :meth:`PaperFeed.run` says which in its
@@ -122,10 +124,21 @@ class PaperFeed:
     # ------------------------------------------------------------------ sending
 
     async def _send(self, events: Iterable[MarketData]) -> None:
+        """The events of one bar timestamp, stamped with one wall-clock time and handed over back
+        to back: they are one instant, so the portfolio values it (its price snapshot, a timer at
+        that time) once all of them are in, not after the first one."""
+        clock = self.session.clock
+        now = clock.now_ns()
         for event in events:
-            await self.venue.on_market(self._restamp(event))
-            await self.session.idle()
+            await self.venue.on_market(msgspec.structs.replace(event, ts_event=now, ts_init=now))
             self.events += 1
+        await self.session.idle()
+        # The instant's own timers (its price snapshot) run before the next step, even when steps
+        # are not paced (step_s = 0). The clock's timer table is not awaitable: yield until the
+        # loop has run them (at most about a millisecond, the loop's timer resolution).
+        while clock.due_by(now):  # noqa: ASYNC110
+            await asyncio.sleep(0)
+        await self.session.idle()
 
     async def _settle(self, settlements: Iterable[FundingSettlement]) -> None:
         for settlement in settlements:
@@ -138,10 +151,6 @@ class PaperFeed:
             await self.venue.settle_funding(settlement.symbol, settlement.rate, mark, now)
             await self.session.idle()
             self.settlements += 1
-
-    def _restamp(self, event: MarketData) -> MarketData:
-        now = self.session.clock.now_ns()
-        return msgspec.structs.replace(event, ts_event=now, ts_init=now)
 
     def _result(self, stopped: StopReason) -> FeedResult:
         return FeedResult(stopped, self.steps, self.events, self.settlements, self.last_ns)

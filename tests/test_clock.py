@@ -141,6 +141,23 @@ async def test_contract_cancel_stops_a_repeating_timer(driver: Driver) -> None:
     assert len(fired) == count
 
 
+async def test_contract_due_by_tells_whether_a_timer_up_to_then_has_yet_to_fire(
+    driver: Driver,
+) -> None:
+    clock, step = driver.clock, driver.step_ns
+    fired: Fired = []
+    start = clock.now_ns()
+    clock.at("once", start + step, recorder(fired))
+    clock.every("rep", 500 * step, recorder(fired), start_ns=start + 2 * step)
+    assert not clock.due_by(start)
+    assert clock.due_by(start + step)
+    await driver.run_until(lambda: len(fired) == 2)
+    assert not clock.due_by(start + 2 * step)  # the repeating one is armed again, further on
+    assert clock.due_by(start + 502 * step)
+    clock.cancel("rep")
+    assert not clock.due_by(start + 1000 * step)
+
+
 async def test_contract_a_callback_may_cancel_its_own_timer(driver: Driver) -> None:
     clock, step = driver.clock, driver.step_ns
     fired: Fired = []
