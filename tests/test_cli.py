@@ -353,3 +353,40 @@ def test_backtest_cli_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
     replayed = ballast("replay", str(tmp_path / "j.db"), "--verify")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "verify: ok" in replayed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--start", "garbage"), "argument --start: not an ISO 8601 time: 'garbage'"),
+        (("--end", "2023-13-45"), "argument --end: not an ISO 8601 time"),
+        (("--start", "2023-02-01", "--end", "2023-01-01"), "--start 2023-02-01 is not before"),
+        (("--strategies", " , "), "names no strategy"),
+        (("--strategies", "threshold,nosuch"), "unknown strategy 'nosuch'"),
+    ],
+)
+def test_backtest_bad_options_exit_2_before_reading_any_data(
+    good_toml: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    proc = ballast("backtest", "-c", str(good_toml), "--journal", str(tmp_path / "j.db"), *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "data:" not in proc.stdout
+    assert not (tmp_path / "j.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "wanted"),
+    [
+        (("--start", "2030-01-01"), "no bars from 2030-01-01T00:00"),
+        (("--end", "2022-04-18T00:30"), "no bars before 2022-04-18T00:30"),
+    ],
+)
+def test_a_backtest_range_outside_the_data_says_what_the_data_covers(
+    good_toml: Path, tmp_path: Path, args: tuple[str, ...], wanted: str
+) -> None:
+    proc = ballast("backtest", "-c", str(good_toml), "--journal", str(tmp_path / "j.db"), *args)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{wanted}: the data has bars closing from 2022-04-18T01:00 to 2024-04-18T00:00" in (
+        proc.stderr
+    )

@@ -321,3 +321,19 @@ def test_feed_out_of_order_is_refused() -> None:
     bundle = MarketBundle(lambda: bars, [], DataReport(()))
     with pytest.raises(DataError, match="out of order"):
         list(bundle.events())
+
+
+def test_a_range_without_bars_says_what_the_data_covers() -> None:
+    covered = "the data has bars closing from 2022-04-18T01:00 to 2024-04-18T00:00"
+    late = MarketBundle.load(DATA, ["BTC", "ETH"], start="2025-06-01")
+    with pytest.raises(DataError, match=f"^no bars from 2025-06-01T00:00: {covered}$"):
+        late.span()
+    between = MarketBundle.load(DATA, ["BTC"], start="2020-01-01", end="2020-02-01T12:00")
+    with pytest.raises(DataError, match=r"^no bars from 2020-01-01T00:00 before 2020-02-01T12:00:"):
+        between.span()
+    with pytest.raises(DataError, match=r"^start 2023-02-01T00:00 is not before end 2023-01-01"):
+        MarketBundle.load(DATA, ["BTC"], start="2023-02-01", end="2023-01-01")
+    assert MarketBundle.load(DATA, ["BTC"], start="2023-01-01", end="2023-01-01T00:30").span() == (
+        to_ns("2023-01-01"),
+        to_ns("2023-01-01"),
+    )

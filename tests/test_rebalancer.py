@@ -356,4 +356,3 @@ def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeou
     first, second = rec.of(RebalanceDecided)
     assert second.intents
     assert f"{first.intents[0].intent_id} was never sent" in second.reasoning
-

@@ -56,6 +56,7 @@ from adapters.data.gaps import NS, Coverage, DataReport
 from adapters.data.klines import DataError, KlineSeries, load_klines, parse_timestamp
 from engine.events import Bar, MarketData, MarkPriceUpdated
 from engine.instruments import perp_symbol, spot_symbol
+from engine.timefmt import ns_to_iso
 
 TimeLike = int | str | datetime
 """Epoch ns (int), ISO 8601 text (naive = UTC) or an aware datetime."""
@@ -136,8 +137,11 @@ class MarketBundle:
         start: int | None = None,
         end: int | None = None,
         span: tuple[int, int] | None = None,
+        available: tuple[int, int] | None = None,
     ) -> None:
         self._bars = bars
+        self._range = (start, end)
+        self._available = available
         self.funding_history: list[FundingSettlement] = sorted(
             settlements, key=lambda s: (s.ts_ns, s.symbol)
         )
@@ -189,6 +193,10 @@ class MarketBundle:
         """A bundle over loaded series, cut to ``[start, end)`` (bar close / settlement times)."""
         lo = None if start is None else to_ns(start)
         hi = None if end is None else to_ns(end)
+        if lo is not None and hi is not None and lo >= hi:
+            raise DataError(f"start {ns_to_iso(lo)[:16]} is not before end {ns_to_iso(hi)[:16]}")
+        closes = [bar.ts_event for s in (*spot, *perp) for bar in (s.bars[:1] + s.bars[-1:])]
+        available = (min(closes), max(closes)) if closes else None
         spot = [s.between(lo, hi) for s in spot]
         perp = [s.between(lo, hi) for s in perp]
         report = DataReport(
@@ -203,7 +211,12 @@ class MarketBundle:
         ]
         lists = [s.bars for s in (*spot, *perp)]
         return cls(
-            lambda: heapq.merge(*lists, key=bar_order), settlements, report, start=lo, end=hi
+            lambda: heapq.merge(*lists, key=bar_order),
+            settlements,
+            report,
+            start=lo,
+            end=hi,
+            available=available,
         )
 
     # ------------------------------------------------------------------------------- queries
@@ -218,15 +231,30 @@ class MarketBundle:
             return self._span
         bars = [c for c in self._report.series if c.kind != "funding" and c.first_ns is not None]
         if not bars:
-            raise DataError("the market bundle has no bars")
+            raise DataError(self._why_no_bars())
         return min(_first(c) for c in bars), max(_last(c) for c in bars)
+
+    def _why_no_bars(self) -> str:
+        start, end = self._range
+        if self._available is None or (start is None and end is None):
+            return "the market data has no bars"
+        wanted = (
+            f"{'from ' + ns_to_iso(start)[:16] if start is not None else ''}"
+            f"{' ' if start is not None and end is not None else ''}"
+            f"{'before ' + ns_to_iso(end)[:16] if end is not None else ''}"
+        )
+        first, last = self._available
+        return (
+            f"no bars {wanted}: the data has bars closing from {ns_to_iso(first)[:16]} "
+            f"to {ns_to_iso(last)[:16]}"
+        )
 
     @property
     def interval_s(self) -> int:
         """The bar interval in seconds (the shortest over the bar series)."""
         steps = [c.step_ns for c in self._report.series if c.kind != "funding"]
         if not steps:
-            raise DataError("the market bundle has no bars")
+            raise DataError(self._why_no_bars())
         return min(steps) // NS
 
     def events(self) -> Iterator[MarketData]:

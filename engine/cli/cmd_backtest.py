@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.data.bundle import MarketBundle
+from adapters.data.bundle import MarketBundle, to_ns
+from adapters.data.klines import DataError
 from engine.backtest import (
     BASELINES,
     BacktestRun,
@@ -23,14 +24,19 @@ from engine.config import Config, load_config
 from engine.performance import format_comparison, format_summary
 from engine.report import write_report
 from engine.timefmt import ns_to_iso
+from strategies.registry import strategy_class
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("backtest", help="backtest strategies over historical data")
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--data", help="data folder (default: [paper] data_dir)")
-    parser.add_argument("--start", help="first time, ISO 8601 (default: [paper] start or all)")
-    parser.add_argument("--end", help="end time, exclusive (default: [paper] end or all)")
+    parser.add_argument(
+        "--start", type=_moment, help="first time, ISO 8601 (default: [paper] start or all)"
+    )
+    parser.add_argument(
+        "--end", type=_moment, help="end time, exclusive (default: [paper] end or all)"
+    )
     parser.add_argument("--journal", help="journal of the first strategy (default: [journal] path)")
     parser.add_argument("--report", default="var/backtest/report", help="report folder")
     parser.add_argument("--strategies", help="comma-separated strategies to compare")
@@ -38,9 +44,31 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=backtest_cmd)
 
 
+def _moment(text: str) -> str:
+    try:
+        to_ns(text)
+    except DataError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return text
+
+
 async def backtest_cmd(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    names = _names(args.strategies, config)
+    if args.start and args.end and to_ns(args.start) >= to_ns(args.end):
+        print(
+            f"ballast backtest: --start {args.start} is not before --end {args.end}",
+            file=sys.stderr,
+        )
+        return exits.USAGE
+    chosen = _chosen(args.strategies, config)
+    if not chosen:
+        print(
+            f"ballast backtest: --strategies {args.strategies!r} names no strategy", file=sys.stderr
+        )
+        return exits.USAGE
+    names = chosen + [b for b in BASELINES if b not in chosen]
+    for name in names:
+        strategy_class(name)  # an unknown name is a usage error before any data is read
     runs = await run_all(
         config,
         names,
@@ -61,9 +89,11 @@ async def backtest_cmd(args: argparse.Namespace) -> int:
     return exits.OK
 
 
-def _names(strategies: str | None, config: Config) -> list[str]:
-    chosen = [s.strip() for s in strategies.split(",")] if strategies else [config.strategy.name]
-    return [n for n in dict.fromkeys(chosen) if n] + [b for b in BASELINES if b not in chosen]
+def _chosen(strategies: str | None, config: Config) -> list[str]:
+    """The strategies to run, in the order given, each once (default: the configured one)."""
+    if strategies is None:
+        return [config.strategy.name]
+    return [n for n in dict.fromkeys(s.strip() for s in strategies.split(",")) if n]
 
 
 async def run_all(
