@@ -72,3 +72,14 @@ def test_plan_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     proc = ballast("plan", "-c", str(config))
     assert proc.returncode == 2
     assert "paper.balances.USDT" in proc.stderr
+
+
+def test_plan_without_market_data_names_the_folder_and_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "nodata.toml"
+    config.write_text(HELD.replace("[paper]\n", f'[paper]\ndata_dir = "{tmp_path / "empty"}"\n'))
+    proc = ballast("plan", "-c", str(config))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"ballast: plan: no price data for BTC in {tmp_path / 'empty'}; set [paper] data_dir to "
+        "the folder of the market data"
+    )

@@ -40,7 +40,7 @@ def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
     """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``."""
     if config.venue.kind != "simulated":
         raise BallastError(
-            f"ballast plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
+            f"plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
         )
     assets = sorted({base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]})
     until = parse_time(at) if at else (parse_time(config.paper.end) if config.paper.end else None)
@@ -68,7 +68,10 @@ def _last_bars(folder: Path, asset: str, until: int | None) -> list[Message]:
         if bars:
             out.append(bars[-1])
     if not out:
-        raise BallastError(f"ballast plan: no price data for {asset} in {folder}")
+        raise BallastError(
+            f"plan: no price data for {asset} in {folder}; set [paper] data_dir to the folder "
+            "of the market data"
+        )
     return out
 
 
