@@ -35,6 +35,12 @@ holding first priced after the opening (a deposit of an asset without a price ye
 transfer when its first price arrives. The peak NAV is rescaled by each transfer (NAV after /
 NAV before), so deposits and withdrawals do not show up as drawdown.
 
+Peak. The peak NAV is the highest NAV at a valuation point: a snapshot, or the end of a booking
+(fill, funding, balance, position). A mark alone moves NAV but not the peak: the prices of one
+instant arrive one by one, and the NAV between two of them (a new BTC price beside an old ETH
+price, a spot leg repriced before its hedge) was never the portfolio's value. The portfolio
+snapshots prices once all of an instant's are in.
+
 Exactness. Bookings run in a 100-digit decimal context that traps ``Inexact``: a rounding that
 would break the identity raises :class:`LedgerError` instead of hiding. The only divisions are
 ratios (weights, leverage, drawdown, entry price) at 28 significant digits, and the cost basis
@@ -282,13 +288,13 @@ class Ledger:
         if asset in self.cash_assets:
             return
         self._set_spot_price(asset, price)
-        self._settle()
+        self._settle(valuation=False)
 
     @_exact
     def mark_perp(self, asset: str, mark: Decimal) -> None:
         """Revalue the perp position of ``asset``: Δmark × qty is price PnL."""
         self._set_perp_mark(asset, mark)
-        self._settle()
+        self._settle(valuation=False)
 
     def _set_spot_price(self, asset: str, price: Decimal) -> None:
         old = self.spot_prices.get(asset)
@@ -467,8 +473,11 @@ class Ledger:
             before = nav - value
             self.peak_nav = nav if before <= 0 else _ratio(self.peak_nav * nav, before)
 
-    def _settle(self) -> None:
-        """After every operation: open the ledger when NAV first becomes defined; track peak."""
+    def _settle(self, *, valuation: bool = True) -> None:
+        """After every operation: open the ledger when NAV first becomes defined; after a booking
+        (``valuation``), raise the peak. A mark alone leaves the peak to the next valuation."""
+        if self.nav0 is not None and not valuation:
+            return
         nav = self.nav_or_none()
         if nav is None:
             return
@@ -580,8 +589,12 @@ class Ledger:
     def snapshot(
         self, ts_event: int, trigger: str, *, ts_init: int | None = None
     ) -> PortfolioSnapshot:
-        """The valued portfolio, exact (nothing rounded). Raises while NAV is undefined."""
+        """The valued portfolio, exact (nothing rounded). Raises while NAV is undefined.
+
+        A snapshot is a valuation point: it raises the peak NAV to this NAV if higher."""
         nav = self.nav()
+        if self.nav0 is not None:
+            self.peak_nav = max(self.peak_nav, nav)
         return PortfolioSnapshot(
             ts_event=ts_event,
             ts_init=ts_event if ts_init is None else ts_init,

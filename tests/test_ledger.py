@@ -182,6 +182,25 @@ def test_transfers_do_not_count_as_drawdown() -> None:
     assert ledger.identity_residual() == 0
 
 
+def test_the_peak_is_taken_at_valuations_not_between_the_marks_of_one_instant() -> None:
+    ledger = example_one()
+    ledger.apply_fill(fill(BTC_PERP, "sell", "1", "40000"))  # spot BTC hedged by a perp short
+    ledger.mark_perp("BTC", D(40_000))
+    assert ledger.snapshot(0, "fill").peak_nav == D(100_000)
+    # One instant, its prices one by one: BTC +10 % (spot and perp), ETH −10 %.
+    ledger.mark_spot("BTC", D(44_000))
+    assert ledger.nav() == D(104_000)  # a spot leg repriced before its hedge: never a real value
+    ledger.mark_spot("ETH", D(1_800))
+    ledger.mark_perp("BTC", D(44_000))
+    snapshot = ledger.snapshot(1, "price")
+    assert snapshot.nav == D(98_000)
+    assert snapshot.peak_nav == D(100_000)
+    assert snapshot.drawdown == D("0.02")
+    ledger.mark_spot("ETH", D(2_500))  # NAV 105,000: a new peak once valued
+    assert ledger.snapshot(2, "price").peak_nav == D(105_000)
+    assert ledger.identity_residual() == 0
+
+
 def test_stablecoins_are_cash_at_one() -> None:
     ledger = example_one()
     ledger.apply_balance(balance("USDC", "500"))
