@@ -145,7 +145,7 @@ async def _journal(path: Path | None) -> AsyncIterator[Journal | None]:
         yield None
         return
     fresh_journal(path)
-    async with Journal(path) as journal:
+    async with Journal(path, durable_sync=False) as journal:  # fsync'd once, at the end
         yield journal
 
 

@@ -6,7 +6,10 @@ Writing (:class:`Journal`):
   survives a killed process.
 - ``sync(seq)`` commits everything pending and fsyncs the write-ahead log, so the records up to
   ``seq`` survive a power cut too. The engine calls it before an order intent is handed to a venue
-  and before a fill is acknowledged.
+  and before a fill is acknowledged. A simulation's journal (``durable_sync=False``: a backtest)
+  skips that wait: ``sync(seq)`` returns at once and ``close`` commits and fsyncs everything. A
+  backtest that dies is run again from its start into a fresh file, so waiting for the disk at
+  each order and fill (a fifth of a backtest's time) would protect nothing.
 - Back-pressure: ``wait_writable`` blocks a producer while more than ``high_water`` records are
   waiting for the disk. Nothing is ever dropped.
 
@@ -220,8 +223,11 @@ class Journal:
         batch_size: int = 4096,
         flush_interval_s: float = 0.05,
         high_water: int = 262_144,
+        durable_sync: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.durable_sync = durable_sync
+        """False: ``sync`` does not wait for the disk; only ``close`` does (module docstring)."""
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.high_water = high_water
@@ -264,7 +270,7 @@ class Journal:
             return
         try:
             if self._failure is None:
-                await self.sync()
+                await self._sync_to(self._seq)
         finally:
             if self._flusher is not None:
                 self._flusher.cancel()
@@ -338,8 +344,16 @@ class Journal:
         return self._committed_seq
 
     async def sync(self, seq: int | None = None) -> int:
-        """Make every record up to ``seq`` (default: all appended) durable. Returns durable seq."""
-        target = self._seq if seq is None else seq
+        """Make every record up to ``seq`` (default: all appended) durable. Returns durable seq.
+
+        Without ``durable_sync`` it returns the durable seq at once (the records are committed in
+        groups as usual; ``close`` makes them durable)."""
+        if not self.durable_sync:
+            self._raise_if_failed()
+            return self._durable_seq
+        return await self._sync_to(self._seq if seq is None else seq)
+
+    async def _sync_to(self, target: int) -> int:
         if self._durable_seq < target:
             await self._write(durable=True)
         return self._durable_seq

@@ -513,6 +513,21 @@ async def test_close_commits_and_syncs_pending_records(tmp_path: Path) -> None:
     assert [r.message for r in await read_all(path)] == quotes(9)
 
 
+async def test_a_simulation_journal_waits_for_the_disk_only_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = await Journal(path, flush_interval_s=IDLE, durable_sync=False).open()
+    for m in quotes(9):
+        journal.append(m)
+    assert await journal.sync(5) == 0  # returns at once: nothing written yet
+    assert journal.committed_seq == 0
+    await journal.commit()  # the group commit works as usual
+    assert (journal.committed_seq, journal.durable_seq) == (9, 0)
+    journal.append(quotes(10)[-1])
+    await journal.close()
+    assert journal.durable_seq == 10
+    assert [r.message for r in await read_all(path)] == quotes(10)
+
+
 @pytest.mark.parametrize("yields", [1, 2, 3, 5, 8, 13])
 @pytest.mark.parametrize("method", ["sync", "commit"])
 async def test_cancelling_a_waiting_caller_loses_nothing(
