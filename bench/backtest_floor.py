@@ -56,13 +56,11 @@ async def floor(bundle: MarketBundle, *, journal: bool) -> tuple[int, int, float
             return await drive(bundle.events(), writer)
 
 
-def line(label: str, measured: tuple[int, int, float], target: float | None = None) -> str:
+def line(label: str, measured: tuple[int, int, float], target: float) -> str:
     events, bars, seconds = measured
     rate = bars / seconds
-    text = (
+    return (
         f"  floor, {label}: {bars:,} bar events ({events:,} incl. marks) in {seconds:.2f} s = "
-        f"{rate:,.0f} bar-events/s"
+        f"{rate:,.0f} bar-events/s ({'above' if rate >= target else 'BELOW'} the {target:,.0f} "
+        "target)"
     )
-    if target is not None:
-        text += f" ({'above' if rate >= target else 'BELOW'} the {target:,.0f} target)"
-    return text

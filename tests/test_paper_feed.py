@@ -24,9 +24,13 @@ START, END = "2022-05-01T00:00", "2022-05-01T12:00"
 STEP_S = 0.2  # the portfolio snapshots prices at most once a second of (wall-clock) event time
 
 
+def half_day() -> MarketBundle:
+    return MarketBundle.load(DATA, ["BTC", "ETH"], start=START, end=END)
+
+
 async def feed_into_journal(path: Path, step_s: float = STEP_S) -> tuple[FeedResult, list[Message]]:
     config = parse_config('[strategy]\nname = "threshold"\n[execution]\nmode = "auto"\n')
-    bundle = MarketBundle.load(DATA, ["BTC", "ETH"], start=START, end=END)
+    bundle = half_day()
     clock = LiveClock()
     venue = SimulatedVenue(
         binance_defaults(assets_of(config), config.venue.quote), clock, sim_config(config)
@@ -54,12 +58,7 @@ async def test_the_events_of_one_bar_time_are_one_instant_valued_once_all_are_in
     tmp_path: Path,
 ) -> None:
     result, messages = await feed_into_journal(tmp_path / "paper.db")
-    steps = [
-        events
-        for _, events in by_timestamp(
-            MarketBundle.load(DATA, ["BTC", "ETH"], start=START, end=END).events()
-        )
-    ]
+    steps = [events for _, events in by_timestamp(half_day().events())]
     assert result.stopped == "exhausted"
     assert result.steps == len(steps) > 10
 

@@ -238,11 +238,9 @@ class MarketBundle:
         start, end = self._range
         if self._available is None or (start is None and end is None):
             return "the market data has no bars"
-        wanted = (
-            f"{'from ' + ns_to_iso(start)[:16] if start is not None else ''}"
-            f"{' ' if start is not None and end is not None else ''}"
-            f"{'before ' + ns_to_iso(end)[:16] if end is not None else ''}"
-        )
+        bounds = [f"from {ns_to_iso(start)[:16]}"] if start is not None else []
+        bounds += [f"before {ns_to_iso(end)[:16]}"] if end is not None else []
+        wanted = " ".join(bounds)
         first, last = self._available
         return (
             f"no bars {wanted}: the data has bars closing from {ns_to_iso(first)[:16]} "
