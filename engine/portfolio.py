@@ -6,8 +6,7 @@ FundingPaid); keeps the books in a :class:`~engine.ledger.Ledger` (see there for
 leverage and the attribution identity).
 
 Market data reaches it only once the bus's :class:`~engine.market_gate.MarketGate` has accepted
-it (a rejected point is published as :class:`DataRejected` instead, and no actor sees it). Spot
-symbols
+it (a rejected point is published as ``DataRejected`` instead, and no actor sees it). Spot symbols
 (``BTC/USDT``) mark the spot price of their base asset, perp symbols (``BTC/USDT:USDT``) its perp
 mark. A perp's MarkPriceUpdated is the mark; its quotes, trades and bars mark it only until the
 first MarkPriceUpdated of that symbol has been seen.

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adapters.data.bundle import to_ns
+from adapters.data.gaps import format_ts
 from adapters.data.klines import DataError
 from engine.backtest import (
     BASELINES,
@@ -157,7 +158,7 @@ def rejection_lines(run: BacktestRun) -> list[str]:
         firsts.setdefault((event.symbol, event.reason), event.ts_event)
     return [
         f"{run.name}: data rejected: {symbol} {reason} {count} "
-        f"(first {ns_to_iso(firsts[(symbol, reason)])[:16]})"
+        f"(first {format_ts(firsts[(symbol, reason)])})"
         for (symbol, reason), count in sorted(run.rejections().items())
     ]
 
