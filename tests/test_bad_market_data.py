@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from adapters.data.bundle import MarketBundle
+from adapters.data.bundle import MarketBundle, to_ns
 from engine.backtest import BacktestRun, assets_of, run_backtest
+from engine.cli.cmd_plan import paper_venue
 from engine.commands import SubmitOrder
 from engine.config import Config, load_config, parse_config
 from engine.events import (
+    Bar,
     DataRejected,
     FundingPaid,
     IntentApproved,
@@ -40,6 +42,7 @@ from tests.support.market_data import (
 )
 
 PAPER = load_config(ROOT / "examples" / "paper.toml")
+D = Decimal
 GROWTH = parse_config('[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n')
 TRAIL = (
     RiskBudgetChanged,
@@ -164,3 +167,14 @@ def test_a_configured_instrument_without_data_is_an_error(
     assert name in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_plan_is_never_priced_by_a_rejected_bar(tmp_path: Path) -> None:
+    data = copy_market(tmp_path / "data", "2023-02-28", "2023-03-06")
+    last = "2023-03-04 23:00"  # closes at [paper] end, 2023-03-05 00:00: the plan's prices
+    set_cell(data / "btcusdt_spot_1h.csv", last, "close", "2000000")
+    config = load_config(paper_config(tmp_path, data))
+    _, market = paper_venue(config, None)
+    [btc] = [bar for bar in market if isinstance(bar, Bar) and bar.symbol == "BTC/USDT"]
+    assert btc.close != D(2_000_000)
+    assert btc.ts_event == to_ns("2023-03-04T23:00")  # the bar before it, the last accepted

@@ -16,6 +16,7 @@ from engine.dry_run import DryRun, dry_run
 from engine.errors import BallastError
 from engine.events import Bar, Message
 from engine.instruments import base_of, binance_defaults
+from engine.market_gate import MarketGate
 from engine.timefmt import ns_to_iso, parse_time
 
 _PCT = Decimal(100)
@@ -58,7 +59,8 @@ def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
 
 def _last_bars(config: Config, until: int | None) -> dict[str, Bar]:
     """The last bar at or before ``until`` of every configured instrument's data (each must have
-    one), from ``paper.start`` on."""
+    one), from ``paper.start`` on, that the market gate accepts: the data is judged in order, as
+    a run would, so a rejected bar never prices the plan."""
     start = parse_time(config.paper.start) if config.paper.start else None
     if start is not None and until is not None and start > until:
         start = None
@@ -70,9 +72,10 @@ def _last_bars(config: Config, until: int | None) -> dict[str, Bar]:
         raise DataError(
             f"plan: {exc}; set [paper] data_dir to the folder of the market data"
         ) from None
+    gate = MarketGate.from_config(config, SimulatedClock(0))
     last: dict[str, Bar] = {}
     for event in bundle.events():
-        if isinstance(event, Bar):
+        if gate.screen(0, event) is None and isinstance(event, Bar):
             last[event.symbol] = event
     return dict(sorted(last.items()))
 
