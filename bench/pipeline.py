@@ -32,6 +32,7 @@ from engine.events import (
 )
 from engine.instruments import binance_defaults
 from engine.journal import Journal
+from engine.market_gate import MarketGate
 from engine.portfolio import Portfolio
 from engine.rebalancer import Rebalancer
 from engine.risk import RiskManager
@@ -96,6 +97,7 @@ async def _run(path: Path) -> tuple[_Probe, float, int]:
     async with Journal(path) as journal:
         bus = Bus(clock, journal)
         bus.session_id = "bench"
+        MarketGate.from_config(config, clock).install(bus)  # as a session's bus
         bus.subscribe(PortfolioSnapshot, probe.on_snapshot, name="probe")  # first: t0 at dispatch
         portfolio = Portfolio(bus, clock, min_snapshot_interval_ns=10_000_000)
         actors = [

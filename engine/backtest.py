@@ -30,13 +30,13 @@ from typing import Any
 
 import msgspec
 
-from adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSchedule
+from adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSchedule, TimeLike
 from adapters.sim.config import Latency, SimConfig
 from adapters.sim.slippage import SlippageConfig
 from adapters.sim.venue import SimulatedVenue
 from engine.clock import SimulatedClock
 from engine.config import Config
-from engine.events import KillSwitchTriggered
+from engine.events import DataRejected, KillSwitchTriggered
 from engine.instruments import base_of, binance_defaults
 from engine.journal import Journal
 from engine.performance import Performance, PerformanceRecorder
@@ -54,6 +54,16 @@ class BacktestRun:
     events: int
     seconds: float
     kill_switches: tuple[KillSwitchTriggered, ...] = ()
+    rejected: tuple[DataRejected, ...] = ()
+    """Market data the gate rejected (never seen by the engine's actors)."""
+
+    def rejections(self) -> dict[tuple[str, str], int]:
+        """Rejected data points by (symbol, reason)."""
+        counts: dict[tuple[str, str], int] = {}
+        for event in self.rejected:
+            key = (event.symbol, event.reason)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     @property
     def events_per_s(self) -> float:
@@ -72,6 +82,23 @@ def sim_config(config: Config) -> SimConfig:
 
 def assets_of(config: Config) -> list[str]:
     return sorted({base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]})
+
+
+def load_market(
+    config: Config, folder: str | Path, *, start: TimeLike | None, end: TimeLike | None
+) -> MarketBundle:
+    """The market data of ``config``'s instruments in ``folder``: every configured spot and perp
+    must have data (a perp its funding too), funding rates beyond ``risk.max_abs_funding_rate``
+    are left out and reported."""
+    return MarketBundle.load(
+        folder,
+        assets_of(config),
+        config.venue.quote,
+        start=start,
+        end=end,
+        perp_assets=sorted({base_of(s) for s in config.instruments.perp}),
+        max_abs_funding_rate=config.risk.max_abs_funding_rate,
+    )
 
 
 def for_bars(config: Config, interval_s: int) -> Config:
@@ -112,11 +139,13 @@ async def run_backtest(
     )
     recorder = PerformanceRecorder()
     kills: list[KillSwitchTriggered] = []
+    rejected: list[DataRejected] = []
     count = 0
     async with venue, _journal(journal_path) as journal:
         session = Session(config, clock, journal=journal, venue=venue)
         recorder.attach(session.bus)
         session.bus.subscribe(KillSwitchTriggered, kills.append, name="backtest.kill_switch")
+        session.bus.subscribe(DataRejected, rejected.append, name="backtest.data_rejected")
         async with session:
             settlements = SettlementSchedule(bundle.settlements)
             for event in bundle.events():
@@ -135,7 +164,13 @@ async def run_backtest(
                 await _settle(clock, venue, session, due)
     seconds = time.perf_counter() - started
     return BacktestRun(
-        name, journal_path or Path(), recorder.result(), count, seconds, tuple(kills)
+        name,
+        journal_path or Path(),
+        recorder.result(),
+        count,
+        seconds,
+        tuple(kills),
+        tuple(rejected),
     )
 
 

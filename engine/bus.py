@@ -14,6 +14,12 @@ coalesced per (type, symbol): a newer message replaces an older one still waitin
 and the replaced one is counted. Account, order and every other message is never dropped or
 reordered.
 
+Gate. One gate (:meth:`Bus.set_gate`; a session installs :class:`~engine.market_gate.MarketGate`)
+judges every market data message when it is dispatched, before any subscriber or mailbox sees it.
+A message the gate rejects stays in the journal (what the feed said is a fact, and replay re-feeds
+it), but is delivered to no one: the gate's verdict (a ``DataRejected``) is published in its place.
+So every consumer of market data sees accepted data only, without a check of its own.
+
 Back-pressure. Producers outside the bus (feeds, venues) use ``await bus.send(message)``, which
 waits while the journal's backlog is above its high-water mark. ``await bus.publish_durable``
 returns only once the message (and everything before it) is fsync'd.
@@ -25,7 +31,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from engine.clock import Clock
 from engine.events import HandlerFailed, MarketEvent, Message
@@ -36,7 +42,10 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[Any], None]
-_Route = tuple[tuple["Subscription", ...], tuple["Mailbox", ...]]
+_Route = tuple[tuple["Subscription", ...], tuple["Mailbox", ...], bool]
+Gate = Callable[[int, MarketEvent], Message | None]
+"""Judges one market data message (its seq, the message): None admits it, anything else is the
+verdict published instead of delivering it."""
 
 
 class Subscription:
@@ -117,6 +126,7 @@ class Bus:
         self._mailboxes: list[tuple[Mailbox, tuple[type[Message], ...]]] = []
         self._queue: deque[tuple[int, Message]] = deque()
         self._dispatching = False
+        self._gate: Gate | None = None
         self._seq = journal.last_seq if journal is not None else 0
         self.published = 0
         self.session_id = ""
@@ -161,13 +171,20 @@ class Bus:
         self._routes.clear()
         return box
 
+    def set_gate(self, gate: Gate | None) -> None:
+        """Judge every market data message with ``gate`` before delivery (see the module
+        docstring); None delivers everything."""
+        self._gate = gate
+        self._routes.clear()
+
     def _route(self, cls: type[Message]) -> _Route:
         subs: list[Subscription] = []
         for klass in cls.__mro__:
             subs.extend(self._subs.get(klass, ()))
         subs.extend(self._all)
         boxes = tuple(box for box, types in self._mailboxes if issubclass(cls, types))
-        routed = (tuple(subs), boxes)
+        gated = self._gate is not None and issubclass(cls, MarketEvent)
+        routed = (tuple(subs), boxes, gated)
         self._routes[cls] = routed
         return routed
 
@@ -237,7 +254,9 @@ class Bus:
             while queue:
                 seq, message = queue.popleft()
                 cls = type(message)
-                subs, boxes = routes.get(cls) or self._route(cls)
+                subs, boxes, gated = routes.get(cls) or self._route(cls)
+                if gated and self._rejected(seq, cast(MarketEvent, message)):
+                    continue
                 for box in boxes:
                     box.put(seq, message)
                 for sub in subs:
@@ -247,6 +266,15 @@ class Bus:
                         self._handler_failed(sub, seq, message, exc)
         finally:
             self._dispatching = False
+
+    def _rejected(self, seq: int, message: MarketEvent) -> bool:
+        """True if the gate rejected ``message``; its verdict is then published in its place."""
+        gate = self._gate
+        verdict = None if gate is None else gate(seq, message)
+        if verdict is None:
+            return False
+        self.publish(verdict)
+        return True
 
     def _handler_failed(
         self, sub: Subscription, seq: int, message: Message, exc: Exception

@@ -108,6 +108,9 @@ class RiskConfig(_Section, frozen=True):
     stressed_leverage_scale: Decimal = Decimal("0.5")
     calendar: list[str] = msgspec.field(default_factory=list)
     """High-risk windows, "START/END" in ISO 8601 UTC: "2024-03-20T18:00/2024-03-20T20:00"."""
+    max_abs_funding_rate: Decimal = Decimal("0.03")
+    """Largest plausible |funding rate| of one settlement (0.03 = 3 % per 8 h interval): a rate
+    beyond it is bad data, rejected like an absurd price and never paid."""
 
     def __post_init__(self) -> None:
         _positive("max_gross_leverage", self.max_gross_leverage)
@@ -126,6 +129,7 @@ class RiskConfig(_Section, frozen=True):
                 raise ValueError(f"calendar[{index}]: expected 'START/END', got {window!r}")
         if self.max_asset_weight <= 0:
             raise ValueError(f"max_asset_weight: must be > 0, got {self.max_asset_weight}")
+        _positive("max_abs_funding_rate", self.max_abs_funding_rate)
 
 
 class ExecutionConfig(_Section, frozen=True):

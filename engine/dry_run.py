@@ -25,6 +25,7 @@ from engine.events import (
     RebalanceDecided,
     StrategyFailed,
 )
+from engine.market_gate import MarketGate
 from engine.portfolio import Portfolio
 from engine.rebalancer import Rebalancer
 from engine.risk import RiskManager
@@ -59,6 +60,7 @@ async def dry_run(config: Config, venue: Venue, market: Sequence[Message]) -> Dr
     clock = SimulatedClock(start)
     bus = Bus(clock)
     bus.session_id = "plan"
+    MarketGate.from_config(config, clock).install(bus)
     result = DryRun()
     bus.subscribe_all(result.on_message, name="dry_run")
     rebalancer = Rebalancer.from_config(config, bus, clock)

@@ -361,6 +361,8 @@ class DataRejected(DecisionEvent, frozen=True, tag=True, array_like=True):
     symbol: str
     reason: str
     detail: str
+    seq: int = 0
+    """Journal seq of the rejected market data record (0: not known, as in older journals)."""
 
 
 class KillSwitchTriggered(DecisionEvent, frozen=True, tag=True, array_like=True):

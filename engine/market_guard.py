@@ -5,6 +5,7 @@ A price point is rejected when:
 - it is not a positive, finite number (``non_positive_price``);
 - it is a quote whose bid is above its ask (``crossed_quote``; bid == ask is accepted);
 - its ``ts_event`` is older than the last accepted point of its series (``out_of_order``);
+- it is a bar whose open, high or low is not a positive, finite number (``non_positive_price``);
 - it moves more than ``max_deviation`` (a fraction: 0.10 = 10 %) away from the last accepted price
   of its series (``price_jump``) and is not yet confirmed.
 
@@ -13,6 +14,10 @@ Confirmation keeps a real crash from freezing the price forever: a jump is accep
 lie within ``max_deviation`` of the first of them. With the default of 3, the first two such points
 are rejected and the third is accepted. A point back inside the band clears the unconfirmed ones;
 an out-of-band point inconsistent with them starts a new confirmation run.
+
+A funding rate (of a perp's mark update) is rejected when it is not finite or its magnitude is
+above ``max_abs_funding_rate`` per funding interval (``implausible_funding_rate``): real rates stay
+far below the venues' caps (Binance: ±0.75 % to ±3 % per interval), a rate of 5.0 is a data error.
 
 Each symbol has one series per ``source`` (for example ``"last"`` for quotes, trades and bars and
 ``"mark"`` for a perp's mark price), since those are different prices published on different
@@ -30,6 +35,8 @@ NON_POSITIVE: Final = "non_positive_price"
 CROSSED: Final = "crossed_quote"
 OUT_OF_ORDER: Final = "out_of_order"
 PRICE_JUMP: Final = "price_jump"
+FUNDING_RATE: Final = "implausible_funding_rate"
+DEFAULT_MAX_ABS_FUNDING_RATE: Final = Decimal("0.03")
 
 _TWO: Final = Decimal(2)
 
@@ -53,13 +60,22 @@ class _Series:
 class MarketGuard:
     """Accepts or rejects price points; counts rejects per (symbol, reason)."""
 
-    def __init__(self, max_deviation: Decimal = Decimal("0.10"), *, confirmations: int = 3) -> None:
+    def __init__(
+        self,
+        max_deviation: Decimal = Decimal("0.10"),
+        *,
+        confirmations: int = 3,
+        max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
+    ) -> None:
         if max_deviation <= 0:
             raise ValueError(f"max_deviation must be > 0, got {max_deviation}")
         if confirmations < 1:
             raise ValueError(f"confirmations must be >= 1, got {confirmations}")
+        if not max_abs_funding_rate > 0:
+            raise ValueError(f"max_abs_funding_rate must be > 0, got {max_abs_funding_rate}")
         self.max_deviation = max_deviation
         self.confirmations = confirmations
+        self.max_abs_funding_rate = max_abs_funding_rate
         self.rejects: Counter[tuple[str, str]] = Counter()
         self.accepted = 0
         self._series: dict[tuple[str, str], _Series] = {}
@@ -86,6 +102,26 @@ class MarketGuard:
         if bid > ask:
             return self._reject(symbol, CROSSED, f"bid {bid} is above ask {ask}")
         return self.check(symbol, (bid + ask) / _TWO, ts_ns, source=source)
+
+    def check_bar(
+        self, symbol: str, prices: tuple[Decimal, Decimal, Decimal, Decimal], ts_ns: int
+    ) -> Rejection | None:
+        """Check a bar's (open, high, low, close): all must be positive; the close is the price
+        checked against the series."""
+        if not all(_positive(p) for p in prices):
+            shown = "/".join(str(p) for p in prices)
+            return self._reject(symbol, NON_POSITIVE, f"bar o/h/l/c {shown} not all positive")
+        return self.check(symbol, prices[3], ts_ns)
+
+    def check_funding(self, symbol: str, rate: Decimal) -> Rejection | None:
+        """Check a funding rate per interval (it has no series: each settlement stands alone)."""
+        if rate.is_finite() and abs(rate) <= self.max_abs_funding_rate:
+            return None
+        return self._reject(
+            symbol,
+            FUNDING_RATE,
+            f"funding rate {rate} is outside ±{self.max_abs_funding_rate} per interval",
+        )
 
     def check(
         self, symbol: str, price: Decimal, ts_ns: int, *, source: str = "last"

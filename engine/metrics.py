@@ -81,7 +81,7 @@ from engine.events import (
     TradeTick,
 )
 from engine.health import Health
-from engine.market_guard import CROSSED, NON_POSITIVE, OUT_OF_ORDER, PRICE_JUMP
+from engine.market_guard import CROSSED, FUNDING_RATE, NON_POSITIVE, OUT_OF_ORDER, PRICE_JUMP
 from engine.planner import band_width
 from engine.pretrade import REASON_CODES
 from engine.redaction import redact
@@ -94,7 +94,7 @@ _HUNDRED: Final = Decimal(100)
 ORDER_STATUSES: Final = ("submitted", "accepted", "filled", "canceled", "rejected")
 REBALANCE_TRIGGERS: Final = ("band", "budget", "kill_switch")
 REGIMES: Final = ("calm", "normal", "stressed")
-DATA_REJECT_REASONS: Final = (NON_POSITIVE, CROSSED, OUT_OF_ORDER, PRICE_JUMP)
+DATA_REJECT_REASONS: Final = (NON_POSITIVE, CROSSED, OUT_OF_ORDER, PRICE_JUMP, FUNDING_RATE)
 LAG_BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COMMIT_BUCKETS_S: Final = (
     0.0005,

@@ -5,8 +5,8 @@ funding rate) and account and order facts (BalanceUpdated, PositionUpdated, Orde
 FundingPaid); keeps the books in a :class:`~engine.ledger.Ledger` (see there for NAV, exposure,
 leverage and the attribution identity).
 
-Market data first passes the :class:`~engine.market_guard.MarketGuard`: a rejected point is
-published as :class:`DataRejected` (symbol, reason, detail) and is not used. Spot symbols
+Market data reaches it only once the bus's :class:`~engine.market_gate.MarketGate` has accepted
+it (a rejected point is published as ``DataRejected`` instead, and no actor sees it). Spot symbols
 (``BTC/USDT``) mark the spot price of their base asset, perp symbols (``BTC/USDT:USDT``) its perp
 mark. A perp's MarkPriceUpdated is the mark; its quotes, trades and bars mark it only until the
 first MarkPriceUpdated of that symbol has been seen.
@@ -42,7 +42,6 @@ from engine.config import Config
 from engine.events import (
     BalanceUpdated,
     Bar,
-    DataRejected,
     FundingPaid,
     MarketEvent,
     MarkPriceUpdated,
@@ -54,7 +53,6 @@ from engine.events import (
 )
 from engine.instruments import base_of
 from engine.ledger import Ledger, is_perp
-from engine.market_guard import MarketGuard, Rejection
 
 _FILLS_REMEMBERED = 100_000
 
@@ -68,14 +66,11 @@ class Portfolio(Actor):
         clock: Clock,
         *,
         quote: str = "USDT",
-        max_price_deviation: Decimal = Decimal("0.10"),
         min_snapshot_interval_ns: int = NS_PER_SECOND,
-        confirmations: int = 3,
         leverage: Decimal = Decimal(1),
     ) -> None:
         super().__init__(bus, clock)
         self.ledger = Ledger(quote=quote, leverage=leverage)
-        self.guard = MarketGuard(max_price_deviation, confirmations=confirmations)
         self.min_snapshot_interval_ns = min_snapshot_interval_ns
         self._funding_rates: dict[str, Decimal] = {}
         self._marked: set[str] = set()
@@ -94,12 +89,7 @@ class Portfolio(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Portfolio:
-        return cls(
-            bus,
-            clock,
-            quote=config.venue.quote,
-            max_price_deviation=config.risk.max_price_deviation,
-        )
+        return cls(bus, clock, quote=config.venue.quote)
 
     @property
     def funding_rates(self) -> Mapping[str, Decimal]:
@@ -109,33 +99,18 @@ class Portfolio(Actor):
     # ------------------------------------------------------------------ market data
 
     def on_quote(self, tick: QuoteTick) -> None:
-        rejection = self.guard.check_quote(tick.symbol, tick.bid, tick.ask, tick.ts_event)
-        if rejection is None:
-            self._use_price(tick, tick.symbol, (tick.bid + tick.ask) / 2)
-        else:
-            self._rejected(tick, tick.symbol, rejection)
+        self._use_price(tick, tick.symbol, (tick.bid + tick.ask) / 2)
 
     def on_bar(self, bar: Bar) -> None:
-        self._on_price(bar, bar.symbol, bar.close)
+        self._use_price(bar, bar.symbol, bar.close)
 
     def on_trade(self, trade: TradeTick) -> None:
-        self._on_price(trade, trade.symbol, trade.price)
+        self._use_price(trade, trade.symbol, trade.price)
 
     def on_mark(self, event: MarkPriceUpdated) -> None:
-        rejection = self.guard.check(event.symbol, event.mark, event.ts_event, source="mark")
-        if rejection is not None:
-            self._rejected(event, event.symbol, rejection)
-            return
         self._marked.add(event.symbol)
         self._funding_rates[base_of(event.symbol)] = event.funding_rate
         self._use_price(event, event.symbol, event.mark)
-
-    def _on_price(self, event: MarketEvent, symbol: str, price: Decimal) -> None:
-        rejection = self.guard.check(symbol, price, event.ts_event)
-        if rejection is None:
-            self._use_price(event, symbol, price)
-        else:
-            self._rejected(event, symbol, rejection)
 
     def _use_price(self, event: MarketEvent, symbol: str, price: Decimal) -> None:
         asset = base_of(symbol)
@@ -164,18 +139,6 @@ class Portfolio(Actor):
         self._price_snapshot_armed = False
         if self._snapshot(event.ts_event, "price"):
             self._last_price_snapshot_ns = event.ts_event
-
-    def _rejected(self, event: MarketEvent, symbol: str, rejection: Rejection) -> None:
-        self.log.warning("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)
-        self.publish(
-            DataRejected(
-                ts_event=event.ts_event,
-                ts_init=self.now(),
-                symbol=symbol,
-                reason=rejection.reason,
-                detail=rejection.detail,
-            )
-        )
 
     # ------------------------------------------------------------------ account and orders
 

@@ -3,10 +3,11 @@ checks every planned order before it may go out, and trips the kill switch.
 
 Consumes: InstrumentsLoaded (exchange filters); QuoteTick (mid), Bar (close) and MarkPriceUpdated
 (mark) as the latest price per symbol with its ``ts_event``, the ``risk.regime_asset`` spot price
-also feeding the volatility estimator; PortfolioSnapshot (latest; drawdown and liquidation
-distance); RebalanceDecided (each intent checked in order); SubmitOrder / OrderSubmitted (client
-order id → intent id), OrderFilled / OrderCanceled / OrderRejected / OrderStatusReported (in-flight
-exposure and daily turnover);
+also feeding the volatility estimator (market data only as accepted by the bus's market gate:
+a rejected price never reaches the estimator or the pre-trade check); PortfolioSnapshot (latest;
+drawdown and liquidation distance); RebalanceDecided (each intent checked in order); SubmitOrder /
+OrderSubmitted (client order id → intent id), OrderFilled / OrderCanceled / OrderRejected /
+OrderStatusReported (in-flight exposure and daily turnover);
 KillSwitchTriggered / KillSwitchReset (operator); its own TimerFired (staleness and calendar).
 
 Publishes: RiskBudgetChanged (on start with reason "start", then whenever the regime changes),

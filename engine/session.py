@@ -22,6 +22,7 @@ from engine.clock import Clock, SimulatedClock
 from engine.config import Config, config_to_json
 from engine.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
 from engine.journal import Journal
+from engine.market_gate import MarketGate
 from engine.pipeline import pipeline_actors
 from engine.plugins import load_object
 
@@ -64,7 +65,9 @@ def default_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
 def build_actors(
     config: Config, bus: Bus, clock: Clock, venue: Venue | None, extra: ActorFactory
 ) -> list[Actor]:
-    """The trading pipeline (when a venue is given), then the extra actors."""
+    """The trading pipeline (when a venue is given), then the extra actors, on a bus whose market
+    data has passed the market gate first (:mod:`engine.market_gate`)."""
+    MarketGate.from_config(config, clock).install(bus)
     actors: list[Actor] = []
     if venue is not None:
         actors.extend(pipeline_actors(config, bus, clock, venue))

@@ -32,6 +32,7 @@ from engine.events import (
     TradeTick,
 )
 from engine.instruments import binance_defaults
+from engine.market_gate import MarketGate
 from engine.portfolio import Portfolio
 from tests.conftest import START_NS
 
@@ -46,6 +47,7 @@ class World:
     def __init__(self, clock: SimulatedClock) -> None:
         self.clock = clock
         self.bus = Bus(clock)
+        self.gate = MarketGate(clock).install(self.bus)  # as every session's bus
         self.portfolio = Portfolio(self.bus, clock)
         self.out: list[Message] = []
         for kind in (PortfolioSnapshot, DataRejected, HandlerFailed):
@@ -267,7 +269,8 @@ def test_absurd_tick_is_rejected_and_nav_does_not_move(world: World) -> None:
     world.when(mid(BTC, 400, 5))  # −99 %: a fat finger or a broken feed
     [rejected] = world.rejected()
     assert world.out == [rejected]
-    assert rejected == DataRejected(at(5), at(5), BTC, "price_jump", rejected.detail)
+    assert rejected == DataRejected(at(5), at(5), BTC, "price_jump", rejected.detail, rejected.seq)
+    assert rejected.seq == world.bus.last_seq - 1  # the tick's record, journaled just before
     assert "99.00%" in rejected.detail
     world.when(balance("USDT", 40_000, 6))  # any account event shows the book unchanged
     assert world.last().nav == D("100000.00")
@@ -288,9 +291,10 @@ def test_crash_is_accepted_after_three_consistent_points(world: World) -> None:
 def test_crossed_quote_is_rejected(world: World) -> None:
     world.given(*EXAMPLE_ONE)
     world.when(quote(BTC, 40_010, 40_000, 5))
-    assert world.out == [
-        DataRejected(at(5), at(5), BTC, "crossed_quote", "bid 40010 is above ask 40000")
-    ]
+    [rejected] = world.out
+    assert rejected == DataRejected(
+        at(5), at(5), BTC, "crossed_quote", "bid 40010 is above ask 40000", rejected.seq
+    )
 
 
 def test_out_of_order_trade_and_non_positive_bar_are_rejected(world: World) -> None:
@@ -343,11 +347,12 @@ def test_long_perp_receives_funding_when_rate_is_negative(world: World) -> None:
     assert identity_holds(snapshot, D(100_000))
 
 
-def test_from_config_takes_quote_and_price_deviation(sim_clock: SimulatedClock) -> None:
+def test_from_config_takes_the_quote(sim_clock: SimulatedClock) -> None:
     config = Config(venue=VenueConfig(quote="USDC"), risk=RiskConfig(max_price_deviation=D("0.05")))
     portfolio = Portfolio.from_config(config, Bus(sim_clock), sim_clock)
-    assert portfolio.guard.max_deviation == D("0.05")
     assert portfolio.ledger.quote == "USDC"
+    gate = MarketGate.from_config(config, sim_clock)
+    assert gate.guard.max_deviation == D("0.05")
 
 
 # ------------------------------------------------------------------ against a venue's own books

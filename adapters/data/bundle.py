@@ -37,6 +37,16 @@ emitted (and neither is its mark).
   replaced by ``_``); optional: an asset without perp data is spot only;
 - funding: ``aq_perp_funding_8h.csv`` or ``A_Q_Q_funding.csv``; required when perp klines exist.
 
+**No usable data is an error**, never a skip: a missing spot file, a missing perp (or funding)
+file of an asset listed in ``perp_assets``, a file with a header and no rows, or a series with no
+bar in ``[start, end)`` while others have some, raise :class:`DataError` naming the file.
+
+**Implausible funding rates** (``|rate| > max_abs_funding_rate`` for one settlement, default 3 %)
+are bad data: such a settlement never happened. It is left out of the settlements and of the
+marks (the rate of the settlement before it stays in force), and listed in the report as
+``rejected: ...`` (those in ``[start, end)``, and one before ``start`` whose rate the marks at
+``start`` would have carried).
+
 The generic ``<SYMBOL>.csv`` files are any OHLCV CSV :func:`adapters.data.klines.load_klines`
 reads (``timestamp,open,high,low,close,volume``, candle open times) and any funding CSV
 :func:`adapters.data.funding.load_funding` reads.
@@ -46,16 +56,17 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.data.funding import HOUR_NS, FundingSeries, load_funding
-from adapters.data.gaps import NS, Coverage, DataReport
+from adapters.data.funding import HOUR_NS, FundingSeries, funding_gaps, load_funding
+from adapters.data.gaps import NS, Coverage, DataReport, RejectedPoint
 from adapters.data.klines import DataError, KlineSeries, load_klines, parse_timestamp
 from engine.events import Bar, MarketData, MarkPriceUpdated
 from engine.instruments import perp_symbol, spot_symbol
+from engine.market_guard import DEFAULT_MAX_ABS_FUNDING_RATE
 from engine.timefmt import ns_to_iso
 
 TimeLike = int | str | datetime
@@ -165,20 +176,26 @@ class MarketBundle:
         start: TimeLike | None = None,
         end: TimeLike | None = None,
         interval_s: int = 3600,
+        perp_assets: Iterable[str] = (),
+        max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
     ) -> MarketBundle:
-        """Load the CSV files of ``assets`` from ``folder`` (names in the module docstring)."""
+        """Load the CSV files of ``assets`` from ``folder`` (names in the module docstring); the
+        perp and funding files of ``perp_assets`` are required, the others' optional."""
         root = Path(folder)
+        required = set(perp_assets)
         spot: list[KlineSeries] = []
         perp: list[KlineSeries] = []
         funding: list[FundingSeries] = []
         for asset in assets:
-            files = _AssetFiles.find(root, asset, quote, interval_s)
+            files = _AssetFiles.find(root, asset, quote, interval_s, perp=asset in required)
             spot.append(load_klines(files.spot, spot_symbol(asset, quote), interval_s))
             if files.perp is not None and files.funding is not None:
                 symbol = perp_symbol(asset, quote)
                 perp.append(load_klines(files.perp, symbol, interval_s))
                 funding.append(load_funding(files.funding, symbol))
-        return cls.from_series(spot, perp, funding, start=start, end=end)
+        return cls.from_series(
+            spot, perp, funding, start=start, end=end, max_abs_funding_rate=max_abs_funding_rate
+        )
 
     @classmethod
     def from_series(
@@ -189,20 +206,27 @@ class MarketBundle:
         *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
+        max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
     ) -> MarketBundle:
-        """A bundle over loaded series, cut to ``[start, end)`` (bar close / settlement times)."""
+        """A bundle over loaded series, cut to ``[start, end)`` (bar close / settlement times).
+        Every series must have data (module docstring); implausible funding rates are left out
+        and reported."""
         lo = None if start is None else to_ns(start)
         hi = None if end is None else to_ns(end)
         if lo is not None and hi is not None and lo >= hi:
             raise DataError(f"start {ns_to_iso(lo)[:16]} is not before end {ns_to_iso(hi)[:16]}")
+        _require_rows(spot, perp, funding)
         closes = [bar.ts_event for s in (*spot, *perp) for bar in (s.bars[:1] + s.bars[-1:])]
         available = (min(closes), max(closes)) if closes else None
-        spot = [s.between(lo, hi) for s in spot]
-        perp = [s.between(lo, hi) for s in perp]
+        cut = [s.between(lo, hi) for s in (*spot, *perp)]
+        _require_bars_in_range([*spot, *perp], cut, lo, hi)
+        spot, perp = cut[: len(spot)], cut[len(spot) :]
+        funding, rejected = _screen_funding(funding, max_abs_funding_rate, lo, hi)
         report = DataReport(
             tuple(s.coverage("spot") for s in spot)
             + tuple(s.coverage("perp") for s in perp)
-            + tuple(f.between(lo, hi).coverage() for f in funding)
+            + tuple(f.between(lo, hi).coverage() for f in funding),
+            tuple(rejected),
         )
         settlements = [
             FundingSettlement(p.ts_ns, f.symbol, p.rate, p.interval_h, p.mark)
@@ -238,9 +262,7 @@ class MarketBundle:
         start, end = self._range
         if self._available is None or (start is None and end is None):
             return "the market data has no bars"
-        bounds = [f"from {ns_to_iso(start)[:16]}"] if start is not None else []
-        bounds += [f"before {ns_to_iso(end)[:16]}"] if end is not None else []
-        wanted = " ".join(bounds)
+        wanted = _wanted(start, end)
         first, last = self._available
         return (
             f"no bars {wanted}: the data has bars closing from {ns_to_iso(first)[:16]} "
@@ -273,6 +295,70 @@ class MarketBundle:
                 marks.spot_close(bar)
             yield bar
         yield from marks.flush(perps)
+
+
+def _wanted(start: int | None, end: int | None) -> str:
+    """``from 2023-03-01T00:00 before 2023-03-22T00:00`` (the bounds that are set)."""
+    bounds = [f"from {ns_to_iso(start)[:16]}"] if start is not None else []
+    bounds += [f"before {ns_to_iso(end)[:16]}"] if end is not None else []
+    return " ".join(bounds)
+
+
+def _require_rows(
+    spot: Sequence[KlineSeries], perp: Sequence[KlineSeries], funding: Sequence[FundingSeries]
+) -> None:
+    """Every series has at least one row: a file with only its header is no data."""
+    for series in (*spot, *perp):
+        if not series.bars:
+            where = series.source or series.symbol
+            raise DataError(f"{where}: no {series.symbol} bars, only a header")
+    for rates in funding:
+        if not rates.points:
+            where = rates.source or rates.symbol
+            raise DataError(f"{where}: no {rates.symbol} funding rates, only a header")
+
+
+def _require_bars_in_range(
+    whole: Sequence[KlineSeries], cut: Sequence[KlineSeries], lo: int | None, hi: int | None
+) -> None:
+    """Each series has bars in the range, unless none has (the bundle then says what the data
+    covers when asked for its span)."""
+    if not any(series.bars for series in cut):
+        return
+    for full, part in zip(whole, cut, strict=True):
+        if not part.bars:
+            first, last = full.bars[0].ts_event, full.bars[-1].ts_event
+            raise DataError(
+                f"{full.source or full.symbol}: no {full.symbol} bars {_wanted(lo, hi)}: the file "
+                f"has bars closing from {ns_to_iso(first)[:16]} to {ns_to_iso(last)[:16]}"
+            )
+
+
+def _screen_funding(
+    funding: Sequence[FundingSeries], limit: Decimal, lo: int | None, hi: int | None
+) -> tuple[list[FundingSeries], list[RejectedPoint]]:
+    """The series without their implausible rates, and the rejected points worth reporting:
+    those in ``[lo, hi)`` and one before ``lo`` that the marks at ``lo`` would have carried."""
+    kept: list[FundingSeries] = []
+    rejected: list[RejectedPoint] = []
+    for series in funding:
+        good = [p for p in series.points if abs(p.rate) <= limit]
+        kept.append(replace(series, points=good, gaps=funding_gaps(good)))
+        carried = max((p.ts_ns for p in good if lo is not None and p.ts_ns < lo), default=None)
+        why = f"|rate| above {limit}"
+        rejected += [
+            RejectedPoint(series.symbol, "funding rate", p.ts_ns, str(p.rate), why)
+            for p in series.points
+            if abs(p.rate) > limit and _reported(p.ts_ns, lo, hi, carried)
+        ]
+    return kept, sorted(rejected, key=lambda r: (r.ts_ns, r.symbol))
+
+
+def _reported(ts: int, lo: int | None, hi: int | None, carried: int | None) -> bool:
+    """In range, or before it but after the last good settlement before it."""
+    if hi is not None and ts >= hi:
+        return False
+    return lo is None or ts >= lo or carried is None or ts > carried
 
 
 def bar_order(bar: Bar) -> tuple[int, bool, str]:
@@ -342,22 +428,33 @@ class _AssetFiles:
     funding: Path | None
 
     @classmethod
-    def find(cls, root: Path, asset: str, quote: str, interval_s: int) -> _AssetFiles:
+    def find(
+        cls, root: Path, asset: str, quote: str, interval_s: int, *, perp: bool = False
+    ) -> _AssetFiles:
+        """The files of ``asset``; ``perp``: its perp klines (and so funding) are required."""
         pair, label = f"{asset}{quote}".lower(), interval_label(interval_s)
         spot_sym, perp_sym = (
             symbol_file(spot_symbol(asset, quote)),
             symbol_file(perp_symbol(asset, quote)),
         )
         spot = _first_file(root, [f"{pair}_spot_{label}.csv", f"{spot_sym}.csv"])
-        perp = _first_file(root, [f"{pair}_perp_{label}.csv", f"{perp_sym}.csv"])
+        perps = [f"{pair}_perp_{label}.csv", f"{perp_sym}.csv"]
+        klines = _first_file(root, perps)
         names = [f"{pair}_perp_funding_8h.csv", f"{perp_sym}_funding.csv"]
         funding = _first_file(root, names)
         if spot is None:
             tried = f"{pair}_spot_{label}.csv or {spot_sym}.csv"
             raise DataError(f"{root}: no spot klines for {asset} (tried {tried})")
-        if perp is not None and funding is None:
-            raise DataError(f"{root}: {perp.name} has no funding file (tried {' or '.join(names)})")
-        return cls(spot, perp, funding)
+        if perp and klines is None:
+            raise DataError(
+                f"{root}: no perp klines for {perp_symbol(asset, quote)}, a configured "
+                f"instrument (tried {' or '.join(perps)})"
+            )
+        if klines is not None and funding is None:
+            raise DataError(
+                f"{root}: {klines.name} has no funding file (tried {' or '.join(names)})"
+            )
+        return cls(spot, klines, funding)
 
 
 def _first_file(root: Path, names: list[str]) -> Path | None:

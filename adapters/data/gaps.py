@@ -8,8 +8,10 @@ settlement time for funding. The first missing point is therefore at ``after_ns 
 ``missing`` = ceil(distance / step) − 1, so any distance longer than one step reports at least
 one missing point (an off-grid timestamp is reported, not hidden).
 
-A :class:`DataReport` lists, per series, the covered range and every gap, and renders lines such
-as ``gaps: BTC/USDT 1 missing bar at 2023-03-24 13:00``.
+A :class:`DataReport` lists, per series, the covered range and every gap, then every point the
+loader rejected as bad data (:class:`RejectedPoint`), and renders lines such as
+``gaps: BTC/USDT 1 missing bar at 2023-03-24 13:00`` and
+``rejected: BTC/USDT:USDT funding rate 5.0 at 2023-03-10 08:00 (|rate| above 0.03)``.
 """
 
 from __future__ import annotations
@@ -116,10 +118,26 @@ class Coverage:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedPoint:
+    """A data point left out as bad data: ``what`` it was, its ``value`` and ``why``."""
+
+    symbol: str
+    what: str
+    ts_ns: int
+    value: str
+    why: str
+
+    def describe(self) -> str:
+        """``BTC/USDT:USDT funding rate 5.0 at 2023-03-10 08:00 (|rate| above 0.03)``."""
+        return f"{self.symbol} {self.what} {self.value} at {format_ts(self.ts_ns)} ({self.why})"
+
+
+@dataclass(frozen=True, slots=True)
 class DataReport:
-    """Coverage and gaps of every series of a market bundle."""
+    """Coverage and gaps of every series of a market bundle, and the points it rejected."""
 
     series: tuple[Coverage, ...]
+    rejected: tuple[RejectedPoint, ...] = ()
 
     def gaps(self) -> list[SeriesGap]:
         return [gap for cov in self.series for gap in cov.series_gaps()]
@@ -129,10 +147,13 @@ class DataReport:
         return sum(cov.missing for cov in self.series)
 
     def lines(self) -> list[str]:
-        """One line per series, then one ``gaps: ...`` line per gap."""
-        return [cov.describe() for cov in self.series] + [
-            f"gaps: {gap.describe()}" for gap in self.gaps()
-        ]
+        """One line per series, one ``gaps: ...`` line per gap, one ``rejected: ...`` line per
+        rejected point."""
+        return (
+            [cov.describe() for cov in self.series]
+            + [f"gaps: {gap.describe()}" for gap in self.gaps()]
+            + [f"rejected: {point.describe()}" for point in self.rejected]
+        )
 
     def __str__(self) -> str:
         return "\n".join(self.lines())

@@ -9,13 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.data.bundle import MarketBundle, to_ns
+from adapters.data.bundle import to_ns
+from adapters.data.gaps import format_ts
 from adapters.data.klines import DataError
 from engine.backtest import (
     BASELINES,
     BacktestRun,
-    assets_of,
     initial_allocation,
+    load_market,
     run_backtest,
     variant,
 )
@@ -106,7 +107,7 @@ async def run_all(
     journal: Path,
 ) -> list[BacktestRun]:
     """Run every named strategy over the same data; journals beside ``journal``."""
-    bundle = MarketBundle.load(data, assets_of(config), config.venue.quote, start=start, end=end)
+    bundle = load_market(config, data, start=start, end=end)
     first, last = bundle.span()
     print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}")
     for line in bundle.report().lines():
@@ -143,7 +144,23 @@ def print_results(runs: Sequence[BacktestRun], config: Config) -> None:
                 f"{kill.detail}); overlay flattened, no new risk opened afterwards"
             )
     for run in runs:
+        for line in rejection_lines(run):
+            print(line)
+    for run in runs:
         print(f"journal {run.name}: {run.journal}")
+
+
+def rejection_lines(run: BacktestRun) -> list[str]:
+    """``threshold: data rejected: BTC/USDT price_jump 1 (first 2023-03-10 13:00)`` per symbol
+    and reason: market data the engine never used."""
+    firsts: dict[tuple[str, str], int] = {}
+    for event in run.rejected:
+        firsts.setdefault((event.symbol, event.reason), event.ts_event)
+    return [
+        f"{run.name}: data rejected: {symbol} {reason} {count} "
+        f"(first {format_ts(firsts[(symbol, reason)])})"
+        for (symbol, reason), count in sorted(run.rejections().items())
+    ]
 
 
 class ProgressBar:

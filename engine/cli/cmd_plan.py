@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 from decimal import Decimal
-from pathlib import Path
 
-from adapters.data.klines import load_klines
+from adapters.data.klines import DataError
 from adapters.memory_venue import InMemoryVenue
 from adapters.venue import Venue
+from engine.backtest import load_market
 from engine.cli import exits
 from engine.clock import SimulatedClock
 from engine.config import Config, load_config
@@ -16,6 +16,7 @@ from engine.dry_run import DryRun, dry_run
 from engine.errors import BallastError
 from engine.events import Bar, Message
 from engine.instruments import base_of, binance_defaults
+from engine.market_gate import MarketGate
 from engine.timefmt import ns_to_iso, parse_time
 
 _PCT = Decimal(100)
@@ -44,9 +45,7 @@ def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
         )
     assets = sorted({base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]})
     until = parse_time(at) if at else (parse_time(config.paper.end) if config.paper.end else None)
-    market = [
-        bar for asset in assets for bar in _last_bars(Path(config.paper.data_dir), asset, until)
-    ]
+    market: list[Message] = list(_last_bars(config, until).values())
     prices = {bar.symbol: bar.close for bar in market if isinstance(bar, Bar)}
     clock = SimulatedClock(max((m.ts_event for m in market), default=0))
     venue = InMemoryVenue(
@@ -58,21 +57,27 @@ def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
     return venue, market
 
 
-def _last_bars(folder: Path, asset: str, until: int | None) -> list[Message]:
-    out: list[Message] = []
-    for kind, symbol in (("spot", f"{asset}/USDT"), ("perp", f"{asset}/USDT:USDT")):
-        path = folder / f"{asset.lower()}usdt_{kind}_1h.csv"
-        if not path.exists():
-            continue
-        bars = [b for b in load_klines(path, symbol).bars if until is None or b.ts_event <= until]
-        if bars:
-            out.append(bars[-1])
-    if not out:
-        raise BallastError(
-            f"plan: no price data for {asset} in {folder}; set [paper] data_dir to the folder "
-            "of the market data"
-        )
-    return out
+def _last_bars(config: Config, until: int | None) -> dict[str, Bar]:
+    """The last bar at or before ``until`` of every configured instrument's data (each must have
+    one), from ``paper.start`` on, that the market gate accepts: the data is judged in order, as
+    a run would, so a rejected bar never prices the plan."""
+    start = parse_time(config.paper.start) if config.paper.start else None
+    if start is not None and until is not None and start > until:
+        start = None
+    folder = config.paper.data_dir
+    try:
+        bundle = load_market(config, folder, start=start, end=None if until is None else until + 1)
+        bundle.span()
+    except DataError as exc:
+        raise DataError(
+            f"plan: {exc}; set [paper] data_dir to the folder of the market data"
+        ) from None
+    gate = MarketGate.from_config(config, SimulatedClock(0))
+    last: dict[str, Bar] = {}
+    for event in bundle.events():
+        if gate.screen(0, event) is None and isinstance(event, Bar):
+            last[event.symbol] = event
+    return dict(sorted(last.items()))
 
 
 def render(config: Config, venue: Venue, result: DryRun) -> str:

@@ -30,7 +30,7 @@ import msgspec
 from adapters.data.bundle import MarketBundle
 from adapters.data.klines import DataError
 from adapters.sim.venue import SimulatedVenue
-from engine.backtest import assets_of, sim_config
+from engine.backtest import assets_of, load_market, sim_config
 from engine.cli import exits
 from engine.clock import LiveClock
 from engine.config import Config, load_config
@@ -175,15 +175,15 @@ async def run_paper(
             if server is not None:
                 print(f"listening {_host_port(server)}", flush=True)
             _announce(config, span, journal_path, step_s)
+            for point in bundle.report().rejected:
+                print(f"data: rejected: {point.describe()}", flush=True)
             return await _serve(feed, stop, max_runtime_s)
 
 
 def _bundle(config: Config) -> MarketBundle:
     paper = config.paper
     try:
-        return MarketBundle.load(
-            paper.data_dir, assets_of(config), config.venue.quote, start=paper.start, end=paper.end
-        )
+        return load_market(config, paper.data_dir, start=paper.start, end=paper.end)
     except DataError as exc:
         raise DataError(f"paper mode: {exc}; set [paper] data_dir or pass --data DIR") from None
 
