@@ -114,6 +114,10 @@ class Actor:
     async def on_stop(self) -> None:
         """Hook: called once when the actor stops, before timers and tasks are cancelled."""
 
+    async def on_resume(self) -> None:
+        """Hook: the session resumed from its journal; this actor, started and caught up on every
+        earlier input (:mod:`engine.catch_up`), is live now."""
+
     async def start(self) -> None:
         if not self._started:
             self._started = True

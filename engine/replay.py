@@ -25,6 +25,7 @@ import msgspec
 from adapters.silent_venue import SilentVenue
 from engine.actor import Actor
 from engine.bus import Bus
+from engine.catch_up import catch_up
 from engine.clock import SimulatedClock
 from engine.codec import to_json_dict
 from engine.config import Config, config_from_json
@@ -72,7 +73,10 @@ def _comparable(message: Message) -> Message:
 
 
 class _Replayer:
-    def __init__(self, factory: ActorFactory, config: Config | None, verify: bool) -> None:
+    def __init__(
+        self, path: Path, factory: ActorFactory, config: Config | None, verify: bool
+    ) -> None:
+        self.path = path
         self.factory = factory
         self.config_override = config
         self.verify = verify
@@ -90,6 +94,9 @@ class _Replayer:
     async def start_session(self, started: SessionStarted) -> None:
         await self.stop_session()
         config = self.config_override or config_from_json(started.config_json)
+        if started.resumed_from_seq:
+            await self._resume_session(started, config)
+            return
         self.bus = Bus(self.clock)
         self.bus.session_id = started.session_id
         self.bus.subscribe_all(self._capture, name="replay.capture")
@@ -100,6 +107,27 @@ class _Replayer:
         for actor in self.actors:
             await actor.start()
         self.sessions += 1
+
+    async def _resume_session(self, started: SessionStarted, config: Config) -> None:
+        """A session that resumed the journal's state: its actors caught up on every earlier
+        record (silently) before going live, as :meth:`engine.session.Session._resume` did."""
+        async with JournalReader(self.path) as reader:
+            first = await reader.messages(end_seq=1)
+            self.clock = SimulatedClock(first[0].ts_init if first else 0, timers=False)
+            self.bus = Bus(self.clock)
+            venue = SilentVenue() if started.venue else None
+            self.actors = build_actors(config, self.bus, self.clock, venue, self.factory)
+            for actor in self.actors:
+                await actor.start()
+            records = reader.records(end_seq=started.resumed_from_seq)
+            await catch_up(self.bus, self.actors, self.clock, records)
+        self.bus.session_id = started.session_id
+        self.bus.subscribe_all(self._capture, name="replay.capture")
+        self.clock.set_time(started.ts_init)
+        self.stopped = False
+        self.sessions += 1
+        for actor in self.actors:
+            await actor.on_resume()
 
     async def stop_session(self) -> None:
         for actor in reversed(self.actors):
@@ -154,7 +182,7 @@ async def replay(
 ) -> ReplayResult:
     """Replay ``path``; with ``verify``, stop at the first divergence and report it."""
     started = time.perf_counter()
-    rp = _Replayer(actors, config, verify)
+    rp = _Replayer(Path(path), actors, config, verify)
     records = 0
     last_seq = 0
     async with JournalReader(path) as reader:

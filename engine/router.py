@@ -107,6 +107,12 @@ class OrderRouter(Actor):
         for status in open_orders:
             await self.bus.publish_durable(self._report(status))
 
+    async def on_resume(self) -> None:
+        """After a restart caught up on the journal: reconcile with the venue (the book already
+        knows every order the journal does). The simulated venue, rebuilt from the same journal,
+        reports its resting orders; a live venue will be reconciled here."""
+        await self.on_start()
+
     # ------------------------------------------------------------------ handlers
 
     def on_intent_approved(self, event: IntentApproved) -> None:

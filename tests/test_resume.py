@@ -1,0 +1,182 @@
+"""A paper run restarted on its journal resumes: the book (balances, positions, fees, peak NAV),
+the feed (after the last bar sent) and the id counters continue from the journal, after a
+SIGTERM as after a SIGKILL, and ``ballast replay --verify`` reproduces every session.
+``ballast run`` is a real subprocess at a fast pace (tests/test_run.py drives it the same way)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections import Counter
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+from adapters.data.bundle import MarketBundle
+from engine.commands import SubmitOrder
+from engine.events import (
+    BalanceUpdated,
+    Bar,
+    InstrumentsLoaded,
+    MarketEvent,
+    Message,
+    OrderAccepted,
+    OrderFilled,
+    PortfolioSnapshot,
+    RebalanceDecided,
+    SessionStarted,
+    SessionStopped,
+)
+from engine.journal import JournalReader
+from tests.support.cli import ballast
+from tests.support.paper_config import DATA
+from tests.support.waiting import eventually
+from tests.test_run import config, running
+
+PACE = ("--step-s=0.01", "--max-runtime-s=60")
+START = "2022-06-01"  # a month of falling prices: rebalancing trades from the first bars on
+
+
+async def messages_of(path: Path) -> list[Message]:
+    async with JournalReader(path) as reader:
+        return await reader.messages()
+
+
+def count_in(path: Path, kind: str) -> int:
+    """How many ``kind`` records the (live) journal holds, read with plain sqlite."""
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        try:
+            row = conn.execute("SELECT COUNT(*) FROM events WHERE type = ?", (kind,)).fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return int(row[0])
+
+
+def more_fills(journal: Path, than: int) -> Callable[[], bool]:
+    return lambda: count_in(journal, "OrderFilled") > than + 1
+
+
+def sessions(messages: Sequence[Message]) -> list[list[Message]]:
+    out: list[list[Message]] = []
+    for message in messages:
+        if isinstance(message, SessionStarted):
+            out.append([])
+        out[-1].append(message)
+    return out
+
+
+def opening_balances(session: Sequence[Message]) -> dict[str, Decimal]:
+    """The account the venue reported at the session's start, before any market data."""
+    start = next(i for i, m in enumerate(session) if isinstance(m, InstrumentsLoaded))
+    balances: dict[str, Decimal] = {}
+    for message in session[start + 1 :]:
+        if isinstance(message, MarketEvent):
+            break
+        if isinstance(message, BalanceUpdated):
+            balances[message.asset] = message.free + message.locked
+    return balances
+
+
+def closing_balances(messages: Sequence[Message]) -> dict[str, Decimal]:
+    balances: dict[str, Decimal] = {}
+    for message in messages:
+        if isinstance(message, BalanceUpdated):
+            balances[message.asset] = message.free + message.locked
+    return {asset: value for asset, value in balances.items() if value}
+
+
+def spot_bought(messages: Sequence[Message]) -> dict[str, Decimal]:
+    """Base quantity bought less sold, per asset, over the spot fills of ``messages``."""
+    held: dict[str, Decimal] = {}
+    for fill in (m for m in messages if isinstance(m, OrderFilled) and ":" not in m.symbol):
+        asset = fill.symbol.split("/")[0]
+        held[asset] = held.get(asset, Decimal(0)) + (fill.qty if fill.side == "buy" else -fill.qty)
+    return held
+
+
+def repeated(values: Sequence[str]) -> list[str]:
+    return [value for value, n in Counter(values).items() if n > 1]
+
+
+async def test_a_restarted_paper_run_resumes_the_book_the_feed_and_the_ids(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "journal.db"
+    paper = config(tmp_path, metrics={"enabled": False}, paper={"start": START})
+    resumed: list[str] = []
+    filled = 0
+    # SIGTERM after some fills, SIGKILL after more, then a last run until its max runtime
+    for how in (signal.SIGTERM, signal.SIGKILL, None):
+        args = PACE if how is not None else ("--step-s=0.01", "--max-runtime-s=1.5")
+        async with running(tmp_path, paper, *args) as engine:
+            await engine.line("paper: ", within_s=30)
+            if how is not None:
+                await eventually(
+                    more_fills(journal, filled),
+                    within_s=30,
+                    what="more fills",
+                )
+                filled = count_in(journal, "OrderFilled")
+                code = await engine.stop(how)
+                assert code == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+            else:
+                assert await asyncio.wait_for(engine.proc.wait(), 30) == 0
+                assert engine.proc.stdout is not None
+                engine.lines += (await engine.proc.stdout.read()).decode().splitlines()
+            resumed += [line for line in engine.lines if line.startswith("resumed from seq")]
+        assert "Traceback" not in engine.log.read_text(), engine.log.read_text()
+
+    messages = await messages_of(journal)
+    runs = sessions(messages)
+    assert len(runs) == 3
+    # one line per restart: where the journal was, the bar time and the NAV it resumed at
+    assert len(resumed) == 2, resumed
+    for index, line in enumerate(resumed, start=1):
+        match = re.match(r"resumed from seq (\d+) at (\S+) with NAV ([\d.,]+) USDT", line)
+        assert match is not None, line
+        assert int(match[1]) == sum(len(run) for run in runs[:index])
+        nav = Decimal(match[3].replace(",", ""))
+        assert nav != Decimal(100_000)
+
+    # the book continues: a restart after SIGTERM opens with the balances the journal ended
+    # with; after SIGKILL (which may cut a fill from its balance update) with every spot fill
+    # the journal holds booked
+    assert opening_balances(runs[1]) == closing_balances(runs[0])
+    earlier = [m for run in runs[:2] for m in run]
+    spot = {a: q for a, q in spot_bought(earlier).items() if q}
+    assert {a: q for a, q in opening_balances(runs[2]).items() if a != "USDT"} == spot
+    for index in (1, 2):
+        earlier = [m for run in runs[:index] for m in run]
+        # ... and the portfolio's attribution goes on (fees paid so far, peak NAV), not reset
+        last = [m for m in earlier if isinstance(m, PortfolioSnapshot)][-1]
+        first = next(m for m in runs[index] if isinstance(m, PortfolioSnapshot))
+        assert first.fees_paid >= last.fees_paid > 0
+        assert first.peak_nav >= last.peak_nav
+
+    # the feed continues after the last bar sent: every bundled bar once, in order
+    bundle = MarketBundle.load(DATA, ["BTC", "ETH"], "USDT", start=START)
+    sent = [(m.symbol, m.close) for m in messages if isinstance(m, Bar)]
+    expected = [(e.symbol, e.close) for e in bundle.events() if isinstance(e, Bar)]
+    assert sent == expected[: len(sent)]
+    assert sum(isinstance(m, Bar) for m in runs[2]) > 0
+
+    # no id is ever used twice
+    fills = [m for m in messages if isinstance(m, OrderFilled)]
+    assert len(fills) > filled - 1 > 0
+    assert not repeated([m.trade_id for m in fills])
+    assert not repeated([m.venue_order_id for m in messages if isinstance(m, OrderAccepted)])
+    assert not repeated([m.client_order_id for m in messages if isinstance(m, SubmitOrder)])
+    assert not repeated([m.decision_id for m in messages if isinstance(m, RebalanceDecided)])
+
+    # how each session ended
+    stops = [m for m in messages if isinstance(m, SessionStopped)]
+    assert [s.reason for s in stops] == ["signal:SIGTERM", "max_runtime"]
+
+    verified = ballast("replay", "--verify", str(journal))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "3 session(s)" in verified.stdout
