@@ -19,12 +19,15 @@ from engine.events import (
     BalanceUpdated,
     Bar,
     InstrumentsLoaded,
+    IntentApproved,
+    KillSwitchTriggered,
     MarketEvent,
     Message,
     OrderAccepted,
     OrderFilled,
     PortfolioSnapshot,
     RebalanceDecided,
+    RiskBudgetChanged,
     SessionStarted,
     SessionStopped,
 )
@@ -180,3 +183,45 @@ async def test_a_restarted_paper_run_resumes_the_book_the_feed_and_the_ids(
     verified = ballast("replay", "--verify", str(journal))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "3 session(s)" in verified.stdout
+
+
+async def test_a_tripped_kill_switch_and_the_peak_nav_survive_a_restart(tmp_path: Path) -> None:
+    """Risk state is not reset by a restart: the drawdown is still measured from the peak NAV of
+    the earlier session, and a kill switch tripped before the restart stays tripped (no second
+    KillSwitchTriggered, no new risk opened)."""
+    journal = tmp_path / "journal.db"
+    paper = config(
+        tmp_path, metrics={"enabled": False}, paper={"start": START}, risk={"drawdown_limit": 0.03}
+    )
+    for restart in (False, True):
+        args = ("--step-s=0.01", "--max-runtime-s=1.5") if restart else PACE
+        async with running(tmp_path, paper, *args) as engine:
+            await engine.line("paper: ", within_s=30)
+            if restart:
+                assert await asyncio.wait_for(engine.proc.wait(), 30) == 0
+            else:
+                await eventually(
+                    lambda: count_in(journal, "KillSwitchTriggered") > 0,
+                    within_s=30,
+                    what="the kill switch",
+                )
+                assert await engine.stop(signal.SIGTERM) == 0
+        assert "Traceback" not in engine.log.read_text(), engine.log.read_text()
+
+    before, after = sessions(await messages_of(journal))
+    assert sum(isinstance(m, KillSwitchTriggered) for m in before) == 1
+    assert not any(isinstance(m, KillSwitchTriggered) for m in after)
+    peak = max(m.peak_nav for m in before if isinstance(m, PortfolioSnapshot))
+    snapshots = [m for m in after if isinstance(m, PortfolioSnapshot)]
+    assert snapshots
+    assert all(s.peak_nav >= peak for s in snapshots)
+    assert all(s.drawdown > 0 for s in snapshots[-1:])
+    budgets = [m for m in before if isinstance(m, RiskBudgetChanged)]
+    resumed_budgets = [m for m in after if isinstance(m, RiskBudgetChanged)]
+    # the regime estimator continues: no fresh start at zero volatility
+    assert all(b.volatility > 0 for b in resumed_budgets), resumed_budgets
+    assert budgets
+    opened = [m.intent for m in after if isinstance(m, IntentApproved) and not m.intent.reduce_only]
+    assert not [i for i in opened if i.side == "buy" and ":" not in i.symbol], opened
+    verified = ballast("replay", "--verify", str(journal))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
