@@ -115,7 +115,7 @@ async def run_cmd(args: argparse.Namespace) -> int:
             f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which is not "
             'available yet; paper mode (venue.kind = "simulated") works'
         )
-    config = _overridden(config, journal=args.journal, data=args.data)
+    source, config = config, _overridden(config, journal=args.journal, data=args.data)
     stop = asyncio.Event()
     halt_feed = asyncio.Event()
     signals: list[str] = []
@@ -128,6 +128,7 @@ async def run_cmd(args: argparse.Namespace) -> int:
             step_s=args.step_s,
             max_runtime_s=args.max_runtime_s,
             signals=signals,
+            source=source,
         )
     print(
         f"stopped: {result.events:,} market events over {result.steps:,} bar times sent; "
@@ -184,9 +185,11 @@ async def run_paper(
     step_s: float,
     max_runtime_s: float | None,
     signals: list[str] | None = None,
+    source: Config | None = None,
 ) -> FeedResult:
     """Paper mode until ``stop`` is set (or ``max_runtime_s`` has passed); resumes the paper
-    sessions its journal holds. ``signals``: names of the signals that set ``stop``."""
+    sessions its journal holds. ``signals``: names of the signals that set ``stop``; ``source``:
+    the config as the file said, before the command line's journal and data folder."""
     bundle = _bundle(config)
     span = bundle.span()  # no bars in the data (or in paper.start .. paper.end): fail now
     journal_path = _journal_path(config)
@@ -196,7 +199,9 @@ async def run_paper(
     past = await paper_past(journal_path, venue)
     async with venue, _journal(config, journal_path) as journal:
         resume_from = _resume_point(journal, past)
-        session = Session(config, clock, journal=journal, venue=venue, resume_from=resume_from)
+        session = Session(
+            config, clock, journal=journal, venue=venue, resume_from=resume_from, source=source
+        )
         resume = past.feed if past is not None else None
         feed = PaperFeed(bundle, venue, session, step_s=step_s, halted=halt_feed, resume=resume)
         async with _metrics(session, metrics_address) as server, session:
