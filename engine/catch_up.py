@@ -10,7 +10,9 @@ timers the actors armed meanwhile are armed for real), its bus journals again, a
 reaches the venue.
 
 Replay does the same on a ``SessionStarted`` with ``resumed_from_seq``, through the same
-:func:`catch_up`, so ``replay --verify`` reproduces a resumed session like any other.
+:func:`catch_up`, so ``replay --verify`` reproduces a resumed session like any other. Once live,
+the actors' ``on_resume`` reconciles with the venue (the router looks up the orders it still
+holds as live); what it learns is journaled as input events, which replay re-feeds.
 
 The pieces a session swaps while catching up:
 

@@ -154,8 +154,7 @@ class _Replayer:
         self.clock.set_time(started.ts_init)
         self.stopped = False
         self.sessions += 1
-        for actor in self.actors:
-            await actor.on_resume()
+        # No on_resume: what the actors learned from the venue then is journaled, and re-fed.
 
     async def stop_session(self) -> None:
         for actor in reversed(self.actors):

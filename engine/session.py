@@ -183,7 +183,9 @@ class Session:
         if gate is not None:
             gate.open()
         log.info(
-            "session %s caught up on %d inputs of %d records", self.session_id, caught.inputs,
+            "session %s caught up on %d inputs of %d records",
+            self.session_id,
+            caught.inputs,
             caught.records,
         )
         for actor in self.actors:

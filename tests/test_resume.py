@@ -25,6 +25,7 @@ from engine.events import (
     Message,
     OrderAccepted,
     OrderFilled,
+    OrderRejected,
     PortfolioSnapshot,
     RebalanceDecided,
     RiskBudgetChanged,
@@ -223,5 +224,34 @@ async def test_a_tripped_kill_switch_and_the_peak_nav_survive_a_restart(tmp_path
     assert budgets
     opened = [m.intent for m in after if isinstance(m, IntentApproved) and not m.intent.reduce_only]
     assert not [i for i in opened if i.side == "buy" and ":" not in i.symbol], opened
+    verified = ballast("replay", "--verify", str(journal))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_an_order_lost_in_flight_by_a_kill_is_given_up_on_restart(tmp_path: Path) -> None:
+    """With a fill latency, a kill can come after an order was sent and before the venue got it.
+    The rebuilt venue never had it: the restarted router finds that out (the reconciliation
+    seam) and gives it up, so the asset is planned again instead of waiting for it forever."""
+    journal = tmp_path / "journal.db"
+    slow = config(tmp_path, metrics={"enabled": False}, paper={"start": START, "latency_ms": 3000})
+    async with running(tmp_path, slow, *PACE) as engine:
+        await engine.line("paper: ", within_s=30)
+        await eventually(
+            lambda: count_in(journal, "OrderSubmitted") > 0, within_s=30, what="an order sent"
+        )
+        assert count_in(journal, "OrderAccepted") + count_in(journal, "OrderRejected") == 0
+        assert await engine.stop(signal.SIGKILL) == -signal.SIGKILL
+    async with running(tmp_path, slow, "--step-s=0.01", "--max-runtime-s=6") as engine:
+        assert await asyncio.wait_for(engine.proc.wait(), 30) == 0, engine.log.read_text()
+    before, after = sessions(await messages_of(journal))
+    lost = {m.client_order_id for m in before if isinstance(m, SubmitOrder)}
+    given_up = {
+        m.client_order_id
+        for m in after
+        if isinstance(m, OrderRejected) and "never received" in m.reason
+    }
+    assert lost
+    assert given_up == lost
+    assert any(isinstance(m, OrderFilled) for m in after)  # planned and traded again
     verified = ballast("replay", "--verify", str(journal))
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -46,6 +46,10 @@ from engine.events import (
     SessionStarted,
 )
 
+TRANSPORT = "transport:"
+"""Reason prefix of the rejections the router publishes itself (the order never reached the
+venue)."""
+
 
 class BookMismatch(BallastError):
     """The exchange rebuilt from the journal does not reproduce what the journal recorded."""
@@ -84,6 +88,8 @@ class BookRebuild:
                 self.applied += 1
             case OrderSubmitted() | OrderStatusReported():
                 pass  # the venue's local fact, and answers to lookups: no exchange input
+            case OrderRejected() if message.reason.startswith(TRANSPORT):
+                pass  # the router gave the order up: it never reached the exchange
             case OrderEvent() | AccountEvent():
                 self._venue_output(seq, message)
 
