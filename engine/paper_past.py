@@ -32,6 +32,8 @@ class PaperPast:
     """Where the feed stopped; None if it never sent a bar."""
     book_inputs: int
     """Exchange inputs the book was rebuilt from (market data, orders, cancels, funding)."""
+    last_session: SessionStarted | None = None
+    """The journal's last session (its id and the configuration it ran with)."""
 
 
 async def paper_past(path: Path, venue: SimulatedVenue) -> PaperPast | None:
@@ -43,19 +45,21 @@ async def paper_past(path: Path, venue: SimulatedVenue) -> PaperPast | None:
     book = BookRebuild(venue.exchange)
     feed = FeedPosition()
     last_seq = sessions = 0
+    last: SessionStarted | None = None
     async with JournalReader(path) as reader:
         async for rec in reader.records():
             message = rec.message
             if isinstance(message, SessionStarted):
                 _check_paper(path, message, venue.name)
                 sessions += 1
+                last = message
             book.apply(rec.seq, message)
             feed.apply(message)
             last_seq = rec.seq
     book.finish()
     if sessions == 0:
         return None
-    return PaperPast(last_seq, sessions, feed.resume, book.applied)
+    return PaperPast(last_seq, sessions, feed.resume, book.applied, last)
 
 
 def _has_content(path: Path) -> bool:

@@ -241,8 +241,21 @@ async def test_an_order_lost_in_flight_by_a_kill_is_given_up_on_restart(tmp_path
         )
         assert count_in(journal, "OrderAccepted") + count_in(journal, "OrderRejected") == 0
         assert await engine.stop(signal.SIGKILL) == -signal.SIGKILL
+    # restarted with one key changed: the run says so
+    slow = config(
+        tmp_path,
+        metrics={"enabled": False},
+        paper={"start": START, "latency_ms": 3000},
+        execution={"cooldown_s": 3.0},
+    )
     async with running(tmp_path, slow, "--step-s=0.01", "--max-runtime-s=6") as engine:
         assert await asyncio.wait_for(engine.proc.wait(), 30) == 0, engine.log.read_text()
+        assert engine.proc.stdout is not None
+        lines = (await engine.proc.stdout.read()).decode().splitlines()
+    changed = [line for line in lines if line.startswith("resume: ")]
+    assert len(changed) == 1, lines
+    assert changed[0].startswith("resume: execution.cooldown_s was 2.0 in session ")
+    assert changed[0].endswith("now 3.0: the journal is caught up under the new value")
     before, after = sessions(await messages_of(journal))
     lost = {m.client_order_id for m in before if isinstance(m, SubmitOrder)}
     given_up = {

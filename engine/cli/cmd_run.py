@@ -40,7 +40,8 @@ from adapters.sim.venue import SimulatedVenue
 from engine.backtest import assets_of, sim_config
 from engine.catch_up import CatchUpClock
 from engine.cli import exits
-from engine.config import Config, load_config
+from engine.config import Config, config_from_json, load_config
+from engine.config_diff import differing, shown
 from engine.errors import BallastError, JournalError
 from engine.http_server import MetricsServer, parse_address, serve_metrics
 from engine.instruments import binance_defaults
@@ -210,6 +211,8 @@ async def run_paper(
             _announce(config, span, journal_path, step_s)
             if past is not None:
                 print(_resumed(past, venue, config.venue.quote), flush=True)
+                for line in _config_changes(past, config):
+                    print(line, flush=True)
             seen = signals if signals is not None else []
             result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
             return result
@@ -226,6 +229,20 @@ def _resume_point(journal: Journal, past: PaperPast | None) -> int:
             "run was starting (another writer?)"
         )
     return past.last_seq
+
+
+def _config_changes(past: PaperPast, config: Config) -> list[str]:
+    """One line per key the configuration changed since the last session: the state rebuilt from
+    the journal is the one the new configuration would have reached on the same events."""
+    last = past.last_session
+    if last is None or not last.config_json:
+        return []
+    before = config_from_json(last.config_json)
+    return [
+        f"resume: {key} was {shown(before, key)} in session {last.session_id}, now "
+        f"{shown(config, key)}: the journal is caught up under the new value"
+        for key in differing(before, config)
+    ]
 
 
 def _resumed(past: PaperPast, venue: SimulatedVenue, quote: str) -> str:
