@@ -17,6 +17,7 @@ from adapters.sim.config import Latency
 from adapters.sim.exchange import SimExchange
 from adapters.sim.recovery import BookMismatch, BookRebuild
 from engine.backtest import assets_of, run_backtest, sim_config
+from engine.codec import decode
 from engine.commands import SubmitOrder
 from engine.config import Config, parse_config
 from engine.events import (
@@ -26,6 +27,7 @@ from engine.events import (
     OrderAccepted,
     OrderFilled,
     PositionUpdated,
+    SessionStarted,
 )
 from engine.instruments import binance_defaults
 from engine.journal import JournalReader, Record
@@ -127,3 +129,12 @@ async def test_a_journal_that_is_not_the_books_history_is_refused(journal: list[
     forged = Record(fill.seq, msgspec.structs.replace(fill.message, price=fill.message.price + 1))
     with pytest.raises(BookMismatch, match=f"seq {fill.seq}: the journal recorded OrderFilled"):
         rebuilt([*journal[:index], forged, *journal[index + 1 :]])
+
+
+def test_a_session_started_of_an_older_journal_still_decodes() -> None:
+    """The two new SessionStarted fields have defaults and come last: a record written before
+    them decodes as a fresh (not resumed) session with no source config."""
+    old = msgspec.msgpack.encode(["SessionStarted", 1, 2, "s", "0.1.0", "LiveClock", "{}", "sim"])
+    started = decode(old)
+    assert isinstance(started, SessionStarted)
+    assert (started.resumed_from_seq, started.source_config_json) == (0, "")
