@@ -114,6 +114,12 @@ class Actor:
     async def on_stop(self) -> None:
         """Hook: called once when the actor stops, before timers and tasks are cancelled."""
 
+    async def on_resume(self) -> None:
+        """Hook: the session resumed from its journal; this actor, started and caught up on every
+        earlier input (:mod:`engine.catch_up`), is live now (reconcile with the venue here). It
+        may publish only what it learns from outside (input events): replay does not call it,
+        it re-feeds those events."""
+
     async def start(self) -> None:
         if not self._started:
             self._started = True

@@ -104,7 +104,9 @@ def load_market(
 def for_bars(config: Config, interval_s: int) -> Config:
     """The config a backtest on ``interval_s`` bars runs with: data is judged stale only after two
     bar intervals (a live default of 30 s would call every hourly bar stale between closes, and
-    tick the staleness timer millions of times). Recorded in the journal like any config."""
+    tick the staleness timer millions of times). Recorded in the journal like any config, beside
+    the config it was derived from (``SessionStarted.source_config_json``), so that ``replay -c``
+    with the backtest's own config file replays what ran."""
     stale = max(config.risk.stale_after_s, 2.0 * interval_s)
     if stale == config.risk.stale_after_s:
         return config
@@ -131,7 +133,7 @@ async def run_backtest(
     """Run ``config``'s strategy over ``bundle``; writes a new journal at ``journal_path`` (None:
     no journal, for benchmarks; such a run cannot be replayed)."""
     started = time.perf_counter()
-    config = for_bars(config, interval_s)
+    source, config = config, for_bars(config, interval_s)
     first, _ = bundle.span()
     clock = SimulatedClock(first - 1)
     venue = SimulatedVenue(
@@ -142,7 +144,7 @@ async def run_backtest(
     rejected: list[DataRejected] = []
     count = 0
     async with venue, _journal(journal_path) as journal:
-        session = Session(config, clock, journal=journal, venue=venue)
+        session = Session(config, clock, journal=journal, venue=venue, source=source)
         recorder.attach(session.bus)
         session.bus.subscribe(KillSwitchTriggered, kills.append, name="backtest.kill_switch")
         session.bus.subscribe(DataRejected, rejected.append, name="backtest.data_rejected")

@@ -28,9 +28,10 @@ returns only once the message (and everything before it) is fsync'd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 from engine.clock import Clock
@@ -218,6 +219,19 @@ class Bus:
         self._queue.append((seq, message))
         if not self._dispatching:
             self._dispatch()
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        """While inside, the bus has no journal: recorded messages are dispatched with
+        :meth:`republish` and what handlers publish is not journaled (a resumed session catching
+        up on its journal, :mod:`engine.catch_up`). The journal's seqs go on after it."""
+        journal = self.journal
+        self.journal = None
+        try:
+            yield
+        finally:
+            self.journal = journal
+            self._seq = journal.last_seq if journal is not None else self._seq
 
     async def send(self, message: Message) -> int:
         """``publish`` for producers outside the bus: waits while the journal is backlogged, and

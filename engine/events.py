@@ -430,13 +430,35 @@ class SessionStarted(SystemEvent, frozen=True, tag=True, array_like=True):
     config_json: str
     venue: str = ""
     """Name of the venue the trading pipeline ran against; empty for a session without one."""
+    resumed_from_seq: int = 0
+    """Non-zero: the session resumed the state the journal held up to this seq (its actors were
+    caught up on every earlier input, :mod:`engine.catch_up`); 0: a fresh start."""
+    source_config_json: str = ""
+    """The configuration ``config_json`` was derived from by the command that ran (a backtest
+    widens ``risk.stale_after_s`` to its bar interval); empty when they are the same."""
 
 
 class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):
+    """Last record of a session. ``reason``: ``completed`` (the run was over), ``max_runtime``,
+    ``signal:SIGTERM`` (or another signal's name), ``data_exhausted`` or ``error: <type>``."""
+
     role: ClassVar[Role] = "meta"
 
     session_id: str
     reason: str
+
+
+class FeedAdvanced(SystemEvent, frozen=True, tag=True, array_like=True):
+    """A paper feed is about to send the market events of one data time (``data_ts_ns``, the
+    bars' own time; the events themselves are re-stamped to the wall clock), after the funding
+    settlements due before it. A restart resumes the feed from the last one (see
+    :mod:`engine.paper_feed`). Bookkeeping: replay ignores it."""
+
+    role: ClassVar[Role] = "meta"
+
+    data_ts_ns: int
+    events: int
+    """How many market events that data time has."""
 
 
 MarketData = QuoteTick | TradeTick | Bar | MarkPriceUpdated
@@ -467,5 +489,6 @@ SystemData = (
     | StrategyFailed
     | SessionStarted
     | SessionStopped
+    | FeedAdvanced
 )
 Event = MarketData | AccountData | OrderData | DecisionData | SystemData

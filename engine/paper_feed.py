@@ -19,6 +19,13 @@ The feed stops when the data is exhausted (after the last settlements) or, betwe
 when :meth:`PaperFeed.halt` is called; :meth:`PaperFeed.run` says which in its
 :class:`FeedResult`. Nothing else is published once it stops: the data goes stale and readiness
 reports it. ``ballast run`` drives it (``engine/cli/cmd_run.py``).
+
+**Resuming.** Before the events of a step (after its settlements) the feed journals
+:class:`~engine.events.FeedAdvanced` with the step's data time. A restarted run folds its journal
+with :class:`FeedPosition` and hands the feed the :class:`FeedResume`: the feed skips every step
+before that data time, sends what a killed process had not yet sent of that step, and goes on
+with the next; of the settlements due before the next step, the ones the journal shows as paid
+(``FundingPaid`` after the last ``FeedAdvanced``) are not paid again.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ import contextlib
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 import msgspec
 
 from adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSchedule
 from adapters.sim.venue import SimulatedVenue
-from engine.events import MarketData
+from engine.events import FeedAdvanced, FundingPaid, MarketData, MarketEvent, Message
 from engine.session import Session
 
 StopReason = Literal["exhausted", "halted"]
@@ -53,6 +61,55 @@ class FeedResult:
     """Funding settlements applied."""
     last_ns: int | None
     """Data time (``ts_event`` in the bundle) of the last bar timestamp sent; None before any."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedResume:
+    """Where a journal's feed stopped: the data time of its last step, how many of that step's
+    market events were sent, and the funding paid since (symbol, rate), in order."""
+
+    data_ts_ns: int
+    sent: int
+    paid: tuple[tuple[str, Decimal], ...] = ()
+
+
+class FeedPosition:
+    """Folds journal messages (in seq order) into the :class:`FeedResume` they leave."""
+
+    def __init__(self) -> None:
+        self._step: FeedAdvanced | None = None
+        self._sent = 0
+        self._paid: list[tuple[str, Decimal]] = []
+
+    def apply(self, message: Message) -> None:
+        if isinstance(message, FeedAdvanced):
+            self._step, self._sent, self._paid = message, 0, []
+        elif self._step is None:
+            return
+        elif isinstance(message, MarketEvent):
+            self._sent += 1
+        elif isinstance(message, FundingPaid):
+            self._paid.append((message.symbol, message.rate))
+
+    @property
+    def resume(self) -> FeedResume | None:
+        if self._step is None:
+            return None
+        return FeedResume(self._step.data_ts_ns, self._sent, tuple(self._paid))
+
+
+def unpaid(
+    settlements: list[FundingSettlement], paid: tuple[tuple[str, Decimal], ...]
+) -> list[FundingSettlement]:
+    """``settlements`` after the last one ``paid`` shows (matched in order by symbol and rate).
+    One that paid nothing (a flat position) left no trace: it may be applied again, to no effect."""
+    done = 0
+    matched = 0
+    for index, due in enumerate(settlements):
+        if matched < len(paid) and paid[matched] == (due.symbol, due.rate):
+            matched += 1
+            done = index + 1
+    return settlements[done:]
 
 
 def by_timestamp(events: Iterable[MarketData]) -> Iterator[tuple[int, list[MarketData]]]:
@@ -76,6 +133,7 @@ class PaperFeed:
         *,
         step_s: float = 1.0,
         halted: asyncio.Event | None = None,
+        resume: FeedResume | None = None,
     ) -> None:
         if step_s < 0:
             raise ValueError(f"step_s: must be >= 0, got {step_s}")
@@ -88,6 +146,8 @@ class PaperFeed:
         self.events = 0
         self.settlements = 0
         self.last_ns: int | None = None
+        self.resume = resume
+        self._paid = resume.paid if resume is not None else ()
         self._due_at: float | None = None
 
     def halt(self) -> None:
@@ -97,16 +157,40 @@ class PaperFeed:
     async def run(self) -> FeedResult:
         """Send every bar timestamp, in order, until the data is exhausted or :meth:`halt`."""
         due = SettlementSchedule(self.bundle.settlements)
+        resume = self.resume
         for ts, events in by_timestamp(self.bundle.events()):
+            if resume is not None and ts <= resume.data_ts_ns:
+                due.before(ts)  # paid before that step was journaled
+                if ts == resume.data_ts_ns:
+                    await self._finish_step(ts, events[resume.sent :])
+                continue
             if await self._halted_before_next_step():
                 return self._result("halted")
-            await self._settle(due.before(ts))
+            await self._settle(self._unpaid(due.before(ts)))
+            await self.session.bus.send(FeedAdvanced(*self._stamp(), ts, len(events)))
             await self._send(events)
             self.steps += 1
             self.last_ns = ts
         if self.last_ns is not None:
-            await self._settle(due.before(self.last_ns + 1))
+            await self._settle(self._unpaid(due.before(self.last_ns + 1)))
         return self._result("exhausted")
+
+    async def _finish_step(self, ts: int, rest: list[MarketData]) -> None:
+        """The step a stopped run had journaled last: send what it had not sent of it."""
+        if rest:
+            await self._halted_before_next_step()
+            await self._send(rest)
+            self.steps += 1
+        self.last_ns = ts
+
+    def _unpaid(self, settlements: list[FundingSettlement]) -> list[FundingSettlement]:
+        """The first settlements after a resume skip those the journal shows as paid."""
+        paid, self._paid = self._paid, ()
+        return unpaid(settlements, paid) if paid else settlements
+
+    def _stamp(self) -> tuple[int, int]:
+        now = self.session.clock.now_ns()
+        return now, now
 
     # ------------------------------------------------------------------ pacing
 

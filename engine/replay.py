@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,11 @@ import msgspec
 from adapters.silent_venue import SilentVenue
 from engine.actor import Actor
 from engine.bus import Bus
+from engine.catch_up import catch_up
 from engine.clock import SimulatedClock
 from engine.codec import to_json_dict
 from engine.config import Config, config_from_json
+from engine.config_diff import differing, shown, with_keys
 from engine.events import Message, SessionStarted, SessionStopped
 from engine.journal import JournalReader
 from engine.session import ActorFactory, build_actors, default_actors
@@ -72,7 +75,11 @@ def _comparable(message: Message) -> Message:
 
 
 class _Replayer:
-    def __init__(self, factory: ActorFactory, config: Config | None, verify: bool) -> None:
+    def __init__(
+        self, path: Path, factory: ActorFactory, config: Config | None, verify: bool
+    ) -> None:
+        self.path = path
+        self.note: Callable[[str], None] = lambda _: None
         self.factory = factory
         self.config_override = config
         self.verify = verify
@@ -89,7 +96,10 @@ class _Replayer:
 
     async def start_session(self, started: SessionStarted) -> None:
         await self.stop_session()
-        config = self.config_override or config_from_json(started.config_json)
+        config = self._config_for(started)
+        if started.resumed_from_seq:
+            await self._resume_session(started, config)
+            return
         self.bus = Bus(self.clock)
         self.bus.session_id = started.session_id
         self.bus.subscribe_all(self._capture, name="replay.capture")
@@ -100,6 +110,51 @@ class _Replayer:
         for actor in self.actors:
             await actor.start()
         self.sessions += 1
+
+    def _config_for(self, started: SessionStarted) -> Config:
+        """The session's recorded (effective) configuration; with a given one, the recorded one
+        with every key the given one changes, each named in a note. A key the recording command
+        derived (``source_config_json``: a backtest widens ``risk.stale_after_s``) keeps its
+        recorded value when the given configuration has the value it was derived from."""
+        recorded = config_from_json(started.config_json) if started.config_json else Config()
+        given = self.config_override
+        if given is None:
+            return recorded
+        source = config_from_json(started.source_config_json or started.config_json or "{}")
+        changed = differing(given, source)
+        session = started.session_id
+        for key in changed:
+            self.note(
+                f"config: session {session}: {key}: recorded {shown(source, key)}, "
+                f"given {shown(given, key)}: replayed with the given value"
+            )
+        for key in differing(recorded, source):
+            if key not in changed:
+                self.note(
+                    f"config: session {session}: {key}: recorded {shown(recorded, key)}, derived "
+                    f"by the command from {shown(source, key)} (the given value): kept"
+                )
+        return with_keys(recorded, given, changed)
+
+    async def _resume_session(self, started: SessionStarted, config: Config) -> None:
+        """A session that resumed the journal's state: its actors caught up on every earlier
+        record (silently) before going live, as :meth:`engine.session.Session._resume` did."""
+        async with JournalReader(self.path) as reader:
+            first = await reader.messages(end_seq=1)
+            self.clock = SimulatedClock(first[0].ts_init if first else 0, timers=False)
+            self.bus = Bus(self.clock)
+            venue = SilentVenue() if started.venue else None
+            self.actors = build_actors(config, self.bus, self.clock, venue, self.factory)
+            for actor in self.actors:
+                await actor.start()
+            records = reader.records(end_seq=started.resumed_from_seq)
+            await catch_up(self.bus, self.actors, self.clock, records)
+        self.bus.session_id = started.session_id
+        self.bus.subscribe_all(self._capture, name="replay.capture")
+        self.clock.set_time(started.ts_init)
+        self.stopped = False
+        self.sessions += 1
+        # No on_resume: what the actors learned from the venue then is journaled, and re-fed.
 
     async def stop_session(self) -> None:
         for actor in reversed(self.actors):
@@ -151,10 +206,18 @@ async def replay(
     verify: bool = False,
     actors: ActorFactory = default_actors,
     config: Config | None = None,
+    notes: Callable[[str], None] | None = None,
 ) -> ReplayResult:
-    """Replay ``path``; with ``verify``, stop at the first divergence and report it."""
+    """Replay ``path``; with ``verify``, stop at the first divergence and report it.
+
+    Each session replays with the configuration it recorded. With ``config``, every key where
+    ``config`` differs from what the session's command was given is replayed with ``config``'s
+    value, and each such key (and each key the command derived, kept) is passed to ``notes`` as
+    one line before the session replays."""
     started = time.perf_counter()
-    rp = _Replayer(actors, config, verify)
+    rp = _Replayer(Path(path), actors, config, verify)
+    if notes is not None:
+        rp.note = notes
     records = 0
     last_seq = 0
     async with JournalReader(path) as reader:

@@ -19,7 +19,8 @@ so replay re-feeds it instead of re-deriving it (the replay venue, SilentVenue, 
 
 Restart: ``on_start`` asks the venue for its open orders and publishes each as
 ``OrderStatusReported``; the book adopts them, so an intent whose order is still live at the venue
-is not resubmitted.
+is not resubmitted. A session resumed from its journal (:mod:`engine.catch_up`) reconciles in
+``on_resume`` instead: every order the book still holds as live is looked up.
 """
 
 from __future__ import annotations
@@ -106,6 +107,31 @@ class OrderRouter(Actor):
             return
         for status in open_orders:
             await self.bus.publish_durable(self._report(status))
+
+    async def on_resume(self) -> None:
+        """After a restart caught up on the journal (the book knows every order the journal
+        does): ask the venue about each order still live in the book and publish its answer. An
+        order the venue never received (sent just before a crash) is given up with
+        ``OrderRejected`` (reason ``transport: …``), so the rebalancer plans afresh instead of
+        waiting for it or resending an order sized on old prices. This is where a live venue is
+        reconciled; the simulated one is rebuilt from the same journal. Only venue answers are
+        published (input events): replay re-feeds them and does not call this."""
+        for order in self.book.live():
+            try:
+                status = await self.venue.order_status(order.client_order_id, order.symbol)
+            except VenueError as exc:
+                self.log.error(
+                    "reconciliation: %s: lookup failed: %s", order.client_order_id, redact(str(exc))
+                )
+                continue
+            if status is not None:
+                await self.bus.publish_durable(self._report(status))
+                continue
+            now = self.now()
+            reason = "transport: the venue never received it (found on restart)"
+            await self.bus.publish_durable(
+                OrderRejected(now, now, order.client_order_id, order.symbol, reason)
+            )
 
     # ------------------------------------------------------------------ handlers
 

@@ -18,10 +18,11 @@ from adapters.venue import Venue
 from engine import __version__
 from engine.actor import Actor
 from engine.bus import Bus
+from engine.catch_up import CatchUpClock, GatedVenue, catch_up
 from engine.clock import Clock, SimulatedClock
 from engine.config import Config, config_to_json
 from engine.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
-from engine.journal import Journal
+from engine.journal import Journal, JournalReader
 from engine.market_gate import MarketGate
 from engine.pipeline import pipeline_actors
 from engine.plugins import load_object
@@ -87,7 +88,13 @@ class Session:
         venue: Venue | None = None,
         actors: ActorFactory = default_actors,
         session_id: str | None = None,
+        resume_from: int = 0,
+        source: Config | None = None,
     ) -> None:
+        """``resume_from`` > 0: the journal's records up to that seq are this session's past; its
+        actors catch up on them before going live (:mod:`engine.catch_up`; the clock must be a
+        :class:`~engine.catch_up.CatchUpClock`). ``source``: the configuration ``config`` was
+        derived from by the command (recorded beside it when they differ)."""
         self.config = config
         self.clock = clock
         self.journal = journal
@@ -97,7 +104,13 @@ class Session:
         self.bus.session_id = self.session_id
         self._factory = actors
         self.actors: list[Actor] = []
-        self._stop_reason = "completed"
+        self.resume_from = resume_from
+        self.source = source
+        self.stop_reason = "completed"
+        """Recorded in SessionStopped: ``completed``, ``max_runtime``, ``signal:SIGTERM``, … (set
+        by whoever ends the session); an exception leaving the session records ``error: …``."""
+        if resume_from and not isinstance(clock, CatchUpClock):
+            raise TypeError("a resumed session needs a CatchUpClock")
 
     async def __aenter__(self) -> Self:
         now = self.clock.now_ns()
@@ -110,12 +123,19 @@ class Session:
                 clock=self.clock.kind,
                 config_json=config_to_json(self.config),
                 venue=self.venue.name if self.venue is not None else "",
+                resumed_from_seq=self.resume_from,
+                source_config_json=self._source_json(),
             )
         )
         try:
-            self.actors = build_actors(self.config, self.bus, self.clock, self.venue, self._factory)
-            for actor in self.actors:
-                await actor.start()
+            if self.resume_from:
+                await self._resume()
+            else:
+                self.actors = build_actors(
+                    self.config, self.bus, self.clock, self.venue, self._factory
+                )
+                for actor in self.actors:
+                    await actor.start()
             if self.venue is not None:
                 await self._load_venue(self.venue)
         except BaseException as exc:  # stop what started and record why, then re-raise
@@ -128,16 +148,51 @@ class Session:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         if e is not None:
-            self._stop_reason = f"error: {type(e).__name__}"
+            self.stop_reason = f"error: {type(e).__name__}"
         for actor in reversed(self.actors):
             await actor.stop()
         now = self.clock.now_ns()
         if self.journal is None or not self.journal.failed:
             await self.bus.publish_durable(
                 SessionStopped(
-                    ts_event=now, ts_init=now, session_id=self.session_id, reason=self._stop_reason
+                    ts_event=now, ts_init=now, session_id=self.session_id, reason=self.stop_reason
                 )
             )
+
+    def _source_json(self) -> str:
+        if self.source is None:
+            return ""
+        source = config_to_json(self.source)
+        return "" if source == config_to_json(self.config) else source
+
+    async def _resume(self) -> None:
+        """Build the actors, catch them up on the journal's records up to ``resume_from`` (on the
+        records' time, silent, nothing journaled), then go live and let them reconcile."""
+        assert self.journal is not None
+        assert isinstance(self.clock, CatchUpClock)
+        gate = GatedVenue(self.venue) if self.venue is not None else None
+        self.actors = build_actors(self.config, self.bus, self.clock, gate, self._factory)
+        async with JournalReader(self.journal.path) as reader:
+            first = await reader.messages(end_seq=1)
+            with self.bus.replaying():
+                self.clock.replay_from(first[0].ts_init if first else self.clock.now_ns())
+                for actor in self.actors:
+                    await actor.start()
+                caught = await catch_up(
+                    self.bus, self.actors, self.clock, reader.records(end_seq=self.resume_from)
+                )
+                self.bus.session_id = self.session_id
+        self.clock.go_live()
+        if gate is not None:
+            gate.open()
+        log.info(
+            "session %s caught up on %d inputs of %d records",
+            self.session_id,
+            caught.inputs,
+            caught.records,
+        )
+        for actor in self.actors:
+            await actor.on_resume()
 
     async def _load_venue(self, venue: Venue) -> None:
         """Attach the venue and publish what it knows before any market data: its instruments,

@@ -28,6 +28,7 @@ from engine.events import (
     Bar,
     DataRejected,
     DataStale,
+    FeedAdvanced,
     FundingPaid,
     HandlerFailed,
     InstrumentsLoaded,
@@ -323,6 +324,7 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         StrategyFailed(t, t + 23, "overlay", "KeyError: 'ETH'"),
         SessionStarted(t, t + 24, "sess-1", "0.1.0", "simulated", '{"mode": "paper"}'),
         SessionStopped(t, t + 25, "sess-1", "signal"),
+        FeedAdvanced(t, t + 25, t - 3_600_000_000_000, 6),
         SubmitOrder(
             t,
             t + 26,

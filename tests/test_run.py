@@ -187,7 +187,7 @@ async def test_paper_run_serves_trades_journals_and_stops_cleanly_on_sigterm(
     assert isinstance(messages[0], SessionStarted)
     assert messages[0].clock == "LiveClock"
     assert isinstance(messages[-1], SessionStopped)
-    assert messages[-1].reason == "completed"
+    assert messages[-1].reason == "signal:SIGTERM"
     bars = [m for m in messages if isinstance(m, Bar | MarkPriceUpdated)]
     assert all(m.ts_event >= started_ns for m in bars)  # re-stamped to wall-clock time
     async with Journal(journal) as reopened:  # closed cleanly: the writer continues after it
@@ -243,6 +243,7 @@ async def test_without_metrics_nothing_is_served_and_sigint_stops_it(tmp_path: P
     messages = await journal_messages(tmp_path / "journal.db")
     assert sum(isinstance(m, Bar) for m in messages) == steps * 4  # spot and perp of BTC, ETH
     assert isinstance(messages[-1], SessionStopped)
+    assert messages[-1].reason == "signal:SIGINT"
 
 
 async def test_max_runtime_stops_it_and_a_second_run_continues_the_journal(tmp_path: Path) -> None:
@@ -255,6 +256,8 @@ async def test_max_runtime_stops_it_and_a_second_run_continues_the_journal(tmp_p
     stops = [m for m in messages if isinstance(m, SessionStopped)]
     assert len(starts) == len(stops) == 2
     assert starts[0].session_id != starts[1].session_id
+    assert [stop.reason for stop in stops] == ["max_runtime", "max_runtime"]
+    assert starts[1].resumed_from_seq == messages.index(stops[0]) + 1  # the second one resumed
 
 
 def test_journal_and_metrics_address_options_override_the_config(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ With ``[metrics] enabled`` it serves ``/metrics``, ``/healthz`` and ``/readyz`` 
 
 When the data is exhausted the feed stops and says so; the engine keeps serving (the data goes
 stale, ``/readyz`` reports it) until it is signalled. SIGTERM or SIGINT stop it gracefully
-(session stopped, journal synced and closed, exit 0); SIGUSR1 halts the feed.
+(session stopped, journal synced and closed, exit 0; ``SessionStopped.reason`` says
+``signal:SIGTERM``, ``max_runtime`` or ``error: …``); SIGUSR1 halts the feed.
+
+Restarted on a journal of earlier paper sessions (after a stop, a crash, a kill), it resumes:
+the simulated exchange is rebuilt from the journal (:mod:`adapters.sim.recovery`), the session's
+actors catch up on it (:mod:`engine.catch_up`: portfolio attribution, peak NAV, regime, kill
+switch, cooldowns, id counters), and the feed goes on after the last bar it sent; it prints
+``resumed from seq N at T with NAV X``. A journal holding other sessions (a backtest) is refused.
 
 ``venue.kind = "binance"`` needs the ccxt.pro live venue, which is not available yet: exit 1.
 """
@@ -31,14 +38,16 @@ from adapters.data.bundle import MarketBundle
 from adapters.data.klines import DataError
 from adapters.sim.venue import SimulatedVenue
 from engine.backtest import assets_of, load_market, sim_config
+from engine.catch_up import CatchUpClock
 from engine.cli import exits
-from engine.clock import LiveClock
-from engine.config import Config, load_config
+from engine.config import Config, config_from_json, load_config
+from engine.config_diff import differing, shown
 from engine.errors import BallastError, JournalError
 from engine.http_server import MetricsServer, parse_address, serve_metrics
 from engine.instruments import binance_defaults
 from engine.journal import Journal
 from engine.paper_feed import FeedResult, PaperFeed
+from engine.paper_past import PaperPast, paper_past
 from engine.session import Session
 from engine.timefmt import ns_to_iso
 
@@ -107,10 +116,11 @@ async def run_cmd(args: argparse.Namespace) -> int:
             f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which is not "
             'available yet; paper mode (venue.kind = "simulated") works'
         )
-    config = _overridden(config, journal=args.journal, data=args.data)
+    source, config = config, _overridden(config, journal=args.journal, data=args.data)
     stop = asyncio.Event()
     halt_feed = asyncio.Event()
-    with _signals(stop, halt_feed):
+    signals: list[str] = []
+    with _signals(stop, halt_feed, signals):
         result = await run_paper(
             config,
             stop=stop,
@@ -118,6 +128,8 @@ async def run_cmd(args: argparse.Namespace) -> int:
             metrics_address=args.metrics_address,
             step_s=args.step_s,
             max_runtime_s=args.max_runtime_s,
+            signals=signals,
+            source=source,
         )
     print(
         f"stopped: {result.events:,} market events over {result.steps:,} bar times sent; "
@@ -139,10 +151,23 @@ def _overridden(config: Config, *, journal: str | None, data: str | None) -> Con
 
 
 @contextlib.contextmanager
-def _signals(stop: asyncio.Event, halt_feed: asyncio.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop``, SIGUSR1 sets ``halt_feed``, while inside."""
+def _signals(stop: asyncio.Event, halt_feed: asyncio.Event, seen: list[str]) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (their names go to ``seen``), SIGUSR1 sets
+    ``halt_feed``, while inside."""
     loop = asyncio.get_running_loop()
-    handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGUSR1: halt_feed.set}
+
+    def stopping(sig: signal.Signals) -> Callable[[], None]:
+        def handler() -> None:
+            seen.append(sig.name)
+            stop.set()
+
+        return handler
+
+    handlers = {
+        signal.SIGTERM: stopping(signal.SIGTERM),
+        signal.SIGINT: stopping(signal.SIGINT),
+        signal.SIGUSR1: halt_feed.set,
+    }
     for sig, handler in handlers.items():
         loop.add_signal_handler(sig, handler)
     try:
@@ -160,24 +185,76 @@ async def run_paper(
     metrics_address: str | None,
     step_s: float,
     max_runtime_s: float | None,
+    signals: list[str] | None = None,
+    source: Config | None = None,
 ) -> FeedResult:
-    """Paper mode until ``stop`` is set (or ``max_runtime_s`` has passed)."""
+    """Paper mode until ``stop`` is set (or ``max_runtime_s`` has passed); resumes the paper
+    sessions its journal holds. ``signals``: names of the signals that set ``stop``; ``source``:
+    the config as the file said, before the command line's journal and data folder."""
     bundle = _bundle(config)
     span = bundle.span()  # no bars in the data (or in paper.start .. paper.end): fail now
     journal_path = _journal_path(config)
-    clock = LiveClock()
+    clock = CatchUpClock()
     instruments = binance_defaults(assets_of(config), config.venue.quote)
     venue = SimulatedVenue(instruments, clock, sim_config(config))
+    past = await paper_past(journal_path, venue)
     async with venue, _journal(config, journal_path) as journal:
-        session = Session(config, clock, journal=journal, venue=venue)
-        feed = PaperFeed(bundle, venue, session, step_s=step_s, halted=halt_feed)
+        resume_from = _resume_point(journal, past)
+        session = Session(
+            config, clock, journal=journal, venue=venue, resume_from=resume_from, source=source
+        )
+        resume = past.feed if past is not None else None
+        feed = PaperFeed(bundle, venue, session, step_s=step_s, halted=halt_feed, resume=resume)
         async with _metrics(session, metrics_address) as server, session:
             if server is not None:
                 print(f"listening {_host_port(server)}", flush=True)
             _announce(config, span, journal_path, step_s)
             for point in bundle.report().rejected:
                 print(f"data: rejected: {point.describe()}", flush=True)
-            return await _serve(feed, stop, max_runtime_s)
+            if past is not None:
+                print(_resumed(past, venue, config.venue.quote), flush=True)
+                for line in _config_changes(past, config):
+                    print(line, flush=True)
+            seen = signals if signals is not None else []
+            result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
+            return result
+
+
+def _resume_point(journal: Journal, past: PaperPast | None) -> int:
+    """The seq the session resumes from (0: a fresh start); the journal must not have grown
+    since it was read."""
+    if past is None:
+        return 0
+    if journal.opened_at_seq != past.last_seq:
+        raise JournalError(
+            f"{journal.path}: grew from seq {past.last_seq} to {journal.opened_at_seq} while the "
+            "run was starting (another writer?)"
+        )
+    return past.last_seq
+
+
+def _config_changes(past: PaperPast, config: Config) -> list[str]:
+    """One line per key the configuration changed since the last session: the state rebuilt from
+    the journal is the one the new configuration would have reached on the same events."""
+    last = past.last_session
+    if last is None or not last.config_json:
+        return []
+    before = config_from_json(last.config_json)
+    return [
+        f"resume: {key} was {shown(before, key)} in session {last.session_id}, now "
+        f"{shown(config, key)}: the journal is caught up under the new value"
+        for key in differing(before, config)
+    ]
+
+
+def _resumed(past: PaperPast, venue: SimulatedVenue, quote: str) -> str:
+    """``resumed from seq N at T with NAV X``: T is the data time of the last bar sent."""
+    at = "no bar" if past.feed is None else ns_to_iso(past.feed.data_ts_ns)[:16]
+    nav = venue.exchange.account_value()
+    return (
+        f"resumed from seq {past.last_seq} at {at} with NAV {nav:,.2f} {quote} "
+        f"({past.sessions} earlier session(s), book rebuilt from {past.book_inputs:,} inputs)"
+    )
 
 
 def _bundle(config: Config) -> MarketBundle:
@@ -241,17 +318,25 @@ def _announce(config: Config, span: tuple[int, int], journal: Path, step_s: floa
         )
 
 
-async def _serve(feed: PaperFeed, stop: asyncio.Event, max_runtime_s: float | None) -> FeedResult:
-    """Feed the market until ``stop`` (or the runtime is over); keep serving after the data."""
+async def _serve(
+    feed: PaperFeed, stop: asyncio.Event, max_runtime_s: float | None, signals: list[str]
+) -> tuple[FeedResult, str]:
+    """Feed the market until ``stop`` (or the runtime is over); keep serving after the data.
+    Returns how the feed ended and why the session stops."""
     feeding = asyncio.create_task(_feed(feed, stop), name="paper-feed")
+    reason = "completed"
     try:
         await asyncio.wait_for(stop.wait(), max_runtime_s)
     except TimeoutError:
         print(f"max runtime reached ({max_runtime_s:g} s): stopping", flush=True)
+        reason = "max_runtime"
     finally:
         stop.set()
         feed.halt()
-    return await feeding
+    result = await feeding
+    if signals:
+        reason = f"signal:{signals[0]}"
+    return result, reason
 
 
 async def _feed(feed: PaperFeed, stop: asyncio.Event) -> FeedResult:
