@@ -89,7 +89,18 @@ class BandsConfig(_Section, frozen=True):
 
 
 class RiskConfig(_Section, frozen=True):
-    """The mandate. The regime may tighten these, never loosen them."""
+    """The mandate. The regime may tighten these, never loosen them.
+
+    Leverage has three named limits (see :mod:`engine.measures`): ``max_net_leverage`` (the
+    mandate's cap on Σ |net exposure| / NAV), and two exchange-side ones, ``max_gross_leverage``
+    ((Σ |spot| + Σ |perp notional|) / NAV) and ``max_margin_usage`` (initial margin / margin
+    balance). Before the exchange would liquidate, the risk actor asks for a reducing trade
+    (``DeleverageRequired``) when a perp's distance to liquidation falls below
+    ``deleverage_liquidation_distance``, margin usage rises above ``max_margin_usage`` or net
+    leverage above its cap at the marks; the kill switch at ``min_liquidation_distance`` stays
+    the last resort. ``deleverage_buffer`` is how far inside the limit the reduction aims
+    (fraction of the limit).
+    """
 
     max_gross_leverage: Decimal = Decimal(3)
     max_asset_weight: Decimal = Decimal(1)
@@ -108,9 +119,23 @@ class RiskConfig(_Section, frozen=True):
     stressed_leverage_scale: Decimal = Decimal("0.5")
     calendar: list[str] = msgspec.field(default_factory=list)
     """High-risk windows, "START/END" in ISO 8601 UTC: "2024-03-20T18:00/2024-03-20T20:00"."""
+    max_net_leverage: Decimal = Decimal(3)
+    max_margin_usage: Decimal = Decimal(1)
+    deleverage_liquidation_distance: Decimal = Decimal("0.2")
+    deleverage_buffer: Decimal = Decimal("0.1")
 
     def __post_init__(self) -> None:
         _positive("max_gross_leverage", self.max_gross_leverage)
+        _positive("max_net_leverage", self.max_net_leverage)
+        _positive("max_margin_usage", self.max_margin_usage)
+        _fraction("max_margin_usage", self.max_margin_usage)
+        _fraction("deleverage_liquidation_distance", self.deleverage_liquidation_distance)
+        _fraction("deleverage_buffer", self.deleverage_buffer)
+        if self.deleverage_liquidation_distance < self.min_liquidation_distance:
+            raise ValueError(
+                "deleverage_liquidation_distance: must be >= min_liquidation_distance "
+                f"({self.min_liquidation_distance}), got {self.deleverage_liquidation_distance}"
+            )
         _positive("max_order_notional", self.max_order_notional)
         _positive("stale_after_s", self.stale_after_s)
         _positive("vol_half_life_h", self.vol_half_life_h)

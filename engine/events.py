@@ -306,7 +306,11 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
 
 
 class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
-    """The regime or the budget derived from it changed. Bands are fractions of NAV."""
+    """The regime or the budget derived from it changed. Bands are fractions of NAV.
+
+    ``max_net_leverage`` is the mandate's cap on Σ |net exposure| / NAV in force (None in journals
+    written before it existed); ``max_gross_leverage`` the exchange-side cap on gross notional.
+    """
 
     regime: str
     volatility: Decimal
@@ -316,6 +320,32 @@ class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
     overlay_scale: Decimal
     allow_overlay_longs: bool
     reason: str
+    max_net_leverage: Decimal | None = None
+
+
+class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
+    """The risk actor's request for a reducing trade, published at a portfolio snapshot (or a mark)
+    when a limit is breached at the current marks, before the exchange would liquidate.
+
+    Meaning: trade ``notional`` (quote currency, > 0, valued at the current mark) of ``asset`` in
+    direction ``side`` so that the breached measure comes back ``deleverage_buffer`` inside its
+    limit. ``symbol`` is the instrument to trade: the perp (a reduce-only order) when ``reason`` is
+    ``liquidation_distance`` or ``margin_usage``; empty for ``net_leverage``, where a spot sale or
+    a perp order in ``side`` both reduce the net exposure (the rebalancer chooses). ``measure`` is
+    the breached value (distance to liquidation, margin usage, net leverage), ``limit`` the
+    threshold it crossed, ``target`` the value the trade aims at. Published again at the next
+    snapshot while the breach lasts and no approved order of that asset is in flight.
+    """
+
+    reason: str
+    asset: str
+    symbol: str
+    side: Side
+    notional: Decimal
+    measure: Decimal
+    limit: Decimal
+    target: Decimal
+    detail: str
 
 
 class RebalanceDecided(DecisionEvent, frozen=True, tag=True, array_like=True):
@@ -457,6 +487,7 @@ DecisionData = (
     | DataRejected
     | KillSwitchTriggered
     | KillSwitchReset
+    | DeleverageRequired
 )
 SystemData = (
     TimerFired

@@ -11,17 +11,36 @@ KillSwitchTriggered / KillSwitchReset (operator); its own TimerFired (staleness 
 
 Publishes: RiskBudgetChanged (on start with reason "start", then whenever the regime changes),
 IntentApproved (maybe cut) or OrderVetoed per intent, DataStale (once per stale episode of a
-symbol), KillSwitchTriggered (once per episode).
+symbol), KillSwitchTriggered (once per episode), DeleverageRequired (at a snapshot, see below).
 
-Kill switch: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason ``drawdown``) or when a
-perp's distance to liquidation ``|mark − liquidation| / mark`` is below
-``min_liquidation_distance`` (reason ``liquidation_distance``). While it is on only reduce-only
-intents pass. A KillSwitchReset clears it; if a limit is still breached at the next snapshot it
-trips again (an operator cannot reset a live breach away).
+Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
+latest perp marks (:mod:`engine.measures`) with the simulated exchange's own tiered-margin formula
+(:mod:`engine.margin`); the venue's liquidation estimate, updated only on a fill, is not used.
 
-Definitions used (see :mod:`engine.pretrade`): NAV = cash + Σ spot value + Σ perp unrealised PnL;
-net exposure(asset) = spot value + perp notional; weight = net exposure / NAV; gross leverage =
-Σ (|spot value| + |perp notional|) / NAV. Turnover = Σ fill qty × price per UTC day.
+Deleveraging, before the exchange liquidates: at each snapshot, while the kill switch is off, for
+each breach at the current marks a DeleverageRequired asks the rebalancer for a reducing trade
+(not for an asset with an approved order still in flight):
+
+- ``liquidation_distance``: a perp's distance below ``deleverage_liquidation_distance``: reduce
+  that perp (reduce-only) by the notional that brings its distance back to the threshold ×
+  (1 + ``deleverage_buffer``);
+- ``margin_usage``: initial margin / margin balance above ``max_margin_usage``: reduce the perps,
+  pro rata to their initial margin, to ``max_margin_usage`` × (1 − ``deleverage_buffer``);
+- ``net_leverage``: Σ |net exposure| / NAV above the budget's net cap (prices moved, no order
+  did it): reduce the net exposures, pro rata, to the cap × (1 − ``deleverage_buffer``).
+
+Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
+``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
+``min_liquidation_distance`` (reason ``liquidation_distance``; checked at every snapshot and every
+perp mark). While it is on only reduce-only intents pass. A KillSwitchReset clears it; if a limit
+is still breached at the next snapshot it trips again (an operator cannot reset a live breach
+away).
+
+Definitions used (see :mod:`engine.pretrade`, :mod:`engine.measures`): NAV = cash + Σ spot value +
+Σ perp unrealised PnL; net exposure(asset) = spot value + perp notional; weight = net exposure /
+NAV; net leverage = Σ |net exposure| / NAV; gross leverage = Σ (|spot value| + |perp notional|) /
+NAV; margin usage = initial margin / (cash + Σ perp unrealised PnL). Turnover = Σ fill qty × price
+per UTC day.
 """
 
 from __future__ import annotations
@@ -29,6 +48,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
+
+import msgspec
 
 from engine.actor import Actor
 from engine.budget import RiskBudget
@@ -39,6 +60,7 @@ from engine.config import BandsConfig, Config, RiskConfig
 from engine.events import (
     Bar,
     DataStale,
+    DeleverageRequired,
     InstrumentsLoaded,
     IntentApproved,
     KillSwitchReset,
@@ -57,6 +79,8 @@ from engine.events import (
     TimerFired,
 )
 from engine.instruments import Instrument, base_of
+from engine.margin import MarginTable, PerpHolding, account_liquidation_price, default_margin_table
+from engine.measures import Book, Liquidation
 from engine.pretrade import Approved, Verdict, check
 from engine.regime import (
     DEFAULT_WARMUP,
@@ -68,7 +92,9 @@ from engine.regime import (
 
 DAY_NS: Final = 86_400 * NS_PER_SECOND
 _ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
 _TWO: Final = Decimal(2)
+_BISECTIONS: Final = 40
 _TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
 
 
@@ -98,9 +124,13 @@ class RiskManager(Actor):
         bands: BandsConfig,
         vol_interval_ns: int = HOUR_NS,
         warmup: int = DEFAULT_WARMUP,
+        margin: MarginTable | None = None,
+        quote: str = "USDT",
     ) -> None:
         super().__init__(bus, clock)
         self.risk = risk
+        self.margin = margin if margin is not None else default_margin_table()
+        self.quote = quote
         self.bands = bands
         self.estimator = VolatilityEstimator(
             half_life_h=risk.vol_half_life_h, interval_ns=vol_interval_ns
@@ -126,7 +156,7 @@ class RiskManager(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> RiskManager:
-        return cls(bus, clock, risk=config.risk, bands=config.bands)
+        return cls(bus, clock, risk=config.risk, bands=config.bands, quote=config.venue.quote)
 
     def _subscribe_all(self) -> None:
         self.subscribe(InstrumentsLoaded, self.on_instruments)
@@ -159,6 +189,22 @@ class RiskManager(Actor):
         for pending in self._pending.values():
             out[pending.symbol] = out.get(pending.symbol, _ZERO) + pending.notional
         return out
+
+    def book(self) -> Book | None:
+        """The latest snapshot re-valued at the freshest perp marks (None before a snapshot)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        marks = {
+            s.asset: self._perp_mark(s.asset, s.perp_price) for s in snapshot.assets if s.perp_qty
+        }
+        perps = {i.base: i for i in self.instruments.values() if i.is_perp}
+        return Book(snapshot, perps, self.margin, marks, self.quote)
+
+    def liquidations(self) -> list[Liquidation]:
+        """Every open perp's liquidation price and distance at the current marks."""
+        book = self.book()
+        return [] if book is None else book.liquidations()
 
     def turnover_today(self, now_ns: int) -> Decimal:
         return self._turnover if now_ns // DAY_NS == self._turnover_day else _ZERO
@@ -250,22 +296,18 @@ class RiskManager(Actor):
                 f"(NAV {snapshot.nav}, peak {snapshot.peak_nav})",
             )
         self._check_liquidation(snapshot, snapshot.ts_event)
+        if self.kill_switch is None:
+            self._deleverage(snapshot.ts_event)
 
     def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
-        for state in snapshot.assets:
-            liquidation = state.perp_liquidation_price
-            if state.perp_qty == 0 or liquidation is None:
-                continue
-            mark = self._perp_mark(state.asset, state.perp_price)
-            if mark <= 0:
-                continue
-            distance = abs(mark - liquidation) / mark
-            if distance < self.risk.min_liquidation_distance:
+        for liquidation in self.liquidations():
+            distance = liquidation.distance
+            if distance is not None and distance < self.risk.min_liquidation_distance:
                 self._trip(
                     ts_ns,
                     "liquidation_distance",
-                    f"{state.asset} perp qty {state.perp_qty} mark {mark} liquidation "
-                    f"{liquidation}: distance {distance:.4f} < min "
+                    f"{liquidation.asset} perp qty {liquidation.qty} mark {liquidation.mark} "
+                    f"liquidation {liquidation.price}: distance {distance:.4f} < min "
                     f"{self.risk.min_liquidation_distance}",
                 )
 
@@ -292,6 +334,100 @@ class RiskManager(Actor):
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = None
 
+    # ------------------------------------------------------------------ deleveraging
+
+    def _deleverage(self, ts_ns: int) -> None:
+        """Ask for reducing trades for every breach at the current marks (module docstring)."""
+        book = self.book()
+        if book is None or book.nav() <= 0:
+            return
+        busy = {base_of(p.symbol) for p in self._pending.values()}
+        requests = [
+            *self._liquidation_requests(book),
+            *self._margin_requests(book),
+            *self._net_requests(book),
+        ]
+        done: set[str] = set()
+        for request in requests:
+            if request.asset in busy or request.asset in done or request.notional <= 0:
+                continue
+            done.add(request.asset)
+            self.publish(msgspec.structs.replace(request, ts_event=ts_ns, ts_init=self.now()))
+
+    def _liquidation_requests(self, book: Book) -> list[DeleverageRequired]:
+        threshold = self.risk.deleverage_liquidation_distance
+        target = min(threshold * (_ONE + self.risk.deleverage_buffer), _ONE)
+        out = []
+        for liquidation in book.liquidations():
+            distance = liquidation.distance
+            if distance is None or distance >= threshold:
+                continue
+            fraction = _fraction_to_close(book, liquidation, target)
+            notional = fraction * abs(liquidation.qty) * liquidation.mark
+            out.append(
+                _request(
+                    "liquidation_distance",
+                    liquidation.asset,
+                    liquidation.symbol,
+                    liquidation.qty,
+                    notional,
+                    (distance, threshold, target),
+                    f"{liquidation.asset} perp qty {liquidation.qty} mark {liquidation.mark} "
+                    f"liquidation {liquidation.price}: distance {distance:.4f} < "
+                    f"{threshold}; close {fraction:.4f} of it to reach {target:.4f}",
+                )
+            )
+        return out
+
+    def _margin_requests(self, book: Book) -> list[DeleverageRequired]:
+        limit = self.risk.max_margin_usage
+        usage = book.margin_usage()
+        if usage is not None and usage <= limit:
+            return []
+        target = limit * (_ONE - self.risk.deleverage_buffer)
+        initial = book.initial_margin()
+        balance = book.margin_balance()
+        share = _ONE if usage is None else (initial - target * balance) / initial
+        measure = usage if usage is not None else Decimal("Infinity")
+        return [
+            _request(
+                "margin_usage",
+                base_of(h.symbol),
+                h.symbol,
+                h.qty,
+                share * abs(h.notional),
+                (measure, limit, target),
+                f"margin usage {measure:.4f} > {limit} (initial margin {initial:.2f}, margin "
+                f"balance {balance:.2f}); reduce perps by {share:.4f} to reach {target:.4f}",
+            )
+            for h in book.holdings()
+        ]
+
+    def _net_requests(self, book: Book) -> list[DeleverageRequired]:
+        leverage = book.net_leverage()
+        cap = self.budget.max_net_leverage
+        if leverage is None or leverage <= cap:
+            return []
+        target = cap * (_ONE - self.risk.deleverage_buffer)
+        nav = book.nav()
+        exposures = {s.asset: book.net_exposure(s) for s in book.snapshot.assets}
+        total = sum((abs(v) for v in exposures.values()), _ZERO)
+        share = (total - target * nav) / total
+        return [
+            _request(
+                "net_leverage",
+                asset,
+                "",
+                net,
+                share * abs(net),
+                (leverage, cap, target),
+                f"net leverage {leverage:.4f} > cap {cap} at the marks (NAV {nav:.2f}); reduce "
+                f"net exposures by {share:.4f} to reach {target:.4f}",
+            )
+            for asset, net in sorted(exposures.items())
+            if net != 0
+        ]
+
     # ------------------------------------------------------------------ pre-trade
 
     def on_decided(self, decision: RebalanceDecided) -> None:
@@ -313,6 +449,7 @@ class RiskManager(Actor):
             in_flight=self.in_flight(),
             turnover_today=self.turnover_today(now),
             kill_switch=self.kill_switch is not None,
+            margin=self.margin,
         )
 
     def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:
@@ -378,3 +515,54 @@ class RiskManager(Actor):
         if day != self._turnover_day:
             self._turnover_day, self._turnover = day, _ZERO
         self._turnover += notional
+
+
+def _request(
+    reason: str,
+    asset: str,
+    symbol: str,
+    position: Decimal,
+    notional: Decimal,
+    levels: tuple[Decimal, Decimal, Decimal],
+    detail: str,
+) -> DeleverageRequired:
+    """A DeleverageRequired that trades against ``position`` (stamped by the caller)."""
+    measure, limit, target = levels
+    return DeleverageRequired(
+        ts_event=0,
+        ts_init=0,
+        reason=reason,
+        asset=asset,
+        symbol=symbol,
+        side="sell" if position > 0 else "buy",
+        notional=notional,
+        measure=measure,
+        limit=limit,
+        target=target,
+        detail=detail,
+    )
+
+
+def _fraction_to_close(book: Book, liquidation: Liquidation, target: Decimal) -> Decimal:
+    """The smallest fraction of the position (to 1/2^40) whose close at the mark lifts its
+    distance to liquidation to ``target`` (closing at the mark moves its unrealised PnL into the
+    wallet; the rest of the account is held as it is)."""
+    holdings = book.holdings()
+    own = next(h for h in holdings if h.symbol == liquidation.symbol)
+    others = [h for h in holdings if h.symbol != liquidation.symbol]
+
+    def safe(fraction: Decimal) -> bool:
+        kept = _ONE - fraction
+        rest = PerpHolding(own.symbol, own.qty * kept, own.cost * kept, own.mark)
+        wallet = book.snapshot.cash + fraction * own.unrealized
+        price = account_liquidation_price(own.symbol, [rest, *others], wallet, book.table)
+        return price is None or abs(own.mark - price) / own.mark >= target
+
+    low, high = _ZERO, _ONE
+    for _ in range(_BISECTIONS):
+        middle = (low + high) / _TWO
+        if safe(middle):
+            high = middle
+        else:
+            low = middle
+    return high

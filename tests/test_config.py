@@ -142,6 +142,14 @@ def test_decimals_stay_exact() -> None:
         ("[riks]\nmax_gross_leverage = 2\n", "riks", "unknown key"),
         ("[strategy]\nname = 'x'\n[strategy.paramz]\n", "strategy.paramz", "unknown key"),
         ("[risk]\ndrawdown_limit = 1.5\n", "risk.drawdown_limit", "between 0 and 1"),
+        ("[risk]\nmax_net_leverage = 0\n", "risk.max_net_leverage", "must be > 0"),
+        ("[risk]\nmax_margin_usage = 1.5\n", "risk.max_margin_usage", "between 0 and 1"),
+        ("[risk]\nmax_margin_usage = 0\n", "risk.max_margin_usage", "must be > 0"),
+        (
+            "[risk]\ndeleverage_liquidation_distance = 0.1\n",
+            "risk.deleverage_liquidation_distance",
+            "must be >= min_liquidation_distance (0.15)",
+        ),
         ("[risk]\nstale_after_s = 0\n", "risk.stale_after_s", "must be > 0"),
         ("[risk]\nmax_asset_weight = 0\n", "risk.max_asset_weight", "must be > 0"),
         (
