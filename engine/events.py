@@ -285,7 +285,8 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
 
     NAV = cash + Σ spot value + Σ perp unrealised PnL, and at every event
     NAV − initial NAV = price_pnl + funding_pnl − fees_paid + transfers.
-    Gross leverage = Σ (|spot value| + |perp notional|) / NAV; net = Σ net exposure / NAV.
+    Gross leverage = Σ (|spot value| + |perp notional|) / NAV; net = Σ |net exposure| / NAV (the
+    mandate's measure; journals written before issue 16 hold the signed sum).
     """
 
     trigger: str

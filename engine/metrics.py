@@ -186,7 +186,7 @@ class _Catalogue:
         )
         self.net = Gauge(
             "ballast_leverage_net_ratio",
-            "Net leverage: sum of net exposure over NAV (ratio)",
+            "Net leverage: sum of |net exposure| over NAV (ratio)",
             registry=r,
         )
         self.cap = Gauge(

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+import msgspec
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from engine.budget import RiskBudget
+from engine.codec import decode, encode
 from engine.config import BandsConfig, RiskConfig
-from engine.events import OrderIntent, PortfolioSnapshot
+from engine.events import OrderIntent, PortfolioSnapshot, RiskBudgetChanged
 from engine.instruments import base_of
 from engine.pretrade import REASON_CODES, Vetoed
 from engine.regime import Regime
@@ -231,3 +233,13 @@ def test_a_risk_reducing_order_is_never_vetoed_by_a_cap(
     assert "max_gross_leverage" not in codes
     if not raises_margin:
         assert verdict.intent.qty == qty
+
+
+def test_a_budget_event_journaled_before_the_net_cap_existed_still_decodes() -> None:
+    event = STRESSED.to_event(0, "stressed")
+    assert event.max_net_leverage == D("1.5")
+    old = msgspec.msgpack.decode(encode(event))[:-1]  # the array as written before issue 16
+    decoded = decode(msgspec.msgpack.encode(old))
+    assert isinstance(decoded, RiskBudgetChanged)
+    assert decoded.max_net_leverage is None
+    assert decoded.max_gross_leverage == D("1.5")
