@@ -328,13 +328,15 @@ class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
     """The risk actor's request for a reducing trade, published at a portfolio snapshot (or a mark)
     when a limit is breached at the current marks, before the exchange would liquidate.
 
-    Meaning: trade ``notional`` (quote currency, > 0, valued at the current mark) of ``asset`` in
+    Meaning: trade ``notional`` (quote currency, > 0, at the current mark, rounded up to the cent)
+    of ``asset`` in
     direction ``side`` so that the breached measure comes back ``deleverage_buffer`` inside its
     limit. ``symbol`` is the instrument to trade: the perp (a reduce-only order) when ``reason`` is
     ``liquidation_distance`` or ``margin_usage``; empty for ``net_leverage``, where a spot sale or
     a perp order in ``side`` both reduce the net exposure (the rebalancer chooses). ``measure`` is
     the breached value (distance to liquidation, margin usage, net leverage), ``limit`` the
-    threshold it crossed, ``target`` the value the trade aims at. Published again at the next
+    threshold it crossed, ``target`` the value the trade aims at. At most one per asset per
+    snapshot time (liquidation first, then margin, then net leverage); published again at a later
     snapshot while the breach lasts and no approved order of that asset is in flight.
     """
 

@@ -46,7 +46,7 @@ per UTC day.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Final
 
 import msgspec
@@ -95,6 +95,8 @@ _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _TWO: Final = Decimal(2)
 _BISECTIONS: Final = 40
+_CENT: Final = Decimal("0.01")
+_MEASURE: Final = Decimal("0.000001")
 _TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
 
 
@@ -152,6 +154,8 @@ class RiskManager(Actor):
         self._turnover_day = -1
         self._turnover = _ZERO
         self._stale: set[str] = set()
+        self._asked: dict[str, int] = {}
+        """asset → ts_event of the last DeleverageRequired for it."""
         self._subscribe_all()
 
     @classmethod
@@ -347,11 +351,11 @@ class RiskManager(Actor):
             *self._margin_requests(book),
             *self._net_requests(book),
         ]
-        done: set[str] = set()
         for request in requests:
-            if request.asset in busy or request.asset in done or request.notional <= 0:
-                continue
-            done.add(request.asset)
+            asset = request.asset
+            if asset in busy or self._asked.get(asset) == ts_ns or request.notional <= 0:
+                continue  # in flight, or already asked at this time (one request per asset)
+            self._asked[asset] = ts_ns
             self.publish(msgspec.structs.replace(request, ts_event=ts_ns, ts_init=self.now()))
 
     def _liquidation_requests(self, book: Book) -> list[DeleverageRequired]:
@@ -526,7 +530,8 @@ def _request(
     levels: tuple[Decimal, Decimal, Decimal],
     detail: str,
 ) -> DeleverageRequired:
-    """A DeleverageRequired that trades against ``position`` (stamped by the caller)."""
+    """A DeleverageRequired that trades against ``position`` (stamped by the caller): the
+    notional rounded up to the cent, the measure to 6 decimal places."""
     measure, limit, target = levels
     return DeleverageRequired(
         ts_event=0,
@@ -535,8 +540,8 @@ def _request(
         asset=asset,
         symbol=symbol,
         side="sell" if position > 0 else "buy",
-        notional=notional,
-        measure=measure,
+        notional=notional.quantize(_CENT, rounding=ROUND_CEILING),
+        measure=measure if measure.is_infinite() else measure.quantize(_MEASURE),
         limit=limit,
         target=target,
         detail=detail,

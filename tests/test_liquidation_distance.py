@@ -141,7 +141,7 @@ async def test_a_drift_of_net_leverage_above_the_cap_asks_for_a_reducing_trade(
     assert (request.asset, request.symbol, request.side) == ("BTC", "", "sell")
     assert (request.measure, request.limit, request.target) == (D("3.03"), D(3), D("2.7"))
     # 303,000 − 2.7 × 100,000 = 33,000 to take off
-    assert abs(request.notional - D(33_000)) < D("0.000001")
+    assert request.notional == D("33000.00")
 
 
 async def test_margin_usage_above_its_limit_asks_to_reduce_the_perps(
