@@ -424,9 +424,7 @@ def worst_net(
     )
 
 
-def reduces_net(
-    book: PortfolioSnapshot, flight: Mapping[str, Decimal], order: OrderIntent
-) -> bool:
+def reduces_net(book: PortfolioSnapshot, flight: Mapping[str, Decimal], order: OrderIntent) -> bool:
     """Every in-flight end of the order's asset moves toward zero (crossing it or not)."""
     sign = 1 if order.side == "buy" else -1
     return all(sign * x < 0 for x in net_ends(book, flight, base_of(order.symbol), None))
