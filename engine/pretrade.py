@@ -15,9 +15,15 @@ numbers). Checks run in this order:
 6. Reduce-only intents: ``reduce_only`` (must shrink the position, at most to zero). They skip
    the exposure-increasing checks below.
 7. ``max_order_notional``, ``max_asset_weight``, ``max_net_leverage``, ``max_gross_leverage``,
-   ``max_margin_usage``, ``max_daily_turnover``: each cuts the quantity down to what fits (rounded
-   down to the lot), or vetoes with its own code when what fits is below the minimum quantity or
-   notional.
+   ``max_margin_usage``, ``liquidation_distance``, ``max_daily_turnover``: each cuts the quantity
+   down to what fits (rounded down to the lot), or vetoes with its own code when what fits is below
+   the minimum quantity or notional.
+
+``liquidation_distance``: an order that opens or grows a perp position, flips one beyond zero, or
+spends collateral (a spot buy while perps are open) may not bring any perp's distance to
+liquidation below ``deleverage_liquidation_distance`` (at the snapshot's marks and cash, in-flight
+orders not counted, fees ignored): the level at which the risk actor would ask to deleverage, so
+the engine does not trade itself into a forced reduction. Reducing a position always passes.
 
 Exposure is valued at the mark and the fill is assumed not to change NAV (fees ignored):
 
@@ -61,7 +67,14 @@ from engine.clock import NS_PER_SECOND
 from engine.config import RiskConfig
 from engine.events import AssetState, OrderIntent, PortfolioSnapshot
 from engine.instruments import Instrument, base_of
-from engine.margin import MarginTable, default_margin_table
+from engine.margin import (
+    MarginTable,
+    PerpHolding,
+    account_liquidation_price,
+    default_margin_table,
+    liquidation_distance,
+)
+from engine.measures import Book
 
 REASON_CODES: Final = frozenset(
     {
@@ -78,6 +91,7 @@ REASON_CODES: Final = frozenset(
         "max_net_leverage",
         "max_gross_leverage",
         "max_margin_usage",
+        "liquidation_distance",
         "max_daily_turnover",
     }
 )
@@ -90,6 +104,7 @@ _ONE: Final = Decimal(1)
 _CENT: Final = Decimal("0.01")
 _BP: Final = Decimal("0.0001")
 _INFINITY: Final = Decimal("Infinity")
+_BISECTIONS: Final = 60
 _NO_FLIGHT: Final[Mapping[str, Decimal]] = {}
 _DEFAULT_MARGIN: Final = default_margin_table()
 
@@ -400,6 +415,81 @@ def _margin_usage(book: _Book) -> _Limit:
     return _Limit("max_margin_usage", max_qty, detail)
 
 
+def _liquidation_guard(book: _Book) -> _Limit:
+    """The largest qty after which every perp stays at least ``deleverage_liquidation_distance``
+    from liquidation (module docstring); reducing a position is always allowed."""
+    threshold = book.mandate.deleverage_liquidation_distance
+    inst = book.instrument
+    perps = {inst.base: inst} if inst.is_perp else {}
+    holdings = Book(book.snapshot, perps, book.margin).holdings()
+    own = next((h for h in holdings if inst.is_perp and h.symbol == inst.symbol), None)
+    position = own.qty if own is not None else _ZERO
+    free = abs(position) if book.sign * position < 0 else _ZERO  # reducing part: always allowed
+    wanted = book.intent.qty
+    guarded = inst.is_perp or (book.sign > 0 and holdings)
+    if threshold == 0 or not guarded or wanted <= free:
+        return _Limit("liquidation_distance", _INFINITY, "")
+
+    def nearest(qty: Decimal) -> Decimal | None:
+        after, wallet = _after_trade(book, holdings, qty)
+        distances = [
+            liquidation_distance(h.mark, price)
+            for h in after
+            if (price := account_liquidation_price(h.symbol, after, wallet, book.margin))
+            is not None
+        ]
+        return min(distances, default=None)
+
+    def safe(qty: Decimal) -> bool:
+        distance = nearest(qty)
+        return distance is None or distance >= threshold
+
+    if safe(wanted):
+        return _Limit("liquidation_distance", _INFINITY, "")
+    low, high = free, wanted
+    if not safe(low):
+        high = low
+    for _ in range(_BISECTIONS):
+        if high - low < book.instrument.lot_size:
+            break  # the result is rounded down to the lot anyway
+        middle = (low + high) / 2
+        if safe(middle):
+            low = middle
+        else:
+            high = middle
+    now = nearest(_ZERO)
+    detail = (
+        f"nearest liquidation {'none' if now is None else _percent(now)} away, "
+        f"min {_percent(threshold)} after the order"
+    )
+    return _Limit("liquidation_distance", low, detail)
+
+
+def _after_trade(
+    book: _Book, holdings: list[PerpHolding], qty: Decimal
+) -> tuple[list[PerpHolding], Decimal]:
+    """The perp holdings and quote wallet after ``qty`` of the order fills at the mark."""
+    wallet = book.snapshot.cash
+    inst = book.instrument
+    signed = book.sign * qty
+    if not inst.is_perp:
+        return holdings, wallet - signed * book.mark
+    own = next((h for h in holdings if h.symbol == inst.symbol), None)
+    old_qty, old_cost = (own.qty, own.cost) if own is not None else (_ZERO, _ZERO)
+    new_qty = old_qty + signed
+    if old_qty == 0 or (old_qty > 0) == (signed > 0):
+        new_cost = old_cost + signed * book.mark
+    elif new_qty == 0 or (new_qty > 0) != (old_qty > 0):
+        new_cost = new_qty * book.mark
+    else:
+        new_cost = old_cost * new_qty / old_qty
+    wallet += new_cost - old_cost - signed * book.mark  # realised PnL
+    others = [h for h in holdings if h.symbol != inst.symbol]
+    if new_qty == 0:
+        return others, wallet
+    return [*others, PerpHolding(inst.symbol, new_qty, new_cost, book.mark)], wallet
+
+
 def _daily_turnover(book: _Book) -> _Limit:
     cap = book.mandate.max_daily_turnover * book.nav
     used = book.turnover_today + sum((abs(v) for v in book.in_flight.values()), _ZERO)
@@ -415,6 +505,7 @@ _EXPOSURE_LIMITS: Final[tuple[_Check, ...]] = (
     _net_leverage,
     _gross_leverage,
     _margin_usage,
+    _liquidation_guard,
     _daily_turnover,
 )
 

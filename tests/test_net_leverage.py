@@ -17,6 +17,7 @@ from engine.codec import decode, encode
 from engine.config import BandsConfig, RiskConfig
 from engine.events import OrderIntent, PortfolioSnapshot, RiskBudgetChanged
 from engine.instruments import base_of
+from engine.margin import PerpHolding, account_liquidation_price, default_margin_table
 from engine.pretrade import REASON_CODES, Vetoed
 from engine.regime import Regime
 from tests.test_pretrade import (
@@ -36,6 +37,7 @@ from tests.test_pretrade import (
 
 D = Decimal
 MANDATE = RiskConfig(max_asset_weight=D(2))
+NO_GUARD = {"min_liquidation_distance": D(0), "deleverage_liquidation_distance": D(0)}
 STRESSED = RiskBudget.derive(MANDATE, BandsConfig(), "stressed")
 
 
@@ -58,7 +60,9 @@ def test_a_1_to_1_hedge_passes_the_stressed_cap_uncut() -> None:
 
 
 def test_a_hedge_that_would_overshoot_is_cut_at_the_net_cap_on_the_other_side() -> None:
-    wide = RiskConfig(max_asset_weight=D(2), max_gross_leverage=D(10), max_margin_usage=D(1))
+    wide = RiskConfig(
+        max_asset_weight=D(2), max_gross_leverage=D(10), max_margin_usage=D(1), **NO_GUARD
+    )
     budget = RiskBudget.derive(wide, BandsConfig(), "stressed")  # net 1.5x, gross 5x
     # net 80,000 long; a sale of 5 BTC perp ends 120,000 short: within the 150,000 of the cap
     five = approved(
@@ -99,10 +103,33 @@ def test_gross_and_margin_usage_are_separate_named_limits() -> None:
     verdict = vetoed(run(order, book, budget=STRESSED), "max_gross_leverage")
     assert "gross leverage 1.6000" in verdict.detail
     # margin usage: at most half of USDT 20,000 as initial margin: 100,000 of perp notional at 10x
-    half = RiskConfig(max_asset_weight=D(2), max_margin_usage=D("0.5"))
+    half = RiskConfig(max_asset_weight=D(2), max_margin_usage=D("0.5"), **NO_GUARD)
     cut = approved(run(intent("BTC/USDT:USDT", "sell", "3"), hedger_book(), mandate=half))
     assert cut.intent.qty == D("2.5")
     assert cut.cut_reason.startswith("max_margin_usage: 3 → 2.5 (margin usage 0.0000")
+
+
+def test_an_order_may_not_take_a_perp_within_the_deleverage_distance_of_liquidation() -> None:
+    """USDT 20,000 is the only collateral of a BTC short: 2 BTC (80,000) leave it 24.6 % from
+    liquidation, 3 BTC would leave 16.4 %; the order is cut to the last lot at or above 20 %."""
+    verdict = approved(run(intent("BTC/USDT:USDT", "sell", "3"), hedger_book()))
+    assert verdict.cut_reason.startswith(
+        "liquidation_distance: 3 → 2.433 (nearest liquidation none away, min 20.00%"
+    )
+    lot = INSTRUMENTS["BTC/USDT:USDT"].lot_size
+    table = default_margin_table()
+
+    def distance(qty: Decimal) -> Decimal:
+        short = PerpHolding("BTC/USDT:USDT", -qty, -qty * 40_000, D(40_000))
+        price = account_liquidation_price(short.symbol, [short], D(20_000), table)
+        assert price is not None
+        return (price - 40_000) / 40_000
+
+    assert distance(verdict.intent.qty) >= D("0.2") > distance(verdict.intent.qty + lot)
+    # reducing always passes, even from inside the distance
+    close = snapshot(D(10_000), {"BTC": (D(2), D(40_000), D(-2), D(40_000))})  # 12 % away
+    assert approved(run(intent("BTC/USDT:USDT", "buy", "1"), close)).cut_reason == ""
+    vetoed(run(intent("BTC/USDT:USDT", "sell", "0.1"), close), "liquidation_distance")
 
 
 # --------------------------------------------------------------------------- properties
@@ -219,19 +246,27 @@ def test_a_risk_reducing_order_is_never_vetoed_by_a_cap(
 
     verdict = run(order, book, budget=budget, mandate=mandate, in_flight=flight)
 
+    # what the margin limit and the liquidation guard may still cut: an order that raises margin
+    # usage, opens, grows or flips a perp position, or spends collateral
     initial, balance = _margin_after(book, flight, order)
     initial0, balance0 = _margin_after(book, flight, None)
-    raises_margin = initial > initial0 or balance < balance0
+    state = next(s for s in book.assets if s.asset == base_of(symbol))
+    sign = 1 if side == "buy" else -1
+    if ":" in symbol:
+        exposed = sign * state.perp_qty >= 0 or qty > abs(state.perp_qty)
+    else:
+        exposed = side == "buy" and any(s.perp_qty for s in book.assets)
+    exposed = exposed or initial > initial0 or balance < balance0
     if isinstance(verdict, Vetoed):
         event(f"vetoed {verdict.reason}")
-        assert raises_margin
-        assert verdict.reason == "max_margin_usage"
+        assert exposed
+        assert verdict.reason in ("max_margin_usage", "liquidation_distance")
         return
     codes = [part.split(":")[0] for part in verdict.cut_reason.split("; ") if part]
     event(f"approved, cut by {codes or 'nothing'}")
     assert "max_net_leverage" not in codes
     assert "max_gross_leverage" not in codes
-    if not raises_margin:
+    if not exposed:
         assert verdict.intent.qty == qty
 
 

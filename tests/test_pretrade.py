@@ -505,6 +505,8 @@ def test_a_leverage_cut_lands_within_one_lot_of_the_cap(
         max_gross_leverage=cap,
         max_net_leverage=D(10**6),
         max_margin_usage=D(1),
+        min_liquidation_distance=D(0),
+        deleverage_liquidation_distance=D(0),
         max_asset_weight=D(10**6),
         max_order_notional=D(10**9),
         max_daily_turnover=D(10**6),
