@@ -25,6 +25,7 @@ from engine.errors import ConfigError
 from engine.redaction import register_secret
 
 _ONE: Final = Decimal(1)
+_DELEVERAGE_MARGIN: Final = Decimal("0.05")
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -96,10 +97,11 @@ class RiskConfig(_Section, frozen=True):
     ((Σ |spot| + Σ |perp notional|) / NAV) and ``max_margin_usage`` (initial margin / margin
     balance). Before the exchange would liquidate, the risk actor asks for a reducing trade
     (``DeleverageRequired``) when a perp's distance to liquidation falls below
-    ``deleverage_liquidation_distance``, margin usage rises above ``max_margin_usage`` or net
-    leverage above its cap at the marks; the kill switch at ``min_liquidation_distance`` stays
-    the last resort. ``deleverage_buffer`` is how far inside the limit the reduction aims
-    (fraction of the limit).
+    ``deleverage_liquidation_distance`` (default ``min_liquidation_distance`` + 0.05), margin
+    usage rises above ``max_margin_usage`` or net leverage above its cap at the marks, and the
+    pre-trade check lets no order take a perp that close; the kill switch at
+    ``min_liquidation_distance`` stays the last resort. ``deleverage_buffer`` is how far inside
+    the limit the reduction aims (fraction of the limit).
     """
 
     max_gross_leverage: Decimal = Decimal(3)
@@ -121,7 +123,8 @@ class RiskConfig(_Section, frozen=True):
     """High-risk windows, "START/END" in ISO 8601 UTC: "2024-03-20T18:00/2024-03-20T20:00"."""
     max_net_leverage: Decimal = Decimal(3)
     max_margin_usage: Decimal = Decimal(1)
-    deleverage_liquidation_distance: Decimal = Decimal("0.2")
+    deleverage_liquidation_distance: Decimal | None = None
+    """Default: ``min_liquidation_distance`` + 0.05 (0.20 with the defaults)."""
     deleverage_buffer: Decimal = Decimal("0.1")
 
     def __post_init__(self) -> None:
@@ -129,13 +132,15 @@ class RiskConfig(_Section, frozen=True):
         _positive("max_net_leverage", self.max_net_leverage)
         _positive("max_margin_usage", self.max_margin_usage)
         _fraction("max_margin_usage", self.max_margin_usage)
-        _fraction("deleverage_liquidation_distance", self.deleverage_liquidation_distance)
         _fraction("deleverage_buffer", self.deleverage_buffer)
-        if self.deleverage_liquidation_distance < self.min_liquidation_distance:
-            raise ValueError(
-                "deleverage_liquidation_distance: must be >= min_liquidation_distance "
-                f"({self.min_liquidation_distance}), got {self.deleverage_liquidation_distance}"
-            )
+        deleverage = self.deleverage_liquidation_distance
+        if deleverage is not None:
+            _fraction("deleverage_liquidation_distance", deleverage)
+            if deleverage < self.min_liquidation_distance:
+                raise ValueError(
+                    "deleverage_liquidation_distance: must be >= min_liquidation_distance "
+                    f"({self.min_liquidation_distance}), got {deleverage}"
+                )
         _positive("max_order_notional", self.max_order_notional)
         _positive("stale_after_s", self.stale_after_s)
         _positive("vol_half_life_h", self.vol_half_life_h)
@@ -151,6 +156,15 @@ class RiskConfig(_Section, frozen=True):
                 raise ValueError(f"calendar[{index}]: expected 'START/END', got {window!r}")
         if self.max_asset_weight <= 0:
             raise ValueError(f"max_asset_weight: must be > 0, got {self.max_asset_weight}")
+
+    @property
+    def deleverage_distance(self) -> Decimal:
+        """The distance to liquidation below which the risk actor asks to deleverage and the
+        pre-trade check lets no order go: ``deleverage_liquidation_distance`` if set, else
+        ``min_liquidation_distance`` + 0.05, at most 1."""
+        if self.deleverage_liquidation_distance is not None:
+            return self.deleverage_liquidation_distance
+        return min(self.min_liquidation_distance + _DELEVERAGE_MARGIN, _ONE)
 
 
 class ExecutionConfig(_Section, frozen=True):

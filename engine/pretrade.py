@@ -418,7 +418,7 @@ def _margin_usage(book: _Book) -> _Limit:
 def _liquidation_guard(book: _Book) -> _Limit:
     """The largest qty after which every perp stays at least ``deleverage_liquidation_distance``
     from liquidation (module docstring); reducing a position is always allowed."""
-    threshold = book.mandate.deleverage_liquidation_distance
+    threshold = book.mandate.deleverage_distance
     inst = book.instrument
     perps = {inst.base: inst} if inst.is_perp else {}
     holdings = Book(book.snapshot, perps, book.margin).holdings()

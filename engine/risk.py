@@ -359,7 +359,7 @@ class RiskManager(Actor):
             self.publish(msgspec.structs.replace(request, ts_event=ts_ns, ts_init=self.now()))
 
     def _liquidation_requests(self, book: Book) -> list[DeleverageRequired]:
-        threshold = self.risk.deleverage_liquidation_distance
+        threshold = self.risk.deleverage_distance
         target = min(threshold * (_ONE + self.risk.deleverage_buffer), _ONE)
         out = []
         for liquidation in book.liquidations():

@@ -12,6 +12,7 @@ import pytest
 
 from engine.config import (
     Config,
+    RiskConfig,
     VenueConfig,
     config_from_json,
     config_to_json,
@@ -126,6 +127,21 @@ def test_the_example_config_is_valid() -> None:
 def test_decimals_stay_exact() -> None:
     config = parse_config("[targets]\nBTC = 0.1\nETH = 0.2\n")
     assert config.targets["BTC"] + config.targets["ETH"] == Decimal("0.3")
+
+
+def test_leverage_limits_have_their_own_keys_and_the_deleverage_distance_follows() -> None:
+    risk = RiskConfig()
+    assert (risk.max_net_leverage, risk.max_gross_leverage, risk.max_margin_usage) == (
+        Decimal(3),
+        Decimal(3),
+        Decimal(1),
+    )
+    assert risk.deleverage_distance == Decimal("0.20")
+    assert RiskConfig(min_liquidation_distance=Decimal("0.3")).deleverage_distance == Decimal(
+        "0.35"
+    )
+    set_explicitly = RiskConfig(deleverage_liquidation_distance=Decimal("0.4"))
+    assert set_explicitly.deleverage_distance == Decimal("0.4")
 
 
 # ------------------------------------------------------------------------------ bad files
