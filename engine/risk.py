@@ -19,15 +19,11 @@ latest perp marks (:mod:`engine.measures`) with the simulated exchange's own tie
 
 Deleveraging, before the exchange liquidates: at each snapshot, while the kill switch is off, for
 each breach at the current marks a DeleverageRequired asks the rebalancer for a reducing trade
-(not for an asset with an approved order still in flight):
-
-- ``liquidation_distance``: a perp's distance below ``deleverage_liquidation_distance``: reduce
-  that perp (reduce-only) by the notional that brings its distance back to the threshold ×
-  (1 + ``deleverage_buffer``);
-- ``margin_usage``: initial margin / margin balance above ``max_margin_usage``: reduce the perps,
-  pro rata to their initial margin, to ``max_margin_usage`` × (1 − ``deleverage_buffer``);
-- ``net_leverage``: Σ |net exposure| / NAV above the budget's net cap (prices moved, no order
-  did it): reduce the net exposures, pro rata, to the cap × (1 − ``deleverage_buffer``).
+(at most one per asset and snapshot time; none for an asset with an approved order still in
+flight), sized by :mod:`engine.deleverage`: a perp closer to liquidation than
+``risk.deleverage_distance`` (``liquidation_distance``), margin usage above ``max_margin_usage``
+(``margin_usage``), Σ |net exposure| / NAV above the budget's net cap although no order took it
+there (``net_leverage``).
 
 Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
 ``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
@@ -46,7 +42,7 @@ per UTC day.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Final
 
 import msgspec
@@ -57,10 +53,10 @@ from engine.bus import Bus
 from engine.clock import NS_PER_SECOND, Clock
 from engine.commands import SubmitOrder
 from engine.config import BandsConfig, Config, RiskConfig
+from engine.deleverage import deleverage_requests
 from engine.events import (
     Bar,
     DataStale,
-    DeleverageRequired,
     InstrumentsLoaded,
     IntentApproved,
     KillSwitchReset,
@@ -79,7 +75,7 @@ from engine.events import (
     TimerFired,
 )
 from engine.instruments import Instrument, base_of
-from engine.margin import MarginTable, PerpHolding, account_liquidation_price, default_margin_table
+from engine.margin import MarginTable, default_margin_table
 from engine.measures import Book, Liquidation
 from engine.pretrade import Approved, Verdict, check
 from engine.regime import (
@@ -92,11 +88,7 @@ from engine.regime import (
 
 DAY_NS: Final = 86_400 * NS_PER_SECOND
 _ZERO: Final = Decimal(0)
-_ONE: Final = Decimal(1)
 _TWO: Final = Decimal(2)
-_BISECTIONS: Final = 40
-_CENT: Final = Decimal("0.01")
-_MEASURE: Final = Decimal("0.000001")
 _TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
 
 
@@ -346,91 +338,13 @@ class RiskManager(Actor):
         if book is None or book.nav() <= 0:
             return
         busy = {base_of(p.symbol) for p in self._pending.values()}
-        requests = [
-            *self._liquidation_requests(book),
-            *self._margin_requests(book),
-            *self._net_requests(book),
-        ]
+        requests = deleverage_requests(book, self.risk, self.budget.max_net_leverage)
         for request in requests:
             asset = request.asset
             if asset in busy or self._asked.get(asset) == ts_ns or request.notional <= 0:
                 continue  # in flight, or already asked at this time (one request per asset)
             self._asked[asset] = ts_ns
             self.publish(msgspec.structs.replace(request, ts_event=ts_ns, ts_init=self.now()))
-
-    def _liquidation_requests(self, book: Book) -> list[DeleverageRequired]:
-        threshold = self.risk.deleverage_distance
-        target = min(threshold * (_ONE + self.risk.deleverage_buffer), _ONE)
-        out = []
-        for liquidation in book.liquidations():
-            distance = liquidation.distance
-            if distance is None or distance >= threshold:
-                continue
-            fraction = _fraction_to_close(book, liquidation, target)
-            notional = fraction * abs(liquidation.qty) * liquidation.mark
-            out.append(
-                _request(
-                    "liquidation_distance",
-                    liquidation.asset,
-                    liquidation.symbol,
-                    liquidation.qty,
-                    notional,
-                    (distance, threshold, target),
-                    f"{liquidation.asset} perp qty {liquidation.qty} mark {liquidation.mark} "
-                    f"liquidation {liquidation.price}: distance {distance:.4f} < "
-                    f"{threshold}; close {fraction:.4f} of it to reach {target:.4f}",
-                )
-            )
-        return out
-
-    def _margin_requests(self, book: Book) -> list[DeleverageRequired]:
-        limit = self.risk.max_margin_usage
-        usage = book.margin_usage()
-        if usage is not None and usage <= limit:
-            return []
-        target = limit * (_ONE - self.risk.deleverage_buffer)
-        initial = book.initial_margin()
-        balance = book.margin_balance()
-        share = _ONE if usage is None else (initial - target * balance) / initial
-        measure = usage if usage is not None else Decimal("Infinity")
-        return [
-            _request(
-                "margin_usage",
-                base_of(h.symbol),
-                h.symbol,
-                h.qty,
-                share * abs(h.notional),
-                (measure, limit, target),
-                f"margin usage {measure:.4f} > {limit} (initial margin {initial:.2f}, margin "
-                f"balance {balance:.2f}); reduce perps by {share:.4f} to reach {target:.4f}",
-            )
-            for h in book.holdings()
-        ]
-
-    def _net_requests(self, book: Book) -> list[DeleverageRequired]:
-        leverage = book.net_leverage()
-        cap = self.budget.max_net_leverage
-        if leverage is None or leverage <= cap:
-            return []
-        target = cap * (_ONE - self.risk.deleverage_buffer)
-        nav = book.nav()
-        exposures = {s.asset: book.net_exposure(s) for s in book.snapshot.assets}
-        total = sum((abs(v) for v in exposures.values()), _ZERO)
-        share = (total - target * nav) / total
-        return [
-            _request(
-                "net_leverage",
-                asset,
-                "",
-                net,
-                share * abs(net),
-                (leverage, cap, target),
-                f"net leverage {leverage:.4f} > cap {cap} at the marks (NAV {nav:.2f}); reduce "
-                f"net exposures by {share:.4f} to reach {target:.4f}",
-            )
-            for asset, net in sorted(exposures.items())
-            if net != 0
-        ]
 
     # ------------------------------------------------------------------ pre-trade
 
@@ -519,55 +433,3 @@ class RiskManager(Actor):
         if day != self._turnover_day:
             self._turnover_day, self._turnover = day, _ZERO
         self._turnover += notional
-
-
-def _request(
-    reason: str,
-    asset: str,
-    symbol: str,
-    position: Decimal,
-    notional: Decimal,
-    levels: tuple[Decimal, Decimal, Decimal],
-    detail: str,
-) -> DeleverageRequired:
-    """A DeleverageRequired that trades against ``position`` (stamped by the caller): the
-    notional rounded up to the cent, the measure to 6 decimal places."""
-    measure, limit, target = levels
-    return DeleverageRequired(
-        ts_event=0,
-        ts_init=0,
-        reason=reason,
-        asset=asset,
-        symbol=symbol,
-        side="sell" if position > 0 else "buy",
-        notional=notional.quantize(_CENT, rounding=ROUND_CEILING),
-        measure=measure if measure.is_infinite() else measure.quantize(_MEASURE),
-        limit=limit,
-        target=target,
-        detail=detail,
-    )
-
-
-def _fraction_to_close(book: Book, liquidation: Liquidation, target: Decimal) -> Decimal:
-    """The smallest fraction of the position (to 1/2^40) whose close at the mark lifts its
-    distance to liquidation to ``target`` (closing at the mark moves its unrealised PnL into the
-    wallet; the rest of the account is held as it is)."""
-    holdings = book.holdings()
-    own = next(h for h in holdings if h.symbol == liquidation.symbol)
-    others = [h for h in holdings if h.symbol != liquidation.symbol]
-
-    def safe(fraction: Decimal) -> bool:
-        kept = _ONE - fraction
-        rest = PerpHolding(own.symbol, own.qty * kept, own.cost * kept, own.mark)
-        wallet = book.snapshot.cash + fraction * own.unrealized
-        price = account_liquidation_price(own.symbol, [rest, *others], wallet, book.table)
-        return price is None or abs(own.mark - price) / own.mark >= target
-
-    low, high = _ZERO, _ONE
-    for _ in range(_BISECTIONS):
-        middle = (low + high) / _TWO
-        if safe(middle):
-            high = middle
-        else:
-            low = middle
-    return high
