@@ -3,11 +3,18 @@
 The mandate (:class:`~engine.config.RiskConfig`) is the outer bound; the regime only moves inside
 it:
 
-- calm: bands × ``calm_band_scale``, leverage cap = mandate cap, overlay scale 1, overlay
+- calm: bands × ``calm_band_scale``, leverage caps = mandate caps, overlay scale 1, overlay
   longs allowed;
-- normal: bands as configured, leverage cap = mandate cap, overlay scale 1, longs allowed;
-- stressed: bands × ``stressed_band_scale``, leverage cap × ``stressed_leverage_scale`` (a
-  scale above 1 never loosens it), overlay scale 0, no overlay longs.
+- normal: bands as configured, leverage caps = mandate caps, overlay scale 1, longs allowed;
+- stressed: bands × ``stressed_band_scale``, net and gross leverage caps ×
+  ``stressed_leverage_scale`` (a scale above 1 never loosens them), overlay scale 0, no overlay
+  longs.
+
+The leverage caps are the net cap (``max_net_leverage``, Σ |net exposure| / NAV, the mandate's
+measure) and the gross cap (``max_gross_leverage``); margin usage (``max_margin_usage``) is an
+exchange limit the regime does not move. Zero-net carry (long spot + short perp) is not overlay
+leverage: nothing here asks for it to be unwound; only margin can (the risk actor's
+``DeleverageRequired``).
 
 Bands here are fractions of NAV (``abs_pp`` / 100): a 5 pp band widened by 1.4 is 0.07, so on a
 40 % target BTC may drift to 47 % before anything trades.
@@ -38,6 +45,7 @@ class RiskBudget:
     max_gross_leverage: Decimal
     overlay_scale: Decimal
     allow_overlay_longs: bool
+    max_net_leverage: Decimal = Decimal(3)
 
     @classmethod
     def derive(cls, risk: RiskConfig, bands: BandsConfig, regime: Regime) -> RiskBudget:
@@ -48,9 +56,10 @@ class RiskBudget:
             regime=regime,
             band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED * band_scale,
             band_rel=None if bands.rel is None else bands.rel * band_scale,
-            max_gross_leverage=_leverage_cap(risk, stressed=stressed),
+            max_gross_leverage=_leverage_cap(risk.max_gross_leverage, risk, stressed=stressed),
             overlay_scale=_ZERO if stressed else _ONE,
             allow_overlay_longs=not stressed,
+            max_net_leverage=_leverage_cap(risk.max_net_leverage, risk, stressed=stressed),
         )
 
     def to_event(
@@ -67,6 +76,7 @@ class RiskBudget:
             overlay_scale=self.overlay_scale,
             allow_overlay_longs=self.allow_overlay_longs,
             reason=reason,
+            max_net_leverage=self.max_net_leverage,
         )
 
 
@@ -78,8 +88,8 @@ def _band_scale(risk: RiskConfig, regime: Regime) -> Decimal:
     return _ONE
 
 
-def _leverage_cap(risk: RiskConfig, *, stressed: bool) -> Decimal:
-    """The mandate's cap, scaled down when stressed; a scale above 1 never loosens it."""
+def _leverage_cap(cap: Decimal, risk: RiskConfig, *, stressed: bool) -> Decimal:
+    """The mandate's ``cap``, scaled down when stressed; a scale above 1 never loosens it."""
     if not stressed:
-        return risk.max_gross_leverage
-    return risk.max_gross_leverage * min(risk.stressed_leverage_scale, _ONE)
+        return cap
+    return cap * min(risk.stressed_leverage_scale, _ONE)

@@ -25,6 +25,7 @@ from engine.errors import ConfigError
 from engine.redaction import register_secret
 
 _ONE: Final = Decimal(1)
+_DELEVERAGE_MARGIN: Final = Decimal("0.05")
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -89,7 +90,19 @@ class BandsConfig(_Section, frozen=True):
 
 
 class RiskConfig(_Section, frozen=True):
-    """The mandate. The regime may tighten these, never loosen them."""
+    """The mandate. The regime may tighten these, never loosen them.
+
+    Leverage has three named limits (see :mod:`engine.measures`): ``max_net_leverage`` (the
+    mandate's cap on Σ |net exposure| / NAV), and two exchange-side ones, ``max_gross_leverage``
+    ((Σ |spot| + Σ |perp notional|) / NAV) and ``max_margin_usage`` (initial margin / margin
+    balance). Before the exchange would liquidate, the risk actor asks for a reducing trade
+    (``DeleverageRequired``) when a perp's distance to liquidation falls below
+    ``deleverage_liquidation_distance`` (default ``min_liquidation_distance`` + 0.05), margin
+    usage rises above ``max_margin_usage`` or net leverage above its cap at the marks, and the
+    pre-trade check lets no order take a perp that close; the kill switch at
+    ``min_liquidation_distance`` stays the last resort. ``deleverage_buffer`` is how far inside
+    the limit the reduction aims (fraction of the limit).
+    """
 
     max_gross_leverage: Decimal = Decimal(3)
     max_asset_weight: Decimal = Decimal(1)
@@ -111,9 +124,26 @@ class RiskConfig(_Section, frozen=True):
     max_abs_funding_rate: Decimal = Decimal("0.03")
     """Largest plausible |funding rate| of one settlement (0.03 = 3 % per 8 h interval): a rate
     beyond it is bad data, rejected like an absurd price and never paid."""
+    max_net_leverage: Decimal = Decimal(3)
+    max_margin_usage: Decimal = Decimal(1)
+    deleverage_liquidation_distance: Decimal | None = None
+    """Default: ``min_liquidation_distance`` + 0.05 (0.20 with the defaults)."""
+    deleverage_buffer: Decimal = Decimal("0.1")
 
     def __post_init__(self) -> None:
         _positive("max_gross_leverage", self.max_gross_leverage)
+        _positive("max_net_leverage", self.max_net_leverage)
+        _positive("max_margin_usage", self.max_margin_usage)
+        _fraction("max_margin_usage", self.max_margin_usage)
+        _fraction("deleverage_buffer", self.deleverage_buffer)
+        deleverage = self.deleverage_liquidation_distance
+        if deleverage is not None:
+            _fraction("deleverage_liquidation_distance", deleverage)
+            if deleverage < self.min_liquidation_distance:
+                raise ValueError(
+                    "deleverage_liquidation_distance: must be >= min_liquidation_distance "
+                    f"({self.min_liquidation_distance}), got {deleverage}"
+                )
         _positive("max_order_notional", self.max_order_notional)
         _positive("stale_after_s", self.stale_after_s)
         _positive("vol_half_life_h", self.vol_half_life_h)
@@ -130,6 +160,15 @@ class RiskConfig(_Section, frozen=True):
         if self.max_asset_weight <= 0:
             raise ValueError(f"max_asset_weight: must be > 0, got {self.max_asset_weight}")
         _positive("max_abs_funding_rate", self.max_abs_funding_rate)
+
+    @property
+    def deleverage_distance(self) -> Decimal:
+        """The distance to liquidation below which the risk actor asks to deleverage and the
+        pre-trade check lets no order go: ``deleverage_liquidation_distance`` if set, else
+        ``min_liquidation_distance`` + 0.05, at most 1."""
+        if self.deleverage_liquidation_distance is not None:
+            return self.deleverage_liquidation_distance
+        return min(self.min_liquidation_distance + _DELEVERAGE_MARGIN, _ONE)
 
 
 class ExecutionConfig(_Section, frozen=True):

@@ -285,7 +285,8 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
 
     NAV = cash + Σ spot value + Σ perp unrealised PnL, and at every event
     NAV − initial NAV = price_pnl + funding_pnl − fees_paid + transfers.
-    Gross leverage = Σ (|spot value| + |perp notional|) / NAV; net = Σ net exposure / NAV.
+    Gross leverage = Σ (|spot value| + |perp notional|) / NAV; net = Σ |net exposure| / NAV (the
+    mandate's measure; journals written before issue 16 hold the signed sum).
     """
 
     trigger: str
@@ -306,7 +307,11 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
 
 
 class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
-    """The regime or the budget derived from it changed. Bands are fractions of NAV."""
+    """The regime or the budget derived from it changed. Bands are fractions of NAV.
+
+    ``max_net_leverage`` is the mandate's cap on Σ |net exposure| / NAV in force (None in journals
+    written before it existed); ``max_gross_leverage`` the exchange-side cap on gross notional.
+    """
 
     regime: str
     volatility: Decimal
@@ -316,6 +321,34 @@ class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
     overlay_scale: Decimal
     allow_overlay_longs: bool
     reason: str
+    max_net_leverage: Decimal | None = None
+
+
+class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
+    """The risk actor's request for a reducing trade, published at a portfolio snapshot (or a mark)
+    when a limit is breached at the current marks, before the exchange would liquidate.
+
+    Meaning: trade ``notional`` (quote currency, > 0, at the current mark, rounded up to the cent)
+    of ``asset`` in
+    direction ``side`` so that the breached measure comes back ``deleverage_buffer`` inside its
+    limit. ``symbol`` is the instrument to trade: the perp (a reduce-only order) when ``reason`` is
+    ``liquidation_distance`` or ``margin_usage``; empty for ``net_leverage``, where a spot sale or
+    a perp order in ``side`` both reduce the net exposure (the rebalancer chooses). ``measure`` is
+    the breached value (distance to liquidation, margin usage, net leverage), ``limit`` the
+    threshold it crossed, ``target`` the value the trade aims at. At most one per asset per
+    snapshot time (liquidation first, then margin, then net leverage); published again at a later
+    snapshot while the breach lasts and no approved order of that asset is in flight.
+    """
+
+    reason: str
+    asset: str
+    symbol: str
+    side: Side
+    notional: Decimal
+    measure: Decimal
+    limit: Decimal
+    target: Decimal
+    detail: str
 
 
 class RebalanceDecided(DecisionEvent, frozen=True, tag=True, array_like=True):
@@ -481,6 +514,7 @@ DecisionData = (
     | DataRejected
     | KillSwitchTriggered
     | KillSwitchReset
+    | DeleverageRequired
 )
 SystemData = (
     TimerFired

@@ -7,7 +7,7 @@ Definitions (values in the quote currency, exact ``Decimal``; nothing is rounded
 - **NAV** = cash + Σ spot qty × spot price + Σ perp unrealised PnL (qty × mark − qty × entry);
 - **net exposure** (asset) = spot value + perp qty × perp mark; **weight** = net exposure / NAV;
 - **gross leverage** = Σ (|spot value| + |perp notional|) / NAV (a basis trade counts both legs);
-  **net leverage** = Σ net exposure / NAV;
+  **net leverage** (the mandate's measure) = Σ |net exposure| / NAV (a 1:1 hedge adds nothing);
 - **funding** amount = −position qty × mark × rate (rate > 0: longs pay shorts).
 
 Attribution. Once the ledger is open, after every operation, exactly:
@@ -552,7 +552,7 @@ class Ledger:
         return _share(sum(legs, _ZERO), nav)
 
     def _net_leverage(self, nav: Decimal) -> Decimal:
-        net = (self._spot_value(a) + self._perp_notional(a) for a in self._asset_list())
+        net = (abs(self._spot_value(a) + self._perp_notional(a)) for a in self._asset_list())
         return _share(sum(net, _ZERO), nav)
 
     @_exact

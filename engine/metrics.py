@@ -58,7 +58,6 @@ from engine.clock import NS_PER_SECOND, Clock
 from engine.commands import SubmitOrder
 from engine.config import Config
 from engine.events import (
-    AssetState,
     BalanceUpdated,
     Bar,
     DataRejected,
@@ -81,7 +80,9 @@ from engine.events import (
     TradeTick,
 )
 from engine.health import Health
+from engine.margin import default_margin_table
 from engine.market_guard import CROSSED, FUNDING_RATE, NON_POSITIVE, OUT_OF_ORDER, PRICE_JUMP
+from engine.measures import Book
 from engine.planner import band_width
 from engine.pretrade import REASON_CODES
 from engine.redaction import redact
@@ -186,7 +187,7 @@ class _Catalogue:
         )
         self.net = Gauge(
             "ballast_leverage_net_ratio",
-            "Net leverage: sum of net exposure over NAV (ratio)",
+            "Net leverage: sum of |net exposure| over NAV (ratio)",
             registry=r,
         )
         self.cap = Gauge(
@@ -440,6 +441,7 @@ class MetricsExporter(Actor):
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         self.quote = quote
+        self._margin = default_margin_table()
         self.health = Health(clock, stale_after_s=stale_after_s, symbols=symbols)
         self._last_data_ns = self.health.last_data_ns
         self._flagged_stale = self.health.flagged_stale
@@ -599,7 +601,7 @@ class MetricsExporter(Actor):
             m.margin.set(float(snapshot.margin_used / nav))
         for state in snapshot.assets:
             self._series(state.asset, state.weight).set_weight(state.weight, state.net_exposure)
-        self._liquidation(snapshot.assets)
+        self._liquidation(snapshot)
 
     def _series(self, asset: str, weight: Decimal) -> _AssetSeries:
         """The series of ``asset``, created (at ``weight``) with its target and band."""
@@ -623,15 +625,18 @@ class MetricsExporter(Actor):
         target = self.targets.get(asset, _ZERO)
         series.set_target(target, band_width(target, self.band_abs, self.band_rel))
 
-    def _liquidation(self, assets: Iterable[AssetState]) -> None:
+    def _liquidation(self, snapshot: PortfolioSnapshot) -> None:
+        """Each perp's distance to liquidation, computed from the snapshot with the engine's
+        margin formula (:mod:`engine.measures`), as the risk actor does; the venue's estimate is
+        refreshed only on a fill."""
         live: set[str] = set()
-        for state in assets:
-            liquidation, mark = state.perp_liquidation_price, state.perp_price
-            if state.perp_qty == 0 or liquidation is None or mark <= 0:
+        book = Book(snapshot, {}, self._margin, quote=self.quote)
+        for liquidation in book.liquidations():
+            distance = liquidation.distance
+            if distance is None:
                 continue
-            symbol = self.label_symbol(f"{state.asset}/{self.quote}:{self.quote}")
+            symbol = self.label_symbol(liquidation.symbol)
             live.add(symbol)
-            distance = abs(mark - liquidation) / mark
             self.m.liquidation.labels(symbol).set(float(distance))
         for gone in self._liquidation_symbols - live:
             self.m.liquidation.remove(gone)  # the position closed: no distance to show

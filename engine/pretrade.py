@@ -14,19 +14,43 @@ numbers). Checks run in this order:
    quantity, notional at the mark (and at the limit price) at least the minimum notional.
 6. Reduce-only intents: ``reduce_only`` (must shrink the position, at most to zero). They skip
    the exposure-increasing checks below.
-7. ``max_order_notional``, ``max_asset_weight``, ``max_gross_leverage``, ``max_daily_turnover``:
-   each cuts the quantity down to what fits (rounded down to the lot), or vetoes with its own code
-   when what fits is below the minimum quantity or notional.
+7. ``max_order_notional``, ``max_asset_weight``, ``max_net_leverage``, ``max_gross_leverage``,
+   ``max_margin_usage``, ``liquidation_distance``, ``max_daily_turnover``: each cuts the quantity
+   down to what fits (rounded down to the lot), or vetoes with its own code when what fits is below
+   the minimum quantity or notional.
+
+``liquidation_distance``: an order that opens or grows a perp position, flips one beyond zero, or
+spends collateral (a spot buy while perps are open) may not bring any perp's distance to
+liquidation below ``deleverage_liquidation_distance`` (at the snapshot's marks and cash, in-flight
+orders not counted, fees ignored): the level at which the risk actor would ask to deleverage, so
+the engine does not trade itself into a forced reduction. Reducing a position always passes.
 
 Exposure is valued at the mark and the fill is assumed not to change NAV (fees ignored):
 
 - net exposure(asset) = spot value + perp notional; weight = net exposure / NAV;
-- gross leverage = Σ (|spot value| + |perp notional|) / NAV, both legs of every asset.
+- **net leverage** (the mandate's cap, ``max_net_leverage``) = Σ |net exposure| / NAV: a 1:1 hedge
+  or a basis trade adds nothing;
+- **gross leverage** (exchange-side, ``max_gross_leverage``) = Σ (|spot value| + |perp notional|)
+  / NAV, both legs of every asset;
+- **margin usage** (exchange-side, ``max_margin_usage``) = Σ |perp notional| / leverage / margin
+  balance, margin balance = cash + Σ perp unrealised PnL (a spot buy spends it, a sale adds to it).
 
 ``in_flight`` maps symbols to the signed notional (buy > 0) of approved intents not yet filled.
-They are counted at their worst: each leg is taken at the larger of its absolute value with and
-without its in-flight orders, so a cap holds whether those orders fill or not. An order is always
-allowed if it does not increase what it is checked against (a reducing trade while over a cap).
+They are counted at their worst: each quantity is taken at the larger of its absolute value with
+and without its in-flight orders (for an asset's net exposure: with all its in-flight buys, or
+with all its sells), so a cap holds whether those orders fill or not.
+
+What passes a cap while over it:
+
+- an order that reduces its asset's net exposure (every in-flight end of it moves toward zero) is
+  never vetoed or cut by ``max_net_leverage`` or ``max_gross_leverage``; it is cut only where it
+  would cross zero and overshoot to the other side beyond the net cap;
+- an order that does not raise margin usage (a spot sale, a perp order that shrinks its position
+  or flips it to no larger a size) is never vetoed or cut by ``max_margin_usage``; an order that
+  raises it (a perp order growing its position, a hedge included, or a spot buy while perps are
+  open) is cut to what the margin allows;
+- ``max_asset_weight`` and ``max_gross_leverage`` let through an order that does not increase
+  what they measure.
 """
 
 from __future__ import annotations
@@ -43,6 +67,14 @@ from engine.clock import NS_PER_SECOND
 from engine.config import RiskConfig
 from engine.events import AssetState, OrderIntent, PortfolioSnapshot
 from engine.instruments import Instrument, base_of
+from engine.margin import (
+    MarginTable,
+    PerpHolding,
+    account_liquidation_price,
+    default_margin_table,
+    liquidation_distance,
+)
+from engine.measures import Book
 
 REASON_CODES: Final = frozenset(
     {
@@ -56,7 +88,10 @@ REASON_CODES: Final = frozenset(
         "reduce_only",
         "max_order_notional",
         "max_asset_weight",
+        "max_net_leverage",
         "max_gross_leverage",
+        "max_margin_usage",
+        "liquidation_distance",
         "max_daily_turnover",
     }
 )
@@ -68,7 +103,10 @@ _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _CENT: Final = Decimal("0.01")
 _BP: Final = Decimal("0.0001")
+_INFINITY: Final = Decimal("Infinity")
+_BISECTIONS: Final = 60
 _NO_FLIGHT: Final[Mapping[str, Decimal]] = {}
+_DEFAULT_MARGIN: Final = default_margin_table()
 
 Leg = tuple[str, bool]
 """(asset, is_perp): one of the two legs of an asset's exposure."""
@@ -114,6 +152,7 @@ class _Book:
     mandate: RiskConfig
     in_flight: Mapping[str, Decimal]
     turnover_today: Decimal
+    margin: MarginTable
 
     @property
     def sign(self) -> Decimal:
@@ -143,8 +182,12 @@ def check(
     in_flight: Mapping[str, Decimal] = _NO_FLIGHT,
     turnover_today: Decimal = _ZERO,
     kill_switch: bool = False,
+    margin: MarginTable | None = None,
 ) -> Verdict:
-    """Approve (maybe cut) or veto ``intent``. Pure: the same inputs give the same verdict."""
+    """Approve (maybe cut) or veto ``intent``. Pure: the same inputs give the same verdict.
+
+    ``margin``: leverage (initial margin) per perp symbol; default: :func:`default_margin_table`.
+    """
     with localcontext(_CTX):
         if kill_switch and not intent.reduce_only:
             return Vetoed("kill_switch", "kill switch is on: only reduce-only intents pass")
@@ -160,7 +203,16 @@ def check(
         if isinstance(price, Vetoed):
             return price
         book = _Book(
-            intent, instrument, snapshot, fresh, price, budget, mandate, in_flight, turnover_today
+            intent,
+            instrument,
+            snapshot,
+            fresh,
+            price,
+            budget,
+            mandate,
+            in_flight,
+            turnover_today,
+            margin if margin is not None else _DEFAULT_MARGIN,
         )
         return _size(book)
 
@@ -296,7 +348,7 @@ def _gross_leverage(book: _Book) -> _Limit:
     own_now = legs.get(own, _ZERO)
     own_ends = (own_now, own_now + flight.get(own, _ZERO))
     cap = book.budget.max_gross_leverage * book.nav
-    max_qty = _room(book, own_ends, cap, others)
+    max_qty = max(_room(book, own_ends, cap, others), _flatten_qty(book, _net_ends(book)))
     gross = others + max(abs(x) for x in own_ends)
     detail = (
         f"gross leverage {_ratio(gross / book.nav)} incl. in flight, "
@@ -304,6 +356,138 @@ def _gross_leverage(book: _Book) -> _Limit:
         f"room {_money(max(cap - gross, _ZERO))}"
     )
     return _Limit("max_gross_leverage", max_qty, detail)
+
+
+def _net_leverage(book: _Book) -> _Limit:
+    """The mandate's cap on Σ |net exposure|: room on the order's asset, the other assets taken at
+    their worst; a reducing order passes up to zero and beyond it only within the cap."""
+    asset = book.instrument.base
+    others = sum(
+        (max(abs(x) for x in ends) for a, ends in _all_net_ends(book).items() if a != asset),
+        _ZERO,
+    )
+    own_ends = _net_ends(book)
+    cap = book.budget.max_net_leverage * book.nav
+    room = max(cap - others, _ZERO)
+    max_qty = min((room - book.sign * x) / book.mark for x in own_ends)
+    net = others + max(abs(x) for x in own_ends)
+    detail = (
+        f"net leverage {_ratio(net / book.nav)} incl. in flight, "
+        f"cap {book.budget.max_net_leverage}× of NAV {_money(book.nav)}, "
+        f"room {_money(max(cap - net, _ZERO))}"
+    )
+    return _Limit("max_net_leverage", max_qty, detail)
+
+
+def _margin_usage(book: _Book) -> _Limit:
+    """Initial margin ≤ ``max_margin_usage`` × margin balance after the order, in-flight orders at
+    their worst. Orders that reduce margin usage pass."""
+    usage_cap = book.mandate.max_margin_usage
+    balance = book.snapshot.cash + sum((s.perp_unrealized_pnl for s in book.snapshot.assets), _ZERO)
+    flight = _flight_legs(book.in_flight)
+    balance -= sum((v for (_, perp), v in flight.items() if not perp and v > 0), _ZERO)
+    perps = _perp_ends(book)
+    own = book.instrument.symbol
+    others = sum(
+        (
+            book.margin.initial(symbol, max(abs(x) for x in ends))
+            for symbol, ends in perps.items()
+            if symbol != own
+        ),
+        _ZERO,
+    )
+    if book.instrument.is_perp:
+        ends = perps.get(own, (_ZERO,))
+        leverage = book.margin.leverage(own)
+        initial = others + book.margin.initial(own, max(abs(x) for x in ends))
+        room = max(usage_cap * balance - others, _ZERO) * leverage
+        max_qty = _room(book, ends, room, _ZERO)  # never more initial margin than now or room
+    else:
+        initial = others
+        room = balance - others / usage_cap
+        spends = book.sign > 0 and others > 0  # without perps a spot buy uses no margin
+        max_qty = room / book.mark if spends else _INFINITY
+    usage = "n/a" if balance <= 0 else _ratio(initial / balance)
+    detail = (
+        f"margin usage {usage} incl. in flight (initial margin {_money(initial)}, margin "
+        f"balance {_money(balance)}), max {usage_cap}"
+    )
+    return _Limit("max_margin_usage", max_qty, detail)
+
+
+def _liquidation_guard(book: _Book) -> _Limit:
+    """The largest qty after which every perp stays at least ``deleverage_liquidation_distance``
+    from liquidation (module docstring); reducing a position is always allowed."""
+    threshold = book.mandate.deleverage_distance
+    inst = book.instrument
+    perps = {inst.base: inst} if inst.is_perp else {}
+    holdings = Book(book.snapshot, perps, book.margin).holdings()
+    own = next((h for h in holdings if inst.is_perp and h.symbol == inst.symbol), None)
+    position = own.qty if own is not None else _ZERO
+    free = abs(position) if book.sign * position < 0 else _ZERO  # reducing part: always allowed
+    wanted = book.intent.qty
+    guarded = inst.is_perp or (book.sign > 0 and holdings)
+    if threshold == 0 or not guarded or wanted <= free:
+        return _Limit("liquidation_distance", _INFINITY, "")
+
+    def nearest(qty: Decimal) -> Decimal | None:
+        after, wallet = _after_trade(book, holdings, qty)
+        distances = [
+            liquidation_distance(h.mark, price)
+            for h in after
+            if (price := account_liquidation_price(h.symbol, after, wallet, book.margin))
+            is not None
+        ]
+        return min(distances, default=None)
+
+    def safe(qty: Decimal) -> bool:
+        distance = nearest(qty)
+        return distance is None or distance >= threshold
+
+    if safe(wanted):
+        return _Limit("liquidation_distance", _INFINITY, "")
+    low, high = free, wanted
+    if not safe(low):
+        high = low
+    for _ in range(_BISECTIONS):
+        if high - low < book.instrument.lot_size:
+            break  # the result is rounded down to the lot anyway
+        middle = (low + high) / 2
+        if safe(middle):
+            low = middle
+        else:
+            high = middle
+    now = nearest(_ZERO)
+    detail = (
+        f"nearest liquidation {'none' if now is None else _percent(now)} away, "
+        f"min {_percent(threshold)} after the order"
+    )
+    return _Limit("liquidation_distance", low, detail)
+
+
+def _after_trade(
+    book: _Book, holdings: list[PerpHolding], qty: Decimal
+) -> tuple[list[PerpHolding], Decimal]:
+    """The perp holdings and quote wallet after ``qty`` of the order fills at the mark."""
+    wallet = book.snapshot.cash
+    inst = book.instrument
+    signed = book.sign * qty
+    if not inst.is_perp:
+        return holdings, wallet - signed * book.mark
+    own = next((h for h in holdings if h.symbol == inst.symbol), None)
+    old_qty, old_cost = (own.qty, own.cost) if own is not None else (_ZERO, _ZERO)
+    new_qty = old_qty + signed
+    if old_qty == 0 or (old_qty > 0) == (signed > 0):
+        new_cost = old_cost + signed * book.mark
+    elif new_qty == 0 or (new_qty > 0) != (old_qty > 0):
+        new_cost = new_qty * book.mark
+    else:
+        new_cost = old_cost * new_qty / old_qty
+    wallet += new_cost - old_cost - signed * book.mark  # realised PnL
+    others = [h for h in holdings if h.symbol != inst.symbol]
+    if new_qty == 0:
+        return others, wallet
+    return [*others, PerpHolding(inst.symbol, new_qty, new_cost, book.mark)], wallet
 
 
 def _daily_turnover(book: _Book) -> _Limit:
@@ -318,7 +502,10 @@ _REDUCE_ONLY_LIMITS: Final[tuple[_Check, ...]] = (_reduce_only,)
 _EXPOSURE_LIMITS: Final[tuple[_Check, ...]] = (
     _order_notional,
     _asset_weight,
+    _net_leverage,
     _gross_leverage,
+    _margin_usage,
+    _liquidation_guard,
     _daily_turnover,
 )
 
@@ -334,6 +521,59 @@ def _room(book: _Book, ends: tuple[Decimal, ...], cap: Decimal, others: Decimal)
     """
     ceiling = max(cap, others + max(abs(x) for x in ends))
     return min((ceiling - others - book.sign * x) / book.mark for x in ends)
+
+
+def _all_net_ends(book: _Book) -> dict[str, tuple[Decimal, Decimal]]:
+    """asset → (net exposure with all its in-flight sells, with all its in-flight buys)."""
+    out: dict[str, tuple[Decimal, Decimal]] = {
+        s.asset: (s.net_exposure, s.net_exposure) for s in book.snapshot.assets
+    }
+    for symbol, notional in book.in_flight.items():
+        low, high = out.get(base_of(symbol), (_ZERO, _ZERO))
+        if notional < 0:
+            low += notional
+        else:
+            high += notional
+        out[base_of(symbol)] = (low, high)
+    return out
+
+
+def _net_ends(book: _Book) -> tuple[Decimal, Decimal]:
+    return _all_net_ends(book).get(book.instrument.base, (_ZERO, _ZERO))
+
+
+def _flatten_qty(book: _Book, ends: tuple[Decimal, ...]) -> Decimal:
+    """The largest qty that moves every end toward zero without crossing it (0 if the order
+    grows any end)."""
+    if any(book.sign * x >= 0 for x in ends):
+        return _ZERO
+    return min(abs(x) for x in ends) / book.mark
+
+
+def _perp_ends(book: _Book) -> dict[str, tuple[Decimal, ...]]:
+    """perp symbol → (notional, notional + in flight)."""
+    out: dict[str, tuple[Decimal, ...]] = {}
+    symbols = {s.asset: s for s in book.snapshot.assets}
+    for symbol, notional in book.in_flight.items():
+        if ":" in symbol:
+            state = symbols.get(base_of(symbol))
+            now = state.perp_notional if state is not None else _ZERO
+            out[symbol] = (now, now + notional)
+    for state in book.snapshot.assets:
+        if state.perp_qty != 0:
+            symbol = _perp_symbol(book, state.asset)
+            out.setdefault(symbol, (state.perp_notional,))
+    return out
+
+
+def _perp_symbol(book: _Book, asset: str) -> str:
+    """The perp symbol of ``asset``: the order's own if it is that asset's perp, else the usual
+    ``ASSET/QUOTE:QUOTE`` of the order's quote."""
+    inst = book.instrument
+    if inst.is_perp and inst.base == asset:
+        return inst.symbol
+    quote = inst.symbol.split("/", 1)[1].split(":", 1)[0]
+    return f"{asset}/{quote}:{quote}"
 
 
 def _worst(leg: Decimal, flight: Decimal) -> Decimal:

@@ -12,17 +12,32 @@ KillSwitchTriggered / KillSwitchReset (operator); its own TimerFired (staleness 
 
 Publishes: RiskBudgetChanged (on start with reason "start", then whenever the regime changes),
 IntentApproved (maybe cut) or OrderVetoed per intent, DataStale (once per stale episode of a
-symbol), KillSwitchTriggered (once per episode).
+symbol), KillSwitchTriggered (once per episode), DeleverageRequired (at a snapshot, see below).
 
-Kill switch: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason ``drawdown``) or when a
-perp's distance to liquidation ``|mark − liquidation| / mark`` is below
-``min_liquidation_distance`` (reason ``liquidation_distance``). While it is on only reduce-only
-intents pass. A KillSwitchReset clears it; if a limit is still breached at the next snapshot it
-trips again (an operator cannot reset a live breach away).
+Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
+latest perp marks (:mod:`engine.measures`) with the simulated exchange's own tiered-margin formula
+(:mod:`engine.margin`); the venue's liquidation estimate, updated only on a fill, is not used.
 
-Definitions used (see :mod:`engine.pretrade`): NAV = cash + Σ spot value + Σ perp unrealised PnL;
-net exposure(asset) = spot value + perp notional; weight = net exposure / NAV; gross leverage =
-Σ (|spot value| + |perp notional|) / NAV. Turnover = Σ fill qty × price per UTC day.
+Deleveraging, before the exchange liquidates: at each snapshot, while the kill switch is off, for
+each breach at the current marks a DeleverageRequired asks the rebalancer for a reducing trade
+(at most one per asset and snapshot time; none for an asset with an approved order still in
+flight), sized by :mod:`engine.deleverage`: a perp closer to liquidation than
+``risk.deleverage_distance`` (``liquidation_distance``), margin usage above ``max_margin_usage``
+(``margin_usage``), Σ |net exposure| / NAV above the budget's net cap although no order took it
+there (``net_leverage``).
+
+Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
+``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
+``min_liquidation_distance`` (reason ``liquidation_distance``; checked at every snapshot and every
+perp mark). While it is on only reduce-only intents pass. A KillSwitchReset clears it; if a limit
+is still breached at the next snapshot it trips again (an operator cannot reset a live breach
+away).
+
+Definitions used (see :mod:`engine.pretrade`, :mod:`engine.measures`): NAV = cash + Σ spot value +
+Σ perp unrealised PnL; net exposure(asset) = spot value + perp notional; weight = net exposure /
+NAV; net leverage = Σ |net exposure| / NAV; gross leverage = Σ (|spot value| + |perp notional|) /
+NAV; margin usage = initial margin / (cash + Σ perp unrealised PnL). Turnover = Σ fill qty × price
+per UTC day.
 """
 
 from __future__ import annotations
@@ -31,12 +46,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+import msgspec
+
 from engine.actor import Actor
 from engine.budget import RiskBudget
 from engine.bus import Bus
 from engine.clock import NS_PER_SECOND, Clock
 from engine.commands import SubmitOrder
 from engine.config import BandsConfig, Config, RiskConfig
+from engine.deleverage import deleverage_requests
 from engine.events import (
     Bar,
     DataStale,
@@ -58,6 +76,8 @@ from engine.events import (
     TimerFired,
 )
 from engine.instruments import Instrument, base_of
+from engine.margin import MarginTable, default_margin_table
+from engine.measures import Book, Liquidation
 from engine.pretrade import Approved, Verdict, check
 from engine.regime import (
     DEFAULT_WARMUP,
@@ -99,9 +119,13 @@ class RiskManager(Actor):
         bands: BandsConfig,
         vol_interval_ns: int = HOUR_NS,
         warmup: int = DEFAULT_WARMUP,
+        margin: MarginTable | None = None,
+        quote: str = "USDT",
     ) -> None:
         super().__init__(bus, clock)
         self.risk = risk
+        self.margin = margin if margin is not None else default_margin_table()
+        self.quote = quote
         self.bands = bands
         self.estimator = VolatilityEstimator(
             half_life_h=risk.vol_half_life_h, interval_ns=vol_interval_ns
@@ -123,11 +147,13 @@ class RiskManager(Actor):
         self._turnover_day = -1
         self._turnover = _ZERO
         self._stale: set[str] = set()
+        self._asked: dict[str, int] = {}
+        """asset → ts_event of the last DeleverageRequired for it."""
         self._subscribe_all()
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> RiskManager:
-        return cls(bus, clock, risk=config.risk, bands=config.bands)
+        return cls(bus, clock, risk=config.risk, bands=config.bands, quote=config.venue.quote)
 
     def _subscribe_all(self) -> None:
         self.subscribe(InstrumentsLoaded, self.on_instruments)
@@ -160,6 +186,22 @@ class RiskManager(Actor):
         for pending in self._pending.values():
             out[pending.symbol] = out.get(pending.symbol, _ZERO) + pending.notional
         return out
+
+    def book(self) -> Book | None:
+        """The latest snapshot re-valued at the freshest perp marks (None before a snapshot)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        marks = {
+            s.asset: self._perp_mark(s.asset, s.perp_price) for s in snapshot.assets if s.perp_qty
+        }
+        perps = {i.base: i for i in self.instruments.values() if i.is_perp}
+        return Book(snapshot, perps, self.margin, marks, self.quote)
+
+    def liquidations(self) -> list[Liquidation]:
+        """Every open perp's liquidation price and distance at the current marks."""
+        book = self.book()
+        return [] if book is None else book.liquidations()
 
     def turnover_today(self, now_ns: int) -> Decimal:
         return self._turnover if now_ns // DAY_NS == self._turnover_day else _ZERO
@@ -251,22 +293,18 @@ class RiskManager(Actor):
                 f"(NAV {snapshot.nav}, peak {snapshot.peak_nav})",
             )
         self._check_liquidation(snapshot, snapshot.ts_event)
+        if self.kill_switch is None:
+            self._deleverage(snapshot.ts_event)
 
     def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
-        for state in snapshot.assets:
-            liquidation = state.perp_liquidation_price
-            if state.perp_qty == 0 or liquidation is None:
-                continue
-            mark = self._perp_mark(state.asset, state.perp_price)
-            if mark <= 0:
-                continue
-            distance = abs(mark - liquidation) / mark
-            if distance < self.risk.min_liquidation_distance:
+        for liquidation in self.liquidations():
+            distance = liquidation.distance
+            if distance is not None and distance < self.risk.min_liquidation_distance:
                 self._trip(
                     ts_ns,
                     "liquidation_distance",
-                    f"{state.asset} perp qty {state.perp_qty} mark {mark} liquidation "
-                    f"{liquidation}: distance {distance:.4f} < min "
+                    f"{liquidation.asset} perp qty {liquidation.qty} mark {liquidation.mark} "
+                    f"liquidation {liquidation.price}: distance {distance:.4f} < min "
                     f"{self.risk.min_liquidation_distance}",
                 )
 
@@ -293,6 +331,22 @@ class RiskManager(Actor):
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = None
 
+    # ------------------------------------------------------------------ deleveraging
+
+    def _deleverage(self, ts_ns: int) -> None:
+        """Ask for reducing trades for every breach at the current marks (module docstring)."""
+        book = self.book()
+        if book is None or book.nav() <= 0:
+            return
+        busy = {base_of(p.symbol) for p in self._pending.values()}
+        requests = deleverage_requests(book, self.risk, self.budget.max_net_leverage)
+        for request in requests:
+            asset = request.asset
+            if asset in busy or self._asked.get(asset) == ts_ns or request.notional <= 0:
+                continue  # in flight, or already asked at this time (one request per asset)
+            self._asked[asset] = ts_ns
+            self.publish(msgspec.structs.replace(request, ts_event=ts_ns, ts_init=self.now()))
+
     # ------------------------------------------------------------------ pre-trade
 
     def on_decided(self, decision: RebalanceDecided) -> None:
@@ -314,6 +368,7 @@ class RiskManager(Actor):
             in_flight=self.in_flight(),
             turnover_today=self.turnover_today(now),
             kill_switch=self.kill_switch is not None,
+            margin=self.margin,
         )
 
     def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:

@@ -9,8 +9,10 @@ For each asset in ``assets``, with ``apr = MarketView.annualised_funding(asset)`
 - the carry is switched on when ``apr > enter_apr`` and off when ``apr < exit_apr``; in between
   the previous state holds (hysteresis, kept in the instance), and an asset without a funding
   rate in the context keeps its state;
-- while on: ``spot_weights[a] = core[a] + carry_weight × overlay_scale`` and
-  ``weights[a] = core[a]`` (the perp short makes up the difference);
+- while on: ``spot_weights[a] = core[a] + carry_weight`` and ``weights[a] = core[a]`` (the perp
+  short makes up the difference). The carry has zero net exposure: it is not overlay leverage,
+  so the regime's ``overlay_scale`` does not size it and a stressed regime does not unwind it
+  (margin pressure does, through the risk actor's ``DeleverageRequired``);
 - while off: ``spot_weights[a] = weights[a] = core[a]``.
 
 Beyond the optional directional ``core`` the book is delta-neutral. The kill switch unwinds every
@@ -106,7 +108,6 @@ class YieldAggregator(Strategy):
 
 
 def _carry_scale(context: StrategyContext) -> Decimal:
-    """How much of the configured carry the budget allows (0 under the kill switch)."""
-    if context.kill_switch:
-        return _ZERO
-    return _ONE if context.budget is None else context.budget.overlay_scale
+    """All of the configured carry, in every regime (zero net exposure is not leverage); none
+    under the kill switch."""
+    return _ZERO if context.kill_switch else _ONE

@@ -12,6 +12,7 @@ import pytest
 
 from engine.config import (
     Config,
+    RiskConfig,
     VenueConfig,
     config_from_json,
     config_to_json,
@@ -128,6 +129,21 @@ def test_decimals_stay_exact() -> None:
     assert config.targets["BTC"] + config.targets["ETH"] == Decimal("0.3")
 
 
+def test_leverage_limits_have_their_own_keys_and_the_deleverage_distance_follows() -> None:
+    risk = RiskConfig()
+    assert (risk.max_net_leverage, risk.max_gross_leverage, risk.max_margin_usage) == (
+        Decimal(3),
+        Decimal(3),
+        Decimal(1),
+    )
+    assert risk.deleverage_distance == Decimal("0.20")
+    assert RiskConfig(min_liquidation_distance=Decimal("0.3")).deleverage_distance == Decimal(
+        "0.35"
+    )
+    set_explicitly = RiskConfig(deleverage_liquidation_distance=Decimal("0.4"))
+    assert set_explicitly.deleverage_distance == Decimal("0.4")
+
+
 # ------------------------------------------------------------------------------ bad files
 
 
@@ -142,6 +158,14 @@ def test_decimals_stay_exact() -> None:
         ("[riks]\nmax_gross_leverage = 2\n", "riks", "unknown key"),
         ("[strategy]\nname = 'x'\n[strategy.paramz]\n", "strategy.paramz", "unknown key"),
         ("[risk]\ndrawdown_limit = 1.5\n", "risk.drawdown_limit", "between 0 and 1"),
+        ("[risk]\nmax_net_leverage = 0\n", "risk.max_net_leverage", "must be > 0"),
+        ("[risk]\nmax_margin_usage = 1.5\n", "risk.max_margin_usage", "between 0 and 1"),
+        ("[risk]\nmax_margin_usage = 0\n", "risk.max_margin_usage", "must be > 0"),
+        (
+            "[risk]\ndeleverage_liquidation_distance = 0.1\n",
+            "risk.deleverage_liquidation_distance",
+            "must be >= min_liquidation_distance (0.15)",
+        ),
         ("[risk]\nstale_after_s = 0\n", "risk.stale_after_s", "must be > 0"),
         ("[risk]\nmax_asset_weight = 0\n", "risk.max_asset_weight", "must be > 0"),
         (

@@ -375,6 +375,21 @@ def test_perp_margin_uses_the_leverage_setting() -> None:
     assert ledger.net_leverage() == D(1)
 
 
+def test_net_leverage_is_the_sum_of_absolute_net_exposures() -> None:
+    """MISSION.md: Σ |net exposure| / NAV; a 1:1 hedge adds nothing, a short is not a credit."""
+    ledger = Ledger()
+    ledger.apply_balance(balance("USDT", "100000"))
+    ledger.mark_spot("BTC", D(40_000))
+    ledger.mark_perp("BTC", D(40_000))
+    ledger.mark_perp("ETH", D(2_000))
+    ledger.apply_fill(fill(BTC_SPOT, "buy", "1", "40000"))
+    ledger.apply_fill(fill(BTC_PERP, "sell", "1", "40000"))  # BTC hedged 1:1: net 0
+    assert ledger.net_leverage() == 0
+    assert ledger.gross_leverage() == D("0.8")
+    ledger.apply_fill(fill(ETH_PERP, "sell", "10", "2000"))  # ETH 20,000 short
+    assert ledger.net_leverage() == D("0.2")
+
+
 # ------------------------------------------------------------------ funding
 
 

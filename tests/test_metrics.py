@@ -314,9 +314,12 @@ def test_liquidation_distance_is_shown_while_a_perp_position_is_open(
         snapshot.assets[0],
         perp_qty=D("-0.5"),
         perp_price=D(50_000),
-        perp_liquidation_price=D(60_000),
+        perp_liquidation_price=D(90_000),  # the venue's estimate at the last fill: stale
     )
-    bus.publish(msgspec.structs.replace(snapshot, assets=(btc, *snapshot.assets[1:])))
+    # USDT 5,120 as collateral: liquidation where 5,120 − 0.5 × (P − 50,000) = 0.004 × 0.5 × P,
+    # P = 30,120 / 0.502 = 60,000, 20 % above the mark
+    short = msgspec.structs.replace(snapshot, cash=D(5_120), assets=(btc, *snapshot.assets[1:]))
+    bus.publish(short)
     m = scrape(exporter)
     assert value(m, "ballast_liquidation_distance_ratio", symbol="BTC/USDT:USDT") == 0.2
     bus.publish(snapshot)  # the position closed

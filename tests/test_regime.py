@@ -229,6 +229,7 @@ def test_budget_event_carries_fractions_and_the_reason() -> None:
         overlay_scale=D(1),
         allow_overlay_longs=True,
         reason="volatility low",
+        max_net_leverage=D(3),
     )
 
 

@@ -223,11 +223,11 @@ async def test_reset_clears_the_kill_switch_unless_the_breach_persists(
 
 
 def perp_long_book(mark: str, liquidation: str) -> PortfolioSnapshot:
-    return snapshot(
-        D(60_000),
-        {"BTC": (D(0), D(mark), D(1), D(mark))},
-        liquidation={"BTC": D(liquidation)},
-    )
+    """1 BTC perp long entered at ``mark``, with just the USDT that puts its liquidation price at
+    ``liquidation``: mark − 0.996 × liquidation (maintenance rate 0.4 % below 50,000 notional).
+    The venue's estimate in the snapshot is absent: the actor computes its own."""
+    cash = D(mark) - D("0.996") * D(liquidation)
+    return snapshot(cash, {"BTC": (D(0), D(mark), D(1), D(mark))})
 
 
 async def test_liquidation_distance_in_a_snapshot_trips_the_kill_switch(

@@ -412,12 +412,20 @@ def test_yield_aggregator_keeps_its_state_without_a_funding_rate() -> None:
     assert carry_spots(strategy, funding={}) == {"BTC": D("0.25"), "ETH": D("0.25")}
 
 
-def test_yield_aggregator_sizes_carry_with_the_budget_and_unwinds_on_kill_switch() -> None:
+def test_yield_aggregator_carry_survives_stress_and_unwinds_on_kill_switch() -> None:
+    """Issue 16, item 4: the carry (zero net exposure) was force-unwound in every stressed
+    regime, its fees a third of the funding it earned. The regime's overlay scale sizes overlay
+    leverage, not a hedged carry."""
     strategy = YieldAggregator()
     funding = {"BTC": HIGH, "ETH": HIGH}
+    stressed = budget("stressed", overlay_scale=ZERO, allow_longs=False)
+    assert carry_spots(strategy, funding=funding, risk=stressed) == {
+        "BTC": D("0.25"),
+        "ETH": D("0.25"),
+    }
     assert carry_spots(strategy, funding=funding, risk=budget(overlay_scale=D("0.5"))) == {
-        "BTC": D("0.125"),
-        "ETH": D("0.125"),
+        "BTC": D("0.25"),
+        "ETH": D("0.25"),
     }
     assert carry_spots(strategy, funding=funding, kill_switch=True) == {"BTC": ZERO, "ETH": ZERO}
     assert carry_spots(strategy, funding=funding) == {"BTC": D("0.25"), "ETH": D("0.25")}

@@ -9,6 +9,7 @@ import msgspec
 from adapters.sim.fees import FeeSchedule
 from adapters.sim.margin import GENERIC_BRACKETS, Bracket, default_brackets
 from adapters.sim.slippage import SlippageConfig
+from engine.margin import DEFAULT_LEVERAGE
 
 
 class Latency(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +47,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     fees: FeeSchedule = FeeSchedule()
     slippage: SlippageConfig = SlippageConfig()
     latency: Latency = Latency()
-    default_leverage: Decimal = Decimal(10)
+    default_leverage: Decimal = DEFAULT_LEVERAGE
     leverage: dict[str, Decimal] = {}
     brackets: dict[str, tuple[Bracket, ...]] = msgspec.field(default_factory=default_brackets)
     generic_brackets: tuple[Bracket, ...] = GENERIC_BRACKETS

@@ -78,7 +78,7 @@ from typing import Final
 from adapters.sim.account import Position, Wallet
 from adapters.sim.config import SimConfig
 from adapters.sim.fees import FeeLiquidity
-from adapters.sim.margin import MarginTable, liquidation_price
+from adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
 from adapters.sim.market import MarketBoard, Touch
 from adapters.sim.orders import SimOrder
 from adapters.sim.slippage import slippage_model, slipped
@@ -210,27 +210,24 @@ class SimExchange:
 
     def liquidation_price(self, symbol: str) -> Decimal | None:
         """Estimated mark at which the account gets liquidated through this position, every other
-        position and balance held as they are (:func:`adapters.sim.margin.liquidation_price`).
+        position and balance held as they are (:func:`engine.margin.account_liquidation_price`).
         Rounded to the tick so that a mark AT the returned price liquidates and a mark one tick
         better does not (longs: down, shorts: up). None if flat or never liquidated."""
-        position = self._position(symbol)
-        if position.qty == 0:
-            return None
-        others = [s for s in self._open_positions() if s != symbol]
-        raw = liquidation_price(
-            position.qty,
-            position.cost,
-            self._margin.brackets(symbol),
-            equity_others=self._wallet.total(self.quote)
-            + sum((self.unrealized_pnl(s) for s in others), _ZERO),
-            mm_others=sum((self._position_mm(s) for s in others), _ZERO),
+        return account_liquidation_price(
+            symbol,
+            self.perp_holdings(),
+            self._wallet.total(self.quote),
+            self._margin,
+            self._instruments[symbol].tick_size,
         )
-        if raw is None:
-            return None
-        tick = self._instruments[symbol].tick_size
-        rounding = ROUND_FLOOR if position.qty > 0 else ROUND_CEILING
-        price = (raw / tick).to_integral_value(rounding=rounding) * tick
-        return price if price > 0 else None
+
+    def perp_holdings(self) -> list[PerpHolding]:
+        """The open perp positions with their cost basis and current mark (0 if never marked)."""
+        return [
+            PerpHolding(s, p.qty, p.cost, self._market.mark(s) or _ZERO)
+            for s, p in sorted(self._positions.items())
+            if p.qty
+        ]
 
     def order_status(self, client_order_id: str) -> OrderStatus | None:
         order = self._orders.get(client_order_id)

@@ -1,178 +1,32 @@
-"""Margin of USD-M perpetuals, Binance style: leverage-based initial margin and tiered maintenance.
+"""The simulated exchange's margin model lives in :mod:`engine.margin` (one implementation, shared
+with the risk actor's liquidation distance); re-exported here for the adapter's callers."""
 
-- **Initial margin** of a position or order = ``notional / leverage`` (leverage per symbol,
-  default 10). Notional = ``|qty| × price`` (the mark for positions, the order price for orders).
-- **Maintenance margin** = ``notional × mmr − maint_amount`` of the bracket (tier) the notional
-  falls in. A bracket covers ``floor <= notional <= cap``; the maintenance amount makes the
-  function continuous at every boundary (``amount_i = amount_{i−1} + floor_i × (mmr_i −
-  mmr_{i−1})``), so a boundary notional gets the same margin from either side and the lower
-  bracket is used. Notional beyond the last cap uses the last bracket.
-- **Liquidation price** of one position in a cross-margin account: the mark ``P`` where
-  ``margin balance = maintenance margin``, everything else held at its current value:
-  ``equity_others + qty × P − cost = mm_others + |qty| × P × mmr − amount``, solved per bracket
-  and taken from the bracket whose range contains ``|qty| × P``. ``cost`` is the position's
-  signed cost basis (``qty × entry``).
-"""
-
-from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
-
-import msgspec
-
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
-
-
-class Bracket(msgspec.Struct, frozen=True, kw_only=True):
-    """One notional tier: ``floor <= notional <= cap``, its max leverage, maintenance margin rate
-    and maintenance amount (Binance's ``cum``), all in the quote currency."""
-
-    floor: Decimal
-    cap: Decimal
-    max_leverage: Decimal
-    mmr: Decimal
-    maint_amount: Decimal
-
-
-def _tiers(*rows: tuple[int, int, int, str, int]) -> tuple[Bracket, ...]:
-    return tuple(
-        Bracket(
-            floor=Decimal(floor),
-            cap=Decimal(cap),
-            max_leverage=Decimal(lev),
-            mmr=Decimal(mmr),
-            maint_amount=Decimal(amount),
-        )
-        for floor, cap, lev, mmr, amount in rows
-    )
-
-
-# Binance's published USD-M brackets (GET /fapi/v1/leverageBracket, first five tiers) at the time
-# of writing. Binance revises them from time to time: they are defaults, configurable through
-# SimConfig.brackets.
-BTCUSDT_BRACKETS = _tiers(
-    (0, 50_000, 125, "0.004", 0),
-    (50_000, 250_000, 100, "0.005", 50),
-    (250_000, 3_000_000, 50, "0.01", 1_300),
-    (3_000_000, 20_000_000, 20, "0.025", 46_300),
-    (20_000_000, 40_000_000, 10, "0.05", 546_300),
-)
-ETHUSDT_BRACKETS = _tiers(
-    (0, 10_000, 100, "0.005", 0),
-    (10_000, 100_000, 75, "0.0065", 15),
-    (100_000, 500_000, 50, "0.01", 365),
-    (500_000, 1_000_000, 20, "0.02", 5_365),
-    (1_000_000, 2_000_000, 10, "0.05", 35_365),
-)
-# For perps without configured brackets: a conservative generic table (not any symbol's real one).
-GENERIC_BRACKETS = _tiers(
-    (0, 5_000, 50, "0.01", 0),
-    (5_000, 25_000, 20, "0.025", 75),
-    (25_000, 100_000, 10, "0.05", 700),
-    (100_000, 250_000, 5, "0.1", 5_700),
-    (250_000, 1_000_000, 4, "0.125", 11_950),
+from engine.margin import (
+    BTCUSDT_BRACKETS,
+    ETHUSDT_BRACKETS,
+    GENERIC_BRACKETS,
+    Bracket,
+    MarginTable,
+    PerpHolding,
+    account_liquidation_price,
+    bracket_for,
+    default_brackets,
+    initial_margin,
+    liquidation_price,
+    maintenance_margin,
 )
 
-
-def default_brackets() -> dict[str, tuple[Bracket, ...]]:
-    return {"BTC/USDT:USDT": BTCUSDT_BRACKETS, "ETH/USDT:USDT": ETHUSDT_BRACKETS}
-
-
-def bracket_for(brackets: Sequence[Bracket], notional: Decimal) -> Bracket:
-    """The bracket of ``notional`` (``floor <= notional <= cap``, lowest first; past the last
-    cap: the last bracket)."""
-    for bracket in brackets:
-        if notional <= bracket.cap:
-            return bracket
-    return brackets[-1]
-
-
-def maintenance_margin(brackets: Sequence[Bracket], notional: Decimal) -> Decimal:
-    """``notional × mmr − maint_amount`` of the notional's bracket (never negative)."""
-    notional = abs(notional)
-    if notional == 0:
-        return _ZERO
-    bracket = bracket_for(brackets, notional)
-    return max(_ZERO, notional * bracket.mmr - bracket.maint_amount)
-
-
-def initial_margin(notional: Decimal, leverage: Decimal) -> Decimal:
-    """``|notional| / leverage``."""
-    return abs(notional) / leverage
-
-
-def liquidation_price(
-    qty: Decimal,
-    cost: Decimal,
-    brackets: Sequence[Bracket],
-    *,
-    equity_others: Decimal,
-    mm_others: Decimal = _ZERO,
-) -> Decimal | None:
-    """The mark at which a position of ``qty`` with cost basis ``cost`` (``qty × entry``) brings
-    the account's margin balance down to its maintenance margin; None if flat or no positive
-    price does (a long backed by more than its notional).
-
-    ``equity_others`` = wallet balance + unrealised PnL of the other positions; ``mm_others`` =
-    their maintenance margin. Solves, per bracket,
-    ``P × (qty − |qty| × mmr) = cost + mm_others − equity_others − maint_amount``.
-    """
-    if qty == 0:
-        return None
-    size = abs(qty)
-    last = len(brackets) - 1
-    for i, bracket in enumerate(brackets):
-        denominator = qty - size * bracket.mmr
-        if denominator == 0:
-            continue
-        price = (cost + mm_others - equity_others - bracket.maint_amount) / denominator
-        notional = size * price
-        if price > 0 and bracket.floor <= notional and (notional <= bracket.cap or i == last):
-            return price
-    return None
-
-
-class MarginTable:
-    """Brackets and leverage per symbol."""
-
-    def __init__(
-        self,
-        brackets: Mapping[str, Sequence[Bracket]],
-        generic: Sequence[Bracket],
-        leverage: Mapping[str, Decimal],
-        default_leverage: Decimal,
-    ) -> None:
-        self._brackets = {symbol: tuple(tiers) for symbol, tiers in brackets.items()}
-        self._generic = tuple(generic)
-        self._leverage = dict(leverage)
-        self._default_leverage = default_leverage
-        for symbol, value in self._leverage.items():
-            _check_leverage(symbol, value)
-        _check_leverage("default", default_leverage)
-
-    def brackets(self, symbol: str) -> tuple[Bracket, ...]:
-        return self._brackets.get(symbol, self._generic)
-
-    def leverage(self, symbol: str) -> Decimal:
-        return self._leverage.get(symbol, self._default_leverage)
-
-    def set_leverage(self, symbol: str, leverage: Decimal) -> None:
-        """Set a symbol's leverage (at most its first bracket's max leverage)."""
-        _check_leverage(symbol, leverage)
-        top = self.brackets(symbol)[0].max_leverage
-        if leverage > top:
-            raise ValueError(f"{symbol}: leverage {leverage} above the maximum {top}")
-        self._leverage[symbol] = leverage
-
-    def initial(self, symbol: str, notional: Decimal) -> Decimal:
-        return initial_margin(notional, self.leverage(symbol))
-
-    def maintenance(self, symbol: str, notional: Decimal) -> Decimal:
-        return maintenance_margin(self.brackets(symbol), notional)
-
-
-def _check_leverage(symbol: str, leverage: Decimal) -> None:
-    if leverage < _ONE:
-        raise ValueError(f"{symbol}: leverage must be at least 1, got {leverage}")
+__all__ = [
+    "BTCUSDT_BRACKETS",
+    "ETHUSDT_BRACKETS",
+    "GENERIC_BRACKETS",
+    "Bracket",
+    "MarginTable",
+    "PerpHolding",
+    "account_liquidation_price",
+    "bracket_for",
+    "default_brackets",
+    "initial_margin",
+    "liquidation_price",
+    "maintenance_margin",
+]
