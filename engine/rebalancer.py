@@ -4,7 +4,8 @@ decision, carrying its inputs (weights, targets, bands, regime), its reasoning (
 costs, floors, skips) and the exact intents. The risk actor approves, cuts or vetoes each intent.
 
 An asset with orders still in flight (decided, not yet vetoed, rejected, canceled or completely
-filled) is not planned again: planning on a portfolio that has not seen its own fills yet would
+filled, where "completely" means the quantity the risk actor approved and the router sent, so a
+cut order completes on its fill) is not planned again: planning on a portfolio that has not seen its own fills yet would
 stack orders. An intent that was never sent (no ``SubmitOrder`` for it: the risk actor or the
 router dropped it without a word) expires after ``in_flight_timeout_s``; one whose order was sent
 never expires by time, since planning the asset again while that order may still be live at the
@@ -29,6 +30,7 @@ from engine.commands import SubmitOrder
 from engine.config import Config
 from engine.events import (
     InstrumentsLoaded,
+    IntentApproved,
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -114,6 +116,7 @@ class Rebalancer(Actor):
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
         self.subscribe(OrderVetoed, self.on_vetoed)
+        self.subscribe(IntentApproved, self.on_approved)
         self.subscribe(SubmitOrder, self.on_submit)
         self.subscribe(OrderFilled, self.on_fill)
         self.subscribe(OrderCanceled, self.on_order_done)
@@ -191,8 +194,17 @@ class Rebalancer(Actor):
         if self._cooling.get(asset, 0) > retry:
             self._cooling[asset] = retry
 
+    def on_approved(self, event: IntentApproved) -> None:
+        """The risk actor may have cut the intent: its fill completes on the approved quantity."""
+        pending = self._in_flight.get(event.intent.intent_id)
+        if pending is not None:
+            pending.qty = event.intent.qty
+
     def on_submit(self, command: SubmitOrder) -> None:
         self._intent_of[command.client_order_id] = command.intent_id
+        pending = self._in_flight.get(command.intent_id)
+        if pending is not None:
+            pending.qty = command.qty  # what was sent is what completes the intent
 
     def on_fill(self, fill: OrderFilled) -> None:
         pending = self._in_flight.get(self._intent_of.get(fill.client_order_id, ""))

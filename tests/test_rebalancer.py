@@ -356,3 +356,51 @@ def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeou
     first, second = rec.of(RebalanceDecided)
     assert second.intents
     assert f"{first.intents[0].intent_id} was never sent" in second.reasoning
+
+
+def _approved(intent: Any, qty: Decimal, why: str) -> Message:
+    from engine.events import IntentApproved
+
+    return IntentApproved(START_NS, START_NS, msgspec.structs.replace(intent, qty=qty), why)
+
+
+def _filled(intent: Any, client_order_id: str, qty: Decimal, at: int) -> Message:
+    from engine.events import OrderFilled
+
+    return OrderFilled(
+        at, at, client_order_id, "v-1", "t-1", intent.symbol, intent.side, qty, D(52_000), D(0),
+        "USDT", "taker",
+    )
+
+
+def test_a_cut_order_completes_on_its_approved_quantity_and_the_asset_is_planned_again(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Issue 16 item 3: the risk actor cuts an intent; the fill of the cut quantity completes it
+    (the asset is not frozen waiting for the planned quantity)."""
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    intent = first.intents[0]
+    cut = intent.qty / 2
+    bus.publish(_approved(intent, cut, "max_gross_leverage: cut"))
+    bus.publish(msgspec.structs.replace(_submitted(intent, "c-1"), qty=cut))
+    bus.publish(_filled(intent, "c-1", cut, START_NS))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
+    assert len(rec.of(RebalanceDecided)) == 2
+
+
+def test_a_partly_filled_order_that_ends_frees_its_asset(sim_clock: SimulatedClock) -> None:
+    from engine.events import OrderCanceled
+
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    intent = first.intents[0]
+    bus.publish(_submitted(intent, "c-1"))
+    bus.publish(_filled(intent, "c-1", intent.qty / 4, START_NS))
+    bus.publish(OrderCanceled(START_NS, START_NS, "c-1", intent.symbol, "IOC: rest canceled"))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
+    assert len(rec.of(RebalanceDecided)) == 2
