@@ -368,8 +368,18 @@ def _filled(intent: Any, client_order_id: str, qty: Decimal, at: int) -> Message
     from engine.events import OrderFilled
 
     return OrderFilled(
-        at, at, client_order_id, "v-1", "t-1", intent.symbol, intent.side, qty, D(52_000), D(0),
-        "USDT", "taker",
+        at,
+        at,
+        client_order_id,
+        "v-1",
+        "t-1",
+        intent.symbol,
+        intent.side,
+        qty,
+        D(52_000),
+        D(0),
+        "USDT",
+        "taker",
     )
 
 
