@@ -414,3 +414,36 @@ def test_a_partly_filled_order_that_ends_frees_its_asset(sim_clock: SimulatedClo
     bus.publish(OrderCanceled(START_NS, START_NS, "c-1", intent.symbol, "IOC: rest canceled"))
     bus.publish(book("52000").snapshot(START_NS + HOUR))
     assert len(rec.of(RebalanceDecided)) == 2
+
+
+def test_an_order_refused_for_margin_is_replanned_on_fresh_figures_never_resent_as_is(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Issue 16 item 1: "insufficient margin" was retried every hour forever, the same order."""
+    from engine.events import OrderRejected
+
+    bus, _, rec = make(sim_clock, mode="overlay")
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    [intent] = first.intents
+    bus.publish(_submitted(intent, "c-1"))
+    bus.publish(
+        OrderRejected(START_NS, START_NS, "c-1", intent.symbol, "insufficient margin: 720 needed")
+    )
+    bus.publish(book("52000").snapshot(START_NS + HOUR + 1))  # same figures: the same order
+    bus.publish(book("52000").snapshot(START_NS + 2 * HOUR + 2))
+    again = [
+        d
+        for d in rec.of(RebalanceDecided)[1:]
+        for i in d.intents
+        if (i.symbol, i.side, i.qty) == (intent.symbol, intent.side, intent.qty)
+    ]
+    assert again == []
+    poorer = book("52000")
+    poorer.cash = D(500)  # fresh figures: the venue's cash was lower than the snapshot said
+    bus.publish(poorer.snapshot(START_NS + 2 * HOUR + 3))
+    replanned = rec.of(RebalanceDecided)[-1]
+    [short] = replanned.intents
+    assert short.symbol == intent.symbol
+    assert short.qty < intent.qty
+    assert "available margin" in replanned.reasoning
