@@ -9,19 +9,40 @@ Sizing rule (MISSION example 2): the exposure to trade is ``goal × NAV − curr
 90 % of the band width from the target, so that rounding quantities down to the lot can never
 leave the weight outside the band).
 
-Sales are planned before purchases, and purchases are limited to the cash left after margin plus
-the proceeds of the plan's own sales.
+Sales are planned before purchases. Every order is sized within the account as the venue checks
+it, after what the same plan's earlier orders commit (:class:`AccountFigures`, the simulated
+exchange's definitions): margin balance = cash + Σ perp unrealised PnL; position margin = Σ
+|perp notional at mark| / leverage (the venue's leverage per asset, else ``default_leverage``);
+available margin = margin balance − position margin; a reserve of ``margin_buffer`` × margin
+balance is never committed. A spot purchase (with its fee) fits in min(free cash, available
+margin) − reserve; an order that grows a perp position fits its initial margin (growth × price /
+leverage, with its fee) in available margin − reserve; sales and reductions need neither and give
+back what they free (sale proceeds, released margin, realised PnL). An order that does not fit is
+cut down to what does, with a note naming the figure; in ``auto`` mode the rest goes to the other
+instrument (a short the margin cannot carry is sold in spot above the core floor, a long is
+bought in spot with the cash left), with the reason. Spot cash is never planned below zero.
 
 Instruments, per execution mode:
 - ``spot``: trade spot, never below the core floor;
 - ``overlay``: trade the perp. Overweight → perp short (Case A), underweight → perp long (Case B;
   spot instead while the budget forbids overlay longs);
 - ``auto``: first unwind an opposite perp position, then take the cheaper of spot and perp by
-  expected cost (fee + funding over the horizon); spot the core floor protects goes to the perp.
+  expected cost (spot: fee; perp: fee + funding over the horizon + the basis at the decision, the
+  perp's premium over spot, paid by a long and earned by a short); spot the core floor protects
+  goes to the perp. Every override of the cheaper choice is named in the reason: the regime
+  (overlay longs off), the core floor or cash, the margin.
 A strategy that sets an explicit spot weight gets its spot and perp legs rebalanced separately.
 
-Unwind cycle (Case B completion): an asset back inside its band that still carries a profitable
-overlay long has the long closed and the same notional bought in spot.
+Unwind cycle, both ways, for an asset back inside its band (modes other than spot):
+- Case B completion: a profitable overlay long (``unwind_profit`` above entry) is closed and the
+  same notional bought in spot;
+- Case A completion: an overlay short comes off when the asset's spot weight is back inside the
+  band (closing it leaves the weight inside), or when the price has fallen ``unwind_profit``
+  below the short's entry: then the same notional of spot is sold (down to the core floor), so the
+  net exposure stays where it is. The reason says which.
+
+Deleveraging (:func:`plan_deleverage`): reducing trades only, bringing the mandate's leverage
+(Σ |net exposure| / NAV) down to a target.
 
 Every quantity is rounded down to the lot; a trade below the instrument's minimum notional is
 skipped with a reason.

@@ -57,6 +57,7 @@ from engine.planner import (
     Plan,
     PlanInputs,
     plan_close_longs,
+    plan_deleverage,
     plan_flatten,
     plan_rebalance,
 )
@@ -203,6 +204,24 @@ class Rebalancer(Actor):
         why = f"kill switch ({event.reason}): flatten the overlay"
         plan = plan_flatten(self._inputs(snapshot, {}), self._next_id(), why)
         self._publish(plan, "kill_switch", why, event.ts_event)
+
+    def deleverage(self, target_leverage: Decimal, why: str, ts_event: int) -> None:
+        """Bring the mandate's leverage (Σ |net exposure| / NAV) back to ``target_leverage`` with
+        reducing trades (:func:`~engine.planner.plan_deleverage`), whatever the cooldown: for the
+        risk actor's "leverage above the cap" event. Assets with orders in flight are skipped."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        targets = self.strategy.call(self._context(snapshot))
+        resolved = targets.resolve() if targets is not None else {}
+        plan = plan_deleverage(
+            self._inputs(snapshot, resolved), self._peek_id(), why, target_leverage
+        )
+        busy = {p.asset for p in self._in_flight.values()}
+        plan.intents[:] = [i for i in plan.intents if base_of(i.symbol) not in busy]
+        if plan.intents:
+            self.decisions += 1
+            self._publish(plan, "deleverage", why, ts_event)
 
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = False

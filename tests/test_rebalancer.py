@@ -447,3 +447,26 @@ def test_an_order_refused_for_margin_is_replanned_on_fresh_figures_never_resent_
     assert short.symbol == intent.symbol
     assert short.qty < intent.qty
     assert "available margin" in replanned.reasoning
+
+
+def test_deleverage_publishes_reducing_trades_toward_the_target(sim_clock: SimulatedClock) -> None:
+    bus, rebalancer, rec = make(sim_clock, mode="overlay")
+    levered = Book(
+        cash=D(10_000),
+        spot={"BTC": D(1)},
+        prices={"BTC": D(50_000), "ETH": D(2_000)},
+        perp={"BTC": D(1)},
+        entry={"BTC": D(50_000)},
+    )  # net BTC 100,000 on NAV 60,000: 1.67
+    bus.publish(levered.snapshot(START_NS))
+    for earlier in rec.of(RebalanceDecided):  # the band breach's orders were vetoed
+        for i in earlier.intents:
+            bus.publish(OrderVetoed(START_NS, START_NS, i.intent_id, i.symbol, "test", "vetoed"))
+    before = len(rec.of(RebalanceDecided))
+    rebalancer.deleverage(D(1), "net leverage above the cap", START_NS)
+    [decision] = rec.of(RebalanceDecided)[before:]
+    assert decision.trigger == "deleverage"
+    assert all(i.reduce_only or i.side == "sell" for i in decision.intents)
+    for intent in decision.intents:
+        levered.fill(intent)
+    assert abs(levered.net_exposure("BTC") / levered.nav() - 1) < D("0.001")
