@@ -261,6 +261,9 @@ class _Planner:
             held = self._perp_left.get(asset, _ZERO)
             free = 2 * abs(held) if self._reduces(asset, side) else _ZERO
             most = instrument.round_qty(free + budget / unit)
+            if instrument.taker_fee > 0:  # its fee is paid in cash
+                fee_cap = max(_ZERO, self.cash) / (price * instrument.taker_fee)
+                most = min(most, instrument.round_qty(fee_cap))
             what = (
                 f"available margin {budget:.2f} {self.inp.quote} (after this plan's orders, "
                 f"leverage {plain(self.leverage(asset))}x)"

@@ -51,12 +51,15 @@ def replay_within_account(inp: PlanInputs, plan: Plan) -> list[str]:
     """Play the plan's orders, in order, against the account as the simulated venue checks it
     (spot buy: cost with fee <= min(free cash, available margin); an order growing a perp
     position: its initial margin <= available margin); return every breach. An independent model:
-    cash, unrealised PnL and positions are moved here, not by the planner."""
+    cash, unrealised PnL and positions are moved here, not by the planner. Cash may end below zero
+    only by what closing trades cost (their fees, the losses they realise): reducing risk is never
+    blocked for want of cash."""
     prices = {a.asset: (a.spot_price, a.perp_price or a.spot_price) for a in inp.snapshot.assets}
     cash = inp.snapshot.cash
     perp = {a.asset: a.perp_qty for a in inp.snapshot.assets}
     entry = {a.asset: a.perp_entry_price for a in inp.snapshot.assets}
     breaches: list[str] = []
+    closing_costs = D(0)
 
     def available() -> Decimal:
         upnl = sum((q * (prices[a][1] - entry[a]) for a, q in perp.items()), D(0))
@@ -79,9 +82,12 @@ def replay_within_account(inp: PlanInputs, plan: Plan) -> list[str]:
         growth = abs(held + signed) - abs(held)
         if growth > 0 and growth * price / leverage_of(inp, asset) > available():
             breaches.append(f"{intent}: margin {growth * price} / lev > {available()}")
+        fee = intent.qty * price * inst.taker_fee
         if held != 0 and (held > 0) != (signed > 0):
             closed = min(abs(signed), abs(held)) * (1 if held > 0 else -1)
-            cash += closed * (price - entry[asset])
+            realised = closed * (price - entry[asset])
+            cash += realised
+            closing_costs += fee - min(D(0), realised)  # a closing trade may realise a loss
         if held + signed == 0:
             entry[asset] = D(0)
         elif held == 0 or (held > 0) != (held + signed > 0):
@@ -89,10 +95,9 @@ def replay_within_account(inp: PlanInputs, plan: Plan) -> list[str]:
         elif abs(held + signed) > abs(held):
             entry[asset] = (held * entry[asset] + signed * price) / (held + signed)
         perp[asset] = held + signed
-        cash -= intent.qty * price * inst.taker_fee
-    losses = sum((min(D(0), a.perp_unrealized_pnl) for a in inp.snapshot.assets), D(0))
-    if cash < 0 and inp.snapshot.cash + losses >= 0:  # (else realising a loss alone may do it)
-        breaches.append(f"cash below zero: {cash}")
+        cash -= fee
+    if cash + closing_costs < 0:  # purchases and openings never spend cash the book lacks
+        breaches.append(f"cash below zero: {cash} (closing trades cost {closing_costs})")
     return breaches
 
 
