@@ -37,7 +37,8 @@ Unwind cycle, both ways, for an asset back inside its band (modes other than spo
 - Case B completion: a profitable overlay long (``unwind_profit`` above entry) is closed and the
   same notional bought in spot;
 - Case A completion: an overlay short comes off when the asset's spot weight is back inside the
-  band (closing it leaves the weight inside), or when the price has fallen ``unwind_profit``
+  band, within half its width of the target (``UNWIND_FRACTION``: closing it leaves the weight
+  inside, and not on the edge where the next move would short it again), or when the price has fallen ``unwind_profit``
   below the short's entry: then the same notional of spot is sold (down to the core floor), so the
   net exposure stays where it is. The reason says which.
 
@@ -147,6 +148,9 @@ def excess(exposure: Decimal, goal_weight: Decimal, nav: Decimal) -> Decimal:
 
 
 EDGE_FRACTION = Decimal("0.9")
+UNWIND_FRACTION = Decimal("0.5")
+"""A Case A short comes off once the spot weight is within this fraction of the band's width of
+the target (hysteresis: not at the band's edge, where it was just shorted)."""
 
 
 def _goal(weight: Decimal, target: Decimal, width: Decimal, to: str) -> Decimal:
@@ -378,7 +382,7 @@ class _Planner:
             if self._unwind_due(state):
                 action = self._unwind(state)
             elif state.perp_qty < 0:
-                action = self._unwind_short(state, target, high)
+                action = self._unwind_short(state, target, target.net + width * UNWIND_FRACTION)
         self.plan.assets.append(_decision(asset, weight, target.net, low, high, action))
 
     def _effective_mode(self, target: ResolvedTarget) -> Mode:
@@ -602,17 +606,18 @@ class _Planner:
         self.order(state.asset, "spot", notional, "unwind: buy spot with the proceeds")
         return "unwind"
 
-    def _unwind_short(self, state: AssetState, target: ResolvedTarget, high: Decimal) -> str:
+    def _unwind_short(self, state: AssetState, target: ResolvedTarget, inside: Decimal) -> str:
         """Case A completion, for an asset whose net weight is inside its band: the overlay short
-        comes off when the asset's spot weight is back inside the band (closing it leaves the
-        weight inside), or when the price has fallen back ``unwind_profit`` below the short's
+        comes off when the asset's spot weight is back well inside the band, at most ``inside``
+        (target + ``UNWIND_FRACTION`` of the band's width: closing it leaves the weight inside,
+        not on the edge where the next tick would short it again), or when the price has fallen back ``unwind_profit`` below the short's
         entry (then the same notional of spot is sold, down to the core floor, so the net
         exposure stays where it is)."""
         notional = -state.perp_notional
-        if state.spot_weight <= high:
+        if state.spot_weight <= inside:
             self.plan.notes.append(
                 f"{state.asset}: spot weight {_pct(state.spot_weight)} back inside the band "
-                f"(≤ {_pct(high)}): close the case A short of {notional:.2f} (case A unwind)"
+                f"(≤ {_pct(inside)}): close the case A short of {notional:.2f} (case A unwind)"
             )
             self.order(
                 state.asset, "perp", notional, "unwind: spot weight back in band", reduce=True
@@ -622,9 +627,11 @@ class _Planner:
         if entry <= 0 or state.perp_price > entry * (1 - self.inp.unwind_profit):
             return "hold"
         sale = min(notional, self._sellable(state, target))
+        inst = self.inp.instruments.get(perp_symbol(state.asset, self.inp.quote))
+        shown = inst.round_price(entry) if inst is not None else entry
         self.plan.notes.append(
             f"{state.asset}: price {state.perp_price} fell {_pct(1 - state.perp_price / entry)} "
-            f"below the short's entry {entry}: close the case A short of {notional:.2f} and "
+            f"below the short's entry {shown}: close the case A short of {notional:.2f} and "
             f"sell {sale:.2f} of spot (case A unwind)"
         )
         self.order(state.asset, "perp", notional, "unwind: price fell back", reduce=True)

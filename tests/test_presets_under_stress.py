@@ -83,7 +83,8 @@ async def _read(path: Path) -> Journal:
             elif isinstance(m, RebalanceDecided):
                 for intent in m.intents:
                     out.decisions[base_of(intent.symbol)].append(_at(m.ts_event))
-                out.reasons.append((_at(m.ts_event), m.reasoning))
+                said = " | ".join([m.reasoning, *(i.reason for i in m.intents)])
+                out.reasons.append((_at(m.ts_event), said))
     return out
 
 
