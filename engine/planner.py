@@ -38,9 +38,9 @@ Unwind cycle, both ways, for an asset back inside its band (modes other than spo
   same notional bought in spot;
 - Case A completion: an overlay short comes off when the asset's spot weight is back inside the
   band, within half its width of the target (``UNWIND_FRACTION``: closing it leaves the weight
-  inside, and not on the edge where the next move would short it again), or when the price has fallen ``unwind_profit``
-  below the short's entry: then the same notional of spot is sold (down to the core floor), so the
-  net exposure stays where it is. The reason says which.
+  inside, and not on the edge where the next move would short it again), or when the price has
+  fallen ``unwind_profit`` below the short's entry: then the same notional of spot is sold (down to
+  the core floor), so the net exposure stays where it is. The reason says which.
 
 Deleveraging (:func:`plan_deleverage`): reducing trades only, bringing the mandate's leverage
 (Σ |net exposure| / NAV) down to a target.
@@ -609,10 +609,10 @@ class _Planner:
     def _unwind_short(self, state: AssetState, target: ResolvedTarget, inside: Decimal) -> str:
         """Case A completion, for an asset whose net weight is inside its band: the overlay short
         comes off when the asset's spot weight is back well inside the band, at most ``inside``
-        (target + ``UNWIND_FRACTION`` of the band's width: closing it leaves the weight inside,
-        not on the edge where the next tick would short it again), or when the price has fallen back ``unwind_profit`` below the short's
-        entry (then the same notional of spot is sold, down to the core floor, so the net
-        exposure stays where it is)."""
+        (target + ``UNWIND_FRACTION`` of the band's width: closing it leaves the weight inside, not
+        on the edge where the next tick would short it again), or when the price has fallen back
+        ``unwind_profit`` below the short's entry (then the same notional of spot is sold, down to
+        the core floor, so the net exposure stays where it is)."""
         notional = -state.perp_notional
         if state.spot_weight <= inside:
             self.plan.notes.append(
