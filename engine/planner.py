@@ -74,6 +74,7 @@ class BudgetView:
     band_rel: Decimal | None
     allow_overlay_longs: bool = True
     regime: str = "normal"
+    max_gross_leverage: Decimal | None = None  # the gross cap in force (auto avoids breaking it)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,9 @@ class _Planner:
         self.reserve = account.reserve
         self._perp_left = {a.asset: a.perp_qty for a in inp.snapshot.assets}
         self.cut = False  # set when the account cut an order down (see _fit)
+        self.gross = sum(
+            (abs(a.spot_value) + abs(a.perp_notional) for a in inp.snapshot.assets), _ZERO
+        )  # Σ |spot| + Σ |perp notional| after the plan's orders so far
 
     # ------------------------------------------------------------------ account
 
@@ -306,6 +310,7 @@ class _Planner:
             flow = -notional - fee if side == "buy" else notional - fee
             self.cash += flow
             self.available += flow
+            self.gross += notional if side == "buy" else -notional
             return
         held = self._perp_left.get(asset, _ZERO)
         signed = qty if side == "buy" else -qty
@@ -315,6 +320,7 @@ class _Planner:
             self.cash += state.perp_unrealized_pnl * closed  # realised into the wallet
         growth = abs(held + signed) - abs(held)
         self.available -= growth * price / self.leverage(asset)
+        self.gross += growth * price
         self.cash -= fee
         self.available -= fee
         self._perp_left[asset] = held + signed
@@ -485,12 +491,16 @@ class _Planner:
         perp_cost = fee + funding + basis
         longs_off = side == "buy" and not self.inp.budget.allow_overlay_longs
         cheaper = "spot" if spot_cost <= perp_cost else "perp"
-        prefer_spot = cheaper == "spot" or longs_off
-        override = (
-            f", overridden: overlay longs are off ({self.inp.budget.regime} regime)"
-            if longs_off and cheaper == "perp"
-            else ""
-        )
+        capped = cheaper == "perp" and not longs_off and self._perp_breaks_gross_cap(state, rest)
+        prefer_spot = cheaper == "spot" or longs_off or capped
+        override = ""
+        if longs_off and cheaper == "perp":
+            override = f", overridden: overlay longs are off ({self.inp.budget.regime} regime)"
+        elif capped:
+            override = (
+                f", overridden: a perp {side} would take gross leverage above the cap "
+                f"{self.inp.budget.max_gross_leverage}x, spot does not"
+            )
         self.plan.notes.append(
             f"{state.asset}: auto {side} {abs(rest):.2f}: spot cost {_pct(spot_cost)}, perp cost "
             f"{_pct(perp_cost)} (fee {_pct(fee)} + funding over "
@@ -516,6 +526,15 @@ class _Planner:
             return f"perp {side}"
         self.order(state.asset, "spot", spot_part, f"{why}: {side} spot (margin limit)")
         return f"perp+spot {side}"
+
+    def _perp_breaks_gross_cap(self, state: AssetState, rest: Decimal) -> bool:
+        """Whether opening ``rest`` on the perp (beyond any opposite position, already unwound)
+        would take gross leverage above the budget's cap while a spot trade would not (a spot
+        sale shrinks gross; only sales differ, a purchase adds the same either way)."""
+        cap = self.inp.budget.max_gross_leverage
+        if cap is None or rest >= 0 or self.nav <= 0 or state.spot_value <= 0:
+            return False
+        return self.gross + abs(rest) > cap * self.nav
 
     def _auto_spot_first(
         self, state: AssetState, rest: Decimal, target: ResolvedTarget, why: str, *, longs_off: bool

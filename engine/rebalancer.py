@@ -187,6 +187,7 @@ class Rebalancer(Actor):
             band_rel=event.band_rel,
             allow_overlay_longs=event.allow_overlay_longs,
             regime=event.regime,
+            max_gross_leverage=event.max_gross_leverage,
         )
         snapshot = self.snapshot
         if event.allow_overlay_longs or snapshot is None or self.kill_switch:

@@ -332,3 +332,25 @@ def test_planned_orders_never_exceed_free_cash_or_available_margin(
     )
     assert replay_within_account(inp, plan) == []
     assert all(isinstance(i, OrderIntent) for i in plan.intents)
+
+
+def test_auto_names_the_gross_cap_when_it_overrides_the_cheaper_perp_short() -> None:
+    """MISSION example 1 in auto mode with funding paying shorts: the perp is cheaper, but the
+    short would take gross leverage from 0.64 to 0.71, above a 0.7 cap; the spot sale is taken
+    and the reason says why."""
+    book = Book(
+        cash=D(40_000), spot={"BTC": D(1), "ETH": D(10)}, prices={"BTC": D(52_000), "ETH": D(2_000)}
+    )
+    wanted = TargetSet(weights={"BTC": D("0.40"), "ETH": D("0.20")})
+    funding = {"BTC": D("0.001")}
+    free = plan_rebalance(inputs(book.snapshot(), wanted, "auto", funding_rates=funding), "d1")
+    assert [i.symbol for i in free.intents] == ["BTC/USDT:USDT"]
+    capped_budget = BudgetView(D("0.05"), None, max_gross_leverage=D("0.7"))
+    inp = inputs(book.snapshot(), wanted, "auto", funding_rates=funding, budget=capped_budget)
+    plan = plan_rebalance(inp, "d1")
+    assert [(i.symbol, i.side) for i in plan.intents] == [("BTC/USDT", "sell")]
+    [note] = [n for n in plan.notes if "auto sell" in n]
+    assert (
+        "-> spot first, overridden: a perp sell would take gross leverage above the cap 0.7x"
+        in note
+    )
