@@ -77,6 +77,7 @@ def sim_config(config: Config) -> SimConfig:
         slippage=SlippageConfig(model="fixed", bps=config.paper.slippage_bps),
         latency=Latency(fill_ns=config.paper.latency_ms * 1_000_000),
         quote_asset=config.venue.quote,
+        default_leverage=config.execution.perp_leverage,
     )
 
 

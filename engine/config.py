@@ -178,9 +178,20 @@ class ExecutionConfig(_Section, frozen=True):
     submit_attempts: int = 3
     """Sends of one order (same client order id) before the router gives up on the transport."""
     submit_retry_backoff_s: float = 0.5
+    margin_buffer: Decimal = Decimal("0.05")
+    """Share of the margin balance (cash + perp unrealised PnL) that no plan commits: spot buys
+    and the initial margin of new perp orders are sized within free cash and available margin
+    less this reserve."""
+    perp_leverage: Decimal = Decimal(10)
+    """Leverage set on the venue for the perps (initial margin = notional / leverage): the
+    planner's figure until the venue reports a position's margin; the simulated venue uses it."""
 
     def __post_init__(self) -> None:
         _positive("check_interval_s", self.check_interval_s)
+        if not Decimal(0) <= self.margin_buffer < _ONE:
+            raise ValueError(f"margin_buffer: must be >= 0 and < 1, got {self.margin_buffer}")
+        if self.perp_leverage < _ONE:
+            raise ValueError(f"perp_leverage: must be >= 1, got {self.perp_leverage}")
         _positive("submit_attempts", self.submit_attempts)
         if self.cooldown_s < 0:
             raise ValueError(f"cooldown_s: must be >= 0, got {self.cooldown_s}")

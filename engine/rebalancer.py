@@ -4,11 +4,18 @@ decision, carrying its inputs (weights, targets, bands, regime), its reasoning (
 costs, floors, skips) and the exact intents. The risk actor approves, cuts or vetoes each intent.
 
 An asset with orders still in flight (decided, not yet vetoed, rejected, canceled or completely
-filled) is not planned again: planning on a portfolio that has not seen its own fills yet would
-stack orders. An intent that was never sent (no ``SubmitOrder`` for it: the risk actor or the
-router dropped it without a word) expires after ``in_flight_timeout_s``; one whose order was sent
-never expires by time, since planning the asset again while that order may still be live at the
-venue could double it: it waits for a fill, a cancel, a reject or the router's status report.
+filled, where "completely" means the quantity the risk actor approved and the router sent, so a cut
+order completes on its fill) is not planned again: planning on a portfolio that has not seen its
+own fills yet would stack orders. An intent that was never sent (no ``SubmitOrder`` for it: the
+risk actor or the router dropped it without a word) expires after ``in_flight_timeout_s``; one
+whose order was sent never expires by time, since planning the asset again while that order may
+still be live at the venue could double it: it waits for a fill, a cancel, a reject or the router's
+status report.
+
+Plans are sized within the account (free cash, available margin at the venue's leverage, learnt
+from its position reports, less ``margin_buffer``). An order the venue refuses for insufficient
+margin or balance frees its asset for the next check, re-planned on fresh figures; the very same
+order is never sent again.
 
 It also reacts without any band breach: when the budget turns off overlay longs (stressed regime)
 it closes them, and when the kill switch fires it flattens every perp with reduce-only orders.
@@ -29,6 +36,7 @@ from engine.commands import SubmitOrder
 from engine.config import Config
 from engine.events import (
     InstrumentsLoaded,
+    IntentApproved,
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -38,6 +46,7 @@ from engine.events import (
     OrderStatusReported,
     OrderVetoed,
     PortfolioSnapshot,
+    PositionUpdated,
     RebalanceDecided,
     RiskBudgetChanged,
 )
@@ -48,6 +57,7 @@ from engine.planner import (
     Plan,
     PlanInputs,
     plan_close_longs,
+    plan_deleverage,
     plan_flatten,
     plan_rebalance,
 )
@@ -84,6 +94,8 @@ class Rebalancer(Actor):
         max_weight: Decimal = Decimal(3),
         assets: frozenset[str] | None = None,
         report_holds: bool = False,
+        margin_buffer: Decimal = Decimal("0.05"),
+        perp_leverage: Decimal = Decimal(10),
     ) -> None:
         super().__init__(bus, clock)
         self.report_holds = report_holds  # also publish decisions without orders (ballast plan)
@@ -107,13 +119,20 @@ class Rebalancer(Actor):
         self._intent_of: dict[str, str] = {}  # client order id → intent id
         self.in_flight_timeout_ns = 300 * NS_PER_SECOND
         self._failure_published = False
+        self.margin_buffer = margin_buffer
+        self.default_leverage = perp_leverage
+        self.leverage: dict[str, Decimal] = {}  # asset → leverage learnt from position reports
+        self._sent: dict[str, tuple[str, str, Decimal]] = {}  # client order id → symbol, side, qty
+        self._refused: dict[str, tuple[str, str, Decimal]] = {}  # asset → order refused for funds
         self.subscribe(InstrumentsLoaded, self.on_instruments)
+        self.subscribe(PositionUpdated, self.on_position)
         self.subscribe(MarkPriceUpdated, self.on_mark)
         self.subscribe(PortfolioSnapshot, self.on_snapshot)
         self.subscribe(RiskBudgetChanged, self.on_budget)
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
         self.subscribe(OrderVetoed, self.on_vetoed)
+        self.subscribe(IntentApproved, self.on_approved)
         self.subscribe(SubmitOrder, self.on_submit)
         self.subscribe(OrderFilled, self.on_fill)
         self.subscribe(OrderCanceled, self.on_order_done)
@@ -143,12 +162,20 @@ class Rebalancer(Actor):
             assets=frozenset(
                 base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]
             ),
+            margin_buffer=config.execution.margin_buffer,
+            perp_leverage=config.execution.perp_leverage,
         )
 
     # ------------------------------------------------------------------ inputs
 
     def on_instruments(self, event: InstrumentsLoaded) -> None:
         self.instruments.update({i.symbol: i for i in event.instruments})
+
+    def on_position(self, event: PositionUpdated) -> None:
+        """The venue's leverage for the symbol, from the margin it reports for a position
+        (initial margin = |qty| × mark / leverage)."""
+        if event.qty != 0 and event.margin > 0 and event.mark_price > 0:
+            self.leverage[base_of(event.symbol)] = abs(event.qty) * event.mark_price / event.margin
 
     def on_mark(self, event: MarkPriceUpdated) -> None:
         self.funding[base_of(event.symbol)] = event.funding_rate
@@ -160,6 +187,7 @@ class Rebalancer(Actor):
             band_rel=event.band_rel,
             allow_overlay_longs=event.allow_overlay_longs,
             regime=event.regime,
+            max_gross_leverage=event.max_gross_leverage,
         )
         snapshot = self.snapshot
         if event.allow_overlay_longs or snapshot is None or self.kill_switch:
@@ -178,6 +206,24 @@ class Rebalancer(Actor):
         plan = plan_flatten(self._inputs(snapshot, {}), self._next_id(), why)
         self._publish(plan, "kill_switch", why, event.ts_event)
 
+    def deleverage(self, target_leverage: Decimal, why: str, ts_event: int) -> None:
+        """Bring the mandate's leverage (Σ |net exposure| / NAV) back to ``target_leverage`` with
+        reducing trades (:func:`~engine.planner.plan_deleverage`), whatever the cooldown: for the
+        risk actor's "leverage above the cap" event. Assets with orders in flight are skipped."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        targets = self.strategy.call(self._context(snapshot))
+        resolved = targets.resolve() if targets is not None else {}
+        plan = plan_deleverage(
+            self._inputs(snapshot, resolved), self._peek_id(), why, target_leverage
+        )
+        busy = {p.asset for p in self._in_flight.values()}
+        plan.intents[:] = [i for i in plan.intents if base_of(i.symbol) not in busy]
+        if plan.intents:
+            self.decisions += 1
+            self._publish(plan, "deleverage", why, ts_event)
+
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = False
 
@@ -191,8 +237,18 @@ class Rebalancer(Actor):
         if self._cooling.get(asset, 0) > retry:
             self._cooling[asset] = retry
 
+    def on_approved(self, event: IntentApproved) -> None:
+        """The risk actor may have cut the intent: its fill completes on the approved quantity."""
+        pending = self._in_flight.get(event.intent.intent_id)
+        if pending is not None:
+            pending.qty = event.intent.qty
+
     def on_submit(self, command: SubmitOrder) -> None:
         self._intent_of[command.client_order_id] = command.intent_id
+        self._sent[command.client_order_id] = (command.symbol, command.side, command.qty)
+        pending = self._in_flight.get(command.intent_id)
+        if pending is not None:
+            pending.qty = command.qty  # what was sent is what completes the intent
 
     def on_fill(self, fill: OrderFilled) -> None:
         pending = self._in_flight.get(self._intent_of.get(fill.client_order_id, ""))
@@ -202,6 +258,12 @@ class Rebalancer(Actor):
                 self._forget(fill.client_order_id)
 
     def on_order_done(self, event: OrderCanceled | OrderRejected) -> None:
+        sent = self._sent.get(event.client_order_id)
+        if isinstance(event, OrderRejected) and sent is not None and _for_funds(event.reason):
+            # Re-plan at the next check with fresh account figures, never the same order again.
+            asset = base_of(sent[0])
+            self._refused[asset] = sent
+            self._cooling[asset] = min(self._cooling.get(asset, 0), event.ts_event)
         self._forget(event.client_order_id)
 
     def on_status(self, event: OrderStatusReported) -> None:
@@ -209,6 +271,7 @@ class Rebalancer(Actor):
             self._forget(event.client_order_id)
 
     def _forget(self, client_order_id: str) -> None:
+        self._sent.pop(client_order_id, None)
         intent_id = self._intent_of.pop(client_order_id, None)
         if intent_id is not None:
             self._in_flight.pop(intent_id, None)
@@ -223,6 +286,7 @@ class Rebalancer(Actor):
             return
         plan = plan_rebalance(self._inputs(snapshot, targets.resolve()), self._peek_id())
         self._drop_cooling(plan, snapshot.ts_event)
+        self._drop_refused(plan)
         if plan.intents or self.report_holds:
             self.decisions += 1
             self._publish(plan, "band", targets.note, snapshot.ts_event)
@@ -251,6 +315,9 @@ class Rebalancer(Actor):
             rebalance_to=self.rebalance_to,
             quote=self.quote,
             funding_rates=dict(self.funding),
+            perp_leverage=dict(self.leverage),
+            default_leverage=self.default_leverage,
+            margin_buffer=self.margin_buffer,
         )
 
     def _peek_id(self) -> str:
@@ -291,6 +358,24 @@ class Rebalancer(Actor):
                 plan.notes.append(f"orders in flight for {', '.join(sorted(busy - cooling))}")
         plan.intents[:] = kept
 
+    def _drop_refused(self, plan: Plan) -> None:
+        """Never send again an order the venue refused for lack of margin or balance: the plan
+        was made on fresh account figures, so the same order means the figures disagree with
+        the venue's, and it would be refused again."""
+        kept = []
+        for intent in plan.intents:
+            asset = base_of(intent.symbol)
+            if self._refused.get(asset) == (intent.symbol, intent.side, intent.qty):
+                plan.notes.append(
+                    f"{asset}: {intent.side} {intent.qty} {intent.symbol} was refused for "
+                    "insufficient margin/balance: not sent again"
+                )
+                continue
+            kept.append(intent)
+        plan.intents[:] = kept
+        for intent in kept:
+            self._refused.pop(base_of(intent.symbol), None)
+
     def _publish(self, plan: Plan, trigger: str, note: str, ts_event: int) -> None:
         """Publish the decision. Cooldowns run on event time, so a replay decides the same."""
         if not plan.intents and not self.report_holds:
@@ -322,3 +407,10 @@ class Rebalancer(Actor):
         event = self.strategy.failure_event(self.now())
         if event is not None:
             self.publish(event)
+
+
+def _for_funds(reason: str) -> bool:
+    """A venue refusal for lack of margin or balance (Binance -2019 "Margin is insufficient",
+    -2010 "insufficient balance", the simulated venue's "insufficient margin/balance")."""
+    text = reason.lower()
+    return "insufficient" in text

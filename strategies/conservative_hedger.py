@@ -12,6 +12,16 @@ A risk alert is on while any of these holds:
   ``alert_drawdown``; this alert then stays on until the drawdown is back below
   ``clear_drawdown``, so the hedge is not opened and closed on every small move.
 
+When the hedge comes off. The stressed-regime and kill-switch alerts end with their cause. The
+drawdown alert ends when the drawdown is back below ``clear_drawdown``, or when the market has
+turned: a full hedge freezes NAV, so the drawdown may never recover by itself, and the hedge would
+stay on through the whole recovery. So the hedge is also released when the market of the core has
+risen ``release_rebound`` above its lowest point since the alert went on (a trend rule). The
+market of the core is a price index: Σ core weight × price / price when the alert went on, over Σ
+core weight (prices only, so buying or selling spot does not move it). After such a
+release the drawdown is measured from the NAV at the release (the hedged peak) and its highs since,
+so the alert comes back only on a new fall of ``alert_drawdown``, not at once on the old drawdown.
+
 Params (``[strategy.params]``), all optional:
 
 - ``core`` (asset → spot weight; the rest is stablecoin cash). Default ``{BTC = 0.5, ETH = 0.3}``:
@@ -19,6 +29,7 @@ Params (``[strategy.params]``), all optional:
 - ``alert_drawdown`` (fraction). Default 0.10.
 - ``clear_drawdown`` (fraction, ≤ ``alert_drawdown``). Default 0.05.
 - ``hedge_ratio`` (fraction of the spot book shorted while alerted, in (0, 1]). Default 1.
+- ``release_rebound`` (fraction; 0 turns the rule off). Default 0.10.
 """
 
 from __future__ import annotations
@@ -49,12 +60,14 @@ class ConservativeHedgerParams(StrategyParams, frozen=True):
     alert_drawdown: Decimal = Decimal("0.10")
     clear_drawdown: Decimal = Decimal("0.05")
     hedge_ratio: Decimal = Decimal(1)
+    release_rebound: Decimal = Decimal("0.10")
 
     def __post_init__(self) -> None:
         check_weights("core", self.core)
         check_fraction("alert_drawdown", self.alert_drawdown)
         check_fraction("clear_drawdown", self.clear_drawdown, high=self.alert_drawdown)
         check_fraction("hedge_ratio", self.hedge_ratio)
+        check_fraction("release_rebound", self.release_rebound)
 
 
 class ConservativeHedger(Strategy):
@@ -66,6 +79,10 @@ class ConservativeHedger(Strategy):
         super().__init__(params)
         self.settings = parse_params(ConservativeHedgerParams, params)
         self._drawdown_alert = False
+        self._core_low: Decimal | None = None  # lowest core index since the drawdown alert
+        self._core_ref: dict[str, Decimal] = {}  # prices when the drawdown alert went on
+        self._hedged_peak: Decimal | None = None  # NAV high since the last rebound release
+        self._released = ""  # why the hedge last came off by the trend rule (for the note)
 
     def targets(self, context: StrategyContext) -> TargetSet:
         core = dict(self.settings.core)
@@ -75,6 +92,9 @@ class ConservativeHedger(Strategy):
             note = f"risk alert ({', '.join(reasons)}): spot book hedged with perp shorts"
         else:
             note = "no risk alert: spot core, no overlay"
+        if self._released:
+            note = f"{self._released}; {note}"
+            self._released = ""
         return TargetSet(
             weights=core,
             spot_weights=dict(core),
@@ -90,13 +110,59 @@ class ConservativeHedger(Strategy):
             reasons.append("stressed regime")
         if context.kill_switch:
             reasons.append("kill switch")
-        if self._drawdown_alerted(context.snapshot.drawdown):
-            reasons.append(f"drawdown {context.snapshot.drawdown:.2%}")
+        drawdown = self._drawdown(context)
+        if self._drawdown_alerted(drawdown, self._core_value(context)):
+            reasons.append(f"drawdown {drawdown:.2%}")
+        elif self._released:
+            self._hedged_peak = context.snapshot.nav  # the drawdown restarts from here
         return reasons
 
-    def _drawdown_alerted(self, drawdown: Decimal) -> bool:
+    def _drawdown(self, context: StrategyContext) -> Decimal:
+        """The portfolio's drawdown, or after a rebound release the drawdown from the hedged
+        peak (the NAV at the release and its highs since), whichever is smaller."""
+        snapshot = context.snapshot
+        if self._hedged_peak is None:
+            return snapshot.drawdown
+        self._hedged_peak = max(self._hedged_peak, snapshot.nav)
+        if snapshot.drawdown == 0:
+            self._hedged_peak = None  # a new all-time high: back to the portfolio's drawdown
+            return snapshot.drawdown
+        from_hedged = (self._hedged_peak - snapshot.nav) / self._hedged_peak
+        return min(snapshot.drawdown, max(Decimal(0), from_hedged))
+
+    def _core_value(self, context: StrategyContext) -> Decimal:
+        """The core's price index (1 when the drawdown alert went on; see the module docstring)."""
+        core = self.settings.core
+        prices = {a.asset: a.spot_price for a in context.snapshot.assets if a.spot_price > 0}
+        if not self._drawdown_alert or not self._core_ref:
+            self._core_ref = {a: prices[a] for a in core if a in prices}
+        total = sum((core[a] for a in self._core_ref), Decimal(0))
+        if total == 0:
+            return Decimal(0)
+        weighted = sum(
+            (core[a] * prices.get(a, ref) / ref for a, ref in self._core_ref.items()), Decimal(0)
+        )
+        return weighted / total
+
+    def _drawdown_alerted(self, drawdown: Decimal, core_value: Decimal) -> bool:
         if drawdown >= self.settings.alert_drawdown:
             self._drawdown_alert = True
         elif drawdown < self.settings.clear_drawdown:
             self._drawdown_alert = False
-        return self._drawdown_alert
+        if not self._drawdown_alert:
+            self._core_low = None
+            self._core_ref = {}
+            return False
+        low = core_value if self._core_low is None else min(self._core_low, core_value)
+        self._core_low = low
+        rebound = self.settings.release_rebound
+        if rebound > 0 and low > 0 and core_value >= low * (1 + rebound):
+            self._released = (
+                f"hedge released: the core's prices are {core_value / low - 1:.2%} above their "
+                f"low since the drawdown alert (release_rebound {rebound:.0%})"
+            )
+            self._drawdown_alert = False
+            self._core_low = None
+            self._core_ref = {}
+            return False
+        return True

@@ -9,10 +9,12 @@ For each asset in ``assets``, with ``apr = MarketView.annualised_funding(asset)`
 - the carry is switched on when ``apr > enter_apr`` and off when ``apr < exit_apr``; in between
   the previous state holds (hysteresis, kept in the instance), and an asset without a funding
   rate in the context keeps its state;
-- while on: ``spot_weights[a] = core[a] + carry_weight`` and ``weights[a] = core[a]`` (the perp
-  short makes up the difference). The carry has zero net exposure: it is not overlay leverage,
-  so the regime's ``overlay_scale`` does not size it and a stressed regime does not unwind it
-  (margin pressure does, through the risk actor's ``DeleverageRequired``);
+- while on: ``spot_weights[a] = core[a] + carry`` and ``weights[a] = core[a]`` (the perp short
+  makes up the difference), with ``carry = carry_weight × overlay_scale`` for a carry not yet
+  open and ``carry = carry_weight`` for one already open (the snapshot shows a perp short): the
+  budget's overlay scale sizes new carries, but an open carry has zero net exposure, so a
+  stressed regime (scale 0) does not force it off; only margin (the planner sizes every order
+  within the account) or the kill switch does;
 - while off: ``spot_weights[a] = weights[a] = core[a]``.
 
 Beyond the optional directional ``core`` the book is delta-neutral. The kill switch unwinds every
@@ -83,11 +85,19 @@ class YieldAggregator(Strategy):
 
     def targets(self, context: StrategyContext) -> TargetSet:
         notes = [self._update_carry(context, asset) for asset in sorted(set(self.settings.assets))]
-        carry = self.settings.carry_weight * _carry_scale(context)
+        scale = _carry_scale(context)
         core = self.settings.core
         assets = sorted(set(core) | set(self.settings.assets))
         net = {asset: core.get(asset, _ZERO) for asset in assets}
-        spot = {a: net[a] + (carry if a in self.carrying else _ZERO) for a in assets}
+        open_ = _open_carries(context)
+        spot: dict[str, Decimal] = {}
+        for a in assets:
+            carry = self.settings.carry_weight * (
+                _ONE if a in open_ and not context.kill_switch else scale
+            )
+            spot[a] = net[a] + (carry if a in self.carrying else _ZERO)
+            if a in self.carrying and a in open_ and scale < _ONE and not context.kill_switch:
+                notes.append(f"{a} carry open: kept whole ({context.regime} regime)")
         if context.kill_switch:
             notes.append("kill switch: carries unwound")
         return TargetSet(
@@ -107,7 +117,13 @@ class YieldAggregator(Strategy):
         return f"{asset} carry {'on' if asset in self.carrying else 'off'} (funding {apr:.1%} APR)"
 
 
+def _open_carries(context: StrategyContext) -> set[str]:
+    """Assets whose carry is already open: a perp short beside a spot holding."""
+    return {a.asset for a in context.snapshot.assets if a.perp_qty < 0 and a.spot_qty > 0}
+
+
 def _carry_scale(context: StrategyContext) -> Decimal:
-    """All of the configured carry, in every regime (zero net exposure is not leverage); none
-    under the kill switch."""
-    return _ZERO if context.kill_switch else _ONE
+    """How much of the configured carry the budget allows (0 under the kill switch)."""
+    if context.kill_switch:
+        return _ZERO
+    return _ONE if context.budget is None else context.budget.overlay_scale

@@ -219,6 +219,10 @@ def test_a_bad_value_names_its_key_path(text: str, key: str, problem: str) -> No
         ("[targets]\nBTC = nan\n", "targets.BTC"),
         ("[bands]\nabs_pp = inf\n", "bands.abs_pp"),
         ("[execution]\ncooldown_s = nan\n", "execution.cooldown_s"),
+        ("[execution]\nmargin_buffer = nan\n", "execution.margin_buffer"),
+        ("[execution]\nmargin_buffer = 1\n", "execution.margin_buffer"),
+        ("[execution]\nmargin_buffer = -0.1\n", "execution.margin_buffer"),
+        ("[execution]\nperp_leverage = 0.5\n", "execution.perp_leverage"),
     ],
 )
 def test_non_finite_numbers_are_config_errors(text: str, key: str) -> None:

@@ -268,6 +268,8 @@ def test_after_a_frictionless_rebalance_every_weight_is_inside_its_band(
         weight = book.weight(asset)
         if "minimum notional" in skipped and asset in skipped:
             continue
+        if any(n.startswith(f"{asset}: ") and " cut to " in n for n in result.notes):
+            continue  # the account (cash or margin) limited the trade, and the plan says so
         assert target.net - width <= weight <= target.net + width, (
             asset,
             weight,

@@ -356,3 +356,117 @@ def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeou
     first, second = rec.of(RebalanceDecided)
     assert second.intents
     assert f"{first.intents[0].intent_id} was never sent" in second.reasoning
+
+
+def _approved(intent: Any, qty: Decimal, why: str) -> Message:
+    from engine.events import IntentApproved
+
+    return IntentApproved(START_NS, START_NS, msgspec.structs.replace(intent, qty=qty), why)
+
+
+def _filled(intent: Any, client_order_id: str, qty: Decimal, at: int) -> Message:
+    from engine.events import OrderFilled
+
+    return OrderFilled(
+        at,
+        at,
+        client_order_id,
+        "v-1",
+        "t-1",
+        intent.symbol,
+        intent.side,
+        qty,
+        D(52_000),
+        D(0),
+        "USDT",
+        "taker",
+    )
+
+
+def test_a_cut_order_completes_on_its_approved_quantity_and_the_asset_is_planned_again(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Issue 16 item 3: the risk actor cuts an intent; the fill of the cut quantity completes it
+    (the asset is not frozen waiting for the planned quantity)."""
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    intent = first.intents[0]
+    cut = intent.qty / 2
+    bus.publish(_approved(intent, cut, "max_gross_leverage: cut"))
+    bus.publish(msgspec.structs.replace(_submitted(intent, "c-1"), qty=cut))
+    bus.publish(_filled(intent, "c-1", cut, START_NS))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
+    assert len(rec.of(RebalanceDecided)) == 2
+
+
+def test_a_partly_filled_order_that_ends_frees_its_asset(sim_clock: SimulatedClock) -> None:
+    from engine.events import OrderCanceled
+
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    intent = first.intents[0]
+    bus.publish(_submitted(intent, "c-1"))
+    bus.publish(_filled(intent, "c-1", intent.qty / 4, START_NS))
+    bus.publish(OrderCanceled(START_NS, START_NS, "c-1", intent.symbol, "IOC: rest canceled"))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
+    assert len(rec.of(RebalanceDecided)) == 2
+
+
+def test_an_order_refused_for_margin_is_replanned_on_fresh_figures_never_resent_as_is(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Issue 16 item 1: "insufficient margin" was retried every hour forever, the same order."""
+    from engine.events import OrderRejected
+
+    bus, _, rec = make(sim_clock, mode="overlay")
+    bus.publish(book("52000").snapshot(START_NS))
+    [first] = rec.of(RebalanceDecided)
+    [intent] = first.intents
+    bus.publish(_submitted(intent, "c-1"))
+    bus.publish(
+        OrderRejected(START_NS, START_NS, "c-1", intent.symbol, "insufficient margin: 720 needed")
+    )
+    bus.publish(book("52000").snapshot(START_NS + HOUR + 1))  # same figures: the same order
+    bus.publish(book("52000").snapshot(START_NS + 2 * HOUR + 2))
+    again = [
+        d
+        for d in rec.of(RebalanceDecided)[1:]
+        for i in d.intents
+        if (i.symbol, i.side, i.qty) == (intent.symbol, intent.side, intent.qty)
+    ]
+    assert again == []
+    poorer = book("52000")
+    poorer.cash = D(500)  # fresh figures: the venue's cash was lower than the snapshot said
+    bus.publish(poorer.snapshot(START_NS + 2 * HOUR + 3))
+    replanned = rec.of(RebalanceDecided)[-1]
+    [short] = replanned.intents
+    assert short.symbol == intent.symbol
+    assert short.qty < intent.qty
+    assert "available margin" in replanned.reasoning
+
+
+def test_deleverage_publishes_reducing_trades_toward_the_target(sim_clock: SimulatedClock) -> None:
+    bus, rebalancer, rec = make(sim_clock, mode="overlay")
+    levered = Book(
+        cash=D(10_000),
+        spot={"BTC": D(1)},
+        prices={"BTC": D(50_000), "ETH": D(2_000)},
+        perp={"BTC": D(1)},
+        entry={"BTC": D(50_000)},
+    )  # net BTC 100,000 on NAV 60,000: 1.67
+    bus.publish(levered.snapshot(START_NS))
+    for earlier in rec.of(RebalanceDecided):  # the band breach's orders were vetoed
+        for i in earlier.intents:
+            bus.publish(OrderVetoed(START_NS, START_NS, i.intent_id, i.symbol, "test", "vetoed"))
+    before = len(rec.of(RebalanceDecided))
+    rebalancer.deleverage(D(1), "net leverage above the cap", START_NS)
+    [decision] = rec.of(RebalanceDecided)[before:]
+    assert decision.trigger == "deleverage"
+    assert all(i.reduce_only or i.side == "sell" for i in decision.intents)
+    for intent in decision.intents:
+        levered.fill(intent)
+    assert abs(levered.net_exposure("BTC") / levered.nav() - 1) < D("0.001")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -304,6 +305,68 @@ def test_conservative_hedger_core_and_hedge_ratio_are_configurable() -> None:
     assert spots(targets) == {"BTC": D("0.6")}
 
 
+def test_conservative_hedger_releases_a_drawdown_hedge_when_the_core_rebounds() -> None:
+    """Issue 16 item 7: fully hedged, NAV (so the drawdown) is frozen above the clear level; the
+    hedge comes off when the core's prices are 10 % above their low since the alert, and the
+    alert does not come back at once on the old drawdown."""
+    hedger = ConservativeHedger()
+    path = [  # (BTC price, ETH price, drawdown as the frozen hedged NAV shows it)
+        ("40000", "2000", "0.10"),  # alert: hedge
+        ("36000", "1800", "0.0522"),  # falls further: hedged, NAV frozen
+        ("34000", "1700", "0.0522"),  # the low
+        ("37000", "1850", "0.0522"),  # +8.8 %: still hedged
+        ("37400", "1870", "0.0522"),  # +10 %: released
+        ("38000", "1900", "0.0522"),  # the old drawdown does not re-arm it
+    ]
+    observed = []
+    notes = []
+    for btc, eth, dd in path:
+        targets = hedger.targets(context(prices={"BTC": D(btc), "ETH": D(eth)}, drawdown=D(dd)))
+        observed.append(nets(targets)["BTC"])
+        notes.append(targets.note)
+    assert observed == [ZERO, ZERO, ZERO, ZERO, D("0.5"), D("0.5")]
+    assert "hedge released: the core's prices are 10.00% above their low" in notes[4]
+
+
+def test_conservative_hedger_hedges_again_on_a_new_fall_from_the_hedged_peak() -> None:
+    hedger = ConservativeHedger({"release_rebound": 0.10})
+    hedger.targets(context(prices={"BTC": D(40_000), "ETH": D(2_000)}, drawdown=D("0.10")))
+    hedger.targets(context(prices={"BTC": D(30_000), "ETH": D(1_500)}, drawdown=D("0.10")))
+    released = hedger.targets(
+        context(prices={"BTC": D(33_000), "ETH": D(1_650)}, drawdown=D("0.10"))
+    )
+    assert nets(released)["BTC"] == D("0.5")
+    # NAV (100,000 in these contexts) is the hedged peak; a new 10 % fall from it hedges again.
+    snap = snapshot(START_NS, drawdown=D("0.19"))
+    fallen = StrategyContext(
+        ts_ns=START_NS,
+        snapshot=msgspec.structs.replace(snap, nav=D(90_000)),
+        market=MarketView(spot_prices={}, perp_marks={}, funding_rates={}),
+        budget=None,
+        kill_switch=False,
+    )
+    assert nets(hedger.targets(fallen))["BTC"] == ZERO
+
+
+def test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime() -> None:
+    """Issue 16 (item 4, the carry): zero net exposure is not force-unwound by the regime."""
+    strategy = YieldAggregator()
+    funding = {"BTC": HIGH, "ETH": HIGH}
+    carry_spots(strategy, funding=funding)
+    ctx = context(funding=funding, risk=budget("stressed", overlay_scale=ZERO, allow_longs=False))
+    carried = tuple(
+        msgspec.structs.replace(a, perp_qty=-a.spot_qty) if a.asset == "BTC" else a
+        for a in ctx.snapshot.assets
+    )
+    ctx = msgspec.structs.replace(
+        ctx, snapshot=msgspec.structs.replace(ctx.snapshot, assets=carried)
+    )
+    targets = strategy.targets(ctx)
+    assert spots(targets) == {"BTC": D("0.25"), "ETH": ZERO}  # open: kept; not open: not entered
+    assert nets(targets) == {"BTC": ZERO, "ETH": ZERO}
+    assert "BTC carry open: kept whole (stressed regime)" in targets.note
+
+
 # --------------------------------------------------------------------------- growth_optimizer
 
 
@@ -412,20 +475,15 @@ def test_yield_aggregator_keeps_its_state_without_a_funding_rate() -> None:
     assert carry_spots(strategy, funding={}) == {"BTC": D("0.25"), "ETH": D("0.25")}
 
 
-def test_yield_aggregator_carry_survives_stress_and_unwinds_on_kill_switch() -> None:
-    """Issue 16, item 4: the carry (zero net exposure) was force-unwound in every stressed
-    regime, its fees a third of the funding it earned. The regime's overlay scale sizes overlay
-    leverage, not a hedged carry."""
+def test_yield_aggregator_unwinds_its_carry_on_the_kill_switch_only() -> None:
+    """The regime's overlay scale sizes a new carry (an open one is kept whole in a stressed
+    regime: test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime); the kill switch
+    unwinds every carry."""
     strategy = YieldAggregator()
     funding = {"BTC": HIGH, "ETH": HIGH}
-    stressed = budget("stressed", overlay_scale=ZERO, allow_longs=False)
-    assert carry_spots(strategy, funding=funding, risk=stressed) == {
-        "BTC": D("0.25"),
-        "ETH": D("0.25"),
-    }
     assert carry_spots(strategy, funding=funding, risk=budget(overlay_scale=D("0.5"))) == {
-        "BTC": D("0.25"),
-        "ETH": D("0.25"),
+        "BTC": D("0.125"),
+        "ETH": D("0.125"),
     }
     assert carry_spots(strategy, funding=funding, kill_switch=True) == {"BTC": ZERO, "ETH": ZERO}
     assert carry_spots(strategy, funding=funding) == {"BTC": D("0.25"), "ETH": D("0.25")}
