@@ -777,6 +777,33 @@ def plan_deleverage(inp: PlanInputs, decision_id: str, why: str, target_leverage
     return planner.plan
 
 
+def plan_reduce(
+    inp: PlanInputs, decision_id: str, why: str, asset: str, delta: Decimal, *, perp_only: bool
+) -> Plan:
+    """One asset's net exposure changed by ``delta`` quote units toward zero, with reducing trades
+    only: off its perp position first (reduce-only), then, unless ``perp_only`` (a perp near
+    liquidation or margin above its limit: only the perp frees margin), off spot above the core
+    floor. For the risk actor's :class:`~engine.events.DeleverageRequired`."""
+    planner = _Planner(inp, decision_id)
+    state = next((a for a in inp.snapshot.assets if a.asset == asset), None)
+    if state is None or delta == 0:
+        planner.plan.notes.append(f"{asset}: nothing held, {why}: nothing to reduce")
+        return planner.plan
+    if perp_only:
+        if state.perp_notional != 0 and (state.perp_notional > 0) == (delta < 0):
+            cut = min(abs(delta), abs(state.perp_notional))
+            planner.order(
+                asset, "perp", cut if delta > 0 else -cut, f"{why}: reduce perp", reduce=True
+            )
+        return planner.plan
+    if state.net_exposure == 0 or (state.net_exposure > 0) == (delta > 0):
+        planner.plan.notes.append(f"{asset}: {why}: the request does not reduce its net exposure")
+        return planner.plan
+    factor = max(_ZERO, 1 - abs(delta) / abs(state.net_exposure))
+    planner.deleverage(state, inp.targets.get(asset), factor, why)
+    return planner.plan
+
+
 def _ratio(value: Decimal, nav: Decimal) -> str:
     return f"{value / nav:.4f}" if nav > 0 else "n/a"
 

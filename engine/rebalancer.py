@@ -35,6 +35,7 @@ from engine.clock import NS_PER_SECOND, Clock
 from engine.commands import SubmitOrder
 from engine.config import Config
 from engine.events import (
+    DeleverageRequired,
     InstrumentsLoaded,
     IntentApproved,
     KillSwitchReset,
@@ -60,6 +61,7 @@ from engine.planner import (
     plan_deleverage,
     plan_flatten,
     plan_rebalance,
+    plan_reduce,
 )
 from strategies.api import MarketView, Strategy, StrategyContext
 from strategies.guard import GuardedStrategy
@@ -123,6 +125,7 @@ class Rebalancer(Actor):
         self.default_leverage = perp_leverage
         self.leverage: dict[str, Decimal] = {}  # asset → leverage learnt from position reports
         self._sent: dict[str, tuple[str, str, Decimal]] = {}  # client order id → symbol, side, qty
+        self._resolved: Mapping[str, Any] = {}  # the strategy's last resolved targets
         self._refused: dict[str, tuple[str, str, Decimal]] = {}  # asset → order refused for funds
         self.subscribe(InstrumentsLoaded, self.on_instruments)
         self.subscribe(PositionUpdated, self.on_position)
@@ -131,6 +134,7 @@ class Rebalancer(Actor):
         self.subscribe(RiskBudgetChanged, self.on_budget)
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
+        self.subscribe(DeleverageRequired, self.on_deleverage_required)
         self.subscribe(OrderVetoed, self.on_vetoed)
         self.subscribe(IntentApproved, self.on_approved)
         self.subscribe(SubmitOrder, self.on_submit)
@@ -209,20 +213,44 @@ class Rebalancer(Actor):
     def deleverage(self, target_leverage: Decimal, why: str, ts_event: int) -> None:
         """Bring the mandate's leverage (Σ |net exposure| / NAV) back to ``target_leverage`` with
         reducing trades (:func:`~engine.planner.plan_deleverage`), whatever the cooldown: for the
-        risk actor's "leverage above the cap" event. Assets with orders in flight are skipped."""
+        risk actor's "leverage above the cap" event. Assets with orders in flight are skipped; core
+        floors are those of the strategy's targets at the last snapshot."""
         snapshot = self.snapshot
         if snapshot is None:
             return
-        targets = self.strategy.call(self._context(snapshot))
-        resolved = targets.resolve() if targets is not None else {}
         plan = plan_deleverage(
-            self._inputs(snapshot, resolved), self._peek_id(), why, target_leverage
+            self._inputs(snapshot, self._resolved), self._peek_id(), why, target_leverage
         )
         busy = {p.asset for p in self._in_flight.values()}
         plan.intents[:] = [i for i in plan.intents if base_of(i.symbol) not in busy]
         if plan.intents:
             self.decisions += 1
             self._publish(plan, "deleverage", why, ts_event)
+
+    def on_deleverage_required(self, event: DeleverageRequired) -> None:
+        """The risk actor found a limit breached at the current marks (a perp near liquidation,
+        margin usage or net leverage above its limit): reduce ``event.asset`` by the requested
+        notional at once, whatever the cooldown, unless its orders are still in flight. Near
+        liquidation or over the margin limit only the perp is reduced (reduce-only); for net
+        leverage the perp first, then spot above the core floor of the last targets."""
+        snapshot = self.snapshot
+        if snapshot is None or self.kill_switch or not self.instruments:
+            return
+        if event.asset in {p.asset for p in self._in_flight.values()}:
+            return
+        why = f"deleverage ({event.reason}): {event.detail}"
+        delta = event.notional if event.side == "buy" else -event.notional
+        plan = plan_reduce(
+            self._inputs(snapshot, self._resolved),
+            self._peek_id(),
+            why,
+            event.asset,
+            delta,
+            perp_only=bool(event.symbol),
+        )
+        if plan.intents:
+            self.decisions += 1
+            self._publish(plan, "deleverage", why, event.ts_event)
 
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = False
@@ -284,7 +312,8 @@ class Rebalancer(Actor):
         if targets is None:
             self._publish_strategy_failure()
             return
-        plan = plan_rebalance(self._inputs(snapshot, targets.resolve()), self._peek_id())
+        self._resolved = targets.resolve()
+        plan = plan_rebalance(self._inputs(snapshot, self._resolved), self._peek_id())
         self._drop_cooling(plan, snapshot.ts_event)
         self._drop_refused(plan)
         if plan.intents or self.report_holds:

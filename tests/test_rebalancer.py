@@ -12,6 +12,7 @@ import pytest
 from engine.bus import Bus
 from engine.clock import NS_PER_SECOND, SimulatedClock
 from engine.events import (
+    DeleverageRequired,
     InstrumentsLoaded,
     KillSwitchReset,
     KillSwitchTriggered,
@@ -470,3 +471,67 @@ def test_deleverage_publishes_reducing_trades_toward_the_target(sim_clock: Simul
     for intent in decision.intents:
         levered.fill(intent)
     assert abs(levered.net_exposure("BTC") / levered.nav() - 1) < D("0.001")
+
+
+def _deleverage_request(
+    reason: str, symbol: str, side: str, notional: str, ts: int = START_NS
+) -> DeleverageRequired:
+    return DeleverageRequired(
+        ts,
+        ts,
+        reason,
+        "BTC",
+        symbol,
+        side,
+        D(notional),
+        D("0.18"),
+        D("0.2"),
+        D("0.3"),
+        "test",  # type: ignore[arg-type]
+    )
+
+
+def test_a_perp_near_liquidation_is_reduced_reduce_only_at_once(sim_clock: SimulatedClock) -> None:
+    """Issue 16, item 2: the risk actor's DeleverageRequired (distance to liquidation from the
+    current mark) becomes a reduce-only order of the perp, whatever the cooldown."""
+    bus, _, rec = make(sim_clock, mode="overlay", weights={"BTC": "0.40", "ETH": "0.20"})
+    shorted = Book(
+        cash=D(40_000),
+        spot={"BTC": D(1), "ETH": D(10)},
+        prices={"BTC": D(50_000), "ETH": D(2_000)},
+        perp={"BTC": D("-0.2")},
+        entry={"BTC": D(50_000)},
+    )
+    bus.publish(shorted.snapshot(START_NS))
+    before = len(rec.of(RebalanceDecided))
+    bus.publish(_deleverage_request("liquidation_distance", "BTC/USDT:USDT", "buy", "5000"))
+    [decision] = rec.of(RebalanceDecided)[before:]
+    [intent] = decision.intents
+    assert decision.trigger == "deleverage"
+    assert (intent.symbol, intent.side, intent.reduce_only) == ("BTC/USDT:USDT", "buy", True)
+    assert intent.qty == D("0.1")  # 5,000 of a 10,000 short at 50,000
+    assert "liquidation_distance" in decision.reasoning
+    # in flight: a second request for the same asset waits for the first order's outcome
+    bus.publish(_deleverage_request("liquidation_distance", "BTC/USDT:USDT", "buy", "5000"))
+    assert len(rec.of(RebalanceDecided)) == before + 1
+
+
+def test_net_leverage_above_the_cap_sells_spot_when_no_perp_is_on_its_side(
+    sim_clock: SimulatedClock,
+) -> None:
+    bus, _, rec = make(sim_clock, mode="overlay")
+    long_spot = Book(
+        cash=D(40_000),
+        spot={"BTC": D(1), "ETH": D(10)},
+        prices={"BTC": D(45_000), "ETH": D(2_000)},
+    )  # every weight inside its band: no band trade
+    bus.publish(long_spot.snapshot(START_NS))
+    before = len(rec.of(RebalanceDecided))
+    bus.publish(_deleverage_request("net_leverage", "", "sell", "9000"))
+    [decision] = rec.of(RebalanceDecided)[before:]
+    [intent] = decision.intents
+    assert (intent.symbol, intent.side, intent.reduce_only) == ("BTC/USDT", "sell", False)
+    assert intent.qty == D("0.2")
+    # a request that would not reduce the net exposure is not traded
+    bus.publish(_deleverage_request("net_leverage", "", "buy", "10000", START_NS + 1))
+    assert len(rec.of(RebalanceDecided)) == before + 1
