@@ -243,9 +243,9 @@ async def _last_seq(conn: aiosqlite.Connection) -> int:
 def damaged(path: Path, detail: str) -> JournalCorruptError:
     """The error for a journal SQLite or the decoder finds damaged, with how to salvage it."""
     return JournalCorruptError(
-        f"{path}: the journal is damaged ({detail}); nothing is appended to a damaged journal. "
-        f"`ballast journal stats --check {path}` shows the damage, `ballast journal export {path} "
-        "-o FILE` saves the records that still read; then start a new journal"
+        f"{path}: the journal is damaged ({detail}); nothing is appended to a damaged journal: "
+        f"`ballast journal export {path} --skip-damaged -o FILE` saves the records that still "
+        "read, then start a new journal"
     )
 
 
@@ -258,9 +258,9 @@ async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
         )
     except sqlite3.Error as exc:
         raise damaged(path, str(exc)) from exc
-    found = "; ".join(str(row[0]) for row in verdict) if verdict else "no answer"
+    found = " ".join("; ".join(str(row[0]) for row in verdict).split()) or "no answer"
     if found != "ok":
-        raise damaged(path, f"quick_check: {' '.join(found.split())}")  # on one line
+        raise damaged(path, f"quick_check: {found}")
     for seq, payload in tail:
         try:
             decode(payload, seq=seq)
@@ -592,6 +592,8 @@ class JournalReader:
         self.chunk = chunk
         self._conn: aiosqlite.Connection | None = None
         self.meta: dict[str, str] = {}
+        self.skipped: list[int] = []
+        """Seqs :meth:`readable_records` left out: they could not be read or decoded."""
 
     async def __aenter__(self) -> Self:
         self._conn = await _connect(self.path, create=False)
@@ -615,7 +617,10 @@ class JournalReader:
         return self._conn
 
     async def last_seq(self) -> int:
-        return await _last_seq(self._require_conn())
+        try:
+            return await _last_seq(self._require_conn())
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
 
     async def records(
         self,
@@ -670,6 +675,55 @@ class JournalReader:
                 with contextlib.suppress(asyncio.CancelledError, JournalError):
                     await fetch
 
+    async def readable_records(
+        self,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        types: Collection[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> AsyncIterator[Record]:
+        """Salvage: the records of :meth:`records` that can still be read and decoded. Where a
+        chunk cannot be read (a damaged page), its seqs are read one by one; the seqs that cannot
+        be read or decoded are left out and listed in :attr:`skipped`."""
+        self.skipped = []
+        where, params = self._filters(end_seq, types, since_ns, until_ns)
+        sql = (
+            "SELECT seq, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
+        )
+        after, last = start_seq - 1, await self.last_seq() if end_seq is None else end_seq
+        while after < last:
+            try:
+                rows = await self._fetch(sql, (after, *params))
+                upto = rows[-1][0] if rows else last
+            except JournalError:
+                upto = min(after + self.chunk, last)
+                rows = await self._one_by_one(after, upto, where, params)
+            for seq, payload in rows:
+                try:
+                    yield Record(seq, decode(payload, seq=seq))
+                except JournalCorruptError:
+                    self.skipped.append(seq)
+            after = upto
+
+    async def _one_by_one(
+        self, after: int, upto: int, where: str, params: Sequence[object]
+    ) -> list[StoredRow]:
+        """The readable rows with after < seq <= upto; the unreadable seqs go to ``skipped``."""
+        rows: list[StoredRow] = []
+        for seq in range(after + 1, upto + 1):
+            try:
+                rows.extend(
+                    await self._fetch(
+                        f"SELECT seq, payload FROM events WHERE seq = ?{where}", (seq, *params)
+                    )
+                )
+            except JournalError:
+                self.skipped.append(seq)
+        return rows
+
     async def messages(self, **filters: int | Collection[str] | None) -> list[Message]:
         """All matching messages in a list (for small journals and tests)."""
         return [rec.message async for rec in self.records(**filters)]  # type: ignore[arg-type]
@@ -710,10 +764,14 @@ class JournalReader:
         )
 
     async def integrity_check(self) -> str:
+        """SQLite's quick_check verdict on one line: ``ok``, or what it (or SQLite) found."""
         conn = self._require_conn()
-        async with conn.execute("PRAGMA quick_check") as cur:
-            row = await cur.fetchone()
-        return str(row[0]) if row else "no answer"
+        try:
+            rows = await conn.execute_fetchall("PRAGMA quick_check")
+        except sqlite3.Error as exc:
+            return str(exc)
+        found = "; ".join(str(row[0]) for row in rows) if rows else "no answer"
+        return " ".join(found.split())
 
     @staticmethod
     def _filters(

@@ -1007,7 +1007,7 @@ async def test_a_journal_whose_tail_does_not_decode_is_not_appended_to(hundred: 
         await Journal(hundred).open()
     message = str(refused.value)
     assert message.startswith(f"{hundred}: the journal is damaged (record seq 99 does not decode")
-    assert f"ballast journal export {hundred} -o FILE" in message
+    assert f"`ballast journal export {hundred} --skip-damaged -o FILE`" in message
     assert "\n" not in message
     assert not lock_path(hundred).exists()  # the refused writer let go of the lock
     async with JournalReader(hundred) as reader:
@@ -1041,6 +1041,14 @@ async def test_a_journal_sqlite_finds_damaged_is_not_appended_to(
     assert message.startswith(f"{path}: the journal is damaged ({found}")
     assert "\n" not in message
     assert path.read_bytes() == bytes(data)
+
+    async with JournalReader(path, chunk=500) as reader:  # what the message says to do
+        saved = [r.seq async for r in reader.readable_records()]
+        assert sorted(saved + reader.skipped) == list(range(1, 10_001))
+        assert len(reader.skipped) < 500  # one damaged page, not the chunk around it
+        async for _ in reader.readable_records(start_seq=9_001):
+            pass
+        assert reader.skipped == []  # each salvage starts its own list
 
 
 # --------------------------------------------------------------------------- session kinds

@@ -204,8 +204,16 @@ def test_run_refuses_to_append_to_a_damaged_journal(tmp_path: Path) -> None:
     line = one_line(proc.stderr)
     assert str(journal) in line
     assert "damaged" in line
-    assert "ballast journal export" in line  # how to salvage what still reads
     assert journal.read_bytes() == damaged
+
+    salvage = line.split("`")[1]  # how to save what still reads: do as it says
+    assert salvage == f"ballast journal export {journal} --skip-damaged -o FILE"
+    saved = tmp_path / "saved.jsonl"
+    proc = ballast(*salvage.replace("FILE", str(saved)).split()[1:])
+    assert proc.returncode == 1, proc.stderr
+    assert one_line(proc.stderr).startswith("ballast journal export: ")
+    assert "damaged records left out: seq " in proc.stderr
+    assert len(saved.read_text().splitlines()) > 1000
 
 
 # ---------------------------------------------------------------- item 10: failed starts
