@@ -17,7 +17,8 @@ Owning: a journal has one writer. ``open`` takes an OS-level lock (:mod:`engine.
 held until ``close``; a second writer is refused with the holder's pid. Readers are not blocked.
 Before appending to an existing file, the writer checks it: SQLite's ``quick_check`` and the
 decoding of the last records. A damaged journal is refused (:class:`JournalCorruptError`, pointing
-at ``ballast journal`` to salvage what still reads); nothing is appended to it. A writer that
+at ``ballast journal export --skip-damaged`` to salvage what still reads, which
+:meth:`JournalReader.readable_records` does); nothing is appended to it. A writer that
 created the file and fails before its first record removes the file again.
 
 What wrote a journal: ``ballast_meta`` key ``session_kind`` (``backtest``, ``paper`` or ``live``),
@@ -294,6 +295,8 @@ class Journal:
         kind: str | None = None,
         lock: JournalLock | None = None,
     ) -> None:
+        if kind is not None and kind not in SESSION_KINDS:
+            raise ValueError(f"journal kind {kind!r} is not one of {SESSION_KINDS}")
         self.path = Path(path)
         self.durable_sync = durable_sync
         """False: ``sync`` does not wait for the disk; only ``close`` does (module docstring)."""

@@ -1071,6 +1071,8 @@ async def test_a_writer_appends_only_to_a_journal_of_its_kind(tmp_path: Path) ->
         pass
     async with JournalReader(older) as reader:
         assert reader.meta[KIND_KEY] == "paper"
+    with pytest.raises(ValueError, match="not one of"):
+        Journal(path, kind="papr")
 
 
 # --------------------------------------------------------------------------- failed starts
