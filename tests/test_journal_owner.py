@@ -14,8 +14,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from engine.journal import JournalReader, JournalStats
 from tests.support.cli import ENV, ROOT, ballast
 from tests.support.paper_config import DATA, Value, paper_config
@@ -59,21 +57,19 @@ def one_line(stderr: str) -> str:
 # ------------------------------------------------------------------------------ item 1: backtest
 
 
-@pytest.mark.parametrize("force", [False, True])
-async def test_a_backtest_never_replaces_a_paper_journal_even_with_force(
-    tmp_path: Path, force: bool
-) -> None:
+async def test_a_backtest_never_replaces_a_paper_journal_even_with_force(tmp_path: Path) -> None:
     journal = paper_journal(tmp_path)
     before = await stats(journal)
     assert before.by_type["SessionStarted"] == 1
 
-    args = ("--force",) if force else ()
-    proc = ballast("backtest", "-c", str(config(tmp_path)), f"--journal={journal}", *WEEK, *args)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    line = one_line(proc.stderr)
-    assert str(journal) in line
-    assert "paper session" in line
-    assert await stats(journal) == before  # not one record lost, none added
+    for force in ((), ("--force",)):
+        args = ("backtest", "-c", str(config(tmp_path)), f"--journal={journal}", *WEEK, *force)
+        proc = ballast(*args)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        line = one_line(proc.stderr)
+        assert str(journal) in line
+        assert "paper session" in line
+        assert await stats(journal) == before  # not one record lost, none added
 
 
 def test_the_default_backtest_journal_is_not_the_paper_journal(tmp_path: Path) -> None:
@@ -102,23 +98,21 @@ def write_foreign(path: Path, kind: str) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("kind", ["text", "sqlite"])
-def test_a_backtest_replaces_a_file_it_did_not_make_only_with_force(
-    tmp_path: Path, kind: str
-) -> None:
-    target = tmp_path / "mine.db"
-    content = write_foreign(target, kind)
+def test_a_backtest_replaces_a_file_it_did_not_make_only_with_force(tmp_path: Path) -> None:
     cfg = str(config(tmp_path))
+    for kind, what in (("text", "not a SQLite file"), ("sqlite", "not a Ballast journal")):
+        target = tmp_path / f"{kind}.db"
+        content = write_foreign(target, kind)
+        refused = ballast("backtest", "-c", cfg, f"--journal={target}", *WEEK)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        line = one_line(refused.stderr)
+        assert line.startswith(f"ballast: journal error: {target}: exists and is not a backtest")
+        assert what in line
+        assert "--force" in line
+        assert target.read_bytes() == content
+        assert not (tmp_path / f"{kind}.calendar.db").exists()  # refused before any run started
+
     args = ("backtest", "-c", cfg, f"--journal={target}", "--strategies=buy_and_hold", *WEEK)
-
-    refused = ballast(*args)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    line = one_line(refused.stderr)
-    assert str(target) in line
-    assert "--force" in line
-    assert target.read_bytes() == content
-    assert not (tmp_path / "mine.calendar.db").exists()  # refused before any run started
-
     forced = ballast(*args, "--force")
     assert forced.returncode == 0, forced.stderr
     again = ballast(*args)  # now a backtest journal: the same command replaces it without --force
@@ -195,8 +189,6 @@ def damage(path: Path, *, size: int = 200) -> None:
 def test_run_refuses_to_append_to_a_damaged_journal(tmp_path: Path) -> None:
     journal = paper_journal(tmp_path, start="2024-04-01")
     damage(journal)
-    check = ballast("journal", "stats", "--check", str(journal))
-    assert check.returncode == 1, check.stdout  # readers see the damage
     damaged = journal.read_bytes()
 
     proc = ballast("run", "-c", str(config(tmp_path)), "--step-s=0", "--max-runtime-s=1")
@@ -210,7 +202,7 @@ def test_run_refuses_to_append_to_a_damaged_journal(tmp_path: Path) -> None:
     assert salvage == f"ballast journal export {journal} --skip-damaged -o FILE"
     saved = tmp_path / "saved.jsonl"
     proc = ballast(*salvage.replace("FILE", str(saved)).split()[1:])
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # readers see the damage too
     assert one_line(proc.stderr).startswith("ballast journal export: ")
     assert "damaged records left out: seq " in proc.stderr
     assert len(saved.read_text().splitlines()) > 1000
