@@ -15,11 +15,13 @@ The bundle's market events are taken in order, an instant (one event time) at a 
    clock stand still, so the portfolio is valued once all of them are in.
 
 Every event goes through the journal, so ``ballast replay --verify`` reproduces a backtest like
-any run.
+any run. The journal is a new file, marked as a backtest's; what an earlier file at its path may be
+is decided in :mod:`engine.backtest_journal` (never a paper or live journal).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,11 +36,13 @@ from adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSche
 from adapters.sim.config import Latency, SimConfig
 from adapters.sim.slippage import SlippageConfig
 from adapters.sim.venue import SimulatedVenue
+from engine import backtest_journal
 from engine.clock import SimulatedClock
 from engine.config import Config
 from engine.events import DataRejected, KillSwitchTriggered
 from engine.instruments import base_of, binance_defaults
 from engine.journal import Journal
+from engine.journal_lock import JournalLock
 from engine.performance import Performance, PerformanceRecorder
 from engine.session import Session
 
@@ -116,12 +120,6 @@ def for_bars(config: Config, interval_s: int) -> Config:
     )
 
 
-def fresh_journal(path: Path) -> None:
-    """A backtest writes a new journal: the same run must give the same file."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 async def run_backtest(
     config: Config,
     bundle: MarketBundle,
@@ -130,9 +128,12 @@ async def run_backtest(
     journal_path: Path | None,
     interval_s: int = 3600,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> BacktestRun:
     """Run ``config``'s strategy over ``bundle``; writes a new journal at ``journal_path`` (None:
-    no journal, for benchmarks; such a run cannot be replayed)."""
+    no journal, for benchmarks; such a run cannot be replayed). A file already there is replaced
+    if it is a backtest journal, or with ``force`` if it is not a paper or live journal
+    (:mod:`engine.backtest_journal`); else JournalReplaceError."""
     started = time.perf_counter()
     source, config = config, for_bars(config, interval_s)
     first, _ = bundle.span()
@@ -144,7 +145,7 @@ async def run_backtest(
     kills: list[KillSwitchTriggered] = []
     rejected: list[DataRejected] = []
     count = 0
-    async with venue, _journal(journal_path) as journal:
+    async with venue, _journal(journal_path, force=force) as journal:
         session = Session(config, clock, journal=journal, venue=venue, source=source)
         recorder.attach(session.bus)
         session.bus.subscribe(KillSwitchTriggered, kills.append, name="backtest.kill_switch")
@@ -178,13 +179,18 @@ async def run_backtest(
 
 
 @contextlib.asynccontextmanager
-async def _journal(path: Path | None) -> AsyncIterator[Journal | None]:
+async def _journal(path: Path | None, *, force: bool) -> AsyncIterator[Journal | None]:
+    """A new backtest journal at ``path``, under a writer lock held from before the earlier file
+    is removed until the new one is closed."""
     if path is None:
         yield None
         return
-    fresh_journal(path)
-    async with Journal(path, durable_sync=False) as journal:  # fsync'd once, at the end
-        yield journal
+    with JournalLock(path) as lock:
+        await asyncio.to_thread(backtest_journal.clear, path, force=force)
+        async with Journal(
+            path, durable_sync=False, kind=backtest_journal.KIND, lock=lock
+        ) as journal:  # fsync'd once, at the end
+            yield journal
 
 
 async def _advance(

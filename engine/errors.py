@@ -34,6 +34,14 @@ class JournalClosedError(JournalError):
     """An append was attempted on a closed or failed journal."""
 
 
+class JournalLockedError(JournalError):
+    """Another writer holds the journal: a journal has one writer at a time."""
+
+
+class JournalReplaceError(JournalError):
+    """A backtest was asked to write where a file it may not replace already is."""
+
+
 class ReplayDivergence(BallastError):
     """Replayed actors emitted something other than what the journal recorded."""
 

@@ -13,6 +13,18 @@ Writing (:class:`Journal`):
 - Back-pressure: ``wait_writable`` blocks a producer while more than ``high_water`` records are
   waiting for the disk. Nothing is ever dropped.
 
+Owning: a journal has one writer. ``open`` takes an OS-level lock (:mod:`engine.journal_lock`)
+held until ``close``; a second writer is refused with the holder's pid. Readers are not blocked.
+Before appending to an existing file, the writer checks it: SQLite's ``quick_check`` and the
+decoding of the last records. A damaged journal is refused (:class:`JournalCorruptError`, pointing
+at ``ballast journal export --skip-damaged`` to salvage what still reads, which
+:meth:`JournalReader.readable_records` does); nothing is appended to it. A writer that
+created the file and fails before its first record removes the file again.
+
+What wrote a journal: ``ballast_meta`` key ``session_kind`` (``backtest``, ``paper`` or ``live``),
+set when the file is created by a writer given a ``kind``, or on the first such writer of an older
+file. A writer of one kind never appends to a journal of another.
+
 Reading (:class:`JournalReader`): by seq range, time range and type, in seq order.
 
 A journal written by a newer schema is refused; a journal cut by a killed process opens at its
@@ -44,8 +56,15 @@ from engine.errors import (
     JournalSchemaError,
 )
 from engine.events import Message
+from engine.journal_lock import JournalLock
 
 SCHEMA_VERSION: Final = 1
+
+KIND_KEY: Final = "session_kind"
+"""``ballast_meta`` key: what kind of session the journal holds (one of :data:`SESSION_KINDS`)."""
+SESSION_KINDS: Final = ("backtest", "paper", "live")
+TAIL_CHECKED: Final = 64
+"""How many of the last records a writer decodes before appending to an existing journal."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS ballast_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -140,17 +159,27 @@ class JournalStats:
         return self.count == self.last_seq - self.first_seq + 1
 
 
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():
+        raise JournalError(f"{path}: is a folder; a journal is a file (e.g. {path / 'journal.db'})")
+
+
 async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
     if not create and not await asyncio.to_thread(path.exists):
         raise JournalError(f"{path}: no such journal")
+    _refuse_folder(path)
     if create:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"{path}: cannot create the journal's folder: {exc}") from exc
+    connecting = aiosqlite.connect(path, isolation_level=None)
     try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn = await connecting
     except sqlite3.Error as exc:
+        # aiosqlite stops its worker thread without waiting for it: wait, or the thread later
+        # reports to an event loop that is closed by then (tracebacks after our error).
+        await asyncio.to_thread(connecting._thread.join, 5)
         raise JournalError(f"{path}: cannot open journal: {exc}") from exc
     try:
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -164,8 +193,11 @@ async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
     return conn
 
 
-async def _check_schema(conn: aiosqlite.Connection, path: Path, *, create: bool) -> dict[str, str]:
-    """Create the schema in an empty file, or check the stored version. Returns the meta table."""
+async def _check_schema(
+    conn: aiosqlite.Connection, path: Path, *, create: bool, kind: str | None = None
+) -> dict[str, str]:
+    """Create the schema in an empty file (with ``kind`` as its session kind), or check the stored
+    version. Returns the meta table."""
     try:
         async with conn.execute("SELECT name FROM sqlite_master WHERE type='table'") as cur:
             tables = {str(r[0]) for r in await cur.fetchall()}
@@ -180,6 +212,7 @@ async def _check_schema(conn: aiosqlite.Connection, path: Path, *, create: bool)
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("created_by", f"ballast {__version__}"),
                     ("created_ns", now),
+                    *([(KIND_KEY, kind)] if kind is not None else []),
                 ],
             )
             await conn.execute("COMMIT")
@@ -208,6 +241,41 @@ async def _last_seq(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def damaged(path: Path, detail: str) -> JournalCorruptError:
+    """The error for a journal SQLite or the decoder finds damaged, with how to salvage it."""
+    return JournalCorruptError(
+        f"{path}: the journal is damaged ({detail}); nothing is appended to a damaged journal: "
+        f"`ballast journal export {path} --skip-damaged -o FILE` saves the records that still "
+        "read, then start a new journal"
+    )
+
+
+async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
+    """SQLite's quick_check, then the last records decode: else :func:`damaged`."""
+    try:
+        verdict = await conn.execute_fetchall("PRAGMA quick_check")
+        tail = await conn.execute_fetchall(
+            f"SELECT seq, payload FROM events ORDER BY seq DESC LIMIT {TAIL_CHECKED}"
+        )
+    except sqlite3.Error as exc:
+        raise damaged(path, str(exc)) from exc
+    found = " ".join("; ".join(str(row[0]) for row in verdict).split()) or "no answer"
+    if found != "ok":
+        raise damaged(path, f"quick_check: {found}")
+    for seq, payload in tail:
+        try:
+            decode(payload, seq=seq)
+        except JournalCorruptError as exc:
+            raise damaged(path, str(exc)) from exc
+
+
+def _remove(path: Path) -> None:
+    """The journal file and SQLite's companions."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
 def _retrieve_exception(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()
@@ -224,10 +292,20 @@ class Journal:
         flush_interval_s: float = 0.05,
         high_water: int = 262_144,
         durable_sync: bool = True,
+        kind: str | None = None,
+        lock: JournalLock | None = None,
     ) -> None:
+        if kind is not None and kind not in SESSION_KINDS:
+            raise ValueError(f"journal kind {kind!r} is not one of {SESSION_KINDS}")
         self.path = Path(path)
         self.durable_sync = durable_sync
         """False: ``sync`` does not wait for the disk; only ``close`` does (module docstring)."""
+        self.kind = kind
+        """The session kind this writer records (``KIND_KEY``); None: not recorded, not checked."""
+        self._own_lock = lock is None
+        self._writer_lock = lock if lock is not None else JournalLock(self.path)
+        """Held from ``open`` to ``close``; one given by the caller is held and released by it."""
+        self._created = False
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.high_water = high_water
@@ -252,20 +330,61 @@ class Journal:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> Self:
-        self._conn = await _connect(self.path, create=True)
+        """Take the writer lock, open (or create) the file, check it, then start writing."""
+        _refuse_folder(self.path)
+        if self._own_lock:
+            self._writer_lock.acquire()
+        elif not self._writer_lock.held:
+            raise JournalError(f"{self.path}: the writer lock given to the journal is not held")
         try:
-            self.meta = await _check_schema(self._conn, self.path, create=True)
-            self._seq = self._committed_seq = self._durable_seq = await _last_seq(self._conn)
+            self._created = not await asyncio.to_thread(self.path.exists)
+            self._conn = await _connect(self.path, create=True)
+            try:
+                await self._check(self._conn)
+            except BaseException:
+                await self._conn.close()
+                self._conn = None
+                raise
         except BaseException:
-            await self._conn.close()
-            self._conn = None
+            self._release_lock()
             raise
         self._opened_at_seq = self._seq
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"journal-flush:{self.path}")
         return self
 
+    async def _check(self, conn: aiosqlite.Connection) -> None:
+        """Schema, last seq, integrity (of a file with records) and session kind."""
+        self.meta = await _check_schema(conn, self.path, create=True, kind=self.kind)
+        try:
+            last = await _last_seq(conn)
+        except sqlite3.Error as exc:
+            raise damaged(self.path, str(exc)) from exc
+        if last > 0:
+            await _check_integrity(conn, self.path)
+        await self._check_kind()
+        self._seq = self._committed_seq = self._durable_seq = last
+
+    async def _check_kind(self) -> None:
+        """A writer given a kind appends only to a journal of that kind (an older journal without
+        one gets it)."""
+        if self.kind is None:
+            return
+        stored = self.meta.get(KIND_KEY)
+        if stored is None:
+            await self.set_meta(KIND_KEY, self.kind)
+        elif stored != self.kind:
+            raise JournalError(
+                f"{self.path}: holds a {stored} session; a {self.kind} session is not added to "
+                "it: give another journal"
+            )
+
     async def close(self) -> None:
         """Commit and fsync whatever is pending, then close. Safe to call twice."""
+        await self._close(discard=False)
+
+    async def _close(self, *, discard: bool) -> None:
+        """Close; with ``discard``, a file this writer created and never wrote a record to is
+        removed (a start that failed leaves no empty journal behind)."""
         if self._conn is None:
             return
         try:
@@ -279,6 +398,13 @@ class Journal:
             async with self._lock:  # a write already under way finishes first
                 await self._conn.close()
             self._conn = None
+            if discard and self._created and self._seq == 0:
+                _remove(self.path)
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._own_lock:
+            self._writer_lock.release()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -286,7 +412,7 @@ class Journal:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.close()
+        await self._close(discard=e is not None)
 
     # ------------------------------------------------------------------ state
 
@@ -469,6 +595,8 @@ class JournalReader:
         self.chunk = chunk
         self._conn: aiosqlite.Connection | None = None
         self.meta: dict[str, str] = {}
+        self.skipped: list[int] = []
+        """Seqs :meth:`readable_records` left out: they could not be read or decoded."""
 
     async def __aenter__(self) -> Self:
         self._conn = await _connect(self.path, create=False)
@@ -492,7 +620,10 @@ class JournalReader:
         return self._conn
 
     async def last_seq(self) -> int:
-        return await _last_seq(self._require_conn())
+        try:
+            return await _last_seq(self._require_conn())
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
 
     async def records(
         self,
@@ -547,6 +678,55 @@ class JournalReader:
                 with contextlib.suppress(asyncio.CancelledError, JournalError):
                     await fetch
 
+    async def readable_records(
+        self,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        types: Collection[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> AsyncIterator[Record]:
+        """Salvage: the records of :meth:`records` that can still be read and decoded. Where a
+        chunk cannot be read (a damaged page), its seqs are read one by one; the seqs that cannot
+        be read or decoded are left out and listed in :attr:`skipped`."""
+        self.skipped = []
+        where, params = self._filters(end_seq, types, since_ns, until_ns)
+        sql = (
+            "SELECT seq, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
+        )
+        after, last = start_seq - 1, await self.last_seq() if end_seq is None else end_seq
+        while after < last:
+            try:
+                rows = await self._fetch(sql, (after, *params))
+                upto = rows[-1][0] if rows else last
+            except JournalError:
+                upto = min(after + self.chunk, last)
+                rows = await self._one_by_one(after, upto, where, params)
+            for seq, payload in rows:
+                try:
+                    yield Record(seq, decode(payload, seq=seq))
+                except JournalCorruptError:
+                    self.skipped.append(seq)
+            after = upto
+
+    async def _one_by_one(
+        self, after: int, upto: int, where: str, params: Sequence[object]
+    ) -> list[StoredRow]:
+        """The readable rows with after < seq <= upto; the unreadable seqs go to ``skipped``."""
+        rows: list[StoredRow] = []
+        for seq in range(after + 1, upto + 1):
+            try:
+                rows.extend(
+                    await self._fetch(
+                        f"SELECT seq, payload FROM events WHERE seq = ?{where}", (seq, *params)
+                    )
+                )
+            except JournalError:
+                self.skipped.append(seq)
+        return rows
+
     async def messages(self, **filters: int | Collection[str] | None) -> list[Message]:
         """All matching messages in a list (for small journals and tests)."""
         return [rec.message async for rec in self.records(**filters)]  # type: ignore[arg-type]
@@ -587,10 +767,14 @@ class JournalReader:
         )
 
     async def integrity_check(self) -> str:
+        """SQLite's quick_check verdict on one line: ``ok``, or what it (or SQLite) found."""
         conn = self._require_conn()
-        async with conn.execute("PRAGMA quick_check") as cur:
-            row = await cur.fetchone()
-        return str(row[0]) if row else "no answer"
+        try:
+            rows = await conn.execute_fetchall("PRAGMA quick_check")
+        except sqlite3.Error as exc:
+            return str(exc)
+        found = "; ".join(str(row[0]) for row in rows) if rows else "no answer"
+        return " ".join(found.split())
 
     @staticmethod
     def _filters(

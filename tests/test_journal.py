@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import sqlite3
 import threading
 from decimal import Decimal
@@ -19,6 +20,7 @@ from engine.errors import (
     JournalClosedError,
     JournalCorruptError,
     JournalError,
+    JournalLockedError,
     JournalSchemaError,
 )
 from engine.events import (
@@ -58,7 +60,8 @@ from engine.events import (
     TradeTick,
 )
 from engine.instruments import Instrument
-from engine.journal import SCHEMA_VERSION, Journal, JournalReader, Record
+from engine.journal import KIND_KEY, SCHEMA_VERSION, Journal, JournalReader, Record
+from engine.journal_lock import JournalLock, lock_path
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 
@@ -969,3 +972,148 @@ async def test_a_folder_that_cannot_be_created_is_a_journal_error(tmp_path: Path
     blocker.write_text("a file where the journal's folder should be\n")
     with pytest.raises(JournalError, match="cannot create the journal's folder"):
         await Journal(blocker / "journal.db").open()
+
+
+# --------------------------------------------------------------------------- one owner
+
+
+async def test_a_second_writer_is_refused_naming_the_holders_pid(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path, flush_interval_s=IDLE) as first:
+        first.append(quote(1))
+        await first.commit()
+        assert lock_path(path).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(JournalLockedError) as refused:
+            await Journal(path).open()
+        assert f"{path}: in use by another writer (pid {os.getpid()}" in str(refused.value)
+        assert [r.seq for r in await read_all(path)] == [1]  # a reader is not blocked
+        first.append(quote(2))  # the refusal did not disturb the owner
+    assert not lock_path(path).exists()  # a writer that closes removes its lock file
+    async with Journal(path) as next_writer:
+        assert next_writer.opened_at_seq == 2
+
+
+async def test_a_lock_file_nobody_holds_does_not_block(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    lock_path(path).write_text("999999999\n")  # left by a writer that was killed
+    async with Journal(path) as journal:
+        journal.append(quote(1))
+        assert lock_path(path).read_text() == f"{os.getpid()}\n"
+
+
+async def test_a_journal_opened_under_a_given_lock_leaves_it_to_its_holder(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with pytest.raises(JournalError, match="not held"):
+        await Journal(path, lock=JournalLock(path)).open()
+    with JournalLock(path) as lock:
+        async with Journal(path, lock=lock) as journal:
+            journal.append(quote(1))
+        assert lock.held
+        with pytest.raises(JournalLockedError):
+            await Journal(path).open()
+    assert not lock_path(path).exists()
+
+
+# --------------------------------------------------------------------------- damaged files
+
+
+async def test_a_journal_whose_tail_does_not_decode_is_not_appended_to(hundred: Path) -> None:
+    raw_sql(hundred, "UPDATE events SET payload = ? WHERE seq = 99", (b"\xc1 not msgpack",))
+    with pytest.raises(JournalCorruptError) as refused:
+        await Journal(hundred).open()
+    message = str(refused.value)
+    assert message.startswith(f"{hundred}: the journal is damaged (record seq 99 does not decode")
+    assert f"`ballast journal export {hundred} --skip-damaged -o FILE`" in message
+    assert "\n" not in message
+    assert not lock_path(hundred).exists()  # the refused writer let go of the lock
+    async with JournalReader(hundred) as reader:
+        assert (await reader.stats()).count == 100  # nothing was appended
+
+
+@pytest.mark.parametrize(
+    ("where", "found"),
+    [
+        (0.5, "database disk image is malformed"),
+        (0.7, "quick_check: *** in database main *** Page"),
+    ],
+)
+async def test_a_journal_sqlite_finds_damaged_is_not_appended_to(
+    tmp_path: Path, where: float, found: str
+) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        for m in quotes(10_000):
+            journal.append(m)
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    at = int(len(data) // page * where) * page  # a page the last records do not live in
+    data[at : at + 200] = bytes(b ^ 0xFF for b in data[at : at + 200])
+    path.write_bytes(bytes(data))
+    async with JournalReader(path) as reader:
+        assert (await reader.last_seq()) == 10_000  # what an unchecked writer would go on from
+    with pytest.raises(JournalCorruptError) as refused:
+        await Journal(path).open()
+    message = str(refused.value)
+    assert message.startswith(f"{path}: the journal is damaged ({found}")
+    assert "\n" not in message
+    assert path.read_bytes() == bytes(data)
+
+    async with JournalReader(path, chunk=500) as reader:  # what the message says to do
+        saved = [r.seq async for r in reader.readable_records()]
+        assert sorted(saved + reader.skipped) == list(range(1, 10_001))
+        assert len(reader.skipped) < 500  # one damaged page, not the chunk around it
+        async for _ in reader.readable_records(start_seq=9_001):
+            pass
+        assert reader.skipped == []  # each salvage starts its own list
+
+
+# --------------------------------------------------------------------------- session kinds
+
+
+async def test_a_writer_appends_only_to_a_journal_of_its_kind(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path, kind="backtest") as journal:
+        assert journal.meta[KIND_KEY] == "backtest"  # written with the schema
+        journal.append(quote(1))
+    with pytest.raises(JournalError, match="holds a backtest session; a paper session is not"):
+        await Journal(path, kind="paper").open()
+    async with Journal(path) as untyped:  # a writer without a kind neither sets nor checks it
+        assert untyped.meta[KIND_KEY] == "backtest"
+
+    older = tmp_path / "older.db"  # from before session kinds: the first typed writer marks it
+    async with Journal(older) as journal:
+        journal.append(quote(1))
+    async with Journal(older, kind="paper"):
+        pass
+    async with JournalReader(older) as reader:
+        assert reader.meta[KIND_KEY] == "paper"
+    with pytest.raises(ValueError, match="not one of"):
+        Journal(path, kind="papr")
+
+
+# --------------------------------------------------------------------------- failed starts
+
+
+async def test_a_start_that_fails_before_the_first_record_leaves_no_journal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    with pytest.raises(RuntimeError, match="metrics port busy"):
+        async with Journal(path):
+            raise RuntimeError("metrics port busy")
+    assert sorted(os.listdir(tmp_path)) == []
+
+    async with Journal(path):  # a file that was there before the failed start is kept
+        pass
+    with pytest.raises(RuntimeError):
+        async with Journal(path):
+            raise RuntimeError("metrics port busy")
+    assert path.exists()
+
+
+async def test_a_folder_is_refused_as_a_journal(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="is a folder; a journal is a file"):
+        await Journal(tmp_path).open()
+    with pytest.raises(JournalError, match="is a folder"):
+        await open_reader(tmp_path)
+    assert not lock_path(tmp_path).exists()

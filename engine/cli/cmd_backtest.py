@@ -5,6 +5,7 @@ rebalancing), with a summary table, one journal per run and a report."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from engine.backtest import (
     run_backtest,
     variant,
 )
+from engine.backtest_journal import DEFAULT_PATH as DEFAULT_JOURNAL
+from engine.backtest_journal import ensure_replaceable
 from engine.cli import exits
 from engine.config import Config, load_config
 from engine.performance import format_comparison, format_summary
@@ -38,7 +41,17 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--end", type=_moment, help="end time, exclusive (default: [paper] end or all)"
     )
-    parser.add_argument("--journal", help="journal of the first strategy (default: [journal] path)")
+    parser.add_argument(
+        "--journal",
+        help=f"journal of the first strategy, the others beside it (default: {DEFAULT_JOURNAL}; "
+        "never [journal] path, the paper or live engine's)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file at a journal path that is not a backtest journal (a paper or live "
+        "journal is never replaced)",
+    )
     parser.add_argument("--report", default="var/backtest/report", help="report folder")
     parser.add_argument("--strategies", help="comma-separated strategies to compare")
     parser.add_argument("--no-report", action="store_true", help="skip the charts and HTML page")
@@ -76,7 +89,8 @@ async def backtest_cmd(args: argparse.Namespace) -> int:
         data=Path(args.data or config.paper.data_dir),
         start=args.start or config.paper.start,
         end=args.end or config.paper.end,
-        journal=Path(args.journal or config.journal.path),
+        journal=Path(args.journal) if args.journal else DEFAULT_JOURNAL,
+        force=args.force,
     )
     print_results(runs, config)
     if not args.no_report:
@@ -105,8 +119,13 @@ async def run_all(
     start: str | None,
     end: str | None,
     journal: Path,
+    force: bool = False,
 ) -> list[BacktestRun]:
-    """Run every named strategy over the same data; journals beside ``journal``."""
+    """Run every named strategy over the same data; journals beside ``journal``. Every journal
+    path is checked before anything runs (:mod:`engine.backtest_journal`)."""
+    paths = [journal_of(journal, index, name) for index, name in enumerate(names)]
+    for path in paths:
+        await asyncio.to_thread(ensure_replaceable, path, force=force)
     bundle = load_market(config, data, start=start, end=end)
     first, last = bundle.span()
     print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}")
@@ -114,10 +133,7 @@ async def run_all(
         print(f"  {line}")
     allocation = initial_allocation(config)
     runs = []
-    for index, name in enumerate(names):
-        path = (
-            journal if index == 0 else journal.with_name(f"{journal.stem}.{name}{journal.suffix}")
-        )
+    for name, path in zip(names, paths, strict=True):
         progress = ProgressBar(name, first, last)
         run = await run_backtest(
             variant(config, name, allocation),
@@ -125,10 +141,16 @@ async def run_all(
             name=name,
             journal_path=path,
             progress=progress,
+            force=force,
         )
         progress.done(run)
         runs.append(run)
     return runs
+
+
+def journal_of(journal: Path, index: int, name: str) -> Path:
+    """The journal of the ``index``-th strategy: ``journal`` itself, then ``STEM.NAME.SUFFIX``."""
+    return journal if index == 0 else journal.with_name(f"{journal.stem}.{name}{journal.suffix}")
 
 
 def print_results(runs: Sequence[BacktestRun], config: Config) -> None:

@@ -40,6 +40,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--since", help="ts_event >= TIME (ISO 8601 or epoch ns)")
     export.add_argument("--until", help="ts_event < TIME")
     export.add_argument("--type", action="append", dest="types", metavar="TYPE")
+    export.add_argument(
+        "--skip-damaged",
+        action="store_true",
+        help="salvage a damaged journal: leave out the records that cannot be read (their seqs "
+        "on stderr, exit 1) instead of stopping at the first",
+    )
     export.set_defaults(func=export_cmd)
 
 
@@ -117,7 +123,8 @@ async def export_cmd(args: argparse.Namespace) -> int:
     out: IO[bytes] = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     try:
         async with JournalReader(args.journal) as reader:
-            async for rec in reader.records(
+            read = reader.readable_records if args.skip_damaged else reader.records
+            async for rec in read(
                 start_seq=args.from_seq,
                 end_seq=args.to_seq,
                 types=types,
@@ -130,4 +137,22 @@ async def export_cmd(args: argparse.Namespace) -> int:
             out.close()
         else:
             out.flush()
+    if reader.skipped:
+        print(
+            f"ballast journal export: {len(reader.skipped)} damaged records left out: seq "
+            f"{seq_ranges(reader.skipped)}",
+            file=sys.stderr,
+        )
+        return exits.FAILURE
     return exits.OK
+
+
+def seq_ranges(seqs: list[int]) -> str:
+    """``[3, 4, 5, 9]`` → ``3..5, 9``."""
+    spans: list[list[int]] = []
+    for seq in seqs:
+        if spans and seq == spans[-1][1] + 1:
+            spans[-1][1] = seq
+        else:
+            spans.append([seq, seq])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)

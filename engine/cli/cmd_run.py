@@ -276,10 +276,13 @@ def _journal_path(config: Config) -> Path:
 
 
 def _journal(config: Config, path: Path) -> Journal:
+    """The session's journal, owned by this process while it runs (a second writer is refused),
+    checked before it is appended to, and marked as a paper (or live) journal."""
     return Journal(
         path,
         batch_size=config.journal.batch_size,
         flush_interval_s=config.journal.flush_interval_ms / 1000,
+        kind="paper" if config.venue.kind == "simulated" else "live",
     )
 
 
