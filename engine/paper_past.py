@@ -17,7 +17,7 @@ from adapters.sim.recovery import BookRebuild
 from adapters.sim.venue import SimulatedVenue
 from engine.errors import BallastError
 from engine.events import SessionStarted
-from engine.journal import JournalReader
+from engine.journal import JournalReader, damaged
 from engine.paper_feed import FeedPosition, FeedResume
 
 PAPER_CLOCK = "LiveClock"
@@ -47,6 +47,9 @@ async def paper_past(path: Path, venue: SimulatedVenue) -> PaperPast | None:
     last_seq = sessions = 0
     last: SessionStarted | None = None
     async with JournalReader(path) as reader:
+        verdict = await reader.integrity_check()
+        if verdict != "ok":  # refused as the writer would, with how to salvage it
+            raise damaged(path, f"quick_check: {verdict}")
         async for rec in reader.records():
             message = rec.message
             if isinstance(message, SessionStarted):
