@@ -11,7 +11,8 @@ from adapters.memory_venue import InMemoryVenue
 from adapters.venue import Venue
 from engine.cli import exits
 from engine.clock import SimulatedClock
-from engine.config import Config, load_config
+from engine.config import Config
+from engine.config_check import load_checked_config
 from engine.dry_run import DryRun, dry_run
 from engine.errors import BallastError
 from engine.events import Bar, Message
@@ -29,7 +30,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def plan_cmd(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     venue, market = paper_venue(config, args.at)
     result = await dry_run(config, venue, market)
     print(render(config, venue, result))

@@ -33,7 +33,8 @@ from adapters.sim.venue import SimulatedVenue
 from engine.backtest import assets_of, sim_config
 from engine.cli import exits
 from engine.clock import LiveClock
-from engine.config import Config, load_config
+from engine.config import Config
+from engine.config_check import load_checked_config
 from engine.errors import BallastError, JournalError
 from engine.http_server import MetricsServer, parse_address, serve_metrics
 from engine.instruments import binance_defaults
@@ -99,7 +100,7 @@ def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
 
 
 async def run_cmd(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     if not args.verbose:
         logging.getLogger().setLevel(config.engine.log_level)
     if config.venue.kind != "simulated":
