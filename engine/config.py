@@ -581,9 +581,52 @@ def config_from_json(text: str) -> Config:
     return msgspec.json.decode(text, type=Config)
 
 
+_DECIMAL_SCHEMA: Final = {"type": "string", "format": "decimal"}
+_DECIMAL_STRING: Final = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+
+
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of the config file, for editors."""
-    schema: dict[str, Any] = msgspec.json.schema(Config)
+    """JSON Schema of the config file, for editors and validators.
+
+    Exact decimals are written as TOML numbers (``drawdown_limit = 0.25``), so the schema states
+    them as numbers (a quoted decimal such as ``"0.25"`` is accepted too, as the loader does), and
+    every numeric key carries the bounds of its :class:`Range`.
+    """
+    schema: dict[str, Any] = _numbers_as_numbers(msgspec.json.schema(Config))
+    for section in _sections():
+        properties = schema["$defs"][section.__name__]["properties"]
+        for name, bounds in section.RANGES.items():
+            node = properties[name]
+            (node.get("additionalProperties") or node).update(bounds.schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Ballast configuration"
     return schema
+
+
+def _sections() -> list[type[_Section]]:
+    """Config and the struct type of each of its sections."""
+    sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
+    return [Config, *(s for s in sections if isinstance(s, type) and issubclass(s, _Section))]
+
+
+def _numbers_as_numbers(node: Any) -> Any:
+    """msgspec states a Decimal as a string of format "decimal"; TOML has numbers."""
+    if isinstance(node, list):
+        return [_numbers_as_numbers(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _numbers_as_numbers(value) for key, value in node.items()}
+    if node.get("type") == "string" and node.get("format") == "decimal":
+        del out["type"], out["format"]
+        out["anyOf"] = [{"type": "number"}, {"type": "string", "pattern": _DECIMAL_STRING}]
+        return _with_numeric_default(out)
+    if _DECIMAL_SCHEMA in node.get("anyOf", []):
+        return _with_numeric_default(out)
+    return out
+
+
+def _with_numeric_default(node: dict[str, Any]) -> dict[str, Any]:
+    default = node.get("default")
+    if isinstance(default, str):
+        node["default"] = _json_number(Decimal(default))
+    return node
