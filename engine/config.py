@@ -228,8 +228,10 @@ class RiskConfig(_Section, frozen=True):
         "max_order_notional": _between("0", "1e15", low_open=True),
         "max_daily_turnover": _between("0", "1000", low_open=True),
         "max_price_deviation": _OPEN_FRACTION,
-        "stale_after_s": Range(0, 7 * _DAY_S, low_open=True),
-        "vol_half_life_h": Range(0, 24 * 365, low_open=True),
+        # The staleness timer ticks at half of it: under a second it would tick a billion
+        # times per simulated second.
+        "stale_after_s": Range(1, 7 * _DAY_S),
+        "vol_half_life_h": Range(1, 24 * 365),  # volatility is sampled hourly
         "calm_vol": _between("0", "100", low_open=True),
         "stressed_vol": _between("0", "100", low_open=True),
         "calm_band_scale": _between("0", "100", low_open=True),

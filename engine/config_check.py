@@ -67,8 +67,9 @@ def _as_targets_error(config: Config, exc: ConfigError) -> ConfigError:
     if exc.key == _WEIGHTS and exc.problem.startswith("unknown key"):
         return ConfigError(
             "targets",
-            f"strategy {config.strategy.name!r} does not take target weights (its targets come "
-            "from its own [strategy.params]); remove [targets]",
+            f"strategy.name {config.strategy.name!r} does not take target weights (its targets "
+            "come from its own [strategy.params]); remove [targets] or choose a strategy that "
+            "takes weights",
         )
     return ConfigError("targets" + exc.key.removeprefix(_WEIGHTS), exc.problem)
 
@@ -84,13 +85,15 @@ def _check_neutral_targets(config: Config, strategy: Strategy) -> None:
         result: Any = strategy.targets(freeze_context(neutral_context()))
     except Exception:  # judged by the guard once market data exists
         return
-    problem = target_set_problem(
-        result, config.risk.max_gross_leverage, frozenset(config.instruments.assets())
-    )
+    cap, traded = config.risk.max_gross_leverage, config.instruments.assets()
+    problem = target_set_problem(result, cap, frozenset(traded))
     if problem is not None:
         key = "targets" if config.targets and not config.strategy.params else "strategy.params"
         raise ConfigError(
-            key, f"strategy {config.strategy.name!r} would ask for an invalid target set: {problem}"
+            key,
+            f"strategy.name {config.strategy.name!r} would ask for an invalid target set: "
+            f"{problem} (weights lie within ±risk.max_gross_leverage = {cap}, assets among the "
+            f"instruments: {', '.join(sorted(traded))})",
         )
 
 

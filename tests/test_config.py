@@ -142,7 +142,7 @@ def test_decimals_stay_exact() -> None:
         ("[riks]\nmax_gross_leverage = 2\n", "riks", "unknown key"),
         ("[strategy]\nname = 'x'\n[strategy.paramz]\n", "strategy.paramz", "unknown key"),
         ("[risk]\ndrawdown_limit = 1.5\n", "risk.drawdown_limit", "must be > 0 and <= 1"),
-        ("[risk]\nstale_after_s = 0\n", "risk.stale_after_s", "must be > 0"),
+        ("[risk]\nstale_after_s = 0\n", "risk.stale_after_s", "must be >= 1"),
         ("[risk]\nmax_asset_weight = 0\n", "risk.max_asset_weight", "must be > 0"),
         (
             "[risk]\nmax_asset_weight = 0.5\n[targets]\nBTC = 0.3\nETH = 0.6\n",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +34,9 @@ async def plan_cmd(args: argparse.Namespace) -> int:
     config = load_checked_config(args.config)
     venue, market = paper_venue(config, args.at)
     result = await dry_run(config, venue, market)
+    if result.snapshot is None:
+        print("ballast plan: no portfolio snapshot: some held asset has no price", file=sys.stderr)
+        return exits.FAILURE
     print(render(config, venue, result))
     return exits.FAILURE if result.failures else exits.OK
 
@@ -45,9 +49,8 @@ def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
         )
     assets = sorted({base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]})
     until = parse_time(at) if at else (parse_time(config.paper.end) if config.paper.end else None)
-    market = [
-        bar for asset in assets for bar in _last_bars(Path(config.paper.data_dir), asset, until)
-    ]
+    folder, quote = Path(config.paper.data_dir), config.venue.quote
+    market = [bar for asset in assets for bar in _last_bars(folder, asset, quote, until)]
     prices = {bar.symbol: bar.close for bar in market if isinstance(bar, Bar)}
     clock = SimulatedClock(max((m.ts_event for m in market), default=0))
     venue = InMemoryVenue(
@@ -59,10 +62,10 @@ def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
     return venue, market
 
 
-def _last_bars(folder: Path, asset: str, until: int | None) -> list[Message]:
+def _last_bars(folder: Path, asset: str, quote: str, until: int | None) -> list[Message]:
     out: list[Message] = []
-    for kind, symbol in (("spot", f"{asset}/USDT"), ("perp", f"{asset}/USDT:USDT")):
-        path = folder / f"{asset.lower()}usdt_{kind}_1h.csv"
+    for kind, symbol in (("spot", f"{asset}/{quote}"), ("perp", f"{asset}/{quote}:{quote}")):
+        path = folder / f"{asset.lower()}{quote.lower()}_{kind}_1h.csv"
         if not path.exists():
             continue
         bars = [b for b in load_klines(path, symbol).bars if until is None or b.ts_event <= until]
