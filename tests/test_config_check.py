@@ -36,6 +36,16 @@ def check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tupl
             "strategy.params.sample_h",
             "between 1",
         ),
+        (
+            '[strategy]\nname = "growth_optimizer"\nparams = { lookback_h = 100000000 }\n',
+            "strategy.params.lookback_h",
+            "between 1 and 43800",
+        ),
+        (
+            '[strategy]\nname = "calendar"\nparams = { every_days = 100000000 }\n',
+            "strategy.params.every_days",
+            "between 1 and 3650",
+        ),
         ('[engine]\nactors = ["nomod:Nope"]\n', "engine.actors[0]", "cannot import"),
         ('[engine]\nactors = ["engine.bus:Bus"]\n', "engine.actors[0]", "not an Actor"),
         ("[targets]\nSOL = 0.2\n", "targets.SOL", "not traded"),
