@@ -25,6 +25,7 @@ import msgspec
 
 from engine.errors import ConfigError
 from engine.redaction import register_secret
+from engine.regime import parse_calendar
 
 _ONE: Final = Decimal(1)
 
@@ -78,7 +79,6 @@ def _between(low: str, high: str, *, low_open: bool = False, high_open: bool = F
     return Range(Decimal(low), Decimal(high), low_open, high_open)
 
 
-_FRACTION: Final = _between("0", "1")
 _OPEN_FRACTION: Final = _between("0", "1", low_open=True)
 """(0, 1]: a share that must be something."""
 _AMOUNT: Final = _between("0", "1e15")
@@ -249,10 +249,10 @@ class RiskConfig(_Section, frozen=True):
             start, sep, end = window.partition("/")
             if not sep or not start or not end:
                 raise ValueError(f"calendar[{index}]: expected 'START/END', got {window!r}")
-            if _moment(start) is None or _moment(end) is None:
-                raise ValueError(f"calendar[{index}]: not ISO 8601 times: {window!r}")
-            if not _moment(start) < _moment(end):  # type: ignore[operator]
-                raise ValueError(f"calendar[{index}]: the window ends before it starts: {window!r}")
+            try:
+                parse_calendar([window])  # as the risk manager will
+            except ValueError as exc:
+                raise ValueError(f"calendar[{index}]: {exc}") from None
 
 
 class ExecutionConfig(_Section, frozen=True):

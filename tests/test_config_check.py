@@ -73,6 +73,8 @@ def check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tupl
         ("[risk]\nstale_after_s = 1e300\n", "risk.stale_after_s", "<= 604800"),
         ("[execution]\nsubmit_attempts = 100000000000\n", "execution.submit_attempts", "<= 100"),
         ('[paper]\nstart = "2024-01-01"\nend = "2023-01-01"\n', "paper.end", "after"),
+        ('[risk]\ncalendar = ["x/y"]\n', "risk.calendar[0]", "not a time"),
+        ('[risk]\ncalendar = ["2024-03-20/2024-03-19"]\n', "risk.calendar[0]", "ends before"),
     ],
 )
 def test_config_check_rejects_what_the_engine_would(
