@@ -221,12 +221,13 @@ class RiskConfig(_Section, frozen=True):
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "max_gross_leverage": _between("0", "100", low_open=True),
-        "max_asset_weight": _between("0", "100", low_open=True),
+        # A weight cap above max_gross_leverage is no cap: tests and backtests use 1e6 for that.
+        "max_asset_weight": _between("0", "1e6", low_open=True),
         # 1 is "no kill switch" (what the backtest's baselines use); 0 would fire at the start.
         "drawdown_limit": _OPEN_FRACTION,
         "min_liquidation_distance": _between("0", "1", high_open=True),
         "max_order_notional": _between("0", "1e15", low_open=True),
-        "max_daily_turnover": _between("0", "1000", low_open=True),
+        "max_daily_turnover": _between("0", "1e6", low_open=True),
         "max_price_deviation": _OPEN_FRACTION,
         # The staleness timer ticks at half of it: under a second it would tick a billion
         # times per simulated second.
@@ -236,7 +237,7 @@ class RiskConfig(_Section, frozen=True):
         "stressed_vol": _between("0", "100", low_open=True),
         "calm_band_scale": _between("0", "100", low_open=True),
         "stressed_band_scale": _between("0", "100", low_open=True),
-        "stressed_leverage_scale": _OPEN_FRACTION,
+        "stressed_leverage_scale": _between("0", "100", low_open=True),  # above 1: no effect
     }
 
     def __post_init__(self) -> None:
@@ -406,7 +407,8 @@ def _assets_are_traded(config: Config) -> None:
         if asset != config.venue.quote and asset not in traded:
             raise ValueError(
                 f"paper.balances.{asset}: {asset} is not traded (instruments: {listed}) nor "
-                f"the quote ({config.venue.quote}); no price could value it"
+                f"the quote ({config.venue.quote}), so no price could value it; set [paper] "
+                f"balances (default {{ USDT = 100000 }}) in {config.venue.quote}"
             )
 
 
