@@ -59,6 +59,7 @@ SCALARS = st.one_of(
     st.booleans(),
     st.integers(),
     st.floats(),
+    st.floats(min_value=1e-6, max_value=1e6),  # plausible magnitudes: more accepted cases
     st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12),
 )
 VALUES = st.one_of(
