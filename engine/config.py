@@ -15,7 +15,6 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,65 +22,16 @@ from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
+from engine.config_ranges import Range, between, check_ranges, json_number
 from engine.errors import ConfigError
 from engine.redaction import register_secret
 from engine.regime import parse_calendar
 
 _ONE: Final = Decimal(1)
 
-_Number = Decimal | float | int
-
-
-@dataclass(frozen=True)
-class Range:
-    """The allowed values of a numeric key: ``low`` and ``high`` are inclusive unless ``*_open``;
-    ``None`` is no bound. Every numeric key has one (in its section's ``RANGES``), so a value the
-    engine cannot work with (a leverage cap of 1e308, a band of 150 pp) is a config error naming
-    the key, and ``ballast config schema`` states the same bounds."""
-
-    low: _Number | None = None
-    high: _Number | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def problem(self, value: _Number) -> str | None:
-        if isinstance(value, Decimal | float) and not math.isfinite(value):
-            return f"must be a finite number, got {value}"
-        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        above = self.high is not None and (
-            value >= self.high if self.high_open else value > self.high
-        )
-        return f"must be {self.describe()}, got {value}" if below or above else None
-
-    def describe(self) -> str:
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high}")
-        return " and ".join(parts)
-
-    def schema(self) -> dict[str, Any]:
-        """The JSON Schema keywords of these bounds (they apply to numbers only)."""
-        out: dict[str, Any] = {}
-        if self.low is not None:
-            out["exclusiveMinimum" if self.low_open else "minimum"] = _json_number(self.low)
-        if self.high is not None:
-            out["exclusiveMaximum" if self.high_open else "maximum"] = _json_number(self.high)
-        return out
-
-
-def _json_number(value: _Number) -> int | float:
-    return int(value) if value == int(value) else float(value)
-
-
-def _between(low: str, high: str, *, low_open: bool = False, high_open: bool = False) -> Range:
-    return Range(Decimal(low), Decimal(high), low_open, high_open)
-
-
-_OPEN_FRACTION: Final = _between("0", "1", low_open=True)
+_OPEN_FRACTION: Final = between("0", "1", low_open=True)
 """(0, 1]: a share that must be something."""
-_AMOUNT: Final = _between("0", "1e15")
+_AMOUNT: Final = between("0", "1e15")
 """An amount of money or a notional: at most a quadrillion, so that no product overflows."""
 _DAY_S: Final = 86_400
 
@@ -94,17 +44,6 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
 
     def __post_init__(self) -> None:
         check_ranges(self)
-
-
-def check_ranges(section: msgspec.Struct) -> None:
-    """Raise ``ValueError("key: problem")`` for the first value outside its section's range."""
-    for name, bounds in getattr(section, "RANGES", {}).items():
-        value = getattr(section, name)
-        items = value.items() if isinstance(value, Mapping) else [(None, value)]
-        for key, item in items:
-            problem = None if item is None else bounds.problem(item)
-            if problem is not None:
-                raise ValueError(f"{name if key is None else f'{name}.{key}'}: {problem}")
 
 
 _ASSET: Final = re.compile(r"[A-Z0-9][A-Za-z0-9._-]*")
@@ -188,7 +127,7 @@ class BandsConfig(_Section, frozen=True):
     rebalance_to: Literal["target", "edge"] = "target"
 
     RANGES: ClassVar[Mapping[str, Range]] = {
-        "abs_pp": _between("0", "100", low_open=True, high_open=True),
+        "abs_pp": between("0", "100", low_open=True, high_open=True),
         "rel": _OPEN_FRACTION,
     }
 
@@ -220,24 +159,24 @@ class RiskConfig(_Section, frozen=True):
     """High-risk windows, "START/END" in ISO 8601 UTC: "2024-03-20T18:00/2024-03-20T20:00"."""
 
     RANGES: ClassVar[Mapping[str, Range]] = {
-        "max_gross_leverage": _between("0", "100", low_open=True),
+        "max_gross_leverage": between("0", "100", low_open=True),
         # A weight cap above max_gross_leverage is no cap: tests and backtests use 1e6 for that.
-        "max_asset_weight": _between("0", "1e6", low_open=True),
+        "max_asset_weight": between("0", "1e6", low_open=True),
         # 1 is "no kill switch" (what the backtest's baselines use); 0 would fire at the start.
         "drawdown_limit": _OPEN_FRACTION,
-        "min_liquidation_distance": _between("0", "1", high_open=True),
-        "max_order_notional": _between("0", "1e15", low_open=True),
-        "max_daily_turnover": _between("0", "1e6", low_open=True),
+        "min_liquidation_distance": between("0", "1", high_open=True),
+        "max_order_notional": between("0", "1e15", low_open=True),
+        "max_daily_turnover": between("0", "1e6", low_open=True),
         "max_price_deviation": _OPEN_FRACTION,
         # The staleness timer ticks at half of it: under a second it would tick a billion
         # times per simulated second.
         "stale_after_s": Range(1, 7 * _DAY_S),
         "vol_half_life_h": Range(1, 24 * 365),  # volatility is sampled hourly
-        "calm_vol": _between("0", "100", low_open=True),
-        "stressed_vol": _between("0", "100", low_open=True),
-        "calm_band_scale": _between("0", "100", low_open=True),
-        "stressed_band_scale": _between("0", "100", low_open=True),
-        "stressed_leverage_scale": _between("0", "100", low_open=True),  # above 1: no effect
+        "calm_vol": between("0", "100", low_open=True),
+        "stressed_vol": between("0", "100", low_open=True),
+        "calm_band_scale": between("0", "100", low_open=True),
+        "stressed_band_scale": between("0", "100", low_open=True),
+        "stressed_leverage_scale": between("0", "100", low_open=True),  # above 1: no effect
     }
 
     def __post_init__(self) -> None:
@@ -313,7 +252,7 @@ class PaperConfig(_Section, frozen=True):
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "balances": _AMOUNT,
-        "slippage_bps": _between("0", "10000", high_open=True),
+        "slippage_bps": between("0", "10000", high_open=True),
         "latency_ms": Range(0, 3_600_000),
     }
 
@@ -358,7 +297,7 @@ class Config(_Section, frozen=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
 
-    RANGES: ClassVar[Mapping[str, Range]] = {"targets": _between("0", "100")}
+    RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
 
     def __post_init__(self) -> None:
         for asset, weight in self.targets.items():
@@ -632,5 +571,5 @@ def _numbers_as_numbers(node: Any) -> Any:
 def _with_numeric_default(node: dict[str, Any]) -> dict[str, Any]:
     default = node.get("default")
     if isinstance(default, str):
-        node["default"] = _json_number(Decimal(default))
+        node["default"] = json_number(Decimal(default))
     return node
