@@ -14,32 +14,44 @@ import math
 import os
 import re
 import tomllib
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
+from engine.config_ranges import Range, between, check_ranges, json_number
 from engine.errors import ConfigError
 from engine.redaction import register_secret
+from engine.regime import parse_calendar
 
 _ONE: Final = Decimal(1)
 _DELEVERAGE_MARGIN: Final = Decimal("0.05")
 
+_OPEN_FRACTION: Final = between("0", "1", low_open=True)
+"""(0, 1]: a share that must be something."""
+_AMOUNT: Final = between("0", "1e15")
+"""An amount of money or a notional: at most a quadrillion, so that no product overflows."""
+_DAY_S: Final = 86_400
+
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base of config sections: unknown keys are errors."""
+    """Base of config sections: unknown keys are errors, numeric keys are checked against
+    ``RANGES`` (key → :class:`Range`; for a table, every value of it)."""
+
+    RANGES: ClassVar[Mapping[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
-def _positive(name: str, value: Decimal | float | int) -> None:
-    if value <= 0:
-        raise ValueError(f"{name}: must be > 0, got {value}")
-
-
-def _fraction(name: str, value: Decimal) -> None:
-    if not Decimal(0) <= value <= _ONE:
-        raise ValueError(f"{name}: must be between 0 and 1, got {value}")
+_ASSET: Final = re.compile(r"[A-Z0-9][A-Za-z0-9._-]*")
+_SPOT: Final = re.compile(r"(?P<base>[A-Za-z0-9._-]+)/(?P<quote>[A-Za-z0-9._-]+)")
+_PERP: Final = re.compile(
+    r"(?P<base>[A-Za-z0-9._-]+)/(?P<quote>[A-Za-z0-9._-]+):(?P<settle>[A-Za-z0-9._-]+)"
+)
 
 
 class VenueConfig(_Section, frozen=True):
@@ -52,18 +64,53 @@ class VenueConfig(_Section, frozen=True):
     rest_url: str | None = None
     ws_url: str | None = None
 
+    def __post_init__(self) -> None:
+        if not _ASSET.fullmatch(self.quote):
+            raise ValueError(f"quote: {self.quote!r} is not an asset name like 'USDT'")
+        for name in ("api_key_env", "api_secret_env"):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not an environment variable")
+        for name, schemes in (("rest_url", ("http://", "https://")), ("ws_url", ("ws://", "wss://"))):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(schemes):
+                raise ValueError(f"{name}: {url!r} does not start with {' or '.join(schemes)}")
+
 
 class InstrumentsConfig(_Section, frozen=True):
     spot: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     perp: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT:USDT", "ETH/USDT:USDT"])
 
     def __post_init__(self) -> None:
-        for symbol in self.spot:
-            if "/" not in symbol or ":" in symbol:
-                raise ValueError(f"spot: {symbol!r} is not a spot symbol like 'BTC/USDT'")
-        for symbol in self.perp:
-            if "/" not in symbol or ":" not in symbol:
-                raise ValueError(f"perp: {symbol!r} is not a perp symbol like 'BTC/USDT:USDT'")
+        if not self.spot and not self.perp:
+            raise ValueError("spot: no instrument to trade; list spot and/or perp symbols")
+        for kind, pattern, example in (
+            ("spot", _SPOT, "BTC/USDT"),
+            ("perp", _PERP, "BTC/USDT:USDT"),
+        ):
+            symbols: list[str] = getattr(self, kind)
+            for index, symbol in enumerate(symbols):
+                match = pattern.fullmatch(symbol)
+                if match is None:
+                    raise ValueError(f"{kind}: {symbol!r} is not a {kind} symbol like {example!r}")
+                if kind == "perp" and match["settle"] != match["quote"]:
+                    raise ValueError(
+                        f"perp[{index}]: {symbol!r} settles in {match['settle']}, not in its "
+                        f"quote {match['quote']} (only linear perps are traded)"
+                    )
+                if symbol in symbols[:index]:
+                    raise ValueError(f"{kind}[{index}]: {symbol!r} is listed twice")
+
+    def quotes(self) -> list[tuple[str, str]]:
+        """(key, quote asset) of every instrument: ("instruments.spot[0]", "USDT"), …"""
+        return [
+            (f"instruments.{kind}[{index}]", symbol.partition("/")[2].partition(":")[0])
+            for kind in ("spot", "perp")
+            for index, symbol in enumerate(getattr(self, kind))
+        ]
+
+    def assets(self) -> set[str]:
+        """The base assets traded: BTC for BTC/USDT and BTC/USDT:USDT."""
+        return {symbol.partition("/")[0] for symbol in [*self.spot, *self.perp]}
 
 
 class StrategyConfig(_Section, frozen=True):
@@ -80,13 +127,15 @@ class BandsConfig(_Section, frozen=True):
     rel: Decimal | None = None
     rebalance_to: Literal["target", "edge"] = "target"
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "abs_pp": between("0", "100", low_open=True, high_open=True),
+        "rel": _OPEN_FRACTION,
+    }
+
     def __post_init__(self) -> None:
         if self.abs_pp is None and self.rel is None:
             raise ValueError("abs_pp: at least one of abs_pp or rel must be set")
-        if self.abs_pp is not None:
-            _positive("abs_pp", self.abs_pp)
-        if self.rel is not None:
-            _positive("rel", self.rel)
+        super().__post_init__()
 
 
 class RiskConfig(_Section, frozen=True):
@@ -130,36 +179,52 @@ class RiskConfig(_Section, frozen=True):
     """Default: ``min_liquidation_distance`` + 0.05 (0.20 with the defaults)."""
     deleverage_buffer: Decimal = Decimal("0.1")
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "max_gross_leverage": between("0", "100", low_open=True),
+        # A weight cap above max_gross_leverage is no cap: tests and backtests use 1e6 for that.
+        "max_asset_weight": between("0", "1e6", low_open=True),
+        # 1 is "no kill switch" (what the backtest's baselines use); 0 would fire at the start.
+        "drawdown_limit": _OPEN_FRACTION,
+        "min_liquidation_distance": between("0", "1", high_open=True),
+        "max_order_notional": between("0", "1e15", low_open=True),
+        "max_daily_turnover": between("0", "1e6", low_open=True),
+        "max_price_deviation": _OPEN_FRACTION,
+        # The staleness timer ticks at half of it: under a second it would tick a billion
+        # times per simulated second.
+        "stale_after_s": Range(1, 7 * _DAY_S),
+        "vol_half_life_h": Range(1, 24 * 365),  # volatility is sampled hourly
+        "calm_vol": between("0", "100", low_open=True),
+        "stressed_vol": between("0", "100", low_open=True),
+        "calm_band_scale": between("0", "100", low_open=True),
+        "stressed_band_scale": between("0", "100", low_open=True),
+        "stressed_leverage_scale": between("0", "100", low_open=True),  # above 1: no effect
+        "max_net_leverage": between("0", "100", low_open=True),
+        "max_margin_usage": _OPEN_FRACTION,
+        "deleverage_liquidation_distance": between("0", "1", high_open=True),
+        "deleverage_buffer": between("0", "1"),
+        "max_abs_funding_rate": _OPEN_FRACTION,
+    }
+
     def __post_init__(self) -> None:
-        _positive("max_gross_leverage", self.max_gross_leverage)
-        _positive("max_net_leverage", self.max_net_leverage)
-        _positive("max_margin_usage", self.max_margin_usage)
-        _fraction("max_margin_usage", self.max_margin_usage)
-        _fraction("deleverage_buffer", self.deleverage_buffer)
+        super().__post_init__()
         deleverage = self.deleverage_liquidation_distance
-        if deleverage is not None:
-            _fraction("deleverage_liquidation_distance", deleverage)
-            if deleverage < self.min_liquidation_distance:
-                raise ValueError(
-                    "deleverage_liquidation_distance: must be >= min_liquidation_distance "
-                    f"({self.min_liquidation_distance}), got {deleverage}"
-                )
-        _positive("max_order_notional", self.max_order_notional)
-        _positive("stale_after_s", self.stale_after_s)
-        _positive("vol_half_life_h", self.vol_half_life_h)
-        _fraction("drawdown_limit", self.drawdown_limit)
-        _fraction("min_liquidation_distance", self.min_liquidation_distance)
-        _fraction("max_price_deviation", self.max_price_deviation)
-        _positive("calm_vol", self.calm_vol)
+        if deleverage is not None and deleverage < self.min_liquidation_distance:
+            raise ValueError(
+                "deleverage_liquidation_distance: must be >= min_liquidation_distance "
+                f"({self.min_liquidation_distance}), got {deleverage}"
+            )
         if self.stressed_vol <= self.calm_vol:
             raise ValueError(f"stressed_vol: must be above calm_vol ({self.calm_vol})")
+        if not _ASSET.fullmatch(self.regime_asset):
+            raise ValueError(f"regime_asset: {self.regime_asset!r} is not an asset name like 'BTC'")
         for index, window in enumerate(self.calendar):
             start, sep, end = window.partition("/")
             if not sep or not start or not end:
                 raise ValueError(f"calendar[{index}]: expected 'START/END', got {window!r}")
-        if self.max_asset_weight <= 0:
-            raise ValueError(f"max_asset_weight: must be > 0, got {self.max_asset_weight}")
-        _positive("max_abs_funding_rate", self.max_abs_funding_rate)
+            try:
+                parse_calendar([window])  # as the risk manager will
+            except ValueError as exc:
+                raise ValueError(f"calendar[{index}]: {exc}") from None
 
     @property
     def deleverage_distance(self) -> Decimal:
@@ -186,19 +251,14 @@ class ExecutionConfig(_Section, frozen=True):
     """Leverage set on the venue for the perps (initial margin = notional / leverage): the
     planner's figure until the venue reports a position's margin; the simulated venue uses it."""
 
-    def __post_init__(self) -> None:
-        _positive("check_interval_s", self.check_interval_s)
-        if not Decimal(0) <= self.margin_buffer < _ONE:
-            raise ValueError(f"margin_buffer: must be >= 0 and < 1, got {self.margin_buffer}")
-        if self.perp_leverage < _ONE:
-            raise ValueError(f"perp_leverage: must be >= 1, got {self.perp_leverage}")
-        _positive("submit_attempts", self.submit_attempts)
-        if self.cooldown_s < 0:
-            raise ValueError(f"cooldown_s: must be >= 0, got {self.cooldown_s}")
-        if self.submit_retry_backoff_s < 0:
-            raise ValueError(
-                f"submit_retry_backoff_s: must be >= 0, got {self.submit_retry_backoff_s}"
-            )
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "cooldown_s": Range(0, 30 * _DAY_S),
+        "check_interval_s": Range(0, _DAY_S, low_open=True),
+        "submit_attempts": Range(0, 100, low_open=True),
+        "submit_retry_backoff_s": Range(0, 3600),
+        "margin_buffer": between("0", "1", high_open=True),
+        "perp_leverage": between("1", "125"),
+    }
 
 
 class JournalConfig(_Section, frozen=True):
@@ -206,9 +266,15 @@ class JournalConfig(_Section, frozen=True):
     batch_size: int = 4096
     flush_interval_ms: int = 50
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "batch_size": Range(0, 1_000_000, low_open=True),
+        "flush_interval_ms": Range(0, 60_000, low_open=True),
+    }
+
     def __post_init__(self) -> None:
-        _positive("batch_size", self.batch_size)
-        _positive("flush_interval_ms", self.flush_interval_ms)
+        super().__post_init__()
+        if not self.path.strip():
+            raise ValueError("path: must name a file")
 
 
 class MetricsConfig(_Section, frozen=True):
@@ -216,6 +282,7 @@ class MetricsConfig(_Section, frozen=True):
     address: str = "127.0.0.1:9464"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         host, sep, port = self.address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
@@ -233,21 +300,23 @@ class PaperConfig(_Section, frozen=True):
     slippage_bps: Decimal = Decimal(2)
     latency_ms: int = 0
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "balances": _AMOUNT,
+        "slippage_bps": between("0", "10000", high_open=True),
+        "latency_ms": Range(0, 3_600_000),
+    }
+
     def __post_init__(self) -> None:
-        for asset, amount in self.balances.items():
-            if amount < 0:
-                raise ValueError(f"balances.{asset}: must be >= 0, got {amount}")
-        if self.slippage_bps < 0:
-            raise ValueError(f"slippage_bps: must be >= 0, got {self.slippage_bps}")
-        if self.latency_ms < 0:
-            raise ValueError(f"latency_ms: must be >= 0, got {self.latency_ms}")
+        super().__post_init__()
+        if not self.data_dir.strip():
+            raise ValueError("data_dir: must name a folder")
         for name in ("start", "end"):
             value = getattr(self, name)
-            if value is not None:
-                try:
-                    datetime.fromisoformat(value)
-                except ValueError:
-                    raise ValueError(f"{name}: not an ISO 8601 date: {value!r}") from None
+            if value is not None and _moment(value) is None:
+                raise ValueError(f"{name}: not an ISO 8601 date: {value!r}")
+        start, end = _moment(self.start), _moment(self.end)
+        if start is not None and end is not None and not start < end:
+            raise ValueError(f"end: must be after start ({self.start}), got {self.end}")
 
 
 class EngineConfig(_Section, frozen=True):
@@ -257,6 +326,7 @@ class EngineConfig(_Section, frozen=True):
     actors: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for spec in self.actors:
             if not re.fullmatch(r"[\w.]+:[\w.]+", spec):
                 raise ValueError(f"actors: {spec!r} is not of the form 'module:Class'")
@@ -277,6 +347,8 @@ class Config(_Section, frozen=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
 
+    RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
+
     def __post_init__(self) -> None:
         for asset, weight in self.targets.items():
             if weight < 0 or weight > self.risk.max_asset_weight:
@@ -284,9 +356,65 @@ class Config(_Section, frozen=True):
                     f"targets.{asset}: weight must be between 0 and "
                     f"risk.max_asset_weight ({self.risk.max_asset_weight}), got {weight}"
                 )
+        super().__post_init__()
         total = sum(self.targets.values(), Decimal(0))
         if total > _ONE:
             raise ValueError(f"targets: weights add up to {total}, more than 1")
+        for check in _CROSS_CHECKS:
+            check(self)
+
+
+def _quote_matches_instruments(config: Config) -> None:
+    """Every instrument is quoted in ``venue.quote`` (else every order would be vetoed)."""
+    quote = config.venue.quote
+    quotes = config.instruments.quotes()
+    others = sorted({q for _, q in quotes if q != quote})
+    if not others:
+        return
+    if len(others) == 1 and all(q != quote for _, q in quotes):  # the quote is the odd one out
+        raise ValueError(f"venue.quote: {quote!r}, but the instruments are quoted in {others[0]}")
+    key, odd = next((k, q) for k, q in quotes if q != quote)
+    raise ValueError(f"{key}: quoted in {odd}, not in venue.quote ({quote})")
+
+
+def _assets_are_traded(config: Config) -> None:
+    """Targets, the regime asset and (on the simulated venue) the starting balances name traded
+    assets: a target the strategy guard would refuse, a regime that could never be measured, a
+    balance no price could ever value (so no snapshot, so no decision)."""
+    traded = config.instruments.assets()
+    listed = ", ".join(sorted(traded))
+    for asset in config.targets:
+        if asset not in traded:
+            raise ValueError(f"targets.{asset}: {asset} is not traded (instruments: {listed})")
+    if config.risk.regime_asset not in traded:
+        raise ValueError(
+            f"risk.regime_asset: {config.risk.regime_asset} is not traded (instruments: {listed})"
+        )
+    if config.venue.kind != "simulated":
+        return
+    for asset in config.paper.balances:
+        if asset != config.venue.quote and asset not in traded:
+            raise ValueError(
+                f"paper.balances.{asset}: {asset} is not traded (instruments: {listed}) nor "
+                f"the quote ({config.venue.quote}), so no price could value it; set [paper] "
+                f"balances (default {{ USDT = 100000 }}) in {config.venue.quote}"
+            )
+
+
+_CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded)
+"""Checks across sections, run after every section is valid on its own. Each raises
+``ValueError("key.path: problem")``."""
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 date or time as an aware UTC datetime, or None when missing or invalid."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class Secrets(msgspec.Struct, frozen=True):
@@ -369,13 +497,25 @@ def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
     except msgspec.ValidationError as exc:
         raise _config_error(exc, source, text) from None
     except msgspec.DecodeError as exc:
-        raise ConfigError("", f"invalid TOML: {exc}", source=source) from None
+        raise _syntax_error(str(exc), source) from None
     except UnicodeDecodeError as exc:
         raise ConfigError("", f"invalid TOML: not UTF-8 text ({exc})", source=source) from None
     bad = _non_finite(config)
     if bad is not None:
         raise ConfigError(bad[0], f"must be a finite number, got {bad[1]}", source=source)
     return config
+
+
+_AT_LINE: Final = re.compile(r"^(?P<problem>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _syntax_error(text: str, source: str) -> ConfigError:
+    """A TOML syntax error, located as FILE:LINE:COLUMN when the parser says where."""
+    match = _AT_LINE.match(text)
+    if match is None:
+        return ConfigError("", f"invalid TOML: {text}", source=source)
+    where = f"{match['line']}:{match['column']}"
+    return ConfigError("", f"invalid TOML: {match['problem']}", source=source, line=where)
 
 
 def _non_finite(value: Any, path: str = "") -> tuple[str, Any] | None:
@@ -434,9 +574,52 @@ def config_from_json(text: str) -> Config:
     return msgspec.json.decode(text, type=Config)
 
 
+_DECIMAL_SCHEMA: Final = {"type": "string", "format": "decimal"}
+_DECIMAL_STRING: Final = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+
+
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of the config file, for editors."""
-    schema: dict[str, Any] = msgspec.json.schema(Config)
+    """JSON Schema of the config file, for editors and validators.
+
+    Exact decimals are written as TOML numbers (``drawdown_limit = 0.25``), so the schema states
+    them as numbers (a quoted decimal such as ``"0.25"`` is accepted too, as the loader does), and
+    every numeric key carries the bounds of its :class:`Range`.
+    """
+    schema: dict[str, Any] = _numbers_as_numbers(msgspec.json.schema(Config))
+    for section in _sections():
+        properties = schema["$defs"][section.__name__]["properties"]
+        for name, bounds in section.RANGES.items():
+            node = properties[name]
+            (node.get("additionalProperties") or node).update(bounds.schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Ballast configuration"
     return schema
+
+
+def _sections() -> list[type[_Section]]:
+    """Config and the struct type of each of its sections."""
+    sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
+    return [Config, *(s for s in sections if isinstance(s, type) and issubclass(s, _Section))]
+
+
+def _numbers_as_numbers(node: Any) -> Any:
+    """msgspec states a Decimal as a string of format "decimal"; TOML has numbers."""
+    if isinstance(node, list):
+        return [_numbers_as_numbers(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _numbers_as_numbers(value) for key, value in node.items()}
+    if node.get("type") == "string" and node.get("format") == "decimal":
+        del out["type"], out["format"]
+        out["anyOf"] = [{"type": "number"}, {"type": "string", "pattern": _DECIMAL_STRING}]
+        return _with_numeric_default(out)
+    if _DECIMAL_SCHEMA in node.get("anyOf", []):
+        return _with_numeric_default(out)
+    return out
+
+
+def _with_numeric_default(node: dict[str, Any]) -> dict[str, Any]:
+    default = node.get("default")
+    if isinstance(default, str):
+        node["default"] = json_number(Decimal(default))
+    return node

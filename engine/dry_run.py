@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
@@ -29,7 +28,7 @@ from engine.market_gate import MarketGate
 from engine.portfolio import Portfolio
 from engine.rebalancer import Rebalancer
 from engine.risk import RiskManager
-from strategies.api import TargetSet
+from strategies.api import StrategyContext, TargetSet
 
 
 @dataclass
@@ -95,9 +94,17 @@ async def dry_run(config: Config, venue: Venue, market: Sequence[Message]) -> Dr
 def neutral_targets(config: Config) -> TargetSet:
     """What the configured strategy asks for on an all-cash portfolio of 100,000 (used to give
     baselines the strategy's initial allocation)."""
-    from engine.events import PortfolioSnapshot
-    from strategies.api import MarketView, StrategyContext
+    from engine.config_check import strategy_params
     from strategies.registry import load_strategy
+
+    strategy = load_strategy(config.strategy.name, strategy_params(config))
+    return strategy.targets(neutral_context())
+
+
+def neutral_context() -> StrategyContext:
+    """An all-cash portfolio of 100,000 with no market data, no risk budget, no kill switch."""
+    from engine.events import PortfolioSnapshot
+    from strategies.api import MarketView
 
     nav = Decimal(100_000)
     zero = Decimal(0)
@@ -120,14 +127,10 @@ def neutral_targets(config: Config) -> TargetSet:
         zero,
         (),
     )
-    context = StrategyContext(
+    return StrategyContext(
         ts_ns=0,
         snapshot=snapshot,
         market=MarketView(spot_prices={}, perp_marks={}, funding_rates={}),
         budget=None,
         kill_switch=False,
     )
-    params: dict[str, Any] = dict(config.strategy.params)
-    if not params and config.targets:  # as the Rebalancer does
-        params["weights"] = dict(config.targets)
-    return load_strategy(config.strategy.name, params).targets(context)

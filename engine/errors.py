@@ -10,12 +10,14 @@ class BallastError(Exception):
 class ConfigError(BallastError):
     """A configuration file is missing, unreadable or invalid. ``key`` names the bad key path."""
 
-    def __init__(self, key: str, problem: str, *, source: str = "") -> None:
+    def __init__(self, key: str, problem: str, *, source: str = "", line: str = "") -> None:
         self.key = key
         self.problem = problem
         self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key or '<root>'}: {problem}")
+        self.line = line
+        """Where in the file, as "LINE:COLUMN", when known (TOML syntax errors)."""
+        where = ":".join(part for part in (source, line) if part)
+        super().__init__(": ".join(part for part in (where, key, problem) if part))
 
 
 class JournalError(BallastError):

@@ -34,6 +34,7 @@ from engine.bus import Bus
 from engine.clock import NS_PER_SECOND, Clock
 from engine.commands import SubmitOrder
 from engine.config import Config
+from engine.config_check import strategy_params
 from engine.events import (
     DeleverageRequired,
     InstrumentsLoaded,
@@ -145,10 +146,7 @@ class Rebalancer(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Rebalancer:
-        params: dict[str, Any] = dict(config.strategy.params)
-        if not params and config.targets:
-            params["weights"] = dict(config.targets)
-        strategy = load_strategy(config.strategy.name, params)
+        strategy = load_strategy(config.strategy.name, strategy_params(config))
         bands = config.bands
         return cls(
             bus,

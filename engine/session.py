@@ -21,11 +21,13 @@ from engine.bus import Bus
 from engine.catch_up import CatchUpClock, GatedVenue, catch_up
 from engine.clock import Clock, SimulatedClock
 from engine.config import Config, config_to_json
+from engine.errors import ConfigError
 from engine.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
 from engine.journal import Journal, JournalReader
 from engine.market_gate import MarketGate
 from engine.pipeline import pipeline_actors
 from engine.plugins import load_object
+from engine.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +49,27 @@ def user_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
     A class with a ``from_config(config, bus, clock)`` classmethod is built through it, any other
     is called as ``Class(bus, clock)``.
     """
-    actors: list[Actor] = []
-    for index, spec in enumerate(config.engine.actors):
-        cls = load_object(spec, key=f"engine.actors[{index}]")
-        factory = getattr(cls, "from_config", None)
+    return [
+        _user_actor(spec, f"engine.actors[{index}]", config, bus, clock)
+        for index, spec in enumerate(config.engine.actors)
+    ]
+
+
+def _user_actor(spec: str, key: str, config: Config, bus: Bus, clock: Clock) -> Actor:
+    """Build one ``module:Class`` actor; every problem is a ConfigError naming ``key``."""
+    cls = load_object(spec, key=key)
+    factory = getattr(cls, "from_config", None)
+    if factory is None and not (isinstance(cls, type) and issubclass(cls, Actor)):
+        raise ConfigError(key, f"{spec!r} is {cls!r}, not an Actor (engine.actor.Actor)")
+    try:
         actor = factory(config, bus, clock) if factory is not None else cls(bus, clock)
-        if not isinstance(actor, Actor):
-            raise TypeError(f"engine.actors[{index}]: {spec} did not build an Actor")
-        actors.append(actor)
-    return actors
+    except Exception as exc:  # a plug-in's constructor judged its config
+        raise ConfigError(
+            key, redact(f"{spec} failed to build: {type(exc).__name__}: {exc}")
+        ) from None
+    if not isinstance(actor, Actor):
+        raise ConfigError(key, f"{spec} did not build an Actor (engine.actor.Actor)")
+    return actor
 
 
 def default_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:

@@ -31,6 +31,7 @@ from strategies.api import (
 )
 
 _DAY_NS = 86_400 * 1_000_000_000
+_MAX_DAYS = 3650
 
 
 class BaselineParams(StrategyParams, frozen=True):
@@ -39,8 +40,10 @@ class BaselineParams(StrategyParams, frozen=True):
 
     def __post_init__(self) -> None:
         check_weights("weights", self.weights)
-        if self.every_days <= 0:
-            raise ValueError(f"every_days: must be > 0, got {self.every_days}")
+        if not 0 < self.every_days <= _MAX_DAYS:
+            raise ValueError(
+                f"every_days: must be between 1 and {_MAX_DAYS}, got {self.every_days}"
+            )
 
 
 def _drift(context: StrategyContext, weights: Mapping[str, Decimal], note: str) -> TargetSet:

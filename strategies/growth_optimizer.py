@@ -51,6 +51,7 @@ from strategies.api import (
 _NS_PER_HOUR: Final = 3_600_000_000_000
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
+_MAX_LOOKBACK_H: Final = 5 * 8760
 
 
 def _default_core() -> dict[str, Decimal]:
@@ -74,6 +75,10 @@ class GrowthOptimizerParams(StrategyParams, frozen=True):
         check_weights("core", self.core)
         for asset, weight in self.overlay.items():
             check_fraction(f"overlay.{asset}", weight)
+        if not 0 < self.lookback_h <= _MAX_LOOKBACK_H:
+            raise ValueError(
+                f"lookback_h: must be between 1 and {_MAX_LOOKBACK_H}, got {self.lookback_h}"
+            )
         if not 0 < self.sample_h <= self.lookback_h:
             raise ValueError(f"sample_h: must be between 1 and lookback_h, got {self.sample_h}")
         check_fraction("weak_below", self.weak_below)

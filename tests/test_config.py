@@ -157,16 +157,16 @@ def test_leverage_limits_have_their_own_keys_and_the_deleverage_distance_follows
         ("[risk]\nlevrage = 2\n", "risk.levrage", "unknown key"),
         ("[riks]\nmax_gross_leverage = 2\n", "riks", "unknown key"),
         ("[strategy]\nname = 'x'\n[strategy.paramz]\n", "strategy.paramz", "unknown key"),
-        ("[risk]\ndrawdown_limit = 1.5\n", "risk.drawdown_limit", "between 0 and 1"),
+        ("[risk]\ndrawdown_limit = 1.5\n", "risk.drawdown_limit", "must be > 0 and <= 1"),
         ("[risk]\nmax_net_leverage = 0\n", "risk.max_net_leverage", "must be > 0"),
-        ("[risk]\nmax_margin_usage = 1.5\n", "risk.max_margin_usage", "between 0 and 1"),
+        ("[risk]\nmax_margin_usage = 1.5\n", "risk.max_margin_usage", "must be > 0 and <= 1"),
         ("[risk]\nmax_margin_usage = 0\n", "risk.max_margin_usage", "must be > 0"),
         (
             "[risk]\ndeleverage_liquidation_distance = 0.1\n",
             "risk.deleverage_liquidation_distance",
             "must be >= min_liquidation_distance (0.15)",
         ),
-        ("[risk]\nstale_after_s = 0\n", "risk.stale_after_s", "must be > 0"),
+        ("[risk]\nstale_after_s = 0\n", "risk.stale_after_s", "must be >= 1"),
         ("[risk]\nmax_asset_weight = 0\n", "risk.max_asset_weight", "must be > 0"),
         (
             "[risk]\nmax_asset_weight = 0.5\n[targets]\nBTC = 0.3\nETH = 0.6\n",
@@ -249,7 +249,9 @@ def test_invalid_toml_is_a_config_error(text: str) -> None:
     error = error_of(text)
     assert error.key == ""
     assert error.problem.startswith("invalid TOML")
-    assert str(error).startswith("bad.toml: <root>: invalid TOML")
+    assert str(error).startswith("bad.toml:")
+    assert "invalid TOML" in str(error)
+    assert "<root>" not in str(error)
 
 
 def test_a_file_that_is_not_text_is_a_config_error(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from adapters.memory_venue import InMemoryVenue
 from engine.bus import Bus
 from engine.clock import NS_PER_SECOND, SimulatedClock
 from engine.commands import SubmitOrder
-from engine.config import Config, RiskConfig, VenueConfig
+from engine.config import Config, InstrumentsConfig, PaperConfig, RiskConfig, VenueConfig
 from engine.events import (
     AccountKind,
     BalanceUpdated,
@@ -347,8 +347,13 @@ def test_long_perp_receives_funding_when_rate_is_negative(world: World) -> None:
     assert identity_holds(snapshot, D(100_000))
 
 
-def test_from_config_takes_the_quote(sim_clock: SimulatedClock) -> None:
-    config = Config(venue=VenueConfig(quote="USDC"), risk=RiskConfig(max_price_deviation=D("0.05")))
+def test_from_config_takes_quote_and_price_deviation(sim_clock: SimulatedClock) -> None:
+    config = Config(
+        venue=VenueConfig(quote="USDC"),
+        instruments=InstrumentsConfig(spot=["BTC/USDC"], perp=["BTC/USDC:USDC"]),
+        paper=PaperConfig(balances={"USDC": D(1000)}),
+        risk=RiskConfig(max_price_deviation=D("0.05")),
+    )
     portfolio = Portfolio.from_config(config, Bus(sim_clock), sim_clock)
     assert portfolio.ledger.quote == "USDC"
     gate = MarketGate.from_config(config, sim_clock)

@@ -24,7 +24,8 @@ from engine.backtest import (
 from engine.backtest_journal import DEFAULT_PATH as DEFAULT_JOURNAL
 from engine.backtest_journal import ensure_replaceable
 from engine.cli import exits
-from engine.config import Config, load_config
+from engine.config import Config
+from engine.config_check import load_checked_config
 from engine.performance import format_comparison, format_summary
 from engine.report import write_report
 from engine.timefmt import ns_to_iso
@@ -67,7 +68,7 @@ def _moment(text: str) -> str:
 
 
 async def backtest_cmd(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     if args.start and args.end and to_ns(args.start) >= to_ns(args.end):
         print(
             f"ballast backtest: --start {args.start} is not before --end {args.end}",

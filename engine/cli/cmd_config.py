@@ -6,7 +6,8 @@ import argparse
 import json
 
 from engine.cli import exits
-from engine.config import json_schema, load_config
+from engine.config import json_schema
+from engine.config_check import load_checked_config
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +22,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def check_cmd(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = load_checked_config(args.file)
     targets = ", ".join(f"{a} {w}" for a, w in config.targets.items()) or "none"
     print(
         f"{args.file}: ok (venue {config.venue.kind}, strategy {config.strategy.name}, "

@@ -28,7 +28,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     tail = actions.add_parser("tail", help="the last N records")
     tail.add_argument("journal")
-    tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    tail.add_argument("-n", type=_count, default=20, help="how many (default 20)")
     tail.add_argument("--type", action="append", dest="types", metavar="TYPE")
     tail.set_defaults(func=tail_cmd)
 
@@ -47,6 +47,16 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "on stderr, exit 1) instead of stopping at the first",
     )
     export.set_defaults(func=export_cmd)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _types(names: list[str] | None) -> Collection[str] | None:
@@ -120,10 +130,12 @@ async def export_cmd(args: argparse.Namespace) -> int:
     except (_UsageError, ValueError) as exc:
         print(f"ballast journal export: {exc}", file=sys.stderr)
         return exits.USAGE
-    out: IO[bytes] = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-    try:
-        async with JournalReader(args.journal) as reader:
-            read = reader.readable_records if args.skip_damaged else reader.records
+    async with JournalReader(args.journal) as reader:  # a missing journal: no output file
+        out = _output(args.output)
+        if out is None:
+            return exits.USAGE
+        read = reader.readable_records if args.skip_damaged else reader.records
+        try:
             async for rec in read(
                 start_seq=args.from_seq,
                 end_seq=args.to_seq,
@@ -132,11 +144,11 @@ async def export_cmd(args: argparse.Namespace) -> int:
                 until_ns=until,
             ):
                 out.write(record_json(rec) + b"\n")
-    finally:
-        if args.output:
-            out.close()
-        else:
-            out.flush()
+        finally:
+            if args.output:
+                out.close()
+            else:
+                out.flush()
     if reader.skipped:
         print(
             f"ballast journal export: {len(reader.skipped)} damaged records left out: seq "
@@ -156,3 +168,14 @@ def seq_ranges(seqs: list[int]) -> str:
         else:
             spans.append([seq, seq])
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
+def _output(path: str | None) -> IO[bytes] | None:
+    """The file to export to (stdout when no path), or None after saying why it cannot be."""
+    if not path:
+        return sys.stdout.buffer
+    try:
+        return open(path, "wb")  # closed by export_cmd
+    except OSError as exc:
+        print(f"ballast journal export: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from decimal import Decimal
 
 from adapters.data.klines import DataError
@@ -11,7 +12,8 @@ from adapters.venue import Venue
 from engine.backtest import load_market
 from engine.cli import exits
 from engine.clock import SimulatedClock
-from engine.config import Config, load_config
+from engine.config import Config
+from engine.config_check import load_checked_config
 from engine.dry_run import DryRun, dry_run
 from engine.errors import BallastError
 from engine.events import Bar, Message
@@ -30,9 +32,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def plan_cmd(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     venue, market = paper_venue(config, args.at)
     result = await dry_run(config, venue, market)
+    if result.snapshot is None:
+        print("ballast plan: no portfolio snapshot: some held asset has no price", file=sys.stderr)
+        return exits.FAILURE
     print(render(config, venue, result))
     return exits.FAILURE if result.failures else exits.OK
 

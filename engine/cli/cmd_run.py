@@ -40,7 +40,8 @@ from adapters.sim.venue import SimulatedVenue
 from engine.backtest import assets_of, load_market, sim_config
 from engine.catch_up import CatchUpClock
 from engine.cli import exits
-from engine.config import Config, config_from_json, load_config
+from engine.config import Config, config_from_json
+from engine.config_check import load_checked_config
 from engine.config_diff import differing, shown
 from engine.errors import BallastError, JournalError
 from engine.http_server import MetricsServer, parse_address, serve_metrics
@@ -108,7 +109,7 @@ def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
 
 
 async def run_cmd(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_checked_config(args.config)
     if not args.verbose:
         logging.getLogger().setLevel(config.engine.log_level)
     if config.venue.kind != "simulated":
