@@ -503,7 +503,7 @@ def test_a_leverage_cut_lands_within_one_lot_of_the_cap(
     assume(not reduces_net(book, flight, order))  # a hedge is exempt from the gross cap
     mandate = RiskConfig(
         max_gross_leverage=cap,
-        max_net_leverage=D(10**6),
+        max_net_leverage=D(100),  # the largest allowed: no cap for these books,
         max_margin_usage=D(1),
         min_liquidation_distance=D(0),
         deleverage_liquidation_distance=D(0),
@@ -523,7 +523,8 @@ def test_a_leverage_cut_lands_within_one_lot_of_the_cap(
         event("cut by margin usage too (a spot buy spends the margin balance)")
         return
     event("cut")
-    assert verdict.cut_reason.startswith("max_gross_leverage")
+    # the gross cap binds last (a net cut of 100× NAV may come first: cuts are applied in turn)
+    assert verdict.cut_reason.split("; ")[-1].startswith("max_gross_leverage")
     mark = _mark_of(book, symbol)
     after = worst_gross(book, flight, verdict.intent)
     assert limit - INSTRUMENTS[symbol].lot_size * mark < after <= limit
