@@ -503,7 +503,7 @@ def test_a_leverage_cut_lands_within_one_lot_of_the_cap(
     assume(not reduces_net(book, flight, order))  # a hedge is exempt from the gross cap
     mandate = RiskConfig(
         max_gross_leverage=cap,
-        max_net_leverage=D(100),  # the largest allowed: no cap for these books,
+        max_net_leverage=D(100),  # the largest allowed: no cap for these books
         max_margin_usage=D(1),
         min_liquidation_distance=D(0),
         deleverage_liquidation_distance=D(0),
