@@ -58,6 +58,7 @@ from engine.deleverage import deleverage_requests
 from engine.events import (
     Bar,
     DataStale,
+    HandlerFailed,
     InstrumentsLoaded,
     IntentApproved,
     KillSwitchReset,
@@ -91,6 +92,9 @@ DAY_NS: Final = 86_400 * NS_PER_SECOND
 _ZERO: Final = Decimal(0)
 _TWO: Final = Decimal(2)
 _TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
+MONEY_STATE_OWNERS: Final = frozenset({"Portfolio", "RiskManager", "OrderRouter"})
+"""Actors whose state is money (the book, the risk state, the orders): a failed handler of one
+of them leaves that state unknown, so the kill switch trips (reason ``handler_failed``)."""
 
 
 @dataclass
@@ -170,6 +174,7 @@ class RiskManager(Actor):
         self.subscribe(OrderStatusReported, self.on_status)
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
+        self.subscribe(HandlerFailed, self.on_handler_failed)
 
     async def on_start(self) -> None:
         now = self.now()
@@ -323,6 +328,16 @@ class RiskManager(Actor):
         self.publish(
             KillSwitchTriggered(ts_event=ts_ns, ts_init=self.now(), reason=reason, detail=detail)
         )
+
+    def on_handler_failed(self, event: HandlerFailed) -> None:
+        """A handler of an actor that owns money state raised (a fill the ledger refused, an
+        order event the router could not book): that state is no longer known to be right, so
+        no new risk is opened on it. The kill switch shows on ``/readyz`` and in the metrics;
+        an operator resets it once the cause is understood."""
+        owner = event.handler.split(".", 1)[0]
+        if owner in MONEY_STATE_OWNERS:
+            detail = f"{event.handler} failed on {event.event_type} seq {event.seq}: {event.error}"
+            self._trip(event.ts_event, "handler_failed", detail)
 
     def on_kill_switch(self, event: KillSwitchTriggered) -> None:
         if self.kill_switch is None:

@@ -14,6 +14,7 @@ from engine.commands import SubmitOrder
 from engine.config import BandsConfig, Config, RiskConfig
 from engine.events import (
     DataStale,
+    HandlerFailed,
     InstrumentsLoaded,
     IntentApproved,
     KillSwitchTriggered,
@@ -31,6 +32,7 @@ from engine.events import (
 )
 from engine.instruments import binance_defaults
 from engine.journal import Journal, JournalReader
+from engine.portfolio import Portfolio
 from engine.risk import DAY_NS, RiskManager
 from tests.conftest import START_NS
 from tests.test_pretrade import ETH_MARK, intent, leverage_book, snapshot
@@ -445,3 +447,34 @@ async def test_verdicts_carry_the_decisions_event_time_not_the_clocks(
         assert isinstance(approval, IntentApproved)
         for verdict in (veto, approval):
             assert (verdict.ts_event, verdict.ts_init) == (made_at, START_NS + 31 * S)
+
+
+def test_a_failed_handler_of_a_money_actor_trips_the_kill_switch(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Issue 10 ("failures that change nothing"): a LedgerError in Portfolio.on_fill only
+    published HandlerFailed, which nothing read, and trading went on against a wrong book."""
+    bus = Bus(sim_clock)
+    desk = Desk(bus, sim_clock)
+    Portfolio.from_config(Config(), bus, sim_clock)
+    nothing = replace(filled("i1", "0.5", START_NS), qty=D(0))  # the ledger refuses it
+    bus.publish(nothing)
+    [failed] = desk.of(HandlerFailed)
+    assert failed.handler == "Portfolio.on_fill"
+    [tripped] = desk.of(KillSwitchTriggered)
+    assert tripped.reason == "handler_failed"
+    assert "Portfolio.on_fill failed on OrderFilled" in tripped.detail
+    assert desk.risk.kill_switch == "handler_failed"
+
+
+def test_a_failed_handler_of_another_actor_does_not_trip_it(sim_clock: SimulatedClock) -> None:
+    bus = Bus(sim_clock)
+    desk = Desk(bus, sim_clock)
+
+    def plug_in(_: OrderFilled) -> None:
+        raise RuntimeError("a user's dashboard actor broke")
+
+    bus.subscribe(OrderFilled, plug_in, name="MyDashboard.on_fill")
+    bus.publish(filled("i1", "0.5", START_NS))
+    assert [f.handler for f in desk.of(HandlerFailed)] == ["MyDashboard.on_fill"]
+    assert desk.of(KillSwitchTriggered) == []
