@@ -350,11 +350,7 @@ def _gross_leverage(book: _Book) -> _Limit:
     cap = book.budget.max_gross_leverage * book.nav
     max_qty = max(_room(book, own_ends, cap, others), _flatten_qty(book, _net_ends(book)))
     gross = others + max(abs(x) for x in own_ends)
-    detail = (
-        f"gross leverage {_ratio(gross / book.nav)} incl. in flight, "
-        f"cap {book.budget.max_gross_leverage}× of NAV {_money(book.nav)}, "
-        f"room {_money(max(cap - gross, _ZERO))}"
-    )
+    detail = _leverage_detail("gross", gross, book.budget.max_gross_leverage, book.nav)
     return _Limit("max_gross_leverage", max_qty, detail)
 
 
@@ -371,12 +367,16 @@ def _net_leverage(book: _Book) -> _Limit:
     room = max(cap - others, _ZERO)
     max_qty = min((room - book.sign * x) / book.mark for x in own_ends)
     net = others + max(abs(x) for x in own_ends)
-    detail = (
-        f"net leverage {_ratio(net / book.nav)} incl. in flight, "
-        f"cap {book.budget.max_net_leverage}× of NAV {_money(book.nav)}, "
-        f"room {_money(max(cap - net, _ZERO))}"
-    )
+    detail = _leverage_detail("net", net, book.budget.max_net_leverage, book.nav)
     return _Limit("max_net_leverage", max_qty, detail)
+
+
+def _leverage_detail(measure: str, exposure: Decimal, cap: Decimal, nav: Decimal) -> str:
+    """``net leverage 1.2000 incl. in flight, cap 3× of NAV 100000.00, room 180000.00``."""
+    return (
+        f"{measure} leverage {_ratio(exposure / nav)} incl. in flight, "
+        f"cap {cap}× of NAV {_money(nav)}, room {_money(max(cap * nav - exposure, _ZERO))}"
+    )
 
 
 def _margin_usage(book: _Book) -> _Limit:
