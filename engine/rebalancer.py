@@ -219,7 +219,7 @@ class Rebalancer(Actor):
         plan = plan_deleverage(
             self._inputs(snapshot, self._resolved), self._peek_id(), why, target_leverage
         )
-        busy = {p.asset for p in self._in_flight.values()}
+        busy = self._busy_assets()
         plan.intents[:] = [i for i in plan.intents if base_of(i.symbol) not in busy]
         if plan.intents:
             self.decisions += 1
@@ -234,7 +234,7 @@ class Rebalancer(Actor):
         snapshot = self.snapshot
         if snapshot is None or self.kill_switch or not self.instruments:
             return
-        if event.asset in {p.asset for p in self._in_flight.values()}:
+        if event.asset in self._busy_assets():
             return
         why = f"deleverage ({event.reason}): {event.detail}"
         delta = event.notional if event.side == "buy" else -event.notional
@@ -360,6 +360,10 @@ class Rebalancer(Actor):
         session = self.bus.session_id[:8]
         return f"{session}-d{n}" if session else f"d{n}"
 
+    def _busy_assets(self) -> set[str]:
+        """Assets with an intent or order still in flight: never planned again until it ends."""
+        return {p.asset for p in self._in_flight.values()}
+
     def _drop_cooling(self, plan: Plan, now: int) -> None:
         """Keep no intent for an asset in cooldown or with orders still in flight."""
         sent = set(self._intent_of.values())
@@ -376,7 +380,7 @@ class Rebalancer(Actor):
                 del self._in_flight[intent_id]
                 plan.notes.append(f"{pending.asset}: {intent_id} was never sent, not waited for")
         cooling = {a for a, until in self._cooling.items() if until > now}
-        busy = {p.asset for p in self._in_flight.values()}
+        busy = self._busy_assets()
         kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]
         if len(kept) < len(plan.intents):
             if cooling:
