@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -63,11 +64,7 @@ class BacktestRun:
 
     def rejections(self) -> dict[tuple[str, str], int]:
         """Rejected data points by (symbol, reason)."""
-        counts: dict[tuple[str, str], int] = {}
-        for event in self.rejected:
-            key = (event.symbol, event.reason)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        return dict(Counter((event.symbol, event.reason) for event in self.rejected))
 
     @property
     def events_per_s(self) -> float:
