@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ballast demo
 
+# mypy checks the sources under their installed names (ballast.engine, ...), through links.
+TYPECHECK := .typecheck/ballast
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine adapters strategies tests bench
+	mkdir -p $(TYPECHECK) && for d in engine adapters strategies; do ln -sfn ../../$$d $(TYPECHECK)/$$d; done
 	$(VENV)/bin/mypy
 
 test: lint
@@ -33,4 +37,4 @@ prometheus: $(STAMP)
 	$(PY) -m tests.support.prometheus
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .typecheck build .pytest_cache .mypy_cache .ruff_cache

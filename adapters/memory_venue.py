@@ -40,10 +40,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from adapters.venue import OrderState, OrderStatus, Venue, VenueError
-from engine.clock import Clock
-from engine.commands import CancelOrder, SubmitOrder
-from engine.events import (
+from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
     Liquidity,
@@ -55,7 +54,8 @@ from engine.events import (
     OrderSubmitted,
     PositionUpdated,
 )
-from engine.instruments import Instrument
+from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.trading.venue import OrderState, OrderStatus, Venue, VenueError
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from adapters.venue import OrderStatus, Venue
-from engine.commands import CancelOrder, SubmitOrder
-from engine.events import Message
-from engine.instruments import Instrument
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import Message
+from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.trading.venue import OrderStatus, Venue
 
 
 class SilentVenue(Venue):

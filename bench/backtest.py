@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.data.bundle import MarketBundle
-from adapters.data.synthetic import SyntheticConfig, SyntheticMarket
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.adapters.data.synthetic import SyntheticConfig, SyntheticMarket
+from ballast.engine.app.backtest import BacktestRun, run_backtest
+from ballast.engine.kernel.config import Config, parse_config
 from bench.backtest_floor import floor
 from bench.backtest_floor import line as floor_line
 from bench.common import run, verdict
-from engine.backtest import BacktestRun, run_backtest
-from engine.config import Config, parse_config
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
 GROWTH = '[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n'

@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from adapters.data.bundle import MarketBundle
-from engine.bus import Bus
-from engine.clock import SimulatedClock
-from engine.events import Bar, MarkPriceUpdated, Message
-from engine.journal import Journal
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.events import Bar, MarkPriceUpdated, Message
+from ballast.engine.kernel.journal import Journal
 
 # As many handlers as a backtest session subscribes to each type (the portfolio and the risk
 # manager take bars; the rebalancer takes marks too).

@@ -6,11 +6,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.journal import Journal
 from bench.common import quotes, rate_line, run
-from engine.bus import Bus
-from engine.clock import LiveClock
-from engine.events import QuoteTick
-from engine.journal import Journal
 
 N_EVENTS = 500_000
 N_SUBSCRIBERS = 4

@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from engine.events import BalanceUpdated, Bar, Message, OrderFilled, QuoteTick, TradeTick
+from ballast.engine.kernel.events import (
+    BalanceUpdated,
+    Bar,
+    Message,
+    OrderFilled,
+    QuoteTick,
+    TradeTick,
+)
 
 T = TypeVar("T")
 

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from ballast.engine.kernel.bus import Bus, Mailbox
+from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.journal import Journal
 from bench.common import PRICES, SIZES, SYMBOLS, percentile, run, verdict
-from engine.bus import Bus, Mailbox
-from engine.clock import LiveClock
-from engine.events import QuoteTick
-from engine.journal import Journal
 
 RATE = 10_000
 SECONDS = 5.0

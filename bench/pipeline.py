@@ -16,12 +16,11 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.memory_venue import InMemoryVenue
-from bench.common import percentile, run, verdict
-from engine.bus import Bus
-from engine.clock import LiveClock
-from engine.config import BandsConfig, Config, ExecutionConfig, RiskConfig
-from engine.events import (
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.config import BandsConfig, Config, ExecutionConfig, RiskConfig
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     InstrumentsLoaded,
     IntentApproved,
@@ -30,13 +29,14 @@ from engine.events import (
     QuoteTick,
     RebalanceDecided,
 )
-from engine.instruments import binance_defaults
-from engine.journal import Journal
-from engine.market_gate import MarketGate
-from engine.portfolio import Portfolio
-from engine.rebalancer import Rebalancer
-from engine.risk import RiskManager
-from engine.router import OrderRouter
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal
+from ballast.engine.trading.market_gate import MarketGate
+from ballast.engine.trading.portfolio import Portfolio
+from ballast.engine.trading.rebalancer import Rebalancer
+from ballast.engine.trading.risk import RiskManager
+from ballast.engine.trading.router import OrderRouter
+from bench.common import percentile, run, verdict
 
 RATE = 10_000
 SECONDS = 10.0

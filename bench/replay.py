@@ -10,14 +10,14 @@ from pathlib import Path
 
 import msgspec
 
+from ballast.engine.app.replay import replay
+from ballast.engine.kernel.actor import Actor
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.events import SessionStarted
+from ballast.engine.kernel.journal import Journal, JournalReader
 from bench.common import START_NS, mixed, rate_line, run
-from engine.actor import Actor
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.config import Config
-from engine.events import SessionStarted
-from engine.journal import Journal, JournalReader
-from engine.replay import replay
 
 N_RECORDS = 1_000_000
 TARGET_READ = 500_000
@@ -104,7 +104,7 @@ def main() -> None:
         records, inputs, elapsed = run(_replay(path))
         rate = records / elapsed
         print(
-            f"  full engine.replay.replay(path), bus without actors: {rate:,.0f} records/s "
+            f"  full replay(path), bus without actors: {rate:,.0f} records/s "
             f"({inputs:,} inputs republished; {records:,} records in {elapsed:.3f} s; "
             "no target, for reference)"
         )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engine.actor import Actor
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, Clock
-from engine.config import Config
-from engine.events import (
+from ballast.engine.kernel.actor import Actor
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.events import (
     AssetDecision,
     AssetState,
     Bar,

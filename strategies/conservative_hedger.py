@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from strategies.api import (
+from ballast.engine.strategy.api import (
     Strategy,
     StrategyContext,
     StrategyParams,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from strategies.api import (
+from ballast.engine.strategy.api import (
     Preference,
     Strategy,
     StrategyContext,

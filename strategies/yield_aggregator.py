@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
-from strategies.api import (
+from ballast.engine.strategy.api import (
     Strategy,
     StrategyContext,
     StrategyParams,

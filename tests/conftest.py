@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.clock import SimulatedClock
-from engine.redaction import forget_secrets
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.redaction import forget_secrets
 
 START_NS = 1_700_000_000_000_000_000
 

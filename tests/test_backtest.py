@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from adapters.data.bundle import MarketBundle
-from engine.backtest import BacktestRun, initial_allocation, run_backtest, variant
-from engine.cli.cmd_journal import record_json
-from engine.commands import SubmitOrder
-from engine.config import (
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.engine.app.backtest import BacktestRun, initial_allocation, run_backtest, variant
+from ballast.engine.app.cli.cmd_journal import record_json
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import (
     BandsConfig,
     Config,
     ExecutionConfig,
@@ -23,7 +23,7 @@ from engine.config import (
     StrategyConfig,
     parse_config,
 )
-from engine.events import (
+from ballast.engine.kernel.events import (
     FundingPaid,
     OrderCanceled,
     OrderFilled,
@@ -31,10 +31,10 @@ from engine.events import (
     PortfolioSnapshot,
     RebalanceDecided,
 )
-from engine.instruments import base_of
-from engine.journal import JournalReader
-from engine.performance import format_summary
-from strategies.api import Strategy, StrategyContext, TargetSet
+from ballast.engine.kernel.instruments import base_of
+from ballast.engine.kernel.journal import JournalReader
+from ballast.engine.observe.performance import format_summary
+from ballast.engine.strategy.api import Strategy, StrategyContext, TargetSet
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
 D = Decimal
@@ -160,7 +160,7 @@ def funding_file() -> dict[int, Decimal]:
 
 def perp_closes() -> dict[int, Decimal]:
     """bar close time (ns) → BTC perp close, straight from the bundled CSV."""
-    from adapters.data.klines import load_klines
+    from ballast.adapters.data.klines import load_klines
 
     bars = load_klines(DATA / "btcusdt_perp_1h.csv", "BTC/USDT:USDT").bars
     return {bar.ts_event: bar.close for bar in bars}

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.backtest_journal import check_replaceable, clear, ensure_replaceable, inspect
-from engine.errors import JournalError, JournalLockedError, JournalReplaceError
-from engine.events import SessionStarted
-from engine.journal import Journal, JournalReader
+from ballast.engine.app.backtest_journal import (
+    check_replaceable,
+    clear,
+    ensure_replaceable,
+    inspect,
+)
+from ballast.engine.kernel.errors import JournalError, JournalLockedError, JournalReplaceError
+from ballast.engine.kernel.events import SessionStarted
+from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.conftest import START_NS
 
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from adapters.data.bundle import MarketBundle, to_ns
-from engine.backtest import BacktestRun, assets_of, run_backtest
-from engine.cli.cmd_plan import paper_venue
-from engine.commands import SubmitOrder
-from engine.config import Config, load_config, parse_config
-from engine.events import (
+from ballast.adapters.data.bundle import MarketBundle, to_ns
+from ballast.engine.app.backtest import BacktestRun, assets_of, run_backtest
+from ballast.engine.app.cli.cmd_plan import paper_venue
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import Config, load_config, parse_config
+from ballast.engine.kernel.events import (
     Bar,
     DataRejected,
     FundingPaid,
@@ -29,8 +29,8 @@ from engine.events import (
     RebalanceDecided,
     RiskBudgetChanged,
 )
-from engine.journal import JournalReader
-from engine.performance import format_summary
+from ballast.engine.kernel.journal import JournalReader
+from ballast.engine.observe.performance import format_summary
 from tests.support.cli import ROOT, ballast
 from tests.support.market_data import (
     copy_market,

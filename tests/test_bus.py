@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.bus import Bus, Mailbox
-from engine.clock import SimulatedClock
-from engine.events import (
+from ballast.engine.kernel.bus import Bus, Mailbox
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.events import (
     AccountEvent,
     BalanceUpdated,
     Bar,
@@ -30,8 +30,8 @@ from engine.events import (
     QuoteTick,
     TradeTick,
 )
-from engine.journal import Journal, JournalReader
-from engine.redaction import register_secret
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.kernel.redaction import register_secret
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.events import BalanceUpdated, DataRejected, Message, QuoteTick
-from engine.journal import Journal
-from engine.timefmt import ns_to_iso
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.events import BalanceUpdated, DataRejected, Message, QuoteTick
+from ballast.engine.kernel.journal import Journal
+from ballast.engine.kernel.timefmt import ns_to_iso
 from tests.conftest import START_NS
 from tests.support.cli import ballast
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.events import QuoteTick
-from engine.journal import Journal
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.journal import Journal
 from tests.conftest import START_NS
 from tests.support.cli import BALLAST, ENV, ROOT, ballast
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.clock import NS_PER_SECOND, Clock, LiveClock, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, LiveClock, SimulatedClock
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import (
+from ballast.engine.kernel.config import (
     Config,
     RiskConfig,
     VenueConfig,
@@ -21,8 +21,8 @@ from engine.config import (
     load_secrets,
     parse_config,
 )
-from engine.errors import ConfigError
-from engine.redaction import redact
+from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.redaction import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "paper.toml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.main import main
+from ballast.engine.app.cli.main import main
 from tests.support.cli import ballast
 
 THRESHOLD_TARGETS = "[targets]\nBTC = 0.4\n"
@@ -47,10 +47,14 @@ def check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tupl
             "between 1 and 3650",
         ),
         ('[engine]\nactors = ["nomod:Nope"]\n', "engine.actors[0]", "cannot import"),
-        ('[engine]\nactors = ["engine.bus:Bus"]\n', "engine.actors[0]", "not an Actor"),
+        (
+            '[engine]\nactors = ["ballast.engine.kernel.bus:Bus"]\n',
+            "engine.actors[0]",
+            "not an Actor",
+        ),
         ("[targets]\nSOL = 0.2\n", "targets.SOL", "not traded"),
         (
-            '[strategy]\nparams = { weights = { DOGE = 0.1 } }\n',
+            "[strategy]\nparams = { weights = { DOGE = 0.1 } }\n",
             "strategy.params",
             "DOGE",
         ),

@@ -2,8 +2,8 @@
 extreme value, is either refused by the one validation path with a config error naming that key,
 or accepted and then workable: the plan's dry run over it builds a snapshot and decides, with no
 exception. ``config check`` and ``plan`` both call that path first
-(:func:`engine.config_check.load_checked_config`), so they agree; a few real subprocesses of both
-commands check that end to end.
+(:func:`ballast.engine.app.config_check.load_checked_config`), so they agree; a few real
+subprocesses of both commands check that end to end.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from adapters.memory_venue import InMemoryVenue
-from engine.clock import SimulatedClock
-from engine.config import Config, parse_config
-from engine.config_check import check_startable
-from engine.dry_run import dry_run
-from engine.errors import ConfigError
-from engine.events import Bar, Message
-from engine.instruments import binance_defaults
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.engine.app.config_check import check_startable
+from ballast.engine.app.dry_run import dry_run
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.events import Bar, Message
+from ballast.engine.kernel.instruments import binance_defaults
 from tests.support.cli import ROOT, ballast
 
 D = Decimal
@@ -55,7 +55,9 @@ SCALARS = st.one_of(
     ),
     st.sampled_from(["", "x", "EUR", "USDT", "BTC", "SOL", "os:system", "nomod:Nope", "1e308"]),
     st.sampled_from(["BTC/USDT", "SOL/USDT", "BTC/EUR", "BTC/USDT:USDT", "threshold", "calendar"]),
-    st.sampled_from(["conservative_hedger", "growth_optimizer", "engine.bus:Bus", "::", "a:b"]),
+    st.sampled_from(
+        ["conservative_hedger", "growth_optimizer", "ballast.engine.kernel.bus:Bus", "::", "a:b"]
+    ),
     st.booleans(),
     st.integers(),
     st.floats(),

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine.config import json_schema
-from engine.config_check import load_checked_config
+from ballast.engine.app.config_check import load_checked_config
+from ballast.engine.kernel.config import json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("examples/*.toml"), *ROOT.glob("deploy/*.toml")])

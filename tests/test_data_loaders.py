@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.data.bundle import FundingSettlement, MarketBundle, bar_order, to_ns
-from adapters.data.funding import load_funding
-from adapters.data.gaps import NS, DataReport, Gap, SeriesGap, find_gaps, format_ts
-from adapters.data.klines import DataError, load_klines
-from engine.events import Bar, MarketData, MarkPriceUpdated
+from ballast.adapters.data.bundle import FundingSettlement, MarketBundle, bar_order, to_ns
+from ballast.adapters.data.funding import load_funding
+from ballast.adapters.data.gaps import NS, DataReport, Gap, SeriesGap, find_gaps, format_ts
+from ballast.adapters.data.klines import DataError, load_klines
+from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
 HOUR = 3600 * NS

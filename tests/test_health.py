@@ -12,11 +12,12 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.memory_venue import InMemoryVenue
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.config import Config, InstrumentsConfig, JournalConfig, RiskConfig
-from engine.events import (
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.config import Config, InstrumentsConfig, JournalConfig, RiskConfig
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     DataStale,
     InstrumentsLoaded,
@@ -25,11 +26,10 @@ from engine.events import (
     QuoteTick,
     StrategyFailed,
 )
-from engine.health import Health
-from engine.http_server import MetricsServer, parse_address, serve_metrics
-from engine.journal import Journal
-from engine.metrics import MetricsExporter
-from engine.session import Session
+from ballast.engine.kernel.journal import Journal
+from ballast.engine.observe.health import Health
+from ballast.engine.observe.http_server import MetricsServer, parse_address, serve_metrics
+from ballast.engine.observe.metrics import MetricsExporter
 from tests.conftest import START_NS
 from tests.support.book import fine_instruments
 from tests.support.http_get import HttpResponse, http_get, http_request

@@ -14,16 +14,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.codec import MESSAGE_TYPES, encode
-from engine.commands import CancelOrder, SubmitOrder
-from engine.errors import (
+from ballast.engine.kernel.codec import MESSAGE_TYPES, encode
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.errors import (
     JournalClosedError,
     JournalCorruptError,
     JournalError,
     JournalLockedError,
     JournalSchemaError,
 )
-from engine.events import (
+from ballast.engine.kernel.events import (
     AssetDecision,
     AssetState,
     BalanceUpdated,
@@ -59,9 +59,9 @@ from engine.events import (
     TimerFired,
     TradeTick,
 )
-from engine.instruments import Instrument
-from engine.journal import KIND_KEY, SCHEMA_VERSION, Journal, JournalReader, Record
-from engine.journal_lock import JournalLock, lock_path
+from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.kernel.journal import KIND_KEY, SCHEMA_VERSION, Journal, JournalReader, Record
+from ballast.engine.kernel.journal_lock import JournalLock, lock_path
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 

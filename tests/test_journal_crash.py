@@ -26,9 +26,9 @@ from typing import Final, Literal
 
 import pytest
 
-from engine.commands import SubmitOrder
-from engine.events import OrderFilled, QuoteTick
-from engine.journal import Journal, JournalReader
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import OrderFilled, QuoteTick
+from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.support.crash_writer import event_for, needs_sync
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from engine.journal import JournalReader, JournalStats
+from ballast.engine.kernel.journal import JournalReader, JournalStats
 from tests.support.cli import ENV, ROOT, ballast
 from tests.support.paper_config import DATA, Value, paper_config
 

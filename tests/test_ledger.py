@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import (
+from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
     FundingPaid,
@@ -21,7 +21,7 @@ from engine.events import (
     PositionUpdated,
     Side,
 )
-from engine.ledger import Ledger, LedgerError
+from ballast.engine.trading.ledger import Ledger, LedgerError
 
 D = Decimal
 ZERO = Decimal(0)

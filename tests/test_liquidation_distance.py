@@ -2,8 +2,8 @@
 
 The venue's liquidation estimate changes only with a fill; the actor computes the liquidation price
 itself, from the snapshot re-valued at the current perp marks, with the simulated exchange's own
-formula (:mod:`engine.margin`). A property checks, on a real SimExchange whose events are booked by
-a real Ledger, that the actor's price equals the exchange's at every mark.
+formula (:mod:`ballast.engine.trading.margin`). A property checks, on a real SimExchange whose
+events are booked by a real Ledger, that the actor's price equals the exchange's at every mark.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from decimal import Decimal
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from adapters.sim.config import SimConfig
-from adapters.sim.exchange import SimExchange
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.commands import SubmitOrder
-from engine.config import BandsConfig, RiskConfig
-from engine.events import (
+from ballast.adapters.sim.config import SimConfig
+from ballast.adapters.sim.exchange import SimExchange
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import BandsConfig, RiskConfig
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     DeleverageRequired,
@@ -31,9 +31,9 @@ from engine.events import (
     PortfolioSnapshot,
     PositionUpdated,
 )
-from engine.instruments import base_of, binance_defaults
-from engine.ledger import Ledger
-from engine.risk import RiskManager
+from ballast.engine.kernel.instruments import base_of, binance_defaults
+from ballast.engine.trading.ledger import Ledger
+from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 from tests.test_pretrade import snapshot
 from tests.test_risk_actor import Desk, desk_on

@@ -35,12 +35,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from adapters.data.bundle import MarketBundle
-from adapters.data.klines import DataError
-from engine.backtest import load_market, run_backtest
-from engine.commands import SubmitOrder
-from engine.config import Config, parse_config
-from engine.events import (
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.adapters.data.klines import DataError
+from ballast.engine.app.backtest import load_market, run_backtest
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.events import (
     Bar,
     DataRejected,
     FundingPaid,
@@ -49,7 +49,7 @@ from engine.events import (
     RebalanceDecided,
     RiskBudgetChanged,
 )
-from engine.journal import JournalReader, Record
+from ballast.engine.kernel.journal import JournalReader, Record
 from tests.support.market_data import FUNDING, KLINES, copy_market, funding_key, rows
 
 D = Decimal
@@ -247,7 +247,7 @@ def spiked_events(records: list[Record], spiked: list[Spike]) -> set[int]:
 
 
 def _close_time(spike: Spike) -> int:
-    from adapters.data.bundle import to_ns
+    from ballast.adapters.data.bundle import to_ns
 
     return to_ns(START) + (spike.row + 1) * 3600 * 1_000_000_000
 

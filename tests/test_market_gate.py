@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.config import Config, RiskConfig, parse_config
-from engine.errors import ConfigError
-from engine.events import (
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.config import Config, RiskConfig, parse_config
+from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     DataRejected,
@@ -25,13 +25,13 @@ from engine.events import (
     Message,
     QuoteTick,
 )
-from engine.journal import Journal, JournalReader
-from engine.market_gate import MarketGate
-from engine.market_guard import FUNDING_RATE, NON_POSITIVE, PRICE_JUMP, MarketGuard
-from engine.metrics import MetricsExporter
-from engine.portfolio import Portfolio
-from engine.rebalancer import Rebalancer
-from engine.risk import RiskManager
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.observe.metrics import MetricsExporter
+from ballast.engine.trading.market_gate import MarketGate
+from ballast.engine.trading.market_guard import FUNDING_RATE, NON_POSITIVE, PRICE_JUMP, MarketGuard
+from ballast.engine.trading.portfolio import Portfolio
+from ballast.engine.trading.rebalancer import Rebalancer
+from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 
 D = Decimal

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.market_guard import (
+from ballast.engine.trading.market_guard import (
     CROSSED,
     NON_POSITIVE,
     OUT_OF_ORDER,

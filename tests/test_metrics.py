@@ -11,11 +11,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.commands import SubmitOrder
-from engine.config import BandsConfig, Config, RiskConfig
-from engine.events import (
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
+from ballast.engine.kernel.events import (
     AssetDecision,
     BalanceUpdated,
     DataRejected,
@@ -37,9 +37,9 @@ from engine.events import (
     RiskBudgetChanged,
     StrategyFailed,
 )
-from engine.journal import Journal
-from engine.metrics import MAX_LABEL_VALUES, OTHER, MetricsExporter
-from engine.redaction import register_secret
+from ballast.engine.kernel.journal import Journal
+from ballast.engine.kernel.redaction import register_secret
+from ballast.engine.observe.metrics import MAX_LABEL_VALUES, OTHER, MetricsExporter
 from tests.conftest import START_NS
 from tests.support.book import Book
 

@@ -12,14 +12,18 @@ import msgspec
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from engine.budget import RiskBudget
-from engine.codec import decode, encode
-from engine.config import BandsConfig, RiskConfig
-from engine.events import OrderIntent, PortfolioSnapshot, RiskBudgetChanged
-from engine.instruments import base_of
-from engine.margin import PerpHolding, account_liquidation_price, default_margin_table
-from engine.pretrade import REASON_CODES, Vetoed
-from engine.regime import Regime
+from ballast.engine.kernel.codec import decode, encode
+from ballast.engine.kernel.config import BandsConfig, RiskConfig
+from ballast.engine.kernel.events import OrderIntent, PortfolioSnapshot, RiskBudgetChanged
+from ballast.engine.kernel.instruments import base_of
+from ballast.engine.trading.budget import RiskBudget
+from ballast.engine.trading.margin import (
+    PerpHolding,
+    account_liquidation_price,
+    default_margin_table,
+)
+from ballast.engine.trading.pretrade import REASON_CODES, Vetoed
+from ballast.engine.trading.regime import Regime
 from tests.test_pretrade import (
     INSTRUMENTS,
     SYMBOLS,

@@ -7,8 +7,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.commands import SubmitOrder
-from engine.events import (
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import (
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -17,7 +17,7 @@ from engine.events import (
     OrderStatusReported,
     OrderSubmitted,
 )
-from engine.order_book import (
+from ballast.engine.trading.order_book import (
     TERMINAL_STATES,
     OrderBook,
     client_order_id_for,

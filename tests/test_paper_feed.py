@@ -7,17 +7,17 @@ import itertools
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.data.bundle import MarketBundle
-from adapters.sim.venue import SimulatedVenue
-from engine.backtest import assets_of, sim_config
-from engine.clock import LiveClock
-from engine.config import parse_config
-from engine.events import Bar, MarkPriceUpdated, Message, PortfolioSnapshot
-from engine.instruments import base_of, binance_defaults
-from engine.journal import Journal, JournalReader
-from engine.ledger import is_perp
-from engine.paper_feed import FeedResult, PaperFeed, by_timestamp
-from engine.session import Session
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.adapters.sim.venue import SimulatedVenue
+from ballast.engine.app.backtest import assets_of, sim_config
+from ballast.engine.app.paper_feed import FeedResult, PaperFeed, by_timestamp
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.config import parse_config
+from ballast.engine.kernel.events import Bar, MarkPriceUpdated, Message, PortfolioSnapshot
+from ballast.engine.kernel.instruments import base_of, binance_defaults
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.trading.ledger import is_perp
 from tests.support.paper_config import DATA
 
 START, END = "2022-05-01T00:00", "2022-05-01T12:00"

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.bus import Bus
-from engine.clock import SimulatedClock
-from engine.events import (
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.events import (
     AssetDecision,
     AssetState,
     FundingPaid,
@@ -28,8 +28,8 @@ from engine.events import (
     SessionStarted,
     Side,
 )
-from engine.journal import Journal
-from engine.performance import (
+from ballast.engine.kernel.journal import Journal
+from ballast.engine.observe.performance import (
     NS_PER_DAY,
     NS_PER_HOUR,
     PerformanceRecorder,

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from adapters.memory_venue import InMemoryVenue
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.commands import SubmitOrder
-from engine.config import BandsConfig, Config, ExecutionConfig, JournalConfig
-from engine.events import (
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.engine.app.replay import replay
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import BandsConfig, Config, ExecutionConfig, JournalConfig
+from ballast.engine.kernel.events import (
     IntentApproved,
     Message,
     OrderFilled,
@@ -22,9 +24,7 @@ from engine.events import (
     RebalanceDecided,
     RiskBudgetChanged,
 )
-from engine.journal import Journal, JournalReader
-from engine.replay import replay
-from engine.session import Session
+from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.conftest import START_NS
 from tests.support.book import fine_instruments
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from engine.cli.cmd_plan import paper_venue
-from engine.config import parse_config
-from engine.dry_run import dry_run
+from ballast.engine.app.cli.cmd_plan import paper_venue
+from ballast.engine.app.dry_run import dry_run
+from ballast.engine.kernel.config import parse_config
 from tests.support.cli import ballast
 
 D = Decimal

@@ -8,9 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.instruments import binance_defaults, index_by_symbol
-from engine.planner import BudgetView, Mode, PlanInputs, band_width, excess, plan_rebalance
-from strategies.api import ResolvedTarget, TargetSet
+from ballast.engine.kernel.instruments import binance_defaults, index_by_symbol
+from ballast.engine.strategy.api import ResolvedTarget, TargetSet
+from ballast.engine.trading.planner import (
+    BudgetView,
+    Mode,
+    PlanInputs,
+    band_width,
+    excess,
+    plan_rebalance,
+)
 from tests.support.book import Book, fine_instruments
 
 D = Decimal

@@ -10,9 +10,10 @@ import msgspec
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from engine.events import OrderIntent, PortfolioSnapshot
-from engine.instruments import Instrument, base_of, binance_defaults, index_by_symbol
-from engine.planner import (
+from ballast.engine.kernel.events import OrderIntent, PortfolioSnapshot
+from ballast.engine.kernel.instruments import Instrument, base_of, binance_defaults, index_by_symbol
+from ballast.engine.strategy.api import TargetSet
+from ballast.engine.trading.planner import (
     BudgetView,
     Mode,
     Plan,
@@ -22,7 +23,6 @@ from engine.planner import (
     plan_deleverage,
     plan_rebalance,
 )
-from strategies.api import TargetSet
 from tests.support.book import Book, fine_instruments
 
 D = Decimal

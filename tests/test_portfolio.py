@@ -10,12 +10,18 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.memory_venue import InMemoryVenue
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.commands import SubmitOrder
-from engine.config import Config, InstrumentsConfig, PaperConfig, RiskConfig, VenueConfig
-from engine.events import (
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import (
+    Config,
+    InstrumentsConfig,
+    PaperConfig,
+    RiskConfig,
+    VenueConfig,
+)
+from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
     Bar,
@@ -31,9 +37,9 @@ from engine.events import (
     Side,
     TradeTick,
 )
-from engine.instruments import binance_defaults
-from engine.market_gate import MarketGate
-from engine.portfolio import Portfolio
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.trading.market_gate import MarketGate
+from ballast.engine.trading.portfolio import Portfolio
 from tests.conftest import START_NS
 
 D = Decimal

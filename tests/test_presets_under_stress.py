@@ -17,10 +17,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from adapters.data.bundle import MarketBundle
-from engine.backtest import initial_allocation, run_backtest, variant
-from engine.config import Config, load_config
-from engine.events import (
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.engine.app.backtest import initial_allocation, run_backtest, variant
+from ballast.engine.kernel.config import Config, load_config
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     KillSwitchTriggered,
     OrderCanceled,
@@ -29,8 +29,8 @@ from engine.events import (
     PortfolioSnapshot,
     RebalanceDecided,
 )
-from engine.instruments import base_of
-from engine.journal import JournalReader
+from ballast.engine.kernel.instruments import base_of
+from ballast.engine.kernel.journal import JournalReader
 
 ROOT = Path(__file__).resolve().parents[1]
 D = Decimal

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from engine.budget import RiskBudget
-from engine.config import BandsConfig, RiskConfig
-from engine.events import AssetState, OrderIntent, PortfolioSnapshot
-from engine.instruments import Instrument, base_of, binance_defaults, index_by_symbol
-from engine.pretrade import REASON_CODES, Approved, Verdict, Vetoed, check
-from engine.regime import Regime
+from ballast.engine.kernel.config import BandsConfig, RiskConfig
+from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot
+from ballast.engine.kernel.instruments import Instrument, base_of, binance_defaults, index_by_symbol
+from ballast.engine.trading.budget import RiskBudget
+from ballast.engine.trading.pretrade import REASON_CODES, Approved, Verdict, Vetoed, check
+from ballast.engine.trading.regime import Regime
 from tests.conftest import START_NS
 
 D = Decimal

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from engine.config import load_config
+from ballast.engine.kernel.config import load_config
 from tests.support.http_get import http_get
 from tests.support.paper_config import DATA, paper_config
 from tests.support.prometheus import (

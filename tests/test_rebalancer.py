@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.events import (
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.events import (
     DeleverageRequired,
     InstrumentsLoaded,
     KillSwitchReset,
@@ -22,9 +22,9 @@ from engine.events import (
     RiskBudgetChanged,
     StrategyFailed,
 )
-from engine.rebalancer import Rebalancer
-from strategies.api import Strategy, StrategyContext, TargetSet
-from strategies.threshold import Threshold
+from ballast.engine.strategy.api import Strategy, StrategyContext, TargetSet
+from ballast.engine.trading.rebalancer import Rebalancer
+from ballast.strategies.threshold import Threshold
 from tests.conftest import START_NS
 from tests.support.book import Book, fine_instruments
 
@@ -220,7 +220,7 @@ def test_no_decision_before_instruments_are_known(sim_clock: SimulatedClock) -> 
 
 @pytest.mark.parametrize("mode", ["spot", "overlay", "auto"])
 def test_from_config_builds_a_working_rebalancer(sim_clock: SimulatedClock, mode: str) -> None:
-    from engine.config import Config, ExecutionConfig
+    from ballast.engine.kernel.config import Config, ExecutionConfig
 
     config = Config(
         targets={"BTC": D("0.40"), "ETH": D("0.20")}, execution=ExecutionConfig(mode=mode)
@@ -257,7 +257,7 @@ def test_a_vetoed_trade_is_retried_after_the_check_interval_not_the_full_cooldow
 def test_an_asset_with_orders_in_flight_is_not_planned_again_until_they_complete(
     sim_clock: SimulatedClock,
 ) -> None:
-    from engine.events import OrderFilled
+    from ballast.engine.kernel.events import OrderFilled
 
     bus = Bus(sim_clock)
     rec = Recorder(bus)
@@ -302,7 +302,7 @@ def test_an_asset_with_orders_in_flight_is_not_planned_again_until_they_complete
 
 
 def _submitted(intent: Any, client_order_id: str) -> Message:
-    from engine.commands import SubmitOrder
+    from ballast.engine.kernel.commands import SubmitOrder
 
     return SubmitOrder(
         START_NS,
@@ -325,7 +325,7 @@ def test_a_sent_order_that_goes_unanswered_is_never_replaced_by_a_second_one(
 ) -> None:
     """Hours without news of a sent order (a venue that stopped answering): the asset is not
     planned again, which could double the trade; the router's status report settles it."""
-    from engine.events import OrderStatusReported
+    from ballast.engine.kernel.events import OrderStatusReported
 
     bus, rebalancer, rec = make(sim_clock)
     rebalancer.cooldown_ns = 0
@@ -360,13 +360,13 @@ def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeou
 
 
 def _approved(intent: Any, qty: Decimal, why: str) -> Message:
-    from engine.events import IntentApproved
+    from ballast.engine.kernel.events import IntentApproved
 
     return IntentApproved(START_NS, START_NS, msgspec.structs.replace(intent, qty=qty), why)
 
 
 def _filled(intent: Any, client_order_id: str, qty: Decimal, at: int) -> Message:
-    from engine.events import OrderFilled
+    from ballast.engine.kernel.events import OrderFilled
 
     return OrderFilled(
         at,
@@ -403,7 +403,7 @@ def test_a_cut_order_completes_on_its_approved_quantity_and_the_asset_is_planned
 
 
 def test_a_partly_filled_order_that_ends_frees_its_asset(sim_clock: SimulatedClock) -> None:
-    from engine.events import OrderCanceled
+    from ballast.engine.kernel.events import OrderCanceled
 
     bus, rebalancer, rec = make(sim_clock)
     rebalancer.cooldown_ns = 0
@@ -421,7 +421,7 @@ def test_an_order_refused_for_margin_is_replanned_on_fresh_figures_never_resent_
     sim_clock: SimulatedClock,
 ) -> None:
     """Issue 16 item 1: "insufficient margin" was retried every hour forever, the same order."""
-    from engine.events import OrderRejected
+    from ballast.engine.kernel.events import OrderRejected
 
     bus, _, rec = make(sim_clock, mode="overlay")
     bus.publish(book("52000").snapshot(START_NS))

@@ -9,12 +9,12 @@ from itertools import pairwise
 
 import pytest
 
-from engine.budget import RiskBudget
-from engine.bus import Bus
-from engine.clock import SimulatedClock
-from engine.config import BandsConfig, RiskConfig
-from engine.events import Bar, RiskBudgetChanged
-from engine.regime import (
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.config import BandsConfig, RiskConfig
+from ballast.engine.kernel.events import Bar, RiskBudgetChanged
+from ballast.engine.trading.budget import RiskBudget
+from ballast.engine.trading.regime import (
     HOUR_NS,
     CalendarWindow,
     RegimeClassifier,
@@ -22,7 +22,7 @@ from engine.regime import (
     decay_per_sample,
     parse_calendar,
 )
-from engine.risk import RiskManager
+from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 
 D = Decimal

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import SimulatedClock
-from engine.config import Config, parse_config
-from engine.events import (
+from ballast.engine.app.replay import replay
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.events import (
     Bar,
     DataRejected,
     HandlerFailed,
@@ -20,9 +22,7 @@ from engine.events import (
     SessionStarted,
     TimerFired,
 )
-from engine.journal import Journal, JournalReader, Record
-from engine.replay import replay
-from engine.session import Session
+from ballast.engine.kernel.journal import Journal, JournalReader, Record
 from tests.conftest import START_NS
 from tests.support.actors import AlteredDecider, market_inputs
 from tests.support.cli import ballast

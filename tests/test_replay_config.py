@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import SessionStarted, SessionStopped
-from engine.journal import JournalReader
+from ballast.engine.kernel.events import SessionStarted, SessionStopped
+from ballast.engine.kernel.journal import JournalReader
 from tests.support.cli import ballast
 from tests.support.paper_config import DATA, rewrite
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.performance import Performance, format_summary, summary_rows
-from engine.report import write_report
+from ballast.engine.observe.performance import Performance, format_summary, summary_rows
+from ballast.engine.observe.report import write_report
 from tests.test_performance import DAY0, NS_PER_DAY, record, snapshot, synthetic_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

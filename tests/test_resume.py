@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.data.bundle import MarketBundle
-from engine.commands import SubmitOrder
-from engine.events import (
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     InstrumentsLoaded,
@@ -32,7 +32,7 @@ from engine.events import (
     SessionStarted,
     SessionStopped,
 )
-from engine.journal import JournalReader
+from ballast.engine.kernel.journal import JournalReader
 from tests.support.cli import ballast
 from tests.support.paper_config import DATA
 from tests.support.waiting import eventually

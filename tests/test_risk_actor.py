@@ -8,11 +8,11 @@ from typing import TypeVar
 
 from msgspec.structs import replace
 
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.commands import SubmitOrder
-from engine.config import BandsConfig, Config, RiskConfig
-from engine.events import (
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
+from ballast.engine.kernel.events import (
     DataStale,
     HandlerFailed,
     InstrumentsLoaded,
@@ -30,10 +30,10 @@ from engine.events import (
     QuoteTick,
     RebalanceDecided,
 )
-from engine.instruments import binance_defaults
-from engine.journal import Journal, JournalReader
-from engine.portfolio import Portfolio
-from engine.risk import DAY_NS, RiskManager
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.trading.portfolio import Portfolio
+from ballast.engine.trading.risk import DAY_NS, RiskManager
 from tests.conftest import START_NS
 from tests.test_pretrade import ETH_MARK, intent, leverage_book, snapshot
 

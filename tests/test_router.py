@@ -14,13 +14,13 @@ from typing import TypeVar
 
 import pytest
 
-from adapters.memory_venue import InMemoryVenue
-from adapters.silent_venue import SilentVenue
-from engine.bus import Bus
-from engine.clock import SimulatedClock
-from engine.commands import SubmitOrder
-from engine.config import parse_config
-from engine.events import (
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.adapters.silent_venue import SilentVenue
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import parse_config
+from ballast.engine.kernel.events import (
     IntentApproved,
     Message,
     OrderAccepted,
@@ -32,11 +32,11 @@ from engine.events import (
     OrderType,
     Side,
 )
-from engine.instruments import binance_defaults
-from engine.journal import Journal, JournalReader
-from engine.order_book import is_valid_client_order_id
-from engine.redaction import register_secret
-from engine.router import OrderRouter
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.kernel.redaction import register_secret
+from ballast.engine.trading.order_book import is_valid_client_order_id
+from ballast.engine.trading.router import OrderRouter
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 

@@ -17,10 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from adapters.data.bundle import MarketBundle
-from engine.events import Bar, MarkPriceUpdated, Message, SessionStarted, SessionStopped
-from engine.journal import Journal, JournalReader
-from engine.paper_feed import by_timestamp
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.engine.app.paper_feed import by_timestamp
+from ballast.engine.kernel.events import (
+    Bar,
+    MarkPriceUpdated,
+    Message,
+    SessionStarted,
+    SessionStopped,
+)
+from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.support.cli import ballast
 from tests.support.http_get import HttpResponse, http_get
 from tests.support.paper_config import DATA, PAPER, Overrides, Value, paper_config, rewrite

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.sim.config import Latency, SimConfig
-from adapters.sim.exchange import POST_ONLY_REJECT, SimExchange
-from adapters.sim.fees import FeeRates, FeeSchedule
-from adapters.sim.slippage import SlippageConfig
-from engine.commands import CancelOrder, SubmitOrder
-from engine.events import (
+from ballast.adapters.sim.config import Latency, SimConfig
+from ballast.adapters.sim.exchange import POST_ONLY_REJECT, SimExchange
+from ballast.adapters.sim.fees import FeeRates, FeeSchedule
+from ballast.adapters.sim.slippage import SlippageConfig
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     FundingPaid,
@@ -39,7 +39,7 @@ from engine.events import (
     Side,
     TimeInForce,
 )
-from engine.instruments import Instrument, binance_defaults
+from ballast.engine.kernel.instruments import Instrument, binance_defaults
 from tests.conftest import START_NS
 
 D = Decimal

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.sim.config import SimConfig
-from adapters.sim.exchange import SimExchange
-from adapters.sim.margin import (
+from ballast.adapters.sim.config import SimConfig
+from ballast.adapters.sim.exchange import SimExchange
+from ballast.adapters.sim.margin import (
     BTCUSDT_BRACKETS,
     ETHUSDT_BRACKETS,
     GENERIC_BRACKETS,
@@ -21,9 +21,9 @@ from adapters.sim.margin import (
     liquidation_price,
     maintenance_margin,
 )
-from engine.commands import SubmitOrder
-from engine.events import Bar, OrderRejected, PositionUpdated, Side
-from engine.instruments import binance_defaults
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import Bar, OrderRejected, PositionUpdated, Side
+from ballast.engine.kernel.instruments import binance_defaults
 
 D = Decimal
 BTC_PERP = "BTC/USDT:USDT"

@@ -12,15 +12,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from adapters.data.bundle import MarketBundle
-from adapters.sim.config import Latency
-from adapters.sim.exchange import SimExchange
-from adapters.sim.recovery import BookMismatch, BookRebuild
-from engine.backtest import assets_of, run_backtest, sim_config
-from engine.codec import decode
-from engine.commands import SubmitOrder
-from engine.config import Config, parse_config
-from engine.events import (
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.adapters.sim.config import Latency
+from ballast.adapters.sim.exchange import SimExchange
+from ballast.adapters.sim.recovery import BookMismatch, BookRebuild
+from ballast.engine.app.backtest import assets_of, run_backtest, sim_config
+from ballast.engine.kernel.codec import decode
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     FundingPaid,
     Message,
@@ -29,8 +29,8 @@ from engine.events import (
     PositionUpdated,
     SessionStarted,
 )
-from engine.instruments import binance_defaults
-from engine.journal import JournalReader, Record
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import JournalReader, Record
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
 CONFIG = parse_config(

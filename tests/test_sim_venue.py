@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from adapters.sim import Latency, SimConfig
-from adapters.sim.venue import SimulatedVenue
-from engine.clock import NS_PER_SECOND, SimulatedClock
-from engine.codec import encode
-from engine.commands import CancelOrder, SubmitOrder
-from engine.config import Config, JournalConfig
-from engine.events import (
+from ballast.adapters.sim import Latency, SimConfig
+from ballast.adapters.sim.venue import SimulatedVenue
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.codec import encode
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.config import Config, JournalConfig
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     FundingPaid,
@@ -36,9 +37,8 @@ from engine.events import (
     PositionUpdated,
     TradeTick,
 )
-from engine.instruments import binance_defaults
-from engine.journal import Journal, JournalReader
-from engine.session import Session
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 

@@ -15,17 +15,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import parse_config
-from engine.errors import ConfigError, StrategyError
-from engine.events import AssetState, PortfolioSnapshot, RiskBudgetChanged, StrategyFailed
-from engine.redaction import register_secret
-from strategies.api import MarketView, Strategy, StrategyContext, TargetSet
-from strategies.conservative_hedger import ConservativeHedger
-from strategies.growth_optimizer import GrowthOptimizer
-from strategies.guard import GuardedStrategy
-from strategies.registry import known_strategies, load_strategy
-from strategies.threshold import Threshold
-from strategies.yield_aggregator import YieldAggregator
+from ballast.engine.kernel.config import parse_config
+from ballast.engine.kernel.errors import ConfigError, StrategyError
+from ballast.engine.kernel.events import (
+    AssetState,
+    PortfolioSnapshot,
+    RiskBudgetChanged,
+    StrategyFailed,
+)
+from ballast.engine.kernel.redaction import register_secret
+from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext, TargetSet
+from ballast.engine.strategy.guard import GuardedStrategy
+from ballast.engine.strategy.registry import known_strategies, load_strategy
+from ballast.strategies.conservative_hedger import ConservativeHedger
+from ballast.strategies.growth_optimizer import GrowthOptimizer
+from ballast.strategies.threshold import Threshold
+from ballast.strategies.yield_aggregator import YieldAggregator
 from tests.conftest import START_NS
 
 D = Decimal
@@ -150,7 +155,7 @@ def test_every_built_in_is_registered_by_name_and_builds_with_defaults() -> None
 
 
 def test_a_module_class_spec_is_imported_directly() -> None:
-    strategy = load_strategy("strategies.threshold:Threshold", {"weights": {"BTC": 0.4}})
+    strategy = load_strategy("ballast.strategies.threshold:Threshold", {"weights": {"BTC": 0.4}})
     assert strategy.targets(context()).weights == {"BTC": D("0.4")}
 
 
@@ -168,9 +173,12 @@ def test_an_unknown_name_is_a_config_error_listing_the_known_names() -> None:
     ("spec", "problem"),
     [
         ("no_such_module:Thing", "cannot import module 'no_such_module'"),
-        ("strategies.threshold:Nope", "has no 'Nope'"),
-        ("engine.errors:ConfigError", "not a subclass of strategies.api.Strategy"),
-        ("strategies.api:Strategy", "is abstract"),
+        ("ballast.strategies.threshold:Nope", "has no 'Nope'"),
+        (
+            "ballast.engine.kernel.errors:ConfigError",
+            "not a subclass of ballast.engine.strategy.api.Strategy",
+        ),
+        ("ballast.engine.strategy.api:Strategy", "is abstract"),
     ],
 )
 def test_a_bad_module_class_spec_is_a_config_error_on_the_name(spec: str, problem: str) -> None:

@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.data.gaps import NS
-from adapters.data.synthetic import AssetSpec, Regime, SyntheticConfig, SyntheticMarket
-from engine.events import Bar, MarketData, MarkPriceUpdated
+from ballast.adapters.data.gaps import NS
+from ballast.adapters.data.synthetic import AssetSpec, Regime, SyntheticConfig, SyntheticMarket
+from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 from tests.test_data_loaders import assert_no_look_ahead, assert_stream_order
 
 HOUR = 3600 * NS

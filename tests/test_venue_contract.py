@@ -21,13 +21,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.memory_venue import InMemoryVenue
-from adapters.sim import FeeSchedule, SimConfig
-from adapters.sim.venue import SimulatedVenue
-from adapters.venue import Venue
-from engine.clock import NS_PER_SECOND, Clock, SimulatedClock
-from engine.commands import CancelOrder, SubmitOrder
-from engine.events import (
+from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.adapters.sim import FeeSchedule, SimConfig
+from ballast.adapters.sim.venue import SimulatedVenue
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, SimulatedClock
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Message,
     OrderAccepted,
@@ -41,7 +40,8 @@ from engine.events import (
     Side,
     TradeTick,
 )
-from engine.instruments import Instrument, binance_defaults, index_by_symbol
+from ballast.engine.kernel.instruments import Instrument, binance_defaults, index_by_symbol
+from ballast.engine.trading.venue import Venue
 from tests.conftest import START_NS
 
 SPOT = "BTC/USDT"

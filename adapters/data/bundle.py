@@ -4,7 +4,7 @@
 backtest, plus the funding settlements the simulated venue must apply, plus a report of what the
 data covers and where it has holes. It is built from CSV files (:meth:`MarketBundle.load`), from
 loaded series (:meth:`MarketBundle.from_series`) or from a synthetic market
-(``adapters.data.synthetic.SyntheticMarket.bundle()``): a backtester sees the same API.
+(``ballast.adapters.data.synthetic.SyntheticMarket.bundle()``): a backtester sees the same API.
 
 **Event stream** (:meth:`MarketBundle.events`, a lazy iterator; ``list()`` it for a list):
 
@@ -47,9 +47,10 @@ marks (the rate of the settlement before it stays in force), and listed in the r
 ``rejected: ...`` (those in ``[start, end)``, and one before ``start`` whose rate the marks at
 ``start`` would have carried).
 
-The generic ``<SYMBOL>.csv`` files are any OHLCV CSV :func:`adapters.data.klines.load_klines`
-reads (``timestamp,open,high,low,close,volume``, candle open times) and any funding CSV
-:func:`adapters.data.funding.load_funding` reads.
+The generic ``<SYMBOL>.csv`` files are any OHLCV CSV
+:func:`ballast.adapters.data.klines.load_klines` reads (``timestamp,open,high,low,close,volume``,
+candle open times) and any funding CSV
+:func:`ballast.adapters.data.funding.load_funding` reads.
 """
 
 from __future__ import annotations
@@ -61,13 +62,13 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.data.funding import HOUR_NS, FundingSeries, funding_gaps, load_funding
-from adapters.data.gaps import NS, Coverage, DataReport, RejectedPoint
-from adapters.data.klines import DataError, KlineSeries, load_klines, parse_timestamp
-from engine.events import Bar, MarketData, MarkPriceUpdated
-from engine.instruments import perp_symbol, spot_symbol
-from engine.market_guard import DEFAULT_MAX_ABS_FUNDING_RATE
-from engine.timefmt import ns_to_iso
+from ballast.adapters.data.funding import HOUR_NS, FundingSeries, funding_gaps, load_funding
+from ballast.adapters.data.gaps import NS, Coverage, DataReport, RejectedPoint
+from ballast.adapters.data.klines import DataError, KlineSeries, load_klines, parse_timestamp
+from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
+from ballast.engine.kernel.instruments import perp_symbol, spot_symbol
+from ballast.engine.kernel.timefmt import ns_to_iso
+from ballast.engine.trading.market_guard import DEFAULT_MAX_ABS_FUNDING_RATE
 
 TimeLike = int | str | datetime
 """Epoch ns (int), ISO 8601 text (naive = UTC) or an aware datetime."""

@@ -20,8 +20,8 @@ from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 
-from adapters.data.gaps import NS, Coverage, Gap, missing_between
-from adapters.data.klines import DataError, parse_timestamp, read_csv, read_header
+from ballast.adapters.data.gaps import NS, Coverage, Gap, missing_between
+from ballast.adapters.data.klines import DataError, parse_timestamp, read_csv, read_header
 
 HOUR_NS = 3600 * NS
 MINUTE_NS = 60 * NS
@@ -66,7 +66,7 @@ class FundingSeries:
         return replace(self, points=points, gaps=funding_gaps(points))
 
     def coverage(self) -> Coverage:
-        """Coverage of this series for a :class:`adapters.data.gaps.DataReport`."""
+        """Coverage of this series for a :class:`ballast.adapters.data.gaps.DataReport`."""
         pts = self.points
         first, last = (pts[0].ts_ns, pts[-1].ts_ns) if pts else (None, None)
         step = (pts[-1].interval_h if pts else 8) * HOUR_NS

@@ -4,7 +4,8 @@ Accepted headers (case-insensitive): a time column (``timestamp``, ``date``, ``o
 ``time``, ``datetime``) then ``open, high, low, close, volume``; extra columns are ignored.
 Times are candle open times: ISO 8601 (naive means UTC) or Unix epoch seconds/milliseconds.
 Prices stay exact (Decimal parsed from the text). Gaps are reported, never filled silently
-(:mod:`adapters.data.gaps`; a kline gap's ``after_ns`` is the open time of the candle before it).
+(:mod:`ballast.adapters.data.gaps`; a kline gap's ``after_ns`` is the open time of the candle before
+it).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from adapters.data.gaps import NS, Coverage, Gap, find_gaps, missing_between
-from engine.errors import BallastError
-from engine.events import Bar
+from ballast.adapters.data.gaps import NS, Coverage, Gap, find_gaps, missing_between
+from ballast.engine.kernel.errors import BallastError
+from ballast.engine.kernel.events import Bar
 
 __all__ = [
     "NS",
@@ -63,7 +64,7 @@ class KlineSeries:
         return replace(self, bars=bars, gaps=gaps)
 
     def coverage(self, kind: str) -> Coverage:
-        """Coverage of this series for a :class:`adapters.data.gaps.DataReport`."""
+        """Coverage of this series for a :class:`ballast.adapters.data.gaps.DataReport`."""
         first = self.bars[0].ts_event if self.bars else None
         last = self.bars[-1].ts_event if self.bars else None
         step = self.interval_s * NS

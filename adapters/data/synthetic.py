@@ -3,8 +3,8 @@
 Same seed, same configuration → the very same events, on every call and every machine (only
 ``random.Random``; no numpy). Bars are generated lazily: a year of 1-minute bars for two assets
 never sits in memory. :meth:`SyntheticMarket.bundle` returns an
-:class:`adapters.data.bundle.MarketBundle`, so a backtest runs on synthetic data exactly as on
-loaded CSV files.
+:class:`ballast.adapters.data.bundle.MarketBundle`, so a backtest runs on synthetic data exactly as
+on loaded CSV files.
 
 The model, per bar of ``interval_s`` seconds (``dt`` in years):
 
@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 
-from adapters.data.bundle import FundingSettlement, MarketBundle
-from adapters.data.gaps import NS, Coverage, DataReport
-from engine.events import Bar
-from engine.instruments import perp_symbol, spot_symbol
+from ballast.adapters.data.bundle import FundingSettlement, MarketBundle
+from ballast.adapters.data.gaps import NS, Coverage, DataReport
+from ballast.engine.kernel.events import Bar
+from ballast.engine.kernel.instruments import perp_symbol, spot_symbol
 
 YEAR_S = 365 * 86400
 HOUR_NS = 3600 * NS
@@ -413,7 +413,7 @@ class _Leg:
 
 def benchmark(config: SyntheticConfig) -> str:
     """One full pass over ``config``'s bundle: events, seconds, peak RSS (a measurement, not a
-    test: ``python -m adapters.data.synthetic --interval-s 60 --days 365``)."""
+    test: ``python -m ballast.adapters.data.synthetic --interval-s 60 --days 365``)."""
     import time
 
     started = time.perf_counter()

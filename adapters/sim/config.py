@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import msgspec
 
-from adapters.sim.fees import FeeSchedule
-from adapters.sim.margin import GENERIC_BRACKETS, Bracket, default_brackets
-from adapters.sim.slippage import SlippageConfig
-from engine.margin import DEFAULT_LEVERAGE
+from ballast.adapters.sim.fees import FeeSchedule
+from ballast.adapters.sim.margin import GENERIC_BRACKETS, Bracket, default_brackets
+from ballast.adapters.sim.slippage import SlippageConfig
+from ballast.engine.trading.margin import DEFAULT_LEVERAGE
 
 
 class Latency(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,8 +8,8 @@ directly; a venue front end (paper trading, the loopback venue) wraps it. All am
 
 **Account.** One unified cross-margin account in ``quote_asset`` (USDT): the USDT balance pays for
 spot and is the margin of every perp position; spot balances per asset; one perp position per
-symbol (one-way mode, see :mod:`adapters.sim.account` for entry price and realised PnL). Only
-USDT counts as margin collateral (spot holdings do not). Definitions:
+symbol (one-way mode, see :mod:`ballast.adapters.sim.account` for entry price and realised PnL).
+Only USDT counts as margin collateral (spot holdings do not). Definitions:
 
 - margin balance = USDT wallet balance (free + locked) + Σ perp unrealised PnL at mark;
 - position initial margin = ``|qty| × mark / leverage``; open-order initial margin = ``qty ×
@@ -20,8 +20,8 @@ USDT counts as margin collateral (spot holdings do not). Definitions:
   perps but cannot be spent as cash, and a spot buy may not eat margin the perps need;
 - account value (NAV) = USDT + Σ spot qty × spot last price + Σ perp unrealised PnL.
 
-**Prices** (:mod:`adapters.sim.market`): last price per symbol (bar close, quote mid or trade);
-perp mark = the latest ``MarkPriceUpdated``, else the last price.
+**Prices** (:mod:`ballast.adapters.sim.market`): last price per symbol (bar close, quote mid or
+trade); perp mark = the latest ``MarkPriceUpdated``, else the last price.
 
 **Orders.** ``submit`` checks, in order: known symbol; precision with
 :meth:`Instrument.violation` (lot, min qty, tick, min notional at the limit price, or for market
@@ -75,16 +75,15 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Final
 
-from adapters.sim.account import Position, Wallet
-from adapters.sim.config import SimConfig
-from adapters.sim.fees import FeeLiquidity
-from adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
-from adapters.sim.market import MarketBoard, Touch
-from adapters.sim.orders import SimOrder
-from adapters.sim.slippage import slippage_model, slipped
-from adapters.venue import OrderStatus
-from engine.commands import CancelOrder, SubmitOrder
-from engine.events import (
+from ballast.adapters.sim.account import Position, Wallet
+from ballast.adapters.sim.config import SimConfig
+from ballast.adapters.sim.fees import FeeLiquidity
+from ballast.adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
+from ballast.adapters.sim.market import MarketBoard, Touch
+from ballast.adapters.sim.orders import SimOrder
+from ballast.adapters.sim.slippage import slippage_model, slipped
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     FundingPaid,
@@ -102,7 +101,8 @@ from engine.events import (
     Side,
     TradeTick,
 )
-from engine.instruments import Instrument
+from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.trading.venue import OrderStatus
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
@@ -210,9 +210,10 @@ class SimExchange:
 
     def liquidation_price(self, symbol: str) -> Decimal | None:
         """Estimated mark at which the account gets liquidated through this position, every other
-        position and balance held as they are (:func:`engine.margin.account_liquidation_price`).
-        Rounded to the tick so that a mark AT the returned price liquidates and a mark one tick
-        better does not (longs: down, shorts: up). None if flat or never liquidated."""
+        position and balance held as they are
+        (:func:`ballast.engine.trading.margin.account_liquidation_price`). Rounded to the tick so
+        that a mark AT the returned price liquidates and a mark one tick better does not (longs:
+        down, shorts: up). None if flat or never liquidated."""
         return account_liquidation_price(
             symbol,
             self.perp_holdings(),

@@ -6,7 +6,7 @@ rates. A fee is ``notional × rate`` exactly (no rounding) and always positive w
 
 Maker: a resting limit order filled by later market data. Taker: a market order, or a limit order
 that crossed the book when it arrived. Liquidations are charged the separate liquidation fee rate
-of :class:`~adapters.sim.config.SimConfig`, not this schedule.
+of :class:`~ballast.adapters.sim.config.SimConfig`, not this schedule.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-from engine.instruments import Instrument, InstrumentKind
+from ballast.engine.kernel.instruments import Instrument, InstrumentKind
 
 FeeLiquidity = Literal["maker", "taker"]
 

@@ -1,7 +1,8 @@
-"""The simulated exchange's margin model lives in :mod:`engine.margin` (one implementation, shared
-with the risk actor's liquidation distance); re-exported here for the adapter's callers."""
+"""The simulated exchange's margin model lives in :mod:`ballast.engine.trading.margin` (one
+implementation, shared with the risk actor's liquidation distance); re-exported here for the
+adapter's callers."""
 
-from engine.margin import (
+from ballast.engine.trading.margin import (
     BTCUSDT_BRACKETS,
     ETHUSDT_BRACKETS,
     GENERIC_BRACKETS,

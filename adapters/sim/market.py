@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from engine.events import Bar, MarketData, MarkPriceUpdated, QuoteTick, TradeTick
+from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated, QuoteTick, TradeTick
 
 _ZERO = Decimal(0)
 _TWO = Decimal(2)

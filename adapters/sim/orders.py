@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from adapters.venue import OrderState, OrderStatus
-from engine.commands import SubmitOrder
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.trading.venue import OrderState, OrderStatus
 
 _ZERO = Decimal(0)
 

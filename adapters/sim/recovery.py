@@ -2,8 +2,8 @@
 
 The exchange model is deterministic, so its state (balances, positions, every order it received,
 its open orders, prices, and the counters behind venue order ids ``sim-N``, trade ids ``t-N`` and
-liquidation ids) is rebuilt by feeding a fresh :class:`~adapters.sim.exchange.SimExchange` the
-journal's own records of what reached it, at their recorded times, in journal order:
+liquidation ids) is rebuilt by feeding a fresh :class:`~ballast.adapters.sim.exchange.SimExchange`
+the journal's own records of what reached it, at their recorded times, in journal order:
 
 - market data (the venue takes it in just before emitting it);
 - an order, when the exchange's answer to it (``OrderAccepted`` or ``OrderRejected``) is met: the
@@ -29,10 +29,10 @@ from collections.abc import Iterable
 
 import msgspec
 
-from adapters.sim.exchange import SimExchange
-from engine.commands import CancelOrder, SubmitOrder
-from engine.errors import BallastError
-from engine.events import (
+from ballast.adapters.sim.exchange import SimExchange
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.errors import BallastError
+from ballast.engine.kernel.events import (
     AccountEvent,
     FundingPaid,
     MarketEvent,

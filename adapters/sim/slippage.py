@@ -22,8 +22,8 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from adapters.sim.market import SymbolMarket
-from engine.events import Side
+from ballast.adapters.sim.market import SymbolMarket
+from ballast.engine.kernel.events import Side
 
 SlippageKind = Literal["fixed", "spread", "volatility"]
 

@@ -1,9 +1,11 @@
-"""SimulatedVenue: the async :class:`~adapters.venue.Venue` in front of the simulated exchange.
+"""SimulatedVenue: the async :class:`~ballast.engine.trading.venue.Venue` in front of the simulated
+exchange.
 
-The exchange model (:class:`~adapters.sim.exchange.SimExchange`) is pure and synchronous: it takes
-commands and market data and returns events. This front end gives it the injected clock and the
-venue's sink, for backtests (with a :class:`~engine.clock.SimulatedClock`) and paper trading
-(with a :class:`~engine.clock.LiveClock`). Nothing else differs between the two.
+The exchange model (:class:`~ballast.adapters.sim.exchange.SimExchange`) is pure and synchronous: it
+takes commands and market data and returns events. This front end gives it the injected clock and
+the venue's sink, for backtests (with a :class:`~ballast.engine.kernel.clock.SimulatedClock`) and
+paper trading (with a :class:`~ballast.engine.kernel.clock.LiveClock`). Nothing else differs between
+the two.
 
 **Market data goes through the venue.** Whoever produces market data (the backtest driver, a
 paper-trading feed) hands every event to ``await venue.on_market(event)`` *instead of* publishing
@@ -16,7 +18,7 @@ followed by the liquidation's fill, balance and position. A driver must not publ
 second time. Funding settlements come the same way: ``await venue.settle_funding(...)`` emits
 ``FundingPaid, BalanceUpdated`` (and any liquidation the payment causes).
 
-**Latency** (:class:`~adapters.sim.config.Latency`), in the injected clock's time:
+**Latency** (:class:`~ballast.adapters.sim.config.Latency`), in the injected clock's time:
 
 - ``fill_ns`` is the one-way delay from the engine to the matching engine. ``submit`` emits
   ``OrderSubmitted`` at once (the adapter sent the order) and hands the order to the exchange at
@@ -58,8 +60,8 @@ is ignored: no new order, no events. ``order_status`` answers None for an order 
 or ``OrderRejected("unknown order")`` for an order that is unknown, of another symbol or no longer
 open.
 
-**Account.** One unified cross-margin account (see :mod:`adapters.sim.exchange`): every balance is
-reported as account ``"spot"``, and perps are margined by the same USDT balance.
+**Account.** One unified cross-margin account (see :mod:`ballast.adapters.sim.exchange`): every
+balance is reported as account ``"spot"``, and perps are margined by the same USDT balance.
 """
 
 from __future__ import annotations
@@ -73,13 +75,13 @@ from decimal import Decimal
 
 import msgspec
 
-from adapters.sim.config import Latency, SimConfig
-from adapters.sim.exchange import SimExchange
-from adapters.venue import OrderStatus, Venue, VenueError
-from engine.clock import Clock
-from engine.commands import CancelOrder, SubmitOrder
-from engine.events import MarketData, Message, OrderSubmitted
-from engine.instruments import Instrument
+from ballast.adapters.sim.config import Latency, SimConfig
+from ballast.adapters.sim.exchange import SimExchange
+from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import MarketData, Message, OrderSubmitted
+from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.trading.venue import OrderStatus, Venue, VenueError
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import ClassVar
 
-from engine.actor import Actor
-from engine.bus import Bus
-from engine.clock import NS_PER_SECOND, Clock
-from engine.events import (
+from ballast.engine.kernel.actor import Actor
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.events import (
     AssetDecision,
     BalanceUpdated,
     Bar,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from engine.events import AssetState, OrderIntent, PortfolioSnapshot
-from engine.instruments import Instrument, base_of
+from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot
+from ballast.engine.kernel.instruments import Instrument, base_of
 
 ZERO = Decimal(0)
 

@@ -26,9 +26,9 @@ import sys
 from decimal import Decimal
 from typing import Final
 
-from engine.commands import SubmitOrder
-from engine.events import Message, OrderFilled, QuoteTick
-from engine.journal import Journal
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import Message, OrderFilled, QuoteTick
+from ballast.engine.kernel.journal import Journal
 
 BASE_NS: Final = 1_700_000_000_000_000_000
 SYMBOLS: Final = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BTC/USDT:USDT")

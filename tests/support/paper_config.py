@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine.config import load_config
+from ballast.engine.kernel.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "deploy" / "paper.toml"

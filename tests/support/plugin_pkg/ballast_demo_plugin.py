@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from strategies.api import Strategy, StrategyContext, TargetSet
+from ballast.engine.strategy.api import Strategy, StrategyContext, TargetSet
 
 
 class SteadyStrategy(Strategy):

@@ -1,8 +1,8 @@
 """Run by tests/test_strategy_plugins.py in a fresh interpreter (not part of the package).
 
 Loads the strategies named on the command line by entry-point name through
-``strategies.registry.load_strategy``, calls each through a ``GuardedStrategy`` three times, and
-prints what happened as JSON on stdout.
+``ballast.engine.strategy.registry.load_strategy``, calls each through a ``GuardedStrategy`` three
+times, and prints what happened as JSON on stdout.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from engine.events import PortfolioSnapshot
-from strategies.api import MarketView, StrategyContext
-from strategies.guard import GuardedStrategy
-from strategies.registry import known_strategies, load_strategy
+from ballast.engine.kernel.events import PortfolioSnapshot
+from ballast.engine.strategy.api import MarketView, StrategyContext
+from ballast.engine.strategy.guard import GuardedStrategy
+from ballast.engine.strategy.registry import known_strategies, load_strategy
 
 _ZERO = Decimal(0)
 _NAV = Decimal(100_000)

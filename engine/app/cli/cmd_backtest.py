@@ -1,0 +1,220 @@
+"""``ballast backtest -c CONFIG``: the configured strategy (or several) over historical data,
+always beside two baselines (buy-and-hold of the initial allocation and monthly calendar
+rebalancing), with a summary table, one journal per run and a report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ballast.adapters.data.bundle import to_ns
+from ballast.adapters.data.gaps import format_ts
+from ballast.adapters.data.klines import DataError
+from ballast.engine.app.backtest import (
+    BASELINES,
+    BacktestRun,
+    initial_allocation,
+    load_market,
+    run_backtest,
+    variant,
+)
+from ballast.engine.app.backtest_journal import DEFAULT_PATH as DEFAULT_JOURNAL
+from ballast.engine.app.backtest_journal import ensure_replaceable
+from ballast.engine.app.bundled import data_dir
+from ballast.engine.app.cli import exits
+from ballast.engine.app.config_check import load_checked_config
+from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.timefmt import ns_to_iso
+from ballast.engine.observe.performance import format_comparison, format_summary
+from ballast.engine.observe.report import write_report
+from ballast.engine.strategy.registry import strategy_class
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("backtest", help="backtest strategies over historical data")
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("--data", help="data folder (default: [paper] data_dir)")
+    parser.add_argument(
+        "--start", type=_moment, help="first time, ISO 8601 (default: [paper] start or all)"
+    )
+    parser.add_argument(
+        "--end", type=_moment, help="end time, exclusive (default: [paper] end or all)"
+    )
+    parser.add_argument(
+        "--journal",
+        help=f"journal of the first strategy, the others beside it (default: {DEFAULT_JOURNAL}; "
+        "never [journal] path, the paper or live engine's)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file at a journal path that is not a backtest journal (a paper or live "
+        "journal is never replaced)",
+    )
+    parser.add_argument("--report", default="var/backtest/report", help="report folder")
+    parser.add_argument("--strategies", help="comma-separated strategies to compare")
+    parser.add_argument("--no-report", action="store_true", help="skip the charts and HTML page")
+    parser.set_defaults(func=backtest_cmd)
+
+
+def _moment(text: str) -> str:
+    try:
+        to_ns(text)
+    except DataError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return text
+
+
+async def backtest_cmd(args: argparse.Namespace) -> int:
+    config = load_checked_config(args.config)
+    if args.start and args.end and to_ns(args.start) >= to_ns(args.end):
+        print(
+            f"ballast backtest: --start {args.start} is not before --end {args.end}",
+            file=sys.stderr,
+        )
+        return exits.USAGE
+    chosen = _chosen(args.strategies, config)
+    if not chosen:
+        print(
+            f"ballast backtest: --strategies {args.strategies!r} names no strategy", file=sys.stderr
+        )
+        return exits.USAGE
+    names = chosen + [b for b in BASELINES if b not in chosen]
+    for name in names:
+        strategy_class(name)  # an unknown name is a usage error before any data is read
+    runs = await run_all(
+        config,
+        names,
+        data=Path(args.data) if args.data else data_dir(config.paper.data_dir),
+        start=args.start or config.paper.start,
+        end=args.end or config.paper.end,
+        journal=Path(args.journal) if args.journal else DEFAULT_JOURNAL,
+        force=args.force,
+    )
+    print_results(runs, config)
+    if not args.no_report:
+        files = write_report(
+            args.report,
+            {run.name: run.performance for run in runs},
+            title=f"Ballast backtest: {', '.join(names)}",
+            quote=config.venue.quote,
+        )
+        print(f"report: {files.html}")
+    return exits.OK
+
+
+def _chosen(strategies: str | None, config: Config) -> list[str]:
+    """The strategies to run, in the order given, each once (default: the configured one)."""
+    if strategies is None:
+        return [config.strategy.name]
+    return [n for n in dict.fromkeys(s.strip() for s in strategies.split(",")) if n]
+
+
+async def run_all(
+    config: Config,
+    names: Sequence[str],
+    *,
+    data: Path,
+    start: str | None,
+    end: str | None,
+    journal: Path,
+    force: bool = False,
+) -> list[BacktestRun]:
+    """Run every named strategy over the same data; journals beside ``journal``. Every journal
+    path is checked before anything runs (:mod:`ballast.engine.app.backtest_journal`)."""
+    paths = [journal_of(journal, index, name) for index, name in enumerate(names)]
+    for path in paths:
+        await asyncio.to_thread(ensure_replaceable, path, force=force)
+    bundle = load_market(config, data, start=start, end=end)
+    first, last = bundle.span()
+    print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}")
+    for line in bundle.report().lines():
+        print(f"  {line}")
+    allocation = initial_allocation(config)
+    runs = []
+    for name, path in zip(names, paths, strict=True):
+        progress = ProgressBar(name, first, last)
+        run = await run_backtest(
+            variant(config, name, allocation),
+            bundle,
+            name=name,
+            journal_path=path,
+            progress=progress,
+            force=force,
+        )
+        progress.done(run)
+        runs.append(run)
+    return runs
+
+
+def journal_of(journal: Path, index: int, name: str) -> Path:
+    """The journal of the ``index``-th strategy: ``journal`` itself, then ``STEM.NAME.SUFFIX``."""
+    return journal if index == 0 else journal.with_name(f"{journal.stem}.{name}{journal.suffix}")
+
+
+def print_results(runs: Sequence[BacktestRun], config: Config) -> None:
+    quote = config.venue.quote
+    if len(runs) == 1:
+        print(format_summary(runs[0].performance.summary, title=runs[0].name, quote=quote))
+    else:
+        print(format_comparison({r.name: r.performance.summary for r in runs}, quote=quote))
+    for run in runs:
+        for kill in run.kill_switches:
+            print(
+                f"{run.name}: kill switch fired {ns_to_iso(kill.ts_event)[:16]} ({kill.reason}: "
+                f"{kill.detail}); overlay flattened, no new risk opened afterwards"
+            )
+    for run in runs:
+        for line in rejection_lines(run):
+            print(line)
+    for run in runs:
+        print(f"journal {run.name}: {run.journal}")
+
+
+def rejection_lines(run: BacktestRun) -> list[str]:
+    """``threshold: data rejected: BTC/USDT price_jump 1 (first 2023-03-10 13:00)`` per symbol
+    and reason: market data the engine never used."""
+    firsts: dict[tuple[str, str], int] = {}
+    for event in run.rejected:
+        firsts.setdefault((event.symbol, event.reason), event.ts_event)
+    return [
+        f"{run.name}: data rejected: {symbol} {reason} {count} "
+        f"(first {format_ts(firsts[(symbol, reason)])})"
+        for (symbol, reason), count in sorted(run.rejections().items())
+    ]
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at each whole percent of simulated time."""
+
+    WIDTH = 30
+
+    def __init__(self, name: str, first_ns: int, last_ns: int) -> None:
+        self.name = name
+        self.first = first_ns
+        self.span = max(1, last_ns - first_ns)
+        self.shown = -1
+        self.live = sys.stderr.isatty()  # redrawn in a terminal; one line per run in a log
+
+    def __call__(self, done: int, ts_ns: int) -> None:
+        percent = min(100, (ts_ns - self.first) * 100 // self.span)
+        if percent == self.shown or not self.live:
+            return
+        self.shown = percent
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        print(
+            f"\r{self.name:<20} [{bar}] {percent:3d}%  {ns_to_iso(ts_ns)[:10]}",
+            end="",
+            file=sys.stderr,
+        )
+
+    def done(self, run: BacktestRun) -> None:
+        print(
+            f"\r{self.name:<20} [{'#' * self.WIDTH}] 100%  {run.events:,} events in "
+            f"{run.seconds:.1f} s ({run.events_per_s:,.0f}/s)",
+            file=sys.stderr,
+        )

@@ -1,0 +1,243 @@
+"""An engine session: journal + bus + clock + actors, with an explicit lifecycle.
+
+Backtest, paper, live and replay differ only in what is injected here (clock, journal, venue,
+actor factory), never in global mode flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+from ballast.engine import __version__
+from ballast.engine.app.catch_up import CatchUpClock, GatedVenue, catch_up
+from ballast.engine.app.pipeline import pipeline_actors
+from ballast.engine.kernel.actor import Actor
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import Clock, SimulatedClock
+from ballast.engine.kernel.config import Config, config_to_json
+from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.kernel.plugins import load_object
+from ballast.engine.kernel.redaction import redact
+from ballast.engine.trading.market_gate import MarketGate
+from ballast.engine.trading.venue import Venue
+
+log = logging.getLogger(__name__)
+
+ActorFactory = Callable[[Config, Bus, Clock], Sequence[Actor]]
+
+
+def _session_id(config: Config, clock: Clock) -> str:
+    """Random on a live clock; on a simulated clock derived from the config and the start time,
+    so the same backtest writes the same journal."""
+    if isinstance(clock, SimulatedClock):
+        seed = f"{config_to_json(config)}@{clock.now_ns()}".encode()
+        return hashlib.sha256(seed).hexdigest()[:12]
+    return uuid.uuid4().hex[:12]
+
+
+def user_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
+    """Actors named in ``engine.actors`` as ``module:Class``.
+
+    A class with a ``from_config(config, bus, clock)`` classmethod is built through it, any other
+    is called as ``Class(bus, clock)``.
+    """
+    return [
+        _user_actor(spec, f"engine.actors[{index}]", config, bus, clock)
+        for index, spec in enumerate(config.engine.actors)
+    ]
+
+
+def _user_actor(spec: str, key: str, config: Config, bus: Bus, clock: Clock) -> Actor:
+    """Build one ``module:Class`` actor; every problem is a ConfigError naming ``key``."""
+    cls = load_object(spec, key=key)
+    factory = getattr(cls, "from_config", None)
+    if factory is None and not (isinstance(cls, type) and issubclass(cls, Actor)):
+        raise ConfigError(
+            key, f"{spec!r} is {cls!r}, not an Actor (ballast.engine.kernel.actor.Actor)"
+        )
+    try:
+        actor = factory(config, bus, clock) if factory is not None else cls(bus, clock)
+    except Exception as exc:  # a plug-in's constructor judged its config
+        raise ConfigError(
+            key, redact(f"{spec} failed to build: {type(exc).__name__}: {exc}")
+        ) from None
+    if not isinstance(actor, Actor):
+        raise ConfigError(key, f"{spec} did not build an Actor (ballast.engine.kernel.actor.Actor)")
+    return actor
+
+
+def default_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
+    """Actors added to every session beside the trading pipeline: the user's."""
+    return user_actors(config, bus, clock)
+
+
+def build_actors(
+    config: Config, bus: Bus, clock: Clock, venue: Venue | None, extra: ActorFactory
+) -> list[Actor]:
+    """The trading pipeline (when a venue is given), then the extra actors, on a bus whose market
+    data has passed the market gate first (:mod:`ballast.engine.trading.market_gate`)."""
+    MarketGate.from_config(config, clock).install(bus)
+    actors: list[Actor] = []
+    if venue is not None:
+        actors.extend(pipeline_actors(config, bus, clock, venue))
+    actors.extend(extra(config, bus, clock))
+    return actors
+
+
+class Session:
+    """``async with Session(config, clock, journal) as session:`` runs actors on a bus."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        *,
+        journal: Journal | None,
+        venue: Venue | None = None,
+        actors: ActorFactory = default_actors,
+        session_id: str | None = None,
+        resume_from: int = 0,
+        source: Config | None = None,
+    ) -> None:
+        """``resume_from`` > 0: the journal's records up to that seq are this session's past; its
+        actors catch up on them before going live (:mod:`ballast.engine.app.catch_up`; the clock
+        must be a
+        :class:`~ballast.engine.app.catch_up.CatchUpClock`). ``source``: the configuration
+        ``config`` was derived from by the command (recorded beside it when they differ)."""
+        self.config = config
+        self.clock = clock
+        self.journal = journal
+        self.venue = venue
+        self.bus = Bus(clock, journal)
+        self.session_id = session_id or _session_id(config, clock)
+        self.bus.session_id = self.session_id
+        self._factory = actors
+        self.actors: list[Actor] = []
+        self.resume_from = resume_from
+        self.source = source
+        self.stop_reason = "completed"
+        """Recorded in SessionStopped: ``completed``, ``max_runtime``, ``signal:SIGTERM``, … (set
+        by whoever ends the session); an exception leaving the session records ``error: …``."""
+        if resume_from and not isinstance(clock, CatchUpClock):
+            raise TypeError("a resumed session needs a CatchUpClock")
+
+    async def __aenter__(self) -> Self:
+        now = self.clock.now_ns()
+        await self.bus.publish_durable(
+            SessionStarted(
+                ts_event=now,
+                ts_init=now,
+                session_id=self.session_id,
+                version=__version__,
+                clock=self.clock.kind,
+                config_json=config_to_json(self.config),
+                venue=self.venue.name if self.venue is not None else "",
+                resumed_from_seq=self.resume_from,
+                source_config_json=self._source_json(),
+            )
+        )
+        try:
+            if self.resume_from:
+                await self._resume()
+            else:
+                self.actors = build_actors(
+                    self.config, self.bus, self.clock, self.venue, self._factory
+                )
+                for actor in self.actors:
+                    await actor.start()
+            if self.venue is not None:
+                await self._load_venue(self.venue)
+        except BaseException as exc:  # stop what started and record why, then re-raise
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        log.info("session %s started with %d actors", self.session_id, len(self.actors))
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if e is not None:
+            self.stop_reason = f"error: {type(e).__name__}"
+        for actor in reversed(self.actors):
+            await actor.stop()
+        now = self.clock.now_ns()
+        if self.journal is None or not self.journal.failed:
+            await self.bus.publish_durable(
+                SessionStopped(
+                    ts_event=now, ts_init=now, session_id=self.session_id, reason=self.stop_reason
+                )
+            )
+
+    def _source_json(self) -> str:
+        if self.source is None:
+            return ""
+        source = config_to_json(self.source)
+        return "" if source == config_to_json(self.config) else source
+
+    async def _resume(self) -> None:
+        """Build the actors, catch them up on the journal's records up to ``resume_from`` (on the
+        records' time, silent, nothing journaled), then go live and let them reconcile."""
+        assert self.journal is not None
+        assert isinstance(self.clock, CatchUpClock)
+        gate = GatedVenue(self.venue) if self.venue is not None else None
+        self.actors = build_actors(self.config, self.bus, self.clock, gate, self._factory)
+        async with JournalReader(self.journal.path) as reader:
+            first = await reader.messages(end_seq=1)
+            with self.bus.replaying():
+                self.clock.replay_from(first[0].ts_init if first else self.clock.now_ns())
+                for actor in self.actors:
+                    await actor.start()
+                caught = await catch_up(
+                    self.bus, self.actors, self.clock, reader.records(end_seq=self.resume_from)
+                )
+                self.bus.session_id = self.session_id
+        self.clock.go_live()
+        if gate is not None:
+            gate.open()
+        log.info(
+            "session %s caught up on %d inputs of %d records",
+            self.session_id,
+            caught.inputs,
+            caught.records,
+        )
+        for actor in self.actors:
+            await actor.on_resume()
+
+    async def _load_venue(self, venue: Venue) -> None:
+        """Attach the venue and publish what it knows before any market data: its instruments,
+        then the account (so the portfolio starts from the venue's balances)."""
+        venue.attach(self._venue_sink)
+        instruments = await venue.instruments()
+        now = self.clock.now_ns()
+        self.bus.publish(
+            InstrumentsLoaded(
+                now, now, venue.name, tuple(instruments[s] for s in sorted(instruments))
+            )
+        )
+        for event in await venue.account():
+            await self.bus.publish_durable(event)
+
+    async def _venue_sink(self, event: Message) -> int:
+        """Order and account events are durable before anything acts on them (a fill is never
+        acknowledged before it is on disk); market data is group-committed."""
+        if event.stream in ("order", "account"):
+            return await self.bus.publish_durable(event)
+        return await self.bus.send(event)
+
+    async def idle(self) -> None:
+        """Wait until no message is pending and no actor has background work."""
+        while True:
+            busy = [actor for actor in self.actors if actor._tasks]
+            if not busy and self.bus.pending == 0:
+                return
+            for actor in busy:
+                await actor.idle()
+            await asyncio.sleep(0)

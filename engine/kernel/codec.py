@@ -1,0 +1,49 @@
+"""The one msgpack encoder/decoder shared by the bus and the journal."""
+
+from __future__ import annotations
+
+from typing import Any, Final, get_args
+
+import msgspec
+
+from ballast.engine.kernel.commands import CommandData
+from ballast.engine.kernel.errors import JournalCorruptError
+from ballast.engine.kernel.events import Event, Message
+
+AnyMessage = Event | CommandData
+
+ENCODER: Final = msgspec.msgpack.Encoder()
+DECODER: Final = msgspec.msgpack.Decoder(AnyMessage)
+
+MESSAGE_TYPES: Final[dict[str, type[Message]]] = {cls.__name__: cls for cls in get_args(AnyMessage)}
+
+
+def encode(message: Message) -> bytes:
+    return ENCODER.encode(message)
+
+
+def decode(payload: bytes, *, seq: int | None = None) -> Message:
+    """Decode one stored message. A payload that does not decode raises JournalCorruptError."""
+    try:
+        message: Message = DECODER.decode(payload)
+    except msgspec.DecodeError as exc:
+        where = f"record seq {seq}" if seq is not None else "payload"
+        raise JournalCorruptError(f"{where} does not decode: {exc}") from exc
+    return message
+
+
+def type_name(message: Message) -> str:
+    return type(message).__name__
+
+
+def to_json_dict(message: msgspec.Struct) -> dict[str, Any]:
+    """A readable mapping (field names, nested structs as mappings, decimals as strings)."""
+    return {name: _readable(getattr(message, name)) for name in message.__struct_fields__}
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return to_json_dict(value)
+    if isinstance(value, tuple | list):
+        return [_readable(v) for v in value]
+    return msgspec.to_builtins(value)

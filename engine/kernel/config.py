@@ -1,0 +1,632 @@
+"""Configuration: TOML validated into msgspec structs.
+
+A bad file raises :class:`~ballast.engine.kernel.errors.ConfigError` naming the key path
+(``risk.max_gross_leverage``) and the problem; the CLI turns it into exit code 2. Unknown keys
+are errors (typos must not be silently ignored). Secrets are never in the file: it names the
+environment variables that hold them, and :func:`load_secrets` reads those.
+"""
+
+from __future__ import annotations
+
+import copy
+import decimal
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal
+
+import msgspec
+
+from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
+from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.redaction import register_secret
+from ballast.engine.trading.regime import parse_calendar
+
+_ONE: Final = Decimal(1)
+_DELEVERAGE_MARGIN: Final = Decimal("0.05")
+
+_OPEN_FRACTION: Final = between("0", "1", low_open=True)
+"""(0, 1]: a share that must be something."""
+_AMOUNT: Final = between("0", "1e15")
+"""An amount of money or a notional: at most a quadrillion, so that no product overflows."""
+_DAY_S: Final = 86_400
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of config sections: unknown keys are errors, numeric keys are checked against
+    ``RANGES`` (key → :class:`Range`; for a table, every value of it)."""
+
+    RANGES: ClassVar[Mapping[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+_ASSET: Final = re.compile(r"[A-Z0-9][A-Za-z0-9._-]*")
+_SPOT: Final = re.compile(r"(?P<base>[A-Za-z0-9._-]+)/(?P<quote>[A-Za-z0-9._-]+)")
+_PERP: Final = re.compile(
+    r"(?P<base>[A-Za-z0-9._-]+)/(?P<quote>[A-Za-z0-9._-]+):(?P<settle>[A-Za-z0-9._-]+)"
+)
+
+
+class VenueConfig(_Section, frozen=True):
+    """Which venue adapter is injected and how it authenticates (env variable names only)."""
+
+    kind: Literal["simulated", "binance"] = "simulated"
+    quote: str = "USDT"
+    api_key_env: str = "BALLAST_API_KEY"
+    api_secret_env: str = "BALLAST_API_SECRET"
+    rest_url: str | None = None
+    ws_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _ASSET.fullmatch(self.quote):
+            raise ValueError(f"quote: {self.quote!r} is not an asset name like 'USDT'")
+        for name in ("api_key_env", "api_secret_env"):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not an environment variable")
+        for name, schemes in (
+            ("rest_url", ("http://", "https://")),
+            ("ws_url", ("ws://", "wss://")),
+        ):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(schemes):
+                raise ValueError(f"{name}: {url!r} does not start with {' or '.join(schemes)}")
+
+
+class InstrumentsConfig(_Section, frozen=True):
+    spot: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    perp: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT:USDT", "ETH/USDT:USDT"])
+
+    def __post_init__(self) -> None:
+        if not self.spot and not self.perp:
+            raise ValueError("spot: no instrument to trade; list spot and/or perp symbols")
+        for kind, pattern, example in (
+            ("spot", _SPOT, "BTC/USDT"),
+            ("perp", _PERP, "BTC/USDT:USDT"),
+        ):
+            symbols: list[str] = getattr(self, kind)
+            for index, symbol in enumerate(symbols):
+                match = pattern.fullmatch(symbol)
+                if match is None:
+                    raise ValueError(f"{kind}: {symbol!r} is not a {kind} symbol like {example!r}")
+                if kind == "perp" and match["settle"] != match["quote"]:
+                    raise ValueError(
+                        f"perp[{index}]: {symbol!r} settles in {match['settle']}, not in its "
+                        f"quote {match['quote']} (only linear perps are traded)"
+                    )
+                if symbol in symbols[:index]:
+                    raise ValueError(f"{kind}[{index}]: {symbol!r} is listed twice")
+
+    def quotes(self) -> list[tuple[str, str]]:
+        """(key, quote asset) of every instrument: ("instruments.spot[0]", "USDT"), …"""
+        return [
+            (f"instruments.{kind}[{index}]", symbol.partition("/")[2].partition(":")[0])
+            for kind in ("spot", "perp")
+            for index, symbol in enumerate(getattr(self, kind))
+        ]
+
+    def assets(self) -> set[str]:
+        """The base assets traded: BTC for BTC/USDT and BTC/USDT:USDT."""
+        return {symbol.partition("/")[0] for symbol in [*self.spot, *self.perp]}
+
+
+class StrategyConfig(_Section, frozen=True):
+    """A built-in strategy name or ``module:Class``, with its parameters."""
+
+    name: str = "threshold"
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class BandsConfig(_Section, frozen=True):
+    """Tolerance around each target: absolute (percentage points) and/or relative (fraction)."""
+
+    abs_pp: Decimal | None = Decimal(5)
+    rel: Decimal | None = None
+    rebalance_to: Literal["target", "edge"] = "target"
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "abs_pp": between("0", "100", low_open=True, high_open=True),
+        "rel": _OPEN_FRACTION,
+    }
+
+    def __post_init__(self) -> None:
+        if self.abs_pp is None and self.rel is None:
+            raise ValueError("abs_pp: at least one of abs_pp or rel must be set")
+        super().__post_init__()
+
+
+class RiskConfig(_Section, frozen=True):
+    """The mandate. The regime may tighten these, never loosen them.
+
+    Leverage has three named limits (see :mod:`ballast.engine.trading.measures`):
+    ``max_net_leverage`` (the mandate's cap on Σ |net exposure| / NAV), and two exchange-side ones,
+    ``max_gross_leverage`` ((Σ |spot| + Σ |perp notional|) / NAV) and ``max_margin_usage`` (initial
+    margin / margin balance). Before the exchange would liquidate, the risk actor asks for a
+    reducing trade (``DeleverageRequired``) when a perp's distance to liquidation falls below
+    ``deleverage_liquidation_distance`` (default ``min_liquidation_distance`` + 0.05), margin
+    usage rises above ``max_margin_usage`` or net leverage above its cap at the marks, and the
+    pre-trade check lets no order take a perp that close; the kill switch at
+    ``min_liquidation_distance`` stays the last resort. ``deleverage_buffer`` is how far inside
+    the limit the reduction aims (fraction of the limit).
+    """
+
+    max_gross_leverage: Decimal = Decimal(3)
+    max_asset_weight: Decimal = Decimal(1)
+    drawdown_limit: Decimal = Decimal("0.25")
+    min_liquidation_distance: Decimal = Decimal("0.15")
+    max_order_notional: Decimal = Decimal(1_000_000)
+    max_daily_turnover: Decimal = Decimal(2)
+    max_price_deviation: Decimal = Decimal("0.10")
+    stale_after_s: float = 30.0
+    vol_half_life_h: float = 24.0
+    regime_asset: str = "BTC"
+    calm_vol: Decimal = Decimal("0.40")
+    stressed_vol: Decimal = Decimal("0.90")
+    calm_band_scale: Decimal = Decimal("1.4")
+    stressed_band_scale: Decimal = Decimal("0.6")
+    stressed_leverage_scale: Decimal = Decimal("0.5")
+    calendar: list[str] = msgspec.field(default_factory=list)
+    """High-risk windows, "START/END" in ISO 8601 UTC: "2024-03-20T18:00/2024-03-20T20:00"."""
+    max_abs_funding_rate: Decimal = Decimal("0.03")
+    """Largest plausible |funding rate| of one settlement (0.03 = 3 % per 8 h interval): a rate
+    beyond it is bad data, rejected like an absurd price and never paid."""
+    max_net_leverage: Decimal = Decimal(3)
+    max_margin_usage: Decimal = Decimal(1)
+    deleverage_liquidation_distance: Decimal | None = None
+    """Default: ``min_liquidation_distance`` + 0.05 (0.20 with the defaults)."""
+    deleverage_buffer: Decimal = Decimal("0.1")
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "max_gross_leverage": between("0", "100", low_open=True),
+        # A weight cap above max_gross_leverage is no cap: tests and backtests use 1e6 for that.
+        "max_asset_weight": between("0", "1e6", low_open=True),
+        # 1 is "no kill switch" (what the backtest's baselines use); 0 would fire at the start.
+        "drawdown_limit": _OPEN_FRACTION,
+        "min_liquidation_distance": between("0", "1", high_open=True),
+        "max_order_notional": between("0", "1e15", low_open=True),
+        "max_daily_turnover": between("0", "1e6", low_open=True),
+        "max_price_deviation": _OPEN_FRACTION,
+        # The staleness timer ticks at half of it: under a second it would tick a billion
+        # times per simulated second.
+        "stale_after_s": Range(1, 7 * _DAY_S),
+        "vol_half_life_h": Range(1, 24 * 365),  # volatility is sampled hourly
+        "calm_vol": between("0", "100", low_open=True),
+        "stressed_vol": between("0", "100", low_open=True),
+        "calm_band_scale": between("0", "100", low_open=True),
+        "stressed_band_scale": between("0", "100", low_open=True),
+        "stressed_leverage_scale": between("0", "100", low_open=True),  # above 1: no effect
+        "max_net_leverage": between("0", "100", low_open=True),
+        "max_margin_usage": _OPEN_FRACTION,
+        "deleverage_liquidation_distance": between("0", "1", high_open=True),
+        "deleverage_buffer": between("0", "1"),
+        "max_abs_funding_rate": _OPEN_FRACTION,
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        deleverage = self.deleverage_liquidation_distance
+        if deleverage is not None and deleverage < self.min_liquidation_distance:
+            raise ValueError(
+                "deleverage_liquidation_distance: must be >= min_liquidation_distance "
+                f"({self.min_liquidation_distance}), got {deleverage}"
+            )
+        if self.stressed_vol <= self.calm_vol:
+            raise ValueError(f"stressed_vol: must be above calm_vol ({self.calm_vol})")
+        if not _ASSET.fullmatch(self.regime_asset):
+            raise ValueError(f"regime_asset: {self.regime_asset!r} is not an asset name like 'BTC'")
+        for index, window in enumerate(self.calendar):
+            start, sep, end = window.partition("/")
+            if not sep or not start or not end:
+                raise ValueError(f"calendar[{index}]: expected 'START/END', got {window!r}")
+            try:
+                parse_calendar([window])  # as the risk manager will
+            except ValueError as exc:
+                raise ValueError(f"calendar[{index}]: {exc}") from None
+
+    @property
+    def deleverage_distance(self) -> Decimal:
+        """The distance to liquidation below which the risk actor asks to deleverage and the
+        pre-trade check lets no order go: ``deleverage_liquidation_distance`` if set, else
+        ``min_liquidation_distance`` + 0.05, at most 1."""
+        if self.deleverage_liquidation_distance is not None:
+            return self.deleverage_liquidation_distance
+        return min(self.min_liquidation_distance + _DELEVERAGE_MARGIN, _ONE)
+
+
+class ExecutionConfig(_Section, frozen=True):
+    mode: Literal["spot", "overlay", "auto"] = "spot"
+    cooldown_s: float = 3600.0
+    check_interval_s: float = 60.0
+    submit_attempts: int = 3
+    """Sends of one order (same client order id) before the router gives up on the transport."""
+    submit_retry_backoff_s: float = 0.5
+    margin_buffer: Decimal = Decimal("0.05")
+    """Share of the margin balance (cash + perp unrealised PnL) that no plan commits: spot buys
+    and the initial margin of new perp orders are sized within free cash and available margin
+    less this reserve."""
+    perp_leverage: Decimal = Decimal(10)
+    """Leverage set on the venue for the perps (initial margin = notional / leverage): the
+    planner's figure until the venue reports a position's margin; the simulated venue uses it."""
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "cooldown_s": Range(0, 30 * _DAY_S),
+        "check_interval_s": Range(0, _DAY_S, low_open=True),
+        "submit_attempts": Range(0, 100, low_open=True),
+        "submit_retry_backoff_s": Range(0, 3600),
+        "margin_buffer": between("0", "1", high_open=True),
+        "perp_leverage": between("1", "125"),
+    }
+
+
+class JournalConfig(_Section, frozen=True):
+    path: str = "var/journal.db"
+    batch_size: int = 4096
+    flush_interval_ms: int = 50
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "batch_size": Range(0, 1_000_000, low_open=True),
+        "flush_interval_ms": Range(0, 60_000, low_open=True),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.path.strip():
+            raise ValueError("path: must name a file")
+
+
+class MetricsConfig(_Section, frozen=True):
+    enabled: bool = True
+    address: str = "127.0.0.1:9464"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
+
+
+# [paper] data_dir by default: relative to the working folder, else the data bundled with Ballast.
+DEFAULT_DATA_DIR = "data/market"
+
+
+class PaperConfig(_Section, frozen=True):
+    """The simulated account and market of backtests, paper runs and ``ballast plan`` on a
+    simulated venue: starting balances, the data folder, and an optional [start, end) range
+    (ISO 8601 dates, UTC)."""
+
+    balances: dict[str, Decimal] = msgspec.field(default_factory=lambda: {"USDT": Decimal(100_000)})
+    data_dir: str = DEFAULT_DATA_DIR
+    start: str | None = None
+    end: str | None = None
+    slippage_bps: Decimal = Decimal(2)
+    latency_ms: int = 0
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "balances": _AMOUNT,
+        "slippage_bps": between("0", "10000", high_open=True),
+        "latency_ms": Range(0, 3_600_000),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.data_dir.strip():
+            raise ValueError("data_dir: must name a folder")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and _moment(value) is None:
+                raise ValueError(f"{name}: not an ISO 8601 date: {value!r}")
+        start, end = _moment(self.start), _moment(self.end)
+        if start is not None and end is not None and not start < end:
+            raise ValueError(f"end: must be after start ({self.start}), got {self.end}")
+
+
+class EngineConfig(_Section, frozen=True):
+    """Process-level settings. ``actors`` adds user actors as ``module:Class``."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    actors: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for spec in self.actors:
+            if not re.fullmatch(r"[\w.]+:[\w.]+", spec):
+                raise ValueError(f"actors: {spec!r} is not of the form 'module:Class'")
+
+
+class Config(_Section, frozen=True):
+    """A whole Ballast configuration. Every section has defaults."""
+
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    venue: VenueConfig = msgspec.field(default_factory=VenueConfig)
+    instruments: InstrumentsConfig = msgspec.field(default_factory=InstrumentsConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    targets: dict[str, Decimal] = msgspec.field(default_factory=dict)
+    bands: BandsConfig = msgspec.field(default_factory=BandsConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
+    journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+
+    RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
+
+    def __post_init__(self) -> None:
+        for asset, weight in self.targets.items():
+            if weight < 0 or weight > self.risk.max_asset_weight:
+                raise ValueError(
+                    f"targets.{asset}: weight must be between 0 and "
+                    f"risk.max_asset_weight ({self.risk.max_asset_weight}), got {weight}"
+                )
+        super().__post_init__()
+        total = sum(self.targets.values(), Decimal(0))
+        if total > _ONE:
+            raise ValueError(f"targets: weights add up to {total}, more than 1")
+        for check in _CROSS_CHECKS:
+            check(self)
+
+
+def _quote_matches_instruments(config: Config) -> None:
+    """Every instrument is quoted in ``venue.quote`` (else every order would be vetoed)."""
+    quote = config.venue.quote
+    quotes = config.instruments.quotes()
+    others = sorted({q for _, q in quotes if q != quote})
+    if not others:
+        return
+    if len(others) == 1 and all(q != quote for _, q in quotes):  # the quote is the odd one out
+        raise ValueError(f"venue.quote: {quote!r}, but the instruments are quoted in {others[0]}")
+    key, odd = next((k, q) for k, q in quotes if q != quote)
+    raise ValueError(f"{key}: quoted in {odd}, not in venue.quote ({quote})")
+
+
+def _assets_are_traded(config: Config) -> None:
+    """Targets, the regime asset and (on the simulated venue) the starting balances name traded
+    assets: a target the strategy guard would refuse, a regime that could never be measured, a
+    balance no price could ever value (so no snapshot, so no decision)."""
+    traded = config.instruments.assets()
+    listed = ", ".join(sorted(traded))
+    for asset in config.targets:
+        if asset not in traded:
+            raise ValueError(f"targets.{asset}: {asset} is not traded (instruments: {listed})")
+    if config.risk.regime_asset not in traded:
+        raise ValueError(
+            f"risk.regime_asset: {config.risk.regime_asset} is not traded (instruments: {listed})"
+        )
+    if config.venue.kind != "simulated":
+        return
+    for asset in config.paper.balances:
+        if asset != config.venue.quote and asset not in traded:
+            raise ValueError(
+                f"paper.balances.{asset}: {asset} is not traded (instruments: {listed}) nor "
+                f"the quote ({config.venue.quote}), so no price could value it; set [paper] "
+                f"balances (default {{ USDT = 100000 }}) in {config.venue.quote}"
+            )
+
+
+_CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded)
+"""Checks across sections, run after every section is valid on its own. Each raises
+``ValueError("key.path: problem")``."""
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 date or time as an aware UTC datetime, or None when missing or invalid."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class Secrets(msgspec.Struct, frozen=True):
+    """Venue credentials read from the environment. Never logged, journaled or exported."""
+
+    api_key: str | None = None
+    api_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Secrets(api_key={'***' if self.api_key else None}, api_secret=***)"
+
+    __str__ = __repr__
+
+
+_PATH = re.compile(r"^(?P<problem>.*?) - at `\$(?P<path>.*)`$", re.DOTALL)
+
+
+def _key_path(raw: str) -> str:
+    """`$.risk.lev`, `$.targets['BTC']`, `$.instruments.spot[0]` → risk.lev, targets.BTC, …"""
+    path = re.sub(r"\['([^']*)'\]", r".\1", raw)
+    return path.lstrip(".")
+
+
+def _find_dict_key(data: Any, path: str) -> str:
+    """msgspec reports a bad dict value as `$.targets[...]`; find which key it was by validating
+    the parsed document with that dict cut down to one entry at a time."""
+    head = path.split("[...]", 1)[0]
+    parts = [p for p in head.split(".") if p]
+    node = data
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return path
+        node = node[part]
+    if not isinstance(node, dict):
+        return path
+    for key in node:
+        trial = copy.deepcopy(data)
+        target = trial
+        for part in parts:
+            target = target[part]
+        target.clear()
+        target[key] = node[key]
+        try:
+            msgspec.convert(trial, type=Config)
+        except msgspec.ValidationError as exc:
+            if f"{head}[...]" in str(exc):
+                return path.replace("[...]", f".{key}", 1)
+    return path
+
+
+def _config_error(exc: msgspec.ValidationError, source: str, text_in: str | bytes) -> ConfigError:
+    text = str(exc)
+    match = _PATH.match(text)
+    key, problem = ("", text) if match is None else (_key_path(match["path"]), match["problem"])
+    if "[...]" in key:
+        key = _find_dict_key(tomllib.loads(_as_text(text_in)), key)
+    field = re.match(r"^(?P<field>[^\s:`']+): (?P<rest>.*)$", problem, re.DOTALL)
+    if field is not None:  # __post_init__ names its field: "field: problem"
+        sub = field["field"]
+        key = sub if sub.startswith(f"{key}.") or not key else f"{key}.{sub}"
+        problem = field["rest"]
+    unknown = re.match(r"^Object contains unknown field `(?P<name>[^`]*)`$", problem)
+    if unknown is not None:
+        key = f"{key}.{unknown['name']}" if key else unknown["name"]
+        problem = "unknown key (check the spelling; `ballast config schema` lists every key)"
+    return ConfigError(key, problem, source=source)
+
+
+def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
+    """Validate TOML text into a :class:`Config`."""
+    try:
+        try:
+            config = msgspec.toml.decode(text, type=Config)
+        except decimal.InvalidOperation:
+            # A validator compared a NaN. Decode again with NaN comparing false, so that the
+            # validators finish and _non_finite below can name its key.
+            with decimal.localcontext() as ctx:
+                ctx.traps[decimal.InvalidOperation] = False
+                config = msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(exc, source, text) from None
+    except msgspec.DecodeError as exc:
+        raise _syntax_error(str(exc), source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"invalid TOML: not UTF-8 text ({exc})", source=source) from None
+    bad = _non_finite(config)
+    if bad is not None:
+        raise ConfigError(bad[0], f"must be a finite number, got {bad[1]}", source=source)
+    return config
+
+
+_AT_LINE: Final = re.compile(r"^(?P<problem>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _syntax_error(text: str, source: str) -> ConfigError:
+    """A TOML syntax error, located as FILE:LINE:COLUMN when the parser says where."""
+    match = _AT_LINE.match(text)
+    if match is None:
+        return ConfigError("", f"invalid TOML: {text}", source=source)
+    where = f"{match['line']}:{match['column']}"
+    return ConfigError("", f"invalid TOML: {match['problem']}", source=source, line=where)
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, Any] | None:
+    """The key path and value of the first NaN or infinity in a parsed config, if any."""
+    items: Any = ()
+    if isinstance(value, msgspec.Struct):
+        items = ((f".{name}", getattr(value, name)) for name in value.__struct_fields__)
+    elif isinstance(value, dict):
+        items = ((f".{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"[{index}]", item) for index, item in enumerate(value))
+    elif isinstance(value, Decimal | float) and not math.isfinite(value):
+        return path.lstrip("."), value
+    for suffix, item in items:
+        found = _non_finite(item, f"{path}{suffix}")
+        if found is not None:
+            return found
+    return None
+
+
+def _as_text(text: str | bytes) -> str:
+    return text.decode() if isinstance(text, bytes) else text
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    file = Path(path)
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            "", f"cannot read config file: {exc.strerror}", source=str(file)
+        ) from None
+    return parse_config(text, source=str(file))
+
+
+def load_secrets(venue: VenueConfig, environ: dict[str, str] | None = None) -> Secrets:
+    """Read credentials from the environment variables the config names, and register them for
+    redaction. Missing variables give ``None`` (a paper or simulated venue needs none)."""
+    env = os.environ if environ is None else environ
+    key = env.get(venue.api_key_env) or None
+    secret = env.get(venue.api_secret_env) or None
+    for name, value in ((venue.api_key_env, key), (venue.api_secret_env, secret)):
+        if value is not None and len(value) < 4:
+            raise ConfigError(f"env:{name}", "value is too short to be a real credential")
+        if value is not None:
+            register_secret(value)
+    return Secrets(api_key=key, api_secret=secret)
+
+
+def config_to_json(config: Config) -> str:
+    """Canonical JSON of a config (secret-free by construction), stored in the journal."""
+    return msgspec.json.encode(config, order="sorted").decode()
+
+
+def config_from_json(text: str) -> Config:
+    return msgspec.json.decode(text, type=Config)
+
+
+_DECIMAL_SCHEMA: Final = {"type": "string", "format": "decimal"}
+_DECIMAL_STRING: Final = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file, for editors and validators.
+
+    Exact decimals are written as TOML numbers (``drawdown_limit = 0.25``), so the schema states
+    them as numbers (a quoted decimal such as ``"0.25"`` is accepted too, as the loader does), and
+    every numeric key carries the bounds of its :class:`Range`.
+    """
+    schema: dict[str, Any] = _numbers_as_numbers(msgspec.json.schema(Config))
+    for section in _sections():
+        properties = schema["$defs"][section.__name__]["properties"]
+        for name, bounds in section.RANGES.items():
+            node = properties[name]
+            (node.get("additionalProperties") or node).update(bounds.schema())
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Ballast configuration"
+    return schema
+
+
+def _sections() -> list[type[_Section]]:
+    """Config and the struct type of each of its sections."""
+    sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
+    return [Config, *(s for s in sections if isinstance(s, type) and issubclass(s, _Section))]
+
+
+def _numbers_as_numbers(node: Any) -> Any:
+    """msgspec states a Decimal as a string of format "decimal"; TOML has numbers."""
+    if isinstance(node, list):
+        return [_numbers_as_numbers(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _numbers_as_numbers(value) for key, value in node.items()}
+    if node.get("type") == "string" and node.get("format") == "decimal":
+        del out["type"], out["format"]
+        out["anyOf"] = [{"type": "number"}, {"type": "string", "pattern": _DECIMAL_STRING}]
+        return _with_numeric_default(out)
+    if _DECIMAL_SCHEMA in node.get("anyOf", []):
+        return _with_numeric_default(out)
+    return out
+
+
+def _with_numeric_default(node: dict[str, Any]) -> dict[str, Any]:
+    default = node.get("default")
+    if isinstance(default, str):
+        node["default"] = json_number(Decimal(default))
+    return node

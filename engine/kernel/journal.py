@@ -1,0 +1,809 @@
+"""The journal: every event and command, in one global order, in one SQLite file (WAL).
+
+Writing (:class:`Journal`):
+- ``append`` assigns the next ``seq`` and buffers the encoded record. Market data is committed in
+  groups (by count or after ``flush_interval_s``), with ``synchronous=NORMAL``: a committed group
+  survives a killed process.
+- ``sync(seq)`` commits everything pending and fsyncs the write-ahead log, so the records up to
+  ``seq`` survive a power cut too. The engine calls it before an order intent is handed to a venue
+  and before a fill is acknowledged. A simulation's journal (``durable_sync=False``: a backtest)
+  skips that wait: ``sync(seq)`` returns at once and ``close`` commits and fsyncs everything. A
+  backtest that dies is run again from its start into a fresh file, so waiting for the disk at
+  each order and fill (a fifth of a backtest's time) would protect nothing.
+- Back-pressure: ``wait_writable`` blocks a producer while more than ``high_water`` records are
+  waiting for the disk. Nothing is ever dropped.
+
+Owning: a journal has one writer. ``open`` takes an OS-level lock
+(:mod:`ballast.engine.kernel.journal_lock`) held until ``close``; a second writer is refused with
+the holder's pid. Readers are not blocked. Before appending to an existing file, the writer checks
+it: SQLite's ``quick_check`` and the decoding of the last records. A damaged journal is refused
+(:class:`JournalCorruptError`, pointing at ``ballast journal export --skip-damaged`` to salvage what
+still reads, which
+:meth:`JournalReader.readable_records` does); nothing is appended to it. A writer that
+created the file and fails before its first record removes the file again.
+
+What wrote a journal: ``ballast_meta`` key ``session_kind`` (``backtest``, ``paper`` or ``live``),
+set when the file is created by a writer given a ``kind``, or on the first such writer of an older
+file. A writer of one kind never appends to a journal of another.
+
+Reading (:class:`JournalReader`): by seq range, time range and type, in seq order.
+
+A journal written by a newer schema is refused; a journal cut by a killed process opens at its
+last committed seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self, cast
+
+import aiosqlite
+import msgspec
+
+from ballast.engine import __version__
+from ballast.engine.kernel.codec import DECODER, ENCODER, decode
+from ballast.engine.kernel.errors import (
+    JournalClosedError,
+    JournalCorruptError,
+    JournalError,
+    JournalSchemaError,
+)
+from ballast.engine.kernel.events import Message
+from ballast.engine.kernel.journal_lock import JournalLock
+
+SCHEMA_VERSION: Final = 1
+
+KIND_KEY: Final = "session_kind"
+"""``ballast_meta`` key: what kind of session the journal holds (one of :data:`SESSION_KINDS`)."""
+SESSION_KINDS: Final = ("backtest", "paper", "live")
+TAIL_CHECKED: Final = 64
+"""How many of the last records a writer decodes before appending to an existing journal."""
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS ballast_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY,
+    type     TEXT    NOT NULL,
+    ts_event INTEGER NOT NULL,
+    ts_init  INTEGER NOT NULL,
+    payload  BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
+"""
+_INSERT: Final = "INSERT INTO events (seq, type, ts_event, ts_init, payload) VALUES (?, ?, ?, ?, ?)"
+
+Row = tuple[int, str, int, int, bytes]
+StoredRow = tuple[int, bytes]
+
+
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One journal entry: its ``seq`` and its message. The type name and timestamps are the
+    message's own (``append`` writes those columns from it, so they are equal by construction and
+    need not be fetched: the columns serve SQL filtering).
+
+    A ``gc=False`` struct built positionally in C (``map(Record, seqs, messages)``): replay
+    creates one per record, and a tuple subclass cost five times as much and was GC-tracked.
+    """
+
+    seq: int
+    message: Message
+
+    @property
+    def type(self) -> str:
+        return type(self.message).__name__
+
+    @property
+    def ts_event(self) -> int:
+        return self.message.ts_event
+
+    @property
+    def ts_init(self) -> int:
+        return self.message.ts_init
+
+
+def _decode_rows(rows: Sequence[StoredRow]) -> list[Record]:
+    """The records of fetched (seq, payload) rows, decoded chunk-wise (the replay hot path).
+
+    If any payload fails, the chunk is decoded again row by row, so the records before the bad one
+    are kept and it raises JournalCorruptError naming its seq in its place (the caller yields the
+    good ones first: see :meth:`JournalReader.chunks`).
+    """
+    seqs, payloads = zip(*rows, strict=True)
+    try:
+        messages = list(map(DECODER.decode, payloads))
+    except Exception:
+        good: list[Record] = []
+        for s, p in rows:
+            try:
+                good.append(Record(s, decode(p, seq=s)))
+            except JournalCorruptError as exc:
+                raise _PartialChunk(good, exc) from exc
+        raise AssertionError("unreachable: a payload failed once and not again") from None
+    return list(map(Record, seqs, messages))
+
+
+class _PartialChunk(Exception):
+    """A chunk whose decoding stopped at a corrupt record: the good records before it, then the
+    error to raise once they have been handed out."""
+
+    def __init__(self, good: list[Record], error: JournalCorruptError) -> None:
+        super().__init__(str(error))
+        self.good = good
+        self.error = error
+
+
+@dataclass(frozen=True)
+class JournalStats:
+    path: str
+    schema_version: int
+    created_by: str
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    first_ts_event: int | None
+    last_ts_event: int | None
+    size_bytes: int
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gap_free(self) -> bool:
+        if self.first_seq is None or self.last_seq is None:
+            return self.count == 0
+        return self.count == self.last_seq - self.first_seq + 1
+
+
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():
+        raise JournalError(f"{path}: is a folder; a journal is a file (e.g. {path / 'journal.db'})")
+
+
+async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
+    if not create and not await asyncio.to_thread(path.exists):
+        raise JournalError(f"{path}: no such journal")
+    _refuse_folder(path)
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot create the journal's folder: {exc}") from exc
+    connecting = aiosqlite.connect(path, isolation_level=None)
+    try:
+        conn = await connecting
+    except sqlite3.Error as exc:
+        # aiosqlite stops its worker thread without waiting for it: wait, or the thread later
+        # reports to an event loop that is closed by then (tracebacks after our error).
+        await asyncio.to_thread(connecting._thread.join, 5)
+        raise JournalError(f"{path}: cannot open journal: {exc}") from exc
+    try:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        # Not a SQLite file (or unreadable): close, or the connection's thread outlives us.
+        with contextlib.suppress(sqlite3.Error):
+            await conn.close()
+        raise JournalError(f"{path}: cannot open journal: {exc}") from exc
+    return conn
+
+
+async def _check_schema(
+    conn: aiosqlite.Connection, path: Path, *, create: bool, kind: str | None = None
+) -> dict[str, str]:
+    """Create the schema in an empty file (with ``kind`` as its session kind), or check the stored
+    version. Returns the meta table."""
+    try:
+        async with conn.execute("SELECT name FROM sqlite_master WHERE type='table'") as cur:
+            tables = {str(r[0]) for r in await cur.fetchall()}
+        if not tables and create:
+            # One transaction: a process killed while creating the file leaves an empty file
+            # (created again on the next open) or a complete schema, never tables without meta.
+            await conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}")
+            now = str(time.time_ns())
+            await conn.executemany(
+                "INSERT INTO ballast_meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("created_by", f"ballast {__version__}"),
+                    ("created_ns", now),
+                    *([(KIND_KEY, kind)] if kind is not None else []),
+                ],
+            )
+            await conn.execute("COMMIT")
+            tables = {"ballast_meta", "events"}
+        if "ballast_meta" not in tables or "events" not in tables:
+            raise JournalError(f"{path}: not a Ballast journal (tables found: {sorted(tables)})")
+        async with conn.execute("SELECT key, value FROM ballast_meta") as cur:
+            meta = {str(k): str(v) for k, v in await cur.fetchall()}
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: not a readable Ballast journal: {exc}") from exc
+    version = int(meta.get("schema_version", "0"))
+    if version > SCHEMA_VERSION:
+        raise JournalSchemaError(
+            f"{path}: journal schema version {version} was written by a newer Ballast "
+            f"({meta.get('created_by', '?')}); this build reads versions up to {SCHEMA_VERSION}. "
+            "Upgrade Ballast to read it."
+        )
+    if version < 1:
+        raise JournalSchemaError(f"{path}: journal has no valid schema version ({version})")
+    return meta
+
+
+async def _last_seq(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT MAX(seq) FROM events") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def damaged(path: Path, detail: str) -> JournalCorruptError:
+    """The error for a journal SQLite or the decoder finds damaged, with how to salvage it."""
+    return JournalCorruptError(
+        f"{path}: the journal is damaged ({detail}); nothing is appended to a damaged journal: "
+        f"`ballast journal export {path} --skip-damaged -o FILE` saves the records that still "
+        "read, then start a new journal"
+    )
+
+
+async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
+    """SQLite's quick_check, then the last records decode: else :func:`damaged`."""
+    try:
+        verdict = await conn.execute_fetchall("PRAGMA quick_check")
+        tail = await conn.execute_fetchall(
+            f"SELECT seq, payload FROM events ORDER BY seq DESC LIMIT {TAIL_CHECKED}"
+        )
+    except sqlite3.Error as exc:
+        raise damaged(path, str(exc)) from exc
+    found = " ".join("; ".join(str(row[0]) for row in verdict).split()) or "no answer"
+    if found != "ok":
+        raise damaged(path, f"quick_check: {found}")
+    for seq, payload in tail:
+        try:
+            decode(payload, seq=seq)
+        except JournalCorruptError as exc:
+            raise damaged(path, str(exc)) from exc
+
+
+def _remove(path: Path) -> None:
+    """The journal file and SQLite's companions."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _retrieve_exception(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class Journal:
+    """Append-only writer. Use as ``async with Journal(path) as journal: ...``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 4096,
+        flush_interval_s: float = 0.05,
+        high_water: int = 262_144,
+        durable_sync: bool = True,
+        kind: str | None = None,
+        lock: JournalLock | None = None,
+    ) -> None:
+        if kind is not None and kind not in SESSION_KINDS:
+            raise ValueError(f"journal kind {kind!r} is not one of {SESSION_KINDS}")
+        self.path = Path(path)
+        self.durable_sync = durable_sync
+        """False: ``sync`` does not wait for the disk; only ``close`` does (module docstring)."""
+        self.kind = kind
+        """The session kind this writer records (``KIND_KEY``); None: not recorded, not checked."""
+        self._own_lock = lock is None
+        self._writer_lock = lock if lock is not None else JournalLock(self.path)
+        """Held from ``open`` to ``close``; one given by the caller is held and released by it."""
+        self._created = False
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.high_water = high_water
+        self._conn: aiosqlite.Connection | None = None
+        self._pending: list[Row] = []
+        self._seq = 0
+        self._committed_seq = 0
+        self._durable_seq = 0
+        self._opened_at_seq = 0
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._dir_synced = False
+        self.meta: dict[str, str] = {}
+        self.commits = 0
+        self.commit_seconds_total = 0.0
+        self.commit_observers: list[Callable[[float, int], None]] = []
+        """Called after each commit with (its duration in seconds, its record count): metrics."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> Self:
+        """Take the writer lock, open (or create) the file, check it, then start writing."""
+        _refuse_folder(self.path)
+        if self._own_lock:
+            self._writer_lock.acquire()
+        elif not self._writer_lock.held:
+            raise JournalError(f"{self.path}: the writer lock given to the journal is not held")
+        try:
+            self._created = not await asyncio.to_thread(self.path.exists)
+            self._conn = await _connect(self.path, create=True)
+            try:
+                await self._check(self._conn)
+            except BaseException:
+                await self._conn.close()
+                self._conn = None
+                raise
+        except BaseException:
+            self._release_lock()
+            raise
+        self._opened_at_seq = self._seq
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"journal-flush:{self.path}")
+        return self
+
+    async def _check(self, conn: aiosqlite.Connection) -> None:
+        """Schema, last seq, integrity (of a file with records) and session kind."""
+        self.meta = await _check_schema(conn, self.path, create=True, kind=self.kind)
+        try:
+            last = await _last_seq(conn)
+        except sqlite3.Error as exc:
+            raise damaged(self.path, str(exc)) from exc
+        if last > 0:
+            await _check_integrity(conn, self.path)
+        await self._check_kind()
+        self._seq = self._committed_seq = self._durable_seq = last
+
+    async def _check_kind(self) -> None:
+        """A writer given a kind appends only to a journal of that kind (an older journal without
+        one gets it)."""
+        if self.kind is None:
+            return
+        stored = self.meta.get(KIND_KEY)
+        if stored is None:
+            await self.set_meta(KIND_KEY, self.kind)
+        elif stored != self.kind:
+            raise JournalError(
+                f"{self.path}: holds a {stored} session; a {self.kind} session is not added to "
+                "it: give another journal"
+            )
+
+    async def close(self) -> None:
+        """Commit and fsync whatever is pending, then close. Safe to call twice."""
+        await self._close(discard=False)
+
+    async def _close(self, *, discard: bool) -> None:
+        """Close; with ``discard``, a file this writer created and never wrote a record to is
+        removed (a start that failed leaves no empty journal behind)."""
+        if self._conn is None:
+            return
+        try:
+            if self._failure is None:
+                await self._sync_to(self._seq)
+        finally:
+            if self._flusher is not None:
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
+            async with self._lock:  # a write already under way finishes first
+                await self._conn.close()
+            self._conn = None
+            if discard and self._created and self._seq == 0:
+                _remove(self.path)
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._own_lock:
+            self._writer_lock.release()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._close(discard=e is not None)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last appended record (committed or not)."""
+        return self._seq
+
+    @property
+    def opened_at_seq(self) -> int:
+        """Last good seq found when the file was opened."""
+        return self._opened_at_seq
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed_seq
+
+    @property
+    def durable_seq(self) -> int:
+        return self._durable_seq
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    @property
+    def backlog(self) -> int:
+        return self._seq - self._committed_seq
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, message: Message) -> int:
+        """Buffer ``message`` as the next record and return its seq."""
+        if self._failure is not None:
+            raise JournalClosedError(f"{self.path}: journal writer failed: {self._failure}")
+        if self._conn is None:
+            raise JournalClosedError(f"{self.path}: journal is not open")
+        self._seq += 1
+        self._pending.append(
+            (
+                self._seq,
+                type(message).__name__,
+                message.ts_event,
+                message.ts_init,
+                ENCODER.encode(message),
+            )
+        )
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+        return self._seq
+
+    async def commit(self) -> int:
+        """Group-commit everything appended so far. Returns the committed seq."""
+        await self._write(durable=False)
+        return self._committed_seq
+
+    async def sync(self, seq: int | None = None) -> int:
+        """Make every record up to ``seq`` (default: all appended) durable. Returns durable seq.
+
+        Without ``durable_sync`` it returns the durable seq at once (the records are committed in
+        groups as usual; ``close`` makes them durable)."""
+        if not self.durable_sync:
+            self._raise_if_failed()
+            return self._durable_seq
+        return await self._sync_to(self._seq if seq is None else seq)
+
+    async def _sync_to(self, target: int) -> int:
+        if self._durable_seq < target:
+            await self._write(durable=True)
+        return self._durable_seq
+
+    async def wait_writable(self) -> None:
+        """Back-pressure for producers: wait while the backlog is above the high-water mark."""
+        while self.backlog > self.high_water:
+            self._raise_if_failed()
+            self._progress.clear()
+            self._wake.set()
+            await self._progress.wait()
+
+    async def set_meta(self, key: str, value: str) -> None:
+        conn = self._require_conn()
+        try:
+            await conn.execute(
+                "INSERT OR REPLACE INTO ballast_meta (key, value) VALUES (?, ?)", (key, value)
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot write meta {key!r}: {exc}") from exc
+        self.meta[key] = value
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            self._wake.clear()
+            if self._pending:
+                try:
+                    await self._write(durable=False)
+                except JournalError:
+                    return  # _failure is set; appends now raise, waiters are woken
+
+    async def _write(self, *, durable: bool) -> None:
+        # The write runs to its end in its own task even if our caller is cancelled (shutdown, a
+        # timeout): a batch taken from the buffer must reach the disk or fail the journal, never
+        # vanish and leave a gap (or a transaction open). Its failure is kept in _failure.
+        write = asyncio.ensure_future(self._write_batch(durable=durable))
+        write.add_done_callback(_retrieve_exception)
+        await asyncio.shield(write)
+
+    async def _write_batch(self, *, durable: bool) -> None:
+        async with self._lock:
+            self._raise_if_failed()
+            batch, self._pending = self._pending, []
+            last = batch[-1][0] if batch else self._committed_seq
+            started = time.perf_counter()
+            try:
+                if batch:
+                    await self._insert(batch)
+                if durable and self._durable_seq < last:
+                    await asyncio.to_thread(self._fsync_wal)
+            except (sqlite3.Error, OSError) as exc:
+                self._failure = exc
+                self._progress.set()
+                raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
+            if batch:
+                elapsed = time.perf_counter() - started
+                self.commits += 1
+                self.commit_seconds_total += elapsed
+                for observe in self.commit_observers:
+                    with contextlib.suppress(Exception):  # metrics never break the journal
+                        observe(elapsed, len(batch))
+            self._committed_seq = last
+            if durable:
+                self._durable_seq = last
+            self._progress.set()
+
+    async def _insert(self, batch: Sequence[Row]) -> None:
+        conn = self._require_conn()
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.executemany(_INSERT, batch)
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+
+    def _fsync_wal(self) -> None:
+        """Flush the write-ahead log (and once, the directory entry) to stable storage."""
+        for suffix in ("-wal", ""):
+            target = Path(f"{self.path}{suffix}")
+            if target.exists():
+                fd = os.open(target, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        if not self._dir_synced:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._dir_synced = True
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise JournalClosedError(f"{self.path}: journal writer failed: {self._failure}")
+
+    def _require_conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise JournalClosedError(f"{self.path}: journal is not open")
+        return self._conn
+
+
+class JournalReader:
+    """Reads a journal in seq order. Use as ``async with JournalReader(path) as reader: ...``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, chunk: int = 2048) -> None:
+        self.path = Path(path)
+        self.chunk = chunk
+        self._conn: aiosqlite.Connection | None = None
+        self.meta: dict[str, str] = {}
+        self.skipped: list[int] = []
+        """Seqs :meth:`readable_records` left out: they could not be read or decoded."""
+
+    async def __aenter__(self) -> Self:
+        self._conn = await _connect(self.path, create=False)
+        try:
+            self.meta = await _check_schema(self._conn, self.path, create=False)
+        except BaseException:
+            await self._conn.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    def _require_conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise JournalError(f"{self.path}: reader is not open")
+        return self._conn
+
+    async def last_seq(self) -> int:
+        try:
+            return await _last_seq(self._require_conn())
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
+
+    async def records(
+        self,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        types: Collection[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> AsyncIterator[Record]:
+        """Records with start_seq <= seq <= end_seq, ts_event in [since_ns, until_ns), of
+        ``types``, one per iteration (see :meth:`chunks` for the fast path)."""
+        chunks = self.chunks(
+            start_seq=start_seq, end_seq=end_seq, types=types, since_ns=since_ns, until_ns=until_ns
+        )
+        async for chunk in chunks:
+            for rec in chunk:
+                yield rec
+
+    async def chunks(
+        self,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        types: Collection[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> AsyncIterator[list[Record]]:
+        """The same records as :meth:`records`, a list of up to ``chunk`` at a time, in seq order:
+        the fast path for replay (one await per chunk, not per record). A corrupt record ends the
+        iteration with JournalCorruptError after the good records before it."""
+        where, params = self._filters(end_seq, types, since_ns, until_ns)
+        sql = (
+            "SELECT seq, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
+        )
+        fetch = asyncio.ensure_future(self._fetch(sql, (start_seq - 1, *params)))
+        try:
+            while rows := await fetch:
+                # the next chunk is read on the connection's thread while this one is decoded
+                fetch = asyncio.ensure_future(self._fetch(sql, (rows[-1][0], *params)))
+                try:
+                    chunk = _decode_rows(rows)
+                except _PartialChunk as partial:
+                    if partial.good:
+                        yield partial.good
+                    raise partial.error from None
+                yield chunk
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, JournalError):
+                    await fetch
+
+    async def readable_records(
+        self,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        types: Collection[str] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> AsyncIterator[Record]:
+        """Salvage: the records of :meth:`records` that can still be read and decoded. Where a
+        chunk cannot be read (a damaged page), its seqs are read one by one; the seqs that cannot
+        be read or decoded are left out and listed in :attr:`skipped`."""
+        self.skipped = []
+        where, params = self._filters(end_seq, types, since_ns, until_ns)
+        sql = (
+            "SELECT seq, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
+        )
+        after, last = start_seq - 1, await self.last_seq() if end_seq is None else end_seq
+        while after < last:
+            try:
+                rows = await self._fetch(sql, (after, *params))
+                upto = rows[-1][0] if rows else last
+            except JournalError:
+                upto = min(after + self.chunk, last)
+                rows = await self._one_by_one(after, upto, where, params)
+            for seq, payload in rows:
+                try:
+                    yield Record(seq, decode(payload, seq=seq))
+                except JournalCorruptError:
+                    self.skipped.append(seq)
+            after = upto
+
+    async def _one_by_one(
+        self, after: int, upto: int, where: str, params: Sequence[object]
+    ) -> list[StoredRow]:
+        """The readable rows with after < seq <= upto; the unreadable seqs go to ``skipped``."""
+        rows: list[StoredRow] = []
+        for seq in range(after + 1, upto + 1):
+            try:
+                rows.extend(
+                    await self._fetch(
+                        f"SELECT seq, payload FROM events WHERE seq = ?{where}", (seq, *params)
+                    )
+                )
+            except JournalError:
+                self.skipped.append(seq)
+        return rows
+
+    async def messages(self, **filters: int | Collection[str] | None) -> list[Message]:
+        """All matching messages in a list (for small journals and tests)."""
+        return [rec.message async for rec in self.records(**filters)]  # type: ignore[arg-type]
+
+    async def tail(self, n: int, types: Collection[str] | None = None) -> list[Record]:
+        """The last ``n`` matching records, oldest first."""
+        where, params = self._filters(None, types, None, None)
+        sql = (
+            f"SELECT seq, payload FROM events WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
+        )
+        rows = await self._fetch(sql, (0, *params))
+        return [Record(s, decode(p, seq=s)) for s, p in reversed(rows)]
+
+    async def stats(self) -> JournalStats:
+        conn = self._require_conn()
+        try:
+            async with conn.execute(
+                "SELECT COUNT(*), MIN(seq), MAX(seq), MIN(ts_event), MAX(ts_event) FROM events"
+            ) as cur:
+                row = await cur.fetchone()
+            async with conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type") as cur:
+                by_type = {str(t): int(c) for t, c in await cur.fetchall()}
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc
+        assert row is not None
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return JournalStats(
+            path=str(self.path),
+            schema_version=int(self.meta.get("schema_version", "0")),
+            created_by=self.meta.get("created_by", "?"),
+            count=int(row[0]),
+            first_seq=row[1],
+            last_seq=row[2],
+            first_ts_event=row[3],
+            last_ts_event=row[4],
+            size_bytes=size,
+            by_type=dict(sorted(by_type.items())),
+        )
+
+    async def integrity_check(self) -> str:
+        """SQLite's quick_check verdict on one line: ``ok``, or what it (or SQLite) found."""
+        conn = self._require_conn()
+        try:
+            rows = await conn.execute_fetchall("PRAGMA quick_check")
+        except sqlite3.Error as exc:
+            return str(exc)
+        found = "; ".join(str(row[0]) for row in rows) if rows else "no answer"
+        return " ".join(found.split())
+
+    @staticmethod
+    def _filters(
+        end_seq: int | None,
+        types: Collection[str] | None,
+        since_ns: int | None,
+        until_ns: int | None,
+    ) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if end_seq is not None:
+            clauses.append("seq <= ?")
+            params.append(end_seq)
+        if types:
+            clauses.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(sorted(types))
+        if since_ns is not None:
+            clauses.append("ts_event >= ?")
+            params.append(since_ns)
+        if until_ns is not None:
+            clauses.append("ts_event < ?")
+            params.append(until_ns)
+        return "".join(f" AND {c}" for c in clauses), params
+
+    async def _fetch(self, sql: str, params: Sequence[object]) -> list[StoredRow]:
+        conn = self._require_conn()
+        try:
+            # One job on the connection's thread (not execute, fetchall, close); rows are tuples.
+            return cast(list[StoredRow], await conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot read journal: {exc}") from exc

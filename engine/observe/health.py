@@ -1,0 +1,126 @@
+"""Feed health and readiness: what ``/readyz`` answers and what the market-data age metrics read.
+
+:class:`Health` is plain state, fed by the metrics exporter from bus events (it subscribes to
+nothing itself, so market data is handled once for both):
+
+- per symbol, the newest ``ts_event`` of market data seen (quotes, trades, bars, mark prices) and
+  whether the risk actor flagged it stale (a :class:`~ballast.engine.kernel.events.DataStale` not
+  yet followed by fresh data);
+- whether the venue is reconciled: its instruments were loaded (``InstrumentsLoaded``) and its
+  account was loaded (at least one ``BalanceUpdated``);
+- whether trading is halted: the kill switch is engaged, or the strategy failed and was halted.
+
+Ages are measured on the engine's clock: on a simulated clock they are simulated ages.
+
+Ready means: reconciled, every required symbol has data, no symbol is stale (older than
+``stale_after_s`` or flagged), and not halted. Otherwise :meth:`Health.readiness` names why, with
+short codes (``instruments_not_loaded``, ``account_not_loaded``, ``no_market_data``,
+``no_data:SYMBOL``, ``data_stale:SYMBOL``, ``kill_switch:REASON``, ``strategy_halted``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.redaction import redact
+
+_MAX_CODE: Final = 64
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The answer of ``/readyz``: ready, or the reasons it is not."""
+
+    ready: bool
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> bytes:
+        status = "ready" if self.ready else "not_ready"
+        return msgspec.json.encode({"status": status, "reasons": list(self.reasons)})
+
+
+class Health:
+    """Freshness of market data, venue reconciliation and halt state (see the module docstring)."""
+
+    def __init__(
+        self, clock: Clock, *, stale_after_s: float = 30.0, symbols: Iterable[str] = ()
+    ) -> None:
+        self.clock = clock
+        self.stale_after_ns = int(stale_after_s * NS_PER_SECOND)
+        self.required = frozenset(symbols)
+        self.last_data_ns: dict[str, int] = {}
+        self.flagged_stale: set[str] = set()
+        self.instruments_loaded = False
+        self.account_loaded = False
+        self.kill_switch: str | None = None
+        self.strategy_halted = False
+
+    # ------------------------------------------------------------------ updates
+
+    def on_data(self, symbol: str, ts_event: int) -> None:
+        """Market data for ``symbol`` with this event time (the hot path: keep it small)."""
+        last = self.last_data_ns.get(symbol)
+        if last is None or ts_event > last:
+            self.last_data_ns[symbol] = ts_event
+        if self.flagged_stale:
+            self.flagged_stale.discard(symbol)
+
+    def on_stale(self, symbol: str) -> None:
+        self.flagged_stale.add(symbol)
+
+    def on_kill_switch(self, reason: str | None) -> None:
+        """``reason`` of the trigger, or None when it was reset."""
+        self.kill_switch = None if reason is None else _code(reason)
+
+    # ------------------------------------------------------------------ views
+
+    def symbols(self) -> list[str]:
+        """Every symbol required or seen, sorted."""
+        return sorted(self.required | self.last_data_ns.keys())
+
+    def age_s(self, symbol: str, now_ns: int) -> float | None:
+        """Seconds since the newest data of ``symbol`` (never negative), None if none was seen."""
+        last = self.last_data_ns.get(symbol)
+        return None if last is None else max(0, now_ns - last) / NS_PER_SECOND
+
+    def is_stale(self, symbol: str, now_ns: int) -> bool:
+        """Flagged stale by the risk actor, older than ``stale_after_s``, or never seen."""
+        last = self.last_data_ns.get(symbol)
+        if last is None or symbol in self.flagged_stale:
+            return True
+        return now_ns - last > self.stale_after_ns
+
+    def readiness(self, now_ns: int | None = None) -> Readiness:
+        now = self.clock.now_ns() if now_ns is None else now_ns
+        reasons = [*self._venue_reasons(), *self._data_reasons(now), *self._halt_reasons()]
+        return Readiness(ready=not reasons, reasons=tuple(reasons))
+
+    def _venue_reasons(self) -> list[str]:
+        reasons = [] if self.instruments_loaded else ["instruments_not_loaded"]
+        return reasons if self.account_loaded else [*reasons, "account_not_loaded"]
+
+    def _data_reasons(self, now_ns: int) -> list[str]:
+        symbols = self.symbols()
+        if not symbols:
+            return ["no_market_data"]
+        reasons: list[str] = []
+        for symbol in symbols:
+            if symbol not in self.last_data_ns:
+                reasons.append(f"no_data:{_code(symbol)}")
+            elif self.is_stale(symbol, now_ns):
+                reasons.append(f"data_stale:{_code(symbol)}")
+        return reasons
+
+    def _halt_reasons(self) -> list[str]:
+        reasons = [] if self.kill_switch is None else [f"kill_switch:{self.kill_switch}"]
+        return [*reasons, "strategy_halted"] if self.strategy_halted else reasons
+
+
+def _code(text: str) -> str:
+    """A short, secret-free code for a reason or symbol shown to orchestrators."""
+    return redact(text)[:_MAX_CODE]

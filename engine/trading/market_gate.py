@@ -1,0 +1,100 @@
+"""MarketGate: the one place market data is judged before anything uses it.
+
+Installed on a session's bus (:meth:`ballast.engine.kernel.bus.Bus.set_gate`), it runs a
+:class:`~ballast.engine.trading.market_guard.MarketGuard` over every market data message as it is
+dispatched:
+
+- ``QuoteTick``: the bid/ask (mid checked against the ``last`` series);
+- ``Bar``: open, high, low and close positive, the close checked against the ``last`` series;
+- ``TradeTick``: the price, against the ``last`` series;
+- ``MarkPriceUpdated``: the funding rate within ``risk.max_abs_funding_rate``, then the mark
+  against the symbol's ``mark`` series.
+
+An accepted message is delivered as usual. A rejected one is delivered to no subscriber (no
+estimator, ledger, strategy, rebalancer or metric sees it) and a :class:`DataRejected` naming
+the symbol, the reason, the detail and the journal seq of the rejected record is published in its
+place. The venue is not behind the gate: a simulated exchange takes market data before the bus
+does and may fill at a price the engine rejects, as a real venue trades on what its market does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.events import (
+    Bar,
+    DataRejected,
+    MarketEvent,
+    MarkPriceUpdated,
+    QuoteTick,
+    TradeTick,
+)
+from ballast.engine.trading.market_guard import MarketGuard, Rejection
+
+log = logging.getLogger("ballast.MarketGate")
+
+_Judge = Callable[[Any], Rejection | None]
+
+
+class MarketGate:
+    """Judges market data for one bus (see the module docstring); ``guard`` keeps the counts."""
+
+    def __init__(self, clock: Clock, guard: MarketGuard | None = None) -> None:
+        self.clock = clock
+        self.guard = guard if guard is not None else MarketGuard()
+        self._judges: dict[type[MarketEvent], _Judge] = {
+            QuoteTick: self._quote,
+            Bar: self._bar,
+            TradeTick: self._trade,
+            MarkPriceUpdated: self._mark,
+        }
+
+    @classmethod
+    def from_config(cls, config: Config, clock: Clock) -> MarketGate:
+        risk = config.risk
+        guard = MarketGuard(
+            risk.max_price_deviation, max_abs_funding_rate=risk.max_abs_funding_rate
+        )
+        return cls(clock, guard)
+
+    def install(self, bus: Bus) -> MarketGate:
+        bus.set_gate(self.screen)
+        return self
+
+    def screen(self, seq: int, event: MarketEvent) -> DataRejected | None:
+        """None if ``event`` is accepted, else the DataRejected to publish in its place."""
+        judge = self._judges.get(type(event))
+        rejection = None if judge is None else judge(event)
+        if rejection is None:
+            return None
+        symbol = str(getattr(event, "symbol", ""))
+        log.warning("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)
+        return DataRejected(
+            ts_event=event.ts_event,
+            ts_init=self.clock.now_ns(),
+            symbol=symbol,
+            reason=rejection.reason,
+            detail=rejection.detail,
+            seq=seq,
+        )
+
+    def _quote(self, tick: QuoteTick) -> Rejection | None:
+        return self.guard.check_quote(tick.symbol, tick.bid, tick.ask, tick.ts_event)
+
+    def _bar(self, bar: Bar) -> Rejection | None:
+        prices = (bar.open, bar.high, bar.low, bar.close)
+        return self.guard.check_bar(bar.symbol, prices, bar.ts_event)
+
+    def _trade(self, trade: TradeTick) -> Rejection | None:
+        return self.guard.check(trade.symbol, trade.price, trade.ts_event)
+
+    def _mark(self, update: MarkPriceUpdated) -> Rejection | None:
+        funding = self.guard.check_funding(update.symbol, update.funding_rate)
+        if funding is not None:
+            return funding
+        return self.guard.check(update.symbol, update.mark, update.ts_event, source="mark")

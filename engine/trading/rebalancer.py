@@ -1,0 +1,447 @@
+"""The Rebalancer actor: on each portfolio snapshot, asks the strategy for targets, checks every
+asset against its band under the current risk budget, and publishes one RebalanceDecided per
+decision, carrying its inputs (weights, targets, bands, regime), its reasoning (instrument choices,
+costs, floors, skips) and the exact intents. The risk actor approves, cuts or vetoes each intent.
+
+An asset with orders still in flight (decided, not yet vetoed, rejected, canceled or completely
+filled, where "completely" means the quantity the risk actor approved and the router sent, so a cut
+order completes on its fill) is not planned again: planning on a portfolio that has not seen its
+own fills yet would stack orders. An intent that was never sent (no ``SubmitOrder`` for it: the
+risk actor or the router dropped it without a word) expires after ``in_flight_timeout_s``; one
+whose order was sent never expires by time, since planning the asset again while that order may
+still be live at the venue could double it: it waits for a fill, a cancel, a reject or the router's
+status report.
+
+Plans are sized within the account (free cash, available margin at the venue's leverage, learnt
+from its position reports, less ``margin_buffer``). An order the venue refuses for insufficient
+margin or balance frees its asset for the next check, re-planned on fresh figures; the very same
+order is never sent again.
+
+It also reacts without any band breach: when the budget turns off overlay longs (stressed regime)
+it closes them, and when the kill switch fires it flattens every perp with reduce-only orders.
+A per-asset cooldown (event time) prevents churn while orders fill and prices settle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from ballast.engine.app.config_check import strategy_params
+from ballast.engine.kernel.actor import Actor
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.events import (
+    DeleverageRequired,
+    InstrumentsLoaded,
+    IntentApproved,
+    KillSwitchReset,
+    KillSwitchTriggered,
+    MarkPriceUpdated,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatusReported,
+    OrderVetoed,
+    PortfolioSnapshot,
+    PositionUpdated,
+    RebalanceDecided,
+    RiskBudgetChanged,
+)
+from ballast.engine.kernel.instruments import Instrument, base_of
+from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext
+from ballast.engine.strategy.guard import GuardedStrategy
+from ballast.engine.strategy.registry import load_strategy
+from ballast.engine.trading.planner import (
+    BudgetView,
+    Mode,
+    Plan,
+    PlanInputs,
+    plan_close_longs,
+    plan_deleverage,
+    plan_flatten,
+    plan_rebalance,
+    plan_reduce,
+)
+
+_HUNDRED = Decimal(100)
+
+
+@dataclass
+class _InFlight:
+    asset: str
+    qty: Decimal
+    since_ns: int
+    filled: Decimal = Decimal(0)
+
+
+class Rebalancer(Actor):
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        *,
+        strategy: Strategy,
+        strategy_name: str,
+        mode: Mode = "spot",
+        band_abs: Decimal | None = Decimal("0.05"),
+        band_rel: Decimal | None = None,
+        rebalance_to: Literal["target", "edge"] = "target",
+        cooldown_s: float = 3600.0,
+        retry_vetoed_s: float = 60.0,
+        quote: str = "USDT",
+        max_weight: Decimal = Decimal(3),
+        assets: frozenset[str] | None = None,
+        report_holds: bool = False,
+        margin_buffer: Decimal = Decimal("0.05"),
+        perp_leverage: Decimal = Decimal(10),
+    ) -> None:
+        super().__init__(bus, clock)
+        self.report_holds = report_holds  # also publish decisions without orders (ballast plan)
+        self.strategy = GuardedStrategy(
+            strategy, strategy_name, max_weight=max_weight, assets=assets
+        )
+        self.mode: Mode = mode
+        self.rebalance_to: Literal["target", "edge"] = rebalance_to
+        self.cooldown_ns = int(cooldown_s * NS_PER_SECOND)
+        self.retry_vetoed_ns = int(retry_vetoed_s * NS_PER_SECOND)
+        self.quote = quote
+        self.budget = BudgetView(band_abs=band_abs, band_rel=band_rel)
+        self.budget_event: RiskBudgetChanged | None = None
+        self.instruments: dict[str, Instrument] = {}
+        self.funding: dict[str, Decimal] = {}
+        self.snapshot: PortfolioSnapshot | None = None
+        self.kill_switch = False
+        self.decisions = 0
+        self._cooling: dict[str, int] = {}
+        self._in_flight: dict[str, _InFlight] = {}  # by intent id
+        self._intent_of: dict[str, str] = {}  # client order id → intent id
+        self.in_flight_timeout_ns = 300 * NS_PER_SECOND
+        self._failure_published = False
+        self.margin_buffer = margin_buffer
+        self.default_leverage = perp_leverage
+        self.leverage: dict[str, Decimal] = {}  # asset → leverage learnt from position reports
+        self._sent: dict[str, tuple[str, str, Decimal]] = {}  # client order id → symbol, side, qty
+        self._resolved: Mapping[str, Any] = {}  # the strategy's last resolved targets
+        self._refused: dict[str, tuple[str, str, Decimal]] = {}  # asset → order refused for funds
+        self.subscribe(InstrumentsLoaded, self.on_instruments)
+        self.subscribe(PositionUpdated, self.on_position)
+        self.subscribe(MarkPriceUpdated, self.on_mark)
+        self.subscribe(PortfolioSnapshot, self.on_snapshot)
+        self.subscribe(RiskBudgetChanged, self.on_budget)
+        self.subscribe(KillSwitchTriggered, self.on_kill_switch)
+        self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
+        self.subscribe(DeleverageRequired, self.on_deleverage_required)
+        self.subscribe(OrderVetoed, self.on_vetoed)
+        self.subscribe(IntentApproved, self.on_approved)
+        self.subscribe(SubmitOrder, self.on_submit)
+        self.subscribe(OrderFilled, self.on_fill)
+        self.subscribe(OrderCanceled, self.on_order_done)
+        self.subscribe(OrderRejected, self.on_order_done)
+        self.subscribe(OrderStatusReported, self.on_status)
+
+    @classmethod
+    def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Rebalancer:
+        strategy = load_strategy(config.strategy.name, strategy_params(config))
+        bands = config.bands
+        return cls(
+            bus,
+            clock,
+            strategy=strategy,
+            strategy_name=config.strategy.name,
+            mode=config.execution.mode,
+            band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED,
+            band_rel=bands.rel,
+            rebalance_to=bands.rebalance_to,
+            cooldown_s=config.execution.cooldown_s,
+            retry_vetoed_s=config.execution.check_interval_s,
+            quote=config.venue.quote,
+            max_weight=config.risk.max_gross_leverage,
+            assets=frozenset(
+                base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]
+            ),
+            margin_buffer=config.execution.margin_buffer,
+            perp_leverage=config.execution.perp_leverage,
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_instruments(self, event: InstrumentsLoaded) -> None:
+        self.instruments.update({i.symbol: i for i in event.instruments})
+
+    def on_position(self, event: PositionUpdated) -> None:
+        """The venue's leverage for the symbol, from the margin it reports for a position
+        (initial margin = |qty| × mark / leverage)."""
+        if event.qty != 0 and event.margin > 0 and event.mark_price > 0:
+            self.leverage[base_of(event.symbol)] = abs(event.qty) * event.mark_price / event.margin
+
+    def on_mark(self, event: MarkPriceUpdated) -> None:
+        self.funding[base_of(event.symbol)] = event.funding_rate
+
+    def on_budget(self, event: RiskBudgetChanged) -> None:
+        self.budget_event = event
+        self.budget = BudgetView(
+            band_abs=event.band_abs,
+            band_rel=event.band_rel,
+            allow_overlay_longs=event.allow_overlay_longs,
+            regime=event.regime,
+            max_gross_leverage=event.max_gross_leverage,
+        )
+        snapshot = self.snapshot
+        if event.allow_overlay_longs or snapshot is None or self.kill_switch:
+            return
+        if any(a.perp_qty > 0 for a in snapshot.assets):
+            why = f"budget contracted ({event.regime}): close overlay longs"
+            plan = plan_close_longs(self._inputs(snapshot, {}), self._next_id(), why)
+            self._publish(plan, "budget", why, event.ts_event)
+
+    def on_kill_switch(self, event: KillSwitchTriggered) -> None:
+        self.kill_switch = True
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        why = f"kill switch ({event.reason}): flatten the overlay"
+        plan = plan_flatten(self._inputs(snapshot, {}), self._next_id(), why)
+        self._publish(plan, "kill_switch", why, event.ts_event)
+
+    def deleverage(self, target_leverage: Decimal, why: str, ts_event: int) -> None:
+        """Bring the mandate's leverage (Σ |net exposure| / NAV) back to ``target_leverage`` with
+        reducing trades (:func:`~ballast.engine.trading.planner.plan_deleverage`), whatever the
+        cooldown: for the risk actor's "leverage above the cap" event. Assets with orders in flight
+        are skipped; core floors are those of the strategy's targets at the last snapshot."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        plan = plan_deleverage(
+            self._inputs(snapshot, self._resolved), self._peek_id(), why, target_leverage
+        )
+        busy = self._busy_assets()
+        plan.intents[:] = [i for i in plan.intents if base_of(i.symbol) not in busy]
+        if plan.intents:
+            self.decisions += 1
+            self._publish(plan, "deleverage", why, ts_event)
+
+    def on_deleverage_required(self, event: DeleverageRequired) -> None:
+        """The risk actor found a limit breached at the current marks (a perp near liquidation,
+        margin usage or net leverage above its limit): reduce ``event.asset`` by the requested
+        notional at once, whatever the cooldown, unless its orders are still in flight. Near
+        liquidation or over the margin limit only the perp is reduced (reduce-only); for net
+        leverage the perp first, then spot above the core floor of the last targets."""
+        snapshot = self.snapshot
+        if snapshot is None or self.kill_switch or not self.instruments:
+            return
+        if event.asset in self._busy_assets():
+            return
+        why = f"deleverage ({event.reason}): {event.detail}"
+        delta = event.notional if event.side == "buy" else -event.notional
+        plan = plan_reduce(
+            self._inputs(snapshot, self._resolved),
+            self._peek_id(),
+            why,
+            event.asset,
+            delta,
+            perp_only=bool(event.symbol),
+        )
+        if plan.intents:
+            self.decisions += 1
+            self._publish(plan, "deleverage", why, event.ts_event)
+
+    def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
+        self.kill_switch = False
+
+    def on_vetoed(self, event: OrderVetoed) -> None:
+        """A vetoed trade did not happen: retry it after ``retry_vetoed_s`` rather than after the
+        full cooldown (a stale mark is often fixed a second later; a persistent limit is not
+        retried on every snapshot)."""
+        self._in_flight.pop(event.intent_id, None)
+        asset = base_of(event.symbol)
+        retry = event.ts_event + self.retry_vetoed_ns
+        if self._cooling.get(asset, 0) > retry:
+            self._cooling[asset] = retry
+
+    def on_approved(self, event: IntentApproved) -> None:
+        """The risk actor may have cut the intent: its fill completes on the approved quantity."""
+        pending = self._in_flight.get(event.intent.intent_id)
+        if pending is not None:
+            pending.qty = event.intent.qty
+
+    def on_submit(self, command: SubmitOrder) -> None:
+        self._intent_of[command.client_order_id] = command.intent_id
+        self._sent[command.client_order_id] = (command.symbol, command.side, command.qty)
+        pending = self._in_flight.get(command.intent_id)
+        if pending is not None:
+            pending.qty = command.qty  # what was sent is what completes the intent
+
+    def on_fill(self, fill: OrderFilled) -> None:
+        pending = self._in_flight.get(self._intent_of.get(fill.client_order_id, ""))
+        if pending is not None:
+            pending.filled += fill.qty
+            if pending.filled >= pending.qty:
+                self._forget(fill.client_order_id)
+
+    def on_order_done(self, event: OrderCanceled | OrderRejected) -> None:
+        sent = self._sent.get(event.client_order_id)
+        if isinstance(event, OrderRejected) and sent is not None and _for_funds(event.reason):
+            # Re-plan at the next check with fresh account figures, never the same order again.
+            asset = base_of(sent[0])
+            self._refused[asset] = sent
+            self._cooling[asset] = min(self._cooling.get(asset, 0), event.ts_event)
+        self._forget(event.client_order_id)
+
+    def on_status(self, event: OrderStatusReported) -> None:
+        if event.state in ("filled", "canceled", "rejected"):
+            self._forget(event.client_order_id)
+
+    def _forget(self, client_order_id: str) -> None:
+        self._sent.pop(client_order_id, None)
+        intent_id = self._intent_of.pop(client_order_id, None)
+        if intent_id is not None:
+            self._in_flight.pop(intent_id, None)
+
+    def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        self.snapshot = snapshot
+        if self.kill_switch or self.strategy.halted or not self.instruments:
+            return
+        targets = self.strategy.call(self._context(snapshot))
+        if targets is None:
+            self._publish_strategy_failure()
+            return
+        self._resolved = targets.resolve()
+        plan = plan_rebalance(self._inputs(snapshot, self._resolved), self._peek_id())
+        self._drop_cooling(plan, snapshot.ts_event)
+        self._drop_refused(plan)
+        if plan.intents or self.report_holds:
+            self.decisions += 1
+            self._publish(plan, "band", targets.note, snapshot.ts_event)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _context(self, snapshot: PortfolioSnapshot) -> StrategyContext:
+        spot = {a.asset: a.spot_price for a in snapshot.assets}
+        marks = {a.asset: a.perp_price for a in snapshot.assets if a.perp_price > 0}
+        market = MarketView(spot_prices=spot, perp_marks=marks, funding_rates=dict(self.funding))
+        return StrategyContext(
+            ts_ns=snapshot.ts_event,
+            snapshot=snapshot,
+            market=market,
+            budget=self.budget_event,
+            kill_switch=self.kill_switch,
+        )
+
+    def _inputs(self, snapshot: PortfolioSnapshot, targets: Mapping[str, Any]) -> PlanInputs:
+        return PlanInputs(
+            snapshot=snapshot,
+            targets=targets,
+            budget=self.budget,
+            instruments=self.instruments,
+            mode=self.mode,
+            rebalance_to=self.rebalance_to,
+            quote=self.quote,
+            funding_rates=dict(self.funding),
+            perp_leverage=dict(self.leverage),
+            default_leverage=self.default_leverage,
+            margin_buffer=self.margin_buffer,
+        )
+
+    def _peek_id(self) -> str:
+        return self._decision_id(self.decisions + 1)
+
+    def _next_id(self) -> str:
+        self.decisions += 1
+        return self._decision_id(self.decisions)
+
+    def _decision_id(self, n: int) -> str:
+        """Unique across sessions (client order ids derive from it) and reproducible in replay:
+        the session id is recorded in SessionStarted."""
+        session = self.bus.session_id[:8]
+        return f"{session}-d{n}" if session else f"d{n}"
+
+    def _busy_assets(self) -> set[str]:
+        """Assets with an intent or order still in flight: never planned again until it ends."""
+        return {p.asset for p in self._in_flight.values()}
+
+    def _drop_cooling(self, plan: Plan, now: int) -> None:
+        """Keep no intent for an asset in cooldown or with orders still in flight."""
+        sent = set(self._intent_of.values())
+        for intent_id, pending in list(self._in_flight.items()):
+            if now - pending.since_ns <= self.in_flight_timeout_ns:
+                continue
+            if intent_id in sent:
+                waited = (now - pending.since_ns) // NS_PER_SECOND
+                plan.notes.append(
+                    f"{pending.asset}: the order of {intent_id} is unanswered after {waited} s; "
+                    "not planned again until the venue reports it"
+                )
+            else:
+                del self._in_flight[intent_id]
+                plan.notes.append(f"{pending.asset}: {intent_id} was never sent, not waited for")
+        cooling = {a for a, until in self._cooling.items() if until > now}
+        busy = self._busy_assets()
+        kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]
+        if len(kept) < len(plan.intents):
+            if cooling:
+                plan.notes.append(f"cooldown: no new orders for {', '.join(sorted(cooling))} yet")
+            if busy - cooling:
+                plan.notes.append(f"orders in flight for {', '.join(sorted(busy - cooling))}")
+        plan.intents[:] = kept
+
+    def _drop_refused(self, plan: Plan) -> None:
+        """Never send again an order the venue refused for lack of margin or balance: the plan
+        was made on fresh account figures, so the same order means the figures disagree with
+        the venue's, and it would be refused again."""
+        kept = []
+        for intent in plan.intents:
+            asset = base_of(intent.symbol)
+            if self._refused.get(asset) == (intent.symbol, intent.side, intent.qty):
+                plan.notes.append(
+                    f"{asset}: {intent.side} {intent.qty} {intent.symbol} was refused for "
+                    "insufficient margin/balance: not sent again"
+                )
+                continue
+            kept.append(intent)
+        plan.intents[:] = kept
+        for intent in kept:
+            self._refused.pop(base_of(intent.symbol), None)
+
+    def _publish(self, plan: Plan, trigger: str, note: str, ts_event: int) -> None:
+        """Publish the decision. Cooldowns run on event time, so a replay decides the same."""
+        if not plan.intents and not self.report_holds:
+            return
+        for intent in plan.intents:
+            self._cooling[base_of(intent.symbol)] = ts_event + self.cooldown_ns
+            self._in_flight[intent.intent_id] = _InFlight(
+                base_of(intent.symbol), intent.qty, ts_event
+            )
+        reasoning = "; ".join([*(n for n in [note] if n), *plan.notes])
+        self.publish(
+            RebalanceDecided(
+                ts_event=ts_event,
+                ts_init=self.now(),
+                decision_id=self._decision_id(self.decisions),
+                trigger=trigger,
+                mode=self.mode,
+                regime=self.budget.regime,
+                reasoning=reasoning,
+                assets=tuple(plan.assets),
+                intents=tuple(plan.intents),
+            )
+        )
+
+    def _publish_strategy_failure(self) -> None:
+        if self._failure_published:
+            return
+        self._failure_published = True
+        event = self.strategy.failure_event(self.now())
+        if event is not None:
+            self.publish(event)
+
+
+def _for_funds(reason: str) -> bool:
+    """A venue refusal for lack of margin or balance (Binance -2019 "Margin is insufficient",
+    -2010 "insufficient balance", the simulated venue's "insufficient margin/balance")."""
+    text = reason.lower()
+    return "insufficient" in text

@@ -1,0 +1,453 @@
+"""RiskManager: the risk-budget actor. It estimates the regime, publishes the budget in force,
+checks every planned order before it may go out, and trips the kill switch.
+
+Consumes: InstrumentsLoaded (exchange filters); QuoteTick (mid), Bar (close) and MarkPriceUpdated
+(mark) as the latest price per symbol with its ``ts_event``, the ``risk.regime_asset`` spot price
+also feeding the volatility estimator (market data only as accepted by the bus's market gate:
+a rejected price never reaches the estimator or the pre-trade check); PortfolioSnapshot (latest;
+drawdown and liquidation distance); RebalanceDecided (each intent checked in order); SubmitOrder /
+OrderSubmitted (client order id → intent id), OrderFilled / OrderCanceled / OrderRejected /
+OrderStatusReported (in-flight exposure and daily turnover);
+KillSwitchTriggered / KillSwitchReset (operator); its own TimerFired (staleness and calendar).
+
+Publishes: RiskBudgetChanged (on start with reason "start", then whenever the regime changes),
+IntentApproved (maybe cut) or OrderVetoed per intent, DataStale (once per stale episode of a
+symbol), KillSwitchTriggered (once per episode), DeleverageRequired (at a snapshot, see below).
+
+Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
+latest perp marks (:mod:`ballast.engine.trading.measures`) with the simulated exchange's own
+tiered-margin formula (:mod:`ballast.engine.trading.margin`); the venue's liquidation estimate,
+updated only on a fill, is not used.
+
+Deleveraging, before the exchange liquidates: at each snapshot, while the kill switch is off, for
+each breach at the current marks a DeleverageRequired asks the rebalancer for a reducing trade
+(at most one per asset and snapshot time; none for an asset with an approved order still in
+flight), sized by :mod:`ballast.engine.trading.deleverage`: a perp closer to liquidation than
+``risk.deleverage_distance`` (``liquidation_distance``), margin usage above ``max_margin_usage``
+(``margin_usage``), Σ |net exposure| / NAV above the budget's net cap although no order took it
+there (``net_leverage``).
+
+Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
+``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
+``min_liquidation_distance`` (reason ``liquidation_distance``; checked at every snapshot and every
+perp mark). While it is on only reduce-only intents pass. A KillSwitchReset clears it; if a limit
+is still breached at the next snapshot it trips again (an operator cannot reset a live breach
+away).
+
+Definitions used (see :mod:`ballast.engine.trading.pretrade`,
+:mod:`ballast.engine.trading.measures`): NAV = cash + Σ spot value +
+Σ perp unrealised PnL; net exposure(asset) = spot value + perp notional; weight = net exposure /
+NAV; net leverage = Σ |net exposure| / NAV; gross leverage = Σ (|spot value| + |perp notional|) /
+NAV; margin usage = initial margin / (cash + Σ perp unrealised PnL). Turnover = Σ fill qty × price
+per UTC day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+
+from ballast.engine.kernel.actor import Actor
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
+from ballast.engine.kernel.events import (
+    Bar,
+    DataStale,
+    HandlerFailed,
+    InstrumentsLoaded,
+    IntentApproved,
+    KillSwitchReset,
+    KillSwitchTriggered,
+    MarkPriceUpdated,
+    OrderCanceled,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderStatusReported,
+    OrderSubmitted,
+    OrderVetoed,
+    PortfolioSnapshot,
+    QuoteTick,
+    RebalanceDecided,
+    TimerFired,
+)
+from ballast.engine.kernel.instruments import Instrument, base_of
+from ballast.engine.trading.budget import RiskBudget
+from ballast.engine.trading.deleverage import deleverage_requests
+from ballast.engine.trading.margin import MarginTable, default_margin_table
+from ballast.engine.trading.measures import Book, Liquidation
+from ballast.engine.trading.pretrade import Approved, Verdict, check
+from ballast.engine.trading.regime import (
+    DEFAULT_WARMUP,
+    HOUR_NS,
+    RegimeClassifier,
+    VolatilityEstimator,
+    parse_calendar,
+)
+
+DAY_NS: Final = 86_400 * NS_PER_SECOND
+_ZERO: Final = Decimal(0)
+_TWO: Final = Decimal(2)
+_TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
+MONEY_STATE_OWNERS: Final = frozenset({"Portfolio", "RiskManager", "OrderRouter"})
+"""Actors whose state is money (the book, the risk state, the orders): a failed handler of one
+of them leaves that state unknown, so the kill switch trips (reason ``handler_failed``)."""
+
+
+@dataclass
+class _Pending:
+    """An approved intent not yet (fully) filled."""
+
+    symbol: str
+    sign: Decimal
+    remaining: Decimal
+    price: Decimal
+
+    @property
+    def notional(self) -> Decimal:
+        return self.sign * self.remaining * self.price
+
+
+class RiskManager(Actor):
+    """The risk-budget actor (see the module docstring)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        *,
+        risk: RiskConfig,
+        bands: BandsConfig,
+        vol_interval_ns: int = HOUR_NS,
+        warmup: int = DEFAULT_WARMUP,
+        margin: MarginTable | None = None,
+        quote: str = "USDT",
+    ) -> None:
+        super().__init__(bus, clock)
+        self.risk = risk
+        self.margin = margin if margin is not None else default_margin_table()
+        self.quote = quote
+        self.bands = bands
+        self.estimator = VolatilityEstimator(
+            half_life_h=risk.vol_half_life_h, interval_ns=vol_interval_ns
+        )
+        self.classifier = RegimeClassifier(
+            calm_vol=risk.calm_vol,
+            stressed_vol=risk.stressed_vol,
+            calendar=parse_calendar(risk.calendar),
+            warmup=warmup,
+        )
+        self.budget = RiskBudget.derive(risk, bands, "normal")
+        self.instruments: dict[str, Instrument] = {}
+        self.marks: dict[str, tuple[Decimal, int]] = {}
+        self.snapshot: PortfolioSnapshot | None = None
+        self.kill_switch: str | None = None
+        self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
+        self._pending: dict[str, _Pending] = {}
+        self._order_intent: dict[str, str] = {}
+        self._turnover_day = -1
+        self._turnover = _ZERO
+        self._stale: set[str] = set()
+        self._asked: dict[str, int] = {}
+        """asset → ts_event of the last DeleverageRequired for it."""
+        self._subscribe_all()
+
+    @classmethod
+    def from_config(cls, config: Config, bus: Bus, clock: Clock) -> RiskManager:
+        return cls(bus, clock, risk=config.risk, bands=config.bands, quote=config.venue.quote)
+
+    def _subscribe_all(self) -> None:
+        self.subscribe(InstrumentsLoaded, self.on_instruments)
+        self.subscribe(QuoteTick, self.on_quote)
+        self.subscribe(Bar, self.on_bar)
+        self.subscribe(MarkPriceUpdated, self.on_mark_price)
+        self.subscribe(PortfolioSnapshot, self.on_snapshot)
+        self.subscribe(RebalanceDecided, self.on_decided)
+        self.subscribe(SubmitOrder, self.on_submitted)
+        self.subscribe(OrderSubmitted, self.on_submitted)
+        self.subscribe(OrderFilled, self.on_filled)
+        self.subscribe(OrderCanceled, self.on_order_closed)
+        self.subscribe(OrderRejected, self.on_order_closed)
+        self.subscribe(OrderStatusReported, self.on_status)
+        self.subscribe(KillSwitchTriggered, self.on_kill_switch)
+        self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
+        self.subscribe(HandlerFailed, self.on_handler_failed)
+
+    async def on_start(self) -> None:
+        now = self.now()
+        self.publish(self.budget.to_event(now, "start", volatility=self.estimator.annualised))
+        self._reassess(now)
+        interval = max(1, self.stale_threshold_ns // 2)
+        self.every("stale", interval, self.on_timer)
+
+    # ------------------------------------------------------------------ state views
+
+    def in_flight(self) -> dict[str, Decimal]:
+        """Signed notional (buy > 0) of approved intents not yet filled, by symbol."""
+        out: dict[str, Decimal] = {}
+        for pending in self._pending.values():
+            out[pending.symbol] = out.get(pending.symbol, _ZERO) + pending.notional
+        return out
+
+    def book(self) -> Book | None:
+        """The latest snapshot re-valued at the freshest perp marks (None before a snapshot)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        marks = {
+            s.asset: self._perp_mark(s.asset, s.perp_price) for s in snapshot.assets if s.perp_qty
+        }
+        perps = {i.base: i for i in self.instruments.values() if i.is_perp}
+        return Book(snapshot, perps, self.margin, marks, self.quote)
+
+    def liquidations(self) -> list[Liquidation]:
+        """Every open perp's liquidation price and distance at the current marks."""
+        book = self.book()
+        return [] if book is None else book.liquidations()
+
+    def turnover_today(self, now_ns: int) -> Decimal:
+        return self._turnover if now_ns // DAY_NS == self._turnover_day else _ZERO
+
+    def reset_kill_switch(self, by: str) -> None:
+        """Operator path: publish a KillSwitchReset (handled like one from anywhere else)."""
+        now = self.now()
+        self.publish(KillSwitchReset(ts_event=now, ts_init=now, by=by))
+
+    # ------------------------------------------------------------------ market data
+
+    def on_instruments(self, event: InstrumentsLoaded) -> None:
+        self.instruments.update({i.symbol: i for i in event.instruments})
+
+    def on_quote(self, quote: QuoteTick) -> None:
+        if quote.bid > 0 and quote.ask >= quote.bid:
+            self._on_price(quote.symbol, (quote.bid + quote.ask) / _TWO, quote.ts_event)
+
+    def on_bar(self, bar: Bar) -> None:
+        self._on_price(bar.symbol, bar.close, bar.ts_event)
+
+    def on_mark_price(self, update: MarkPriceUpdated) -> None:
+        self._on_price(update.symbol, update.mark, update.ts_event)
+        if self.snapshot is not None:
+            self._check_liquidation(self.snapshot, update.ts_event)
+
+    def _on_price(self, symbol: str, price: Decimal, ts_ns: int) -> None:
+        if price <= 0:
+            return
+        known = self.marks.get(symbol)
+        if known is not None and ts_ns < known[1]:
+            return  # older than what we have
+        self.marks[symbol] = (price, ts_ns)
+        self._stale.discard(symbol)
+        if self._is_regime_symbol(symbol) and self.estimator.update(ts_ns, price):
+            self._reassess(ts_ns)
+
+    def _is_regime_symbol(self, symbol: str) -> bool:
+        return ":" not in symbol and base_of(symbol) == self.risk.regime_asset
+
+    # ------------------------------------------------------------------ regime
+
+    def _reassess(self, ts_ns: int) -> None:
+        """Classify the regime now; publish a RiskBudgetChanged if the budget changed."""
+        reading = self.classifier.classify(ts_ns, self.estimator.annualised, self.estimator.samples)
+        budget = RiskBudget.derive(self.risk, self.bands, reading.regime)
+        if budget == self.budget:
+            return
+        self.budget = budget
+        self.publish(
+            budget.to_event(
+                ts_ns, reading.reason, volatility=reading.volatility, ts_init=self.now()
+            )
+        )
+
+    # ------------------------------------------------------------------ timer
+
+    def on_timer(self, event: TimerFired) -> None:
+        for symbol in sorted(self.marks):
+            self._check_stale(symbol, event.ts_event)
+        self._reassess(event.ts_event)
+
+    def _check_stale(self, symbol: str, now_ns: int) -> None:
+        _, last_ts = self.marks[symbol]
+        age = now_ns - last_ts
+        if age <= self.stale_threshold_ns or symbol in self._stale:
+            return
+        self._stale.add(symbol)
+        self.publish(
+            DataStale(
+                ts_event=now_ns,
+                ts_init=self.now(),
+                symbol=symbol,
+                last_ts_ns=last_ts,
+                age_ns=age,
+                threshold_ns=self.stale_threshold_ns,
+            )
+        )
+
+    # ------------------------------------------------------------------ kill switch
+
+    def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        self.snapshot = snapshot
+        if snapshot.drawdown >= self.risk.drawdown_limit:
+            self._trip(
+                snapshot.ts_event,
+                "drawdown",
+                f"drawdown {snapshot.drawdown:.4f} >= limit {self.risk.drawdown_limit} "
+                f"(NAV {snapshot.nav}, peak {snapshot.peak_nav})",
+            )
+        self._check_liquidation(snapshot, snapshot.ts_event)
+        if self.kill_switch is None:
+            self._deleverage(snapshot.ts_event)
+
+    def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
+        for liquidation in self.liquidations():
+            distance = liquidation.distance
+            if distance is not None and distance < self.risk.min_liquidation_distance:
+                self._trip(
+                    ts_ns,
+                    "liquidation_distance",
+                    f"{liquidation.asset} perp qty {liquidation.qty} mark {liquidation.mark} "
+                    f"liquidation {liquidation.price}: distance {distance:.4f} < min "
+                    f"{self.risk.min_liquidation_distance}",
+                )
+
+    def _perp_mark(self, asset: str, snapshot_mark: Decimal) -> Decimal:
+        """The fresher of the snapshot's perp price and the latest perp mark seen."""
+        since = self.snapshot.ts_event if self.snapshot is not None else 0
+        for symbol, (price, ts) in self.marks.items():
+            if ":" in symbol and base_of(symbol) == asset and ts >= since:
+                return price
+        return snapshot_mark
+
+    def _trip(self, ts_ns: int, reason: str, detail: str) -> None:
+        if self.kill_switch is not None:
+            return
+        self.kill_switch = reason
+        self.publish(
+            KillSwitchTriggered(ts_event=ts_ns, ts_init=self.now(), reason=reason, detail=detail)
+        )
+
+    def on_handler_failed(self, event: HandlerFailed) -> None:
+        """A handler of an actor that owns money state raised (a fill the ledger refused, an
+        order event the router could not book): that state is no longer known to be right, so
+        no new risk is opened on it. The kill switch shows on ``/readyz`` and in the metrics;
+        an operator resets it once the cause is understood."""
+        owner = event.handler.split(".", 1)[0]
+        if owner in MONEY_STATE_OWNERS:
+            detail = f"{event.handler} failed on {event.event_type} seq {event.seq}: {event.error}"
+            self._trip(event.ts_event, "handler_failed", detail)
+
+    def on_kill_switch(self, event: KillSwitchTriggered) -> None:
+        if self.kill_switch is None:
+            self.kill_switch = event.reason
+
+    def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
+        self.kill_switch = None
+
+    # ------------------------------------------------------------------ deleveraging
+
+    def _deleverage(self, ts_ns: int) -> None:
+        """Ask for reducing trades for every breach at the current marks (module docstring)."""
+        book = self.book()
+        if book is None or book.nav() <= 0:
+            return
+        busy = {base_of(p.symbol) for p in self._pending.values()}
+        requests = deleverage_requests(book, self.risk, self.budget.max_net_leverage)
+        for request in requests:
+            asset = request.asset
+            if asset in busy or self._asked.get(asset) == ts_ns or request.notional <= 0:
+                continue  # in flight, or already asked at this time (one request per asset)
+            self._asked[asset] = ts_ns
+            self.publish(msgspec.structs.replace(request, ts_event=ts_ns, ts_init=self.now()))
+
+    # ------------------------------------------------------------------ pre-trade
+
+    def on_decided(self, decision: RebalanceDecided) -> None:
+        for intent in decision.intents:
+            self._decide(intent, self.check(intent), decision.ts_event)
+
+    def check(self, intent: OrderIntent) -> Verdict:
+        """The pre-trade verdict for ``intent`` against the current state (no side effects)."""
+        now = self.now()
+        seen = self.marks.get(intent.symbol)
+        return check(
+            intent,
+            instrument=self.instruments.get(intent.symbol),
+            snapshot=self.snapshot,
+            mark=None if seen is None else seen[0],
+            mark_age_ns=None if seen is None else max(0, now - seen[1]),
+            budget=self.budget,
+            mandate=self.risk,
+            in_flight=self.in_flight(),
+            turnover_today=self.turnover_today(now),
+            kill_switch=self.kill_switch is not None,
+            margin=self.margin,
+        )
+
+    def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:
+        """Publish the verdict. Its ``ts_event`` is the decision's (event time carries through the
+        pipeline; the rebalancer times its retry of a vetoed trade from it), so a replay on the
+        simulated clock reaches the same verdicts at the same event times as the live run did,
+        where ``now()`` is a little later than the decision."""
+        now = self.now()
+        if isinstance(verdict, Approved):
+            approved = verdict.intent
+            self._track(approved)
+            self.publish(
+                IntentApproved(
+                    ts_event=ts_event, ts_init=now, intent=approved, cut_reason=verdict.cut_reason
+                )
+            )
+            return
+        self.publish(
+            OrderVetoed(
+                ts_event=ts_event,
+                ts_init=now,
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                reason=verdict.reason,
+                detail=verdict.detail,
+            )
+        )
+
+    def _track(self, intent: OrderIntent) -> None:
+        mark = self.marks[intent.symbol][0]
+        price = max(mark, intent.price) if intent.price is not None else mark
+        sign = Decimal(1) if intent.side == "buy" else Decimal(-1)
+        self._pending[intent.intent_id] = _Pending(intent.symbol, sign, intent.qty, price)
+
+    # ------------------------------------------------------------------ order lifecycle
+
+    def on_submitted(self, event: SubmitOrder | OrderSubmitted) -> None:
+        """Both carry the client order id the router derived from the intent id."""
+        self._order_intent[event.client_order_id] = event.intent_id
+
+    def _intent_of(self, client_order_id: str) -> str:
+        return self._order_intent.get(client_order_id, client_order_id)
+
+    def on_filled(self, fill: OrderFilled) -> None:
+        self._add_turnover(fill.ts_event, fill.qty * fill.price)
+        intent_id = self._intent_of(fill.client_order_id)
+        pending = self._pending.get(intent_id)
+        if pending is None:
+            return
+        pending.remaining -= fill.qty
+        if pending.remaining <= 0:
+            del self._pending[intent_id]
+
+    def on_order_closed(self, event: OrderCanceled | OrderRejected) -> None:
+        self._pending.pop(self._intent_of(event.client_order_id), None)
+
+    def on_status(self, event: OrderStatusReported) -> None:
+        if event.state in _TERMINAL:
+            self._pending.pop(self._intent_of(event.client_order_id), None)
+
+    def _add_turnover(self, ts_ns: int, notional: Decimal) -> None:
+        day = ts_ns // DAY_NS
+        if day != self._turnover_day:
+            self._turnover_day, self._turnover = day, _ZERO
+        self._turnover += notional

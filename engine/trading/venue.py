@@ -1,0 +1,101 @@
+"""The async venue interface every exchange adapter implements.
+
+A venue receives commands (``submit``/``cancel``) and reports facts as events through the sink it
+is attached to (normally ``bus.send``): OrderAccepted, OrderRejected, OrderCanceled, OrderFilled,
+BalanceUpdated, PositionUpdated, FundingPaid, market data. A rejection is an event, not an
+exception; exceptions mean the transport failed and the outcome is unknown, which the router
+resolves by looking the order up by its client order id (``order_status``) before any resend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Literal, Self
+
+import msgspec
+
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.errors import BallastError
+from ballast.engine.kernel.events import Message, Side
+from ballast.engine.kernel.instruments import Instrument
+
+EventSink = Callable[[Message], Awaitable[int]]
+OrderState = Literal["open", "partially_filled", "filled", "canceled", "rejected"]
+
+
+class VenueError(BallastError):
+    """The venue could not be reached or answered in an unexpected way; the outcome is unknown."""
+
+
+class OrderStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What the venue knows about one order, looked up by client order id."""
+
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal | None
+    state: OrderState
+
+
+class Venue(ABC):
+    """Base of venue adapters. ``async with venue:`` connects and disconnects."""
+
+    name: str = "venue"
+
+    def __init__(self) -> None:
+        self._sink: EventSink | None = None
+
+    def attach(self, sink: EventSink) -> None:
+        """Where the venue sends the events it produces (normally ``bus.send``)."""
+        self._sink = sink
+
+    async def emit(self, event: Message) -> None:
+        if self._sink is None:
+            raise VenueError(f"{self.name}: no event sink attached")
+        await self._sink(event)
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Open connections and start streams. Default: nothing to do."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Close connections. Default: nothing to do."""
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def instruments(self) -> Mapping[str, Instrument]:
+        """Tradable instruments by symbol, with their exchange filters."""
+
+    @abstractmethod
+    async def submit(self, order: SubmitOrder) -> None:
+        """Send an order. Idempotent per client order id: a resend of a known id is not a new
+        order. The outcome arrives as events."""
+
+    @abstractmethod
+    async def cancel(self, order: CancelOrder) -> None:
+        """Ask to cancel an order; the outcome arrives as an event."""
+
+    @abstractmethod
+    async def order_status(self, client_order_id: str, symbol: str) -> OrderStatus | None:
+        """The venue's view of an order, or None if the venue never received it."""
+
+    @abstractmethod
+    async def open_orders(self) -> Sequence[OrderStatus]:
+        """Every order still open on the venue (for reconciliation after a restart)."""
+
+    @abstractmethod
+    async def account(self) -> Sequence[Message]:
+        """The current account as BalanceUpdated and PositionUpdated events (not emitted)."""

@@ -1,0 +1,1 @@
+"""Example configurations, shipped as package data (`ballast demo` runs demo.toml)."""
