@@ -4,6 +4,7 @@ strategy is halted, and 200 otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -155,6 +156,29 @@ async def test_other_paths_methods_and_malformed_requests(server: MetricsServer)
     assert (head.status, head.body, head.headers["content-length"]) == (200, b"", "3")
     garbage = await http_request(HOST, server.port, "", raw=b"hello\r\n\r\n")
     assert garbage.status == 400
+
+
+async def test_keep_alive_serves_several_requests_and_stop_closes_the_connection(
+    bus: Bus, sim_clock: SimulatedClock
+) -> None:
+    """A scraper may keep its connection open (HTTP/1.1 keep-alive); stopping the server closes
+    it at once instead of waiting for the client, and frees the port."""
+    exporter = MetricsExporter(bus, sim_clock)
+    async with exporter:
+        server = MetricsServer(exporter, host=HOST, port=0)
+        await server.start()
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        for _ in range(2):
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nok\n"), 5)
+            assert answer.startswith(b"HTTP/1.1 200")
+        await asyncio.wait_for(server.stop(), 5)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+        writer.close()
+        await writer.wait_closed()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(HOST, server.port)
 
 
 def test_addresses_parse_with_ipv4_ipv6_and_reject_garbage() -> None:
