@@ -26,11 +26,11 @@ from ballast.engine.app.backtest_journal import ensure_replaceable
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.progress import BacktestProgress
+from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.performance import format_comparison, format_summary
-from ballast.engine.observe.report import write_report
 from ballast.engine.strategy.registry import strategy_class
 
 
@@ -97,13 +97,8 @@ async def backtest_cmd(args: argparse.Namespace) -> int:
     )
     print_results(runs, config)
     if not args.no_report:
-        files = write_report(
-            args.report,
-            {run.name: run.performance for run in runs},
-            title=f"Ballast backtest: {', '.join(names)}",
-            quote=config.venue.quote,
-        )
-        print(f"report: {files.html}")
+        title = f"Ballast backtest: {', '.join(names)}"
+        write_runs_report(runs, args.report, title=title, quote=config.venue.quote)
     return exits.OK
 
 
