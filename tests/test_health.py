@@ -1,9 +1,11 @@
-"""/healthz, /readyz and /metrics through the real asyncio HTTP server on 127.0.0.1 (port 0):
+"""/healthz, /readyz and /metrics through the real aiohttp server on 127.0.0.1 (port 0):
 readyz is 503 before reconciliation, while data is stale, while the kill switch is on or the
 strategy is halted, and 200 otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ from ballast.engine.kernel.events import (
     InstrumentsLoaded,
     KillSwitchReset,
     KillSwitchTriggered,
+    OrderFilled,
     QuoteTick,
     StrategyFailed,
 )
@@ -157,6 +160,29 @@ async def test_other_paths_methods_and_malformed_requests(server: MetricsServer)
     assert garbage.status == 400
 
 
+async def test_keep_alive_serves_several_requests_and_stop_closes_the_connection(
+    bus: Bus, sim_clock: SimulatedClock
+) -> None:
+    """A scraper may keep its connection open (HTTP/1.1 keep-alive); stopping the server closes
+    it at once instead of waiting for the client, and frees the port."""
+    exporter = MetricsExporter(bus, sim_clock)
+    async with exporter:
+        server = MetricsServer(exporter, host=HOST, port=0)
+        await server.start()
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        for _ in range(2):
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nok\n"), 5)
+            assert answer.startswith(b"HTTP/1.1 200")
+        await asyncio.wait_for(server.stop(), 5)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+        writer.close()
+        await writer.wait_closed()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(HOST, server.port)
+
+
 def test_addresses_parse_with_ipv4_ipv6_and_reject_garbage() -> None:
     assert parse_address("127.0.0.1:9464") == ("127.0.0.1", 9464)
     assert parse_address("0.0.0.0:0") == ("0.0.0.0", 0)
@@ -174,11 +200,10 @@ def test_health_on_data_keeps_the_newest_time(sim_clock: SimulatedClock) -> None
     assert health.age_s("ETH/USDT", START_NS) is None
 
 
-async def test_a_served_session_is_ready_once_its_venue_loaded_and_prices_flow(
-    tmp_path: Path,
-) -> None:
-    """serve_metrics wires the exporter to a real session before it starts: the session's own
-    InstrumentsLoaded and account reach the exporter, and /metrics shows the valued portfolio."""
+@contextlib.asynccontextmanager
+async def served_session(tmp_path: Path) -> AsyncIterator[tuple[Session, MetricsServer]]:
+    """A real session (in-memory venue, journal in tmp_path) served on loopback, 503 until its
+    first prices, as ``ballast run`` serves it."""
     clock = SimulatedClock(START_NS)
     config = Config(
         targets={"BTC": D("0.40")},
@@ -198,10 +223,58 @@ async def test_a_served_session_is_ready_once_its_venue_loaded_and_prices_flow(
                 await session.bus.send(tick)
             clock.advance_to(START_NS)  # the instant ends: its price snapshot is taken
             await session.idle()
-            assert await reasons(server) == (200, [])
-            text = (await get(server, "/metrics")).text
+            yield session, server
+
+
+async def test_a_served_session_is_ready_once_its_venue_loaded_and_prices_flow(
+    tmp_path: Path,
+) -> None:
+    """serve_metrics wires the exporter to a real session before it starts: the session's own
+    InstrumentsLoaded and account reach the exporter, and /metrics shows the valued portfolio."""
+    async with served_session(tmp_path) as (_, server):
+        assert await reasons(server) == (200, [])
+        text = (await get(server, "/metrics")).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     [nav] = families["ballast_nav"].samples
     assert nav.value == 100_000
     [reconnects] = families["ballast_venue_reconnects"].samples
     assert reconnects.labels == {"venue": "memory"}
+
+
+def handler_errors(text: str) -> dict[str, float]:
+    [family] = [
+        f for f in text_string_to_metric_families(text) if f.name == "ballast_handler_errors"
+    ]
+    return {s.labels["actor"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
+async def test_a_failed_handler_of_a_money_actor_shows_on_readyz_and_in_the_metrics(
+    tmp_path: Path,
+) -> None:
+    """Issue 10 ("failures that change nothing"): the portfolio's ledger refuses a fill; the
+    kill switch trips, /readyz says why, and the handler error is counted under its actor (the
+    money-state actors are listed at 0 before, so the first failure is an increase)."""
+    async with served_session(tmp_path) as (session, server):
+        assert await reasons(server) == (200, [])
+        before = handler_errors((await get(server, "/metrics")).text)
+        assert before == {"OrderRouter": 0, "Portfolio": 0, "RiskManager": 0}
+        refused = OrderFilled(
+            START_NS,
+            START_NS,
+            "c-1",
+            "v-1",
+            "t-1",
+            "BTC/USDT",
+            "buy",
+            D(0),
+            D(40_000),
+            D(0),
+            "USDT",
+            "taker",
+        )  # qty 0: the ledger raises
+        await session.bus.send(refused)
+        await session.idle()
+        assert await reasons(server) == (503, ["kill_switch:handler_failed"])
+        text = (await get(server, "/metrics")).text
+    assert handler_errors(text)["Portfolio"] == 1
+    assert "ballast_kill_switch_engaged 1.0" in text

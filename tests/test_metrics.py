@@ -334,13 +334,14 @@ def test_rejected_data_strategy_errors_and_handler_errors_are_counted(
     def broken(event: QuoteTick) -> None:
         raise RuntimeError("boom")
 
-    bus.subscribe(QuoteTick, broken)
+    bus.subscribe(QuoteTick, broken, name="MyDashboard.on_quote")
     bus.publish(quote("BTC/USDT", START_NS))
     bus.publish(StrategyFailed(START_NS, START_NS, "threshold", "ZeroDivisionError"))
     m = scrape(exporter)
     assert value(m, "ballast_data_rejected_total", reason="price_jump") == 1
     assert value(m, "ballast_data_rejected_total", reason="crossed_quote") == 0
-    assert value(m, "ballast_handler_errors_total") == 1
+    assert value(m, "ballast_handler_errors_total", actor="MyDashboard") == 1
+    assert value(m, "ballast_handler_errors_total", actor="Portfolio") == 0  # listed at 0
     assert value(m, "ballast_strategy_errors_total", strategy="threshold") == 1
 
 

@@ -54,9 +54,12 @@ REQUIRED_ALERTS = {
     "BallastLiquidationDistanceLow",
     "BallastDriftOutsideBand",
     "BallastJournalCommitSlow",
-    "BallastVenueReconnectStorm",
+    "BallastHandlerErrors",
     "BallastEngineDown",
 }
+UNCOUNTED = ("ballast_venue_reconnects_total",)
+"""Exported, but nothing increments them yet (the live venue will count reconnects): an alert on
+one could never fire."""
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +121,13 @@ def test_alert_rules_cover_every_condition_of_the_issue() -> None:
     names = alert_names()
     assert len(names) == len(set(names))
     assert set(names) >= REQUIRED_ALERTS
+
+
+def test_no_alert_watches_a_counter_that_nothing_increments() -> None:
+    expressions = re.findall(r"(?m)^\s*expr:\s*(.+)$", ALERTS.read_text())
+    assert len(expressions) == len(alert_names())
+    for metric in UNCOUNTED:
+        assert not [e for e in expressions if metric in e], metric
 
 
 def test_the_paper_config_binds_inside_the_container_and_journals_in_the_state_dir() -> None:

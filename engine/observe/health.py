@@ -16,6 +16,8 @@ Ready means: reconciled, every required symbol has data, no symbol is stale (old
 ``stale_after_s`` or flagged), and not halted. Otherwise :meth:`Health.readiness` names why, with
 short codes (``instruments_not_loaded``, ``account_not_loaded``, ``no_market_data``,
 ``no_data:SYMBOL``, ``data_stale:SYMBOL``, ``kill_switch:REASON``, ``strategy_halted``).
+``kill_switch:handler_failed`` means a handler of an actor that owns money state (portfolio, risk,
+router) raised: the metric ``ballast_handler_errors_total{actor}`` says which.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""The engine's own small HTTP server for orchestrators and Prometheus (asyncio, no dependency).
+"""The engine's small HTTP server for orchestrators and Prometheus (aiohttp).
 
 ``GET /metrics``  the exporter's registry in the Prometheus text format;
 ``GET /healthz``  200 ``ok`` while the process and its event loop are alive (the loop answers);
 ``GET /readyz``   200 when feeds are fresh, the venue is reconciled and trading is not halted,
                   else 503; both with a short JSON body (``{"status": ..., "reasons": [...]}``).
 
-``HEAD`` is answered like ``GET`` without a body; other methods get 405, other paths 404. Each
-connection serves one request and is closed; a request must arrive within ``READ_TIMEOUT_S`` and
-fit in ``MAX_REQUEST_BYTES``. The default address is ``127.0.0.1:9464`` (``[metrics] address``):
-bind ``0.0.0.0`` only where something else (a container, a firewall) controls who can reach it.
+``HEAD`` is answered like ``GET`` without a body; other methods get 405, other paths 404, a
+request aiohttp cannot parse 400. aiohttp speaks the protocol (keep-alive, limits on the request
+line and headers, HEAD); idle keep-alive connections are closed after ``KEEPALIVE_S``, and on
+stop the server waits at most ``SHUTDOWN_TIMEOUT_S`` for requests in flight. The default address
+is ``127.0.0.1:9464`` (``[metrics] address``): bind ``0.0.0.0`` only where something else (a
+container, a firewall) controls who can reach it.
 
 A served session::
 
@@ -21,13 +23,13 @@ The CLI calls :func:`serve_metrics` when ``config.metrics.enabled``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, NamedTuple, Self
+from typing import TYPE_CHECKING, Final, Self
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ballast.engine.kernel.clock import Clock
@@ -39,23 +41,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT_S: Final = 5.0
-MAX_REQUEST_BYTES: Final = 8192
-_TEXT: Final = "text/plain; charset=utf-8"
+KEEPALIVE_S: Final = 5.0
+SHUTDOWN_TIMEOUT_S: Final = 5.0
 _JSON: Final = "application/json"
-_REASONS: Final = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
+_PLAIN_BODIES: Final = {404: "not found\n", 405: "method not allowed\n"}
 
-
-class Response(NamedTuple):
-    status: int
-    content_type: str
-    body: bytes
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -79,20 +70,38 @@ class MetricsServer:
         self.clock: Clock = exporter.clock
         self.host = host
         self.port = port
-        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+
+    def application(self) -> web.Application:
+        """The routes (``add_get`` answers ``HEAD`` too)."""
+        app = web.Application(middlewares=[_plain_errors])
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        return app
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_REQUEST_BYTES
+        runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            keepalive_timeout=KEEPALIVE_S,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening, let requests in flight finish, close the connections."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -103,66 +112,34 @@ class MetricsServer:
     ) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ routes
 
-    def respond(self, method: str, path: str) -> Response:
-        """The response to one request (no I/O: the routes)."""
-        if method not in ("GET", "HEAD"):
-            return Response(405, _TEXT, b"method not allowed\n")
-        route = path.split("?", 1)[0]
-        if route == "/metrics":
-            return Response(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))
-        if route == "/healthz":
-            return Response(200, _TEXT, b"ok\n")
-        if route == "/readyz":
-            readiness = self.health.readiness(self.clock.now_ns())
-            return Response(200 if readiness.ready else 503, _JSON, readiness.to_json())
-        return Response(404, _TEXT, b"not found\n")
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT_S)
-            response = (
-                Response(400, _TEXT, b"bad request\n")
-                if request is None
-                else self.respond(*request)
-            )
-            head_only = request is not None and request[0] == "HEAD"
-            writer.write(_encode(response, head_only=head_only))
-            await writer.drain()
-        except (
-            TimeoutError,
-            ConnectionError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-        ):
-            pass  # a slow, closed or oversized request: just drop the connection
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        readiness = self.health.readiness(self.clock.now_ns())
+        status = 200 if readiness.ready else 503
+        return web.Response(status=status, body=readiness.to_json(), content_type=_JSON)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str] | None:
-    """(method, path) of the request line, after reading the headers; None if malformed."""
-    line = await reader.readuntil(b"\n")
-    parts = line.decode("latin-1").split()
-    while (await reader.readuntil(b"\n")).strip():
-        pass  # headers are not used
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return None
-    return parts[0], parts[1]
-
-
-def _encode(response: Response, *, head_only: bool) -> bytes:
-    head = (
-        f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}\r\n"
-        f"Content-Type: {response.content_type}\r\n"
-        f"Content-Length: {len(response.body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("latin-1")
-    return head if head_only else head + response.body
+@web.middleware
+async def _plain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer is uncached; 404 and 405 keep their short plain-text bodies."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        body = _PLAIN_BODIES.get(exc.status)
+        if body is None:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        response = web.Response(status=exc.status, text=body, headers=allow)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @contextlib.asynccontextmanager

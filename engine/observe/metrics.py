@@ -97,6 +97,7 @@ from ballast.engine.trading.market_guard import (
 from ballast.engine.trading.measures import Book
 from ballast.engine.trading.planner import band_width
 from ballast.engine.trading.pretrade import REASON_CODES
+from ballast.engine.trading.risk import MONEY_STATE_OWNERS
 
 MAX_LABEL_VALUES: Final = 64
 OTHER: Final = "other"
@@ -330,7 +331,8 @@ class _Catalogue:
         )
         self.reconnects = Counter(
             "ballast_venue_reconnects_total",
-            "Venue connection re-establishments (count)",
+            "Venue connection re-establishments (count); counted by a live venue's adapter, "
+            "none in paper mode or a backtest",
             ["venue"],
             registry=r,
         )
@@ -419,11 +421,24 @@ class _ScrapeCollector(Collector):
             "Records committed to the journal by this process (records)",
             value=written,
         )
-        yield CounterMetricFamily(
-            "ballast_handler_errors_total",
-            "Bus handler exceptions caught and isolated (count)",
-            value=bus.handler_errors,
+        yield self._handler_errors(bus)
+
+    def _handler_errors(self, bus: Bus) -> Metric:
+        """Per actor (the part of the handler's name before the dot); the actors that own money
+        state are there at 0 from the start, so the first failure of one is an increase."""
+        errors = CounterMetricFamily(
+            "ballast_handler_errors",
+            "Bus handler exceptions caught and isolated, by actor (count); one in an actor that "
+            "owns money state (Portfolio, RiskManager, OrderRouter) also trips the kill switch",
+            labels=["actor"],
         )
+        by_actor = {self.exporter.label("actor", owner): 0 for owner in sorted(MONEY_STATE_OWNERS)}
+        for handler, count in bus.handler_errors_by_name.items():
+            actor = self.exporter.label("actor", handler.partition(".")[0])
+            by_actor[actor] = by_actor.get(actor, 0) + count
+        for actor, count in by_actor.items():
+            errors.add_metric([actor], count)
+        return errors
 
 
 class MetricsExporter(Actor):

@@ -25,11 +25,12 @@ from ballast.engine.app.backtest_journal import DEFAULT_PATH as DEFAULT_JOURNAL
 from ballast.engine.app.backtest_journal import ensure_replaceable
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
+from ballast.engine.app.cli.progress import BacktestProgress
+from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.performance import format_comparison, format_summary
-from ballast.engine.observe.report import write_report
 from ballast.engine.strategy.registry import strategy_class
 
 
@@ -96,13 +97,8 @@ async def backtest_cmd(args: argparse.Namespace) -> int:
     )
     print_results(runs, config)
     if not args.no_report:
-        files = write_report(
-            args.report,
-            {run.name: run.performance for run in runs},
-            title=f"Ballast backtest: {', '.join(names)}",
-            quote=config.venue.quote,
-        )
-        print(f"report: {files.html}")
+        title = f"Ballast backtest: {', '.join(names)}"
+        write_runs_report(runs, args.report, title=title, quote=config.venue.quote)
     return exits.OK
 
 
@@ -136,15 +132,15 @@ async def run_all(
     allocation = initial_allocation(config)
     runs = []
     for name, path in zip(names, paths, strict=True):
-        progress = ProgressBar(name, first, last)
-        run = await run_backtest(
-            variant(config, name, allocation),
-            bundle,
-            name=name,
-            journal_path=path,
-            progress=progress,
-            force=force,
-        )
+        with BacktestProgress(name, first, last) as progress:
+            run = await run_backtest(
+                variant(config, name, allocation),
+                bundle,
+                name=name,
+                journal_path=path,
+                progress=progress,
+                force=force,
+            )
         progress.done(run)
         runs.append(run)
     return runs
@@ -185,36 +181,3 @@ def rejection_lines(run: BacktestRun) -> list[str]:
         f"(first {format_ts(firsts[(symbol, reason)])})"
         for (symbol, reason), count in sorted(run.rejections().items())
     ]
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at each whole percent of simulated time."""
-
-    WIDTH = 30
-
-    def __init__(self, name: str, first_ns: int, last_ns: int) -> None:
-        self.name = name
-        self.first = first_ns
-        self.span = max(1, last_ns - first_ns)
-        self.shown = -1
-        self.live = sys.stderr.isatty()  # redrawn in a terminal; one line per run in a log
-
-    def __call__(self, done: int, ts_ns: int) -> None:
-        percent = min(100, (ts_ns - self.first) * 100 // self.span)
-        if percent == self.shown or not self.live:
-            return
-        self.shown = percent
-        filled = self.WIDTH * percent // 100
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        print(
-            f"\r{self.name:<20} [{bar}] {percent:3d}%  {ns_to_iso(ts_ns)[:10]}",
-            end="",
-            file=sys.stderr,
-        )
-
-    def done(self, run: BacktestRun) -> None:
-        print(
-            f"\r{self.name:<20} [{'#' * self.WIDTH}] 100%  {run.events:,} events in "
-            f"{run.seconds:.1f} s ({run.events_per_s:,.0f}/s)",
-            file=sys.stderr,
-        )

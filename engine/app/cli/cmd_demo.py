@@ -16,9 +16,9 @@ from ballast.engine.app.backtest import BASELINES
 from ballast.engine.app.bundled import example_config, market_data
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.cmd_backtest import print_results, run_all
+from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.replay import replay
 from ballast.engine.kernel.config import load_config
-from ballast.engine.observe.report import write_report
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,13 +49,8 @@ async def demo_cmd(args: argparse.Namespace) -> int:
         journal=out / "journal.db",
     )
     print_results(runs, config)
-    files = write_report(
-        out / "report",
-        {run.name: run.performance for run in runs},
-        title="Ballast demo: growth_optimizer vs baselines",
-        quote=config.venue.quote,
-    )
-    print(f"report: {files.html}")
+    title = "Ballast demo: growth_optimizer vs baselines"
+    write_runs_report(runs, out / "report", title=title, quote=config.venue.quote)
     result = await replay(runs[0].journal, verify=True)
     if result.divergence is not None:
         print(result.divergence.describe())
