@@ -26,16 +26,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, NamedTuple, Self
+from typing import Final, NamedTuple, Protocol, Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.config import Config
 from ballast.engine.observe.health import Health
 from ballast.engine.observe.metrics import MetricsExporter
-
-if TYPE_CHECKING:
-    from ballast.engine.app.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,20 @@ _REASONS: Final = {
     405: "Method Not Allowed",
     503: "Service Unavailable",
 }
+
+
+class Served(Protocol):
+    """What :func:`serve_metrics` needs of a session: its configuration, bus and clock
+    (:class:`ballast.engine.app.session.Session` is one; observation does not import the app)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 class Response(NamedTuple):
@@ -167,7 +180,7 @@ def _encode(response: Response, *, head_only: bool) -> bytes:
 
 @contextlib.asynccontextmanager
 async def serve_metrics(
-    session: Session, address: str | None = None
+    session: Served, address: str | None = None
 ) -> AsyncIterator[MetricsServer]:
     """Export ``session``'s metrics and serve them on ``address`` (default ``[metrics] address``).
 
