@@ -145,7 +145,8 @@ def test_the_wheel_installs_one_namespace_that_works_outside_the_checkout(tmp_pa
     assert "(verify ok)" in demo.stdout
     assert (empty / "demo" / "report").is_dir()
 
-    # [paper] data_dir = "data/market" (the default) is not a folder here: the bundled data serves.
+    # [paper] data_dir = "data/market" (the default) is not a folder here: plan, backtest and run
+    # read the bundled data instead.
     config = empty / "demo" / "config.toml"
     assert 'data_dir = "data/market"' in config.read_text()
     plan = run(ballast, "plan", "-c", config, "--at", "2024-01-01", cwd=empty)
@@ -167,4 +168,18 @@ def test_the_wheel_installs_one_namespace_that_works_outside_the_checkout(tmp_pa
     assert backtest.returncode == 0, backtest.stdout + backtest.stderr
     assert "buy_and_hold" in backtest.stdout
     assert (empty / "week.db").is_file()
+    paper = run(
+        ballast,
+        "run",
+        "-c",
+        config,
+        "--journal",
+        empty / "paper.db",
+        "--step-s=0",
+        "--max-runtime-s=2",
+        "--metrics-address=127.0.0.1:0",
+        cwd=empty,
+    )
+    assert paper.returncode == 0, paper.stdout + paper.stderr
+    assert (empty / "paper.db").is_file()
     assert not (empty / "data").exists()  # read from the package, not looked for or made here
