@@ -262,14 +262,15 @@ def write(root: Path, files: Mapping[str, str]) -> None:
 
 
 def test_the_check_catches_an_upward_import(tmp_path: Path) -> None:
-    """A planted tree shaped like the checkout: a kernel module that imports the trading layer
-    lazily, a trading module under TYPE_CHECKING that imports the app through a relative import,
-    an adapter that imports a built-in strategy; and what is allowed beside them."""
+    """A planted tree shaped like the checkout: the kernel package importing the trading layer
+    relatively, a kernel module importing it lazily, a trading module importing the app under
+    TYPE_CHECKING through a relative import, an adapter importing a built-in strategy; and what is
+    allowed beside them."""
     write(
         tmp_path,
         {
             "engine/__init__.py": '__version__ = "0"\n',
-            "engine/kernel/__init__.py": "",
+            "engine/kernel/__init__.py": "from .clock import time\nfrom ..trading import regime\n",
             "engine/kernel/clock.py": "import time\nfrom ballast.engine import __version__\n",
             "engine/kernel/config.py": (
                 "def f() -> None:\n    from ballast.engine.trading.regime import parse\n"
@@ -293,6 +294,9 @@ def test_the_check_catches_an_upward_import(tmp_path: Path) -> None:
         "adapters/sim.py:1: ballast.adapters.sim imports ballast.strategies "
         "(ballast.strategies), but ballast.adapters may import only ballast.adapters, "
         "ballast.engine, ballast.engine.kernel, ballast.engine.strategy, ballast.engine.trading",
+        "engine/kernel/__init__.py:2: ballast.engine.kernel imports ballast.engine.trading "
+        "(ballast.engine.trading), but ballast.engine.kernel may import only ballast.engine, "
+        "ballast.engine.kernel",
         "engine/kernel/config.py:2: ballast.engine.kernel.config imports "
         "ballast.engine.trading.regime (ballast.engine.trading), but ballast.engine.kernel may "
         "import only ballast.engine, ballast.engine.kernel",
