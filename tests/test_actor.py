@@ -1,13 +1,11 @@
 """Actors: given events → when an event → then events, on a real bus and the simulated clock;
-timers as journaled inputs; lifecycle; and the architecture rule that no actor imports another."""
+timers as journaled inputs; lifecycle. (That no actor imports another: test_architecture.py.)"""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +20,6 @@ from tests.conftest import START_NS
 from tests.support.actors import Heartbeat, QuoteGuard, Recorder
 from tests.support.waiting import eventually
 
-ROOT = Path(__file__).resolve().parents[1]
 MINUTE_NS = 60 * NS_PER_SECOND
 D = Decimal
 
@@ -267,111 +264,3 @@ async def test_a_recorder_sees_what_the_bus_dispatches(sim_clock: SimulatedClock
     async with Recorder(bus, sim_clock) as recorder, QuoteGuard(bus, sim_clock):
         bus.publish(quote("2", "1"))
     assert [type(m).__name__ for m in recorder.seen] == ["QuoteTick", "DataRejected"]
-
-
-# ------------------------------------------------------------- no actor imports another
-
-
-@dataclass(frozen=True)
-class Module:
-    name: str
-    tree: ast.Module
-
-
-def python_modules(root: Path, packages: tuple[str, ...]) -> Iterator[Module]:
-    for package in packages:
-        for file in sorted((root / package).rglob("*.py")):
-            parts = file.relative_to(root).with_suffix("").parts
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            yield Module(".".join(parts), ast.parse(file.read_text(), filename=str(file)))
-
-
-def _base_names(node: ast.ClassDef) -> set[str]:
-    names: set[str] = set()
-    for base in node.bases:
-        if isinstance(base, ast.Name):
-            names.add(base.id)
-        elif isinstance(base, ast.Attribute):
-            names.add(base.attr)
-    return names
-
-
-def actor_modules(modules: list[Module]) -> dict[str, set[str]]:
-    """Module name → the Actor subclasses it defines (directly or through another actor)."""
-    actor_classes = {"Actor"}
-    found: dict[str, set[str]] = {}
-    changed = True
-    while changed:
-        changed = False
-        for module in modules:
-            for node in ast.walk(module.tree):
-                if (
-                    isinstance(node, ast.ClassDef)
-                    and _base_names(node) & actor_classes
-                    and node.name not in found.setdefault(module.name, set())
-                ):
-                    found[module.name].add(node.name)
-                    actor_classes.add(node.name)
-                    changed = True
-    return {name: classes for name, classes in found.items() if classes}
-
-
-def imported_modules(module: Module) -> set[str]:
-    package = module.name.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(module.tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join([*anchor, base] if base else anchor)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
-
-
-def actor_import_violations(root: Path, packages: tuple[str, ...]) -> list[str]:
-    modules = list(python_modules(root, packages))
-    actors = actor_modules(modules)
-    problems: set[str] = set()
-    for module in modules:
-        if module.name not in actors:
-            continue
-        for imported in sorted(imported_modules(module)):
-            for other in actors:
-                if other != module.name and (imported == other or imported.startswith(f"{other}.")):
-                    problems.add(f"{module.name} imports actor module {other}")
-    return sorted(problems)
-
-
-def test_no_actor_imports_another() -> None:
-    packages = tuple(p for p in ("engine", "adapters", "strategies") if (ROOT / p).is_dir())
-    modules = list(python_modules(ROOT, packages))
-    actors = actor_modules(modules)
-    assert "engine.trading.portfolio" in actors  # the check is not vacuous
-    assert "engine.kernel.actor" not in actors  # the base class is not an actor
-    assert actor_import_violations(ROOT, packages) == []
-
-
-def test_the_import_check_catches_a_violation(tmp_path: Path) -> None:
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "a.py").write_text(
-        "from ballast.engine.kernel.actor import Actor\nclass A(Actor):\n    pass\n"
-    )
-    (pkg / "sub" / "b.py").write_text(
-        "import ballast.engine.kernel.actor\nfrom .. import a\n"
-        "class B(ballast.engine.kernel.actor.Actor):\n    pass\n"
-    )
-    (pkg / "c.py").write_text("from pkg.a import A\nclass C(A):\n    pass\n")
-    (pkg / "d.py").write_text("from pkg import a\n")  # not an actor: may import actors
-    assert actor_import_violations(tmp_path, ("pkg",)) == [
-        "pkg.c imports actor module pkg.a",
-        "pkg.sub.b imports actor module pkg.a",
-    ]

@@ -10,17 +10,16 @@ from itertools import pairwise
 import pytest
 
 from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.calendar_windows import CalendarWindow, parse_calendar
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
 from ballast.engine.kernel.events import Bar, RiskBudgetChanged
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.regime import (
     HOUR_NS,
-    CalendarWindow,
     RegimeClassifier,
     VolatilityEstimator,
     decay_per_sample,
-    parse_calendar,
 )
 from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS

@@ -43,17 +43,8 @@ def check_startable(config: Config, *, source: str = "") -> None:
         raise ConfigError(exc.key, exc.problem, source=source) from None
 
 
-def strategy_params(config: Config) -> dict[str, Any]:
-    """The params the strategy is built with: ``[strategy.params]``, or when that is empty the
-    ``[targets]`` as ``weights``."""
-    params: dict[str, Any] = dict(config.strategy.params)
-    if not params and config.targets:
-        params["weights"] = dict(config.targets)
-    return params
-
-
 def _build_strategy(config: Config) -> Strategy:
-    from ballast.engine.strategy.registry import load_strategy
+    from ballast.engine.strategy.registry import load_strategy, strategy_params
 
     try:
         return load_strategy(config.strategy.name, strategy_params(config))

@@ -94,8 +94,7 @@ async def dry_run(config: Config, venue: Venue, market: Sequence[Message]) -> Dr
 def neutral_targets(config: Config) -> TargetSet:
     """What the configured strategy asks for on an all-cash portfolio of 100,000 (used to give
     baselines the strategy's initial allocation)."""
-    from ballast.engine.app.config_check import strategy_params
-    from ballast.engine.strategy.registry import load_strategy
+    from ballast.engine.strategy.registry import load_strategy, strategy_params
 
     strategy = load_strategy(config.strategy.name, strategy_params(config))
     return strategy.targets(neutral_context())

@@ -22,10 +22,10 @@ from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
+from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.redaction import register_secret
-from ballast.engine.trading.regime import parse_calendar
 
 _ONE: Final = Decimal(1)
 _DELEVERAGE_MARGIN: Final = Decimal("0.05")

@@ -27,17 +27,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import Final, Protocol, Self
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.config import Config
 from ballast.engine.observe.health import Health
 from ballast.engine.observe.metrics import MetricsExporter
-
-if TYPE_CHECKING:
-    from ballast.engine.app.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,20 @@ _JSON: Final = "application/json"
 _PLAIN_BODIES: Final = {404: "not found\n", 405: "method not allowed\n"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Served(Protocol):
+    """What :func:`serve_metrics` needs of a session: its configuration, bus and clock
+    (:class:`ballast.engine.app.session.Session` is one; observation does not import the app)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -144,7 +157,7 @@ async def _plain_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 @contextlib.asynccontextmanager
 async def serve_metrics(
-    session: Session, address: str | None = None
+    session: Served, address: str | None = None
 ) -> AsyncIterator[MetricsServer]:
     """Export ``session``'s metrics and serve them on ``address`` (default ``[metrics] address``).
 

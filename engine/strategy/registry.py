@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.plugins import entry_point_names, load_entry_point, load_object
 from ballast.engine.kernel.redaction import redact
@@ -44,6 +45,15 @@ def load_strategy(name_or_spec: str, params: Mapping[str, Any] | None = None) ->
     except Exception as exc:  # a plug-in's constructor judged its params
         problem = f"strategy {name_or_spec!r} rejected its params: {type(exc).__name__}: {exc}"
         raise ConfigError(_PARAMS_KEY, redact(problem)) from None
+
+
+def strategy_params(config: Config) -> dict[str, Any]:
+    """The params the strategy is built with: ``[strategy.params]``, or when that is empty the
+    ``[targets]`` as ``weights``."""
+    params: dict[str, Any] = dict(config.strategy.params)
+    if not params and config.targets:
+        params["weights"] = dict(config.targets)
+    return params
 
 
 def strategy_class(name_or_spec: str) -> type[Strategy]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from ballast.engine.app.config_check import strategy_params
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
@@ -55,7 +54,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import Instrument, base_of
 from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext
 from ballast.engine.strategy.guard import GuardedStrategy
-from ballast.engine.strategy.registry import load_strategy
+from ballast.engine.strategy.registry import load_strategy, strategy_params
 from ballast.engine.trading.planner import (
     BudgetView,
     Mode,

@@ -19,13 +19,13 @@ calendar window (a known high-risk event) the regime is ``stressed`` whatever th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Final, Literal
 
+from ballast.engine.kernel.calendar_windows import CalendarWindow
 from ballast.engine.kernel.clock import NS_PER_SECOND
-from ballast.engine.kernel.timefmt import parse_time
 
 Regime = Literal["calm", "normal", "stressed"]
 
@@ -111,30 +111,6 @@ class VolatilityEstimator:
         value = _CTX.sqrt(variance * self.samples_per_year).quantize(_PUBLISHED)
         self._annualised = (variance, value)
         return value
-
-
-@dataclass(frozen=True)
-class CalendarWindow:
-    """A known high-risk window [start, end) in epoch nanoseconds."""
-
-    start_ns: int
-    end_ns: int
-    label: str
-
-    def contains(self, ts_ns: int) -> bool:
-        return self.start_ns <= ts_ns < self.end_ns
-
-
-def parse_calendar(windows: Iterable[str]) -> tuple[CalendarWindow, ...]:
-    """Parse ``"START/END"`` ISO 8601 UTC windows (as in ``risk.calendar``)."""
-    out: list[CalendarWindow] = []
-    for text in windows:
-        start, _, end = text.partition("/")
-        window = CalendarWindow(parse_time(start.strip()), parse_time(end.strip()), text)
-        if window.end_ns <= window.start_ns:
-            raise ValueError(f"calendar window {text!r} ends before it starts")
-        out.append(window)
-    return tuple(out)
 
 
 @dataclass(frozen=True)

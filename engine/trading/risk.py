@@ -52,6 +52,7 @@ import msgspec
 
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
@@ -87,7 +88,6 @@ from ballast.engine.trading.regime import (
     HOUR_NS,
     RegimeClassifier,
     VolatilityEstimator,
-    parse_calendar,
 )
 
 DAY_NS: Final = 86_400 * NS_PER_SECOND
