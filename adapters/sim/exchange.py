@@ -8,7 +8,7 @@ directly; a venue front end (paper trading, the loopback venue) wraps it. All am
 
 **Account.** One unified cross-margin account in ``quote_asset`` (USDT): the USDT balance pays for
 spot and is the margin of every perp position; spot balances per asset; one perp position per
-symbol (one-way mode, see :mod:`ballast.adapters.sim.account` for entry price and realised PnL).
+symbol (one-way mode; entry price and realised PnL: :mod:`ballast.engine.trading.position`).
 Only USDT counts as margin collateral (spot holdings do not). Definitions:
 
 - margin balance = USDT wallet balance (free + locked) + Σ perp unrealised PnL at mark;
@@ -154,7 +154,7 @@ class SimExchange:
         return self._position(symbol).qty
 
     def entry_price(self, symbol: str) -> Decimal:
-        return self._position(symbol).entry
+        return self._position(symbol).entry_price
 
     def last_price(self, symbol: str) -> Decimal | None:
         return self._market.price(symbol)
@@ -163,8 +163,9 @@ class SimExchange:
         return self._market.mark(symbol)
 
     def unrealized_pnl(self, symbol: str) -> Decimal:
+        """At mark; 0 while flat or never marked."""
         mark = self._market.mark(symbol)
-        return _ZERO if mark is None else self._position(symbol).unrealized(mark)
+        return _ZERO if mark is None else self._unrealized(symbol, mark)
 
     def leverage(self, symbol: str) -> Decimal:
         return self._margin.leverage(symbol)
@@ -525,7 +526,7 @@ class SimExchange:
         self._wallet.add(self.quote, -signed * price - fee)
 
     def _settle_perp(self, symbol: str, signed_qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        realized = self._positions.setdefault(symbol, Position()).apply(signed_qty, price)
+        realized = self._positions.setdefault(symbol, Position()).trade(signed_qty, price)
         self._wallet.add(self.quote, realized - fee)
 
     # ------------------------------------------------------------------- funding, liquidation
@@ -621,9 +622,9 @@ class SimExchange:
             ts_init=now,
             symbol=symbol,
             qty=position.qty,
-            entry_price=position.entry,
+            entry_price=position.entry_price,
             mark_price=mark,
-            unrealized_pnl=position.unrealized(mark),
+            unrealized_pnl=self._unrealized(symbol, mark),
             margin=self._position_im(symbol),
             liquidation_price=self.liquidation_price(symbol),
         )
@@ -633,6 +634,11 @@ class SimExchange:
     def _position(self, symbol: str) -> Position:
         position = self._positions.get(symbol)
         return position if position is not None else Position()
+
+    def _unrealized(self, symbol: str, mark: Decimal) -> Decimal:
+        """A flat position reports an unrealised PnL of 0 (whatever its cost basis's digits)."""
+        position = self._position(symbol)
+        return position.unrealized(mark) if position.qty else _ZERO
 
     def _open_positions(self) -> list[str]:
         return sorted(s for s, p in self._positions.items() if p.qty)
