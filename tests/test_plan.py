@@ -1,4 +1,6 @@
-"""`ballast plan`: the state from the venue once, a table and the exact orders, nothing sent."""
+"""`ballast plan`: the state from the venue once, a table and the exact orders, nothing sent.
+
+The venue is the simulated exchange backtests and paper runs trade on (one unified account)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ mode = "overlay"
 async def test_plan_sends_nothing_and_reports_every_asset() -> None:
     config = parse_config(HELD)
     venue, market = paper_venue(config, None)
+    account = await venue.account()
     result = await dry_run(config, venue, market)
-    assert venue.received == []  # type: ignore[attr-defined]
+    # nothing reached the exchange: no order on its way, none resting, the account as it was
+    assert (venue.in_flight, await venue.open_orders()) == ([], [])
+    assert await venue.account() == account
     [decision] = result.decisions
     assert {a.asset: a.action for a in decision.assets} == {"BTC": "perp long", "ETH": "hold"}
     [approved] = result.approved
@@ -43,6 +48,7 @@ def test_plan_cli_prints_the_table_and_the_orders(tmp_path: Path) -> None:
     proc = ballast("plan", "-c", str(config))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    assert "on venue 'sim' (simulated)" in out  # the exchange model of backtests and paper runs
     assert "Nothing is sent." in out
     assert "asset    weight   target" in out
     assert "BTC      23.78%   40.00%      35.00–45.00%       15,922.81  perp long" in out
