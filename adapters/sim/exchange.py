@@ -80,7 +80,7 @@ from ballast.adapters.sim.config import SimConfig
 from ballast.adapters.sim.fees import FeeLiquidity
 from ballast.adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
 from ballast.adapters.sim.market import MarketBoard, Touch
-from ballast.adapters.sim.orders import SimOrder
+from ballast.adapters.sim.orders import SimOrder, order_submitted, shape_problem
 from ballast.adapters.sim.slippage import slippage_model, slipped
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
@@ -95,7 +95,6 @@ from ballast.engine.kernel.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderSubmitted,
     PositionUpdated,
     QuoteTick,
     Side,
@@ -288,17 +287,7 @@ class SimExchange:
             return []
         order = SimOrder(cmd, now_ns, now_ns + self.config.latency.fill_ns)
         self._orders[cmd.client_order_id] = order
-        submitted = OrderSubmitted(
-            ts_event=now_ns,
-            ts_init=now_ns,
-            client_order_id=cmd.client_order_id,
-            intent_id=cmd.intent_id,
-            symbol=cmd.symbol,
-            side=cmd.side,
-            order_type=cmd.order_type,
-            qty=cmd.qty,
-            price=cmd.price,
-        )
+        submitted = order_submitted(cmd, now_ns)
         problem = self._refusal(cmd)
         if problem is not None:
             order.state = "rejected"
@@ -416,27 +405,11 @@ class SimExchange:
         if inst is None:
             return f"unknown symbol {cmd.symbol}"
         return (
-            self._shape_problem(cmd, inst)
+            shape_problem(cmd, inst, self._market.price(cmd.symbol))
             or self._reduce_only_problem(cmd, inst)
             or self._post_only_problem(cmd)
             or self._funds_problem(cmd, inst)
         )
-
-    def _shape_problem(self, cmd: SubmitOrder, inst: Instrument) -> str | None:
-        if cmd.order_type == "limit":
-            if cmd.price is None:
-                return "limit order without a price"
-            return inst.violation(cmd.qty, cmd.price)
-        problem = inst.violation(cmd.qty, None)
-        if problem is not None:
-            return problem
-        last = self._market.price(cmd.symbol)
-        if last is None:
-            return f"no market price for {cmd.symbol}"
-        notional = cmd.qty * last
-        if notional < inst.min_notional:
-            return f"notional {notional} is below minimum notional {inst.min_notional}"
-        return None
 
     def _reduce_only_problem(self, cmd: SubmitOrder, inst: Instrument) -> str | None:
         if not cmd.reduce_only:
