@@ -7,6 +7,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
+from ballast.adapters.sim.config import Latency
+from ballast.adapters.sim.venue import SimulatedVenue
+from ballast.engine.app.backtest import sim_config
 from ballast.engine.app.cli.cmd_plan import paper_venue
 from ballast.engine.app.dry_run import dry_run
 from ballast.engine.kernel.config import parse_config
@@ -40,6 +45,18 @@ async def test_plan_sends_nothing_and_reports_every_asset() -> None:
     assert approved.intent.symbol == "BTC/USDT:USDT"
     assert result.snapshot is not None
     assert result.snapshot.cash == D(40_000)
+
+
+async def test_plan_runs_on_the_exchange_model_of_backtests_and_paper_runs() -> None:
+    config = parse_config(HELD.replace("[paper]\n", "[paper]\nslippage_bps = 3\n"))
+    venue, market = paper_venue(config, None)
+    assert isinstance(venue, SimulatedVenue)
+    model = sim_config(config)
+    assert venue.exchange.config == msgspec.structs.replace(model, latency=Latency())
+    assert venue.latency == model.latency
+    assert venue.exchange.balance("USDT") == D(40_000)  # one unified account, as in a backtest
+    assert sorted(bar.symbol for bar in market) == sorted(await venue.instruments())
+    assert all(venue.exchange.last_price(bar.symbol) == bar.close for bar in market)
 
 
 def test_plan_cli_prints_the_table_and_the_orders(tmp_path: Path) -> None:
