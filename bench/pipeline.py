@@ -16,7 +16,6 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import LiveClock
 from ballast.engine.kernel.config import BandsConfig, Config, ExecutionConfig, RiskConfig
@@ -37,6 +36,7 @@ from ballast.engine.trading.rebalancer import Rebalancer
 from ballast.engine.trading.risk import RiskManager
 from ballast.engine.trading.router import OrderRouter
 from bench.common import percentile, run, verdict
+from tests.support.memory_venue import InMemoryVenue
 
 RATE = 10_000
 SECONDS = 10.0

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ballast.adapters.memory_venue import InMemoryVenue
+from ballast.adapters.sim.venue import SimulatedVenue
+from ballast.engine.app.cli.cmd_plan import simulated_venue
 from ballast.engine.app.config_check import check_startable
 from ballast.engine.app.dry_run import dry_run
-from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.config import Config, parse_config
 from ballast.engine.kernel.errors import ConfigError
-from ballast.engine.kernel.events import Bar, Message
+from ballast.engine.kernel.events import Bar
 from ballast.engine.kernel.instruments import binance_defaults
 from tests.support.cli import ROOT, ballast
 
@@ -141,18 +141,16 @@ def validated(text: str) -> Config | ConfigError:
     return config
 
 
-def tiny_market(config: Config) -> tuple[InMemoryVenue, list[Message]]:
+def tiny_market(config: Config) -> tuple[SimulatedVenue, list[Bar]]:
     """The plan's paper venue, priced by one bar per traded instrument instead of the bundled
     data (which would take a second to load per example)."""
-    quote = config.venue.quote
-    instruments = binance_defaults(sorted(config.instruments.assets()), quote)
+    instruments = binance_defaults(sorted(config.instruments.assets()), config.venue.quote)
     prices = {i.symbol: PRICES.get(i.base, D(1)) for i in instruments}
-    market: list[Message] = [
+    market = [
         Bar(T0, T0, symbol, 3600, price, price, price, price, D(1))
         for symbol, price in prices.items()
     ]
-    clock = SimulatedClock(T0)
-    return InMemoryVenue(instruments, dict(config.paper.balances), clock, prices=prices), market
+    return simulated_venue(config, market), market
 
 
 @settings(

@@ -14,7 +14,6 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
@@ -36,6 +35,7 @@ from ballast.engine.observe.metrics import MetricsExporter
 from tests.conftest import START_NS
 from tests.support.book import fine_instruments
 from tests.support.http_get import HttpResponse, http_get, http_request
+from tests.support.memory_venue import InMemoryVenue
 
 D = Decimal
 SEC = NS_PER_SECOND

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
@@ -27,6 +26,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.conftest import START_NS
 from tests.support.book import fine_instruments
+from tests.support.memory_venue import InMemoryVenue
 
 D = Decimal
 HOUR = 3600 * NS_PER_SECOND

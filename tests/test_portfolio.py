@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 
-from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
@@ -41,6 +40,7 @@ from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.trading.market_gate import MarketGate
 from ballast.engine.trading.portfolio import Portfolio
 from tests.conftest import START_NS
+from tests.support.memory_venue import InMemoryVenue
 
 D = Decimal
 S = NS_PER_SECOND

@@ -14,7 +14,6 @@ from typing import TypeVar
 
 import pytest
 
-from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.adapters.silent_venue import SilentVenue
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
@@ -38,6 +37,7 @@ from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.trading.order_book import is_valid_client_order_id
 from ballast.engine.trading.router import OrderRouter
 from tests.conftest import START_NS
+from tests.support.memory_venue import InMemoryVenue
 from tests.support.waiting import eventually
 
 SPOT = "BTC/USDT"

@@ -1,7 +1,9 @@
 """The Venue contract: one suite, run against every venue implementation.
 
 Each implementation joins through a harness (``HARNESSES``) that builds it with given instruments,
-balances and prices and can move a price. Today: the InMemoryVenue and the SimulatedVenue. The
+balances and prices and can move a price. Today: the SimulatedVenue (the product's venue) and the
+InMemoryVenue test double of tests/support (two wallets, transport failures), which stands in for
+a venue in other tests and so must honour the contract too. The
 ccxt.pro venue (against a loopback test server) joins by adding its harness to the list; a
 venue that cannot honour a test (say, a live testnet that cannot set prices) skips it in its
 harness (its ``skips``: test name → reason), never by editing the test.
@@ -21,7 +23,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.adapters.sim import FeeSchedule, SimConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, SimulatedClock
@@ -43,6 +44,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import Instrument, binance_defaults, index_by_symbol
 from ballast.engine.trading.venue import Venue
 from tests.conftest import START_NS
+from tests.support.memory_venue import InMemoryVenue
 
 SPOT = "BTC/USDT"
 PERP = "BTC/USDT:USDT"

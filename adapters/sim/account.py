@@ -3,56 +3,22 @@
 Wallet: ``free`` and ``locked`` per asset. Locked funds back resting spot limit orders (the quote
 for buys, the base for sells); they still belong to the account.
 
-Position (one per perp symbol, one-way mode, cross margin): signed ``qty`` and signed ``cost``
-(the cost basis of the open quantity, ``qty × entry``). Kept as a cost basis so that every
-amount that reaches the wallet is exact:
-
-- entry price = ``cost / qty``: the weighted average of the fills that opened or increased the
-  position; unchanged by a reduce (the cost basis kept after a partial reduce is
-  ``cost × remaining / before``, rounded to 12 decimal places so that wallet amounts keep a
-  bounded number of digits and stay exact); the fill price after a flip; 0 when flat;
-- unrealised PnL at mark ``M`` = ``qty × M − cost``;
-- a fill of signed size ``d`` at price ``P`` realises ``cost_after − cost_before − d × P``: zero on
-  an increase, ``closed × (P − entry)`` (signed) on a reduce, close or flip. This keeps
-  ``realised + unrealised`` equal, to the last digit, to the mark-to-market of the fills.
+Position (one per perp symbol, one-way mode, cross margin): signed ``qty`` and signed ``cost``,
+the cost basis of the open quantity (``qty × entry``): the engine's one cost-basis
+implementation, :class:`ballast.engine.trading.position.Position` (entry price, unrealised and
+realised PnL, the rounding of a partial reduce), the same the portfolio ledger books with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
+from ballast.engine.trading.position import Position
+
+__all__ = ["Position", "Wallet"]
+
 _ZERO = Decimal(0)
-_COST_QUANTUM = Decimal("1e-12")
-
-
-@dataclass(slots=True)
-class Position:
-    qty: Decimal = _ZERO
-    cost: Decimal = _ZERO
-
-    @property
-    def entry(self) -> Decimal:
-        return self.cost / self.qty if self.qty else _ZERO
-
-    def unrealized(self, mark: Decimal) -> Decimal:
-        return self.qty * mark - self.cost if self.qty else _ZERO
-
-    def apply(self, signed_qty: Decimal, price: Decimal) -> Decimal:
-        """Trade ``signed_qty`` (> 0 buy) at ``price``; return the realised PnL."""
-        old_qty, old_cost = self.qty, self.cost
-        new_qty = old_qty + signed_qty
-        if old_qty == 0 or (old_qty > 0) == (signed_qty > 0):
-            new_cost = old_cost + signed_qty * price
-        elif new_qty == 0:
-            new_cost = _ZERO
-        elif (new_qty > 0) == (old_qty > 0):
-            new_cost = (old_cost * new_qty / old_qty).quantize(_COST_QUANTUM)
-        else:
-            new_cost = new_qty * price
-        self.qty, self.cost = new_qty, new_cost
-        return new_cost - old_cost - signed_qty * price
 
 
 class Wallet:

@@ -8,7 +8,7 @@ directly; a venue front end (paper trading, the loopback venue) wraps it. All am
 
 **Account.** One unified cross-margin account in ``quote_asset`` (USDT): the USDT balance pays for
 spot and is the margin of every perp position; spot balances per asset; one perp position per
-symbol (one-way mode, see :mod:`ballast.adapters.sim.account` for entry price and realised PnL).
+symbol (one-way mode; entry price and realised PnL: :mod:`ballast.engine.trading.position`).
 Only USDT counts as margin collateral (spot holdings do not). Definitions:
 
 - margin balance = USDT wallet balance (free + locked) + Σ perp unrealised PnL at mark;
@@ -80,7 +80,7 @@ from ballast.adapters.sim.config import SimConfig
 from ballast.adapters.sim.fees import FeeLiquidity
 from ballast.adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
 from ballast.adapters.sim.market import MarketBoard, Touch
-from ballast.adapters.sim.orders import SimOrder
+from ballast.adapters.sim.orders import SimOrder, order_submitted, shape_problem
 from ballast.adapters.sim.slippage import slippage_model, slipped
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
@@ -95,7 +95,6 @@ from ballast.engine.kernel.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderSubmitted,
     PositionUpdated,
     QuoteTick,
     Side,
@@ -154,7 +153,7 @@ class SimExchange:
         return self._position(symbol).qty
 
     def entry_price(self, symbol: str) -> Decimal:
-        return self._position(symbol).entry
+        return self._position(symbol).entry_price
 
     def last_price(self, symbol: str) -> Decimal | None:
         return self._market.price(symbol)
@@ -163,8 +162,9 @@ class SimExchange:
         return self._market.mark(symbol)
 
     def unrealized_pnl(self, symbol: str) -> Decimal:
+        """At mark; 0 while flat or never marked."""
         mark = self._market.mark(symbol)
-        return _ZERO if mark is None else self._position(symbol).unrealized(mark)
+        return _ZERO if mark is None else self._unrealized(symbol, mark)
 
     def leverage(self, symbol: str) -> Decimal:
         return self._margin.leverage(symbol)
@@ -287,17 +287,7 @@ class SimExchange:
             return []
         order = SimOrder(cmd, now_ns, now_ns + self.config.latency.fill_ns)
         self._orders[cmd.client_order_id] = order
-        submitted = OrderSubmitted(
-            ts_event=now_ns,
-            ts_init=now_ns,
-            client_order_id=cmd.client_order_id,
-            intent_id=cmd.intent_id,
-            symbol=cmd.symbol,
-            side=cmd.side,
-            order_type=cmd.order_type,
-            qty=cmd.qty,
-            price=cmd.price,
-        )
+        submitted = order_submitted(cmd, now_ns)
         problem = self._refusal(cmd)
         if problem is not None:
             order.state = "rejected"
@@ -415,27 +405,11 @@ class SimExchange:
         if inst is None:
             return f"unknown symbol {cmd.symbol}"
         return (
-            self._shape_problem(cmd, inst)
+            shape_problem(cmd, inst, self._market.price(cmd.symbol))
             or self._reduce_only_problem(cmd, inst)
             or self._post_only_problem(cmd)
             or self._funds_problem(cmd, inst)
         )
-
-    def _shape_problem(self, cmd: SubmitOrder, inst: Instrument) -> str | None:
-        if cmd.order_type == "limit":
-            if cmd.price is None:
-                return "limit order without a price"
-            return inst.violation(cmd.qty, cmd.price)
-        problem = inst.violation(cmd.qty, None)
-        if problem is not None:
-            return problem
-        last = self._market.price(cmd.symbol)
-        if last is None:
-            return f"no market price for {cmd.symbol}"
-        notional = cmd.qty * last
-        if notional < inst.min_notional:
-            return f"notional {notional} is below minimum notional {inst.min_notional}"
-        return None
 
     def _reduce_only_problem(self, cmd: SubmitOrder, inst: Instrument) -> str | None:
         if not cmd.reduce_only:
@@ -525,7 +499,7 @@ class SimExchange:
         self._wallet.add(self.quote, -signed * price - fee)
 
     def _settle_perp(self, symbol: str, signed_qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        realized = self._positions.setdefault(symbol, Position()).apply(signed_qty, price)
+        realized = self._positions.setdefault(symbol, Position()).trade(signed_qty, price)
         self._wallet.add(self.quote, realized - fee)
 
     # ------------------------------------------------------------------- funding, liquidation
@@ -621,9 +595,9 @@ class SimExchange:
             ts_init=now,
             symbol=symbol,
             qty=position.qty,
-            entry_price=position.entry,
+            entry_price=position.entry_price,
             mark_price=mark,
-            unrealized_pnl=position.unrealized(mark),
+            unrealized_pnl=self._unrealized(symbol, mark),
             margin=self._position_im(symbol),
             liquidation_price=self.liquidation_price(symbol),
         )
@@ -633,6 +607,11 @@ class SimExchange:
     def _position(self, symbol: str) -> Position:
         position = self._positions.get(symbol)
         return position if position is not None else Position()
+
+    def _unrealized(self, symbol: str, mark: Decimal) -> Decimal:
+        """A flat position reports an unrealised PnL of 0 (whatever its cost basis's digits)."""
+        position = self._position(symbol)
+        return position.unrealized(mark) if position.qty else _ZERO
 
     def _open_positions(self) -> list[str]:
         return sorted(s for s, p in self._positions.items() if p.qty)

@@ -4,6 +4,9 @@ States: ``open`` (accepted: a resting limit order, or a market order waiting for
 latency), ``filled``, ``canceled``, ``rejected``. There are no partial fills (no depth model): an
 order fills completely or not at all. ``live_ns`` (submit + fill latency) is when the order starts
 to interact with market data.
+
+Also the order checks and reports that do not depend on the account (shared with the test
+venue of ``tests/support``): the ``OrderSubmitted`` of a command, and its shape problems.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import OrderSubmitted
+from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.trading.venue import OrderState, OrderStatus
 
 _ZERO = Decimal(0)
@@ -56,3 +61,37 @@ class SimOrder:
             avg_price=self.avg_price,
             state=self.state,
         )
+
+
+def order_submitted(cmd: SubmitOrder, now_ns: int) -> OrderSubmitted:
+    """The report that ``cmd`` was sent, stamped ``now_ns``."""
+    return OrderSubmitted(
+        ts_event=now_ns,
+        ts_init=now_ns,
+        client_order_id=cmd.client_order_id,
+        intent_id=cmd.intent_id,
+        symbol=cmd.symbol,
+        side=cmd.side,
+        order_type=cmd.order_type,
+        qty=cmd.qty,
+        price=cmd.price,
+    )
+
+
+def shape_problem(cmd: SubmitOrder, inst: Instrument, last: Decimal | None) -> str | None:
+    """Why ``cmd`` does not fit ``inst``'s filters (:meth:`Instrument.violation`: lot, minimum
+    quantity, tick, minimum notional at the limit price, or for a market order at the ``last``
+    price), or None."""
+    if cmd.order_type == "limit":
+        if cmd.price is None:
+            return "limit order without a price"
+        return inst.violation(cmd.qty, cmd.price)
+    problem = inst.violation(cmd.qty, None)
+    if problem is not None:
+        return problem
+    if last is None:
+        return f"no market price for {cmd.symbol}"
+    notional = cmd.qty * last
+    if notional < inst.min_notional:
+        return f"notional {notional} is below minimum notional {inst.min_notional}"
+    return None

@@ -77,6 +77,7 @@ import msgspec
 
 from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.adapters.sim.exchange import SimExchange
+from ballast.adapters.sim.orders import order_submitted
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import MarketData, Message, OrderSubmitted
@@ -159,7 +160,7 @@ class SimulatedVenue(Venue):
         if coid in self._in_flight or self.exchange.order_status(coid) is not None:
             return
         now = self.clock.now_ns()
-        self._post(now, [_submitted(order, now)])
+        self._post(now, [order_submitted(order, now)])
         if self.latency.fill_ns == 0:
             self._arrive(order, now)
         else:
@@ -272,17 +273,3 @@ class SimulatedVenue(Venue):
 
 def _nothing(_: int) -> None:
     """A delivery deadline needs no action besides the drain that follows it."""
-
-
-def _submitted(order: SubmitOrder, now: int) -> OrderSubmitted:
-    return OrderSubmitted(
-        ts_event=now,
-        ts_init=now,
-        client_order_id=order.client_order_id,
-        intent_id=order.intent_id,
-        symbol=order.symbol,
-        side=order.side,
-        order_type=order.order_type,
-        qty=order.qty,
-        price=order.price,
-    )

@@ -44,9 +44,10 @@ snapshots prices once all of an instant's are in.
 Exactness. Bookings run in a 100-digit decimal context that traps ``Inexact``: a rounding that
 would break the identity raises :class:`LedgerError` instead of hiding. The only divisions are
 ratios (weights, leverage, drawdown, entry price) at 28 significant digits, and the cost basis
-left after a partial perp close: cost × remaining / previous qty, rounded to 1e-12 quote units
-(as the bundled venues do, so their statements match the ledger's to the digit). That rounding
-moves into the realised PnL, so NAV remains exact.
+left after a partial perp close: cost × remaining / previous qty, rounded to 1e-12 quote units.
+That rounding moves into the realised PnL, so NAV remains exact. The perp cost basis is the one
+of :mod:`ballast.engine.trading.position`, which the simulated exchange books with too, so its
+statements match the ledger's to the digit.
 
 Venue ordering. Balances and positions are absolute statements of the venue. If a venue reports a
 balance that already includes a fill before that fill arrives, the difference is booked as a
@@ -81,6 +82,7 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
 )
 from ballast.engine.kernel.instruments import base_of
+from ballast.engine.trading.position import Position
 
 STABLECOINS: Final = frozenset({"USDT", "USDC", "BUSD", "FDUSD"})
 """Assets counted as cash at 1 (besides the quote asset)."""
@@ -88,7 +90,6 @@ STABLECOINS: Final = frozenset({"USDT", "USDC", "BUSD", "FDUSD"})
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _INFINITY: Final = Decimal("Infinity")
-_COST_QUANTUM: Final = Decimal("1e-12")
 _EXACT: Final = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 """Installed as the thread's context (not a copy) while a ledger method runs: only its traps are
 ever read, never its flags, so sharing the one object is safe."""
@@ -138,11 +139,6 @@ def _share(value: Decimal, nav: Decimal) -> Decimal:
     return _ZERO if value == 0 else _INFINITY.copy_sign(value)
 
 
-def _reduced_cost(cost: Decimal, new_qty: Decimal, old_qty: Decimal) -> Decimal:
-    ctx = _RATIO
-    return ctx.quantize(ctx.divide(ctx.multiply(cost, new_qty), old_qty), _COST_QUANTUM)
-
-
 def is_perp(symbol: str) -> bool:
     """``BTC/USDT:USDT`` is a perp, ``BTC/USDT`` is spot."""
     return ":" in symbol
@@ -160,40 +156,18 @@ def _signed(fill: OrderFilled) -> Decimal:
 
 
 @dataclass
-class PerpPosition:
-    """A linear perpetual position. ``cost`` = qty × entry price (signed), kept exact."""
+class PerpPosition(Position):
+    """A perp position of the ledger: the shared cost basis (:mod:`ballast.engine.trading.position`)
+    with what the ledger keeps beside it."""
 
-    qty: Decimal = _ZERO
-    cost: Decimal = _ZERO
     realized_pnl: Decimal = _ZERO
     funding: Decimal = _ZERO
     liquidation_price: Decimal | None = None
     margin: Decimal | None = None
 
-    @property
-    def entry_price(self) -> Decimal:
-        return _ratio(self.cost, self.qty) if self.qty else _ZERO
-
-    def unrealized(self, mark: Decimal) -> Decimal:
-        return self.qty * mark - self.cost
-
     def trade(self, signed_qty: Decimal, price: Decimal) -> Decimal:
-        """Apply a fill and return the PnL it realises.
-
-        Open or increase: weighted entry. Reduce: the entry price is kept (the remaining cost
-        rounded to 1e-12). Close or flip through zero: the old position is realised in full, the
-        remainder opens at ``price``. Realised = new cost − old cost − signed qty × price.
-        """
-        qty, cost = self.qty, self.cost
-        new_qty = qty + signed_qty
-        if qty == 0 or (qty > 0) == (signed_qty > 0):
-            new_cost = cost + signed_qty * price
-        elif new_qty == 0 or (new_qty > 0) != (qty > 0):
-            new_cost = new_qty * price
-        else:
-            new_cost = _reduced_cost(cost, new_qty, qty)
-        realized = new_cost - cost - signed_qty * price
-        self.qty, self.cost = new_qty, new_cost
+        """Apply a fill (see :meth:`Position.trade`) and add what it realises to the total."""
+        realized = Position.trade(self, signed_qty, price)
         self.realized_pnl += realized
         return realized
 

@@ -75,6 +75,7 @@ from ballast.engine.trading.margin import (
     liquidation_distance,
 )
 from ballast.engine.trading.measures import Book
+from ballast.engine.trading.position import realized, traded
 
 REASON_CODES: Final = frozenset(
     {
@@ -476,14 +477,8 @@ def _after_trade(
         return holdings, wallet - signed * book.mark
     own = next((h for h in holdings if h.symbol == inst.symbol), None)
     old_qty, old_cost = (own.qty, own.cost) if own is not None else (_ZERO, _ZERO)
-    new_qty = old_qty + signed
-    if old_qty == 0 or (old_qty > 0) == (signed > 0):
-        new_cost = old_cost + signed * book.mark
-    elif new_qty == 0 or (new_qty > 0) != (old_qty > 0):
-        new_cost = new_qty * book.mark
-    else:
-        new_cost = old_cost * new_qty / old_qty
-    wallet += new_cost - old_cost - signed * book.mark  # realised PnL
+    new_qty, new_cost = traded(old_qty, old_cost, signed, book.mark)
+    wallet += realized(old_cost, new_cost, signed, book.mark)
     others = [h for h in holdings if h.symbol != inst.symbol]
     if new_qty == 0:
         return others, wallet

@@ -1,14 +1,18 @@
-"""``ballast plan -c CONFIG``: what a rebalance would do now, and nothing sent."""
+"""``ballast plan -c CONFIG``: what a rebalance would do now, and nothing sent.
+
+The plan runs on the simulated exchange that backtests and paper runs trade on (one unified
+account, built from ``[paper]``), priced at the last bars of the data."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 
 from ballast.adapters.data.klines import DataError
-from ballast.adapters.memory_venue import InMemoryVenue
-from ballast.engine.app.backtest import load_market
+from ballast.adapters.sim.venue import SimulatedVenue
+from ballast.engine.app.backtest import assets_of, load_market, sim_config
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
@@ -16,8 +20,8 @@ from ballast.engine.app.dry_run import DryRun, dry_run
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.errors import BallastError
-from ballast.engine.kernel.events import Bar, Message
-from ballast.engine.kernel.instruments import base_of, binance_defaults
+from ballast.engine.kernel.events import Bar
+from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.timefmt import ns_to_iso, parse_time
 from ballast.engine.trading.market_gate import MarketGate
 from ballast.engine.trading.venue import Venue
@@ -43,24 +47,27 @@ async def plan_cmd(args: argparse.Namespace) -> int:
     return exits.FAILURE if result.failures else exits.OK
 
 
-def paper_venue(config: Config, at: str | None) -> tuple[Venue, list[Message]]:
+def paper_venue(config: Config, at: str | None) -> tuple[SimulatedVenue, list[Bar]]:
     """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``."""
     if config.venue.kind != "simulated":
         raise BallastError(
             f"plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
         )
-    assets = sorted({base_of(s) for s in [*config.instruments.spot, *config.instruments.perp]})
     until = parse_time(at) if at else (parse_time(config.paper.end) if config.paper.end else None)
-    market: list[Message] = list(_last_bars(config, until).values())
-    prices = {bar.symbol: bar.close for bar in market if isinstance(bar, Bar)}
-    clock = SimulatedClock(max((m.ts_event for m in market), default=0))
-    venue = InMemoryVenue(
-        binance_defaults(assets, config.venue.quote),
-        dict(config.paper.balances),
-        clock,
-        prices=prices,
-    )
-    return venue, market
+    market = list(_last_bars(config, until).values())
+    return simulated_venue(config, market), market
+
+
+def simulated_venue(config: Config, market: Sequence[Bar]) -> SimulatedVenue:
+    """The simulated exchange backtests and paper runs trade on (:func:`sim_config`: the
+    ``[paper]`` balances in one unified account), priced by ``market`` before any sink is attached
+    (nothing of it is emitted), its clock at the latest of them."""
+    clock = SimulatedClock(max((bar.ts_event for bar in market), default=0))
+    instruments = binance_defaults(assets_of(config), config.venue.quote)
+    venue = SimulatedVenue(instruments, clock, sim_config(config))
+    for bar in market:
+        venue.exchange.on_market(bar)
+    return venue
 
 
 def _last_bars(config: Config, until: int | None) -> dict[str, Bar]:

@@ -1,26 +1,28 @@
-"""InMemoryVenue: a small, exact, deterministic venue that ships beside the Venue interface.
+"""InMemoryVenue: a test double of the Venue contract, with two wallets and transport failures.
 
-It is the fake next to the real thing (the ccxt.pro venue) and the reference the venue contract
-tests (tests/test_venue_contract.py) are written against. It is not the exchange simulator (no
-order book depth, latency or partial fills): it fills at the price it was last given.
+The product's venues are the simulated exchange (:mod:`ballast.adapters.sim`, one unified account)
+and, later, the live adapter. This double is for tests that need what the simulated exchange does
+not model: the next submits or status lookups failing like a lost connection, and a separate
+futures wallet, as Binance keeps beside the spot one. It runs the venue contract suite
+(tests/test_venue_contract.py) beside the simulated venue, so it behaves like a venue. It shares
+the simulated exchange's order records and checks (:mod:`ballast.adapters.sim.orders`) and the
+engine's perp cost basis (:mod:`ballast.engine.trading.position`); what is its own is small:
 
-Model:
-- two wallets, like Binance's spot and USD-M futures accounts: balances by (account, asset),
-  ``free`` and ``locked``. Spot trades settle in the ``"spot"`` wallet; perp fees and realised PnL
-  settle into the quote balance of the ``"futures"`` wallet (which may go negative: there is no
-  margin check). With cash = every quote balance of both wallets, NAV = cash + Σ spot qty × price
-  + Σ perp unrealised PnL, and NAV − NAV0 = price PnL − fees at every event;
+- two wallets: balances by (account, asset), ``free`` and ``locked``. Spot trades settle in the
+  ``"spot"`` wallet; perp fees and realised PnL settle into the quote balance of the
+  ``"futures"`` wallet (which may go negative: there is no margin check). With cash = every
+  quote balance of both wallets, NAV = cash + Σ spot qty × price + Σ perp unrealised PnL, and
+  NAV − NAV0 = price PnL − fees at every event;
 - fees are fractions of notional from the instrument (maker for resting limit orders, taker for
   market orders and limit orders that cross on arrival), always charged in the quote asset;
-- market orders fill at once at the last price given with :meth:`set_price`; limit orders that do
-  not cross rest (spot funds locked) until a :meth:`set_price` crosses them, then fill at their
-  limit price; ``post_only`` (or time in force ``GTX``) rejects an order that would cross; an
-  ``IOC``/``FOK`` limit that would not fill at once is canceled;
+- market orders fill at once at the last price given with :meth:`set_price` (no slippage); limit
+  orders that do not cross rest (spot funds locked) until a :meth:`set_price` crosses them, then
+  fill at their limit price; ``post_only`` (or time in force ``GTX``) rejects an order that would
+  cross; an ``IOC``/``FOK`` limit that would not fill at once is canceled;
 - ``reduce_only`` rejects an order that would open or increase a position (a spot buy, a spot
   sell beyond the balance, a perp order in the position's direction or larger than it);
-- every order is checked with :meth:`Instrument.violation`; a refusal is an ``OrderRejected``
-  event, never an exception. A second submit with a known client order id is ignored (no new
-  order, no events, no error): resends are idempotent.
+- a refusal is an ``OrderRejected`` event, never an exception. A second submit with a known
+  client order id is ignored (no new order, no events, no error): resends are idempotent.
 
 Events, in order: ``OrderSubmitted`` → ``OrderAccepted`` → ``OrderFilled`` → ``BalanceUpdated``
 for each changed asset → ``PositionUpdated`` for a perp whose position or mark changed. Timestamps
@@ -36,10 +38,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from ballast.adapters.sim.orders import SimOrder, order_submitted, shape_problem
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
@@ -51,75 +53,16 @@ from ballast.engine.kernel.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderSubmitted,
     PositionUpdated,
 )
 from ballast.engine.kernel.instruments import Instrument
-from ballast.engine.trading.venue import OrderState, OrderStatus, Venue, VenueError
+from ballast.engine.trading.position import Position
+from ballast.engine.trading.venue import OrderStatus, Venue, VenueError
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
-_COST_QUANTUM: Final = Decimal("1e-12")
 _Key = tuple[AccountKind, str]
 _Balances = dict[_Key, tuple[Decimal, Decimal]]
-
-
-@dataclass(slots=True)
-class _Order:
-    cmd: SubmitOrder
-    venue_order_id: str
-    state: OrderState = "open"
-    filled_qty: Decimal = _ZERO
-    avg_price: Decimal | None = None
-    locked_asset: str = ""
-    locked: Decimal = _ZERO
-
-    def status(self) -> OrderStatus:
-        return OrderStatus(
-            client_order_id=self.cmd.client_order_id,
-            venue_order_id=self.venue_order_id,
-            symbol=self.cmd.symbol,
-            side=self.cmd.side,
-            qty=self.cmd.qty,
-            filled_qty=self.filled_qty,
-            avg_price=self.avg_price,
-            state=self.state,
-        )
-
-
-@dataclass(slots=True)
-class _Position:
-    """A one-way perp position kept as a cost basis (``qty × entry``), so that unrealised PnL
-    (``qty × mark − cost``) and realised PnL stay exact through weighted-average increases."""
-
-    qty: Decimal = _ZERO
-    cost: Decimal = _ZERO
-    mark: Decimal = _ZERO
-
-    @property
-    def entry(self) -> Decimal:
-        return self.cost / self.qty if self.qty else _ZERO
-
-    @property
-    def unrealized(self) -> Decimal:
-        return self.qty * self.mark - self.cost if self.qty else _ZERO
-
-    def trade(self, signed_qty: Decimal, price: Decimal) -> Decimal:
-        """Apply a fill; return the realised PnL (non-zero only when it reduced or flipped).
-
-        Increase: weighted entry. Reduce: entry kept (the cost basis of the rest rounded to 12
-        decimal places, so wallet amounts keep few digits and stay exact). Close or flip: the old
-        position is realised in full and the remainder opens at ``price``."""
-        old, cost = self.qty, self.cost
-        new = old + signed_qty
-        if old == 0 or (old > 0) == (signed_qty > 0):
-            new_cost = cost + signed_qty * price
-        elif new == 0 or (new > 0) != (old > 0):
-            new_cost = new * price
-        else:
-            new_cost = (cost * new / old).quantize(_COST_QUANTUM)
-        self.qty, self.cost = new, new_cost
-        return new_cost - cost - signed_qty * price
 
 
 class InMemoryVenue(Venue):
@@ -153,8 +96,8 @@ class InMemoryVenue(Venue):
         self._free |= {("futures", a): v for a, v in (futures_balances or {}).items()}
         self._locked: dict[_Key, Decimal] = {}
         self._prices: dict[str, Decimal] = dict(prices or {})
-        self._orders: dict[str, _Order] = {}
-        self._positions: dict[str, _Position] = {}
+        self._orders: dict[str, SimOrder] = {}
+        self._positions: dict[str, Position] = {}
         self._trades = 0
         self._lock = asyncio.Lock()
 
@@ -203,7 +146,7 @@ class InMemoryVenue(Venue):
         """Cancel a resting order. Unknown or finished orders are left alone (no event)."""
         async with self._lock:
             known = self._orders.get(order.client_order_id)
-            if known is None or known.cmd.symbol != order.symbol or known.state != "open":
+            if known is None or known.cmd.symbol != order.symbol or not known.is_open:
                 return
             before = self._balances()
             self._unlock(known)
@@ -222,9 +165,7 @@ class InMemoryVenue(Venue):
         return order.status()
 
     async def open_orders(self) -> Sequence[OrderStatus]:
-        return [
-            o.status() for o in self._orders.values() if o.state in ("open", "partially_filled")
-        ]
+        return [o.status() for o in self._orders.values() if o.is_open]
 
     async def account(self) -> Sequence[Message]:
         now = self.clock.now_ns()
@@ -247,19 +188,9 @@ class InMemoryVenue(Venue):
 
     def _place(self, cmd: SubmitOrder) -> list[Message]:
         now = self.clock.now_ns()
-        order = _Order(cmd, f"m{len(self._orders) + 1}")
+        order = SimOrder(cmd, now, now, venue_order_id=f"m{len(self._orders) + 1}")
         self._orders[cmd.client_order_id] = order
-        submitted = OrderSubmitted(
-            ts_event=now,
-            ts_init=now,
-            client_order_id=cmd.client_order_id,
-            intent_id=cmd.intent_id,
-            symbol=cmd.symbol,
-            side=cmd.side,
-            order_type=cmd.order_type,
-            qty=cmd.qty,
-            price=cmd.price,
-        )
+        submitted = order_submitted(cmd, now)
         problem = self._refusal(cmd)
         if problem is not None:
             order.state = "rejected"
@@ -267,7 +198,7 @@ class InMemoryVenue(Venue):
         accepted = OrderAccepted(now, now, cmd.client_order_id, order.venue_order_id, cmd.symbol)
         return [submitted, accepted, *self._work(order)]
 
-    def _work(self, order: _Order) -> list[Message]:
+    def _work(self, order: SimOrder) -> list[Message]:
         """Fill an accepted order at once if it can, else rest it (or cancel an IOC/FOK)."""
         cmd = order.cmd
         price = self._prices.get(cmd.symbol)
@@ -289,7 +220,7 @@ class InMemoryVenue(Venue):
             return f"unknown symbol {cmd.symbol}"
         price = self._prices.get(cmd.symbol)
         return (
-            _shape_problem(cmd, inst, price)
+            shape_problem(cmd, inst, price)
             or _post_only_problem(cmd, price)
             or self._reduce_only_problem(cmd, inst)
             or self._funds_problem(cmd, inst, price)
@@ -299,7 +230,7 @@ class InMemoryVenue(Venue):
         if not cmd.reduce_only:
             return None
         if inst.is_perp:
-            held = self._positions.get(cmd.symbol, _Position()).qty
+            held = self._positions.get(cmd.symbol, Position()).qty
         else:
             held = self._free.get(("spot", inst.base), _ZERO)
         reducing = (held > 0 and cmd.side == "sell") or (held < 0 and cmd.side == "buy")
@@ -322,12 +253,12 @@ class InMemoryVenue(Venue):
     def _quote_needed(self, cmd: SubmitOrder, inst: Instrument, price: Decimal | None) -> Decimal:
         taker = cmd.order_type == "market" or (price is not None and _crosses(cmd, price))
         at = price if taker or cmd.price is None else cmd.price
-        assert at is not None  # _shape_problem refused orders without any price
+        assert at is not None  # shape_problem refused orders without any price
         return cmd.qty * at * (_ONE + (inst.taker_fee if taker else inst.maker_fee))
 
     # ------------------------------------------------------------------ executing
 
-    def _execute(self, order: _Order, price: Decimal, liquidity: Liquidity) -> list[Message]:
+    def _execute(self, order: SimOrder, price: Decimal, liquidity: Liquidity) -> list[Message]:
         """Fill the rest of ``order`` at ``price``: settle the wallet and report it."""
         cmd = order.cmd
         inst = self._instruments[cmd.symbol]
@@ -335,16 +266,19 @@ class InMemoryVenue(Venue):
         fee = qty * price * (inst.maker_fee if liquidity == "maker" else inst.taker_fee)
         before = self._balances()
         self._unlock(order)
+        signed = qty if cmd.side == "buy" else -qty
         if inst.is_perp:
-            self._settle_perp(inst, cmd, qty, price, fee)
+            position = self._positions.setdefault(cmd.symbol, Position())
+            self._add(("futures", inst.quote), position.trade(signed, price) - fee)
         else:
-            self._settle_spot(inst, cmd, qty, price, fee)
+            self._add(("spot", inst.base), signed)
+            self._add(("spot", inst.quote), -signed * price - fee)
         order.filled_qty, order.avg_price, order.state = cmd.qty, price, "filled"
         filled = self._fill_event(order, qty, price, fee, liquidity)
         return [filled, *self._balance_updates(before)]
 
     def _fill_event(
-        self, order: _Order, qty: Decimal, price: Decimal, fee: Decimal, liquidity: Liquidity
+        self, order: SimOrder, qty: Decimal, price: Decimal, fee: Decimal, liquidity: Liquidity
     ) -> OrderFilled:
         self._trades += 1
         now = self.clock.now_ns()
@@ -363,21 +297,7 @@ class InMemoryVenue(Venue):
             liquidity=liquidity,
         )
 
-    def _settle_spot(
-        self, inst: Instrument, cmd: SubmitOrder, qty: Decimal, price: Decimal, fee: Decimal
-    ) -> None:
-        sign = 1 if cmd.side == "buy" else -1
-        self._add(("spot", inst.base), sign * qty)
-        self._add(("spot", inst.quote), -sign * qty * price - fee)
-
-    def _settle_perp(
-        self, inst: Instrument, cmd: SubmitOrder, qty: Decimal, price: Decimal, fee: Decimal
-    ) -> None:
-        position = self._positions.setdefault(cmd.symbol, _Position(mark=price))
-        realised = position.trade(qty if cmd.side == "buy" else -qty, price)
-        self._add(("futures", inst.quote), realised - fee)
-
-    def _lock_funds(self, order: _Order) -> None:
+    def _lock_funds(self, order: SimOrder) -> None:
         cmd = order.cmd
         inst = self._instruments[cmd.symbol]
         if inst.is_perp or cmd.price is None:
@@ -391,10 +311,9 @@ class InMemoryVenue(Venue):
         self._locked[key] = self._locked.get(key, _ZERO) + amount
         order.locked_asset, order.locked = asset, amount
 
-    def _unlock(self, order: _Order) -> None:
+    def _unlock(self, order: SimOrder) -> None:
         if order.locked:
-            asset = order.locked_asset
-            key: _Key = ("spot", asset)
+            key: _Key = ("spot", order.locked_asset)
             self._locked[key] -= order.locked
             self._add(key, order.locked)
             order.locked = _ZERO
@@ -420,16 +339,16 @@ class InMemoryVenue(Venue):
 
     def _position_update(self, symbol: str) -> list[Message]:
         position = self._positions.get(symbol)
-        price = self._prices.get(symbol)
-        if position is None or price is None:
+        if position is None or symbol not in self._prices:
             return []
-        position.mark = price
         return [self._position_event(self.clock.now_ns(), symbol, position)]
 
-    def _position_event(self, now: int, symbol: str, pos: _Position) -> PositionUpdated:
-        margin = abs(pos.qty) * pos.mark / self.perp_leverage
+    def _position_event(self, now: int, symbol: str, pos: Position) -> PositionUpdated:
+        mark = self._prices[symbol]
+        margin = abs(pos.qty) * mark / self.perp_leverage
+        unrealized = pos.unrealized(mark) if pos.qty else _ZERO
         return PositionUpdated(
-            now, now, symbol, pos.qty, pos.entry, pos.mark, pos.unrealized, margin, None
+            now, now, symbol, pos.qty, pos.entry_price, mark, unrealized, margin, None
         )
 
     async def _emit_all(self, events: Sequence[Message]) -> None:
@@ -437,8 +356,8 @@ class InMemoryVenue(Venue):
             await self.emit(event)
 
 
-def _rests_on(order: _Order, symbol: str) -> bool:
-    return order.state == "open" and order.cmd.symbol == symbol
+def _rests_on(order: SimOrder, symbol: str) -> bool:
+    return order.is_open and order.cmd.symbol == symbol
 
 
 def _crosses(cmd: SubmitOrder, price: Decimal) -> bool:
@@ -446,21 +365,6 @@ def _crosses(cmd: SubmitOrder, price: Decimal) -> bool:
     if cmd.price is None:
         return False
     return price <= cmd.price if cmd.side == "buy" else price >= cmd.price
-
-
-def _shape_problem(cmd: SubmitOrder, inst: Instrument, price: Decimal | None) -> str | None:
-    if cmd.order_type == "limit":
-        if cmd.price is None:
-            return "limit order without a price"
-        return inst.violation(cmd.qty, cmd.price)
-    problem = inst.violation(cmd.qty, None)
-    if problem is not None:
-        return problem
-    if price is None:
-        return f"no price for {cmd.symbol}"
-    if cmd.qty * price < inst.min_notional:
-        return f"notional {cmd.qty * price} is below minimum notional {inst.min_notional}"
-    return None
 
 
 def _post_only_problem(cmd: SubmitOrder, price: Decimal | None) -> str | None:
