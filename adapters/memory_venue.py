@@ -55,7 +55,8 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
 )
 from ballast.engine.kernel.instruments import Instrument
-from ballast.engine.trading.venue import OrderState, OrderStatus, Venue, VenueError
+from ballast.engine.kernel.order_state import VenueOrderState
+from ballast.engine.trading.venue import OrderStatus, Venue, VenueError
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
@@ -68,7 +69,7 @@ _Balances = dict[_Key, tuple[Decimal, Decimal]]
 class _Order:
     cmd: SubmitOrder
     venue_order_id: str
-    state: OrderState = "open"
+    state: VenueOrderState = "open"
     filled_qty: Decimal = _ZERO
     avg_price: Decimal | None = None
     locked_asset: str = ""
