@@ -232,6 +232,16 @@ def test_a_reported_open_order_unknown_to_the_book_is_adopted_under_its_intent()
     assert (order.state, order.intent_id, order.venue_order_id) == ("open", "d1-0", "v1")
 
 
+def test_an_order_no_intent_explains_is_tracked_but_not_in_flight() -> None:
+    book = book_with(report("open", coid="manual-1"), report("open"))
+
+    assert [o.client_order_id for o in book.live()] == ["manual-1", COID]
+    assert [o.client_order_id for o in book.in_flight()] == [COID]
+    assert book.busy_assets() == {"BTC"}
+    book.apply(canceled())
+    assert book.busy_assets() == set()
+
+
 def test_a_report_moves_a_known_order_to_the_venues_state_but_adds_no_quantity() -> None:
     book = book_with(submit(), report("partially_filled", filled="0.3"))
 

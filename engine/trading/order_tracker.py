@@ -201,9 +201,15 @@ class OrderTracker:
         """Every order sent and still live (the ones to look up at the venue)."""
         return [order for order in self.live() if order.working]
 
+    def in_flight(self) -> list[TrackedOrder]:
+        """The live orders of the engine's own intents, in the order first heard of. An order
+        found at the venue that no intent of this engine explains (placed by hand, or by another
+        program) is tracked, but not in flight."""
+        return [self._orders[key] for key in self._live if key[0] == "intent"]
+
     def busy_assets(self) -> set[str]:
-        """The assets with an order that may still trade."""
-        return {self._orders[key].asset for key in self._live}
+        """The assets with an order in flight: not to be planned again until it ends."""
+        return {order.asset for order in self.in_flight()}
 
     def orders(self) -> list[TrackedOrder]:
         return list(self._orders.values())

@@ -338,19 +338,19 @@ class Rebalancer(Actor):
 
     def _drop_cooling(self, plan: Plan, now: int) -> None:
         """Keep no intent for an asset in cooldown or with orders still in flight."""
-        for order in self.orders.live():
+        for order in self.orders.in_flight():
             if now - order.since_ns <= self.in_flight_timeout_ns:
                 continue
-            name = order.intent_id or order.client_order_id
+            intent_id = order.intent_id
             if order.working:
                 waited = (now - order.since_ns) // NS_PER_SECOND
                 plan.notes.append(
-                    f"{order.asset}: the order of {name} is unanswered after {waited} s; "
+                    f"{order.asset}: the order of {intent_id} is unanswered after {waited} s; "
                     "not planned again until the venue reports it"
                 )
             else:
-                self.orders.abandon(order.intent_id, "never sent")
-                plan.notes.append(f"{order.asset}: {name} was never sent, not waited for")
+                self.orders.abandon(intent_id, "never sent")
+                plan.notes.append(f"{order.asset}: {intent_id} was never sent, not waited for")
         cooling = {a for a, until in self._cooling.items() if until > now}
         busy = self._busy_assets()
         kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]
