@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from ballast.engine.kernel.events import (
     MarkPriceUpdated,
     Message,
     OrderFilled,
+    OrderStatusReported,
     PortfolioSnapshot,
     PositionUpdated,
 )
@@ -163,6 +165,37 @@ async def test_margin_usage_above_its_limit_asks_to_reduce_the_perps(
     assert (request.measure, request.limit, request.target) == (D("0.4"), D("0.3"), D("0.27"))
     # to 0.27 × 10,000 = 2,700 of initial margin: 27,000 of notional, so 13,000 comes off
     assert request.notional == D(13_000)
+
+
+@pytest.mark.parametrize(("client_order_id", "asked"), [("bl-0ld5e551-d7-0", 0), ("manual-1", 1)])
+async def test_no_deleveraging_is_asked_for_an_asset_whose_own_order_was_found_open(
+    sim_clock: SimulatedClock, client_order_id: str, asked: int
+) -> None:
+    """After a restart the engine's own order for BTC is still open at the venue: it may be the
+    very reduction, so none is asked for on top until it ends. A hand-placed order is no reason
+    to wait."""
+    risk = RiskConfig(max_asset_weight=D(10), max_net_leverage=D(10), max_margin_usage=D("0.3"))
+    desk = Desk(Bus(sim_clock), sim_clock, risk)
+    book = snapshot(
+        D(10_000),
+        {"BTC": (D(0), D(40_000), D(1), D(40_000)), "ETH": (D(20), D(3_000), D(0), D(3_000))},
+    )
+    found = OrderStatusReported(
+        START_NS,
+        START_NS,
+        client_order_id,
+        "v9",
+        "BTC/USDT:USDT",
+        "sell",
+        D("0.3"),
+        D(0),
+        None,
+        "open",
+    )
+    async with desk.risk:
+        desk.bus.publish(found)
+        desk.given(book)
+    assert len(desk.of(DeleverageRequired)) == asked
 
 
 # ------------------------------------------------------------------ property: == exchange

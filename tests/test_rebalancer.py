@@ -345,6 +345,27 @@ def test_a_sent_order_that_goes_unanswered_is_never_replaced_by_a_second_one(
     assert len(rec.of(RebalanceDecided)) == 2
 
 
+@pytest.mark.parametrize(("client_order_id", "planned"), [("bl-0ld5e551-d7-0", 0), ("manual-1", 1)])
+def test_an_own_order_found_open_at_the_venue_on_start_keeps_its_asset_busy(
+    sim_clock: SimulatedClock, client_order_id: str, planned: int
+) -> None:
+    """A restart finds one of the engine's own orders (its id derives from an intent id) still
+    open: planning the asset again could stack a second order on it. An order placed by hand is
+    not the engine's to wait for."""
+    from ballast.engine.kernel.events import OrderStatusReported
+
+    bus, rebalancer, rec = make(sim_clock)
+    rebalancer.cooldown_ns = 0
+    found = OrderStatusReported(
+        START_NS, START_NS, client_order_id, "v-9", "BTC/USDT", "sell", D("0.1"), D(0), None, "open"
+    )
+    bus.publish(found)
+
+    bus.publish(book("52000").snapshot(START_NS))
+
+    assert len(rec.of(RebalanceDecided)) == planned
+
+
 def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeout(
     sim_clock: SimulatedClock,
 ) -> None:

@@ -34,7 +34,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal, JournalReader
 from ballast.engine.kernel.redaction import register_secret
-from ballast.engine.trading.order_book import is_valid_client_order_id
+from ballast.engine.trading.order_tracker import is_valid_client_order_id
 from ballast.engine.trading.router import OrderRouter
 from tests.conftest import START_NS
 from tests.support.memory_venue import InMemoryVenue
@@ -176,7 +176,7 @@ async def test_the_command_carries_the_intent(world: World) -> None:
 async def test_the_order_is_tracked_through_to_filled(world: World) -> None:
     await world.approve(intent("d1-0"))
 
-    order = world.router.book.for_intent("d1-0")
+    order = world.router.orders.for_intent("d1-0")
     assert order is not None
     assert (order.state, order.filled_qty, order.avg_price) == ("filled", Decimal("0.1"), PRICE)
     assert [type(m) for m in world.seen if not isinstance(m, SubmitOrder)][:4] == [
@@ -206,9 +206,9 @@ async def test_an_intent_approved_again_while_its_order_rests_is_not_resent(
     await world.approve(resting)
 
     assert len(world.of(SubmitOrder)) == 1
-    live = world.router.book.live_for_intent("d1-0")
+    live = world.router.orders.live_for_intent("d1-0")
     assert live is not None
-    assert live.state == "accepted"
+    assert live.state == "open"
 
 
 async def test_two_intents_make_two_orders(world: World) -> None:
@@ -237,7 +237,7 @@ async def test_timeout_after_the_venue_got_the_order_is_looked_up_not_resent(
     assert len(world.venue.received) == 1
     assert len(world.venue.orders()) == 1
     assert world.of(OrderRejected) == []
-    order = world.router.book.for_intent("d1-0")
+    order = world.router.orders.for_intent("d1-0")
     assert order is not None
     assert order.state == "filled"
 
@@ -254,7 +254,7 @@ async def test_timeout_before_the_venue_got_the_order_resends_the_same_id(
     assert [c.client_order_id for c in world.venue.received] == ["bl-d1-0"]
     assert [o.client_order_id for o in world.venue.orders()] == ["bl-d1-0"]
     assert len(world.of(SubmitOrder)) == 1  # the resend is not a new command
-    order = world.router.book.for_intent("d1-0")
+    order = world.router.orders.for_intent("d1-0")
     assert order is not None
     assert order.state == "filled"
 
@@ -284,7 +284,7 @@ async def test_permanent_failure_is_rejected_after_max_attempts(journal: Journal
     assert rejected.client_order_id == "bl-d1-0"
     assert rejected.reason.startswith("transport: no answer after 3 attempts")
     assert world.venue.orders() == []
-    order = world.router.book.for_intent("d1-0")
+    order = world.router.orders.for_intent("d1-0")
     assert order is not None
     assert order.state == "rejected"
 
@@ -331,7 +331,7 @@ async def test_after_a_restart_a_live_order_is_adopted_not_resubmitted(
         assert (report.client_order_id, report.state) == ("bl-d1-0", "open")
         assert second.of(SubmitOrder) == []
         assert len(venue.received) == 1
-        live = second.router.book.live_for_intent("d1-0")
+        live = second.router.orders.live_for_intent("d1-0")
         assert live is not None
         assert live.venue_order_id == venue.orders()[0].venue_order_id
 
@@ -344,7 +344,7 @@ async def test_an_adopted_order_is_tracked_to_its_fill(tmp_path: Path, journal: 
         async with second.router:
             await venue.set_price(SPOT, Decimal(48_000))
 
-        order = second.router.book.for_intent("d1-0")
+        order = second.router.orders.for_intent("d1-0")
         assert order is not None
         assert (order.state, order.avg_price) == ("filled", Decimal(49_000))
 
@@ -373,7 +373,7 @@ async def test_lifecycle_is_tracked_through_partial_fills(world: World) -> None:
                 liquidity="maker",
             )
         )
-        order = world.router.book.for_intent("d1-0")
+        order = world.router.orders.for_intent("d1-0")
         assert order is not None
         states.append((order.state, order.filled_qty))
 
@@ -382,7 +382,7 @@ async def test_lifecycle_is_tracked_through_partial_fills(world: World) -> None:
         ("partially_filled", Decimal("0.5")),
         ("filled", Decimal(1)),
     ]
-    order = world.router.book.for_intent("d1-0")
+    order = world.router.orders.for_intent("d1-0")
     assert order is not None
     assert order.avg_price == Decimal("39750")
 

@@ -17,7 +17,8 @@ from decimal import Decimal
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import OrderSubmitted
 from ballast.engine.kernel.instruments import Instrument
-from ballast.engine.trading.venue import OrderState, OrderStatus
+from ballast.engine.kernel.order_state import VenueOrderState
+from ballast.engine.trading.venue import OrderStatus
 
 _ZERO = Decimal(0)
 
@@ -28,7 +29,7 @@ class SimOrder:
     submitted_ns: int
     live_ns: int
     venue_order_id: str = ""
-    state: OrderState = "open"
+    state: VenueOrderState = "open"
     filled_qty: Decimal = _ZERO
     avg_price: Decimal | None = None
     locked_asset: str = ""

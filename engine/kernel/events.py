@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.kernel.order_state import ReportedOrderState
 
 Stream = Literal["market", "account", "order", "decision", "system", "command"]
 Role = Literal["input", "output", "meta"]
@@ -206,7 +207,7 @@ class OrderStatusReported(OrderEvent, frozen=True, tag=True, array_like=True):
     qty: Decimal
     filled_qty: Decimal
     avg_price: Decimal | None
-    state: str
+    state: ReportedOrderState
 
 
 class OrderFilled(OrderEvent, frozen=True, tag=True, array_like=True):

@@ -3,11 +3,13 @@ asset against its band under the current risk budget, and publishes one Rebalanc
 decision, carrying its inputs (weights, targets, bands, regime), its reasoning (instrument choices,
 costs, floors, skips) and the exact intents. The risk actor approves, cuts or vetoes each intent.
 
-An asset with orders still in flight (decided, not yet vetoed, rejected, canceled or completely
-filled, where "completely" means the quantity the risk actor approved and the router sent, so a cut
-order completes on its fill) is not planned again: planning on a portfolio that has not seen its
-own fills yet would stack orders. An intent that was never sent (no ``SubmitOrder`` for it: the
-risk actor or the router dropped it without a word) expires after ``in_flight_timeout_s``; one
+An asset with orders still in flight (live in its
+:class:`~ballast.engine.trading.order_tracker.OrderTracker`: planned, not yet vetoed, rejected,
+canceled or completely filled, where "completely" means the quantity the risk actor approved and
+the router sent, so a cut order completes on its fill) is not planned again: planning on a
+portfolio that has not seen its own fills yet would stack orders. An intent that was never sent
+(no ``SubmitOrder`` for it: the risk actor or the router dropped it without a word) is abandoned
+after ``in_flight_timeout_s``; one
 whose order was sent never expires by time, since planning the asset again while that order may
 still be live at the venue could double it: it waits for a fill, a cancel, a reject or the router's
 status report.
@@ -25,7 +27,6 @@ A per-asset cooldown (event time) prevents churn while orders fill and prices se
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -41,10 +42,13 @@ from ballast.engine.kernel.events import (
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
+    Message,
+    OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
     OrderStatusReported,
+    OrderSubmitted,
     OrderVetoed,
     PortfolioSnapshot,
     PositionUpdated,
@@ -55,6 +59,7 @@ from ballast.engine.kernel.instruments import Instrument, base_of
 from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext
 from ballast.engine.strategy.guard import GuardedStrategy
 from ballast.engine.strategy.registry import load_strategy, strategy_params
+from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.planner import (
     BudgetView,
     Mode,
@@ -68,14 +73,6 @@ from ballast.engine.trading.planner import (
 )
 
 _HUNDRED = Decimal(100)
-
-
-@dataclass
-class _InFlight:
-    asset: str
-    qty: Decimal
-    since_ns: int
-    filled: Decimal = Decimal(0)
 
 
 class Rebalancer(Actor):
@@ -117,14 +114,12 @@ class Rebalancer(Actor):
         self.kill_switch = False
         self.decisions = 0
         self._cooling: dict[str, int] = {}
-        self._in_flight: dict[str, _InFlight] = {}  # by intent id
-        self._intent_of: dict[str, str] = {}  # client order id → intent id
+        self.orders = OrderTracker()  # its decisions' orders, from planned to done
         self.in_flight_timeout_ns = 300 * NS_PER_SECOND
         self._failure_published = False
         self.margin_buffer = margin_buffer
         self.default_leverage = perp_leverage
         self.leverage: dict[str, Decimal] = {}  # asset → leverage learnt from position reports
-        self._sent: dict[str, tuple[str, str, Decimal]] = {}  # client order id → symbol, side, qty
         self._resolved: Mapping[str, Any] = {}  # the strategy's last resolved targets
         self._refused: dict[str, tuple[str, str, Decimal]] = {}  # asset → order refused for funds
         self.subscribe(InstrumentsLoaded, self.on_instruments)
@@ -136,12 +131,14 @@ class Rebalancer(Actor):
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
         self.subscribe(DeleverageRequired, self.on_deleverage_required)
         self.subscribe(OrderVetoed, self.on_vetoed)
-        self.subscribe(IntentApproved, self.on_approved)
-        self.subscribe(SubmitOrder, self.on_submit)
-        self.subscribe(OrderFilled, self.on_fill)
+        self.subscribe(IntentApproved, self.on_order_message)
+        self.subscribe(SubmitOrder, self.on_order_message)
+        self.subscribe(OrderSubmitted, self.on_order_message)
+        self.subscribe(OrderAccepted, self.on_order_message)
+        self.subscribe(OrderFilled, self.on_order_message)
         self.subscribe(OrderCanceled, self.on_order_done)
         self.subscribe(OrderRejected, self.on_order_done)
-        self.subscribe(OrderStatusReported, self.on_status)
+        self.subscribe(OrderStatusReported, self.on_order_message)
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Rebalancer:
@@ -256,50 +253,25 @@ class Rebalancer(Actor):
         """A vetoed trade did not happen: retry it after ``retry_vetoed_s`` rather than after the
         full cooldown (a stale mark is often fixed a second later; a persistent limit is not
         retried on every snapshot)."""
-        self._in_flight.pop(event.intent_id, None)
+        self.orders.apply(event)
         asset = base_of(event.symbol)
         retry = event.ts_event + self.retry_vetoed_ns
         if self._cooling.get(asset, 0) > retry:
             self._cooling[asset] = retry
 
-    def on_approved(self, event: IntentApproved) -> None:
-        """The risk actor may have cut the intent: its fill completes on the approved quantity."""
-        pending = self._in_flight.get(event.intent.intent_id)
-        if pending is not None:
-            pending.qty = event.intent.qty
-
-    def on_submit(self, command: SubmitOrder) -> None:
-        self._intent_of[command.client_order_id] = command.intent_id
-        self._sent[command.client_order_id] = (command.symbol, command.side, command.qty)
-        pending = self._in_flight.get(command.intent_id)
-        if pending is not None:
-            pending.qty = command.qty  # what was sent is what completes the intent
-
-    def on_fill(self, fill: OrderFilled) -> None:
-        pending = self._in_flight.get(self._intent_of.get(fill.client_order_id, ""))
-        if pending is not None:
-            pending.filled += fill.qty
-            if pending.filled >= pending.qty:
-                self._forget(fill.client_order_id)
+    def on_order_message(self, message: Message) -> None:
+        """Follow its orders: the approved (maybe cut) and then the sent quantity is the one
+        whose fills complete an order."""
+        self.orders.apply(message)
 
     def on_order_done(self, event: OrderCanceled | OrderRejected) -> None:
-        sent = self._sent.get(event.client_order_id)
-        if isinstance(event, OrderRejected) and sent is not None and _for_funds(event.reason):
+        order = self.orders.get(event.client_order_id)
+        refused = isinstance(event, OrderRejected) and _for_funds(event.reason)
+        if refused and order is not None and order.working:
             # Re-plan at the next check with fresh account figures, never the same order again.
-            asset = base_of(sent[0])
-            self._refused[asset] = sent
-            self._cooling[asset] = min(self._cooling.get(asset, 0), event.ts_event)
-        self._forget(event.client_order_id)
-
-    def on_status(self, event: OrderStatusReported) -> None:
-        if event.state in ("filled", "canceled", "rejected"):
-            self._forget(event.client_order_id)
-
-    def _forget(self, client_order_id: str) -> None:
-        self._sent.pop(client_order_id, None)
-        intent_id = self._intent_of.pop(client_order_id, None)
-        if intent_id is not None:
-            self._in_flight.pop(intent_id, None)
+            self._refused[order.asset] = (order.symbol, order.side, order.qty)
+            self._cooling[order.asset] = min(self._cooling.get(order.asset, 0), event.ts_event)
+        self.orders.apply(event)
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self.snapshot = snapshot
@@ -361,23 +333,23 @@ class Rebalancer(Actor):
 
     def _busy_assets(self) -> set[str]:
         """Assets with an intent or order still in flight: never planned again until it ends."""
-        return {p.asset for p in self._in_flight.values()}
+        return self.orders.busy_assets()
 
     def _drop_cooling(self, plan: Plan, now: int) -> None:
         """Keep no intent for an asset in cooldown or with orders still in flight."""
-        sent = set(self._intent_of.values())
-        for intent_id, pending in list(self._in_flight.items()):
-            if now - pending.since_ns <= self.in_flight_timeout_ns:
+        for order in self.orders.in_flight():
+            if now - order.since_ns <= self.in_flight_timeout_ns:
                 continue
-            if intent_id in sent:
-                waited = (now - pending.since_ns) // NS_PER_SECOND
+            intent_id = order.intent_id
+            if order.working:
+                waited = (now - order.since_ns) // NS_PER_SECOND
                 plan.notes.append(
-                    f"{pending.asset}: the order of {intent_id} is unanswered after {waited} s; "
+                    f"{order.asset}: the order of {intent_id} is unanswered after {waited} s; "
                     "not planned again until the venue reports it"
                 )
             else:
-                del self._in_flight[intent_id]
-                plan.notes.append(f"{pending.asset}: {intent_id} was never sent, not waited for")
+                self.orders.abandon(intent_id, "never sent")
+                plan.notes.append(f"{order.asset}: {intent_id} was never sent, not waited for")
         cooling = {a for a, until in self._cooling.items() if until > now}
         busy = self._busy_assets()
         kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]
@@ -412,23 +384,20 @@ class Rebalancer(Actor):
             return
         for intent in plan.intents:
             self._cooling[base_of(intent.symbol)] = ts_event + self.cooldown_ns
-            self._in_flight[intent.intent_id] = _InFlight(
-                base_of(intent.symbol), intent.qty, ts_event
-            )
         reasoning = "; ".join([*(n for n in [note] if n), *plan.notes])
-        self.publish(
-            RebalanceDecided(
-                ts_event=ts_event,
-                ts_init=self.now(),
-                decision_id=self._decision_id(self.decisions),
-                trigger=trigger,
-                mode=self.mode,
-                regime=self.budget.regime,
-                reasoning=reasoning,
-                assets=tuple(plan.assets),
-                intents=tuple(plan.intents),
-            )
+        decision = RebalanceDecided(
+            ts_event=ts_event,
+            ts_init=self.now(),
+            decision_id=self._decision_id(self.decisions),
+            trigger=trigger,
+            mode=self.mode,
+            regime=self.budget.regime,
+            reasoning=reasoning,
+            assets=tuple(plan.assets),
+            intents=tuple(plan.intents),
         )
+        self.orders.apply(decision)  # its intents are in flight before anyone answers them
+        self.publish(decision)
 
     def _publish_strategy_failure(self) -> None:
         if self._failure_published:

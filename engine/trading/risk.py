@@ -5,9 +5,10 @@ Consumes: InstrumentsLoaded (exchange filters); QuoteTick (mid), Bar (close) and
 (mark) as the latest price per symbol with its ``ts_event``, the ``risk.regime_asset`` spot price
 also feeding the volatility estimator (market data only as accepted by the bus's market gate:
 a rejected price never reaches the estimator or the pre-trade check); PortfolioSnapshot (latest;
-drawdown and liquidation distance); RebalanceDecided (each intent checked in order); SubmitOrder /
-OrderSubmitted (client order id → intent id), OrderFilled / OrderCanceled / OrderRejected /
-OrderStatusReported (in-flight exposure and daily turnover);
+drawdown and liquidation distance); RebalanceDecided (each intent checked in order); SubmitOrder,
+OrderSubmitted, OrderAccepted, OrderFilled, OrderCanceled, OrderRejected, OrderStatusReported (the
+orders of the intents it approved, followed in its own
+:class:`~ballast.engine.trading.order_tracker.OrderTracker`: in-flight exposure; daily turnover);
 KillSwitchTriggered / KillSwitchReset (operator); its own TimerFired (staleness and calendar).
 
 Publishes: RiskBudgetChanged (on start with reason "start", then whenever the regime changes),
@@ -44,7 +45,6 @@ per UTC day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
@@ -65,6 +65,8 @@ from ballast.engine.kernel.events import (
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
+    Message,
+    OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderIntent,
@@ -82,6 +84,7 @@ from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.deleverage import deleverage_requests
 from ballast.engine.trading.margin import MarginTable, default_margin_table
 from ballast.engine.trading.measures import Book, Liquidation
+from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.pretrade import Approved, Verdict, check
 from ballast.engine.trading.regime import (
     DEFAULT_WARMUP,
@@ -93,24 +96,9 @@ from ballast.engine.trading.regime import (
 DAY_NS: Final = 86_400 * NS_PER_SECOND
 _ZERO: Final = Decimal(0)
 _TWO: Final = Decimal(2)
-_TERMINAL: Final = frozenset({"filled", "canceled", "rejected"})
 MONEY_STATE_OWNERS: Final = frozenset({"Portfolio", "RiskManager", "OrderRouter"})
 """Actors whose state is money (the book, the risk state, the orders): a failed handler of one
 of them leaves that state unknown, so the kill switch trips (reason ``handler_failed``)."""
-
-
-@dataclass
-class _Pending:
-    """An approved intent not yet (fully) filled."""
-
-    symbol: str
-    sign: Decimal
-    remaining: Decimal
-    price: Decimal
-
-    @property
-    def notional(self) -> Decimal:
-        return self.sign * self.remaining * self.price
 
 
 class RiskManager(Actor):
@@ -148,8 +136,9 @@ class RiskManager(Actor):
         self.snapshot: PortfolioSnapshot | None = None
         self.kill_switch: str | None = None
         self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
-        self._pending: dict[str, _Pending] = {}
-        self._order_intent: dict[str, str] = {}
+        self.orders = OrderTracker()  # the orders of the intents it approved
+        self._valued_at: dict[str, Decimal] = {}
+        """intent id → the price its order's in-flight exposure is valued at (live ones)."""
         self._turnover_day = -1
         self._turnover = _ZERO
         self._stale: set[str] = set()
@@ -168,12 +157,13 @@ class RiskManager(Actor):
         self.subscribe(MarkPriceUpdated, self.on_mark_price)
         self.subscribe(PortfolioSnapshot, self.on_snapshot)
         self.subscribe(RebalanceDecided, self.on_decided)
-        self.subscribe(SubmitOrder, self.on_submitted)
-        self.subscribe(OrderSubmitted, self.on_submitted)
+        self.subscribe(SubmitOrder, self.on_order_message)
+        self.subscribe(OrderSubmitted, self.on_order_message)
+        self.subscribe(OrderAccepted, self.on_order_message)
         self.subscribe(OrderFilled, self.on_filled)
-        self.subscribe(OrderCanceled, self.on_order_closed)
-        self.subscribe(OrderRejected, self.on_order_closed)
-        self.subscribe(OrderStatusReported, self.on_status)
+        self.subscribe(OrderCanceled, self.on_order_message)
+        self.subscribe(OrderRejected, self.on_order_message)
+        self.subscribe(OrderStatusReported, self.on_order_message)
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
         self.subscribe(HandlerFailed, self.on_handler_failed)
@@ -188,10 +178,16 @@ class RiskManager(Actor):
     # ------------------------------------------------------------------ state views
 
     def in_flight(self) -> dict[str, Decimal]:
-        """Signed notional (buy > 0) of approved intents not yet filled, by symbol."""
+        """Signed notional (buy > 0) of approved intents not yet filled, by symbol: the
+        unfilled quantity of each live order at the price it was approved at."""
         out: dict[str, Decimal] = {}
-        for pending in self._pending.values():
-            out[pending.symbol] = out.get(pending.symbol, _ZERO) + pending.notional
+        for order in self.orders.live():
+            price = self._valued_at.get(order.intent_id)
+            if price is None:
+                continue  # not approved here (an order found at the venue)
+            sign = Decimal(1) if order.side == "buy" else Decimal(-1)
+            notional = sign * (order.qty - order.filled_qty) * price
+            out[order.symbol] = out.get(order.symbol, _ZERO) + notional
         return out
 
     def book(self) -> Book | None:
@@ -355,7 +351,7 @@ class RiskManager(Actor):
         book = self.book()
         if book is None or book.nav() <= 0:
             return
-        busy = {base_of(p.symbol) for p in self._pending.values()}
+        busy = self.orders.busy_assets()
         requests = deleverage_requests(book, self.risk, self.budget.max_net_leverage)
         for request in requests:
             asset = request.asset
@@ -395,13 +391,12 @@ class RiskManager(Actor):
         where ``now()`` is a little later than the decision."""
         now = self.now()
         if isinstance(verdict, Approved):
-            approved = verdict.intent
-            self._track(approved)
-            self.publish(
-                IntentApproved(
-                    ts_event=ts_event, ts_init=now, intent=approved, cut_reason=verdict.cut_reason
-                )
+            approved = IntentApproved(
+                ts_event=ts_event, ts_init=now, intent=verdict.intent, cut_reason=verdict.cut_reason
             )
+            self._value(verdict.intent)
+            self.orders.apply(approved)  # in flight before the next intent is checked
+            self.publish(approved)
             return
         self.publish(
             OrderVetoed(
@@ -414,37 +409,22 @@ class RiskManager(Actor):
             )
         )
 
-    def _track(self, intent: OrderIntent) -> None:
+    def _value(self, intent: OrderIntent) -> None:
+        """The price the approved intent's exposure counts at: the mark, or a worse limit."""
         mark = self.marks[intent.symbol][0]
         price = max(mark, intent.price) if intent.price is not None else mark
-        sign = Decimal(1) if intent.side == "buy" else Decimal(-1)
-        self._pending[intent.intent_id] = _Pending(intent.symbol, sign, intent.qty, price)
+        self._valued_at[intent.intent_id] = price
 
     # ------------------------------------------------------------------ order lifecycle
 
-    def on_submitted(self, event: SubmitOrder | OrderSubmitted) -> None:
-        """Both carry the client order id the router derived from the intent id."""
-        self._order_intent[event.client_order_id] = event.intent_id
-
-    def _intent_of(self, client_order_id: str) -> str:
-        return self._order_intent.get(client_order_id, client_order_id)
+    def on_order_message(self, message: Message) -> None:
+        for transition in self.orders.apply(message):
+            if transition.ended:
+                self._valued_at.pop(transition.intent_id, None)
 
     def on_filled(self, fill: OrderFilled) -> None:
         self._add_turnover(fill.ts_event, fill.qty * fill.price)
-        intent_id = self._intent_of(fill.client_order_id)
-        pending = self._pending.get(intent_id)
-        if pending is None:
-            return
-        pending.remaining -= fill.qty
-        if pending.remaining <= 0:
-            del self._pending[intent_id]
-
-    def on_order_closed(self, event: OrderCanceled | OrderRejected) -> None:
-        self._pending.pop(self._intent_of(event.client_order_id), None)
-
-    def on_status(self, event: OrderStatusReported) -> None:
-        if event.state in _TERMINAL:
-            self._pending.pop(self._intent_of(event.client_order_id), None)
+        self.on_order_message(fill)
 
     def _add_turnover(self, ts_ns: int, notional: Decimal) -> None:
         day = ts_ns // DAY_NS

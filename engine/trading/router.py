@@ -6,10 +6,10 @@ durable and only then hands it to the venue. A crash therefore never leaves an o
 that the journal does not know.
 
 Never two orders for one intent: the client order id is derived from the intent id
-(:func:`~ballast.engine.trading.order_book.client_order_id_for`), and an intent that already has an
-order, live or finished, is not sent again. The order lifecycle
-(:class:`~ballast.engine.trading.order_book.OrderBook`) is driven only by events on the bus, so it
-evolves identically in replay.
+(:func:`~ballast.engine.trading.order_tracker.client_order_id_for`), and an intent that already has
+an order, live or finished, is not sent again. The router's
+:class:`~ballast.engine.trading.order_tracker.OrderTracker` is driven only by its own commands and
+the order events on the bus, so it evolves identically in replay.
 
 Transport failures (``VenueError``: the outcome is unknown). The router looks the order up by its
 client order id and publishes the answer as ``OrderStatusReported`` (state ``unknown`` when the
@@ -19,10 +19,9 @@ with ``transport:``. Everything learned by awaiting the venue is published as an
 so replay re-feeds it instead of re-deriving it (the replay venue, SilentVenue, never fails).
 
 Restart: ``on_start`` asks the venue for its open orders and publishes each as
-``OrderStatusReported``; the book adopts them, so an intent whose order is still live at the venue
-is not resubmitted. A session resumed from its journal (:mod:`ballast.engine.app.catch_up`)
-reconciles in
-``on_resume`` instead: every order the book still holds as live is looked up.
+``OrderStatusReported``; the tracker adopts them, so an intent whose order is still live at the
+venue is not resubmitted. A session resumed from its journal (:mod:`ballast.engine.app.catch_up`)
+reconciles in ``on_resume`` instead: every order the tracker still holds as working is looked up.
 """
 
 from __future__ import annotations
@@ -39,29 +38,17 @@ from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.errors import JournalError
 from ballast.engine.kernel.events import (
     IntentApproved,
-    OrderAccepted,
-    OrderCanceled,
     OrderEvent,
-    OrderFilled,
     OrderIntent,
     OrderRejected,
     OrderStatusReported,
-    OrderSubmitted,
 )
 from ballast.engine.kernel.redaction import redact
-from ballast.engine.trading.order_book import OrderBook, client_order_id_for
+from ballast.engine.trading.order_tracker import ORDER_EVENTS, OrderTracker, client_order_id_for
 from ballast.engine.trading.venue import OrderStatus, Venue, VenueError
 
 _ZERO: Final = Decimal(0)
 _MAX_REASON: Final = 300
-_TRACKED: Final = (
-    OrderSubmitted,
-    OrderAccepted,
-    OrderFilled,
-    OrderCanceled,
-    OrderRejected,
-    OrderStatusReported,
-)
 
 
 class OrderRouter(Actor):
@@ -83,9 +70,9 @@ class OrderRouter(Actor):
         self.venue = venue
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
-        self.book = OrderBook()
+        self.orders = OrderTracker()
         self.subscribe(IntentApproved, self.on_intent_approved)
-        for event_type in _TRACKED:
+        for event_type in ORDER_EVENTS:
             self.subscribe(event_type, self.on_order_event)
 
     @classmethod
@@ -111,14 +98,14 @@ class OrderRouter(Actor):
             await self.bus.publish_durable(self._report(status))
 
     async def on_resume(self) -> None:
-        """After a restart caught up on the journal (the book knows every order the journal
-        does): ask the venue about each order still live in the book and publish its answer. An
-        order the venue never received (sent just before a crash) is given up with
+        """After a restart caught up on the journal (the tracker knows every order the journal
+        does): ask the venue about each order still working in the tracker and publish its
+        answer. An order the venue never received (sent just before a crash) is given up with
         ``OrderRejected`` (reason ``transport: …``), so the rebalancer plans afresh instead of
         waiting for it or resending an order sized on old prices. This is where a live venue is
         reconciled; the simulated one is rebuilt from the same journal. Only venue answers are
         published (input events): replay re-feeds them and does not call this."""
-        for order in self.book.live():
+        for order in self.orders.working():
             try:
                 status = await self.venue.order_status(order.client_order_id, order.symbol)
             except VenueError as exc:
@@ -139,7 +126,7 @@ class OrderRouter(Actor):
 
     def on_intent_approved(self, event: IntentApproved) -> None:
         intent = event.intent
-        known = self.book.for_intent(intent.intent_id)
+        known = self.orders.for_intent(intent.intent_id)
         if known is not None:
             self.log.info(
                 "intent %s already has order %s (%s): not sent again",
@@ -149,21 +136,21 @@ class OrderRouter(Actor):
             )
             return
         cmd = self._command(intent)
-        self.book.apply(cmd)
+        self.orders.apply(cmd)
         seq = self.publish(cmd)
         self.spawn(self._deliver(cmd, seq), name=cmd.client_order_id)
 
     def on_order_event(self, event: OrderEvent) -> None:
-        transition = self.book.apply(event)
-        if transition is None or transition.ok:
-            return
-        level = self.log.debug if transition.before is None else self.log.warning
-        level(
-            "order %s: %s on %s",
-            transition.client_order_id,
-            transition.problem,
-            type(event).__name__,
-        )
+        for transition in self.orders.apply(event):
+            if transition.ok:
+                continue
+            level = self.log.debug if transition.before is None else self.log.warning
+            level(
+                "order %s: %s on %s",
+                transition.client_order_id,
+                transition.problem,
+                type(event).__name__,
+            )
 
     # ------------------------------------------------------------------ delivery
 

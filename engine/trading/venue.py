@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import msgspec
 
@@ -21,9 +21,9 @@ from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Message, Side
 from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.kernel.order_state import VenueOrderState
 
 EventSink = Callable[[Message], Awaitable[int]]
-OrderState = Literal["open", "partially_filled", "filled", "canceled", "rejected"]
 
 
 class VenueError(BallastError):
@@ -40,7 +40,7 @@ class OrderStatus(msgspec.Struct, frozen=True, kw_only=True):
     qty: Decimal
     filled_qty: Decimal
     avg_price: Decimal | None
-    state: OrderState
+    state: VenueOrderState
 
 
 class Venue(ABC):
