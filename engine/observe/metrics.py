@@ -95,9 +95,9 @@ from ballast.engine.trading.market_guard import (
     PRICE_JUMP,
 )
 from ballast.engine.trading.measures import Book
+from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
 from ballast.engine.trading.planner import band_width
 from ballast.engine.trading.pretrade import REASON_CODES
-from ballast.engine.trading.risk import MONEY_STATE_OWNERS
 
 MAX_LABEL_VALUES: Final = 64
 OTHER: Final = "other"

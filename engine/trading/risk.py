@@ -84,6 +84,7 @@ from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.deleverage import deleverage_requests
 from ballast.engine.trading.margin import MarginTable, default_margin_table
 from ballast.engine.trading.measures import Book, Liquidation
+from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
 from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.pretrade import Approved, Verdict, check
 from ballast.engine.trading.regime import (
@@ -96,9 +97,6 @@ from ballast.engine.trading.regime import (
 DAY_NS: Final = 86_400 * NS_PER_SECOND
 _ZERO: Final = Decimal(0)
 _TWO: Final = Decimal(2)
-MONEY_STATE_OWNERS: Final = frozenset({"Portfolio", "RiskManager", "OrderRouter"})
-"""Actors whose state is money (the book, the risk state, the orders): a failed handler of one
-of them leaves that state unknown, so the kill switch trips (reason ``handler_failed``)."""
 
 
 class RiskManager(Actor):
