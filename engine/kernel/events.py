@@ -32,6 +32,66 @@ TimeInForce = Literal["GTC", "IOC", "FOK", "GTX"]
 Liquidity = Literal["maker", "taker", "liquidation"]
 AccountKind = Literal["spot", "futures"]
 
+# Closed sets of codes carried by events. Each is defined here once and used by its producers.
+# msgspec validates a Literal on decode: a value may be added to a set, never removed or renamed
+# (a journal holding it would no longer decode) unless an upcaster maps it
+# (:mod:`ballast.engine.kernel.upcast`).
+Regime = Literal["calm", "normal", "stressed"]
+"""The market regime (:mod:`ballast.engine.trading.regime`)."""
+Mode = Literal["spot", "overlay", "auto"]
+"""How the rebalancer executes a target: spot only, a perp overlay, or the cheaper of the two."""
+RebalanceTrigger = Literal["band", "budget", "kill_switch", "deleverage"]
+"""Why the rebalancer decided: a band check at a snapshot, a contracted risk budget, the kill
+switch, or a deleveraging request."""
+SnapshotTrigger = Literal["price", "balance", "position", "funding", "fill", "neutral"]
+"""What made the portfolio value itself (``neutral``: the dry run's all-cash snapshot)."""
+AssetAction = Literal[
+    "hold",
+    "buy spot",
+    "sell spot",
+    "perp",
+    "buy spot+perp",
+    "sell spot+perp",
+    "perp long",
+    "perp short",
+    "cover perp short",
+    "perp buy",
+    "perp sell",
+    "perp+spot buy",
+    "perp+spot sell",
+    "unwind perp",
+    "unwind",
+    "unwind short",
+    "deleverage",
+]
+"""What the planner concluded for one asset (:mod:`ballast.engine.trading.planner`)."""
+VetoReason = Literal[
+    "kill_switch",
+    "unknown_instrument",
+    "no_portfolio",
+    "stale_data",
+    "price_sanity",
+    "precision",
+    "min_notional",
+    "reduce_only",
+    "max_order_notional",
+    "max_asset_weight",
+    "max_net_leverage",
+    "max_gross_leverage",
+    "max_margin_usage",
+    "liquidation_distance",
+    "max_daily_turnover",
+]
+"""Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`)."""
+DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
+"""Which limit a :class:`DeleverageRequired` brings back (:mod:`ballast.engine.trading.risk`)."""
+KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed"]
+"""Why the risk actor tripped the kill switch (:mod:`ballast.engine.trading.risk`)."""
+DataRejectReason = Literal[
+    "non_positive_price", "crossed_quote", "out_of_order", "price_jump", "implausible_funding_rate"
+]
+"""Why a market data point was rejected (:mod:`ballast.engine.trading.market_guard`)."""
+
 
 class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
     """Base of events and commands. Its two fields never change.
@@ -257,7 +317,7 @@ class AssetDecision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     target: Decimal
     band_low: Decimal
     band_high: Decimal
-    action: str
+    action: AssetAction
 
 
 class OrderIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -289,7 +349,7 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
     mandate's measure; journals written before issue 16 hold the signed sum).
     """
 
-    trigger: str
+    trigger: SnapshotTrigger
     nav: Decimal
     cash: Decimal
     gross_leverage: Decimal
@@ -313,7 +373,7 @@ class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
     written before it existed); ``max_gross_leverage`` the exchange-side cap on gross notional.
     """
 
-    regime: str
+    regime: Regime
     volatility: Decimal
     band_abs: Decimal | None
     band_rel: Decimal | None
@@ -340,7 +400,7 @@ class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
     snapshot while the breach lasts and no approved order of that asset is in flight.
     """
 
-    reason: str
+    reason: DeleverageReason
     asset: str
     symbol: str
     side: Side
@@ -355,9 +415,9 @@ class RebalanceDecided(DecisionEvent, frozen=True, tag=True, array_like=True):
     """A rebalance decision with its inputs and reasoning."""
 
     decision_id: str
-    trigger: str
-    mode: str
-    regime: str
+    trigger: RebalanceTrigger
+    mode: Mode
+    regime: Regime
     reasoning: str
     assets: tuple[AssetDecision, ...]
     intents: tuple[OrderIntent, ...]
@@ -375,7 +435,7 @@ class OrderVetoed(DecisionEvent, frozen=True, tag=True, array_like=True):
 
     intent_id: str
     symbol: str
-    reason: str
+    reason: VetoReason
     detail: str
 
 
@@ -392,7 +452,7 @@ class DataRejected(DecisionEvent, frozen=True, tag=True, array_like=True):
     """An absurd market data point was rejected and not traded on."""
 
     symbol: str
-    reason: str
+    reason: DataRejectReason
     detail: str
     seq: int = 0
     """Journal seq of the rejected market data record (0: not known, as in older journals)."""
@@ -401,7 +461,7 @@ class DataRejected(DecisionEvent, frozen=True, tag=True, array_like=True):
 class KillSwitchTriggered(DecisionEvent, frozen=True, tag=True, array_like=True):
     """Stop opening risk, flatten the overlay. ``reason`` is a short code, ``detail`` the why."""
 
-    reason: str
+    reason: KillSwitchReason
     detail: str
 
 

@@ -42,6 +42,7 @@ from ballast.engine.kernel.events import (
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
+    Mode,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
@@ -50,6 +51,7 @@ from ballast.engine.kernel.events import (
     PortfolioSnapshot,
     PositionUpdated,
     RebalanceDecided,
+    RebalanceTrigger,
     RiskBudgetChanged,
 )
 from ballast.engine.kernel.instruments import Instrument, base_of
@@ -58,7 +60,6 @@ from ballast.engine.strategy.guard import GuardedStrategy
 from ballast.engine.strategy.registry import load_strategy
 from ballast.engine.trading.planner import (
     BudgetView,
-    Mode,
     Plan,
     PlanInputs,
     plan_close_longs,
@@ -407,7 +408,7 @@ class Rebalancer(Actor):
         for intent in kept:
             self._refused.pop(base_of(intent.symbol), None)
 
-    def _publish(self, plan: Plan, trigger: str, note: str, ts_event: int) -> None:
+    def _publish(self, plan: Plan, trigger: RebalanceTrigger, note: str, ts_event: int) -> None:
         """Publish the decision. Cooldowns run on event time, so a replay decides the same."""
         if not plan.intents and not self.report_holds:
             return

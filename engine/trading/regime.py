@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Final, Literal
+from typing import Final
 
 from ballast.engine.kernel.clock import NS_PER_SECOND
+from ballast.engine.kernel.events import Regime
 from ballast.engine.kernel.timefmt import parse_time
-
-Regime = Literal["calm", "normal", "stressed"]
 
 HOUR_NS: Final = 3600 * NS_PER_SECOND
 YEAR_NS: Final = 365 * 24 * HOUR_NS
