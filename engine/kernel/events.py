@@ -1,13 +1,19 @@
 """Facts: everything that happened, in past tense.
 
-Every event is a frozen, tagged, ``array_like`` ``msgspec.Struct``. The first two fields of every
-event are ``ts_event`` (when it happened at its origin: venue time, bar close, timer deadline) and
+Every event is a frozen, tagged, ``array_like`` ``msgspec.Struct``. Each class names its wire tag
+(``tag="QuoteTick"``): a journal stores the tag, not the class name, so a class may be renamed but
+its tag never changes (tests/test_wire_tags.py). The first two fields of every event are
+``ts_event`` (when it happened at its origin: venue time, bar close, timer deadline) and
 ``ts_init`` (when this process created the object), both integer nanoseconds since the Unix epoch.
 
 Schema evolution rules (the journal must keep decoding old files):
 - a new field gets a default and goes last;
 - an existing field never changes type, position or meaning, and is never removed;
-- a new event type is a new class added to its stream's union.
+- a new event type is a new class, with its own explicit tag, added to its stream's union;
+- a code set (a ``Literal`` alias below) may gain values, never lose or rename one.
+
+Any other change (a field removed or retyped, a code renamed, an event split in two) needs an
+upcaster that turns the older records into the new shape: :mod:`ballast.engine.kernel.upcast`.
 
 Each class carries two class-level attributes that are not encoded:
 ``stream`` (market, account, order, decision, system, command) and ``role``:
@@ -118,7 +124,7 @@ class MarketEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "input"
 
 
-class QuoteTick(MarketEvent, frozen=True, tag=True, array_like=True):
+class QuoteTick(MarketEvent, frozen=True, tag="QuoteTick", array_like=True):
     """Best bid/ask of one instrument."""
 
     symbol: str
@@ -128,7 +134,7 @@ class QuoteTick(MarketEvent, frozen=True, tag=True, array_like=True):
     ask_size: Decimal
 
 
-class TradeTick(MarketEvent, frozen=True, tag=True, array_like=True):
+class TradeTick(MarketEvent, frozen=True, tag="TradeTick", array_like=True):
     """One public trade."""
 
     symbol: str
@@ -138,7 +144,7 @@ class TradeTick(MarketEvent, frozen=True, tag=True, array_like=True):
     trade_id: str
 
 
-class Bar(MarketEvent, frozen=True, tag=True, array_like=True):
+class Bar(MarketEvent, frozen=True, tag="Bar", array_like=True):
     """An OHLCV bar. ``ts_event`` is the bar's close time (when its values became known)."""
 
     symbol: str
@@ -150,7 +156,7 @@ class Bar(MarketEvent, frozen=True, tag=True, array_like=True):
     volume: Decimal
 
 
-class MarkPriceUpdated(MarketEvent, frozen=True, tag=True, array_like=True):
+class MarkPriceUpdated(MarketEvent, frozen=True, tag="MarkPriceUpdated", array_like=True):
     """Mark and index price of a perpetual, with its current funding rate."""
 
     symbol: str
@@ -170,7 +176,7 @@ class AccountEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "input"
 
 
-class BalanceUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
+class BalanceUpdated(AccountEvent, frozen=True, tag="BalanceUpdated", array_like=True):
     """Wallet balance of one asset in one account (absolute values, not deltas)."""
 
     account: AccountKind
@@ -179,7 +185,7 @@ class BalanceUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
     locked: Decimal
 
 
-class PositionUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
+class PositionUpdated(AccountEvent, frozen=True, tag="PositionUpdated", array_like=True):
     """A perpetual position as the venue sees it. ``qty`` is signed: negative is short."""
 
     symbol: str
@@ -191,7 +197,7 @@ class PositionUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
     liquidation_price: Decimal | None
 
 
-class FundingPaid(AccountEvent, frozen=True, tag=True, array_like=True):
+class FundingPaid(AccountEvent, frozen=True, tag="FundingPaid", array_like=True):
     """A funding settlement. ``amount`` is signed from the account's view: > 0 received, < 0 paid.
 
     amount = -position_qty * mark_price * rate (rate > 0: longs pay shorts).
@@ -215,7 +221,7 @@ class OrderEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "input"
 
 
-class OrderSubmitted(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderSubmitted(OrderEvent, frozen=True, tag="OrderSubmitted", array_like=True):
     """The venue adapter sent the order out of the process (after its SubmitOrder was durable).
 
     An input: it reports the outcome of I/O, so replay re-feeds it instead of re-deriving it.
@@ -230,7 +236,7 @@ class OrderSubmitted(OrderEvent, frozen=True, tag=True, array_like=True):
     price: Decimal | None
 
 
-class OrderAccepted(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderAccepted(OrderEvent, frozen=True, tag="OrderAccepted", array_like=True):
     """The venue acknowledged the order."""
 
     client_order_id: str
@@ -238,7 +244,7 @@ class OrderAccepted(OrderEvent, frozen=True, tag=True, array_like=True):
     symbol: str
 
 
-class OrderRejected(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderRejected(OrderEvent, frozen=True, tag="OrderRejected", array_like=True):
     """The venue (or the transport to it) refused the order."""
 
     client_order_id: str
@@ -246,7 +252,7 @@ class OrderRejected(OrderEvent, frozen=True, tag=True, array_like=True):
     reason: str
 
 
-class OrderCanceled(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderCanceled(OrderEvent, frozen=True, tag="OrderCanceled", array_like=True):
     """The order left the book without (further) fills."""
 
     client_order_id: str
@@ -254,7 +260,7 @@ class OrderCanceled(OrderEvent, frozen=True, tag=True, array_like=True):
     reason: str
 
 
-class OrderStatusReported(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderStatusReported(OrderEvent, frozen=True, tag="OrderStatusReported", array_like=True):
     """The venue's answer to a lookup of one order by client order id (reconciliation, or the
     check before any resend). ``state`` is open, partially_filled, filled, canceled, rejected or
     unknown (the venue never received it)."""
@@ -269,7 +275,7 @@ class OrderStatusReported(OrderEvent, frozen=True, tag=True, array_like=True):
     state: str
 
 
-class OrderFilled(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderFilled(OrderEvent, frozen=True, tag="OrderFilled", array_like=True):
     """One execution. ``fee`` is positive when paid, in ``fee_asset``."""
 
     client_order_id: str
@@ -340,7 +346,7 @@ class DecisionEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "output"
 
 
-class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
+class PortfolioSnapshot(DecisionEvent, frozen=True, tag="PortfolioSnapshot", array_like=True):
     """Valued portfolio: NAV, exposures, leverage and PnL attribution.
 
     NAV = cash + Σ spot value + Σ perp unrealised PnL, and at every event
@@ -366,7 +372,7 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
     assets: tuple[AssetState, ...]
 
 
-class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
+class RiskBudgetChanged(DecisionEvent, frozen=True, tag="RiskBudgetChanged", array_like=True):
     """The regime or the budget derived from it changed. Bands are fractions of NAV.
 
     ``max_net_leverage`` is the mandate's cap on Σ |net exposure| / NAV in force (None in journals
@@ -384,7 +390,7 @@ class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
     max_net_leverage: Decimal | None = None
 
 
-class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
+class DeleverageRequired(DecisionEvent, frozen=True, tag="DeleverageRequired", array_like=True):
     """The risk actor's request for a reducing trade, published at a portfolio snapshot (or a mark)
     when a limit is breached at the current marks, before the exchange would liquidate.
 
@@ -411,7 +417,7 @@ class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
     detail: str
 
 
-class RebalanceDecided(DecisionEvent, frozen=True, tag=True, array_like=True):
+class RebalanceDecided(DecisionEvent, frozen=True, tag="RebalanceDecided", array_like=True):
     """A rebalance decision with its inputs and reasoning."""
 
     decision_id: str
@@ -423,14 +429,14 @@ class RebalanceDecided(DecisionEvent, frozen=True, tag=True, array_like=True):
     intents: tuple[OrderIntent, ...]
 
 
-class IntentApproved(DecisionEvent, frozen=True, tag=True, array_like=True):
+class IntentApproved(DecisionEvent, frozen=True, tag="IntentApproved", array_like=True):
     """The pre-trade check passed an intent, possibly cut down (``cut_reason`` says why)."""
 
     intent: OrderIntent
     cut_reason: str
 
 
-class OrderVetoed(DecisionEvent, frozen=True, tag=True, array_like=True):
+class OrderVetoed(DecisionEvent, frozen=True, tag="OrderVetoed", array_like=True):
     """The pre-trade check refused an intent."""
 
     intent_id: str
@@ -439,7 +445,7 @@ class OrderVetoed(DecisionEvent, frozen=True, tag=True, array_like=True):
     detail: str
 
 
-class DataStale(DecisionEvent, frozen=True, tag=True, array_like=True):
+class DataStale(DecisionEvent, frozen=True, tag="DataStale", array_like=True):
     """No fresh market data for a symbol within its threshold."""
 
     symbol: str
@@ -448,7 +454,7 @@ class DataStale(DecisionEvent, frozen=True, tag=True, array_like=True):
     threshold_ns: int
 
 
-class DataRejected(DecisionEvent, frozen=True, tag=True, array_like=True):
+class DataRejected(DecisionEvent, frozen=True, tag="DataRejected", array_like=True):
     """An absurd market data point was rejected and not traded on."""
 
     symbol: str
@@ -458,14 +464,14 @@ class DataRejected(DecisionEvent, frozen=True, tag=True, array_like=True):
     """Journal seq of the rejected market data record (0: not known, as in older journals)."""
 
 
-class KillSwitchTriggered(DecisionEvent, frozen=True, tag=True, array_like=True):
+class KillSwitchTriggered(DecisionEvent, frozen=True, tag="KillSwitchTriggered", array_like=True):
     """Stop opening risk, flatten the overlay. ``reason`` is a short code, ``detail`` the why."""
 
     reason: KillSwitchReason
     detail: str
 
 
-class KillSwitchReset(DecisionEvent, frozen=True, tag=True, array_like=True):
+class KillSwitchReset(DecisionEvent, frozen=True, tag="KillSwitchReset", array_like=True):
     """An operator cleared the kill switch."""
 
     by: str
@@ -479,7 +485,7 @@ class SystemEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "output"
 
 
-class TimerFired(SystemEvent, frozen=True, tag=True, array_like=True):
+class TimerFired(SystemEvent, frozen=True, tag="TimerFired", array_like=True):
     """A clock timer's deadline passed. ``ts_event`` is the deadline."""
 
     role: ClassVar[Role] = "input"
@@ -487,7 +493,7 @@ class TimerFired(SystemEvent, frozen=True, tag=True, array_like=True):
     name: str
 
 
-class InstrumentsLoaded(SystemEvent, frozen=True, tag=True, array_like=True):
+class InstrumentsLoaded(SystemEvent, frozen=True, tag="InstrumentsLoaded", array_like=True):
     """The instruments (with exchange filters) a venue offers, as loaded at session start."""
 
     role: ClassVar[Role] = "input"
@@ -496,7 +502,7 @@ class InstrumentsLoaded(SystemEvent, frozen=True, tag=True, array_like=True):
     instruments: tuple[Instrument, ...]
 
 
-class HandlerFailed(SystemEvent, frozen=True, tag=True, array_like=True):
+class HandlerFailed(SystemEvent, frozen=True, tag="HandlerFailed", array_like=True):
     """A bus handler raised while handling event ``seq``; the bus went on."""
 
     handler: str
@@ -505,14 +511,14 @@ class HandlerFailed(SystemEvent, frozen=True, tag=True, array_like=True):
     error: str
 
 
-class StrategyFailed(SystemEvent, frozen=True, tag=True, array_like=True):
+class StrategyFailed(SystemEvent, frozen=True, tag="StrategyFailed", array_like=True):
     """A strategy plug-in raised and was halted."""
 
     strategy: str
     error: str
 
 
-class SessionStarted(SystemEvent, frozen=True, tag=True, array_like=True):
+class SessionStarted(SystemEvent, frozen=True, tag="SessionStarted", array_like=True):
     """First record of a session: what ran, with which (secret-free) configuration."""
 
     role: ClassVar[Role] = "meta"
@@ -531,7 +537,7 @@ class SessionStarted(SystemEvent, frozen=True, tag=True, array_like=True):
     widens ``risk.stale_after_s`` to its bar interval); empty when they are the same."""
 
 
-class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):
+class SessionStopped(SystemEvent, frozen=True, tag="SessionStopped", array_like=True):
     """Last record of a session. ``reason``: ``completed`` (the run was over), ``max_runtime``,
     ``signal:SIGTERM`` (or another signal's name), ``data_exhausted`` or ``error: <type>``."""
 
@@ -541,7 +547,7 @@ class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):
     reason: str
 
 
-class FeedAdvanced(SystemEvent, frozen=True, tag=True, array_like=True):
+class FeedAdvanced(SystemEvent, frozen=True, tag="FeedAdvanced", array_like=True):
     """A paper feed is about to send the market events of one data time (``data_ts_ns``, the
     bars' own time; the events themselves are re-stamped to the wall clock), after the funding
     settlements due before it. A restart resumes the feed from the last one (see
