@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -459,6 +460,25 @@ async def test_every_message_type_round_trips_exactly(tmp_path: Path) -> None:
         # Decimals come back digit for digit, not merely numerically equal.
         assert decimals_as_text(rec.message) == decimals_as_text(original)
         assert encode(rec.message) == encode(original)
+
+
+class Stray(msgspec.Struct, frozen=True, tag="Stray", array_like=True):
+    """Shaped like a message, but not in the codec's union: no journal could read it back."""
+
+    ts_event: int
+    ts_init: int
+
+
+async def test_a_message_outside_the_union_is_refused_before_it_takes_a_seq(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        with pytest.raises(JournalError, match="Stray is not in the codec's message union"):
+            journal.append(cast(Message, Stray(START_NS, START_NS)))
+        assert journal.append(TimerFired(START_NS, START_NS, "check")) == 1
+        await journal.commit()
+    assert [rec.seq for rec in await read_all(path)] == [1]
 
 
 async def test_decimals_keep_their_exact_digits(tmp_path: Path) -> None:
