@@ -539,7 +539,8 @@ class SessionStarted(SystemEvent, frozen=True, tag="SessionStarted", array_like=
 
 class SessionStopped(SystemEvent, frozen=True, tag="SessionStopped", array_like=True):
     """Last record of a session. ``reason``: ``completed`` (the run was over), ``max_runtime``,
-    ``signal:SIGTERM`` (or another signal's name), ``data_exhausted`` or ``error: <type>``."""
+    ``signal:SIGTERM``, ``signal:SIGINT`` or ``error: <exception type>`` (not a closed set, so a
+    ``str``)."""
 
     role: ClassVar[Role] = "meta"
 
