@@ -18,9 +18,8 @@ directly (the fast path: no upcaster runs on a journal written by the current ve
 
 Adding a field with a default at the end needs no upcaster (an older record simply lacks it), nor
 does renaming a field or a class (the wire holds positions and tags, not names). Examples for
-a release that sets ``EVENTS_VERSION = 2``::
-
-    from ballast.engine.kernel.upcast import UPCASTERS, Raw
+a release that sets ``EVENTS_VERSION = 2``, written at the end of this module (so that every
+reader has them)::
 
     @UPCASTERS.register("KillSwitchTriggered", 1)
     def _drawdown_code(raw: Raw) -> Raw:
