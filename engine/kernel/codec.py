@@ -22,7 +22,6 @@ ENCODER: Final = msgspec.msgpack.Encoder()
 DECODER: Final = msgspec.msgpack.Decoder(AnyMessage)
 
 
-
 def tag_of(message_type: type[Message]) -> str:
     """The wire tag of a message class."""
     tag = message_type.__struct_config__.tag
