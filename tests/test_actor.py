@@ -61,7 +61,7 @@ async def test_given_a_guard_when_a_crossed_quote_arrives_then_it_is_rejected(
     assert await journaled(journal) == [
         quote("100", "101"),
         crossed,
-        DataRejected(START_NS + 1, START_NS, "BTC/USDT", "crossed", "bid 102 > ask 101"),
+        DataRejected(START_NS + 1, START_NS, "BTC/USDT", "crossed_quote", "bid 102 > ask 101"),
     ]
     assert guard.checked == 2
 
@@ -106,9 +106,9 @@ async def test_given_a_timer_when_time_passes_then_journaled_timer_events_drive_
     first, second = START_NS + MINUTE_NS, START_NS + 2 * MINUTE_NS
     assert await journaled(journal) == [
         TimerFired(first, first, "Heartbeat.beat"),
-        DataRejected(first, first, "*", "heartbeat", "Heartbeat beat 1"),
+        DataRejected(first, first, "*", "out_of_order", "Heartbeat beat 1"),
         TimerFired(second, second, "Heartbeat.beat"),
-        DataRejected(second, second, "*", "heartbeat", "Heartbeat beat 2"),
+        DataRejected(second, second, "*", "out_of_order", "Heartbeat beat 2"),
     ]
     assert sim_clock.timer_names == []
 
@@ -165,7 +165,7 @@ class Worker(Actor):
     async def wait_then_publish(self) -> None:
         await self.release.wait()
         now = self.now()
-        self.publish(DataRejected(now, now, "*", "done", "background work finished"))
+        self.publish(DataRejected(now, now, "*", "out_of_order", "background work finished"))
 
     async def forever(self) -> None:
         await asyncio.Event().wait()

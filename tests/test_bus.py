@@ -69,8 +69,8 @@ def filled(coid: str, symbol: str, ts: int = START_NS) -> OrderFilled:
     )
 
 
-def rejected(symbol: str, reason: str, ts: int = START_NS) -> DataRejected:
-    return DataRejected(ts, ts, symbol, reason, "")
+def rejected(symbol: str, marker: str, ts: int = START_NS) -> DataRejected:
+    return DataRejected(ts, ts, symbol, "price_jump", marker)
 
 
 KINDS: dict[str, Callable[[str, int], Message]] = {

@@ -61,7 +61,7 @@ def sample_messages() -> list[Message]:
         if i % 4 == 3:
             out.append(BalanceUpdated(ts, ts + 1, "spot", "USDT", Decimal(1000 + i), Decimal(0)))
         elif i % 4 == 2:
-            out.append(DataRejected(ts, ts + 1, "BTC/USDT", "crossed", f"sample {i}"))
+            out.append(DataRejected(ts, ts + 1, "BTC/USDT", "crossed_quote", f"sample {i}"))
         else:
             bid = Decimal("40000.5") + i
             out.append(QuoteTick(ts, ts + 1, "BTC/USDT", bid, bid + 1, Decimal("0.25"), Decimal(1)))

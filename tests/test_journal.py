@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -207,7 +208,7 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         PortfolioSnapshot(
             t,
             t + 12,
-            trigger="quote",
+            trigger="price",
             nav=Decimal("25000.123456789012345678901234"),
             cash=Decimal("10000"),
             gross_leverage=Decimal("1.05"),
@@ -273,7 +274,7 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
             t + 14,
             decision_id="dec-1",
             trigger="band",
-            mode="live",
+            mode="auto",
             regime="calm",
             reasoning="ETH weight 0.28 above band 0.27",
             assets=(
@@ -283,13 +284,13 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
                     target=Decimal("0.25"),
                     band_low=Decimal("0.23"),
                     band_high=Decimal("0.27"),
-                    action="sell",
+                    action="sell spot",
                 ),
             ),
             intents=(intent("int-1"), intent("int-2")),
         ),
         IntentApproved(t, t + 15, intent("int-1"), cut_reason=""),
-        OrderVetoed(t, t + 16, "int-2", "ETH/USDT:USDT", "max_notional", "3000 > 2500"),
+        OrderVetoed(t, t + 16, "int-2", "ETH/USDT:USDT", "max_order_notional", "3000 > 2500"),
         DataStale(t, t + 17, "SOL/USDT", t - 10**9, 10**9, 5 * 10**8),
         DataRejected(t, t + 18, "SOL/USDT", "price_jump", "60.5 -> 6050"),
         KillSwitchTriggered(t, t + 19, "drawdown", "NAV down 12% in 1h"),
@@ -459,6 +460,25 @@ async def test_every_message_type_round_trips_exactly(tmp_path: Path) -> None:
         # Decimals come back digit for digit, not merely numerically equal.
         assert decimals_as_text(rec.message) == decimals_as_text(original)
         assert encode(rec.message) == encode(original)
+
+
+class Stray(msgspec.Struct, frozen=True, tag="Stray", array_like=True):
+    """Shaped like a message, but not in the codec's union: no journal could read it back."""
+
+    ts_event: int
+    ts_init: int
+
+
+async def test_a_message_outside_the_union_is_refused_before_it_takes_a_seq(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        with pytest.raises(JournalError, match="Stray is not in the codec's message union"):
+            journal.append(cast(Message, Stray(START_NS, START_NS)))
+        assert journal.append(TimerFired(START_NS, START_NS, "check")) == 1
+        await journal.commit()
+    assert [rec.seq for rec in await read_all(path)] == [1]
 
 
 async def test_decimals_keep_their_exact_digits(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def decided(
 ) -> RebalanceDecided:
     """``targets``: asset → (target, band_low, band_high); ``traded``: spot symbols with intents."""
     assets = tuple(
-        AssetDecision(a, D(t), D(t), D(lo), D(hi), "trade" if a in traded else "hold")
+        AssetDecision(a, D(t), D(t), D(lo), D(hi), "sell spot" if a in traded else "hold")
         for a, (t, lo, hi) in sorted(targets.items())
     )
     intents = tuple(

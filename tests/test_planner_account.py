@@ -10,12 +10,11 @@ import msgspec
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ballast.engine.kernel.events import OrderIntent, PortfolioSnapshot
+from ballast.engine.kernel.events import Mode, OrderIntent, PortfolioSnapshot
 from ballast.engine.kernel.instruments import Instrument, base_of, binance_defaults, index_by_symbol
 from ballast.engine.strategy.api import TargetSet
 from ballast.engine.trading.planner import (
     BudgetView,
-    Mode,
     Plan,
     PlanInputs,
     account_figures,

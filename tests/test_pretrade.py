@@ -10,11 +10,10 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
-from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot
+from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot, Regime
 from ballast.engine.kernel.instruments import Instrument, base_of, binance_defaults, index_by_symbol
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.pretrade import REASON_CODES, Approved, Verdict, Vetoed, check
-from ballast.engine.trading.regime import Regime
 from tests.conftest import START_NS
 
 D = Decimal
@@ -46,7 +45,7 @@ def snapshot(
     return PortfolioSnapshot(
         ts_event=ts,
         ts_init=ts,
-        trigger="test",
+        trigger="price",
         nav=nav,
         cash=cash,
         gross_leverage=gross / nav if nav > 0 else D(0),

@@ -483,7 +483,9 @@ def test_deleverage_publishes_reducing_trades_toward_the_target(sim_clock: Simul
     bus.publish(levered.snapshot(START_NS))
     for earlier in rec.of(RebalanceDecided):  # the band breach's orders were vetoed
         for i in earlier.intents:
-            bus.publish(OrderVetoed(START_NS, START_NS, i.intent_id, i.symbol, "test", "vetoed"))
+            bus.publish(
+                OrderVetoed(START_NS, START_NS, i.intent_id, i.symbol, "max_net_leverage", "vetoed")
+            )
     before = len(rec.of(RebalanceDecided))
     rebalancer.deleverage(D(1), "net leverage above the cap", START_NS)
     [decision] = rec.of(RebalanceDecided)[before:]

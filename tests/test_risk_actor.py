@@ -113,7 +113,7 @@ class Desk:
                 ts_event=now,
                 ts_init=now,
                 decision_id=f"d{self.decisions}",
-                trigger="test",
+                trigger="band",
                 mode="overlay",
                 regime=self.risk.budget.regime,
                 reasoning="test",

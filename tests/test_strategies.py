@@ -78,7 +78,7 @@ def snapshot(
     return PortfolioSnapshot(
         ts_event=ts_ns,
         ts_init=ts_ns,
-        trigger="test",
+        trigger="price",
         nav=NAV,
         cash=NAV - sum((s.spot_value for s in assets), ZERO),
         gross_leverage=D("0.6"),

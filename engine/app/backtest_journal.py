@@ -28,11 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ballast.engine.kernel.codec import decode
-from ballast.engine.kernel.errors import JournalCorruptError, JournalError, JournalReplaceError
+from ballast.engine.kernel.errors import (
+    JournalCorruptError,
+    JournalError,
+    JournalReplaceError,
+    JournalSchemaError,
+)
 from ballast.engine.kernel.events import SessionStarted
 from ballast.engine.kernel.journal import KIND_KEY
 from ballast.engine.kernel.journal_lock import JournalLock
+from ballast.engine.kernel.upcast import RecordDecoder
 
 DEFAULT_PATH: Final = Path("var/backtest/journal.db")
 KIND: Final = "backtest"
@@ -60,7 +65,7 @@ def inspect(path: Path) -> Found:
         return Found("other", "an empty file" if not head else "not a SQLite file")
     try:
         return _inspect_sqlite(path)
-    except (sqlite3.Error, JournalCorruptError) as exc:
+    except (sqlite3.Error, JournalCorruptError, JournalSchemaError) as exc:
         return Found("other", f"an unreadable SQLite file: {exc}")
 
 
@@ -75,7 +80,8 @@ def _inspect_sqlite(path: Path) -> Found:
         if (kind := meta.get(KIND_KEY)) is not None:
             return Found(kind, f"a {kind} journal")
         starts = conn.execute("SELECT seq, payload FROM events WHERE type = 'SessionStarted'")
-        clocks = {_clock(int(seq), bytes(payload)) for seq, payload in starts}
+        decoder = RecordDecoder(meta, path)
+        clocks = {_clock(decoder, int(seq), bytes(payload)) for seq, payload in starts}
     if not clocks:
         return Found("other", "a Ballast journal without a session")
     if clocks == {"SimulatedClock"}:
@@ -83,8 +89,8 @@ def _inspect_sqlite(path: Path) -> Found:
     return Found("paper", "a journal of a session on the live clock")
 
 
-def _clock(seq: int, payload: bytes) -> str:
-    message = decode(payload, seq=seq)
+def _clock(decoder: RecordDecoder, seq: int, payload: bytes) -> str:
+    message = decoder.decode(payload, seq)
     return message.clock if isinstance(message, SessionStarted) else "?"
 
 

@@ -1,4 +1,10 @@
-"""The one msgpack encoder/decoder shared by the bus and the journal."""
+"""The one msgpack encoder/decoder shared by the bus and the journal.
+
+A message is encoded as a msgpack array: its wire tag, then its fields in declaration order
+(``array_like``). The tag is the ``tag="..."`` every event and command class names explicitly, so
+a class can be renamed without breaking a stored journal (tests/test_wire_tags.py checks that
+every class names its tag and that no two share one). The journal's ``type`` column holds it too.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,19 @@ AnyMessage = Event | CommandData
 ENCODER: Final = msgspec.msgpack.Encoder()
 DECODER: Final = msgspec.msgpack.Decoder(AnyMessage)
 
-MESSAGE_TYPES: Final[dict[str, type[Message]]] = {cls.__name__: cls for cls in get_args(AnyMessage)}
+
+def tag_of(message_type: type[Message]) -> str:
+    """The wire tag of a message class."""
+    tag = message_type.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{message_type.__name__} has no string wire tag: {tag!r}")
+    return tag
+
+
+MESSAGE_TYPES: Final[dict[str, type[Message]]] = {tag_of(cls): cls for cls in get_args(AnyMessage)}
+"""Every message class of the union, by wire tag."""
+TAGS: Final[dict[type[Message], str]] = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
+"""The wire tag of every message class of the union."""
 
 
 def encode(message: Message) -> bytes:

@@ -17,7 +17,7 @@ class Command(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "output"
 
 
-class SubmitOrder(Command, frozen=True, tag=True, array_like=True):
+class SubmitOrder(Command, frozen=True, tag="SubmitOrder", array_like=True):
     """Place an order. ``client_order_id`` is deterministic per intent: a resend is idempotent."""
 
     intent_id: str
@@ -32,7 +32,7 @@ class SubmitOrder(Command, frozen=True, tag=True, array_like=True):
     time_in_force: TimeInForce
 
 
-class CancelOrder(Command, frozen=True, tag=True, array_like=True):
+class CancelOrder(Command, frozen=True, tag="CancelOrder", array_like=True):
     client_order_id: str
     symbol: str
     reason: str

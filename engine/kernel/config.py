@@ -25,6 +25,7 @@ import msgspec
 from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
 from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.events import Mode
 from ballast.engine.kernel.redaction import register_secret
 
 _ONE: Final = Decimal(1)
@@ -240,7 +241,7 @@ class RiskConfig(_Section, frozen=True):
 
 
 class ExecutionConfig(_Section, frozen=True):
-    mode: Literal["spot", "overlay", "auto"] = "spot"
+    mode: Mode = "spot"
     cooldown_s: float = 3600.0
     check_interval_s: float = 60.0
     submit_attempts: int = 3

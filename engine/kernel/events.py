@@ -1,13 +1,19 @@
 """Facts: everything that happened, in past tense.
 
-Every event is a frozen, tagged, ``array_like`` ``msgspec.Struct``. The first two fields of every
-event are ``ts_event`` (when it happened at its origin: venue time, bar close, timer deadline) and
+Every event is a frozen, tagged, ``array_like`` ``msgspec.Struct``. Each class names its wire tag
+(``tag="QuoteTick"``): a journal stores the tag, not the class name, so a class may be renamed but
+its tag never changes (tests/test_wire_tags.py). The first two fields of every event are
+``ts_event`` (when it happened at its origin: venue time, bar close, timer deadline) and
 ``ts_init`` (when this process created the object), both integer nanoseconds since the Unix epoch.
 
 Schema evolution rules (the journal must keep decoding old files):
 - a new field gets a default and goes last;
 - an existing field never changes type, position or meaning, and is never removed;
-- a new event type is a new class added to its stream's union.
+- a new event type is a new class, with its own explicit tag, added to its stream's union;
+- a code set (a ``Literal`` alias below) may gain values, never lose or rename one.
+
+Any other change (a field removed or retyped, a code renamed, an event split in two) needs an
+upcaster that turns the older records into the new shape: :mod:`ballast.engine.kernel.upcast`.
 
 Each class carries two class-level attributes that are not encoded:
 ``stream`` (market, account, order, decision, system, command) and ``role``:
@@ -32,6 +38,66 @@ OrderType = Literal["market", "limit"]
 TimeInForce = Literal["GTC", "IOC", "FOK", "GTX"]
 Liquidity = Literal["maker", "taker", "liquidation"]
 AccountKind = Literal["spot", "futures"]
+
+# Closed sets of codes carried by events. Each is defined here once and used by its producers.
+# msgspec validates a Literal on decode: a value may be added to a set, never removed or renamed
+# (a journal holding it would no longer decode) unless an upcaster maps it
+# (:mod:`ballast.engine.kernel.upcast`).
+Regime = Literal["calm", "normal", "stressed"]
+"""The market regime (:mod:`ballast.engine.trading.regime`)."""
+Mode = Literal["spot", "overlay", "auto"]
+"""How the rebalancer executes a target: spot only, a perp overlay, or the cheaper of the two."""
+RebalanceTrigger = Literal["band", "budget", "kill_switch", "deleverage"]
+"""Why the rebalancer decided: a band check at a snapshot, a contracted risk budget, the kill
+switch, or a deleveraging request."""
+SnapshotTrigger = Literal["price", "balance", "position", "funding", "fill", "neutral"]
+"""What made the portfolio value itself (``neutral``: the dry run's all-cash snapshot)."""
+AssetAction = Literal[
+    "hold",
+    "buy spot",
+    "sell spot",
+    "perp",
+    "buy spot+perp",
+    "sell spot+perp",
+    "perp long",
+    "perp short",
+    "cover perp short",
+    "perp buy",
+    "perp sell",
+    "perp+spot buy",
+    "perp+spot sell",
+    "unwind perp",
+    "unwind",
+    "unwind short",
+    "deleverage",
+]
+"""What the planner concluded for one asset (:mod:`ballast.engine.trading.planner`)."""
+VetoReason = Literal[
+    "kill_switch",
+    "unknown_instrument",
+    "no_portfolio",
+    "stale_data",
+    "price_sanity",
+    "precision",
+    "min_notional",
+    "reduce_only",
+    "max_order_notional",
+    "max_asset_weight",
+    "max_net_leverage",
+    "max_gross_leverage",
+    "max_margin_usage",
+    "liquidation_distance",
+    "max_daily_turnover",
+]
+"""Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`)."""
+DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
+"""Which limit a :class:`DeleverageRequired` brings back (:mod:`ballast.engine.trading.risk`)."""
+KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed"]
+"""Why the risk actor tripped the kill switch (:mod:`ballast.engine.trading.risk`)."""
+DataRejectReason = Literal[
+    "non_positive_price", "crossed_quote", "out_of_order", "price_jump", "implausible_funding_rate"
+]
+"""Why a market data point was rejected (:mod:`ballast.engine.trading.market_guard`)."""
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
@@ -59,7 +125,7 @@ class MarketEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "input"
 
 
-class QuoteTick(MarketEvent, frozen=True, tag=True, array_like=True):
+class QuoteTick(MarketEvent, frozen=True, tag="QuoteTick", array_like=True):
     """Best bid/ask of one instrument."""
 
     symbol: str
@@ -69,7 +135,7 @@ class QuoteTick(MarketEvent, frozen=True, tag=True, array_like=True):
     ask_size: Decimal
 
 
-class TradeTick(MarketEvent, frozen=True, tag=True, array_like=True):
+class TradeTick(MarketEvent, frozen=True, tag="TradeTick", array_like=True):
     """One public trade."""
 
     symbol: str
@@ -79,7 +145,7 @@ class TradeTick(MarketEvent, frozen=True, tag=True, array_like=True):
     trade_id: str
 
 
-class Bar(MarketEvent, frozen=True, tag=True, array_like=True):
+class Bar(MarketEvent, frozen=True, tag="Bar", array_like=True):
     """An OHLCV bar. ``ts_event`` is the bar's close time (when its values became known)."""
 
     symbol: str
@@ -91,7 +157,7 @@ class Bar(MarketEvent, frozen=True, tag=True, array_like=True):
     volume: Decimal
 
 
-class MarkPriceUpdated(MarketEvent, frozen=True, tag=True, array_like=True):
+class MarkPriceUpdated(MarketEvent, frozen=True, tag="MarkPriceUpdated", array_like=True):
     """Mark and index price of a perpetual, with its current funding rate."""
 
     symbol: str
@@ -111,7 +177,7 @@ class AccountEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "input"
 
 
-class BalanceUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
+class BalanceUpdated(AccountEvent, frozen=True, tag="BalanceUpdated", array_like=True):
     """Wallet balance of one asset in one account (absolute values, not deltas)."""
 
     account: AccountKind
@@ -120,7 +186,7 @@ class BalanceUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
     locked: Decimal
 
 
-class PositionUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
+class PositionUpdated(AccountEvent, frozen=True, tag="PositionUpdated", array_like=True):
     """A perpetual position as the venue sees it. ``qty`` is signed: negative is short."""
 
     symbol: str
@@ -132,7 +198,7 @@ class PositionUpdated(AccountEvent, frozen=True, tag=True, array_like=True):
     liquidation_price: Decimal | None
 
 
-class FundingPaid(AccountEvent, frozen=True, tag=True, array_like=True):
+class FundingPaid(AccountEvent, frozen=True, tag="FundingPaid", array_like=True):
     """A funding settlement. ``amount`` is signed from the account's view: > 0 received, < 0 paid.
 
     amount = -position_qty * mark_price * rate (rate > 0: longs pay shorts).
@@ -156,7 +222,7 @@ class OrderEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "input"
 
 
-class OrderSubmitted(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderSubmitted(OrderEvent, frozen=True, tag="OrderSubmitted", array_like=True):
     """The venue adapter sent the order out of the process (after its SubmitOrder was durable).
 
     An input: it reports the outcome of I/O, so replay re-feeds it instead of re-deriving it.
@@ -171,7 +237,7 @@ class OrderSubmitted(OrderEvent, frozen=True, tag=True, array_like=True):
     price: Decimal | None
 
 
-class OrderAccepted(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderAccepted(OrderEvent, frozen=True, tag="OrderAccepted", array_like=True):
     """The venue acknowledged the order."""
 
     client_order_id: str
@@ -179,7 +245,7 @@ class OrderAccepted(OrderEvent, frozen=True, tag=True, array_like=True):
     symbol: str
 
 
-class OrderRejected(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderRejected(OrderEvent, frozen=True, tag="OrderRejected", array_like=True):
     """The venue (or the transport to it) refused the order."""
 
     client_order_id: str
@@ -187,7 +253,7 @@ class OrderRejected(OrderEvent, frozen=True, tag=True, array_like=True):
     reason: str
 
 
-class OrderCanceled(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderCanceled(OrderEvent, frozen=True, tag="OrderCanceled", array_like=True):
     """The order left the book without (further) fills."""
 
     client_order_id: str
@@ -195,7 +261,7 @@ class OrderCanceled(OrderEvent, frozen=True, tag=True, array_like=True):
     reason: str
 
 
-class OrderStatusReported(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderStatusReported(OrderEvent, frozen=True, tag="OrderStatusReported", array_like=True):
     """The venue's answer to a lookup of one order by client order id (reconciliation, or the
     check before any resend). ``state`` is open, partially_filled, filled, canceled, rejected or
     unknown (the venue never received it)."""
@@ -210,7 +276,7 @@ class OrderStatusReported(OrderEvent, frozen=True, tag=True, array_like=True):
     state: ReportedOrderState
 
 
-class OrderFilled(OrderEvent, frozen=True, tag=True, array_like=True):
+class OrderFilled(OrderEvent, frozen=True, tag="OrderFilled", array_like=True):
     """One execution. ``fee`` is positive when paid, in ``fee_asset``."""
 
     client_order_id: str
@@ -258,7 +324,7 @@ class AssetDecision(msgspec.Struct, frozen=True, array_like=True, gc=False):
     target: Decimal
     band_low: Decimal
     band_high: Decimal
-    action: str
+    action: AssetAction
 
 
 class OrderIntent(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -281,7 +347,7 @@ class DecisionEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "output"
 
 
-class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
+class PortfolioSnapshot(DecisionEvent, frozen=True, tag="PortfolioSnapshot", array_like=True):
     """Valued portfolio: NAV, exposures, leverage and PnL attribution.
 
     NAV = cash + Σ spot value + Σ perp unrealised PnL, and at every event
@@ -290,7 +356,7 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
     mandate's measure; journals written before issue 16 hold the signed sum).
     """
 
-    trigger: str
+    trigger: SnapshotTrigger
     nav: Decimal
     cash: Decimal
     gross_leverage: Decimal
@@ -307,14 +373,14 @@ class PortfolioSnapshot(DecisionEvent, frozen=True, tag=True, array_like=True):
     assets: tuple[AssetState, ...]
 
 
-class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
+class RiskBudgetChanged(DecisionEvent, frozen=True, tag="RiskBudgetChanged", array_like=True):
     """The regime or the budget derived from it changed. Bands are fractions of NAV.
 
     ``max_net_leverage`` is the mandate's cap on Σ |net exposure| / NAV in force (None in journals
     written before it existed); ``max_gross_leverage`` the exchange-side cap on gross notional.
     """
 
-    regime: str
+    regime: Regime
     volatility: Decimal
     band_abs: Decimal | None
     band_rel: Decimal | None
@@ -325,7 +391,7 @@ class RiskBudgetChanged(DecisionEvent, frozen=True, tag=True, array_like=True):
     max_net_leverage: Decimal | None = None
 
 
-class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
+class DeleverageRequired(DecisionEvent, frozen=True, tag="DeleverageRequired", array_like=True):
     """The risk actor's request for a reducing trade, published at a portfolio snapshot (or a mark)
     when a limit is breached at the current marks, before the exchange would liquidate.
 
@@ -341,7 +407,7 @@ class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
     snapshot while the breach lasts and no approved order of that asset is in flight.
     """
 
-    reason: str
+    reason: DeleverageReason
     asset: str
     symbol: str
     side: Side
@@ -352,35 +418,35 @@ class DeleverageRequired(DecisionEvent, frozen=True, tag=True, array_like=True):
     detail: str
 
 
-class RebalanceDecided(DecisionEvent, frozen=True, tag=True, array_like=True):
+class RebalanceDecided(DecisionEvent, frozen=True, tag="RebalanceDecided", array_like=True):
     """A rebalance decision with its inputs and reasoning."""
 
     decision_id: str
-    trigger: str
-    mode: str
-    regime: str
+    trigger: RebalanceTrigger
+    mode: Mode
+    regime: Regime
     reasoning: str
     assets: tuple[AssetDecision, ...]
     intents: tuple[OrderIntent, ...]
 
 
-class IntentApproved(DecisionEvent, frozen=True, tag=True, array_like=True):
+class IntentApproved(DecisionEvent, frozen=True, tag="IntentApproved", array_like=True):
     """The pre-trade check passed an intent, possibly cut down (``cut_reason`` says why)."""
 
     intent: OrderIntent
     cut_reason: str
 
 
-class OrderVetoed(DecisionEvent, frozen=True, tag=True, array_like=True):
+class OrderVetoed(DecisionEvent, frozen=True, tag="OrderVetoed", array_like=True):
     """The pre-trade check refused an intent."""
 
     intent_id: str
     symbol: str
-    reason: str
+    reason: VetoReason
     detail: str
 
 
-class DataStale(DecisionEvent, frozen=True, tag=True, array_like=True):
+class DataStale(DecisionEvent, frozen=True, tag="DataStale", array_like=True):
     """No fresh market data for a symbol within its threshold."""
 
     symbol: str
@@ -389,24 +455,24 @@ class DataStale(DecisionEvent, frozen=True, tag=True, array_like=True):
     threshold_ns: int
 
 
-class DataRejected(DecisionEvent, frozen=True, tag=True, array_like=True):
+class DataRejected(DecisionEvent, frozen=True, tag="DataRejected", array_like=True):
     """An absurd market data point was rejected and not traded on."""
 
     symbol: str
-    reason: str
+    reason: DataRejectReason
     detail: str
     seq: int = 0
     """Journal seq of the rejected market data record (0: not known, as in older journals)."""
 
 
-class KillSwitchTriggered(DecisionEvent, frozen=True, tag=True, array_like=True):
+class KillSwitchTriggered(DecisionEvent, frozen=True, tag="KillSwitchTriggered", array_like=True):
     """Stop opening risk, flatten the overlay. ``reason`` is a short code, ``detail`` the why."""
 
-    reason: str
+    reason: KillSwitchReason
     detail: str
 
 
-class KillSwitchReset(DecisionEvent, frozen=True, tag=True, array_like=True):
+class KillSwitchReset(DecisionEvent, frozen=True, tag="KillSwitchReset", array_like=True):
     """An operator cleared the kill switch."""
 
     by: str
@@ -420,7 +486,7 @@ class SystemEvent(Message, frozen=True, tag=True, array_like=True):
     role: ClassVar[Role] = "output"
 
 
-class TimerFired(SystemEvent, frozen=True, tag=True, array_like=True):
+class TimerFired(SystemEvent, frozen=True, tag="TimerFired", array_like=True):
     """A clock timer's deadline passed. ``ts_event`` is the deadline."""
 
     role: ClassVar[Role] = "input"
@@ -428,7 +494,7 @@ class TimerFired(SystemEvent, frozen=True, tag=True, array_like=True):
     name: str
 
 
-class InstrumentsLoaded(SystemEvent, frozen=True, tag=True, array_like=True):
+class InstrumentsLoaded(SystemEvent, frozen=True, tag="InstrumentsLoaded", array_like=True):
     """The instruments (with exchange filters) a venue offers, as loaded at session start."""
 
     role: ClassVar[Role] = "input"
@@ -437,7 +503,7 @@ class InstrumentsLoaded(SystemEvent, frozen=True, tag=True, array_like=True):
     instruments: tuple[Instrument, ...]
 
 
-class HandlerFailed(SystemEvent, frozen=True, tag=True, array_like=True):
+class HandlerFailed(SystemEvent, frozen=True, tag="HandlerFailed", array_like=True):
     """A bus handler raised while handling event ``seq``; the bus went on."""
 
     handler: str
@@ -446,14 +512,14 @@ class HandlerFailed(SystemEvent, frozen=True, tag=True, array_like=True):
     error: str
 
 
-class StrategyFailed(SystemEvent, frozen=True, tag=True, array_like=True):
+class StrategyFailed(SystemEvent, frozen=True, tag="StrategyFailed", array_like=True):
     """A strategy plug-in raised and was halted."""
 
     strategy: str
     error: str
 
 
-class SessionStarted(SystemEvent, frozen=True, tag=True, array_like=True):
+class SessionStarted(SystemEvent, frozen=True, tag="SessionStarted", array_like=True):
     """First record of a session: what ran, with which (secret-free) configuration."""
 
     role: ClassVar[Role] = "meta"
@@ -472,9 +538,10 @@ class SessionStarted(SystemEvent, frozen=True, tag=True, array_like=True):
     widens ``risk.stale_after_s`` to its bar interval); empty when they are the same."""
 
 
-class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):
+class SessionStopped(SystemEvent, frozen=True, tag="SessionStopped", array_like=True):
     """Last record of a session. ``reason``: ``completed`` (the run was over), ``max_runtime``,
-    ``signal:SIGTERM`` (or another signal's name), ``data_exhausted`` or ``error: <type>``."""
+    ``signal:SIGTERM``, ``signal:SIGINT`` or ``error: <exception type>`` (not a closed set, so a
+    ``str``)."""
 
     role: ClassVar[Role] = "meta"
 
@@ -482,7 +549,7 @@ class SessionStopped(SystemEvent, frozen=True, tag=True, array_like=True):
     reason: str
 
 
-class FeedAdvanced(SystemEvent, frozen=True, tag=True, array_like=True):
+class FeedAdvanced(SystemEvent, frozen=True, tag="FeedAdvanced", array_like=True):
     """A paper feed is about to send the market events of one data time (``data_ts_ns``, the
     bars' own time; the events themselves are re-stamped to the wall clock), after the funding
     settlements due before it. A restart resumes the feed from the last one (see

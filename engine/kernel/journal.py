@@ -29,7 +29,9 @@ file. A writer of one kind never appends to a journal of another.
 Reading (:class:`JournalReader`): by seq range, time range and type, in seq order.
 
 A journal written by a newer schema is refused; a journal cut by a killed process opens at its
-last committed seq.
+last committed seq. Records written by an older version of the events are decoded through the
+upcasters of :mod:`ballast.engine.kernel.upcast` (a writer of a newer version records in
+``ballast_meta`` the seq its own records start from); records of a newer version are refused.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import aiosqlite
 import msgspec
 
 from ballast.engine import __version__
-from ballast.engine.kernel.codec import DECODER, ENCODER, decode
+from ballast.engine.kernel.codec import DECODER, ENCODER, TAGS
 from ballast.engine.kernel.errors import (
     JournalClosedError,
     JournalCorruptError,
@@ -58,6 +60,7 @@ from ballast.engine.kernel.errors import (
 )
 from ballast.engine.kernel.events import Message
 from ballast.engine.kernel.journal_lock import JournalLock
+from ballast.engine.kernel.upcast import UPCASTERS, VERSION_KEY, RecordDecoder, Upcasters
 
 SCHEMA_VERSION: Final = 1
 
@@ -98,7 +101,8 @@ class Record(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def type(self) -> str:
-        return type(self.message).__name__
+        """The message's wire tag (the ``type`` column)."""
+        return TAGS[type(self.message)]
 
     @property
     def ts_event(self) -> int:
@@ -109,25 +113,28 @@ class Record(msgspec.Struct, frozen=True, gc=False):
         return self.message.ts_init
 
 
-def _decode_rows(rows: Sequence[StoredRow]) -> list[Record]:
-    """The records of fetched (seq, payload) rows, decoded chunk-wise (the replay hot path).
+def _decode_rows(rows: Sequence[StoredRow], decoder: RecordDecoder) -> list[Record]:
+    """The records of fetched (seq, payload) rows, decoded chunk-wise (the replay hot path) when
+    they were all written at the current events version.
 
-    If any payload fails, the chunk is decoded again row by row, so the records before the bad one
-    are kept and it raises JournalCorruptError naming its seq in its place (the caller yields the
-    good ones first: see :meth:`JournalReader.chunks`).
+    Otherwise, or if any payload fails, the chunk is decoded row by row (through the upcasters
+    where older), so the records before a bad one are kept and it raises JournalCorruptError
+    naming its seq in its place (the caller yields the good ones first: see
+    :meth:`JournalReader.chunks`).
     """
     seqs, payloads = zip(*rows, strict=True)
-    try:
-        messages = list(map(DECODER.decode, payloads))
-    except Exception:
-        good: list[Record] = []
-        for s, p in rows:
-            try:
-                good.append(Record(s, decode(p, seq=s)))
-            except JournalCorruptError as exc:
-                raise _PartialChunk(good, exc) from exc
-        raise AssertionError("unreachable: a payload failed once and not again") from None
-    return list(map(Record, seqs, messages))
+    if seqs[0] >= decoder.current_from:
+        try:
+            return list(map(Record, seqs, map(DECODER.decode, payloads)))
+        except Exception:
+            pass  # decoded again below, one by one
+    good: list[Record] = []
+    for s, p in rows:
+        try:
+            good.append(Record(s, decoder.decode(p, s)))
+        except JournalCorruptError as exc:
+            raise _PartialChunk(good, exc) from exc
+    return good
 
 
 class _PartialChunk(Exception):
@@ -251,7 +258,7 @@ def damaged(path: Path, detail: str) -> JournalCorruptError:
     )
 
 
-async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
+async def _check_integrity(conn: aiosqlite.Connection, path: Path, decoder: RecordDecoder) -> None:
     """SQLite's quick_check, then the last records decode: else :func:`damaged`."""
     try:
         verdict = await conn.execute_fetchall("PRAGMA quick_check")
@@ -265,7 +272,7 @@ async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
         raise damaged(path, f"quick_check: {found}")
     for seq, payload in tail:
         try:
-            decode(payload, seq=seq)
+            decoder.decode(payload, seq)
         except JournalCorruptError as exc:
             raise damaged(path, str(exc)) from exc
 
@@ -295,6 +302,7 @@ class Journal:
         durable_sync: bool = True,
         kind: str | None = None,
         lock: JournalLock | None = None,
+        upcasters: Upcasters = UPCASTERS,
     ) -> None:
         if kind is not None and kind not in SESSION_KINDS:
             raise ValueError(f"journal kind {kind!r} is not one of {SESSION_KINDS}")
@@ -307,6 +315,8 @@ class Journal:
         self._writer_lock = lock if lock is not None else JournalLock(self.path)
         """Held from ``open`` to ``close``; one given by the caller is held and released by it."""
         self._created = False
+        self.upcasters = upcasters
+        """Its ``current`` version is the one this writer's records have."""
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.high_water = high_water
@@ -356,14 +366,17 @@ class Journal:
     async def _check(self, conn: aiosqlite.Connection) -> None:
         """Schema, last seq, integrity (of a file with records) and session kind."""
         self.meta = await _check_schema(conn, self.path, create=True, kind=self.kind)
+        decoder = RecordDecoder(self.meta, self.path, self.upcasters)
         try:
             last = await _last_seq(conn)
         except sqlite3.Error as exc:
             raise damaged(self.path, str(exc)) from exc
         if last > 0:
-            await _check_integrity(conn, self.path)
+            await _check_integrity(conn, self.path, decoder)
         await self._check_kind()
         self._seq = self._committed_seq = self._durable_seq = last
+        if decoder.needs_recording():  # the records this writer appends have a newer shape
+            await self.set_meta(f"{VERSION_KEY}{last + 1}", str(self.upcasters.current))
 
     async def _check_kind(self) -> None:
         """A writer given a kind appends only to a journal of that kind (an older journal without
@@ -451,11 +464,14 @@ class Journal:
             raise JournalClosedError(f"{self.path}: journal writer failed: {self._failure}")
         if self._conn is None:
             raise JournalClosedError(f"{self.path}: journal is not open")
+        tag = TAGS.get(type(message))
+        if tag is None:  # it would be written, then never read back
+            raise JournalError(f"{type(message).__name__} is not in the codec's message union")
         self._seq += 1
         self._pending.append(
             (
                 self._seq,
-                type(message).__name__,
+                tag,
                 message.ts_event,
                 message.ts_init,
                 ENCODER.encode(message),
@@ -591,9 +607,13 @@ class Journal:
 class JournalReader:
     """Reads a journal in seq order. Use as ``async with JournalReader(path) as reader: ...``."""
 
-    def __init__(self, path: str | os.PathLike[str], *, chunk: int = 2048) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, chunk: int = 2048, upcasters: Upcasters = UPCASTERS
+    ) -> None:
         self.path = Path(path)
         self.chunk = chunk
+        self.upcasters = upcasters
+        self._decoder: RecordDecoder | None = None
         self._conn: aiosqlite.Connection | None = None
         self.meta: dict[str, str] = {}
         self.skipped: list[int] = []
@@ -603,6 +623,7 @@ class JournalReader:
         self._conn = await _connect(self.path, create=False)
         try:
             self.meta = await _check_schema(self._conn, self.path, create=False)
+            self._decoder = RecordDecoder(self.meta, self.path, self.upcasters)
         except BaseException:
             await self._conn.close()
             raise
@@ -619,6 +640,11 @@ class JournalReader:
         if self._conn is None:
             raise JournalError(f"{self.path}: reader is not open")
         return self._conn
+
+    def _require_decoder(self) -> RecordDecoder:
+        if self._decoder is None:
+            raise JournalError(f"{self.path}: reader is not open")
+        return self._decoder
 
     async def last_seq(self) -> int:
         try:
@@ -667,7 +693,7 @@ class JournalReader:
                 # the next chunk is read on the connection's thread while this one is decoded
                 fetch = asyncio.ensure_future(self._fetch(sql, (rows[-1][0], *params)))
                 try:
-                    chunk = _decode_rows(rows)
+                    chunk = _decode_rows(rows, self._require_decoder())
                 except _PartialChunk as partial:
                     if partial.good:
                         yield partial.good
@@ -707,7 +733,7 @@ class JournalReader:
                 rows = await self._one_by_one(after, upto, where, params)
             for seq, payload in rows:
                 try:
-                    yield Record(seq, decode(payload, seq=seq))
+                    yield Record(seq, self._require_decoder().decode(payload, seq))
                 except JournalCorruptError:
                     self.skipped.append(seq)
             after = upto
@@ -739,7 +765,8 @@ class JournalReader:
             f"SELECT seq, payload FROM events WHERE seq > ?{where} ORDER BY seq DESC LIMIT {int(n)}"
         )
         rows = await self._fetch(sql, (0, *params))
-        return [Record(s, decode(p, seq=s)) for s, p in reversed(rows)]
+        decoder = self._require_decoder()
+        return [Record(s, decoder.decode(p, s)) for s, p in reversed(rows)]
 
     async def stats(self) -> JournalStats:
         conn = self._require_conn()

@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Final, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -66,6 +66,7 @@ from ballast.engine.kernel.events import (
     BalanceUpdated,
     Bar,
     DataRejected,
+    DataRejectReason,
     DataStale,
     FundingPaid,
     InstrumentsLoaded,
@@ -80,6 +81,8 @@ from ballast.engine.kernel.events import (
     PortfolioSnapshot,
     QuoteTick,
     RebalanceDecided,
+    RebalanceTrigger,
+    Regime,
     RiskBudgetChanged,
     StrategyFailed,
     TradeTick,
@@ -87,13 +90,6 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.redaction import redact
 from ballast.engine.observe.health import Health
 from ballast.engine.trading.margin import default_margin_table
-from ballast.engine.trading.market_guard import (
-    CROSSED,
-    FUNDING_RATE,
-    NON_POSITIVE,
-    OUT_OF_ORDER,
-    PRICE_JUMP,
-)
 from ballast.engine.trading.measures import Book
 from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
 from ballast.engine.trading.planner import band_width
@@ -105,9 +101,9 @@ _MAX_LABEL_LENGTH: Final = 64
 _ZERO: Final = Decimal(0)
 _HUNDRED: Final = Decimal(100)
 ORDER_STATUSES: Final = ("submitted", "accepted", "filled", "canceled", "rejected")
-REBALANCE_TRIGGERS: Final = ("band", "budget", "kill_switch", "deleverage")
-REGIMES: Final = ("calm", "normal", "stressed")
-DATA_REJECT_REASONS: Final = (NON_POSITIVE, CROSSED, OUT_OF_ORDER, PRICE_JUMP, FUNDING_RATE)
+REBALANCE_TRIGGERS: Final[tuple[RebalanceTrigger, ...]] = get_args(RebalanceTrigger)
+REGIMES: Final[tuple[Regime, ...]] = get_args(Regime)
+DATA_REJECT_REASONS: Final[tuple[DataRejectReason, ...]] = get_args(DataRejectReason)
 LAG_BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COMMIT_BUCKETS_S: Final = (
     0.0005,
@@ -539,8 +535,8 @@ class MetricsExporter(Actor):
             m.rebalances.labels(trigger, self.label("mode", mode))
         for reason in sorted(REASON_CODES):
             m.vetoes.labels(self.label("veto", reason))
-        for reason in DATA_REJECT_REASONS:
-            m.data_rejected.labels(self.label("data_rejected", reason))
+        for rejected in DATA_REJECT_REASONS:
+            m.data_rejected.labels(self.label("data_rejected", rejected))
         for regime in REGIMES:
             m.regime.labels(regime).set(0)
         if strategy:

@@ -27,8 +27,7 @@ from decimal import Decimal
 from typing import Final
 
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
-from ballast.engine.kernel.events import RiskBudgetChanged
-from ballast.engine.trading.regime import Regime
+from ballast.engine.kernel.events import Regime, RiskBudgetChanged
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)

@@ -25,7 +25,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Final
 
 from ballast.engine.kernel.config import RiskConfig
-from ballast.engine.kernel.events import DeleverageRequired
+from ballast.engine.kernel.events import DeleverageReason, DeleverageRequired
 from ballast.engine.kernel.instruments import base_of
 from ballast.engine.trading.margin import PerpHolding, account_liquidation_price
 from ballast.engine.trading.measures import Book, Liquidation
@@ -125,7 +125,7 @@ def _net_requests(book: Book, risk: RiskConfig, cap: Decimal) -> list[Deleverage
 
 
 def _request(
-    reason: str,
+    reason: DeleverageReason,
     asset: str,
     symbol: str,
     position: Decimal,

@@ -80,6 +80,7 @@ from ballast.engine.kernel.events import (
     OrderFilled,
     PortfolioSnapshot,
     PositionUpdated,
+    SnapshotTrigger,
 )
 from ballast.engine.kernel.instruments import base_of
 from ballast.engine.trading.position import Position
@@ -561,7 +562,7 @@ class Ledger:
 
     @_exact
     def snapshot(
-        self, ts_event: int, trigger: str, *, ts_init: int | None = None
+        self, ts_event: int, trigger: SnapshotTrigger, *, ts_init: int | None = None
     ) -> PortfolioSnapshot:
         """The valued portfolio, exact (nothing rounded). Raises while NAV is undefined.
 

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
-NON_POSITIVE: Final = "non_positive_price"
-CROSSED: Final = "crossed_quote"
-OUT_OF_ORDER: Final = "out_of_order"
-PRICE_JUMP: Final = "price_jump"
-FUNDING_RATE: Final = "implausible_funding_rate"
+from ballast.engine.kernel.events import DataRejectReason
+
+NON_POSITIVE: Final[DataRejectReason] = "non_positive_price"
+CROSSED: Final[DataRejectReason] = "crossed_quote"
+OUT_OF_ORDER: Final[DataRejectReason] = "out_of_order"
+PRICE_JUMP: Final[DataRejectReason] = "price_jump"
+FUNDING_RATE: Final[DataRejectReason] = "implausible_funding_rate"
 DEFAULT_MAX_ABS_FUNDING_RATE: Final = Decimal("0.03")
 
 _TWO: Final = Decimal(2)
@@ -45,7 +47,7 @@ _TWO: Final = Decimal(2)
 class Rejection:
     """Why a point was rejected: a short ``reason`` code and a human ``detail``."""
 
-    reason: str
+    reason: DataRejectReason
     detail: str
 
 
@@ -164,7 +166,7 @@ class MarketGuard:
         series.pending.clear()
         self.accepted += 1
 
-    def _reject(self, symbol: str, reason: str, detail: str) -> Rejection:
+    def _reject(self, symbol: str, reason: DataRejectReason, detail: str) -> Rejection:
         self.rejects[(symbol, reason)] += 1
         return Rejection(reason, detail)
 

@@ -54,22 +54,37 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 from ballast.engine.kernel.events import (
+    AssetAction,
     AssetDecision,
     AssetState,
+    Mode,
     OrderIntent,
     PortfolioSnapshot,
+    Regime,
     Side,
 )
 from ballast.engine.kernel.instruments import Instrument, perp_symbol, plain, spot_symbol
 from ballast.engine.strategy.api import ResolvedTarget
 
-Mode = Literal["spot", "overlay", "auto"]
 Leg = Literal["spot", "perp"]
 _ZERO = Decimal(0)
 _PCT = Decimal(100)
+_SPOT_FIRST: Final[dict[Side, AssetAction]] = {"buy": "buy spot", "sell": "sell spot"}
+_SPOT_THEN_PERP: Final[dict[Side, AssetAction]] = {"buy": "buy spot+perp", "sell": "sell spot+perp"}
+_PERP_FIRST: Final[dict[Side, AssetAction]] = {"buy": "perp buy", "sell": "perp sell"}
+_PERP_THEN_SPOT: Final[dict[Side, AssetAction]] = {"buy": "perp+spot buy", "sell": "perp+spot sell"}
+_TWO_LEGS: Final[dict[tuple[AssetAction, ...], AssetAction]] = {
+    (): "hold",
+    ("buy spot",): "buy spot",
+    ("sell spot",): "sell spot",
+    ("perp",): "perp",
+    ("buy spot", "perp"): "buy spot+perp",
+    ("sell spot", "perp"): "sell spot+perp",
+}
+"""The action of an asset with explicit spot and perp legs: what each leg did, spot first."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,7 @@ class BudgetView:
     band_abs: Decimal | None
     band_rel: Decimal | None
     allow_overlay_longs: bool = True
-    regime: str = "normal"
+    regime: Regime = "normal"
     max_gross_leverage: Decimal | None = None  # the gross cap in force (auto avoids breaking it)
 
 
@@ -380,7 +395,7 @@ class _Planner:
         width = band_width(target.net, self.inp.budget.band_abs, self.inp.budget.band_rel)
         low, high = target.net - width, target.net + width
         weight = state.weight
-        action = "hold"
+        action: AssetAction = "hold"
         if weight > high or weight < low:
             goal = _goal(weight, target.net, width, self.inp.rebalance_to)
             delta = goal * self.nav - state.net_exposure
@@ -404,7 +419,9 @@ class _Planner:
             return "overlay"
         return self.inp.mode
 
-    def _route(self, state: AssetState, delta: Decimal, target: ResolvedTarget, why: str) -> str:
+    def _route(
+        self, state: AssetState, delta: Decimal, target: ResolvedTarget, why: str
+    ) -> AssetAction:
         mode = self._effective_mode(target)
         if mode == "spot":
             return self._spot(state, delta, target, why)
@@ -416,7 +433,9 @@ class _Planner:
         """Spot value above the core floor (what a spot sale may take)."""
         return max(_ZERO, state.spot_value - target.core_floor * self.nav)
 
-    def _spot(self, state: AssetState, delta: Decimal, target: ResolvedTarget, why: str) -> str:
+    def _spot(
+        self, state: AssetState, delta: Decimal, target: ResolvedTarget, why: str
+    ) -> AssetAction:
         """Trade spot by ``delta``: sales stop at the core floor, purchases at the cash."""
         if delta < 0:
             sellable = self._sellable(state, target)
@@ -439,7 +458,7 @@ class _Planner:
         orders commit and the reserve, less fees."""
         return self.spot_budget() / (1 + self._spot_cost(asset))
 
-    def _overlay(self, state: AssetState, delta: Decimal, why: str) -> str:
+    def _overlay(self, state: AssetState, delta: Decimal, why: str) -> AssetAction:
         """Case A (delta < 0): perp short. Case B (delta > 0): perp long, or spot while the
         budget forbids overlay longs (after covering any short)."""
         if delta < 0:
@@ -480,7 +499,9 @@ class _Planner:
             planned += self.order(state.asset, "perp", opening, why)
         return planned
 
-    def _auto(self, state: AssetState, delta: Decimal, target: ResolvedTarget, why: str) -> str:
+    def _auto(
+        self, state: AssetState, delta: Decimal, target: ResolvedTarget, why: str
+    ) -> AssetAction:
         """Unwind an opposite perp position first, then use the cheaper instrument; what the
         account does not let the cheaper one take goes to the other, and every override of the
         cost choice (regime, floor, cash, margin) is named."""
@@ -519,7 +540,7 @@ class _Planner:
         planned = self._perp(state, rest, f"{why}: perp {side} (cheaper)")
         left = rest - planned
         if not self.cut:
-            return f"perp {side}"
+            return _PERP_FIRST[side]
         limit = (
             self._sellable(state, target) if side == "sell" else self._spendable_cash(state.asset)
         )
@@ -529,9 +550,9 @@ class _Planner:
             f"{abs(rest):.2f}, {abs(spot_part):.2f} routed to spot"
         )
         if spot_part == 0:
-            return f"perp {side}"
+            return _PERP_FIRST[side]
         self.order(state.asset, "spot", spot_part, f"{why}: {side} spot (margin limit)")
-        return f"perp+spot {side}"
+        return _PERP_THEN_SPOT[side]
 
     def _perp_breaks_gross_cap(self, state: AssetState, rest: Decimal) -> bool:
         """Whether opening ``rest`` on the perp (beyond any opposite position, already unwound)
@@ -544,7 +565,7 @@ class _Planner:
 
     def _auto_spot_first(
         self, state: AssetState, rest: Decimal, target: ResolvedTarget, why: str, *, longs_off: bool
-    ) -> str:
+    ) -> AssetAction:
         side: Side = "buy" if rest > 0 else "sell"
         limit = (
             self._sellable(state, target) if side == "sell" else self._spendable_cash(state.asset)
@@ -553,20 +574,20 @@ class _Planner:
         self.order(state.asset, "spot", spot_part, f"{why}: {side} spot (cheaper)")
         rest -= spot_part
         if rest == 0:
-            return f"{side} spot"
+            return _SPOT_FIRST[side]
         limited_by = "the core floor" if side == "sell" else "cash"
         if longs_off:
             self.plan.notes.append(
                 f"{state.asset}: {limited_by} limits spot to {abs(spot_part):.2f}; overlay longs "
                 f"are off ({self.inp.budget.regime} regime), the rest {abs(rest):.2f} is not traded"
             )
-            return f"{side} spot"
+            return _SPOT_FIRST[side]
         self.plan.notes.append(
             f"{state.asset}: overridden by {limited_by}: spot takes {abs(spot_part):.2f}, the "
             f"perp the rest {abs(rest):.2f}"
         )
         self._perp(state, rest, f"{why}: perp for the rest (floor or cash limit)")
-        return f"{side} spot+perp"
+        return _SPOT_THEN_PERP[side]
 
     # ------------------------------------------------------------------ explicit spot legs
 
@@ -575,7 +596,7 @@ class _Planner:
         budget = self.inp.budget
         perp_target = target.net - target.spot
         perp_weight = state.perp_notional / self.nav if self.nav else _ZERO
-        actions: list[str] = []
+        actions: list[AssetAction] = []
         for leg, weight, goal_t in (
             ("spot", state.spot_weight, target.spot),
             ("perp", perp_weight, perp_target),
@@ -608,7 +629,7 @@ class _Planner:
                 target.net,
                 target.net - width,
                 target.net + width,
-                "+".join(actions) or "hold",
+                _two_legs_action(actions),
             )
         )
 
@@ -619,7 +640,7 @@ class _Planner:
             return False
         return state.perp_price >= state.perp_entry_price * (1 + self.inp.unwind_profit)
 
-    def _unwind(self, state: AssetState) -> str:
+    def _unwind(self, state: AssetState) -> AssetAction:
         notional = state.perp_qty * state.perp_price
         self.plan.notes.append(
             f"{state.asset}: overlay long up {_pct(state.perp_price / state.perp_entry_price - 1)} "
@@ -631,7 +652,9 @@ class _Planner:
         self.order(state.asset, "spot", notional, "unwind: buy spot with the proceeds")
         return "unwind"
 
-    def _unwind_short(self, state: AssetState, target: ResolvedTarget, inside: Decimal) -> str:
+    def _unwind_short(
+        self, state: AssetState, target: ResolvedTarget, inside: Decimal
+    ) -> AssetAction:
         """Case A completion, for an asset whose net weight is inside its band: the overlay short
         comes off when the asset's spot weight is back well inside the band, at most ``inside``
         (target + ``UNWIND_FRACTION`` of the band's width: closing it leaves the weight inside, not
@@ -694,6 +717,10 @@ class _Planner:
                 self._perp(state, -state.perp_notional, why)
 
 
+def _two_legs_action(actions: list[AssetAction]) -> AssetAction:
+    return _TWO_LEGS[tuple(actions)]
+
+
 def _empty_state(asset: str) -> AssetState:
     return AssetState(
         asset=asset,
@@ -714,7 +741,7 @@ def _empty_state(asset: str) -> AssetState:
 
 
 def _decision(
-    asset: str, weight: Decimal, target: Decimal, low: Decimal, high: Decimal, action: str
+    asset: str, weight: Decimal, target: Decimal, low: Decimal, high: Decimal, action: AssetAction
 ) -> AssetDecision:
     return AssetDecision(
         asset=asset,

@@ -48,6 +48,7 @@ from ballast.engine.kernel.events import (
     OrderFilled,
     PositionUpdated,
     QuoteTick,
+    SnapshotTrigger,
     TimerFired,
     TradeTick,
 )
@@ -171,7 +172,7 @@ class Portfolio(Actor):
 
     # ------------------------------------------------------------------ snapshots
 
-    def _snapshot(self, ts_event: int, trigger: str) -> bool:
+    def _snapshot(self, ts_event: int, trigger: SnapshotTrigger) -> bool:
         """Publish a snapshot if NAV is defined; True if one was published."""
         if not self.ledger.valued:
             return False

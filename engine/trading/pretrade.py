@@ -58,13 +58,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 
 from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.config import RiskConfig
-from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot
+from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot, VetoReason
 from ballast.engine.kernel.instruments import Instrument, base_of
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.margin import (
@@ -77,25 +77,8 @@ from ballast.engine.trading.margin import (
 from ballast.engine.trading.measures import Book
 from ballast.engine.trading.position import realized, traded
 
-REASON_CODES: Final = frozenset(
-    {
-        "kill_switch",
-        "unknown_instrument",
-        "no_portfolio",
-        "stale_data",
-        "price_sanity",
-        "precision",
-        "min_notional",
-        "reduce_only",
-        "max_order_notional",
-        "max_asset_weight",
-        "max_net_leverage",
-        "max_gross_leverage",
-        "max_margin_usage",
-        "liquidation_distance",
-        "max_daily_turnover",
-    }
-)
+REASON_CODES: Final[frozenset[VetoReason]] = frozenset(get_args(VetoReason))
+"""Every veto reason code (:data:`~ballast.engine.kernel.events.VetoReason`)."""
 
 # Wide enough that sums and products of money are exact; divisions round down, so a computed
 # room is never larger than the true one.
@@ -126,7 +109,7 @@ class Approved:
 class Vetoed:
     """The intent must not go out. ``reason`` is one of :data:`REASON_CODES`."""
 
-    reason: str
+    reason: VetoReason
     detail: str
 
 
@@ -135,7 +118,7 @@ Verdict = Approved | Vetoed
 
 @dataclass(frozen=True)
 class _Limit:
-    code: str
+    code: VetoReason
     max_qty: Decimal
     detail: str
 
@@ -283,7 +266,7 @@ def _size(book: _Book) -> Verdict:
     return Approved(intent, "; ".join(cuts))
 
 
-def _size_problem(book: _Book, qty: Decimal) -> tuple[str, str] | None:
+def _size_problem(book: _Book, qty: Decimal) -> tuple[VetoReason, str] | None:
     """(code, detail) when ``qty`` breaks an exchange filter at the mark or the limit price."""
     inst = book.instrument
     if qty <= 0 or qty < inst.min_qty:

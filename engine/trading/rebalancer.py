@@ -43,6 +43,7 @@ from ballast.engine.kernel.events import (
     KillSwitchTriggered,
     MarkPriceUpdated,
     Message,
+    Mode,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -53,6 +54,7 @@ from ballast.engine.kernel.events import (
     PortfolioSnapshot,
     PositionUpdated,
     RebalanceDecided,
+    RebalanceTrigger,
     RiskBudgetChanged,
 )
 from ballast.engine.kernel.instruments import Instrument, base_of
@@ -62,7 +64,6 @@ from ballast.engine.strategy.registry import load_strategy, strategy_params
 from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.planner import (
     BudgetView,
-    Mode,
     Plan,
     PlanInputs,
     plan_close_longs,
@@ -378,7 +379,7 @@ class Rebalancer(Actor):
         for intent in kept:
             self._refused.pop(base_of(intent.symbol), None)
 
-    def _publish(self, plan: Plan, trigger: str, note: str, ts_event: int) -> None:
+    def _publish(self, plan: Plan, trigger: RebalanceTrigger, note: str, ts_event: int) -> None:
         """Publish the decision. Cooldowns run on event time, so a replay decides the same."""
         if not plan.intents and not self.report_holds:
             return

@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Final, Literal
+from typing import Final
 
 from ballast.engine.kernel.calendar_windows import CalendarWindow
 from ballast.engine.kernel.clock import NS_PER_SECOND
-
-Regime = Literal["calm", "normal", "stressed"]
+from ballast.engine.kernel.events import Regime
 
 HOUR_NS: Final = 3600 * NS_PER_SECOND
 YEAR_NS: Final = 365 * 24 * HOUR_NS

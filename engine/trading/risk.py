@@ -62,6 +62,7 @@ from ballast.engine.kernel.events import (
     HandlerFailed,
     InstrumentsLoaded,
     IntentApproved,
+    KillSwitchReason,
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -132,7 +133,7 @@ class RiskManager(Actor):
         self.instruments: dict[str, Instrument] = {}
         self.marks: dict[str, tuple[Decimal, int]] = {}
         self.snapshot: PortfolioSnapshot | None = None
-        self.kill_switch: str | None = None
+        self.kill_switch: KillSwitchReason | None = None
         self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
         self.orders = OrderTracker()  # the orders of the intents it approved
         self._valued_at: dict[str, Decimal] = {}
@@ -317,7 +318,7 @@ class RiskManager(Actor):
                 return price
         return snapshot_mark
 
-    def _trip(self, ts_ns: int, reason: str, detail: str) -> None:
+    def _trip(self, ts_ns: int, reason: KillSwitchReason, detail: str) -> None:
         if self.kill_switch is not None:
             return
         self.kill_switch = reason

@@ -59,7 +59,7 @@ class Decider(Actor):
             KillSwitchTriggered(
                 ts_event=now,
                 ts_init=now,
-                reason="stopped",
+                reason="handler_failed",
                 detail=self.note(f"handled {self.handled}, decided {self.decisions}"),
             )
         )
@@ -82,7 +82,7 @@ class Decider(Actor):
                     ts_event=quote.ts_event,
                     ts_init=self.now(),
                     symbol=quote.symbol,
-                    reason="crossed",
+                    reason="crossed_quote",
                     detail=self.note(f"bid {quote.bid} > ask {quote.ask}"),
                 )
             )
@@ -93,7 +93,7 @@ class Decider(Actor):
         prev = self.last_mid.get(quote.symbol)
         self.last_mid[quote.symbol] = mid
         if prev is not None and abs(mid - prev) / prev > _MOVE:
-            self._decide(quote.symbol, mid, prev, trigger="quote")
+            self._decide(quote.symbol, mid, prev, moved="quote")
 
     def on_bar(self, bar: Bar) -> None:
         n = self._count()
@@ -104,13 +104,13 @@ class Decider(Actor):
                     ts_init=self.now(),
                     intent_id=f"bar-{n}",
                     symbol=bar.symbol,
-                    reason="no_volume",
+                    reason="stale_data",
                     detail=self.note(f"bar {n} has no volume"),
                 )
             )
             return
         if bar.close > bar.open * (1 + _MOVE):
-            self._decide(bar.symbol, bar.close, bar.open, trigger="bar")
+            self._decide(bar.symbol, bar.close, bar.open, moved="bar")
 
     def on_check(self, event: TimerFired) -> None:
         n = self._count()
@@ -118,7 +118,7 @@ class Decider(Actor):
             RiskBudgetChanged(
                 ts_event=event.ts_event,
                 ts_init=self.now(),
-                regime="calm" if len(self.last_mid) < 2 else "watch",
+                regime="calm" if len(self.last_mid) < 2 else "stressed",
                 volatility=Decimal(n) / 100,
                 band_abs=Decimal("0.05"),
                 band_rel=None,
@@ -157,7 +157,7 @@ class Decider(Actor):
                     )
                 )
 
-    def _decide(self, symbol: str, price: Decimal, prev: Decimal, *, trigger: str) -> None:
+    def _decide(self, symbol: str, price: Decimal, prev: Decimal, *, moved: str) -> None:
         self.decisions += 1
         side: Side = "buy" if price < prev else "sell"
         qty = Decimal("0.01") * (self.decisions % 9 + 1)
@@ -169,7 +169,7 @@ class Decider(Actor):
             order_type="market",
             price=None,
             reduce_only=False,
-            reason=self.note(f"{trigger} moved {prev} -> {price}"),
+            reason=self.note(f"{moved} moved {prev} -> {price}"),
         )
         now = self.now()
         self.publish(
@@ -177,8 +177,8 @@ class Decider(Actor):
                 ts_event=now,
                 ts_init=now,
                 decision_id=f"{self.name}-{self.decisions}",
-                trigger=trigger,
-                mode="test",
+                trigger="band",
+                mode="auto",
                 regime="calm",
                 reasoning=self.note(f"{symbol} {side} after a move from {prev} to {price}"),
                 assets=(
@@ -188,7 +188,7 @@ class Decider(Actor):
                         target=Decimal("0.5"),
                         band_low=Decimal("0.45"),
                         band_high=Decimal("0.55"),
-                        action="rebalance",
+                        action="buy spot" if side == "buy" else "sell spot",
                     ),
                 ),
                 intents=(intent,),
@@ -226,7 +226,7 @@ class Tally(Actor):
                 ts_event=event.ts_event,
                 ts_init=self.now(),
                 symbol=event.asset,
-                reason="tally",
+                reason="out_of_order",
                 detail=f"{self.count} balance updates, last free {event.free}",
             )
         )
@@ -316,7 +316,7 @@ class QuoteGuard(Actor):
                     ts_event=quote.ts_event,
                     ts_init=self.now(),
                     symbol=quote.symbol,
-                    reason="crossed",
+                    reason="crossed_quote",
                     detail=f"bid {quote.bid} > ask {quote.ask}",
                 )
             )
@@ -345,7 +345,7 @@ class Heartbeat(Actor):
                 ts_event=event.ts_event,
                 ts_init=self.now(),
                 symbol="*",
-                reason="heartbeat",
+                reason="out_of_order",
                 detail=f"{self.name} beat {len(self.beats)}",
             )
         )

@@ -61,7 +61,7 @@ class Book:
         return PortfolioSnapshot(
             ts_event=ts,
             ts_init=ts,
-            trigger="test",
+            trigger="price",
             nav=nav,
             cash=self.cash,
             gross_leverage=gross,

@@ -25,7 +25,7 @@ def context(ts_ns: int) -> StrategyContext:
     snapshot = PortfolioSnapshot(
         ts_event=ts_ns,
         ts_init=ts_ns,
-        trigger="test",
+        trigger="price",
         nav=_NAV,
         cash=_NAV,
         gross_leverage=_ZERO,
