@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.engine.app.config_check import check_startable
 from ballast.engine.app.dry_run import dry_run
-from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.config import Config, parse_config
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import Bar, Message
@@ -32,7 +32,7 @@ from tests.support.cli import ROOT, ballast
 D = Decimal
 EXAMPLE = ROOT / "examples" / "paper.toml"
 BASE: dict[str, Any] = tomllib.loads(EXAMPLE.read_text())
-T0 = 1_700_000_000 * 1_000_000_000
+T0 = 1_700_000_000 * NS_PER_SECOND
 PRICES = {"BTC": D(40_000), "ETH": D(2_000)}
 
 
