@@ -14,7 +14,7 @@ import pytest
 from ballast.adapters.data.bundle import MarketBundle
 from ballast.engine.app.backtest import BacktestRun, initial_allocation, run_backtest, variant
 from ballast.engine.app.cli.cmd_journal import record_json
-from ballast.engine.kernel.clock import NS_PER_DAY
+from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import (
     BandsConfig,
@@ -155,7 +155,7 @@ def funding_file() -> dict[int, Decimal]:
     with (DATA / "btcusdt_perp_funding_8h.csv").open() as handle:
         for row in csv.DictReader(handle):
             minute = round(int(row["calc_time"]) / 60_000) * 60_000
-            rates[minute * 1_000_000] = D(row["last_funding_rate"])
+            rates[minute * NS_PER_MILLISECOND] = D(row["last_funding_rate"])
     return rates
 
 

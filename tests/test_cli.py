@@ -19,6 +19,7 @@ from ballast.engine.kernel.timefmt import ns_to_iso
 from tests.conftest import START_NS
 from tests.support.cli import ballast
 
+MINUTE = NS_PER_MINUTE
 EXPORT_KEYS = {"seq", "type", "ts_event", "ts_init", "event"}
 
 GOOD = """
@@ -56,7 +57,7 @@ def sample_messages() -> list[Message]:
     """Twelve records one minute apart: quotes, balances, rejections."""
     out: list[Message] = []
     for i in range(12):
-        ts = START_NS + i * NS_PER_MINUTE
+        ts = START_NS + i * MINUTE
         if i % 4 == 3:
             out.append(BalanceUpdated(ts, ts + 1, "spot", "USDT", Decimal(1000 + i), Decimal(0)))
         elif i % 4 == 2:
@@ -202,7 +203,7 @@ def test_journal_stats(journal_path: Path) -> None:
     assert re.search(r"^seq\s+1 \.\. 12$", out, re.MULTILINE)
     assert re.search(r"^gap-free\s+yes$", out, re.MULTILINE)
     assert re.search(r"^quick_check\s+ok$", out, re.MULTILINE)
-    assert f"{ns_to_iso(START_NS)} .. {ns_to_iso(START_NS + 11 * NS_PER_MINUTE)}" in out
+    assert f"{ns_to_iso(START_NS)} .. {ns_to_iso(START_NS + 11 * MINUTE)}" in out
     assert re.search(r"^\s+QuoteTick\s+6$", out, re.MULTILINE)
     assert re.search(r"^\s+BalanceUpdated\s+3$", out, re.MULTILINE)
     assert re.search(r"^\s+DataRejected\s+3$", out, re.MULTILINE)
@@ -214,7 +215,7 @@ def test_journal_tail(journal_path: Path) -> None:
     lines = proc.stdout.splitlines()
     assert [int(line.split()[0]) for line in lines] == [10, 11, 12]
     assert "BalanceUpdated" in lines[-1]
-    assert ns_to_iso(START_NS + 11 * NS_PER_MINUTE) in lines[-1]
+    assert ns_to_iso(START_NS + 11 * MINUTE) in lines[-1]
 
     proc = ballast("journal", "tail", str(journal_path), "--type", "DataRejected", "-n", "2")
     assert proc.returncode == 0
@@ -262,7 +263,7 @@ def test_journal_export_filters(journal_path: Path) -> None:
     assert seqs("--to-seq", "2") == [1, 2]
     assert seqs("--from-seq", "4", "--to-seq", "6") == [4, 5, 6]
     # ts_event in [since, until): ISO 8601 or epoch ns
-    since, until = START_NS + 2 * NS_PER_MINUTE, START_NS + 5 * NS_PER_MINUTE
+    since, until = START_NS + 2 * MINUTE, START_NS + 5 * MINUTE
     assert seqs("--since", str(since), "--until", str(until)) == [3, 4, 5]
     assert seqs("--since", ns_to_iso(since), "--until", ns_to_iso(until)) == [3, 4, 5]
     assert seqs("--since", ns_to_iso(since).replace("Z", "+00:00")) == list(range(3, 13))
@@ -359,14 +360,8 @@ def test_backtest_cli_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
     [
         (("--start", "garbage"), "argument --start: not a time: 'garbage' (use ISO 8601"),
         (("--end", "2023-13-45"), "argument --end: not a time: '2023-13-45'"),
-        (
-            ("--start", "2023-02-01", "--end", "2023-01-01"),
-            "--start 2023-02-01 00:00 is not before",
-        ),
-        (
-            ("--start", "1675209600", "--end", "2023-01-01"),
-            "--start 2023-02-01 00:00 is not before",
-        ),
+        (("--start", "2023-02-01", "--end", "2023-01-01"), "--start 2023-02-01 00:00 is not"),
+        (("--start", "1675209600", "--end", "2023-01-01"), "--start 2023-02-01 00:00 is not"),
         (("--strategies", " , "), "names no strategy"),
         (("--strategies", "threshold,nosuch"), "unknown strategy 'nosuch'"),
     ],

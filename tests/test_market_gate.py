@@ -35,18 +35,19 @@ from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 
 D = Decimal
+HOUR = NS_PER_HOUR
 BTC, BTC_PERP = "BTC/USDT", "BTC/USDT:USDT"
 
 
 def bar(symbol: str, close: str | int, hours: int, *, high: str | None = None) -> Bar:
     c = D(close)
-    ts = START_NS + hours * NS_PER_HOUR
+    ts = START_NS + hours * HOUR
     return Bar(ts, ts, symbol, 3600, c, D(high) if high else c, c, c, D(1))
 
 
 def mark(price: str | int, hours: int, rate: str = "0.0001") -> MarkPriceUpdated:
-    ts = START_NS + hours * NS_PER_HOUR
-    return MarkPriceUpdated(ts, ts, BTC_PERP, D(price), D(price), D(rate), ts + NS_PER_HOUR)
+    ts = START_NS + hours * HOUR
+    return MarkPriceUpdated(ts, ts, BTC_PERP, D(price), D(price), D(rate), ts + HOUR)
 
 
 class Consumers:
@@ -97,9 +98,9 @@ def test_a_rejected_bar_reaches_no_consumer_and_names_its_seq(world: Consumers) 
     assert rejected.seq == seqs[1]
     assert [m.close for m in world.seen if isinstance(m, Bar)] == [D(20_000), D(20_100)]
     assert [m.close for m in world.boxed() if isinstance(m, Bar)] == [D(20_000), D(20_100)]
-    assert world.risk.marks[BTC] == (D(20_100), START_NS + 3 * NS_PER_HOUR)
+    assert world.risk.marks[BTC] == (D(20_100), START_NS + 3 * HOUR)
     assert world.portfolio.ledger.spot_prices["BTC"] == D(20_100)
-    assert world.metrics.health.last_data_ns[BTC] == START_NS + 3 * NS_PER_HOUR
+    assert world.metrics.health.last_data_ns[BTC] == START_NS + 3 * HOUR
 
 
 def test_an_absurd_funding_rate_is_rejected_with_its_mark(world: Consumers) -> None:

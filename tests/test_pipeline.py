@@ -12,7 +12,7 @@ import pytest
 from ballast.adapters.memory_venue import InMemoryVenue
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_MINUTE, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, ExecutionConfig, JournalConfig
 from ballast.engine.kernel.events import (
@@ -29,6 +29,7 @@ from tests.conftest import START_NS
 from tests.support.book import fine_instruments
 
 D = Decimal
+HOUR = NS_PER_HOUR
 CENT = D("0.01")
 
 
@@ -75,12 +76,10 @@ async def run_example_1(tmp_path: Path, mode: str) -> list[Message]:
             },
         )
         for hour, price in enumerate(("43000", "46000", "49000", "52000"), start=1):  # +30 %
-            clock.advance_to(
-                START_NS + hour * NS_PER_HOUR
-            )  # each step is within the 10 % jump guard
+            clock.advance_to(START_NS + hour * HOUR)  # each step is within the 10 % jump guard
             # perp first: the risk check refuses to trade a perp on a mark older than 30 s
             await quote(session, venue, clock, {"BTC/USDT:USDT": price, "BTC/USDT": price})
-        clock.advance_to(START_NS + 4 * NS_PER_HOUR + NS_PER_MINUTE)  # trailing snapshot fires
+        clock.advance_to(START_NS + 4 * HOUR + 60 * NS_PER_SECOND)  # trailing snapshot fires
         await session.idle()
     async with JournalReader(cfg.journal.path) as reader:
         return await reader.messages()
@@ -170,7 +169,7 @@ async def test_a_volatility_spike_closes_overlay_longs_without_any_band_breach(
     ):
         btc = D(40_000)
         for hour in range(60):
-            clock.advance_to(START_NS + hour * NS_PER_HOUR)
+            clock.advance_to(START_NS + hour * HOUR)
             if hour < 30:
                 btc = btc * (D("1.001") if hour % 2 else D("0.999"))  # calm
             else:

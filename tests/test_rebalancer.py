@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.events import (
     DeleverageRequired,
     InstrumentsLoaded,
@@ -29,6 +29,7 @@ from tests.conftest import START_NS
 from tests.support.book import Book, fine_instruments
 
 D = Decimal
+HOUR = NS_PER_HOUR
 
 
 class Recorder:
@@ -123,9 +124,9 @@ def test_given_a_band_breach_then_one_decision_with_inputs_reasoning_and_intents
 def test_cooldown_prevents_churn_until_it_expires(sim_clock: SimulatedClock) -> None:
     bus, _, rec = make(sim_clock)
     bus.publish(book("52000").snapshot(START_NS))
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_HOUR // 2))
+    bus.publish(book("52000").snapshot(START_NS + HOUR // 2))
     assert len(rec.of(RebalanceDecided)) == 1
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_HOUR + 1))
+    bus.publish(book("52000").snapshot(START_NS + HOUR + 1))
     decisions = rec.of(RebalanceDecided)
     assert [d.decision_id for d in decisions] == ["5e5510n0-d1", "5e5510n0-d2"]
 
@@ -184,17 +185,17 @@ def test_kill_switch_flattens_every_perp_and_stops_planning_until_reset(
     assert [(i.symbol, i.side, i.qty, i.reduce_only) for i in flatten[0].intents] == [
         ("BTC/USDT:USDT", "buy", D("0.1"), True)
     ]
-    bus.publish(book("60000").snapshot(START_NS + 2 * NS_PER_HOUR))
+    bus.publish(book("60000").snapshot(START_NS + 2 * HOUR))
     assert len(rec.of(RebalanceDecided)) == before + 1
     bus.publish(KillSwitchReset(START_NS, START_NS, "operator"))
-    bus.publish(book("60000").snapshot(START_NS + 3 * NS_PER_HOUR))
+    bus.publish(book("60000").snapshot(START_NS + 3 * HOUR))
     assert len(rec.of(RebalanceDecided)) == before + 2
 
 
 def test_a_raising_strategy_is_halted_once_and_the_bus_goes_on(sim_clock: SimulatedClock) -> None:
     bus, rebalancer, rec = make(sim_clock, strategy=Exploding())
     bus.publish(book("52000").snapshot(START_NS))
-    bus.publish(book("60000").snapshot(START_NS + NS_PER_HOUR))
+    bus.publish(book("60000").snapshot(START_NS + HOUR))
     [failure] = rec.of(StrategyFailed)
     assert failure.strategy == "threshold"
     assert "RuntimeError" in failure.error
@@ -332,15 +333,15 @@ def test_a_sent_order_that_goes_unanswered_is_never_replaced_by_a_second_one(
     [first] = rec.of(RebalanceDecided)
     bus.publish(_submitted(first.intents[0], "c-1"))
     for hours in (1, 2, 5):
-        bus.publish(book("52000").snapshot(START_NS + hours * NS_PER_HOUR))
+        bus.publish(book("52000").snapshot(START_NS + hours * HOUR))
     assert len(rec.of(RebalanceDecided)) == 1
-    at = START_NS + 5 * NS_PER_HOUR
+    at = START_NS + 5 * HOUR
     intent = first.intents[0]
     status = OrderStatusReported(
         at, at, "c-1", "v-1", intent.symbol, intent.side, intent.qty, D(0), None, "canceled"
     )
     bus.publish(status)
-    bus.publish(book("52000").snapshot(START_NS + 6 * NS_PER_HOUR))
+    bus.publish(book("52000").snapshot(START_NS + 6 * HOUR))
     assert len(rec.of(RebalanceDecided)) == 2
 
 
@@ -350,9 +351,9 @@ def test_an_intent_that_was_never_sent_stops_blocking_its_asset_after_the_timeou
     bus, rebalancer, rec = make(sim_clock)
     rebalancer.cooldown_ns = 0
     bus.publish(book("52000").snapshot(START_NS))
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_MINUTE))
+    bus.publish(book("52000").snapshot(START_NS + 60 * NS_PER_SECOND))
     assert len(rec.of(RebalanceDecided)) == 1  # within the timeout it still waits
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_HOUR))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
     first, second = rec.of(RebalanceDecided)
     assert second.intents
     assert f"{first.intents[0].intent_id} was never sent" in second.reasoning
@@ -397,7 +398,7 @@ def test_a_cut_order_completes_on_its_approved_quantity_and_the_asset_is_planned
     bus.publish(_approved(intent, cut, "max_gross_leverage: cut"))
     bus.publish(msgspec.structs.replace(_submitted(intent, "c-1"), qty=cut))
     bus.publish(_filled(intent, "c-1", cut, START_NS))
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_HOUR))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
     assert len(rec.of(RebalanceDecided)) == 2
 
 
@@ -412,7 +413,7 @@ def test_a_partly_filled_order_that_ends_frees_its_asset(sim_clock: SimulatedClo
     bus.publish(_submitted(intent, "c-1"))
     bus.publish(_filled(intent, "c-1", intent.qty / 4, START_NS))
     bus.publish(OrderCanceled(START_NS, START_NS, "c-1", intent.symbol, "IOC: rest canceled"))
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_HOUR))
+    bus.publish(book("52000").snapshot(START_NS + HOUR))
     assert len(rec.of(RebalanceDecided)) == 2
 
 
@@ -430,8 +431,8 @@ def test_an_order_refused_for_margin_is_replanned_on_fresh_figures_never_resent_
     bus.publish(
         OrderRejected(START_NS, START_NS, "c-1", intent.symbol, "insufficient margin: 720 needed")
     )
-    bus.publish(book("52000").snapshot(START_NS + NS_PER_HOUR + 1))  # same figures: the same order
-    bus.publish(book("52000").snapshot(START_NS + 2 * NS_PER_HOUR + 2))
+    bus.publish(book("52000").snapshot(START_NS + HOUR + 1))  # same figures: the same order
+    bus.publish(book("52000").snapshot(START_NS + 2 * HOUR + 2))
     again = [
         d
         for d in rec.of(RebalanceDecided)[1:]
@@ -441,7 +442,7 @@ def test_an_order_refused_for_margin_is_replanned_on_fresh_figures_never_resent_
     assert again == []
     poorer = book("52000")
     poorer.cash = D(500)  # fresh figures: the venue's cash was lower than the snapshot said
-    bus.publish(poorer.snapshot(START_NS + 2 * NS_PER_HOUR + 3))
+    bus.publish(poorer.snapshot(START_NS + 2 * HOUR + 3))
     replanned = rec.of(RebalanceDecided)[-1]
     [short] = replanned.intents
     assert short.symbol == intent.symbol

@@ -47,6 +47,7 @@ SPOT = "BTC/USDT"
 PERP = "BTC/USDT:USDT"
 T0 = START_NS
 MS = 1_000_000
+HOUR = NS_PER_HOUR
 INSTRUMENTS = binance_defaults(["BTC", "ETH"])
 E = TypeVar("E", bound=Message)
 
@@ -218,7 +219,7 @@ async def test_close_cancels_the_timers_of_orders_still_on_their_way(
     await venue.submit(order("c1", "buy", "0.1"))
 
     await venue.close()
-    sim_clock.advance_to(T0 + NS_PER_HOUR)
+    sim_clock.advance_to(T0 + HOUR)
     await venue.drain()
 
     assert sink.since(1) == ["OrderSubmitted"]
@@ -276,20 +277,15 @@ async def test_a_resting_limit_order_is_filled_right_after_the_bar_that_touches_
     await at(sim_clock, venue, T0, bar(SPOT, "50000", T0))
     await venue.submit(order("c1", "buy", "0.1", price="49000"))
     assert sink.since(1) == ["OrderSubmitted", "OrderAccepted", "BalanceUpdated"]
-    await at(sim_clock, venue, T0 + NS_PER_HOUR, bar(SPOT, "49500", T0 + NS_PER_HOUR, low="49100"))
+    await at(sim_clock, venue, T0 + HOUR, bar(SPOT, "49500", T0 + HOUR, low="49100"))
     assert OrderFilled not in map(type, sink.events)
     seen = len(sink.events)
 
-    await at(
-        sim_clock,
-        venue,
-        T0 + 2 * NS_PER_HOUR,
-        bar(SPOT, "49500", T0 + 2 * NS_PER_HOUR, low="48900"),
-    )
+    await at(sim_clock, venue, T0 + 2 * HOUR, bar(SPOT, "49500", T0 + 2 * HOUR, low="48900"))
 
     assert sink.since(seen) == ["Bar", "OrderFilled", "BalanceUpdated", "BalanceUpdated"]
     fill = sink.only(OrderFilled)
-    assert (fill.price, fill.liquidity, fill.ts_event) == (D(49000), "maker", T0 + 2 * NS_PER_HOUR)
+    assert (fill.price, fill.liquidity, fill.ts_event) == (D(49000), "maker", T0 + 2 * HOUR)
     assert fill.fee == D("0.1") * D(49000) * D("0.001")
 
 
@@ -299,7 +295,7 @@ async def test_closing_a_perp_realises_its_pnl_into_the_one_usdt_balance(
     venue, sink = venue_on(sim_clock)
     await at(sim_clock, venue, T0, bar(PERP, "50000", T0))
     await venue.submit(order("p1", "buy", "0.1", symbol=PERP))
-    await at(sim_clock, venue, T0 + NS_PER_HOUR, bar(PERP, "51000", T0 + NS_PER_HOUR))
+    await at(sim_clock, venue, T0 + HOUR, bar(PERP, "51000", T0 + HOUR))
 
     await venue.submit(order("p2", "sell", "0.1", symbol=PERP, reduce_only=True))
 
@@ -324,7 +320,7 @@ async def test_funding_settlement_emits_the_exact_payment_and_the_new_balance(
     before = venue.exchange.balance("USDT")
     seen = len(sink.events)
 
-    settle = T0 + 8 * NS_PER_HOUR
+    settle = T0 + 8 * HOUR
     sim_clock.advance_to(settle)
     await venue.settle_funding(PERP, D("0.0001"), D(50500), settle)
 
@@ -380,9 +376,9 @@ async def _scripted_run(fill_ms: int, ack_ms: int) -> list[bytes]:
         ts = T0 + n * 30 * MS
         await at(clock, venue, ts, bar(SPOT, close, ts, low=close))
         await at(clock, venue, ts, bar(PERP, close, ts, low=close))
-    clock.advance_to(T0 + NS_PER_HOUR)
+    clock.advance_to(T0 + HOUR)
     await venue.drain()
-    await venue.settle_funding(PERP, D("0.0002"), D(50300), T0 + NS_PER_HOUR)
+    await venue.settle_funding(PERP, D("0.0002"), D(50300), T0 + HOUR)
     return [encode(e) for e in sink.events]
 
 
