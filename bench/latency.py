@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ballast.engine.kernel.bus import Bus, Mailbox
-from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.clock import NS_PER_MICROSECOND, NS_PER_SECOND, LiveClock
 from ballast.engine.kernel.events import QuoteTick
 from ballast.engine.kernel.journal import Journal
 from bench.common import PRICES, SIZES, SYMBOLS, percentile, run, verdict
@@ -70,7 +70,7 @@ async def _run(path: Path) -> tuple[_Probe, float, int, int]:
         consumer = asyncio.create_task(_consume(box, probe))
         await asyncio.sleep(0.05)
 
-        interval = 1_000_000_000 // RATE
+        interval = NS_PER_SECOND // RATE
         total = int((SECONDS + WARMUP_S) * RATE)
         pc = time.perf_counter_ns
         sleep = asyncio.sleep
@@ -99,7 +99,7 @@ async def _run(path: Path) -> tuple[_Probe, float, int, int]:
             lateness.append(t0 - deadline)
             deadline += interval
             await sleep(0)
-        elapsed = (pc() - start) / 1e9
+        elapsed = (pc() - start) / NS_PER_SECOND
         await journal.sync()
         await asyncio.sleep(0.01)
         consumer.cancel()
@@ -110,10 +110,10 @@ async def _run(path: Path) -> tuple[_Probe, float, int, int]:
 
 def _dist(label: str, values_ns: list[int], target_us: float | None) -> str:
     v = sorted(values_ns)
-    us = [percentile(v, q) / 1000 for q in (50, 90, 99, 99.9)]
+    us = [percentile(v, q) / NS_PER_MICROSECOND for q in (50, 90, 99, 99.9)]
     line = (
         f"{label}: p50 {us[0]:.1f} us, p90 {us[1]:.1f} us, p99 {us[2]:.1f} us, "
-        f"p99.9 {us[3]:.1f} us, max {v[-1] / 1000:.1f} us  (n={len(v):,})"
+        f"p99.9 {us[3]:.1f} us, max {v[-1] / NS_PER_MICROSECOND:.1f} us  (n={len(v):,})"
     )
     if target_us is not None:
         line += f"  p99 target <= {target_us:.0f} us {verdict(us[2] <= target_us)}"

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.clock import NS_PER_MICROSECOND, NS_PER_SECOND, LiveClock
 from ballast.engine.kernel.config import BandsConfig, Config, ExecutionConfig, RiskConfig
 from ballast.engine.kernel.events import (
     BalanceUpdated,
@@ -121,7 +121,7 @@ async def _run(path: Path) -> tuple[_Probe, float, int]:
         for asset, amount in (("USDT", 40_000), ("BTC", 1), ("ETH", 10)):
             bus.publish(BalanceUpdated(now, now, "spot", asset, Decimal(amount), Decimal(0)))
 
-        interval = 1_000_000_000 // RATE
+        interval = NS_PER_SECOND // RATE
         total = int((SECONDS + WARMUP_S) * RATE)
         pc = time.perf_counter_ns
         start = pc() + interval
@@ -131,13 +131,13 @@ async def _run(path: Path) -> tuple[_Probe, float, int]:
                 await asyncio.sleep(0)
             probe.measuring = i >= WARMUP_S * RATE
             symbol = SYMBOLS[i & 3]
-            price = _price(symbol, (deadline - start) / 1e9)
+            price = _price(symbol, (deadline - start) / NS_PER_SECOND)
             await venue.set_price(symbol, price)
             ts = clock.now_ns()
             await bus.send(QuoteTick(ts, ts, symbol, price, price + Decimal("0.01"), ONE, ONE))
             deadline += interval
             await asyncio.sleep(0)
-        elapsed = (pc() - start) / 1e9
+        elapsed = (pc() - start) / NS_PER_SECOND
         for actor in actors:
             await actor.idle()
         for actor in reversed(actors):
@@ -160,10 +160,10 @@ def main() -> None:
     if not v:
         print("  no approved intent measured")
         return
-    us = [percentile(v, q) / 1000 for q in (50, 90, 99)]
+    us = [percentile(v, q) / NS_PER_MICROSECOND for q in (50, 90, 99)]
     print(
         f"  snapshot → approved intent: p50 {us[0]:.0f} us, p90 {us[1]:.0f} us, "
-        f"p99 {us[2]:.0f} us, max {v[-1] / 1000:.0f} us (n={len(v):,})  "
+        f"p99 {us[2]:.0f} us, max {v[-1] / NS_PER_MICROSECOND:.0f} us (n={len(v):,})  "
         f"p99 target <= {TARGET_P99_US:.0f} us "
         f"{verdict(us[2] <= TARGET_P99_US)}"
     )

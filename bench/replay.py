@@ -13,7 +13,7 @@ import msgspec
 from ballast.engine.app.replay import replay
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, Clock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import SessionStarted
 from ballast.engine.kernel.journal import Journal, JournalReader
@@ -30,7 +30,7 @@ async def _write(path: Path, n: int) -> dict[str, int]:
         config_json = msgspec.json.encode(Config()).decode()
         journal.append(SessionStarted(START_NS, START_NS, "bench", "0", "LiveClock", config_json))
         for i in range(1, n):
-            ev = mixed(i, START_NS + i * 1_000_000)
+            ev = mixed(i, START_NS + i * NS_PER_MILLISECOND)
             name = type(ev).__name__
             counts[name] = counts.get(name, 0) + 1
             journal.append(ev)

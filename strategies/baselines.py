@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from ballast.engine.kernel.clock import NS_PER_DAY
 from ballast.engine.strategy.api import (
     Strategy,
     StrategyContext,
@@ -30,7 +31,6 @@ from ballast.engine.strategy.api import (
     parse_params,
 )
 
-_DAY_NS = 86_400 * 1_000_000_000
 _MAX_DAYS = 3650
 
 
@@ -85,7 +85,7 @@ class CalendarRebalance(Strategy):
     def targets(self, context: StrategyContext) -> TargetSet:
         if self._next_ns is None or context.ts_ns >= self._next_ns:
             start = context.ts_ns if self._next_ns is None else self._next_ns
-            self._next_ns = start + self.settings.every_days * _DAY_NS
+            self._next_ns = start + self.settings.every_days * NS_PER_DAY
             return _rebalance(
                 self.settings.weights, f"calendar: every {self.settings.every_days} days"
             )

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.strategy.api import (
     Strategy,
     StrategyContext,
@@ -48,7 +49,6 @@ from ballast.engine.strategy.api import (
     parse_params,
 )
 
-_NS_PER_HOUR: Final = 3_600_000_000_000
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _MAX_LOOKBACK_H: Final = 5 * 8760
@@ -120,7 +120,7 @@ class GrowthOptimizer(Strategy):
         super().__init__(params)
         self.settings = parse_params(GrowthOptimizerParams, params)
         self.momentum = Momentum(
-            self.settings.lookback_h * _NS_PER_HOUR, self.settings.sample_h * _NS_PER_HOUR
+            self.settings.lookback_h * NS_PER_HOUR, self.settings.sample_h * NS_PER_HOUR
         )
         self.weak: set[str] = set()
 

@@ -13,14 +13,13 @@ import pytest
 
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_MINUTE, NS_PER_SECOND, Clock, SimulatedClock
 from ballast.engine.kernel.events import DataRejected, HandlerFailed, Message, QuoteTick, TimerFired
 from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.conftest import START_NS
 from tests.support.actors import Heartbeat, QuoteGuard, Recorder
 from tests.support.waiting import eventually
 
-MINUTE_NS = 60 * NS_PER_SECOND
 D = Decimal
 
 
@@ -103,7 +102,7 @@ async def test_given_a_timer_when_time_passes_then_journaled_timer_events_drive_
         # when
         sim_clock.advance_to(START_NS + 150 * NS_PER_SECOND)
     # then: each deadline is a journaled TimerFired, answered right after it
-    first, second = START_NS + MINUTE_NS, START_NS + 2 * MINUTE_NS
+    first, second = START_NS + NS_PER_MINUTE, START_NS + 2 * NS_PER_MINUTE
     assert await journaled(journal) == [
         TimerFired(first, first, "Heartbeat.beat"),
         DataRejected(first, first, "*", "out_of_order", "Heartbeat beat 1"),
@@ -120,9 +119,9 @@ async def test_a_timer_handler_runs_when_its_event_is_dispatched_not_when_the_cl
     clock = SimulatedClock(START_NS, timers=False)
     bus = Bus(clock)
     heart = Heartbeat(bus, clock)
-    clock.advance_to(START_NS + 10 * MINUTE_NS)
+    clock.advance_to(START_NS + 10 * NS_PER_MINUTE)
     assert heart.beats == []
-    recorded = TimerFired(START_NS + MINUTE_NS, START_NS + MINUTE_NS, "Heartbeat.beat")
+    recorded = TimerFired(START_NS + NS_PER_MINUTE, START_NS + NS_PER_MINUTE, "Heartbeat.beat")
     bus.republish(7, recorded)
     bus.republish(8, TimerFired(START_NS, START_NS, "Someone.else"))
     assert heart.beats == [recorded]
@@ -131,7 +130,7 @@ async def test_a_timer_handler_runs_when_its_event_is_dispatched_not_when_the_cl
 async def test_timers_are_aligned_and_named_per_actor(
     bus: Bus, sim_clock: SimulatedClock, journal: Journal
 ) -> None:
-    hour = 60 * MINUTE_NS
+    hour = 60 * NS_PER_MINUTE
     grid = (START_NS // hour + 1) * hour
     fast = Heartbeat(bus, sim_clock, interval_ns=hour, start_ns=grid, name="fast")
     slow = Heartbeat(bus, sim_clock, interval_ns=2 * hour, start_ns=grid, name="slow")
@@ -157,7 +156,7 @@ class Worker(Actor):
 
     async def on_start(self) -> None:
         self.calls.append("start")
-        self.every("poll", MINUTE_NS, lambda event: self.calls.append("poll"))
+        self.every("poll", NS_PER_MINUTE, lambda event: self.calls.append("poll"))
 
     async def on_stop(self) -> None:
         self.calls.append("stop")
@@ -191,7 +190,7 @@ async def test_stop_cancels_timers_and_tasks(bus: Bus, sim_clock: SimulatedClock
     await worker.start()
     await worker.start()  # idempotent
     task = worker.spawn(worker.forever(), name="forever")
-    sim_clock.advance_to(START_NS + MINUTE_NS)
+    sim_clock.advance_to(START_NS + NS_PER_MINUTE)
     assert worker.calls == ["start", "poll"]
     assert sim_clock.timer_names == ["Worker.poll"]
 
@@ -200,7 +199,7 @@ async def test_stop_cancels_timers_and_tasks(bus: Bus, sim_clock: SimulatedClock
 
     assert task.cancelled()
     assert sim_clock.timer_names == []
-    sim_clock.advance_to(START_NS + 60 * MINUTE_NS)
+    sim_clock.advance_to(START_NS + 60 * NS_PER_MINUTE)
     assert worker.calls == ["start", "poll", "stop"]
     await asyncio.wait_for(worker.idle(), timeout=5)  # nothing left to wait for
 

@@ -14,6 +14,7 @@ import pytest
 from ballast.adapters.data.bundle import MarketBundle
 from ballast.engine.app.backtest import BacktestRun, initial_allocation, run_backtest, variant
 from ballast.engine.app.cli.cmd_journal import record_json
+from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import (
     BandsConfig,
@@ -116,7 +117,7 @@ async def test_the_accounting_identity_holds_at_every_event_over_two_years(tmp_p
     result = await run(GROWTH, tmp_path / "two_years.db")
     snapshots = [m for m in await messages(result.journal) if isinstance(m, PortfolioSnapshot)]
     assert len(snapshots) > 17_000
-    days = (snapshots[-1].ts_event - snapshots[0].ts_event) / 86_400e9
+    days = (snapshots[-1].ts_event - snapshots[0].ts_event) / NS_PER_DAY
     assert days > 700
     base = {s.nav - (s.price_pnl + s.funding_pnl - s.fees_paid + s.transfers) for s in snapshots}
     assert base == {
@@ -154,7 +155,7 @@ def funding_file() -> dict[int, Decimal]:
     with (DATA / "btcusdt_perp_funding_8h.csv").open() as handle:
         for row in csv.DictReader(handle):
             minute = round(int(row["calc_time"]) / 60_000) * 60_000
-            rates[minute * 1_000_000] = D(row["last_funding_rate"])
+            rates[minute * NS_PER_MILLISECOND] = D(row["last_funding_rate"])
     return rates
 
 

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_MINUTE, SimulatedClock
 from ballast.engine.kernel.events import BalanceUpdated, DataRejected, Message, QuoteTick
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.kernel.timefmt import ns_to_iso
 from tests.conftest import START_NS
 from tests.support.cli import ballast
 
-MINUTE = 60 * NS_PER_SECOND
+MINUTE = NS_PER_MINUTE
 EXPORT_KEYS = {"seq", "type", "ts_event", "ts_init", "event"}
 
 GOOD = """
@@ -358,9 +358,10 @@ def test_backtest_cli_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--start", "garbage"), "argument --start: not an ISO 8601 time: 'garbage'"),
-        (("--end", "2023-13-45"), "argument --end: not an ISO 8601 time"),
-        (("--start", "2023-02-01", "--end", "2023-01-01"), "--start 2023-02-01 is not before"),
+        (("--start", "garbage"), "argument --start: not a time: 'garbage' (use ISO 8601"),
+        (("--end", "2023-13-45"), "argument --end: not a time: '2023-13-45'"),
+        (("--start", "2023-02-01", "--end", "2023-01-01"), "--start 2023-02-01 00:00 is not"),
+        (("--start", "1675209600", "--end", "2023-01-01"), "--start 2023-02-01 00:00 is not"),
         (("--strategies", " , "), "names no strategy"),
         (("--strategies", "threshold,nosuch"), "unknown strategy 'nosuch'"),
     ],

@@ -10,11 +10,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, LiveClock, SimulatedClock
+from ballast.engine.kernel.clock import (
+    NS_PER_HOUR,
+    NS_PER_MINUTE,
+    NS_PER_SECOND,
+    Clock,
+    LiveClock,
+    SimulatedClock,
+)
 from tests.conftest import START_NS
 from tests.support.waiting import eventually
 
-HOUR_NS = 3_600 * NS_PER_SECOND
 MS = 1_000_000
 
 Fired = list[tuple[str, int]]
@@ -63,7 +69,7 @@ class Driver:
 async def driver(request: pytest.FixtureRequest) -> AsyncIterator[Driver]:
     if request.param == "simulated":
         clock: Clock = SimulatedClock(START_NS)
-        step = HOUR_NS
+        step = NS_PER_HOUR
     else:
         clock = LiveClock()
         step = 2 * MS
@@ -236,12 +242,12 @@ def test_simulated_repeating_timers_keep_their_creation_order_on_ties(
     fires first, however often either has fired before."""
     fired: Fired = []
     start = utc_ns("2024-01-02T00:00:00")
-    sim_clock.every("funding", 8 * HOUR_NS, recorder(fired), start_ns=start)
-    sim_clock.every("daily", 24 * HOUR_NS, recorder(fired), start_ns=start)
-    sim_clock.advance_to(start + 3 * 24 * HOUR_NS)
-    common = [(name, at) for name, at in fired if (at - start) % (24 * HOUR_NS) == 0]
+    sim_clock.every("funding", 8 * NS_PER_HOUR, recorder(fired), start_ns=start)
+    sim_clock.every("daily", 24 * NS_PER_HOUR, recorder(fired), start_ns=start)
+    sim_clock.advance_to(start + 3 * 24 * NS_PER_HOUR)
+    common = [(name, at) for name, at in fired if (at - start) % (24 * NS_PER_HOUR) == 0]
     assert common == [
-        (name, start + day * 24 * HOUR_NS) for day in range(4) for name in ("funding", "daily")
+        (name, start + day * 24 * NS_PER_HOUR) for day in range(4) for name in ("funding", "daily")
     ]
 
 
@@ -249,7 +255,7 @@ def test_simulated_funding_grid_at_00_08_16_utc() -> None:
     clock = SimulatedClock(utc_ns("2024-03-01T05:13:27"))
     fired: Fired = []
     first = utc_ns("2024-03-01T08:00:00")
-    clock.every("funding", 8 * HOUR_NS, recorder(fired), start_ns=first)
+    clock.every("funding", 8 * NS_PER_HOUR, recorder(fired), start_ns=first)
     clock.advance_to(utc_ns("2024-03-03T23:59:59"))
     hours = [datetime.fromtimestamp(at // NS_PER_SECOND, tz=UTC) for _, at in fired]
     assert [h.strftime("%d %H:%M:%S") for h in hours] == [
@@ -390,7 +396,7 @@ async def test_live_clock_cancel_stops_it() -> None:
 async def test_live_clock_overdue_deadline_fires_at_once_with_its_deadline() -> None:
     clock = LiveClock()
     fired: Fired = []
-    past = clock.now_ns() - 60 * NS_PER_SECOND
+    past = clock.now_ns() - NS_PER_MINUTE
     clock.at("overdue", past, recorder(fired))
     await eventually(lambda: bool(fired))
     assert fired == [("overdue", past)]

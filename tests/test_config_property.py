@@ -23,6 +23,7 @@ from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app.cli.cmd_plan import simulated_venue
 from ballast.engine.app.config_check import check_startable
 from ballast.engine.app.dry_run import dry_run
+from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.config import Config, parse_config
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import Bar
@@ -32,7 +33,7 @@ from tests.support.cli import ROOT, ballast
 D = Decimal
 EXAMPLE = ROOT / "examples" / "paper.toml"
 BASE: dict[str, Any] = tomllib.loads(EXAMPLE.read_text())
-T0 = 1_700_000_000 * 1_000_000_000
+T0 = 1_700_000_000 * NS_PER_SECOND
 PRICES = {"BTC": D(40_000), "ETH": D(2_000)}
 
 

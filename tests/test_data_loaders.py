@@ -16,12 +16,12 @@ import pytest
 
 from ballast.adapters.data.bundle import FundingSettlement, MarketBundle, bar_order, to_ns
 from ballast.adapters.data.funding import load_funding
-from ballast.adapters.data.gaps import NS, DataReport, Gap, SeriesGap, find_gaps, format_ts
+from ballast.adapters.data.gaps import DataReport, Gap, SeriesGap, find_gaps, format_ts
 from ballast.adapters.data.klines import DataError, load_klines
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
-HOUR = 3600 * NS
 GAP_OPEN = to_ns("2023-03-24 13:00")
 
 
@@ -62,8 +62,8 @@ def assert_no_look_ahead(events: Iterable[MarketData], settled: Sequence[Funding
             i = bisect.bisect_right(times[e.symbol], e.ts_event)
             assert i > 0, f"mark at {format_ts(e.ts_event)} before any settlement"
             assert e.funding_rate == by_symbol[e.symbol][i - 1].rate
-            assert e.ts_event < e.next_funding_ns <= e.ts_event + 8 * HOUR
-            assert e.next_funding_ns % (8 * HOUR) == 0
+            assert e.ts_event < e.next_funding_ns <= e.ts_event + 8 * NS_PER_HOUR
+            assert e.next_funding_ns % (8 * NS_PER_HOUR) == 0
             marks += 1
     return marks
 
@@ -77,7 +77,7 @@ def test_bundled_row_counts(asset: str) -> None:
     perp = load_klines(DATA / f"{asset}usdt_perp_1h.csv", "X/USDT:USDT")
     funding = load_funding(DATA / f"{asset}usdt_perp_funding_8h.csv", "X/USDT:USDT")
     assert (len(spot.bars), len(perp.bars), len(funding.points)) == (17_543, 17_544, 2_193)
-    assert [(g.after_ns + HOUR, g.missing) for g in spot.gaps] == [(GAP_OPEN, 1)]
+    assert [(g.after_ns + NS_PER_HOUR, g.missing) for g in spot.gaps] == [(GAP_OPEN, 1)]
     assert perp.gaps == []
     assert funding.gaps == []
 
@@ -105,15 +105,15 @@ def test_funding_times_are_rounded_to_the_minute_on_the_8h_grid() -> None:
         funding = load_funding(DATA / f"{asset}usdt_perp_funding_8h.csv", "X/USDT:USDT")
         # the raw first row says 1650240000008 ms: 8 ms of Binance jitter
         assert funding.points[0].ts_ns == 1_650_240_000_000 * 1_000_000
-        assert {p.ts_ns % (8 * HOUR) for p in funding.points} == {0}
+        assert {p.ts_ns % (8 * NS_PER_HOUR) for p in funding.points} == {0}
         assert {p.interval_h for p in funding.points} == {8}
         assert {format_ts(p.ts_ns)[-5:] for p in funding.points} == {"00:00", "08:00", "16:00"}
 
 
 def test_gaps_count_every_missing_step_rounding_up() -> None:
-    times = [0, HOUR, 5 * HOUR, 6 * HOUR, 7 * HOUR + HOUR // 2]
-    assert find_gaps(times, HOUR) == [Gap(HOUR, 3), Gap(6 * HOUR, 1)]
-    gap = SeriesGap("BTC/USDT", "bar", to_ns("2024-01-01"), 3, HOUR)
+    times = [0, NS_PER_HOUR, 5 * NS_PER_HOUR, 6 * NS_PER_HOUR, 7 * NS_PER_HOUR + NS_PER_HOUR // 2]
+    assert find_gaps(times, NS_PER_HOUR) == [Gap(NS_PER_HOUR, 3), Gap(6 * NS_PER_HOUR, 1)]
+    gap = SeriesGap("BTC/USDT", "bar", to_ns("2024-01-01"), 3, NS_PER_HOUR)
     assert gap.describe() == "BTC/USDT 3 missing bars from 2024-01-01 01:00"
 
 
@@ -171,7 +171,9 @@ def test_mark_index_is_the_spot_close_or_the_perp_close_in_a_spot_gap(
             assert e.mark == spot[(e.ts_event, e.symbol)]
             assert e.index == spot.get((e.ts_event, e.symbol.split(":")[0]), e.mark)
     in_gap = [
-        e for e in real_events if isinstance(e, MarkPriceUpdated) and e.ts_event == GAP_OPEN + HOUR
+        e
+        for e in real_events
+        if isinstance(e, MarkPriceUpdated) and e.ts_event == GAP_OPEN + NS_PER_HOUR
     ]
     assert next((e.symbol, e.index, e.mark) for e in in_gap) == (
         "BTC/USDT:USDT",
@@ -183,7 +185,9 @@ def test_mark_index_is_the_spot_close_or_the_perp_close_in_a_spot_gap(
 def test_date_range_keeps_the_settlement_before_start_for_marks() -> None:
     bundle = MarketBundle.load(DATA, ["BTC", "ETH"], start="2023-03-24 03:00", end="2023-03-25")
     events = list(bundle.events())
-    assert {e.ts_event for e in events} == {to_ns("2023-03-24 03:00") + h * HOUR for h in range(21)}
+    assert {e.ts_event for e in events} == {
+        to_ns("2023-03-24 03:00") + h * NS_PER_HOUR for h in range(21)
+    }
     assert sum(isinstance(e, Bar) and e.symbol == "BTC/USDT" for e in events) == 20
     assert [format_ts(s.ts_ns) for s in bundle.settlements if s.symbol == "BTC/USDT:USDT"] == [
         "2023-03-24 08:00",
@@ -316,7 +320,7 @@ def test_feed_out_of_order_is_refused() -> None:
         one = Decimal(1)
         return Bar(ts, ts, symbol, 3600, one, one, one, one, one)
 
-    bars = [bar(HOUR, "BTC/USDT:USDT"), bar(HOUR, "BTC/USDT")]
+    bars = [bar(NS_PER_HOUR, "BTC/USDT:USDT"), bar(NS_PER_HOUR, "BTC/USDT")]
     assert bar_order(bars[1]) < bar_order(bars[0])
     bundle = MarketBundle(lambda: bars, [], DataReport(()))
     with pytest.raises(DataError, match="out of order"):

@@ -15,6 +15,7 @@ from typing import cast
 import msgspec
 import pytest
 
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_MILLISECOND, NS_PER_SECOND
 from ballast.engine.kernel.codec import MESSAGE_TYPES, encode
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.errors import (
@@ -149,7 +150,7 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
             mark=Decimal("37010.12345678"),
             index=Decimal("37009.9"),
             funding_rate=Decimal("-0.000125"),
-            next_funding_ns=t + 8 * 3600 * 10**9,
+            next_funding_ns=t + 8 * NS_PER_HOUR,
         ),
         BalanceUpdated(t, t + 4, "spot", "USDT", Decimal("10000.000001"), Decimal("0")),
         PositionUpdated(
@@ -291,7 +292,9 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         ),
         IntentApproved(t, t + 15, intent("int-1"), cut_reason=""),
         OrderVetoed(t, t + 16, "int-2", "ETH/USDT:USDT", "max_order_notional", "3000 > 2500"),
-        DataStale(t, t + 17, "SOL/USDT", t - 10**9, 10**9, 5 * 10**8),
+        DataStale(
+            t, t + 17, "SOL/USDT", t - NS_PER_SECOND, NS_PER_SECOND, 500 * NS_PER_MILLISECOND
+        ),
         DataRejected(t, t + 18, "SOL/USDT", "price_jump", "60.5 -> 6050"),
         KillSwitchTriggered(t, t + 19, "drawdown", "NAV down 12% in 1h"),
         KillSwitchReset(t, t + 20, by="operator@example"),
@@ -342,7 +345,7 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         StrategyFailed(t, t + 23, "overlay", "KeyError: 'ETH'"),
         SessionStarted(t, t + 24, "sess-1", "0.1.0", "simulated", '{"mode": "paper"}'),
         SessionStopped(t, t + 25, "sess-1", "signal"),
-        FeedAdvanced(t, t + 25, t - 3_600_000_000_000, 6),
+        FeedAdvanced(t, t + 25, t - NS_PER_HOUR, 6),
         SubmitOrder(
             t,
             t + 26,

@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from ballast.adapters.data.bundle import MarketBundle
 from ballast.adapters.data.klines import DataError
 from ballast.engine.app.backtest import load_market, run_backtest
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config, parse_config
 from ballast.engine.kernel.events import (
@@ -249,7 +250,7 @@ def spiked_events(records: list[Record], spiked: list[Spike]) -> set[int]:
 def _close_time(spike: Spike) -> int:
     from ballast.adapters.data.bundle import to_ns
 
-    return to_ns(START) + (spike.row + 1) * 3600 * 1_000_000_000
+    return to_ns(START) + (spike.row + 1) * NS_PER_HOUR
 
 
 def check_spikes(records: list[Record], spiked: list[Spike]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, SimulatedClock
 from ballast.engine.kernel.config import Config, RiskConfig, parse_config
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import (
@@ -35,7 +35,7 @@ from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 
 D = Decimal
-HOUR = 3600 * NS_PER_SECOND
+HOUR = NS_PER_HOUR
 BTC, BTC_PERP = "BTC/USDT", "BTC/USDT:USDT"
 
 

@@ -15,9 +15,8 @@ from ballast.engine.app.session import Session
 from ballast.engine.kernel.clock import LiveClock
 from ballast.engine.kernel.config import parse_config
 from ballast.engine.kernel.events import Bar, MarkPriceUpdated, Message, PortfolioSnapshot
-from ballast.engine.kernel.instruments import base_of, binance_defaults
+from ballast.engine.kernel.instruments import base_of, binance_defaults, is_perp
 from ballast.engine.kernel.journal import Journal, JournalReader
-from ballast.engine.trading.ledger import is_perp
 from tests.support.paper_config import DATA
 
 START, END = "2022-05-01T00:00", "2022-05-01T12:00"

@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.clock import (
+    NS_PER_DAY,
+    NS_PER_HOUR,
+    NS_PER_MINUTE,
+    NS_PER_SECOND,
+    SimulatedClock,
+)
 from ballast.engine.kernel.events import (
     AssetDecision,
     AssetState,
@@ -30,8 +36,6 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.observe.performance import (
-    NS_PER_DAY,
-    NS_PER_HOUR,
     PerformanceRecorder,
     PerformanceSummary,
     format_comparison,
@@ -39,7 +43,7 @@ from ballast.engine.observe.performance import (
     from_journal,
 )
 
-DAY0 = 1_704_067_200 * 1_000_000_000  # 2024-01-01T00:00Z, a UTC midnight
+DAY0 = 1_704_067_200 * NS_PER_SECOND  # 2024-01-01T00:00Z, a UTC midnight
 SQRT_YEAR = math.sqrt(365)
 D = Decimal
 
@@ -418,10 +422,10 @@ def test_time_before_the_first_budget_is_unknown() -> None:
 
 def test_curves_keep_one_point_per_interval_but_statistics_use_every_snapshot() -> None:
     navs = [100 + (i % 5) * 3 - i for i in range(18)]
-    events = [snapshot(DAY0 + i * 10 * 60 * 10**9, nav) for i, nav in enumerate(navs)]
+    events = [snapshot(DAY0 + i * 10 * NS_PER_MINUTE, nav) for i, nav in enumerate(navs)]
     hourly = record(events)
     every = record(events, sample_interval_ns=0)
-    minute = 60 * 10**9
+    minute = NS_PER_MINUTE
     assert [p.ts_ns - DAY0 for p in hourly.series().points] == [
         0,
         50 * minute,

@@ -11,7 +11,7 @@ import pytest
 
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, ExecutionConfig, JournalConfig
 from ballast.engine.kernel.events import (
@@ -29,7 +29,7 @@ from tests.support.book import fine_instruments
 from tests.support.memory_venue import InMemoryVenue
 
 D = Decimal
-HOUR = 3600 * NS_PER_SECOND
+HOUR = NS_PER_HOUR
 CENT = D("0.01")
 
 

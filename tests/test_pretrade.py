@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
 from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot, Regime
 from ballast.engine.kernel.instruments import Instrument, base_of, binance_defaults, index_by_symbol
@@ -257,7 +258,7 @@ def test_kill_switch_passes_only_reduce_only() -> None:
 def test_stale_or_missing_mark_is_vetoed() -> None:
     book = small_book()
     order = intent("BTC/USDT", "buy", "0.01")
-    too_old = int(MANDATE.stale_after_s * 1e9) + 1
+    too_old = int(MANDATE.stale_after_s * NS_PER_SECOND) + 1
     assert "30.0s old" in vetoed(run(order, book, age_ns=too_old), "stale_data").detail
     no_mark = check(
         order,

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.events import (
     DeleverageRequired,
     InstrumentsLoaded,
@@ -29,7 +29,7 @@ from tests.conftest import START_NS
 from tests.support.book import Book, fine_instruments
 
 D = Decimal
-HOUR = 3600 * NS_PER_SECOND
+HOUR = NS_PER_HOUR
 
 
 class Recorder:

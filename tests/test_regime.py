@@ -11,12 +11,11 @@ import pytest
 
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.calendar_windows import CalendarWindow, parse_calendar
-from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
 from ballast.engine.kernel.events import Bar, RiskBudgetChanged
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.regime import (
-    HOUR_NS,
     RegimeClassifier,
     VolatilityEstimator,
     decay_per_sample,
@@ -25,8 +24,7 @@ from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 
 D = Decimal
-T0 = START_NS - START_NS % HOUR_NS + HOUR_NS  # 2023-11-14T23:00Z, the first full hour
-MINUTE_NS = HOUR_NS // 60
+T0 = START_NS - START_NS % NS_PER_HOUR + NS_PER_HOUR  # 2023-11-14T23:00Z, the first full hour
 HOURS_A_YEAR = D(8760)
 
 
@@ -59,7 +57,7 @@ def test_first_samples_follow_the_ewma_formula() -> None:
     est = VolatilityEstimator(half_life_h=24)
     lam = 0.5 ** (1 / 24)
     for i, price in enumerate(["100", "110", "99"]):
-        est.update(T0 + i * HOUR_NS, D(price))
+        est.update(T0 + i * NS_PER_HOUR, D(price))
 
     first = math.log(1.1) ** 2
     expected = lam * first + (1 - lam) * math.log(0.9) ** 2
@@ -71,20 +69,20 @@ def test_first_samples_follow_the_ewma_formula() -> None:
 
 def test_decay_halves_a_sample_weight_over_one_half_life() -> None:
     assert close(decay_per_sample(24) ** 24, 0.5)
-    assert close(decay_per_sample(12, 2 * HOUR_NS), 0.5 ** (2 / 12))
+    assert close(decay_per_sample(12, 2 * NS_PER_HOUR), 0.5 ** (2 / 12))
 
 
 def test_samples_the_last_price_at_or_before_each_grid_point() -> None:
     est = VolatilityEstimator(half_life_h=24)
     est.update(T0, D(100))
-    est.update(T0 + 10 * MINUTE_NS, D(120))
-    est.update(T0 + 50 * MINUTE_NS, D(105))  # the last price before T0 + 1h
+    est.update(T0 + 10 * NS_PER_MINUTE, D(120))
+    est.update(T0 + 50 * NS_PER_MINUTE, D(105))  # the last price before T0 + 1h
     assert est.samples == 0
-    est.update(T0 + 65 * MINUTE_NS, D(130))  # closes the grid point T0 + 1h at 105
+    est.update(T0 + 65 * NS_PER_MINUTE, D(130))  # closes the grid point T0 + 1h at 105
     assert est.samples == 1
     assert est.variance is not None
     assert close(est.variance, math.log(1.05) ** 2)
-    est.update(T0 + 2 * HOUR_NS, D(91))  # on the grid point itself: it is the price there
+    est.update(T0 + 2 * NS_PER_HOUR, D(91))  # on the grid point itself: it is the price there
     assert est.samples == 2
     lam = 0.5 ** (1 / 24)
     expected = lam * math.log(1.05) ** 2 + (1 - lam) * math.log(91 / 105) ** 2
@@ -94,8 +92,8 @@ def test_samples_the_last_price_at_or_before_each_grid_point() -> None:
 def test_a_gap_uses_the_total_return_once_not_zeros() -> None:
     est = VolatilityEstimator(half_life_h=24)
     est.update(T0, D(100))
-    est.update(T0 + HOUR_NS, D(110))
-    est.update(T0 + 6 * HOUR_NS, D(121))  # five grid points later, no price in between
+    est.update(T0 + NS_PER_HOUR, D(110))
+    est.update(T0 + 6 * NS_PER_HOUR, D(121))  # five grid points later, no price in between
 
     lam5 = 0.5 ** (5 / 24)
     first = math.log(1.1) ** 2
@@ -110,9 +108,9 @@ def test_a_gap_uses_the_total_return_once_not_zeros() -> None:
 def test_a_price_after_a_quiet_gap_is_measured_from_the_last_sample() -> None:
     est = VolatilityEstimator(half_life_h=24)
     est.update(T0, D(100))
-    est.update(T0 + 3 * HOUR_NS + 30 * MINUTE_NS, D(104))  # nothing new at 1h, 2h, 3h: wait
+    est.update(T0 + 3 * NS_PER_HOUR + 30 * NS_PER_MINUTE, D(104))  # nothing new at 1h, 2h, 3h: wait
     assert est.samples == 0
-    est.update(T0 + 4 * HOUR_NS + 1, D(999))  # grid point 4h closes at 104
+    est.update(T0 + 4 * NS_PER_HOUR + 1, D(999))  # grid point 4h closes at 104
     assert est.samples == 1
     assert est.variance is not None
     assert close(est.variance, math.log(1.04) ** 2 / 4)
@@ -121,16 +119,16 @@ def test_a_price_after_a_quiet_gap_is_measured_from_the_last_sample() -> None:
 def test_steady_returns_give_their_annualised_volatility() -> None:
     est = VolatilityEstimator(half_life_h=24)
     for i, price in enumerate(prices(zigzag("0.6", 200))):
-        est.update(T0 + i * HOUR_NS, price)
+        est.update(T0 + i * NS_PER_HOUR, price)
     assert est.annualised == D("0.600000")
 
 
 def test_old_and_non_positive_prices_are_ignored() -> None:
     est = VolatilityEstimator(half_life_h=24)
-    est.update(T0 + HOUR_NS, D(100))
+    est.update(T0 + NS_PER_HOUR, D(100))
     assert not est.update(T0, D(50))
-    assert not est.update(T0 + 2 * HOUR_NS, D(0))
-    assert est.update(T0 + 2 * HOUR_NS, D(101))
+    assert not est.update(T0 + 2 * NS_PER_HOUR, D(0))
+    assert est.update(T0 + 2 * NS_PER_HOUR, D(101))
     assert est.variance is not None
     assert close(est.variance, math.log(1.01) ** 2)
 
@@ -172,11 +170,11 @@ def test_calendar_window_forces_stressed_then_volatility_rules_again() -> None:
     window = "2023-11-15T00:00/2023-11-15T02:00"
     clf = classifier(calendar=parse_calendar([window]))
     start = clf.calendar[0].start_ns
-    assert start == T0 + HOUR_NS
+    assert start == T0 + NS_PER_HOUR
     inside = clf.classify(start, D("0.30"), 100)
     assert (inside.regime, inside.reason) == ("stressed", f"calendar window {window}")
-    assert clf.classify(start + 2 * HOUR_NS - 1, D("0.30"), 5).regime == "stressed"
-    assert clf.classify(start + 2 * HOUR_NS, D("0.30"), 100).regime == "calm"
+    assert clf.classify(start + 2 * NS_PER_HOUR - 1, D("0.30"), 5).regime == "stressed"
+    assert clf.classify(start + 2 * NS_PER_HOUR, D("0.30"), 100).regime == "calm"
 
 
 def test_bad_calendar_windows_are_refused() -> None:
@@ -252,7 +250,7 @@ class Regimes:
 
     def feed(self, closes: Iterable[Decimal]) -> None:
         for price in closes:
-            ts = T0 + self.hour * HOUR_NS
+            ts = T0 + self.hour * NS_PER_HOUR
             self.clock.advance_to(ts)
             self.bus.publish(
                 Bar(
@@ -295,7 +293,7 @@ async def test_a_calm_series_yields_calm_with_widened_bands(sim_clock: Simulated
     assert calm.max_gross_leverage == D(3)
     assert calm.volatility == D("0.200000")
     assert calm.reason == "volatility 0.2000 < calm 0.40"
-    assert calm.ts_event == T0 + 24 * HOUR_NS  # the 24th sample ends the warm-up
+    assert calm.ts_event == T0 + 24 * NS_PER_HOUR  # the 24th sample ends the warm-up
 
 
 async def test_a_volatility_spike_contracts_the_budget(sim_clock: SimulatedClock) -> None:
@@ -346,14 +344,14 @@ async def test_hysteresis_prevents_flapping(sim_clock: SimulatedClock) -> None:
 async def test_calendar_window_forces_stressed(sim_clock: SimulatedClock) -> None:
     risk = RiskConfig(calendar=["2023-11-15T00:00/2023-11-15T02:00"])  # timer every 15 s
     world = Regimes(sim_clock, risk)
-    start, end = T0 + HOUR_NS, T0 + 3 * HOUR_NS
+    start, end = T0 + NS_PER_HOUR, T0 + 3 * NS_PER_HOUR
     async with world.risk:
-        sim_clock.advance_to(start + HOUR_NS)
+        sim_clock.advance_to(start + NS_PER_HOUR)
         assert world.regimes == ["normal", "stressed"]
         entered = world.changes[-1]
         assert entered.reason == "calendar window 2023-11-15T00:00/2023-11-15T02:00"
-        assert start <= entered.ts_event < start + 15 * 10**9
+        assert start <= entered.ts_event < start + 15 * NS_PER_SECOND
         assert entered.allow_overlay_longs is False
-        sim_clock.advance_to(end + HOUR_NS)
+        sim_clock.advance_to(end + NS_PER_HOUR)
     assert world.regimes == ["normal", "stressed", "normal"]
-    assert end <= world.changes[-1].ts_event < end + 15 * 10**9
+    assert end <= world.changes[-1].ts_event < end + 15 * NS_PER_SECOND

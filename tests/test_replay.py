@@ -12,7 +12,7 @@ import pytest
 
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_DAY, SimulatedClock
 from ballast.engine.kernel.config import Config, parse_config
 from ballast.engine.kernel.events import (
     Bar,
@@ -189,7 +189,7 @@ async def test_extra_output_is_a_divergence(tmp_path: Path) -> None:
 async def test_two_sessions_replay_each_with_its_own_config(tmp_path: Path) -> None:
     path = tmp_path / "two.db"
     await record_session(path, config_of(DECIDER), seed=1, count=200)
-    later = START_NS + 10 * 86_400 * 1_000_000_000
+    later = START_NS + 10 * NS_PER_DAY
     both = config_of(DECIDER, "tests.support.actors:Tally")
     await record_session(path, both, seed=2, count=200, start_ns=later)
     records = await read_all(path)
@@ -215,7 +215,7 @@ async def test_a_killed_session_followed_by_a_new_one_replays(tmp_path: Path) ->
     said on stop; replay must not expect it nor carry it into the next session."""
     path = tmp_path / "killed.db"
     await record_session(path, config_of(DECIDER), seed=4, count=150, stop=False)
-    later = START_NS + 86_400 * 1_000_000_000
+    later = START_NS + NS_PER_DAY
     await record_session(path, config_of(DECIDER), seed=5, count=150, start_ns=later)
     records = await read_all(path)
     assert [r.type for r in records].count("SessionStopped") == 1
@@ -271,7 +271,7 @@ def test_cli_replay_without_verify_exits_0_even_when_altered(
 async def test_cli_replay_two_sessions(tmp_path: Path) -> None:
     path = tmp_path / "two.db"
     await record_session(path, config_of(DECIDER), seed=11, count=100)
-    later = START_NS + 86_400 * 1_000_000_000
+    later = START_NS + NS_PER_DAY
     await record_session(path, config_of(DECIDER), seed=12, count=100, start_ns=later)
     proc = ballast("replay", str(path), "--verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ballast.engine.kernel.clock import NS_PER_DAY
 from ballast.engine.observe.performance import Performance, format_summary, summary_rows
 from ballast.engine.observe.report import write_report
-from tests.test_performance import DAY0, NS_PER_DAY, record, snapshot, synthetic_run
+from tests.test_performance import DAY0, record, snapshot, synthetic_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)">')

@@ -9,7 +9,7 @@ from typing import TypeVar
 from msgspec.structs import replace
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
 from ballast.engine.kernel.events import (
@@ -33,7 +33,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal, JournalReader
 from ballast.engine.trading.portfolio import Portfolio
-from ballast.engine.trading.risk import DAY_NS, RiskManager
+from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 from tests.test_pretrade import ETH_MARK, intent, leverage_book, snapshot
 
@@ -387,7 +387,7 @@ async def test_in_flight_intents_and_fills_count_against_daily_turnover(
         desk.decide(intent("BTC/USDT", "buy", "1"))
         assert approved(desk.last()).intent.qty == D("0.25")
 
-        next_day = START_NS - START_NS % DAY_NS + DAY_NS
+        next_day = START_NS - START_NS % NS_PER_DAY + NS_PER_DAY
         sim_clock.advance_to(next_day)
         desk.given(small_book())
         desk.bus.publish(submit_order("d3-0", "0.25"))  # the router's command names the intent

@@ -22,6 +22,7 @@ from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.adapters.sim.exchange import POST_ONLY_REJECT, SimExchange
 from ballast.adapters.sim.fees import FeeRates, FeeSchedule
 from ballast.adapters.sim.slippage import SlippageConfig
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
     BalanceUpdated,
@@ -48,7 +49,7 @@ PERP = "BTC/USDT:USDT"
 ETH_SPOT = "ETH/USDT"
 ETH_PERP = "ETH/USDT:USDT"
 T0 = START_NS
-HOUR = 3_600 * 10**9
+HOUR = NS_PER_HOUR
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
 E = TypeVar("E", bound=Message)
 
@@ -518,7 +519,7 @@ def test_slipped_prices_land_on_the_tick_rounded_against_the_taker(
 
 
 def test_fill_latency_fills_a_market_order_at_the_first_price_at_or_after_its_live_time() -> None:
-    second = 10**9
+    second = NS_PER_SECOND
     ex = make(latency=Latency(ack_ns=0, fill_ns=second))
     ex.on_bar(bar(SPOT, "40000", T0))
     assert kinds(ex.submit(order("c1", SPOT, "buy", "0.1"), T0)) == [
@@ -531,11 +532,11 @@ def test_fill_latency_fills_a_market_order_at_the_first_price_at_or_after_its_li
 
 
 def test_a_delayed_market_order_is_canceled_if_funds_no_longer_cover_it() -> None:
-    ex = make("4100", latency=Latency(fill_ns=10**9))
+    ex = make("4100", latency=Latency(fill_ns=NS_PER_SECOND))
     ex.on_bar(bar(SPOT, "40000", T0))
     accepted = ex.submit(order("c1", SPOT, "buy", "0.1"), T0)  # 4 004 <= 4 100
     assert kinds(accepted) == ["OrderSubmitted", "OrderAccepted"]
-    events = ex.on_bar(bar(SPOT, "42000", T0 + 10**9))  # now 4 204 > 4 100
+    events = ex.on_bar(bar(SPOT, "42000", T0 + NS_PER_SECOND))  # now 4 204 > 4 100
     assert kinds(events) == ["OrderCanceled"]
     assert one(events, OrderCanceled).reason.startswith("insufficient balance")
     assert ex.balance("USDT") == D(4100)
@@ -582,7 +583,7 @@ def _perp_closes() -> dict[int, Decimal]:
     closes: dict[int, Decimal] = {}
     with (DATA / "btcusdt_perp_1h.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
-            opened = int(datetime.fromisoformat(row["Date"]).timestamp()) * 10**9
+            opened = int(datetime.fromisoformat(row["Date"]).timestamp()) * NS_PER_SECOND
             closes[opened + HOUR] = D(row["Close"])
     return closes
 

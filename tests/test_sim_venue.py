@@ -17,7 +17,7 @@ import pytest
 from ballast.adapters.sim import Latency, SimConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.codec import encode
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.config import Config, JournalConfig
@@ -47,7 +47,7 @@ SPOT = "BTC/USDT"
 PERP = "BTC/USDT:USDT"
 T0 = START_NS
 MS = 1_000_000
-HOUR = 3_600 * NS_PER_SECOND
+HOUR = NS_PER_HOUR
 INSTRUMENTS = binance_defaults(["BTC", "ETH"])
 E = TypeVar("E", bound=Message)
 

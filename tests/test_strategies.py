@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.kernel.config import parse_config
 from ballast.engine.kernel.errors import ConfigError, StrategyError
 from ballast.engine.kernel.events import (
@@ -37,7 +38,6 @@ D = Decimal
 ZERO = D(0)
 ONE = D(1)
 NAV = D(100_000)
-HOUR_NS = 3_600_000_000_000
 PRICES = {"BTC": D(50_000), "ETH": D(2_500)}
 BUILT_INS = {
     "threshold": Threshold,
@@ -399,7 +399,7 @@ def feed_prices(
     targets = TargetSet(weights={})
     for hour, btc in enumerate(btc_path):
         prices = {"BTC": btc, "ETH": PRICES["ETH"]}
-        targets = strategy.targets(context(START_NS + hour * HOUR_NS, prices=prices, risk=risk))
+        targets = strategy.targets(context(START_NS + hour * NS_PER_HOUR, prices=prices, risk=risk))
     return targets
 
 
@@ -419,7 +419,7 @@ def test_growth_optimizer_weak_asset_recovers_only_at_the_recover_level() -> Non
     for hour, btc in enumerate(path):
         prices = {"BTC": btc, "ETH": PRICES["ETH"]}
         observed.append(
-            nets(strategy.targets(context(START_NS + hour * HOUR_NS, prices=prices)))["BTC"]
+            nets(strategy.targets(context(START_NS + hour * NS_PER_HOUR, prices=prices)))["BTC"]
         )
     # vs two hours before: hour 2 −6 % → weak; hours 3–5 −3 %, −2.1 %, −2.1 % (above −5 % but
     # below 0: still weak); hour 6 +7.6 % → strong again.

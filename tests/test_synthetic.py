@@ -14,12 +14,11 @@ from decimal import Decimal
 
 import pytest
 
-from ballast.adapters.data.gaps import NS
 from ballast.adapters.data.synthetic import AssetSpec, Regime, SyntheticConfig, SyntheticMarket
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 from tests.test_data_loaders import assert_no_look_ahead, assert_stream_order
 
-HOUR = 3600 * NS
 SMALL = SyntheticConfig(seed=7, bars=24 * 10)
 
 
@@ -55,10 +54,10 @@ def test_bundle_shape_matches_loaded_data() -> None:
     assert assert_no_look_ahead(events, bundle.funding_history) == 2 * 240
     assert bundle.settlements == market.settlements()
     assert [s.ts_ns for s in bundle.funding_history[:2]] == [SMALL.start_ns] * 2  # prior rate
-    assert bundle.settlements[0].ts_ns == SMALL.start_ns + 8 * HOUR
+    assert bundle.settlements[0].ts_ns == SMALL.start_ns + 8 * NS_PER_HOUR
     assert bundle.report().gaps() == []
     assert [c.count for c in bundle.report().series] == [240] * 4 + [30, 30]
-    assert bundle.span() == (SMALL.start_ns + HOUR, SMALL.start_ns + 240 * HOUR)
+    assert bundle.span() == (SMALL.start_ns + NS_PER_HOUR, SMALL.start_ns + 240 * NS_PER_HOUR)
     assert market.symbols == ["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"]
     assert bundle.interval_s == 3600
 
@@ -135,16 +134,16 @@ def test_funding_settles_every_8h_on_the_utc_grid() -> None:
     for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
         times = [s.ts_ns for s in market.settlements() if s.symbol == symbol]
         assert len(times) == 6
-        assert {t % (8 * HOUR) for t in times} == {0}
-        assert {b - a for a, b in itertools.pairwise(times)} == {8 * HOUR}
+        assert {t % (8 * NS_PER_HOUR) for t in times} == {0}
+        assert {b - a for a, b in itertools.pairwise(times)} == {8 * NS_PER_HOUR}
     marks = [e for e in market.bundle().events() if isinstance(e, MarkPriceUpdated)]
-    assert {m.next_funding_ns % (8 * HOUR) for m in marks} == {0}
+    assert {m.next_funding_ns % (8 * NS_PER_HOUR) for m in marks} == {0}
 
 
 def test_bars_longer_than_the_funding_interval_still_settle_every_8h() -> None:
     market = SyntheticMarket(SyntheticConfig(bars=3, interval_s=86400))
     times = sorted({s.ts_ns for s in market.settlements()})
-    assert times == [SMALL.start_ns + h * HOUR for h in range(8, 73, 8)]
+    assert times == [SMALL.start_ns + h * NS_PER_HOUR for h in range(8, 73, 8)]
     assert market.bundle().settlements == market.settlements()
     assert [s.ts_ns for s in market.funding_history()][:2] == [SMALL.start_ns] * 2
 

@@ -62,12 +62,13 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from ballast.adapters.data.funding import HOUR_NS, FundingSeries, funding_gaps, load_funding
-from ballast.adapters.data.gaps import NS, Coverage, DataReport, RejectedPoint
-from ballast.adapters.data.klines import DataError, KlineSeries, load_klines, parse_timestamp
+from ballast.adapters.data.funding import FundingSeries, funding_gaps, load_funding
+from ballast.adapters.data.gaps import Coverage, DataReport, RejectedPoint
+from ballast.adapters.data.klines import DataError, KlineSeries, load_klines
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
-from ballast.engine.kernel.instruments import perp_symbol, spot_symbol
-from ballast.engine.kernel.timefmt import ns_to_iso
+from ballast.engine.kernel.instruments import is_perp, perp_symbol, spot_of, spot_symbol
+from ballast.engine.kernel.timefmt import datetime_to_ns, ns_to_iso, parse_time
 from ballast.engine.trading.market_guard import DEFAULT_MAX_ABS_FUNDING_RATE
 
 TimeLike = int | str | datetime
@@ -108,14 +109,17 @@ class SettlementSchedule:
 
 
 def to_ns(moment: TimeLike) -> int:
-    """Epoch ns of an int (already ns), ISO text (naive = UTC) or aware datetime."""
+    """Epoch ns of an int (already ns), an aware datetime, or text read by the engine's one
+    rule (:func:`ballast.engine.kernel.timefmt.parse_time`: ISO 8601, naive = UTC, or epoch
+    s/ms/us/ns by magnitude)."""
     if isinstance(moment, int):
         return moment
-    if isinstance(moment, datetime):
-        if moment.tzinfo is None:
-            raise DataError(f"naive datetime {moment} is ambiguous: give a timezone")
-        return int(moment.timestamp()) * NS + moment.microsecond * 1000
-    return parse_timestamp(moment)
+    try:
+        if isinstance(moment, datetime):
+            return datetime_to_ns(moment)
+        return parse_time(moment)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def interval_label(interval_s: int) -> str:
@@ -276,7 +280,7 @@ class MarketBundle:
         steps = [c.step_ns for c in self._report.series if c.kind != "funding"]
         if not steps:
             raise DataError(self._why_no_bars())
-        return min(steps) // NS
+        return min(steps) // NS_PER_SECOND
 
     def events(self) -> Iterator[MarketData]:
         """The market event stream, lazily (see the module docstring for content and order)."""
@@ -364,7 +368,7 @@ def _reported(ts: int, lo: int | None, hi: int | None, carried: int | None) -> b
 
 def bar_order(bar: Bar) -> tuple[int, bool, str]:
     """Sort key of the stream: time, spot (False) before perp (True), symbol."""
-    return (bar.ts_event, ":" in bar.symbol, bar.symbol)
+    return (bar.ts_event, is_perp(bar.symbol), bar.symbol)
 
 
 def _inside(ts: int, start: int | None, end: int | None) -> bool:
@@ -402,10 +406,10 @@ class _MarkMaker:
 
     def _mark(self, bar: Bar) -> MarkPriceUpdated:
         ts = bar.ts_event
-        spot = self._spot.get(bar.symbol.split(":", 1)[0])
+        spot = self._spot.get(spot_of(bar.symbol))
         index = spot[1] if spot is not None and spot[0] == ts else bar.close
         rate, interval_h = self._settled(bar.symbol, ts)
-        step = interval_h * HOUR_NS
+        step = interval_h * NS_PER_HOUR
         next_ns = (ts // step + 1) * step
         return MarkPriceUpdated(ts, ts, bar.symbol, bar.close, index, rate, next_ns)
 

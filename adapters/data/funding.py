@@ -20,11 +20,10 @@ from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 
-from ballast.adapters.data.gaps import NS, Coverage, Gap, missing_between
+from ballast.adapters.data.gaps import Coverage, Gap, missing_between
 from ballast.adapters.data.klines import DataError, parse_timestamp, read_csv, read_header
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_MINUTE
 
-HOUR_NS = 3600 * NS
-MINUTE_NS = 60 * NS
 _TIME = ("calc_time", "fundingtime", "funding_time", "timestamp", "time", "date", "datetime")
 _RATE = ("last_funding_rate", "funding_rate", "fundingrate", "rate")
 _INTERVAL = ("funding_interval_hours", "interval_hours")
@@ -69,7 +68,7 @@ class FundingSeries:
         """Coverage of this series for a :class:`ballast.adapters.data.gaps.DataReport`."""
         pts = self.points
         first, last = (pts[0].ts_ns, pts[-1].ts_ns) if pts else (None, None)
-        step = (pts[-1].interval_h if pts else 8) * HOUR_NS
+        step = (pts[-1].interval_h if pts else 8) * NS_PER_HOUR
         return Coverage(
             self.symbol, "funding", self.source, len(pts), first, last, step, tuple(self.gaps)
         )
@@ -79,7 +78,7 @@ def funding_gaps(points: list[FundingPoint]) -> list[Gap]:
     """Missing settlements: a step longer than the later point's funding interval."""
     gaps: list[Gap] = []
     for prev, cur in pairwise(points):
-        missing = missing_between(prev.ts_ns, cur.ts_ns, cur.interval_h * HOUR_NS)
+        missing = missing_between(prev.ts_ns, cur.ts_ns, cur.interval_h * NS_PER_HOUR)
         if missing > 0:
             gaps.append(Gap(prev.ts_ns, missing))
     return gaps
@@ -87,7 +86,7 @@ def funding_gaps(points: list[FundingPoint]) -> list[Gap]:
 
 def round_to_minute(ts_ns: int) -> int:
     """Nearest whole minute (half a minute rounds up)."""
-    return (ts_ns + MINUTE_NS // 2) // MINUTE_NS * MINUTE_NS
+    return (ts_ns + NS_PER_MINUTE // 2) // NS_PER_MINUTE * NS_PER_MINUTE
 
 
 def load_funding(path: str | Path, symbol: str, interval_h: int = 8) -> FundingSeries:

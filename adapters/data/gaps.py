@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-NS = 1_000_000_000
+from ballast.engine.kernel.clock import NS_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ def find_gaps(times: Iterable[int], step_ns: int) -> list[Gap]:
 
 def format_ts(ts_ns: int) -> str:
     """``2023-03-24 13:00`` (UTC; seconds shown only when not zero)."""
-    moment = datetime.fromtimestamp(ts_ns / NS, tz=UTC)
+    moment = datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
 
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from ballast.adapters.data.gaps import NS, Coverage, Gap, find_gaps, missing_between
+from ballast.adapters.data.gaps import Coverage, Gap, find_gaps, missing_between
+from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar
+from ballast.engine.kernel.timefmt import parse_time
 
 __all__ = [
-    "NS",
     "DataError",
     "Gap",
     "KlineSeries",
@@ -59,7 +59,7 @@ class KlineSeries:
             if (start_ns is None or b.ts_event >= start_ns)
             and (end_ns is None or b.ts_event < end_ns)
         ]
-        step = self.interval_s * NS
+        step = self.interval_s * NS_PER_SECOND
         gaps = find_gaps((b.ts_event - step for b in bars), step)
         return replace(self, bars=bars, gaps=gaps)
 
@@ -67,25 +67,20 @@ class KlineSeries:
         """Coverage of this series for a :class:`ballast.adapters.data.gaps.DataReport`."""
         first = self.bars[0].ts_event if self.bars else None
         last = self.bars[-1].ts_event if self.bars else None
-        step = self.interval_s * NS
+        step = self.interval_s * NS_PER_SECOND
         return Coverage(
             self.symbol, kind, self.source, len(self.bars), first, last, step, tuple(self.gaps)
         )
 
 
 def parse_timestamp(text: str) -> int:
-    """Candle time to epoch ns: ISO 8601 (naive = UTC) or epoch seconds / milliseconds."""
-    text = text.strip()
-    if text.isdigit():
-        value = int(text)
-        return value * 1_000_000 if value > 10**11 else value * NS
+    """Candle or funding time to epoch ns, by the engine's one rule
+    (:func:`ballast.engine.kernel.timefmt.parse_time`: ISO 8601, naive = UTC, or epoch
+    s/ms/us/ns by magnitude)."""
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError:
-        raise DataError(f"unreadable timestamp {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * NS + moment.microsecond * 1000
+        raise DataError(f"unreadable timestamp {text.strip()!r}") from None
 
 
 def read_csv(file: Path) -> Iterator[tuple[int, list[str]]]:
@@ -123,7 +118,7 @@ def load_klines(path: str | Path, symbol: str, interval_s: int = 3600) -> KlineS
     file = Path(path)
     rows = read_csv(file)
     cols = _columns(read_header(rows), file)
-    interval_ns = interval_s * NS
+    interval_ns = interval_s * NS_PER_SECOND
     bars: list[Bar] = []
     gaps: list[Gap] = []
     for line_no, row in rows:
@@ -142,7 +137,7 @@ def load_klines(path: str | Path, symbol: str, interval_s: int = 3600) -> KlineS
 
 def _parse_bar(row: list[str], cols: _Cols, symbol: str, interval_s: int, where: str) -> Bar:
     try:
-        closed = parse_timestamp(row[cols[0]]) + interval_s * NS
+        closed = parse_timestamp(row[cols[0]]) + interval_s * NS_PER_SECOND
         o, h, lo, c, v = (Decimal(row[i]) for i in cols[1:])
     except (IndexError, ArithmeticError, DataError) as exc:
         raise DataError(f"{where}: bad row {row!r}: {exc}") from None

@@ -43,12 +43,12 @@ from decimal import Decimal
 from functools import cached_property
 
 from ballast.adapters.data.bundle import FundingSettlement, MarketBundle
-from ballast.adapters.data.gaps import NS, Coverage, DataReport
+from ballast.adapters.data.gaps import Coverage, DataReport
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, NS_PER_YEAR
 from ballast.engine.kernel.events import Bar
-from ballast.engine.kernel.instruments import perp_symbol, spot_symbol
+from ballast.engine.kernel.instruments import kind_of, perp_symbol, spot_symbol
 
-YEAR_S = 365 * 86400
-HOUR_NS = 3600 * NS
+YEAR_S = NS_PER_YEAR // NS_PER_SECOND
 _RATE_STEP = Decimal("0.00000001")
 _VOLUME_STEP = Decimal("0.001")
 
@@ -105,7 +105,7 @@ class SyntheticConfig:
     seed: int = 0
     assets: tuple[AssetSpec, ...] = DEFAULT_ASSETS
     quote: str = "USDT"
-    start_ns: int = 1_704_067_200 * NS
+    start_ns: int = 1_704_067_200 * NS_PER_SECOND
     bars: int = 24 * 365
     interval_s: int = 3600
     regimes: tuple[Regime, ...] = DEFAULT_REGIMES
@@ -190,7 +190,7 @@ class SyntheticMarket:
         self.config.validate()
         self._assets = sorted(self.config.assets, key=lambda a: spot_symbol(a.name, "Q"))
         self._latent = _LatentProcess(self.config)
-        self._step_ns = self.config.interval_s * NS
+        self._step_ns = self.config.interval_s * NS_PER_SECOND
 
     @property
     def symbols(self) -> list[str]:
@@ -240,15 +240,13 @@ class SyntheticMarket:
         first, last = self.close_time(0), self.close_time(cfg.bars - 1)
         source = f"synthetic seed={cfg.seed}"
         bars = tuple(
-            Coverage(
-                s, "perp" if ":" in s else "spot", source, cfg.bars, first, last, self._step_ns
-            )
+            Coverage(s, kind_of(s), source, cfg.bars, first, last, self._step_ns)
             for s in self.symbols
         )
         return DataReport(bars + self._funding_coverage(source))
 
     def _funding_coverage(self, source: str) -> tuple[Coverage, ...]:
-        step = self.config.funding_interval_h * HOUR_NS
+        step = self.config.funding_interval_h * NS_PER_HOUR
         out = []
         for symbol in self.symbols[len(self._assets) :]:
             times = [s.ts_ns for s in self._settlements if s.symbol == symbol]
@@ -269,7 +267,7 @@ class _FundingMaker:
     def __init__(self, config: SyntheticConfig, assets: list[AssetSpec]) -> None:
         self._config = config
         self._symbols = [perp_symbol(a.name, config.quote) for a in assets]
-        self._step = config.funding_interval_h * HOUR_NS
+        self._step = config.funding_interval_h * NS_PER_HOUR
 
     def run(self, latent: Iterator[_Latent]) -> list[FundingSettlement]:
         """Settle at every grid time up to each bar's close, on the mean basis since the last
@@ -284,7 +282,7 @@ class _FundingMaker:
         for i, state in enumerate(latent):
             sums = [s + b for s, b in zip(sums, state.basis, strict=True)]
             count += 1
-            close = cfg.start_ns + (i + 1) * cfg.interval_s * NS
+            close = cfg.start_ns + (i + 1) * cfg.interval_s * NS_PER_SECOND
             while close >= due:
                 premiums = [s / count for s in sums] if count else list(state.basis)
                 out += [
@@ -332,7 +330,7 @@ class _BarMaker:
             for k, a in enumerate(self._assets)
         ]
         for i, state in enumerate(latent):
-            ts = cfg.start_ns + (i + 1) * cfg.interval_s * NS
+            ts = cfg.start_ns + (i + 1) * cfg.interval_s * NS_PER_SECOND
             common = rng.gauss(0.0, 1.0)
             perps: list[Bar] = []
             for k in range(len(self._assets)):
@@ -409,45 +407,3 @@ class _Leg:
 
     close: float
     close_dec: Decimal
-
-
-def benchmark(config: SyntheticConfig) -> str:
-    """One full pass over ``config``'s bundle: events, seconds, peak RSS (a measurement, not a
-    test: ``python -m ballast.adapters.data.synthetic --interval-s 60 --days 365``)."""
-    import time
-
-    started = time.perf_counter()
-    bundle = SyntheticMarket(config).bundle()
-    settled = time.perf_counter()
-    bars = marks = 0
-    for event in bundle.events():
-        if isinstance(event, Bar):
-            bars += 1
-        else:
-            marks += 1
-    done = time.perf_counter()
-    return (
-        f"{bars:,} bars + {marks:,} marks in {done - settled:.2f} s, "
-        f"{len(bundle.settlements):,} settlements in {settled - started:.2f} s, "
-        f"peak RSS {_peak_rss_mb():.0f} MB"
-    )
-
-
-def _peak_rss_mb() -> float:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="time one pass of a synthetic market")
-    parser.add_argument("--interval-s", type=int, default=60)
-    parser.add_argument("--days", type=float, default=365)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    bars = int(args.days * 86400 // args.interval_s)
-    print(benchmark(SyntheticConfig(seed=args.seed, bars=bars, interval_s=args.interval_s)))

@@ -44,7 +44,7 @@ from ballast.adapters.sim.slippage import SlippageConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app import backtest_journal
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, SimulatedClock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import DataRejected, KillSwitchTriggered
 from ballast.engine.kernel.instruments import base_of, binance_defaults
@@ -81,7 +81,7 @@ def sim_config(config: Config) -> SimConfig:
     return SimConfig(
         balances=dict(config.paper.balances),
         slippage=SlippageConfig(model="fixed", bps=config.paper.slippage_bps),
-        latency=Latency(fill_ns=config.paper.latency_ms * 1_000_000),
+        latency=Latency(fill_ns=config.paper.latency_ms * NS_PER_MILLISECOND),
         quote_asset=config.venue.quote,
         default_leverage=config.execution.perp_leverage,
     )

@@ -25,7 +25,7 @@ import msgspec
 
 from ballast.adapters.silent_venue import SilentVenue
 from ballast.engine.app.catch_up import catch_up
-from ballast.engine.app.session import ActorFactory, build_actors, default_actors
+from ballast.engine.app.session import ActorFactory, build_actors, user_actors
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
@@ -205,7 +205,7 @@ async def replay(
     path: str | Path,
     *,
     verify: bool = False,
-    actors: ActorFactory = default_actors,
+    actors: ActorFactory = user_actors,
     config: Config | None = None,
     notes: Callable[[str], None] | None = None,
 ) -> ReplayResult:

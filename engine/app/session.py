@@ -74,11 +74,6 @@ def _user_actor(spec: str, key: str, config: Config, bus: Bus, clock: Clock) -> 
     return actor
 
 
-def default_actors(config: Config, bus: Bus, clock: Clock) -> list[Actor]:
-    """Actors added to every session beside the trading pipeline: the user's."""
-    return user_actors(config, bus, clock)
-
-
 def build_actors(
     config: Config, bus: Bus, clock: Clock, venue: Venue | None, extra: ActorFactory
 ) -> list[Actor]:
@@ -102,7 +97,7 @@ class Session:
         *,
         journal: Journal | None,
         venue: Venue | None = None,
-        actors: ActorFactory = default_actors,
+        actors: ActorFactory = user_actors,
         session_id: str | None = None,
         resume_from: int = 0,
         source: Config | None = None,

@@ -16,8 +16,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
-NS_PER_SECOND = 1_000_000_000
+# The engine's one set of time units: every timestamp and duration is an integer of nanoseconds.
+NS_PER_MICROSECOND: Final = 1_000
+NS_PER_MILLISECOND: Final = 1_000_000
+NS_PER_SECOND: Final = 1_000_000_000
+NS_PER_MINUTE: Final = 60 * NS_PER_SECOND
+NS_PER_HOUR: Final = 60 * NS_PER_MINUTE
+NS_PER_DAY: Final = 24 * NS_PER_HOUR
+DAYS_PER_YEAR: Final = 365
+"""A year, where rates and returns are annualised, is 365 days of 24 h."""
+NS_PER_YEAR: Final = DAYS_PER_YEAR * NS_PER_DAY
 
 TimerCallback = Callable[[str, int], None]
 """Called with (timer name, deadline in ns)."""

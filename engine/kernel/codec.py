@@ -50,10 +50,6 @@ def decode(payload: bytes, *, seq: int | None = None) -> Message:
     return message
 
 
-def type_name(message: Message) -> str:
-    return type(message).__name__
-
-
 def to_json_dict(message: msgspec.Struct) -> dict[str, Any]:
     """A readable mapping (field names, nested structs as mappings, decimals as strings)."""
     return {name: _readable(getattr(message, name)) for name in message.__struct_fields__}

@@ -15,7 +15,6 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -26,7 +25,9 @@ from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import Mode
+from ballast.engine.kernel.instruments import base_of, quote_of
 from ballast.engine.kernel.redaction import register_secret
+from ballast.engine.kernel.timefmt import parse_time
 
 _ONE: Final = Decimal(1)
 _DELEVERAGE_MARGIN: Final = Decimal("0.05")
@@ -107,14 +108,14 @@ class InstrumentsConfig(_Section, frozen=True):
     def quotes(self) -> list[tuple[str, str]]:
         """(key, quote asset) of every instrument: ("instruments.spot[0]", "USDT"), …"""
         return [
-            (f"instruments.{kind}[{index}]", symbol.partition("/")[2].partition(":")[0])
+            (f"instruments.{kind}[{index}]", quote_of(symbol))
             for kind in ("spot", "perp")
             for index, symbol in enumerate(getattr(self, kind))
         ]
 
     def assets(self) -> set[str]:
         """The base assets traded: BTC for BTC/USDT and BTC/USDT:USDT."""
-        return {symbol.partition("/")[0] for symbol in [*self.spot, *self.perp]}
+        return {base_of(symbol) for symbol in [*self.spot, *self.perp]}
 
 
 class StrategyConfig(_Section, frozen=True):
@@ -299,7 +300,8 @@ DEFAULT_DATA_DIR = "data/market"
 class PaperConfig(_Section, frozen=True):
     """The simulated account and market of backtests, paper runs and ``ballast plan`` on a
     simulated venue: starting balances, the data folder, and an optional [start, end) range
-    (ISO 8601 dates, UTC)."""
+    (times as every time option reads them, see :mod:`ballast.engine.kernel.timefmt`: ISO 8601,
+    naive = UTC, or epoch s/ms/us/ns)."""
 
     balances: dict[str, Decimal] = msgspec.field(default_factory=lambda: {"USDT": Decimal(100_000)})
     data_dir: str = DEFAULT_DATA_DIR
@@ -318,11 +320,7 @@ class PaperConfig(_Section, frozen=True):
         super().__post_init__()
         if not self.data_dir.strip():
             raise ValueError("data_dir: must name a folder")
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if value is not None and _moment(value) is None:
-                raise ValueError(f"{name}: not an ISO 8601 date: {value!r}")
-        start, end = _moment(self.start), _moment(self.end)
+        start, end = _moment("start", self.start), _moment("end", self.end)
         if start is not None and end is not None and not start < end:
             raise ValueError(f"end: must be after start ({self.start}), got {self.end}")
 
@@ -414,15 +412,13 @@ _CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded)
 ``ValueError("key.path: problem")``."""
 
 
-def _moment(text: str | None) -> datetime | None:
-    """An ISO 8601 date or time as an aware UTC datetime, or None when missing or invalid."""
-    if text is None:
-        return None
+def _moment(key: str, text: str | None) -> int | None:
+    """Epoch ns of the time at ``key`` (see :func:`ballast.engine.kernel.timefmt.parse_time`),
+    or None when missing."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return None if text is None else parse_time(text)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
 
 
 class Secrets(msgspec.Struct, frozen=True):

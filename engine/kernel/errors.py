@@ -44,9 +44,5 @@ class JournalReplaceError(JournalError):
     """A backtest was asked to write where a file it may not replace already is."""
 
 
-class ReplayDivergence(BallastError):
-    """Replayed actors emitted something other than what the journal recorded."""
-
-
 class StrategyError(BallastError):
     """A strategy plug-in raised; the strategy is halted, the engine keeps running."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -75,16 +75,58 @@ def plain(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 
 
+# ------------------------------------------------------------------ symbols
+# The one place that reads and writes instrument symbols (ccxt's unified form): spot
+# ``BASE/QUOTE`` (``BTC/USDT``), linear perp ``BASE/QUOTE:SETTLE`` (``BTC/USDT:USDT``).
+
+
 def spot_symbol(base: str, quote: str) -> str:
+    """``BTC``, ``USDT`` → ``BTC/USDT``."""
     return f"{base}/{quote}"
 
 
 def perp_symbol(base: str, quote: str) -> str:
+    """The linear perp of ``base`` in ``quote``: ``BTC``, ``USDT`` → ``BTC/USDT:USDT``."""
     return f"{base}/{quote}:{quote}"
 
 
+def symbol_of(kind: InstrumentKind, base: str, quote: str) -> str:
+    """The symbol of ``base``'s ``kind`` instrument in ``quote`` (:func:`spot_symbol` or
+    :func:`perp_symbol`)."""
+    return perp_symbol(base, quote) if kind == "perp" else spot_symbol(base, quote)
+
+
+def is_perp(symbol: str) -> bool:
+    """``BTC/USDT:USDT`` (it names a settlement asset) is a perp, ``BTC/USDT`` is spot."""
+    return ":" in symbol
+
+
+def kind_of(symbol: str) -> InstrumentKind:
+    """``perp`` or ``spot`` (see :func:`is_perp`)."""
+    return "perp" if is_perp(symbol) else "spot"
+
+
 def base_of(symbol: str) -> str:
-    return symbol.split("/", 1)[0]
+    """``BTC/USDT`` and ``BTC/USDT:USDT`` → ``BTC``."""
+    return symbol.partition("/")[0]
+
+
+def quote_of(symbol: str) -> str:
+    """``BTC/USDT`` and ``BTC/USDT:USDT`` → ``USDT`` (the currency prices are in)."""
+    return symbol.partition("/")[2].partition(":")[0]
+
+
+def settle_of(symbol: str) -> str:
+    """The asset a trade of ``symbol`` pays and is paid in: a perp's settlement asset
+    (``BTC/USDT:USDT`` → ``USDT``), a spot pair's quote (``BTC/USDT`` → ``USDT``)."""
+    quote, _, settle = symbol.partition("/")[2].partition(":")
+    return settle or quote
+
+
+def spot_of(symbol: str) -> str:
+    """The spot pair of the same base and quote: ``BTC/USDT:USDT`` (and ``BTC/USDT``) →
+    ``BTC/USDT``."""
+    return symbol.partition(":")[0]
 
 
 def index_by_symbol(instruments: Iterable[Instrument]) -> Mapping[str, Instrument]:
@@ -108,32 +150,32 @@ def binance_defaults(assets: Iterable[str], quote: str = "USDT") -> list[Instrum
     out: list[Instrument] = []
     for asset in assets:
         s_tick, s_lot, p_tick, p_lot, p_min = known.get(asset, generic)
-        out.append(
-            Instrument(
-                symbol=spot_symbol(asset, quote),
-                kind="spot",
-                base=asset,
-                quote=quote,
-                tick_size=s_tick,
-                lot_size=s_lot,
-                min_qty=s_lot,
-                min_notional=Decimal(5),
-                maker_fee=Decimal("0.001"),
-                taker_fee=Decimal("0.001"),
-            )
-        )
-        out.append(
-            Instrument(
-                symbol=perp_symbol(asset, quote),
-                kind="perp",
-                base=asset,
-                quote=quote,
-                tick_size=p_tick,
-                lot_size=p_lot,
-                min_qty=p_lot,
-                min_notional=p_min,
-                maker_fee=Decimal("0.0002"),
-                taker_fee=Decimal("0.0005"),
-            )
-        )
+        spot = _Filters(s_tick, s_lot, Decimal(5), Decimal("0.001"), Decimal("0.001"))
+        perp = _Filters(p_tick, p_lot, p_min, Decimal("0.0002"), Decimal("0.0005"))
+        out += [_instrument("spot", asset, quote, spot), _instrument("perp", asset, quote, perp)]
     return out
+
+
+class _Filters(NamedTuple):
+    """An instrument's exchange filters (its minimum quantity is one lot) and fees."""
+
+    tick_size: Decimal
+    lot_size: Decimal
+    min_notional: Decimal
+    maker_fee: Decimal
+    taker_fee: Decimal
+
+
+def _instrument(kind: InstrumentKind, base: str, quote: str, filters: _Filters) -> Instrument:
+    return Instrument(
+        symbol=symbol_of(kind, base, quote),
+        kind=kind,
+        base=base,
+        quote=quote,
+        tick_size=filters.tick_size,
+        lot_size=filters.lot_size,
+        min_qty=filters.lot_size,
+        min_notional=filters.min_notional,
+        maker_fee=filters.maker_fee,
+        taker_fee=filters.taker_fee,
+    )

@@ -683,10 +683,7 @@ class JournalReader:
         the fast path for replay (one await per chunk, not per record). A corrupt record ends the
         iteration with JournalCorruptError after the good records before it."""
         where, params = self._filters(end_seq, types, since_ns, until_ns)
-        sql = (
-            "SELECT seq, payload FROM events "
-            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
-        )
+        sql = self._chunk_sql(where)
         fetch = asyncio.ensure_future(self._fetch(sql, (start_seq - 1, *params)))
         try:
             while rows := await fetch:
@@ -719,10 +716,7 @@ class JournalReader:
         be read or decoded are left out and listed in :attr:`skipped`."""
         self.skipped = []
         where, params = self._filters(end_seq, types, since_ns, until_ns)
-        sql = (
-            "SELECT seq, payload FROM events "
-            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
-        )
+        sql = self._chunk_sql(where)
         after, last = start_seq - 1, await self.last_seq() if end_seq is None else end_seq
         while after < last:
             try:
@@ -803,6 +797,14 @@ class JournalReader:
             return str(exc)
         found = "; ".join(str(row[0]) for row in rows) if rows else "no answer"
         return " ".join(found.split())
+
+    def _chunk_sql(self, where: str) -> str:
+        """The next (up to ``chunk``) records after the seq of the first parameter, ``where``
+        the filters of :meth:`_filters` hold."""
+        return (
+            "SELECT seq, payload FROM events "
+            f"WHERE seq > ?{where} ORDER BY seq LIMIT {int(self.chunk)}"
+        )
 
     @staticmethod
     def _filters(

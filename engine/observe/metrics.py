@@ -153,12 +153,6 @@ class LagHistogram:
         self.counts = [0] * (len(self.bounds_ns) + 1)
         self.sum_ns = 0
 
-    def observe_ns(self, lag_ns: int) -> None:
-        if lag_ns < 0:
-            lag_ns = 0  # clock skew between origin and here: count as no lag
-        self.counts[bisect_left(self.bounds_ns, lag_ns)] += 1
-        self.sum_ns += lag_ns
-
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
         cumulative, buckets = 0, []
         for bound, count in zip((*self.bounds_s, float("inf")), self.counts, strict=True):
@@ -588,7 +582,8 @@ class MetricsExporter(Actor):
     # ------------------------------------------------------------------ market data (hot path)
 
     def on_market(self, event: QuoteTick | TradeTick | Bar | MarkPriceUpdated) -> None:
-        """LagHistogram.observe_ns and Health.on_data, inlined: this runs for every tick."""
+        """A lag observation (a negative lag, clock skew, counts as none) and Health.on_data,
+        inlined: this runs for every tick."""
         ts, symbol = event.ts_event, event.symbol
         lag, lag_ns = self.lag, event.ts_init - ts
         lag.counts[bisect_left(lag.bounds_ns, lag_ns)] += 1  # skew (< 0) lands in the first

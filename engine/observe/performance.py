@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 from ballast.engine.kernel.bus import Bus, Subscription
-from ballast.engine.kernel.clock import NS_PER_SECOND
+from ballast.engine.kernel.clock import DAYS_PER_YEAR, NS_PER_DAY, NS_PER_HOUR, NS_PER_YEAR
 from ballast.engine.kernel.events import (
     FundingPaid,
     Message,
@@ -72,10 +72,6 @@ from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.trading.planner import band_width
 
-NS_PER_HOUR: Final = 3600 * NS_PER_SECOND
-NS_PER_DAY: Final = 24 * NS_PER_HOUR
-DAYS_PER_YEAR: Final = 365
-NS_PER_YEAR: Final = DAYS_PER_YEAR * NS_PER_DAY
 UNKNOWN_REGIME: Final = "unknown"
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")

@@ -27,12 +27,14 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_YEAR
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import PortfolioSnapshot, RiskBudgetChanged
 
 Preference = Literal["spot", "perp", "auto"]
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+_HOURS_PER_YEAR = Decimal(NS_PER_YEAR // NS_PER_HOUR)
 
 
 class MarketView(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +48,7 @@ class MarketView(msgspec.Struct, frozen=True, kw_only=True):
 
     def annualised_funding(self, asset: str) -> Decimal:
         rate = self.funding_rates.get(asset, _ZERO)
-        return rate * Decimal(24 * 365) / Decimal(self.funding_interval_h)
+        return rate * _HOURS_PER_YEAR / Decimal(self.funding_interval_h)
 
 
 class StrategyContext(msgspec.Struct, frozen=True, kw_only=True):

@@ -82,7 +82,7 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
     SnapshotTrigger,
 )
-from ballast.engine.kernel.instruments import base_of
+from ballast.engine.kernel.instruments import base_of, is_perp, settle_of
 from ballast.engine.trading.position import Position
 
 STABLECOINS: Final = frozenset({"USDT", "USDC", "BUSD", "FDUSD"})
@@ -138,18 +138,6 @@ def _share(value: Decimal, nav: Decimal) -> Decimal:
     if nav > 0:
         return _ratio(value, nav)
     return _ZERO if value == 0 else _INFINITY.copy_sign(value)
-
-
-def is_perp(symbol: str) -> bool:
-    """``BTC/USDT:USDT`` is a perp, ``BTC/USDT`` is spot."""
-    return ":" in symbol
-
-
-def quote_of(symbol: str) -> str:
-    """``BTC/USDT`` → ``USDT``; ``BTC/USDT:USDT`` → ``USDT`` (the settlement asset)."""
-    rest = symbol.split("/", 1)[1] if "/" in symbol else ""
-    quote, _, settle = rest.partition(":")
-    return settle or quote
 
 
 def _signed(fill: OrderFilled) -> Decimal:
@@ -370,7 +358,7 @@ class Ledger:
         """Refuse before changing anything, so a bad fill leaves the ledger as it was."""
         if fill.qty <= 0 or fill.price <= 0:
             raise LedgerError(f"fill {fill.trade_id}: qty {fill.qty} @ {fill.price} not positive")
-        if quote_of(fill.symbol) not in self.cash_assets:
+        if settle_of(fill.symbol) not in self.cash_assets:
             raise LedgerError(f"{fill.symbol}: only instruments quoted in cash are supported")
         asset = fill.fee_asset
         if fill.fee == 0 or asset in self.cash_assets or asset in self.spot_prices:
@@ -384,7 +372,7 @@ class Ledger:
         if base not in self.spot_prices:
             self._set_spot_price(base, fill.price)
         self._add(base, signed)
-        self._add(quote_of(fill.symbol), -signed * fill.price)
+        self._add(settle_of(fill.symbol), -signed * fill.price)
         self._book_price(signed * (self.spot_prices[base] - fill.price))
         self._charge_fee(fill)
 
@@ -395,7 +383,7 @@ class Ledger:
         pos = self.positions.setdefault(base, PerpPosition())
         realized = pos.trade(signed, fill.price)
         pos.margin = pos.liquidation_price = None  # stale until the venue reports again
-        self._add(quote_of(fill.symbol), realized)
+        self._add(settle_of(fill.symbol), realized)
         self.realized_pnl += realized
         self._book_price(signed * (self.perp_marks[base] - fill.price))
         self._charge_fee(fill)

@@ -33,6 +33,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import msgspec
 
+from ballast.engine.kernel.instruments import perp_symbol
+
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 DEFAULT_LEVERAGE = Decimal(10)
@@ -90,7 +92,10 @@ GENERIC_BRACKETS = _tiers(
 
 
 def default_brackets() -> dict[str, tuple[Bracket, ...]]:
-    return {"BTC/USDT:USDT": BTCUSDT_BRACKETS, "ETH/USDT:USDT": ETHUSDT_BRACKETS}
+    return {
+        perp_symbol("BTC", "USDT"): BTCUSDT_BRACKETS,
+        perp_symbol("ETH", "USDT"): ETHUSDT_BRACKETS,
+    }
 
 
 def bracket_for(brackets: Sequence[Bracket], notional: Decimal) -> Bracket:

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Final
 
 from ballast.engine.kernel.events import AssetState, PortfolioSnapshot
-from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.kernel.instruments import Instrument, perp_symbol
 from ballast.engine.trading.margin import (
     MarginTable,
     PerpHolding,
@@ -69,7 +69,7 @@ class Book:
 
     def perp_symbol(self, asset: str) -> str:
         inst = self.perps.get(asset)
-        return inst.symbol if inst is not None else f"{asset}/{self.quote}:{self.quote}"
+        return inst.symbol if inst is not None else perp_symbol(asset, self.quote)
 
     def mark(self, state: AssetState) -> Decimal:
         return self.marks.get(state.asset, state.perp_price)

@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from ballast.engine.kernel.events import (
     AssetAction,
@@ -66,10 +66,17 @@ from ballast.engine.kernel.events import (
     Regime,
     Side,
 )
-from ballast.engine.kernel.instruments import Instrument, perp_symbol, plain, spot_symbol
+from ballast.engine.kernel.instruments import (
+    Instrument,
+    InstrumentKind,
+    perp_symbol,
+    plain,
+    spot_symbol,
+    symbol_of,
+)
 from ballast.engine.strategy.api import ResolvedTarget
 
-Leg = Literal["spot", "perp"]
+Leg = InstrumentKind
 _ZERO = Decimal(0)
 _PCT = Decimal(100)
 _SPOT_FIRST: Final[dict[Side, AssetAction]] = {"buy": "buy spot", "sell": "sell spot"}
@@ -186,6 +193,17 @@ def _pct(x: Decimal) -> str:
     return f"{x * _PCT:.2f}%"
 
 
+class _Order(NamedTuple):
+    """An order the planner sizes: what it trades, at which price, on which instrument."""
+
+    asset: str
+    leg: Leg
+    side: Side
+    price: Decimal
+    instrument: Instrument
+    reduce: bool
+
+
 class _Planner:
     """Builds one plan; holds the running intent counter, the notes and the account figures the
     plan has left (free cash and available margin, after what its earlier orders commit)."""
@@ -228,11 +246,7 @@ class _Planner:
         """Add an intent changing ``asset``'s ``leg`` exposure by ``delta`` quote units, sized
         within the free cash (spot buys) or the available margin (perp orders that open risk)
         this plan has left. Returns the exposure change planned (signed; 0 if nothing)."""
-        symbol = (
-            perp_symbol(asset, self.inp.quote)
-            if leg == "perp"
-            else spot_symbol(asset, self.inp.quote)
-        )
+        symbol = symbol_of(leg, asset, self.inp.quote)
         instrument = self.inp.instruments.get(symbol)
         price = self._price(asset, leg)
         if instrument is None or price is None or price <= 0:
@@ -242,14 +256,15 @@ class _Planner:
         qty = instrument.round_qty(abs(delta) / price)
         if reduce:
             qty = min(qty, abs(self._perp_left.get(asset, _ZERO)))
-        qty = self._fit(asset, leg, side, qty, price, instrument, reduce=reduce)
+        order = _Order(asset, leg, side, price, instrument, reduce)
+        qty = self._fit(order, qty)
         if qty * price < instrument.min_notional or qty < instrument.min_qty:
             self.plan.notes.append(
                 f"{asset}: {leg} trade of {abs(delta):.2f} {self.inp.quote} is below the minimum "
                 f"notional {instrument.min_notional} after rounding, skipped"
             )
             return _ZERO
-        self._commit(asset, leg, side, qty, price, instrument, reduce=reduce)
+        self._commit(order, qty)
         self.plan.intents.append(
             OrderIntent(
                 intent_id=f"{self.decision_id}-{len(self.plan.intents) + 1}",
@@ -265,19 +280,10 @@ class _Planner:
         signed = qty * price
         return signed if side == "buy" else -signed
 
-    def _fit(
-        self,
-        asset: str,
-        leg: Leg,
-        side: Side,
-        qty: Decimal,
-        price: Decimal,
-        instrument: Instrument,
-        *,
-        reduce: bool,
-    ) -> Decimal:
-        """``qty`` cut down to what the plan's cash (spot buy) or margin (perp opening) allows,
-        with a note when it is cut. Sales and reductions need neither."""
+    def _fit(self, order: _Order, qty: Decimal) -> Decimal:
+        """``qty`` of ``order`` cut down to what the plan's cash (spot buy) or margin (perp
+        opening) allows, with a note when it is cut. Sales and reductions need neither."""
+        asset, leg, side, price, instrument, reduce = order
         if leg == "spot" and side == "buy":
             budget = self.spot_budget()
             most = instrument.round_qty(budget / (price * (1 + instrument.taker_fee)))
@@ -313,18 +319,10 @@ class _Planner:
         held = self._perp_left.get(asset, _ZERO)
         return held != 0 and (held > 0) == (side == "sell")
 
-    def _commit(
-        self,
-        asset: str,
-        leg: Leg,
-        side: Side,
-        qty: Decimal,
-        price: Decimal,
-        instrument: Instrument,
-        *,
-        reduce: bool,
-    ) -> None:
-        """Book what the order will take from (or give back to) the plan's cash and margin."""
+    def _commit(self, order: _Order, qty: Decimal) -> None:
+        """Book what ``qty`` of ``order`` will take from (or give back to) the plan's cash and
+        margin."""
+        asset, leg, side, price, instrument, _ = order
         notional = qty * price
         fee = instrument.taker_fee * notional
         if leg == "spot":

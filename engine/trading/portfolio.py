@@ -52,8 +52,8 @@ from ballast.engine.kernel.events import (
     TimerFired,
     TradeTick,
 )
-from ballast.engine.kernel.instruments import base_of
-from ballast.engine.trading.ledger import Ledger, is_perp
+from ballast.engine.kernel.instruments import base_of, is_perp
+from ballast.engine.trading.ledger import Ledger
 
 _FILLS_REMEMBERED = 100_000
 

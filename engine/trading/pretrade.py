@@ -65,7 +65,7 @@ import msgspec
 from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.config import RiskConfig
 from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot, VetoReason
-from ballast.engine.kernel.instruments import Instrument, base_of
+from ballast.engine.kernel.instruments import Instrument, base_of, is_perp, perp_symbol, quote_of
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.margin import (
     MarginTable,
@@ -533,7 +533,7 @@ def _perp_ends(book: _Book) -> dict[str, tuple[Decimal, ...]]:
     out: dict[str, tuple[Decimal, ...]] = {}
     symbols = {s.asset: s for s in book.snapshot.assets}
     for symbol, notional in book.in_flight.items():
-        if ":" in symbol:
+        if is_perp(symbol):
             state = symbols.get(base_of(symbol))
             now = state.perp_notional if state is not None else _ZERO
             out[symbol] = (now, now + notional)
@@ -550,8 +550,7 @@ def _perp_symbol(book: _Book, asset: str) -> str:
     inst = book.instrument
     if inst.is_perp and inst.base == asset:
         return inst.symbol
-    quote = inst.symbol.split("/", 1)[1].split(":", 1)[0]
-    return f"{asset}/{quote}:{quote}"
+    return perp_symbol(asset, quote_of(inst.symbol))
 
 
 def _worst(leg: Decimal, flight: Decimal) -> Decimal:
@@ -569,19 +568,9 @@ def _legs(snapshot: PortfolioSnapshot) -> dict[Leg, Decimal]:
 def _flight_legs(in_flight: Mapping[str, Decimal]) -> dict[Leg, Decimal]:
     legs: dict[Leg, Decimal] = {}
     for symbol, notional in in_flight.items():
-        key = (base_of(symbol), ":" in symbol)
+        key = (base_of(symbol), is_perp(symbol))
         legs[key] = legs.get(key, _ZERO) + notional
     return legs
-
-
-def gross_exposure(snapshot: PortfolioSnapshot, in_flight: Mapping[str, Decimal]) -> Decimal:
-    """Σ |leg| over every spot and perp leg, with in-flight notional added (assumed filled)."""
-    legs = _legs(snapshot)
-    flight = _flight_legs(in_flight)
-    return sum(
-        (abs(legs.get(k, _ZERO) + flight.get(k, _ZERO)) for k in legs.keys() | flight.keys()),
-        _ZERO,
-    )
 
 
 def _plain(qty: Decimal) -> Decimal:

@@ -25,11 +25,9 @@ from decimal import Context, Decimal
 from typing import Final
 
 from ballast.engine.kernel.calendar_windows import CalendarWindow
-from ballast.engine.kernel.clock import NS_PER_SECOND
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_YEAR
 from ballast.engine.kernel.events import Regime
 
-HOUR_NS: Final = 3600 * NS_PER_SECOND
-YEAR_NS: Final = 365 * 24 * HOUR_NS
 _CTX: Final = Context(prec=34)
 _ZERO: Final = Decimal(0)
 _HALF: Final = Decimal("0.5")
@@ -39,21 +37,21 @@ STRESSED_EXIT: Final = Decimal("0.9")
 CALM_EXIT: Final = Decimal("1.1")
 
 
-def decay_per_sample(half_life_h: float, interval_ns: int = HOUR_NS) -> Decimal:
+def decay_per_sample(half_life_h: float, interval_ns: int = NS_PER_HOUR) -> Decimal:
     """λ such that a sample's weight halves every ``half_life_h`` hours: 0.5 ** (Δt / half-life)."""
-    exponent = _CTX.divide(Decimal(interval_ns), Decimal(str(half_life_h)) * HOUR_NS)
+    exponent = _CTX.divide(Decimal(interval_ns), Decimal(str(half_life_h)) * NS_PER_HOUR)
     return _CTX.power(_HALF, exponent)
 
 
 class VolatilityEstimator:
     """EWMA of squared log returns sampled on a fixed event-time grid (see the module docstring)."""
 
-    def __init__(self, *, half_life_h: float, interval_ns: int = HOUR_NS) -> None:
+    def __init__(self, *, half_life_h: float, interval_ns: int = NS_PER_HOUR) -> None:
         if interval_ns <= 0 or half_life_h <= 0:
             raise ValueError("interval_ns and half_life_h must be positive")
         self.interval_ns = interval_ns
         self.decay = decay_per_sample(half_life_h, interval_ns)
-        self.samples_per_year = Decimal(YEAR_NS) / Decimal(interval_ns)
+        self.samples_per_year = Decimal(NS_PER_YEAR) / Decimal(interval_ns)
         self.samples = 0
         self.variance: Decimal | None = None
         self._annualised: tuple[Decimal, Decimal] | None = None

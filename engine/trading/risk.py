@@ -53,7 +53,7 @@ import msgspec
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.calendar_windows import parse_calendar
-from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
 from ballast.engine.kernel.events import (
@@ -80,7 +80,7 @@ from ballast.engine.kernel.events import (
     RebalanceDecided,
     TimerFired,
 )
-from ballast.engine.kernel.instruments import Instrument, base_of
+from ballast.engine.kernel.instruments import Instrument, base_of, is_perp
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.deleverage import deleverage_requests
 from ballast.engine.trading.margin import MarginTable, default_margin_table
@@ -90,12 +90,10 @@ from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.pretrade import Approved, Verdict, check
 from ballast.engine.trading.regime import (
     DEFAULT_WARMUP,
-    HOUR_NS,
     RegimeClassifier,
     VolatilityEstimator,
 )
 
-DAY_NS: Final = 86_400 * NS_PER_SECOND
 _ZERO: Final = Decimal(0)
 _TWO: Final = Decimal(2)
 
@@ -110,7 +108,7 @@ class RiskManager(Actor):
         *,
         risk: RiskConfig,
         bands: BandsConfig,
-        vol_interval_ns: int = HOUR_NS,
+        vol_interval_ns: int = NS_PER_HOUR,
         warmup: int = DEFAULT_WARMUP,
         margin: MarginTable | None = None,
         quote: str = "USDT",
@@ -206,7 +204,7 @@ class RiskManager(Actor):
         return [] if book is None else book.liquidations()
 
     def turnover_today(self, now_ns: int) -> Decimal:
-        return self._turnover if now_ns // DAY_NS == self._turnover_day else _ZERO
+        return self._turnover if now_ns // NS_PER_DAY == self._turnover_day else _ZERO
 
     def reset_kill_switch(self, by: str) -> None:
         """Operator path: publish a KillSwitchReset (handled like one from anywhere else)."""
@@ -242,7 +240,7 @@ class RiskManager(Actor):
             self._reassess(ts_ns)
 
     def _is_regime_symbol(self, symbol: str) -> bool:
-        return ":" not in symbol and base_of(symbol) == self.risk.regime_asset
+        return not is_perp(symbol) and base_of(symbol) == self.risk.regime_asset
 
     # ------------------------------------------------------------------ regime
 
@@ -314,7 +312,7 @@ class RiskManager(Actor):
         """The fresher of the snapshot's perp price and the latest perp mark seen."""
         since = self.snapshot.ts_event if self.snapshot is not None else 0
         for symbol, (price, ts) in self.marks.items():
-            if ":" in symbol and base_of(symbol) == asset and ts >= since:
+            if is_perp(symbol) and base_of(symbol) == asset and ts >= since:
                 return price
         return snapshot_mark
 
@@ -426,7 +424,7 @@ class RiskManager(Actor):
         self.on_order_message(fill)
 
     def _add_turnover(self, ts_ns: int, notional: Decimal) -> None:
-        day = ts_ns // DAY_NS
+        day = ts_ns // NS_PER_DAY
         if day != self._turnover_day:
             self._turnover_day, self._turnover = day, _ZERO
         self._turnover += notional

@@ -10,9 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ballast.adapters.data.bundle import to_ns
 from ballast.adapters.data.gaps import format_ts
-from ballast.adapters.data.klines import DataError
 from ballast.engine.app.backtest import (
     BASELINES,
     BacktestRun,
@@ -25,11 +23,12 @@ from ballast.engine.app.backtest_journal import DEFAULT_PATH as DEFAULT_JOURNAL
 from ballast.engine.app.backtest_journal import ensure_replaceable
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
+from ballast.engine.app.cli.options import time_option
 from ballast.engine.app.cli.progress import BacktestProgress
 from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.kernel.config import Config
-from ballast.engine.kernel.timefmt import ns_to_iso
+from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso
 from ballast.engine.observe.performance import format_comparison, format_summary
 from ballast.engine.strategy.registry import strategy_class
 
@@ -39,10 +38,16 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--data", help="data folder (default: [paper] data_dir)")
     parser.add_argument(
-        "--start", type=_moment, help="first time, ISO 8601 (default: [paper] start or all)"
+        "--start",
+        type=time_option,
+        metavar="TIME",
+        help=f"first time, {TIME_FORMS} (default: [paper] start or all)",
     )
     parser.add_argument(
-        "--end", type=_moment, help="end time, exclusive (default: [paper] end or all)"
+        "--end",
+        type=time_option,
+        metavar="TIME",
+        help="end time, exclusive (default: [paper] end or all)",
     )
     parser.add_argument(
         "--journal",
@@ -61,19 +66,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=backtest_cmd)
 
 
-def _moment(text: str) -> str:
-    try:
-        to_ns(text)
-    except DataError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return text
-
-
 async def backtest_cmd(args: argparse.Namespace) -> int:
     config = load_checked_config(args.config)
-    if args.start and args.end and to_ns(args.start) >= to_ns(args.end):
+    if args.start is not None and args.end is not None and args.start >= args.end:
         print(
-            f"ballast backtest: --start {args.start} is not before --end {args.end}",
+            f"ballast backtest: --start {format_ts(args.start)} is not before "
+            f"--end {format_ts(args.end)}",
             file=sys.stderr,
         )
         return exits.USAGE
@@ -90,8 +88,8 @@ async def backtest_cmd(args: argparse.Namespace) -> int:
         config,
         names,
         data=Path(args.data) if args.data else data_dir(config.paper.data_dir),
-        start=args.start or config.paper.start,
-        end=args.end or config.paper.end,
+        start=config.paper.start if args.start is None else args.start,
+        end=config.paper.end if args.end is None else args.end,
         journal=Path(args.journal) if args.journal else DEFAULT_JOURNAL,
         force=args.force,
     )
@@ -114,8 +112,8 @@ async def run_all(
     names: Sequence[str],
     *,
     data: Path,
-    start: str | None,
-    end: str | None,
+    start: int | str | None,
+    end: int | str | None,
     journal: Path,
     force: bool = False,
 ) -> list[BacktestRun]:

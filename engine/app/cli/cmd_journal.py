@@ -10,10 +10,11 @@ from typing import IO, Any
 import msgspec
 
 from ballast.engine.app.cli import exits
+from ballast.engine.app.cli.options import time_option
 from ballast.engine.kernel.codec import MESSAGE_TYPES, to_json_dict
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.journal import JournalReader, Record
-from ballast.engine.kernel.timefmt import ns_to_iso, parse_time
+from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,8 +38,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("-o", "--output", help="file to write (default stdout)")
     export.add_argument("--from-seq", type=int, default=1)
     export.add_argument("--to-seq", type=int)
-    export.add_argument("--since", help="ts_event >= TIME (ISO 8601 or epoch ns)")
-    export.add_argument("--until", help="ts_event < TIME")
+    export.add_argument(
+        "--since", type=time_option, metavar="TIME", help=f"ts_event >= TIME ({TIME_FORMS})"
+    )
+    export.add_argument("--until", type=time_option, metavar="TIME", help="ts_event < TIME")
     export.add_argument("--type", action="append", dest="types", metavar="TYPE")
     export.add_argument(
         "--skip-damaged",
@@ -125,9 +128,7 @@ async def tail_cmd(args: argparse.Namespace) -> int:
 async def export_cmd(args: argparse.Namespace) -> int:
     try:
         types = _types(args.types)
-        since = parse_time(args.since) if args.since else None
-        until = parse_time(args.until) if args.until else None
-    except (_UsageError, ValueError) as exc:
+    except _UsageError as exc:
         print(f"ballast journal export: {exc}", file=sys.stderr)
         return exits.USAGE
     async with JournalReader(args.journal) as reader:  # a missing journal: no output file
@@ -140,8 +141,8 @@ async def export_cmd(args: argparse.Namespace) -> int:
                 start_seq=args.from_seq,
                 end_seq=args.to_seq,
                 types=types,
-                since_ns=since,
-                until_ns=until,
+                since_ns=args.since,
+                until_ns=args.until,
             ):
                 out.write(record_json(rec) + b"\n")
         finally:

@@ -15,6 +15,7 @@ from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app.backtest import assets_of, load_market, sim_config
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
+from ballast.engine.app.cli.options import time_option
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.dry_run import DryRun, dry_run
 from ballast.engine.kernel.clock import SimulatedClock
@@ -22,7 +23,7 @@ from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar
 from ballast.engine.kernel.instruments import binance_defaults
-from ballast.engine.kernel.timefmt import ns_to_iso, parse_time
+from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso, parse_time
 from ballast.engine.trading.market_gate import MarketGate
 from ballast.engine.trading.venue import Venue
 
@@ -32,7 +33,13 @@ _PCT = Decimal(100)
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("plan", help="print the orders a rebalance would send, send nothing")
     parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("--at", help="simulated venue: price time (default: the end of the data)")
+    parser.add_argument(
+        "--at",
+        type=time_option,
+        metavar="TIME",
+        help=f"simulated venue: price time, {TIME_FORMS} (default: [paper] end or the end of the "
+        "data)",
+    )
     parser.set_defaults(func=plan_cmd)
 
 
@@ -47,13 +54,14 @@ async def plan_cmd(args: argparse.Namespace) -> int:
     return exits.FAILURE if result.failures else exits.OK
 
 
-def paper_venue(config: Config, at: str | None) -> tuple[SimulatedVenue, list[Bar]]:
-    """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``."""
+def paper_venue(config: Config, at: int | None) -> tuple[SimulatedVenue, list[Bar]]:
+    """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``
+    (epoch ns)."""
     if config.venue.kind != "simulated":
         raise BallastError(
             f"plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
         )
-    until = parse_time(at) if at else (parse_time(config.paper.end) if config.paper.end else None)
+    until = at if at is not None else (parse_time(config.paper.end) if config.paper.end else None)
     market = list(_last_bars(config, until).values())
     return simulated_venue(config, market), market
 
