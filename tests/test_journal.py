@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -1140,3 +1140,30 @@ async def test_a_folder_is_refused_as_a_journal(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="is a folder"):
         await open_reader(tmp_path)
     assert not lock_path(tmp_path).exists()
+
+
+async def test_a_message_with_an_unknown_code_is_refused_before_it_takes_a_seq(
+    tmp_path: Path,
+) -> None:
+    """msgspec checks Literal codes only on decode: a plug-in's made-up veto reason or asset
+    action would be written, then refused by every reader (the journal would look damaged)."""
+    path = tmp_path / "j.db"
+    t = START_NS
+    vetoed = OrderVetoed(t, t, "int-1", "BTC/USDT", cast(Any, "my_code"), "made up")
+    action = AssetDecision(
+        "BTC",
+        Decimal("0.5"),
+        Decimal("0.6"),
+        Decimal("0.55"),
+        Decimal("0.65"),
+        cast(Any, "teleport"),
+    )
+    decided = RebalanceDecided(t, t, "dec-1", "band", "auto", "normal", "", (action,), ())
+    async with Journal(path) as journal:
+        with pytest.raises(JournalError, match=r"OrderVetoed.reason = 'my_code' is not one of"):
+            journal.append(vetoed)
+        with pytest.raises(JournalError, match=r"AssetDecision.action = 'teleport' is not one"):
+            journal.append(decided)
+        assert journal.append(TimerFired(t, t, "check")) == 1
+        await journal.commit()
+    assert [rec.seq for rec in await read_all(path)] == [1]

@@ -52,6 +52,7 @@ import msgspec
 
 from ballast.engine import __version__
 from ballast.engine.kernel.codec import DECODER, ENCODER, TAGS
+from ballast.engine.kernel.codes import code_checks, code_problem
 from ballast.engine.kernel.errors import (
     JournalClosedError,
     JournalCorruptError,
@@ -85,6 +86,9 @@ _INSERT: Final = "INSERT INTO events (seq, type, ts_event, ts_init, payload) VAL
 
 Row = tuple[int, str, int, int, bytes]
 StoredRow = tuple[int, bytes]
+
+_CODE_CHECKS: Final = {tag: code_checks(cls) for cls, tag in TAGS.items()}
+"""The code fields of every message class, by wire tag (checked before a record is written)."""
 
 
 class Record(msgspec.Struct, frozen=True, gc=False):
@@ -467,6 +471,9 @@ class Journal:
         tag = TAGS.get(type(message))
         if tag is None:  # it would be written, then never read back
             raise JournalError(f"{type(message).__name__} is not in the codec's message union")
+        checks = _CODE_CHECKS[tag]
+        if checks and (problem := code_problem(message, checks)) is not None:
+            raise JournalError(f"not journaled: {problem}")  # no reader could decode it
         self._seq += 1
         self._pending.append(
             (
