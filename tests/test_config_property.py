@@ -74,7 +74,7 @@ VALUES = st.one_of(
 
 
 def mutated(path: str, value: Any) -> dict[str, Any]:
-    document = json.loads(json.dumps(BASE))
+    document: dict[str, Any] = json.loads(json.dumps(BASE))
     *parents, leaf = path.split(".")
     node = document
     for part in parents:

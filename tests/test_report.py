@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from ballast.engine.observe.performance import Performance, format_summary, summary_rows
+from ballast.engine.observe.performance import NS_PER_DAY, Performance, format_summary, summary_rows
 from ballast.engine.observe.report import write_report
-from tests.test_performance import DAY0, NS_PER_DAY, record, snapshot, synthetic_run
+from tests.test_performance import DAY0, record, snapshot, synthetic_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)">')
@@ -79,7 +80,7 @@ def test_comparison_has_one_chart_of_all_equity_curves_and_a_side_by_side_table(
 
 
 def test_log_scale_and_a_run_without_assets(tmp_path: Path) -> None:
-    events = [snapshot(DAY0 + d * NS_PER_DAY, 100_000 * 1.5**d) for d in range(30)]
+    events = [snapshot(DAY0 + d * NS_PER_DAY, 100_000 * Decimal("1.5") ** d) for d in range(30)]
     files = write_report(tmp_path, {"hodl": record(events).result()}, log_scale=True)
     assert [p.name for p in files.images] == [
         "hodl-equity.png",
