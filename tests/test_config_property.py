@@ -155,6 +155,7 @@ def tiny_market(config: Config) -> tuple[InMemoryVenue, list[Message]]:
     return InMemoryVenue(instruments, dict(config.paper.balances), clock, prices=prices), market
 
 
+@pytest.mark.slow
 @settings(
     max_examples=1000,
     deadline=None,
@@ -180,6 +181,7 @@ async def test_a_mutated_key_is_refused_by_name_or_workable(path: str, value: An
 # -------------------------------------------------------------------- the real commands, a few
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "value", "code"),
     [

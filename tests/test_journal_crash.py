@@ -238,6 +238,7 @@ async def test_sigkilled_writer_leaves_a_gap_free_durable_prefix(tmp_path: Path)
     assert stats["records"] >= stats["durable_reports"], stats
 
 
+@pytest.mark.slow
 async def test_a_journal_killed_while_being_created_can_be_opened(tmp_path: Path) -> None:
     """Kill the writer the moment its new file appears, while the schema is being created.
 

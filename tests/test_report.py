@@ -62,6 +62,7 @@ def test_the_page_needs_nothing_from_outside(tmp_path: Path) -> None:
     assert "url(" not in page
 
 
+@pytest.mark.slow
 def test_comparison_has_one_chart_of_all_equity_curves_and_a_side_by_side_table(
     tmp_path: Path,
 ) -> None:
@@ -90,6 +91,7 @@ def test_log_scale_and_a_run_without_assets(tmp_path: Path) -> None:
     assert "hodl: equity and drawdown" in files.html.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_report_is_deterministic(tmp_path: Path) -> None:
     runs = {"a": run(1), "b": run(2)}
     first = write_report(tmp_path / "one", runs)
