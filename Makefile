@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck bench clean prometheus
+.PHONY: venv demo test test-fast lint typecheck bench clean prometheus
 
 venv: $(STAMP)
 
@@ -17,16 +17,32 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ballast demo
 
+# What ruff lints and checks the formatting of (mypy's files are in pyproject's [tool.mypy]).
+SOURCES := engine adapters strategies tests bench
 # mypy checks the sources under their installed names (ballast.engine, ...), through links.
 TYPECHECK := .typecheck/ballast
+# pytest-xdist, one worker per core: every test keeps its files in tmp_path and listens on port 0;
+# tests that share an expensive module fixture are one xdist_group, run by one worker (loadgroup).
+# `make test PARALLEL=` runs the suite in one process (to compare, or to debug a test).
+PARALLEL ?= -n auto --dist loadgroup
 
+# The same checks run from .pre-commit-config.yaml (`pre-commit run --all-files`).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check engine adapters strategies tests bench
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: $(STAMP)
 	mkdir -p $(TYPECHECK) && for d in engine adapters strategies; do ln -sfn ../../$$d $(TYPECHECK)/$$d; done
 	$(VENV)/bin/mypy
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PARALLEL)
+
+# The quick loop: no lint (pre-commit runs it), no test marked slow (subprocess campaigns,
+# multi-year backtests). `make test` still runs everything.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q $(PARALLEL) -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -61,6 +61,7 @@ async def messages(path: Path) -> list[Any]:
 GROWTH = parse_config('[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n')
 
 
+@pytest.mark.slow
 async def test_same_config_and_data_give_identical_journals_and_numbers(tmp_path: Path) -> None:
     runs = [await run(GROWTH, tmp_path / f"{n}.db", "2022-05-01", "2022-07-01") for n in (1, 2)]
     first, second = [await export(r.journal) for r in runs]
@@ -111,6 +112,7 @@ async def test_no_asset_is_planned_again_while_its_order_is_in_flight(
     assert all(f.ts_event == submits[f.client_order_id].ts_event for f in fills)
 
 
+@pytest.mark.slow
 async def test_the_accounting_identity_holds_at_every_event_over_two_years(tmp_path: Path) -> None:
     """NAV − NAV0 = price PnL + funding − fees + transfers, at every snapshot (one is published
     after every account, order, funding event and every priced hour) of the whole bundle."""
@@ -167,6 +169,7 @@ def perp_closes() -> dict[int, Decimal]:
     return {bar.ts_event: bar.close for bar in bars}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", ["0.30", "-0.30"])
 async def test_a_constant_perp_position_pays_exactly_the_funding_of_the_file(
     tmp_path: Path, net: str

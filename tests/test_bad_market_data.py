@@ -128,7 +128,8 @@ def test_backtest_prints_what_the_guard_and_the_loader_rejected(tmp_path: Path) 
     set_cell(data / "btcusdt_spot_1h.csv", "2023-03-02 12:00", "close", "2000000")
     settled_at = funding_key("2023-03-03T08:00")
     set_cell(data / "ethusdt_perp_funding_8h.csv", settled_at, "last_funding_rate", "-0.5")
-    proc = ballast("backtest", "-c", str(paper_config(tmp_path, data)), "--no-report")
+    config = paper_config(tmp_path, data)
+    proc = ballast("backtest", "-c", str(config), "--no-report", cwd=tmp_path)  # var/ in tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "rejected: ETH/USDT:USDT funding rate -0.5 at 2023-03-03 08:00" in proc.stdout
     assert "threshold: data rejected: BTC/USDT price_jump 1" in proc.stdout
@@ -162,7 +163,7 @@ def test_a_configured_instrument_without_data_is_an_error(
 ) -> None:
     config = paper_config(tmp_path, damaged(tmp_path, name, how))
     extra = {"backtest": ["--no-report"], "plan": [], "run": ["--max-runtime-s", "5"]}[command]
-    proc = ballast(command, "-c", str(config), *extra)
+    proc = ballast(command, "-c", str(config), *extra, cwd=tmp_path)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert name in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

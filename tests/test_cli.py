@@ -209,6 +209,7 @@ def test_journal_stats(journal_path: Path) -> None:
     assert re.search(r"^\s+DataRejected\s+3$", out, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_journal_tail(journal_path: Path) -> None:
     proc = ballast("journal", "tail", str(journal_path), "-n", "3")
     assert proc.returncode == 0, proc.stderr
@@ -251,6 +252,7 @@ def test_journal_export_prints_one_json_line_per_record(journal_path: Path) -> N
     }
 
 
+@pytest.mark.slow
 def test_journal_export_filters(journal_path: Path) -> None:
     path = str(journal_path)
 
@@ -296,6 +298,7 @@ def test_journal_export_bad_filters_exit_2(
     assert proc.stdout == ""
 
 
+@pytest.mark.slow
 def test_journal_commands_on_a_missing_journal_exit_1(tmp_path: Path) -> None:
     for action in ("stats", "tail", "export"):
         proc = ballast("journal", action, str(tmp_path / "missing.db"))
@@ -317,9 +320,10 @@ def test_replay_of_a_missing_journal_exits_1(tmp_path: Path) -> None:
 SESSION_ID = re.compile(r'"session_id":"[0-9a-f]+"')
 
 
+@pytest.mark.slow
 def test_demo_runs_the_paper_portfolio_reports_and_verifies(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    proc = ballast("demo", "--out", str(out))
+    proc = ballast("demo", "--out", str(out), timeout_s=300)  # ~40 s alone, more beside others
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "journal.db").is_file()
     html = (out / "report" / "report.html").read_text()
@@ -332,6 +336,7 @@ def test_demo_runs_the_paper_portfolio_reports_and_verifies(tmp_path: Path) -> N
     assert re.search(r"replay: [\d,]+ records .* reproduced identically \(verify ok\)", proc.stdout)
 
 
+@pytest.mark.slow
 def test_backtest_cli_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
     config = tmp_path / "growth.toml"
     config.write_text('[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n')

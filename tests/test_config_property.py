@@ -75,7 +75,7 @@ VALUES = st.one_of(
 
 
 def mutated(path: str, value: Any) -> dict[str, Any]:
-    document = json.loads(json.dumps(BASE))
+    document: dict[str, Any] = json.loads(json.dumps(BASE))
     *parents, leaf = path.split(".")
     node = document
     for part in parents:
@@ -154,6 +154,7 @@ def tiny_market(config: Config) -> tuple[SimulatedVenue, list[Bar]]:
     return simulated_venue(config, market), market
 
 
+@pytest.mark.slow
 @settings(
     max_examples=1000,
     deadline=None,
@@ -179,6 +180,7 @@ async def test_a_mutated_key_is_refused_by_name_or_workable(path: str, value: An
 # -------------------------------------------------------------------- the real commands, a few
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "value", "code"),
     [

@@ -21,6 +21,8 @@ from ballast.adapters.data.klines import DataError, load_klines
 from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 
+# One pytest-xdist worker runs this module (--dist loadgroup): one load of the bundled data.
+pytestmark = pytest.mark.xdist_group("test_data_loaders")
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
 GAP_OPEN = to_ns("2023-03-24 13:00")
 

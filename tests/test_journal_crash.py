@@ -67,8 +67,8 @@ class Outcome:
 def campaign(seed: int) -> list[Kill]:
     """The kill plan, round by round: file 0 round 0 first, then file 0 round 1, and so on."""
     rng = random.Random(seed)
-    modes: list[KillMode] = ["startup"] * 2 + ["no_report"] * 4
-    modes += ["after_report"] * 8 + ["mid_burst"] * 8
+    counts: dict[KillMode, int] = {"startup": 2, "no_report": 4, "after_report": 8, "mid_burst": 8}
+    modes = [mode for mode, n in counts.items() for _ in range(n)]
     rng.shuffle(modes)
     # The first runs on files 0 and 1 are killed while the journal is being created.
     modes.insert(0, "startup")
@@ -238,6 +238,7 @@ async def test_sigkilled_writer_leaves_a_gap_free_durable_prefix(tmp_path: Path)
     assert stats["records"] >= stats["durable_reports"], stats
 
 
+@pytest.mark.slow
 async def test_a_journal_killed_while_being_created_can_be_opened(tmp_path: Path) -> None:
     """Kill the writer the moment its new file appears, while the schema is being created.
 

@@ -14,6 +14,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from ballast.engine.kernel.journal import JournalReader, JournalStats
 from tests.support.cli import ENV, ROOT, ballast
 from tests.support.paper_config import DATA, Value, paper_config
@@ -57,6 +59,7 @@ def one_line(stderr: str) -> str:
 # ------------------------------------------------------------------------------ item 1: backtest
 
 
+@pytest.mark.slow
 async def test_a_backtest_never_replaces_a_paper_journal_even_with_force(tmp_path: Path) -> None:
     journal = paper_journal(tmp_path)
     before = await stats(journal)
@@ -72,6 +75,7 @@ async def test_a_backtest_never_replaces_a_paper_journal_even_with_force(tmp_pat
         assert await stats(journal) == before  # not one record lost, none added
 
 
+@pytest.mark.slow
 def test_the_default_backtest_journal_is_not_the_paper_journal(tmp_path: Path) -> None:
     paper = tmp_path / "journal.db"  # the config's [journal] path, shared with `ballast run`
     paper.write_text("the paper session's journal would be here\n")
@@ -98,6 +102,7 @@ def write_foreign(path: Path, kind: str) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_backtest_replaces_a_file_it_did_not_make_only_with_force(tmp_path: Path) -> None:
     cfg = str(config(tmp_path))
     for kind, what in (("text", "not a SQLite file"), ("sqlite", "not a Ballast journal")):
@@ -152,6 +157,7 @@ async def engine(cfg: Path) -> AsyncIterator[asyncio.subprocess.Process]:
             await proc.wait()
 
 
+@pytest.mark.slow
 async def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
     cfg = config(tmp_path, start="2024-04-10")
     journal = tmp_path / "journal.db"
@@ -186,6 +192,7 @@ def damage(path: Path, *, size: int = 200) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_run_refuses_to_append_to_a_damaged_journal(tmp_path: Path) -> None:
     journal = paper_journal(tmp_path, start="2024-04-01")
     damage(journal)

@@ -195,6 +195,7 @@ async def backtest(data: Path, journal: Path, config: Config) -> tuple[MarketBun
     return bundle, records
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @example(found=[Spike("btcusdt_spot_1h", 30, 100, up=True)], rates=[], broken=None)
 @example(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import TypedDict
 
 import msgspec
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -41,7 +42,14 @@ from tests.test_pretrade import (
 
 D = Decimal
 MANDATE = RiskConfig(max_asset_weight=D(2))
-NO_GUARD = {"min_liquidation_distance": D(0), "deleverage_liquidation_distance": D(0)}
+
+
+class Guard(TypedDict):
+    min_liquidation_distance: Decimal
+    deleverage_liquidation_distance: Decimal
+
+
+NO_GUARD: Guard = {"min_liquidation_distance": D(0), "deleverage_liquidation_distance": D(0)}
 STRESSED = RiskBudget.derive(MANDATE, BandsConfig(), "stressed")
 
 
@@ -139,7 +147,13 @@ def test_an_order_may_not_take_a_perp_within_the_deleverage_distance_of_liquidat
 # --------------------------------------------------------------------------- properties
 
 
-LOOSE = {
+class Loose(TypedDict):
+    max_asset_weight: Decimal
+    max_order_notional: Decimal
+    max_daily_turnover: Decimal
+
+
+LOOSE: Loose = {
     "max_asset_weight": D(10**6),
     "max_order_notional": D(10**9),
     "max_daily_turnover": D(10**6),

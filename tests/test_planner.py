@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from ballast.engine.trading.planner import (
 from tests.support.book import Book, fine_instruments
 
 D = Decimal
+RebalanceTo = Literal["target", "edge"]
 CENT = D("0.01")
 BAND = BudgetView(band_abs=D("0.05"), band_rel=None)
 
@@ -167,14 +169,15 @@ def test_case_b_unwind_closes_a_profitable_long_and_buys_spot() -> None:
 def test_core_floor_limits_spot_sales_and_auto_shorts_the_rest() -> None:
     book = example_book(D(52_000))
     floor = TargetSet(weights={"BTC": D("0.40"), "ETH": D("0.20")}, core_floors={"BTC": D("0.44")})
-    for mode, symbols in (("spot", ["BTC/USDT"]), ("auto", ["BTC/USDT", "BTC/USDT:USDT"])):
+    cases: dict[Mode, list[str]] = {"spot": ["BTC/USDT"], "auto": ["BTC/USDT", "BTC/USDT:USDT"]}
+    for mode, symbols in cases.items():
         inp = PlanInputs(
             snapshot=book.snapshot(),
             targets=floor.resolve(),
             budget=BAND,
             instruments=fine_instruments(["BTC", "ETH"]),
             mode=mode,
-        )  # type: ignore[arg-type]
+        )
         result = plan_rebalance(inp, "d1")
         assert [i.symbol for i in result.intents] == symbols
         spot_sale = result.intents[0].qty * D(52_000)
@@ -220,7 +223,7 @@ weights = st.decimals(min_value=D(0), max_value=D("0.45"), places=2)
 
 
 @st.composite
-def portfolios(draw: st.DrawFn) -> tuple[Book, TargetSet, BudgetView, Mode, str]:
+def portfolios(draw: st.DrawFn) -> tuple[Book, TargetSet, BudgetView, Mode, RebalanceTo]:
     assets = ["BTC", "ETH", "SOL"][: draw(st.integers(1, 3))]
     book = Book(
         cash=draw(st.decimals(min_value=D(0), max_value=D(1_000_000), places=2)),
@@ -239,14 +242,14 @@ def portfolios(draw: st.DrawFn) -> tuple[Book, TargetSet, BudgetView, Mode, str]
         band_rel=draw(st.sampled_from([None, D("0.25")])),
     )
     mode: Mode = draw(st.sampled_from(["spot", "overlay", "auto"]))
-    to = draw(st.sampled_from(["target", "edge"]))
+    to: RebalanceTo = draw(st.sampled_from(["target", "edge"]))
     return book, TargetSet(weights=wanted), band, mode, to
 
 
 @settings(max_examples=300, deadline=None)
 @given(portfolios())
 def test_after_a_frictionless_rebalance_every_weight_is_inside_its_band(
-    case: tuple[Book, TargetSet, BudgetView, Mode, str],
+    case: tuple[Book, TargetSet, BudgetView, Mode, RebalanceTo],
 ) -> None:
     book, wanted, band, mode, to = case
     if book.nav() < D(10_000):
@@ -259,7 +262,7 @@ def test_after_a_frictionless_rebalance_every_weight_is_inside_its_band(
         instruments=instruments,
         mode=mode,
         rebalance_to=to,
-    )  # type: ignore[arg-type]
+    )
     nav_before = book.nav()
     result = plan_rebalance(inp, "d1")
     for intent in result.intents:
@@ -288,7 +291,7 @@ def test_after_a_frictionless_rebalance_every_weight_is_inside_its_band(
 @settings(max_examples=100, deadline=None)
 @given(portfolios(), st.decimals(min_value=D("0.0001"), max_value=D("0.002"), places=4))
 def test_fees_are_the_only_nav_change(
-    case: tuple[Book, TargetSet, BudgetView, Mode, str], fee: Decimal
+    case: tuple[Book, TargetSet, BudgetView, Mode, RebalanceTo], fee: Decimal
 ) -> None:
     book, wanted, band, mode, _ = case
     if book.nav() < D(10_000):

@@ -7,6 +7,7 @@ The bus dispatches synchronously, so what a published event causes has been publ
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
@@ -298,6 +299,7 @@ def test_crossed_quote_is_rejected(world: World) -> None:
     world.given(*EXAMPLE_ONE)
     world.when(quote(BTC, 40_010, 40_000, 5))
     [rejected] = world.out
+    assert isinstance(rejected, DataRejected)
     assert rejected == DataRejected(
         at(5), at(5), BTC, "crossed_quote", "bid 40010 is above ask 40000", rejected.seq
     )
@@ -419,17 +421,18 @@ async def test_books_agree_with_the_venue_to_the_digit(sim_clock: SimulatedClock
     await world.price(ETH, 2_000, 1)
     await world.price(BTC_PERP, 40_000, 1)
     steps = [
-        (world.market, BTC, "sell", "0.1", 2),
-        (world.market, BTC_PERP, "sell", "0.144", 3),
-        (world.price, BTC_PERP, 41_000, 4),
-        (world.price, BTC, 41_100, 4),
-        (world.market, BTC_PERP, "buy", "0.05", 5),  # partial close: entry kept, PnL realised
-        (world.price, BTC_PERP, 40_700, 6),
-        (world.market, BTC_PERP, "buy", "0.2", 7),  # flip to a long
-        (world.market, ETH, "buy", "0.5", 8),
+        partial(world.market, BTC, "sell", "0.1", 2),
+        partial(world.market, BTC_PERP, "sell", "0.144", 3),
+        partial(world.price, BTC_PERP, 41_000, 4),
+        partial(world.price, BTC, 41_100, 4),
+        # a partial close: entry kept, PnL realised
+        partial(world.market, BTC_PERP, "buy", "0.05", 5),
+        partial(world.price, BTC_PERP, 40_700, 6),
+        partial(world.market, BTC_PERP, "buy", "0.2", 7),  # flip to a long
+        partial(world.market, ETH, "buy", "0.5", 8),
     ]
-    for action, *args in steps:
-        await action(*args)
+    for step in steps:
+        await step()
         ledger = world.portfolio.ledger
         assert ledger.transfers == 0
         assert ledger.identity_residual() == 0

@@ -3,7 +3,7 @@ no order refused for lack of margin or balance, spot cash never below zero, no l
 the reproductions that need the whole path: a risk cut does not freeze an asset, Case A shorts
 come off, the conservative hedger releases its hedge for the 2023 recovery.
 
-One backtest per strategy, all in one module-scoped fixture (each takes 10-30 s)."""
+One backtest per strategy (each takes 10-30 s), run once per test process when first read."""
 
 from __future__ import annotations
 
@@ -98,24 +98,42 @@ def _config(name: str) -> Config:
     )
 
 
-async def _run_all(folder: Path) -> dict[str, Journal]:
-    bundle = MarketBundle.load(ROOT / "data" / "market", ["BTC", "ETH"])
-    out: dict[str, Journal] = {}
-    for name in RUNS:
-        path = folder / f"{name}.db"
-        await run_backtest(_config(name), bundle, name=name, journal_path=path)
-        out[name] = await _read(path)
-        path.unlink()
-    return out
+async def _run(name: str, bundle: MarketBundle, folder: Path) -> Journal:
+    path = folder / f"{name}.db"
+    await run_backtest(_config(name), bundle, name=name, journal_path=path)
+    journal = await _read(path)
+    path.unlink()
+    return journal
+
+
+class Journals(dict[str, Journal]):
+    """Each run's journal, backtested when a test first reads it: in parallel (pytest-xdist,
+    ``--dist loadgroup``) the tests of one run are one group, and a worker runs only its groups'."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+        self.bundle: MarketBundle | None = None
+
+    def __missing__(self, name: str) -> Journal:
+        if self.bundle is None:
+            self.bundle = MarketBundle.load(ROOT / "data" / "market", ["BTC", "ETH"])
+        self[name] = asyncio.run(_run(name, self.bundle, self.folder))
+        return self[name]
+
+
+def on(name: str) -> pytest.MarkDecorator:
+    """The tests that read one run's journal run on one worker (``--dist loadgroup``)."""
+    return pytest.mark.xdist_group(f"presets-{name}")
 
 
 @pytest.fixture(scope="module")
 def journals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Journal]:
-    return asyncio.run(_run_all(tmp_path_factory.mktemp("presets")))
+    return Journals(tmp_path_factory.mktemp("presets"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", RUNS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=on(n)) for n in RUNS])
 def test_no_order_is_refused_for_funds_cash_never_negative_no_liquidation(
     journals: dict[str, Journal], name: str
 ) -> None:
@@ -127,6 +145,7 @@ def test_no_order_is_refused_for_funds_cash_never_negative_no_liquidation(
 
 
 @pytest.mark.slow
+@on("threshold")
 def test_threshold_ends_near_its_targets(journals: dict[str, Journal]) -> None:
     """Issue 16 item 1: the threshold run ended at BTC 61 % / ETH 39 % against 35 / 25."""
     last = journals["threshold"].last
@@ -137,6 +156,7 @@ def test_threshold_ends_near_its_targets(journals: dict[str, Journal]) -> None:
 
 
 @pytest.mark.slow
+@on("conservative_hedger")
 def test_a_risk_cut_does_not_freeze_the_conservative_hedger(journals: dict[str, Journal]) -> None:
     """Issue 16 item 3: cuts on 2022-05-10 (BTC) and 2022-05-13 (ETH), then no decision for 19
     months. Every asset is decided on again within the following year."""
@@ -147,6 +167,7 @@ def test_a_risk_cut_does_not_freeze_the_conservative_hedger(journals: dict[str, 
 
 
 @pytest.mark.slow
+@on("conservative_hedger")
 def test_the_conservative_hedger_releases_its_hedge_for_the_2023_recovery(
     journals: dict[str, Journal],
 ) -> None:
@@ -162,6 +183,7 @@ def test_the_conservative_hedger_releases_its_hedge_for_the_2023_recovery(
 
 
 @pytest.mark.slow
+@on("threshold_overlay")
 def test_case_a_shorts_come_off_in_an_overlay_run(journals: dict[str, Journal]) -> None:
     """Issue 16 item 6: threshold 40/20 in overlay mode had seven Case A shorts and four unwinds,
     all of them Case B; the shorts grew until margin ran out."""

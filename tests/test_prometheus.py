@@ -38,6 +38,8 @@ from tests.support.prometheus import (
     stop_process,
 )
 
+# One pytest-xdist worker runs this module (--dist loadgroup): one Prometheus set-up.
+pytestmark = pytest.mark.xdist_group("test_prometheus")
 ROOT = Path(__file__).resolve().parents[1]
 BALLAST = Path(sys.executable).parent / "ballast"
 DEPLOY = ROOT / "deploy"

@@ -20,9 +20,11 @@ from ballast.engine.kernel.events import (
     OrderVetoed,
     RebalanceDecided,
     RiskBudgetChanged,
+    Side,
     StrategyFailed,
 )
 from ballast.engine.strategy.api import Strategy, StrategyContext, TargetSet
+from ballast.engine.trading.planner import Mode
 from ballast.engine.trading.rebalancer import Rebalancer
 from ballast.strategies.threshold import Threshold
 from tests.conftest import START_NS
@@ -51,7 +53,7 @@ class Exploding(Strategy):
 def make(
     sim_clock: SimulatedClock,
     *,
-    mode: str = "spot",
+    mode: Mode = "spot",
     strategy: Strategy | None = None,
     weights: Mapping[str, str] | None = None,
 ) -> tuple[Bus, Rebalancer, Recorder]:
@@ -65,7 +67,7 @@ def make(
         strategy=strategy or Threshold({"weights": wanted}),
         strategy_name="threshold",
         mode=mode,
-        band_abs=D("0.05"),  # type: ignore[arg-type]
+        band_abs=D("0.05"),
     )
     bus.publish(
         InstrumentsLoaded(
@@ -219,12 +221,12 @@ def test_no_decision_before_instruments_are_known(sim_clock: SimulatedClock) -> 
 
 
 @pytest.mark.parametrize("mode", ["spot", "overlay", "auto"])
-def test_from_config_builds_a_working_rebalancer(sim_clock: SimulatedClock, mode: str) -> None:
+def test_from_config_builds_a_working_rebalancer(sim_clock: SimulatedClock, mode: Mode) -> None:
     from ballast.engine.kernel.config import Config, ExecutionConfig
 
     config = Config(
         targets={"BTC": D("0.40"), "ETH": D("0.20")}, execution=ExecutionConfig(mode=mode)
-    )  # type: ignore[arg-type]
+    )
     bus = Bus(sim_clock)
     rec = Recorder(bus)
     Rebalancer.from_config(config, bus, sim_clock)
@@ -497,7 +499,7 @@ def test_deleverage_publishes_reducing_trades_toward_the_target(sim_clock: Simul
 
 
 def _deleverage_request(
-    reason: str, symbol: str, side: str, notional: str, ts: int = START_NS
+    reason: str, symbol: str, side: Side, notional: str, ts: int = START_NS
 ) -> DeleverageRequired:
     return DeleverageRequired(
         ts,
@@ -510,7 +512,7 @@ def _deleverage_request(
         D("0.18"),
         D("0.2"),
         D("0.3"),
-        "test",  # type: ignore[arg-type]
+        "test",
     )
 
 

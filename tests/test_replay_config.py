@@ -13,6 +13,8 @@ from ballast.engine.kernel.journal import JournalReader
 from tests.support.cli import ballast
 from tests.support.paper_config import DATA, rewrite
 
+# One pytest-xdist worker runs this module (--dist loadgroup): the module-scoped backtest is shared.
+pytestmark = pytest.mark.xdist_group("test_replay_config")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "paper.toml"
 WEEK = ("--start", "2023-01-01", "--end", "2023-01-08")
 

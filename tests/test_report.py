@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ def test_the_page_needs_nothing_from_outside(tmp_path: Path) -> None:
     assert "url(" not in page
 
 
+@pytest.mark.slow
 def test_comparison_has_one_chart_of_all_equity_curves_and_a_side_by_side_table(
     tmp_path: Path,
 ) -> None:
@@ -80,7 +82,7 @@ def test_comparison_has_one_chart_of_all_equity_curves_and_a_side_by_side_table(
 
 
 def test_log_scale_and_a_run_without_assets(tmp_path: Path) -> None:
-    events = [snapshot(DAY0 + d * NS_PER_DAY, 100_000 * 1.5**d) for d in range(30)]
+    events = [snapshot(DAY0 + d * NS_PER_DAY, 100_000 * Decimal("1.5") ** d) for d in range(30)]
     files = write_report(tmp_path, {"hodl": record(events).result()}, log_scale=True)
     assert [p.name for p in files.images] == [
         "hodl-equity.png",
@@ -90,6 +92,7 @@ def test_log_scale_and_a_run_without_assets(tmp_path: Path) -> None:
     assert "hodl: equity and drawdown" in files.html.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_report_is_deterministic(tmp_path: Path) -> None:
     runs = {"a": run(1), "b": run(2)}
     first = write_report(tmp_path / "one", runs)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from ballast.adapters.data.bundle import MarketBundle
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import (
@@ -107,6 +109,7 @@ def repeated(values: Sequence[str]) -> list[str]:
     return [value for value, n in Counter(values).items() if n > 1]
 
 
+@pytest.mark.slow
 async def test_a_restarted_paper_run_resumes_the_book_the_feed_and_the_ids(
     tmp_path: Path,
 ) -> None:
@@ -186,6 +189,7 @@ async def test_a_restarted_paper_run_resumes_the_book_the_feed_and_the_ids(
     assert "3 session(s)" in verified.stdout
 
 
+@pytest.mark.slow
 async def test_a_tripped_kill_switch_and_the_peak_nav_survive_a_restart(tmp_path: Path) -> None:
     """Risk state is not reset by a restart: the drawdown is still measured from the peak NAV of
     the earlier session, and a kill switch tripped before the restart stays tripped (no second
@@ -228,6 +232,7 @@ async def test_a_tripped_kill_switch_and_the_peak_nav_survive_a_restart(tmp_path
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+@pytest.mark.slow
 async def test_an_order_lost_in_flight_by_a_kill_is_given_up_on_restart(tmp_path: Path) -> None:
     """With a fill latency, a kill can come after an order was sent and before the venue got it.
     The rebuilt venue never had it: the restarted router finds that out (the reconciliation

@@ -252,6 +252,7 @@ async def test_without_metrics_nothing_is_served_and_sigint_stops_it(tmp_path: P
     assert messages[-1].reason == "signal:SIGINT"
 
 
+@pytest.mark.slow
 async def test_max_runtime_stops_it_and_a_second_run_continues_the_journal(tmp_path: Path) -> None:
     paper = config(tmp_path, metrics={"enabled": False})
     for _ in range(2):

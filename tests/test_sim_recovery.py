@@ -32,6 +32,8 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import JournalReader, Record
 
+# One pytest-xdist worker runs this module (--dist loadgroup): the module-scoped backtest is shared.
+pytestmark = pytest.mark.xdist_group("test_sim_recovery")
 DATA = Path(__file__).resolve().parents[1] / "data" / "market"
 CONFIG = parse_config(
     '[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n[paper]\nlatency_ms = 250\n'

@@ -328,7 +328,9 @@ async def test_funding_settlement_emits_the_exact_payment_and_the_new_balance(
     paid = sink.only(FundingPaid)
     # −qty × mark × rate: the long pays 0.1 × 50 500 × 0.0001
     assert (paid.amount, paid.asset, paid.ts_event) == (D("-0.505"), "USDT", settle)
-    assert sink.events[-1] == BalanceUpdated(settle, settle, "spot", "USDT", before - D("0.505"), 0)
+    assert sink.events[-1] == BalanceUpdated(
+        settle, settle, "spot", "USDT", before - D("0.505"), D(0)
+    )
 
 
 async def test_a_mark_falling_through_the_liquidation_price_liquidates_right_after_it(
@@ -435,7 +437,9 @@ async def test_in_a_session_the_venue_journals_instruments_account_and_fills_dur
     assert {i.symbol for i in loaded.instruments} == {i.symbol for i in INSTRUMENTS}
     opening = [m for m in started if isinstance(m, BalanceUpdated)]
     assert [(b.asset, b.free) for b in opening] == [("USDT", D(100000))]
-    ours = [m for m in durable if isinstance(m, TradeTick | OrderSubmitted | OrderAccepted)]
+    ours: list[Message] = [
+        m for m in durable if isinstance(m, TradeTick | OrderSubmitted | OrderAccepted)
+    ]
     ours += [m for m in durable if isinstance(m, OrderFilled)]
     assert names(ours) == ["TradeTick", "OrderSubmitted", "OrderAccepted", "OrderFilled"]
     fill = ours[-1]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ballast.engine.kernel.events import AssetState, OrderIntent, PortfolioSnapshot
-from ballast.engine.kernel.instruments import Instrument, base_of
+from ballast.engine.kernel.instruments import Instrument, InstrumentKind, base_of
 
 ZERO = Decimal(0)
 
@@ -16,12 +16,16 @@ def fine_instruments(assets: list[str], quote: str = "USDT") -> dict[str, Instru
     """Instruments with 8-decimal lots and cent ticks, so dollar amounts survive rounding."""
     out: dict[str, Instrument] = {}
     for asset in assets:
-        for kind, symbol in (("spot", f"{asset}/{quote}"), ("perp", f"{asset}/{quote}:{quote}")):
+        legs: dict[InstrumentKind, str] = {
+            "spot": f"{asset}/{quote}",
+            "perp": f"{asset}/{quote}:{quote}",
+        }
+        for kind, symbol in legs.items():
             out[symbol] = Instrument(
                 symbol=symbol,
                 kind=kind,
                 base=asset,
-                quote=quote,  # type: ignore[arg-type]
+                quote=quote,
                 tick_size=Decimal("0.01"),
                 lot_size=Decimal("0.00000001"),
                 min_qty=Decimal("0.00000001"),
