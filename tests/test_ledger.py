@@ -599,7 +599,7 @@ def test_identity_and_nav_hold_exactly_after_every_event(ops: list[tuple[Any, ..
         assert {a: p.qty for a, p in ledger.positions.items()} == {
             a: q for a, q in model.perp_qty.items() if a in ledger.positions
         }
-        assert ledger.snapshot(1, "test").nav == model.nav()
+        assert ledger.snapshot(1, "neutral").nav == model.nav()
 
 
 _statement_op = st.tuples(

@@ -308,7 +308,7 @@ def test_the_actors_liquidation_price_equals_the_exchanges_at_every_mark(
     for step, (btc_move, eth_move) in enumerate(moves, start=1):
         ts = START_NS + step * S
         if step == 1:  # the snapshot is taken at the entry marks; later marks move past it
-            risk.on_snapshot(ledger.snapshot(ts - 1, "test"))
+            risk.on_snapshot(ledger.snapshot(ts - 1, "neutral"))
         for symbol, move, price in (
             ("BTC/USDT:USDT", btc_move, entry[0]),
             ("ETH/USDT:USDT", eth_move, entry[1]),
@@ -336,7 +336,7 @@ def test_the_actors_liquidation_price_equals_the_exchanges_at_every_mark(
                 assert mine.mark == exchange.mark_price(symbol)
             compared += 1
         # and a fresh snapshot at these marks gives the same as the re-valued old one
-        risk.on_snapshot(ledger.snapshot(ts, "test"))
+        risk.on_snapshot(ledger.snapshot(ts, "neutral"))
         again = {liq.symbol: liq.price for liq in risk.liquidations()}
         assert again == {s: liq.price for s, liq in actor.items()}
     assume(compared > 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -26,6 +27,7 @@ from ballast.engine.kernel.events import (
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
+    Mode,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -34,6 +36,8 @@ from ballast.engine.kernel.events import (
     PortfolioSnapshot,
     QuoteTick,
     RebalanceDecided,
+    RebalanceTrigger,
+    Regime,
     RiskBudgetChanged,
     StrategyFailed,
 )
@@ -79,7 +83,7 @@ def example_1_snapshot(ts: int) -> PortfolioSnapshot:
     )
 
 
-def budget(regime: str, *, band: str, cap: str, overlay: str, vol: str) -> RiskBudgetChanged:
+def budget(regime: Regime, *, band: str, cap: str, overlay: str, vol: str) -> RiskBudgetChanged:
     return RiskBudgetChanged(
         START_NS, START_NS, regime, D(vol), D(band), None, D(cap), D(overlay), True, "test"
     )
@@ -196,8 +200,8 @@ def test_regime_is_one_hot_and_the_budget_moves_bands_and_cap(
     assert regimes == {"calm": 1, "normal": 0, "stressed": 0}
 
 
-def decision(trigger: str, mode: str, btc_target: str) -> RebalanceDecided:
-    btc = AssetDecision("BTC", D("0.4643"), D(btc_target), D("0.30"), D("0.40"), "spot")
+def decision(trigger: RebalanceTrigger, mode: Mode, btc_target: str) -> RebalanceDecided:
+    btc = AssetDecision("BTC", D("0.4643"), D(btc_target), D("0.30"), D("0.40"), "buy spot")
     return RebalanceDecided(START_NS, START_NS, "s-d1", trigger, mode, "normal", "why", (btc,), ())
 
 
@@ -354,7 +358,9 @@ def test_venue_reconnects_are_registered_at_zero_when_instruments_load(
 
 def test_label_values_are_bounded(bus: Bus, exporter: MetricsExporter) -> None:
     for n in range(MAX_LABEL_VALUES + 20):
-        bus.publish(OrderVetoed(START_NS, START_NS, f"i{n}", "BTC/USDT", f"code_{n}", ""))
+        bus.publish(
+            OrderVetoed(START_NS, START_NS, f"i{n}", "BTC/USDT", cast(Any, f"code_{n}"), "")
+        )
     samples = scrape(exporter)["ballast_vetoes"][1]
     reasons = {s.labels["reason"] for s in samples if s.name == "ballast_vetoes_total"}
     assert len(reasons) == MAX_LABEL_VALUES + 1
@@ -365,13 +371,13 @@ def test_secrets_never_appear_in_any_metric_or_label(bus: Bus, exporter: Metrics
     register_secret(SECRET)
     bus.publish(InstrumentsLoaded(START_NS, START_NS, f"venue-{SECRET}", ()))
     bus.publish(BalanceUpdated(START_NS, START_NS, "spot", f"X{SECRET}", D(1), D(0)))
-    bus.publish(OrderVetoed(START_NS, START_NS, SECRET, SECRET, f"r_{SECRET}", SECRET))
-    bus.publish(DataRejected(START_NS, START_NS, f"{SECRET}/USDT", SECRET, SECRET))
+    bus.publish(OrderVetoed(START_NS, START_NS, SECRET, SECRET, cast(Any, f"r_{SECRET}"), SECRET))
+    bus.publish(DataRejected(START_NS, START_NS, f"{SECRET}/USDT", cast(Any, SECRET), SECRET))
     bus.publish(StrategyFailed(START_NS, START_NS, f"mod:{SECRET}", f"key={SECRET}"))
     bus.publish(HandlerFailed(START_NS, START_NS, SECRET, "QuoteTick", 1, SECRET))
-    bus.publish(KillSwitchTriggered(START_NS, START_NS, SECRET, f"detail {SECRET}"))
+    bus.publish(KillSwitchTriggered(START_NS, START_NS, cast(Any, SECRET), f"detail {SECRET}"))
     bus.publish(quote(f"{SECRET}/USDT", START_NS))
-    bus.publish(decision(SECRET, SECRET, "0.4"))
+    bus.publish(decision(cast(Any, SECRET), cast(Any, SECRET), "0.4"))
     text = exporter.exposition().decode()
     assert SECRET not in text
     assert "***" in text  # the labels were there, masked

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ballast.engine.kernel.codec import decode, encode
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
-from ballast.engine.kernel.events import OrderIntent, PortfolioSnapshot, RiskBudgetChanged
+from ballast.engine.kernel.events import OrderIntent, PortfolioSnapshot, Regime, RiskBudgetChanged
 from ballast.engine.kernel.instruments import base_of
 from ballast.engine.trading.budget import RiskBudget
 from ballast.engine.trading.margin import (
@@ -24,7 +24,6 @@ from ballast.engine.trading.margin import (
     default_margin_table,
 )
 from ballast.engine.trading.pretrade import REASON_CODES, Vetoed
-from ballast.engine.trading.regime import Regime
 from tests.test_pretrade import (
     INSTRUMENTS,
     SYMBOLS,

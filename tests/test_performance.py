@@ -30,6 +30,7 @@ from ballast.engine.kernel.events import (
     PortfolioSnapshot,
     QuoteTick,
     RebalanceDecided,
+    Regime,
     RiskBudgetChanged,
     SessionStarted,
     Side,
@@ -91,7 +92,7 @@ def snapshot(
 
 
 def budget(
-    ts: int, regime: str, *, cap: str = "3", band_abs: str | None = "0.05"
+    ts: int, regime: Regime, *, cap: str = "3", band_abs: str | None = "0.05"
 ) -> RiskBudgetChanged:
     return RiskBudgetChanged(
         ts_event=ts,

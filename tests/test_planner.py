@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ballast.engine.kernel.events import Mode
 from ballast.engine.kernel.instruments import binance_defaults, index_by_symbol
 from ballast.engine.strategy.api import ResolvedTarget, TargetSet
 from ballast.engine.trading.planner import (
     BudgetView,
-    Mode,
     PlanInputs,
     band_width,
     excess,

@@ -17,7 +17,7 @@ from ballast.adapters.sim.config import SimConfig
 from ballast.adapters.sim.exchange import SimExchange
 from ballast.adapters.sim.slippage import SlippageConfig
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.events import Bar, OrderFilled, PositionUpdated
+from ballast.engine.kernel.events import Bar, OrderFilled, PositionUpdated, Side
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.trading.ledger import Ledger
 from ballast.engine.trading.position import COST_QUANTUM, Position
@@ -76,7 +76,7 @@ def test_flat_means_no_cost_no_entry_and_no_unrealised(
     if position.qty:
         position.trade(-position.qty, mark)
 
-    assert (position.qty, position.cost, position.entry_price) == (0, 0, 0)
+    assert (position.qty, position.cost, position.entry_price) == (ZERO, ZERO, ZERO)
     assert position.unrealized(mark) == 0
 
 
@@ -166,7 +166,8 @@ TICKS = st.builds(
 )
 
 
-CLOSE_AND_REOPEN = [
+SIDES: tuple[Side, ...] = ("buy", "sell")
+CLOSE_AND_REOPEN: list[tuple[Side, Decimal, Decimal]] = [
     ("buy", D("0.100"), D("50000.0")),
     ("sell", D("0.10000"), D("50000.0")),  # flat: a cost basis of 0.0000000
     ("buy", D("0.1"), D("50000.0")),
@@ -175,9 +176,9 @@ CLOSE_AND_REOPEN = [
 
 @settings(max_examples=60, deadline=None)
 @example(orders=CLOSE_AND_REOPEN)
-@given(orders=st.lists(st.tuples(st.sampled_from(["buy", "sell"]), LOTS, TICKS), max_size=10))
+@given(orders=st.lists(st.tuples(st.sampled_from(SIDES), LOTS, TICKS), max_size=10))
 def test_the_ledger_books_the_exchanges_fills_to_the_same_digits(
-    orders: list[tuple[str, Decimal, Decimal]],
+    orders: list[tuple[Side, Decimal, Decimal]],
 ) -> None:
     """Every fill of the simulated exchange, booked by the ledger: the same entry price and
     unrealised PnL as the exchange's PositionUpdated, and the same realised PnL as reached the

@@ -12,19 +12,21 @@ import pytest
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.events import (
+    DeleverageReason,
     DeleverageRequired,
     InstrumentsLoaded,
     KillSwitchReset,
     KillSwitchTriggered,
     Message,
+    Mode,
     OrderVetoed,
     RebalanceDecided,
+    Regime,
     RiskBudgetChanged,
     Side,
     StrategyFailed,
 )
 from ballast.engine.strategy.api import Strategy, StrategyContext, TargetSet
-from ballast.engine.trading.planner import Mode
 from ballast.engine.trading.rebalancer import Rebalancer
 from ballast.strategies.threshold import Threshold
 from tests.conftest import START_NS
@@ -87,7 +89,7 @@ def book(btc_price: str, perp_btc: str = "0", entry: str = "0") -> Book:
     )
 
 
-def budget(regime: str, longs: bool) -> RiskBudgetChanged:
+def budget(regime: Regime, longs: bool) -> RiskBudgetChanged:
     return RiskBudgetChanged(
         START_NS, START_NS, regime, D("0.5"), D("0.05"), None, D(3), D(1), longs, "test"
     )
@@ -499,7 +501,7 @@ def test_deleverage_publishes_reducing_trades_toward_the_target(sim_clock: Simul
 
 
 def _deleverage_request(
-    reason: str, symbol: str, side: Side, notional: str, ts: int = START_NS
+    reason: DeleverageReason, symbol: str, side: Side, notional: str, ts: int = START_NS
 ) -> DeleverageRequired:
     return DeleverageRequired(
         ts,

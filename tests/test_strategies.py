@@ -21,6 +21,7 @@ from ballast.engine.kernel.errors import ConfigError, StrategyError
 from ballast.engine.kernel.events import (
     AssetState,
     PortfolioSnapshot,
+    Regime,
     RiskBudgetChanged,
     StrategyFailed,
 )
@@ -97,7 +98,7 @@ def snapshot(
 
 
 def budget(
-    regime: str = "normal", *, overlay_scale: Decimal = ONE, allow_longs: bool = True
+    regime: Regime = "normal", *, overlay_scale: Decimal = ONE, allow_longs: bool = True
 ) -> RiskBudgetChanged:
     return RiskBudgetChanged(
         ts_event=START_NS,

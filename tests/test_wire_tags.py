@@ -59,6 +59,7 @@ WRITTEN_TAGS = frozenset(
 
 
 def subclasses(cls: type) -> Iterator[type]:
+    sub: type
     for sub in cls.__subclasses__():
         yield sub
         yield from subclasses(sub)
