@@ -799,7 +799,7 @@ async def test_reading_can_stop_early(hundred: Path) -> None:
     async with JournalReader(hundred, chunk=7) as reader:
         records = reader.records()
         first = [await anext(records) for _ in range(10)]
-        await records.aclose()  # type: ignore[attr-defined]
+        await records.aclose()
         assert [r.seq for r in first] == list(range(1, 11))
         # The reader is still usable afterwards.
         assert [r.seq for r in await reader.tail(1)] == [100]

@@ -41,7 +41,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -667,7 +667,7 @@ class JournalReader:
         types: Collection[str] | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
         """Records with start_seq <= seq <= end_seq, ts_event in [since_ns, until_ns), of
         ``types``, one per iteration (see :meth:`chunks` for the fast path)."""
         chunks = self.chunks(
@@ -685,7 +685,7 @@ class JournalReader:
         types: Collection[str] | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
-    ) -> AsyncIterator[list[Record]]:
+    ) -> AsyncGenerator[list[Record], None]:
         """The same records as :meth:`records`, a list of up to ``chunk`` at a time, in seq order:
         the fast path for replay (one await per chunk, not per record). A corrupt record ends the
         iteration with JournalCorruptError after the good records before it."""
@@ -717,7 +717,7 @@ class JournalReader:
         types: Collection[str] | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
         """Salvage: the records of :meth:`records` that can still be read and decoded. Where a
         chunk cannot be read (a damaged page), its seqs are read one by one; the seqs that cannot
         be read or decoded are left out and listed in :attr:`skipped`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Collection
 from typing import IO, Any
@@ -136,15 +137,19 @@ async def export_cmd(args: argparse.Namespace) -> int:
         if out is None:
             return exits.USAGE
         read = reader.readable_records if args.skip_damaged else reader.records
+        records = read(
+            start_seq=args.from_seq,
+            end_seq=args.to_seq,
+            types=types,
+            since_ns=args.since,
+            until_ns=args.until,
+        )
         try:
-            async for rec in read(
-                start_seq=args.from_seq,
-                end_seq=args.to_seq,
-                types=types,
-                since_ns=args.since,
-                until_ns=args.until,
-            ):
-                out.write(record_json(rec) + b"\n")
+            # aclosing: the reader's prefetch of the next chunk is cancelled before the reader
+            # closes, also when writing fails (a closed stdout)
+            async with contextlib.aclosing(records):
+                async for rec in records:
+                    out.write(record_json(rec) + b"\n")
         finally:
             if args.output:
                 out.close()
