@@ -6,16 +6,20 @@ They are package data (``ballast.data``, ``ballast.examples``), so ``ballast dem
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
+from importlib.resources import files
 from pathlib import Path
 
 from ballast.engine.kernel.config import DEFAULT_DATA_DIR
+from ballast.engine.kernel.errors import BallastError
 
 
 def bundled_path(package: str, name: str) -> Path:
-    """A file or folder shipped in ``package`` (an installed wheel unpacks to real files)."""
-    with as_file(files(package).joinpath(name)) as path:  # a real path for an unpacked package
-        return Path(path)
+    """A file or folder shipped in ``package``: a real path, as in every unpacked install (the
+    readers open CSV folders by path, which a zipped install could not give)."""
+    resource = files(package).joinpath(name)
+    if not isinstance(resource, Path):
+        raise BallastError(f"{package}/{name} is not on the file system ({resource!r})")
+    return resource
 
 
 def market_data() -> Path:

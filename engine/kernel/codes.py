@@ -43,12 +43,13 @@ def _nested_struct(hint: Any) -> type[msgspec.Struct] | None:
     if get_origin(hint) is tuple:
         args = [a for a in get_args(hint) if a is not Ellipsis]
         if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
-            return args[0] if _checks(args[0]) else None
+            return args[0] if code_checks(args[0]) else None
     return None
 
 
 @cache
-def _checks(cls: type[msgspec.Struct]) -> tuple[_Check, ...]:
+def code_checks(cls: type[msgspec.Struct]) -> tuple[_Check, ...]:
+    """What :func:`code_problem` checks of a ``cls`` message: empty for most market data."""
     hints = get_type_hints(cls)
     found: list[_Check] = []
     for field in cls.__struct_fields__:
@@ -59,19 +60,10 @@ def _checks(cls: type[msgspec.Struct]) -> tuple[_Check, ...]:
     return tuple(found)
 
 
-def code_checks(cls: type[msgspec.Struct]) -> tuple[_Check, ...]:
-    """What :func:`code_problem` checks of a ``cls`` message: empty for most market data."""
-    return _checks(cls)
-
-
-def code_problem(message: msgspec.Struct, checks: Iterable[_Check] | None = None) -> str | None:
+def code_problem(message: msgspec.Struct, checks: Iterable[_Check]) -> str | None:
     """``Type.field = value is not one of its codes (…)`` for the first field of ``message``
-    holding a value its ``Literal`` does not allow, else None. ``checks``: its
-    :func:`code_checks`, if the caller keeps them."""
-    return _problem(message, _checks(type(message)) if checks is None else checks)
-
-
-def _problem(message: msgspec.Struct, checks: Iterable[_Check]) -> str | None:
+    holding a value its ``Literal`` does not allow, else None. ``checks``: the message type's
+    :func:`code_checks`."""
     for field, allowed, nested in checks:
         value = getattr(message, field)
         if allowed is not None:
@@ -83,7 +75,7 @@ def _problem(message: msgspec.Struct, checks: Iterable[_Check]) -> str | None:
                 )
         elif nested is not None:
             for item in value:
-                problem = _problem(item, _checks(nested))
+                problem = code_problem(item, code_checks(nested))
                 if problem is not None:
                     return problem
     return None
