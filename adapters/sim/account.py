@@ -14,10 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from ballast.engine.trading.position import Position
-
-__all__ = ["Position", "Wallet"]
-
 _ZERO = Decimal(0)
 
 

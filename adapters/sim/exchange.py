@@ -75,7 +75,7 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Final
 
-from ballast.adapters.sim.account import Position, Wallet
+from ballast.adapters.sim.account import Wallet
 from ballast.adapters.sim.config import SimConfig
 from ballast.adapters.sim.fees import FeeLiquidity
 from ballast.adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
@@ -101,6 +101,7 @@ from ballast.engine.kernel.events import (
     TradeTick,
 )
 from ballast.engine.kernel.instruments import Instrument
+from ballast.engine.trading.position import Position
 from ballast.engine.trading.venue import OrderStatus
 
 _ZERO: Final = Decimal(0)
