@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ballast.adapters.sim.venue import SimulatedVenue
-from ballast.engine.app.cli.cmd_plan import simulated_venue
+from ballast.engine.app.cli.cmd_plan import priced_venue
 from ballast.engine.app.config_check import check_startable
 from ballast.engine.app.dry_run import dry_run
 from ballast.engine.kernel.clock import NS_PER_SECOND
@@ -151,7 +151,7 @@ def tiny_market(config: Config) -> tuple[SimulatedVenue, list[Bar]]:
         Bar(T0, T0, symbol, 3600, price, price, price, price, D(1))
         for symbol, price in prices.items()
     ]
-    return simulated_venue(config, market), market
+    return priced_venue(config, market), market
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ from ballast.adapters.sim.slippage import SlippageConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app import backtest_journal
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.clock import NS_PER_MILLISECOND, SimulatedClock
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, Clock, SimulatedClock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import DataRejected, KillSwitchTriggered
 from ballast.engine.kernel.instruments import base_of, binance_defaults
@@ -74,6 +74,13 @@ class BacktestRun:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def simulated_venue(config: Config, clock: Clock) -> SimulatedVenue:
+    """The simulated exchange backtests, paper runs and ``ballast plan`` trade on: ``config``'s
+    instruments with Binance's filters, and :func:`sim_config` (one unified account)."""
+    instruments = binance_defaults(assets_of(config), config.venue.quote)
+    return SimulatedVenue(instruments, clock, sim_config(config))
 
 
 def sim_config(config: Config) -> SimConfig:
@@ -140,9 +147,7 @@ async def run_backtest(
     source, config = config, for_bars(config, interval_s)
     first, _ = bundle.span()
     clock = SimulatedClock(first - 1)
-    venue = SimulatedVenue(
-        binance_defaults(assets_of(config), config.venue.quote), clock, sim_config(config)
-    )
+    venue = simulated_venue(config, clock)
     recorder = PerformanceRecorder()
     kills: list[KillSwitchTriggered] = []
     rejected: list[DataRejected] = []

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from ballast.adapters.data.klines import DataError
 from ballast.adapters.sim.venue import SimulatedVenue
-from ballast.engine.app.backtest import assets_of, load_market, sim_config
+from ballast.engine.app.backtest import load_market, simulated_venue
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.options import time_option
@@ -22,7 +22,6 @@ from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar
-from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso, parse_time
 from ballast.engine.trading.market_gate import MarketGate
 from ballast.engine.trading.venue import Venue
@@ -63,16 +62,16 @@ def paper_venue(config: Config, at: int | None) -> tuple[SimulatedVenue, list[Ba
         )
     until = at if at is not None else (parse_time(config.paper.end) if config.paper.end else None)
     market = list(_last_bars(config, until).values())
-    return simulated_venue(config, market), market
+    return priced_venue(config, market), market
 
 
-def simulated_venue(config: Config, market: Sequence[Bar]) -> SimulatedVenue:
-    """The simulated exchange backtests and paper runs trade on (:func:`sim_config`: the
-    ``[paper]`` balances in one unified account), priced by ``market`` before any sink is attached
-    (nothing of it is emitted), its clock at the latest of them."""
-    clock = SimulatedClock(max((bar.ts_event for bar in market), default=0))
-    instruments = binance_defaults(assets_of(config), config.venue.quote)
-    venue = SimulatedVenue(instruments, clock, sim_config(config))
+def priced_venue(config: Config, market: Sequence[Bar]) -> SimulatedVenue:
+    """The simulated exchange backtests and paper runs trade on (:func:`simulated_venue`),
+    priced by ``market`` before any sink is attached (nothing of it is emitted), its clock at the
+    latest of them."""
+    venue = simulated_venue(
+        config, SimulatedClock(max((bar.ts_event for bar in market), default=0))
+    )
     for bar in market:
         venue.exchange.on_market(bar)
     return venue

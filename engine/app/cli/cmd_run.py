@@ -38,7 +38,7 @@ import msgspec
 from ballast.adapters.data.bundle import MarketBundle
 from ballast.adapters.data.klines import DataError
 from ballast.adapters.sim.venue import SimulatedVenue
-from ballast.engine.app.backtest import assets_of, load_market, sim_config
+from ballast.engine.app.backtest import load_market, simulated_venue
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.app.cli import exits
@@ -49,7 +49,6 @@ from ballast.engine.app.session import Session
 from ballast.engine.kernel.config import Config, config_from_json
 from ballast.engine.kernel.config_diff import differing, shown
 from ballast.engine.kernel.errors import BallastError, JournalError
-from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.http_server import MetricsServer, parse_address, serve_metrics
@@ -198,8 +197,7 @@ async def run_paper(
     span = bundle.span()  # no bars in the data (or in paper.start .. paper.end): fail now
     journal_path = _journal_path(config)
     clock = CatchUpClock()
-    instruments = binance_defaults(assets_of(config), config.venue.quote)
-    venue = SimulatedVenue(instruments, clock, sim_config(config))
+    venue = simulated_venue(config, clock)
     past = await paper_past(journal_path, venue)
     async with venue, _journal(config, journal_path) as journal:
         resume_from = _resume_point(journal, past)
