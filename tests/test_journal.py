@@ -54,12 +54,15 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
     QuoteTick,
     RebalanceDecided,
+    ReconcileMismatch,
+    ReconcileResolved,
     RiskBudgetChanged,
     SessionStarted,
     SessionStopped,
     StrategyFailed,
     TimerFired,
     TradeTick,
+    VenueConnectionChanged,
 )
 from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.journal import KIND_KEY, SCHEMA_VERSION, Journal, JournalReader, Record
@@ -346,6 +349,9 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         SessionStarted(t, t + 24, "sess-1", "0.1.0", "simulated", '{"mode": "paper"}'),
         SessionStopped(t, t + 25, "sess-1", "signal"),
         FeedAdvanced(t, t + 25, t - NS_PER_HOUR, 6),
+        VenueConnectionChanged(t, t + 25, "binance", "user:futures", "disconnected", "EOF", 2),
+        ReconcileMismatch(t, t + 25, "binance", "balance:BTC", "1.5", "1.25", "unexplained"),
+        ReconcileResolved(t, t + 25, "binance", "balances and positions agree"),
         SubmitOrder(
             t,
             t + 26,

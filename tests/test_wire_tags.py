@@ -51,6 +51,9 @@ WRITTEN_TAGS = frozenset(
         "SessionStarted",
         "SessionStopped",
         "FeedAdvanced",
+        "VenueConnectionChanged",
+        "ReconcileMismatch",
+        "ReconcileResolved",
         "SubmitOrder",
         "CancelOrder",
     }

@@ -98,6 +98,8 @@ DataRejectReason = Literal[
     "non_positive_price", "crossed_quote", "out_of_order", "price_jump", "implausible_funding_rate"
 ]
 """Why a market data point was rejected (:mod:`ballast.engine.trading.market_guard`)."""
+LinkState = Literal["connected", "disconnected", "caught_up"]
+"""A live venue stream's connection state (:class:`VenueConnectionChanged`)."""
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
@@ -562,6 +564,50 @@ class FeedAdvanced(SystemEvent, frozen=True, tag="FeedAdvanced", array_like=True
     """How many market events that data time has."""
 
 
+class VenueConnectionChanged(
+    SystemEvent, frozen=True, tag="VenueConnectionChanged", array_like=True
+):
+    """A live venue's stream went up or down, or caught up over REST after a gap.
+
+    ``stream`` names the subscription (``"quotes:spot"``, ``"user:futures"``, ...). A drop is
+    ``disconnected`` with the error in ``reason`` and the reconnect ``attempt`` it is waiting for
+    (1, 2, ...); ``connected`` once it is subscribed again; ``caught_up`` when the REST catch-up
+    after the gap is done (``reason`` says what it found: fills, orders, balances). An input: a
+    fact the venue reported, replayed to the actors like market data."""
+
+    role: ClassVar[Role] = "input"
+
+    venue: str
+    stream: str
+    state: LinkState
+    reason: str = ""
+    attempt: int = 0
+
+
+class ReconcileMismatch(SystemEvent, frozen=True, tag="ReconcileMismatch", array_like=True):
+    """After a restart or a gap, the venue's account disagrees with the journal's and no fill,
+    order or funding the venue reports explains it. Trading stays halted until a later
+    reconciliation agrees (:class:`ReconcileResolved`). ``subject``: ``balance:BTC``,
+    ``position:BTC/USDT:USDT``, ``order:<client order id>``."""
+
+    role: ClassVar[Role] = "input"
+
+    venue: str
+    subject: str
+    journal_value: str
+    venue_value: str
+    detail: str
+
+
+class ReconcileResolved(SystemEvent, frozen=True, tag="ReconcileResolved", array_like=True):
+    """A reconciliation found the venue and the journal in agreement again: trading may resume."""
+
+    role: ClassVar[Role] = "input"
+
+    venue: str
+    detail: str
+
+
 MarketData = QuoteTick | TradeTick | Bar | MarkPriceUpdated
 AccountData = BalanceUpdated | PositionUpdated | FundingPaid
 OrderData = (
@@ -592,5 +638,8 @@ SystemData = (
     | SessionStarted
     | SessionStopped
     | FeedAdvanced
+    | VenueConnectionChanged
+    | ReconcileMismatch
+    | ReconcileResolved
 )
 Event = MarketData | AccountData | OrderData | DecisionData | SystemData

@@ -43,6 +43,19 @@ class OrderStatus(msgspec.Struct, frozen=True, kw_only=True):
     state: VenueOrderState
 
 
+class VenueStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A live venue's transport figures, read by the metrics at scrape time (not journaled)."""
+
+    connected: dict[str, bool]
+    """Stream name → subscribed now."""
+    reconnects: int
+    """Reconnections since start, all streams."""
+    weight_used: int
+    """Request weight spent in the exchange's current window."""
+    weight_limit: int
+    """The budget of that window (the exchange's limit less the adapter's safety margin)."""
+
+
 class Venue(ABC):
     """Base of venue adapters. ``async with venue:`` connects and disconnects."""
 
@@ -74,6 +87,10 @@ class Venue(ABC):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    def stats(self) -> VenueStats | None:
+        """Transport figures of a live venue; None for venues without a transport."""
+        return None
 
     @abstractmethod
     async def instruments(self) -> Mapping[str, Instrument]:
