@@ -88,6 +88,12 @@ class Venue(ABC):
     ) -> None:
         await self.close()
 
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Called by the session once the venue is attached and its instruments and account are
+        published: a live venue starts its streams here, catches up over REST on what it may
+        have missed (fills since the journal's last one), reports the account afresh, then
+        emits ``VenueConnectionChanged(state="caught_up")``. Default: nothing to do."""
+
     def stats(self) -> VenueStats | None:
         """Transport figures of a live venue; None for venues without a transport."""
         return None
