@@ -569,7 +569,7 @@ class VenueConnectionChanged(
 ):
     """A live venue's stream went up or down, or caught up over REST after a gap.
 
-    ``stream`` names the subscription (``"quotes:spot"``, ``"user:futures"``, ...). A drop is
+    ``channel`` names the subscription (``"quotes:spot"``, ``"user:futures"``, ...). A drop is
     ``disconnected`` with the error in ``reason`` and the reconnect ``attempt`` it is waiting for
     (1, 2, ...); ``connected`` once it is subscribed again; ``caught_up`` when the REST catch-up
     after the gap is done (``reason`` says what it found: fills, orders, balances). An input: a
@@ -578,7 +578,7 @@ class VenueConnectionChanged(
     role: ClassVar[Role] = "input"
 
     venue: str
-    stream: str
+    channel: str
     state: LinkState
     reason: str = ""
     attempt: int = 0
