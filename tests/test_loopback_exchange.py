@@ -187,3 +187,39 @@ async def test_leverage(lb: Loopback) -> None:
     reply = await lb.client.set_leverage(5, PERP)
     assert reply["leverage"] == 5
     assert lb.core.exchange.leverage(PERP) == 5
+
+
+async def test_funding_over_the_user_streams_and_income_rest(lb: Loopback) -> None:
+    await lb.client.create_order(PERP, "market", "buy", 0.01)
+    await lb.client.watch_positions([PERP])  # the REST snapshot
+    positions = asyncio.create_task(lb.client.watch_positions([PERP]))
+    balance = asyncio.create_task(lb.client.watch_balance())
+    await subscribed(lb, "user:futures", "user:spot")
+    before = lb.core.exchange.balance("USDT")
+    await lb.core.settle_funding(PERP, Decimal("0.0001"), Decimal(50000), lb.clock.now_ns())
+    assert lb.core.exchange.balance("USDT") == before - Decimal("0.05")  # longs pay
+    funded = await asyncio.wait_for(positions, 5)
+    assert funded[-1]["info"]["ps"] == "BOTH"
+    usdt = (await asyncio.wait_for(balance, 5))["USDT"]
+    assert usdt["total"] == pytest.approx(float(before - Decimal("0.05")))
+    history = await lb.client.fetch_funding_history(PERP)
+    assert [(h["amount"], h["code"], h["symbol"]) for h in history] == [(-0.05, "USDT", PERP)]
+    assert history[0]["id"] == "1"
+    income = await lb.client.fapiPrivateGetIncome({"incomeType": "FUNDING_FEE"})
+    assert income[0]["tranId"] == 1
+    assert income[0]["incomeType"] == "FUNDING_FEE"
+    rates = await lb.client.fetch_funding_rate_history(PERP)
+    assert [r["fundingRate"] for r in rates] == [0.0001]
+
+
+async def test_my_trades_since_and_from_id(lb: Loopback) -> None:
+    for _ in range(3):
+        await lb.client.create_order(PERP, "market", "buy", 0.01)
+    await lb.client.create_order(SPOT, "market", "buy", 0.01)
+    perp = await lb.client.fetch_my_trades(PERP)
+    assert [t["id"] for t in perp] == ["1", "2", "3"]
+    later = await lb.client.fetch_my_trades(PERP, None, None, {"fromId": 2})
+    assert [t["id"] for t in later] == ["2", "3"]
+    since = await lb.client.fetch_my_trades(PERP, perp[2]["timestamp"])
+    assert "3" in [t["id"] for t in since]
+    assert [t["id"] for t in await lb.client.fetch_my_trades(SPOT)] == ["4"]
