@@ -96,6 +96,7 @@ Market = Literal["spot", "futures"]
 Security = Literal["public", "key", "signed"]
 
 WEIGHT_HEADER: Final = "X-MBX-USED-WEIGHT-1M"
+_API_KEY: Final = "X-MBX-APIKEY"  # the caller's API key, in a handler's params
 LISTEN_KEY_TTL_S: Final = 3600.0
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 _ZERO: Final = Decimal(0)
@@ -166,6 +167,9 @@ class LoopbackServer:
         self._sockets: set[_Socket] = set()
         self._weights: dict[tuple[str, Market, int], int] = {}
         self._listen_keys: dict[str, float] = {}  # key -> wall-clock expiry (s)
+        self._listen_key_of: dict[str, str] = {}  # API key -> its active listenKey
+        self.listen_key_ttl_s = LISTEN_KEY_TTL_S
+        """How long a listenKey lives after its creation or last keep-alive (Binance: 60 min)."""
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
@@ -364,7 +368,7 @@ class LoopbackServer:
                     retry = str(60 - int(time.time()) % 60)
                     raise _TooMuchWeight(self.weight_limit, request.remote or "", retry)
                 if security != "public":
-                    self._check_key(request)
+                    params[_API_KEY] = self._check_key(request)
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
                 result = await handler(params, futures)
@@ -777,24 +781,26 @@ class LoopbackServer:
     # ------------------------------------------------------------------ REST: listenKey
 
     async def _listen_key_new(self, params: dict[str, str], futures: bool) -> Any:
-        key = uuid.uuid4().hex + uuid.uuid4().hex
-        self._listen_keys[key] = time.time() + LISTEN_KEY_TTL_S
+        """Binance: an API key with an active listenKey gets that key back, extended."""
+        api_key = params[_API_KEY]
+        key = self._listen_key_of.get(api_key, "")
+        if key not in self._listen_keys:
+            key = uuid.uuid4().hex + uuid.uuid4().hex
+            self._listen_key_of[api_key] = key
+        self._listen_keys[key] = time.time() + self.listen_key_ttl_s
         return {"listenKey": key}
 
     async def _listen_key_keep(self, params: dict[str, str], futures: bool) -> Any:
-        key = params.get("listenKey", "")
-        if key and key not in self._listen_keys:
+        key = self._listen_key_of.get(params[_API_KEY], "")
+        if key not in self._listen_keys:
             raise BinanceError(-1125, "This listenKey does not exist.")
-        for k in [key] if key else list(self._listen_keys):
-            self._listen_keys[k] = time.time() + LISTEN_KEY_TTL_S
-        return {"listenKey": key} if key else {}
+        self._listen_keys[key] = time.time() + self.listen_key_ttl_s
+        return {"listenKey": key}
 
     async def _listen_key_close(self, params: dict[str, str], futures: bool) -> Any:
-        key = params.get("listenKey", "")
-        keys = [key] if key else list(self._listen_keys)
-        for k in keys:
-            self._listen_keys.pop(k, None)
-            self._close_listen_key(k, expired=False)
+        key = self._listen_key_of.pop(params[_API_KEY], "")
+        if self._listen_keys.pop(key, None) is not None:
+            self._close_listen_key(key, expired=False)
         return {}
 
     def _close_listen_key(self, key: str, *, expired: bool) -> None:
@@ -805,7 +811,7 @@ class LoopbackServer:
 
     async def _expire_listen_keys(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(min(1.0, self.listen_key_ttl_s / 4))
             now = time.time()
             for key in [k for k, t in self._listen_keys.items() if t <= now]:
                 del self._listen_keys[key]
