@@ -14,8 +14,12 @@ Binance does it:
   minute, counted separately for spot and futures; every reply carries
   ``X-MBX-USED-WEIGHT-1M``; over ``weight_limit`` the reply is HTTP 429 code -1003 with
   ``Retry-After`` (ccxt raises ``DDoSProtection`` for any 429, as it does against Binance).
-- listenKey (``POST/PUT/DELETE /fapi/v1/listenKey``, API key only): valid 60 minutes from the
-  last keep-alive; an expired or deleted key gets ``listenKeyExpired`` and its sockets closed.
+- listenKey (``POST/PUT/DELETE /fapi/v1/listenKey``, API key only): one per API key, returned
+  again (and extended) while active, valid ``listen_key_ttl_s`` (60 minutes) from the last
+  keep-alive; an expired key gets ``listenKeyExpired`` and its sockets closed, a deleted one its
+  sockets closed. The key is derived from the API key and its secret, so a client keeps its user
+  stream across a restart of the exchange (Binance's keys are random; a deleted or expired key
+  stays refused until the next ``POST``).
 - WebSockets, one socket per path: spot market ``/stream/ws/<n>``, futures ``/fws/public/ws/<n>``
   (bookTicker, trade) and ``/fws/market/ws/<n>`` (markPrice, kline); ``SUBSCRIBE`` /
   ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` answered ``{"result": ..., "id": n}``. Futures user data
@@ -783,22 +787,39 @@ class LoopbackServer:
     async def _listen_key_new(self, params: dict[str, str], futures: bool) -> Any:
         """Binance: an API key with an active listenKey gets that key back, extended."""
         api_key = params[_API_KEY]
-        key = self._listen_key_of.get(api_key, "")
-        if key not in self._listen_keys:
-            key = uuid.uuid4().hex + uuid.uuid4().hex
-            self._listen_key_of[api_key] = key
+        key = self._listen_key_of[api_key] = self._derived_listen_key(api_key)
         self._listen_keys[key] = time.time() + self.listen_key_ttl_s
         return {"listenKey": key}
 
+    def _derived_listen_key(self, api_key: str) -> str:
+        """An API key's listenKey: derived from the key and its secret, so that a restarted
+        exchange still knows the key its clients hold (Binance's are random; its service does
+        not restart under its clients)."""
+        material = f"listenKey:{api_key}".encode()
+        return hmac.new(self.keys[api_key].encode(), material, hashlib.sha256).hexdigest()
+
+    def _listen_key_valid(self, key: str) -> bool:
+        """Active, or the derived key of an API key that did not delete or let it expire since
+        this server started (a client of the exchange before its restart)."""
+        if key in self._listen_keys:
+            return True
+        for api_key in self.keys:
+            if api_key not in self._listen_key_of and key == self._derived_listen_key(api_key):
+                self._listen_key_of[api_key] = key
+                self._listen_keys[key] = time.time() + self.listen_key_ttl_s
+                return True
+        return False
+
     async def _listen_key_keep(self, params: dict[str, str], futures: bool) -> Any:
-        key = self._listen_key_of.get(params[_API_KEY], "")
-        if key not in self._listen_keys:
+        api_key = params[_API_KEY]
+        key = self._listen_key_of.get(api_key) or self._derived_listen_key(api_key)
+        if not self._listen_key_valid(key):
             raise BinanceError(-1125, "This listenKey does not exist.")
         self._listen_keys[key] = time.time() + self.listen_key_ttl_s
         return {"listenKey": key}
 
     async def _listen_key_close(self, params: dict[str, str], futures: bool) -> Any:
-        key = self._listen_key_of.pop(params[_API_KEY], "")
+        key = self._listen_key_of.get(params[_API_KEY], "")
         if self._listen_keys.pop(key, None) is not None:
             self._close_listen_key(key, expired=False)
         return {}
@@ -824,7 +845,7 @@ class LoopbackServer:
             listen_key = ""
             if kind == "futures_private":
                 listen_key = request.query.get("listenKey", "")
-                if listen_key not in self._listen_keys:
+                if not self._listen_key_valid(listen_key):
                     raise web.HTTPBadRequest(text='{"code":-1125,"msg":"Invalid listenKey."}')
             ws = web.WebSocketResponse(autoping=True)
             await ws.prepare(request)
