@@ -102,10 +102,18 @@ async def test_price_control_route_feeds_quotes_and_marks(tmp_path: Path) -> Non
                 assert resp.status == 200
             async with session.post(url, data=json.dumps({"symbol": "XYZ", "price": "1"})) as resp:
                 assert resp.status == 400
+            async with session.post(url, data=json.dumps({"symbol": PERP})) as resp:
+                assert resp.status == 400
         assert (await asyncio.wait_for(quotes, 5))[PERP]["ask"] == 50200.5
         assert lb.core.exchange.mark_price(PERP) == 50201
         assert lb.core.exchange.last_price(SPOT) == 50300
         assert (await lb.client.fetch_funding_rate(PERP))["fundingRate"] == 0.0003
+        async with aiohttp.ClientSession() as session:
+            body = {"symbol": PERP, "price": "50600", "mark": "50601"}
+            async with session.post(url, data=json.dumps(body)) as resp:
+                assert resp.status == 200
+        assert lb.core.exchange.last_price(PERP) == 50600
+        assert lb.core.exchange.mark_price(PERP) == 50601
 
 
 async def test_bars_move_prices_and_stream_as_klines(tmp_path: Path) -> None:
