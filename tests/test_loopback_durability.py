@@ -60,7 +60,7 @@ async def test_drop_over_http_control_route_only_user_sockets(tmp_path: Path) ->
 
 
 def _book(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: state[k] for k in ("balances", "positions", "open_orders", "orders", "trades")}
+    return {k: state[k] for k in ("balances", "positions", "openOrders", "orders", "trades")}
 
 
 async def test_restart_from_state_path_reproduces_the_exchange(tmp_path: Path) -> None:
@@ -100,10 +100,10 @@ async def test_restart_from_state_path_reproduces_the_exchange(tmp_path: Path) -
         placed = await lb.client.create_order(
             PERP, "market", "buy", 0.01, None, {"newClientOrderId": "g"}
         )
-        accepted = [o["order_id"] for o in before["orders"] if o["status"] != "REJECTED"]
+        accepted = [o["orderId"] for o in before["orders"] if o["status"] != "REJECTED"]
         assert int(placed["id"]) == max(accepted) + 1
         trades = await lb.client.fetch_my_trades(PERP)
-        assert int(trades[-1]["id"]) == max(t["trade_id"] for t in before["trades"]) + 1
+        assert int(trades[-1]["id"]) == max(t["id"] for t in before["trades"]) + 1
         assert [o["clientOrderId"] for o in await lb.client.fetch_open_orders(SPOT)] == ["c"]
 
 

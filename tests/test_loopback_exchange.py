@@ -26,7 +26,7 @@ async def lb(tmp_path: Path) -> AsyncIterator[Loopback]:
 
 
 def _order(state: dict[str, Any], client_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [o for o in state["orders"] if o["client_order_id"] == client_id]
+    found: list[dict[str, Any]] = [o for o in state["orders"] if o["clientOrderId"] == client_id]
     assert len(found) == 1, found
     return found[0]
 
