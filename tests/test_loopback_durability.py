@@ -127,3 +127,16 @@ async def test_user_stream_survives_an_exchange_restart(tmp_path: Path) -> None:
         await subscribed(lb, "user:futures")
         await lb.client.create_order(PERP, "market", "buy", 0.01, None, {"newClientOrderId": "x"})
         assert (await asyncio.wait_for(orders, 5))[-1]["clientOrderId"] == "x"
+
+
+async def test_spot_user_stream_resubscribes_after_a_drop(tmp_path: Path) -> None:
+    async with loopback_exchange() as lb:
+        balance = asyncio.create_task(lb.client.watch_balance())
+        await subscribed(lb, "user:spot")
+        await lb.server.drop_connections("user")
+        with pytest.raises(ccxt.NetworkError):
+            await asyncio.wait_for(balance, 5)
+        balance = asyncio.create_task(lb.client.watch_balance())
+        await subscribed(lb, "user:spot")
+        await lb.client.create_order(SPOT, "market", "buy", 0.01)
+        assert (await asyncio.wait_for(balance, 5))["BTC"]["total"] == 0.01

@@ -63,14 +63,19 @@ def _decimals(step: Decimal) -> int:
 # ------------------------------------------------------------------ exchange info
 
 
-def exchange_info(core: LoopbackCore, futures: bool, now_ms: int) -> JSON:
+def exchange_info(core: LoopbackCore, futures: bool, now_ms: int, weight_limit: int) -> JSON:
     symbols = [
         (_perp_info(i, core) if futures else _spot_info(i))
         for i in core.instruments.values()
         if i.is_perp == futures
     ]
     limits = [
-        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+        {
+            "rateLimitType": "REQUEST_WEIGHT",
+            "interval": "MINUTE",
+            "intervalNum": 1,
+            "limit": weight_limit,
+        },
         {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
     ]
     info: JSON = {
