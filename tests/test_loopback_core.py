@@ -42,8 +42,10 @@ ops = st.lists(
         st.tuples(st.just("cancel"), st.integers(0, 30)),
         st.tuples(st.just("funding"), st.integers(-5, 5)),
     ),
+    min_size=5,
     max_size=40,
 )
+PRICED: list[Op] = [("quote", SYMBOLS[0], 50_000), ("quote", SYMBOLS[1], 50_000), ("mark", 50_000)]
 
 
 def _cmd(n: int, now: int, op: Op) -> SubmitOrder:
@@ -99,12 +101,12 @@ async def _run(path: Path, script: list[Op]) -> tuple[dict[str, Any], int]:
     return state, len(updates)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(ops)
 def test_replaying_the_input_log_rebuilds_the_same_exchange(script: list[Op]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "exchange.sqlite"
-        before, _ = asyncio.run(_run(path, script))
+        before, _ = asyncio.run(_run(path, PRICED + script))
         after, _ = asyncio.run(_run(path, []))  # only the replay of the log
     before.pop("time")
     after.pop("time")
