@@ -58,6 +58,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from ballast.adapters.loopback import wire
+from ballast.adapters.loopback.ccxt_config import loopback_ccxt_config
 from ballast.adapters.loopback.core import (
     BalanceUpdate,
     LoopbackCore,
@@ -69,7 +70,6 @@ from ballast.adapters.loopback.core import (
     Update,
 )
 from ballast.adapters.loopback.errors import (
-    CCXT_EXTRA_CODES,
     BinanceError,
     bad_key_format,
     bad_signature,
@@ -239,49 +239,7 @@ class LoopbackServer:
         """The ccxt.pro ``binance`` constructor config that points every URL here (VENUE-NOTES),
         with ``enableRateLimit`` off and the error codes ccxt only maps for Binance's own hosts
         added (:data:`~ballast.adapters.loopback.errors.CCXT_EXTRA_CODES`)."""
-        import ccxt as ccxt_errors  # only ccxt users pay its import
-
-        h, w = self.rest_url, self.ws_url
-        paths = {
-            "public": "/api/v3", "private": "/api/v3", "v1": "/api/v1",
-            "sapi": "/sapi/v1", "sapiV2": "/sapi/v2", "sapiV3": "/sapi/v3", "sapiV4": "/sapi/v4",
-            "dapiPublic": "/dapi/v1", "dapiPrivate": "/dapi/v1", "dapiPrivateV2": "/dapi/v2",
-            "dapiData": "/futures/data", "eapiPublic": "/eapi/v1", "eapiPrivate": "/eapi/v1",
-            "fapiPublic": "/fapi/v1", "fapiPrivate": "/fapi/v1",
-            "fapiPublicV2": "/fapi/v2", "fapiPrivateV2": "/fapi/v2",
-            "fapiPublicV3": "/fapi/v3", "fapiPrivateV3": "/fapi/v3",
-            "fapiData": "/futures/data", "papi": "/papi/v1", "papiV2": "/papi/v2",
-        }  # fmt: skip
-        api: dict[str, Any] = {name: h + path for name, path in paths.items()}
-        api["ws"] = {
-            "spot": w + "/stream/ws",
-            "margin": w + "/stream/ws",
-            "linear": w + "/fws/ws",
-            "inverse": w + "/dws/ws",
-            "stock": w + "/equity/ws",
-            "option": w + "/fws/public/ws",
-            "optionMarket": w + "/fws/market/ws",
-            "optionPrivate": w + "/fws/private/ws",
-            "papi": w + "/pm/ws",
-            "ws-api": {
-                "spot": w + "/ws-api/v3",
-                "linear": w + "/ws-fapi/v1",
-                "inverse": w + "/ws-dapi/v1",
-            },
-        }
-        exact = {code: getattr(ccxt_errors, name) for code, name in CCXT_EXTRA_CODES.items()}
-        return {
-            "apiKey": api_key,
-            "secret": secret,
-            "enableRateLimit": False,
-            "urls": {"api": api},
-            "options": {
-                "fetchMarkets": {"types": ["spot", "linear"]},
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-            },
-            "exceptions": {"exact": exact},
-        }
+        return loopback_ccxt_config(self.rest_url, self.ws_url, api_key, secret)
 
     # ------------------------------------------------------------------ routes
 
