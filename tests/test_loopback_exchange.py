@@ -230,3 +230,15 @@ async def test_spot_market_buy_by_quote_quantity(lb: Loopback) -> None:
     assert placed["filled"] == 0.01
     assert placed["cost"] == 500
     assert (await lb.client.fetch_balance())["BTC"]["total"] == 0.01
+
+
+async def test_ioc_limit_that_does_not_cross_expires(lb: Loopback) -> None:
+    placed = await lb.client.create_order(PERP, "limit", "buy", 0.01, 49000, {"timeInForce": "IOC"})
+    assert placed["status"] == "expired"
+    assert placed["timeInForce"] == "IOC"
+    assert (await lb.client.fetch_order(placed["id"], PERP))["status"] == "expired"
+    crossing = await lb.client.create_order(
+        PERP, "limit", "buy", 0.01, 50100, {"timeInForce": "IOC"}
+    )
+    assert crossing["status"] == "closed"
+    assert crossing["average"] == 50000  # the taker price of the core: the quote mid
