@@ -253,6 +253,7 @@ class LoopbackServer:
             ("GET", "/api/v3/account", "signed", _w(20), self._spot_account),
             ("POST", "/api/v3/order", "signed", _w(1), self._spot_create),
             ("DELETE", "/api/v3/order", "signed", _w(1), self._cancel),
+            ("DELETE", "/api/v3/openOrders", "signed", _w(1), self._cancel_all),
             ("GET", "/api/v3/order", "signed", _w(4), self._get_order),
             ("GET", "/api/v3/openOrders", "signed", _per_symbol(6, 80), self._open_orders),
             ("GET", "/api/v3/allOrders", "signed", _w(20), self._all_orders),
@@ -276,6 +277,7 @@ class LoopbackServer:
             ("POST", "/fapi/v1/positionSide/dual", "signed", _w(1), self._dual_post),
             ("POST", "/fapi/v1/order", "signed", _w(1), self._futures_create),
             ("DELETE", "/fapi/v1/order", "signed", _w(1), self._cancel),
+            ("DELETE", "/fapi/v1/allOpenOrders", "signed", _w(1), self._cancel_all),
             ("GET", "/fapi/v1/order", "signed", _w(1), self._get_order),
             ("GET", "/fapi/v1/openOrders", "signed", _per_symbol(1, 40), self._open_orders),
             ("GET", "/fapi/v1/allOrders", "signed", _w(5), self._all_orders),
@@ -681,11 +683,29 @@ class LoopbackServer:
             raise unknown_order() from None
         if futures:
             return wire.futures_order(record, inst)
+        return self._spot_canceled(record, inst, params.get("newClientOrderId", ""))
+
+    def _spot_canceled(self, record: OrderRecord, inst: Instrument, cancel_id: str) -> Any:
         body = wire.spot_order(record, inst)
         body["origClientOrderId"] = record.client_order_id
-        body["clientOrderId"] = params.get("newClientOrderId") or f"cancel-{record.order_id}"
+        body["clientOrderId"] = cancel_id or f"cancel-{record.order_id}"
         body["transactTime"] = self._now_ms()
         return body
+
+    async def _cancel_all(self, params: dict[str, str], futures: bool) -> Any:
+        """``DELETE /api/v3/openOrders`` (the canceled orders) and ``DELETE
+        /fapi/v1/allOpenOrders`` (Binance's code-200 message)."""
+        inst = self._symbol(params, futures)
+        assert inst is not None
+        canceled = []
+        for record in self.core.open_orders(inst.symbol):
+            await self.core.cancel(inst.symbol, record.client_order_id)
+            canceled.append(self._spot_canceled(record, inst, ""))
+        if futures:
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
+        if not canceled:
+            raise unknown_order()
+        return canceled
 
     async def _get_order(self, params: dict[str, str], futures: bool) -> Any:
         inst = self._symbol(params, futures)
