@@ -18,6 +18,7 @@ from ballast.adapters.loopback.core import LoopbackCore, LoopbackError, OrderUpd
 from ballast.adapters.sim.config import SimConfig
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.errors import JournalLockedError
 from ballast.engine.kernel.events import MarkPriceUpdated, QuoteTick
 from ballast.engine.kernel.instruments import binance_defaults
 
@@ -129,3 +130,12 @@ async def test_inputs_are_logged_before_they_are_applied(tmp_path: Path) -> None
     assert dup.value.kind == "duplicate"
     assert core.inputs_logged == 2  # a refused duplicate is no input
     core.close()
+
+
+def test_one_exchange_per_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "exchange.sqlite"
+    first = LoopbackCore(INSTRUMENTS, SimConfig(), SimulatedClock(START), state_path=path)
+    with pytest.raises(JournalLockedError):
+        LoopbackCore(INSTRUMENTS, SimConfig(), SimulatedClock(START), state_path=path)
+    first.close()
+    LoopbackCore(INSTRUMENTS, SimConfig(), SimulatedClock(START), state_path=path).close()
