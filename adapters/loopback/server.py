@@ -103,6 +103,8 @@ Security = Literal["public", "key", "signed"]
 WEIGHT_HEADER: Final = "X-MBX-USED-WEIGHT-1M"
 _API_KEY: Final = "X-MBX-APIKEY"  # the caller's API key, in a handler's params
 LISTEN_KEY_TTL_S: Final = 3600.0
+MAX_BACKLOG: Final = 10_000
+"""Messages a socket may have queued and unsent before the server drops it."""
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 _ZERO: Final = Decimal(0)
 _INTERVALS: Final = {
@@ -131,12 +133,22 @@ class _Socket:
     streams: set[str] = field(default_factory=set)
     listen_key: str = ""
     user: bool = False  # ws-api: subscribed to the spot user data stream
+    dropped: bool = False
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
 
     def send(self, payload: Any) -> None:
+        """Queue a message; a client that falls ``MAX_BACKLOG`` messages behind is dropped
+        (Binance disconnects slow consumers too)."""
+        if self.dropped:
+            return
+        if self.queue.qsize() >= MAX_BACKLOG:
+            log.warning("loopback: dropping a %s socket %d messages behind", self.kind, MAX_BACKLOG)
+            self.abort()
+            return
         self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
 
     def abort(self) -> None:
+        self.dropped = True
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -839,8 +851,11 @@ class LoopbackServer:
                         break
             finally:
                 self._sockets.discard(sock)
+                if sock.dropped:
+                    writer.cancel()  # it may be stuck sending to a client that stopped reading
                 sock.queue.put_nowait(None)
-                await writer
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
                 if not ws.closed:
                     with contextlib.suppress(Exception):
                         await ws.close()
