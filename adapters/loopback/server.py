@@ -27,7 +27,9 @@ Binance does it:
   through the WS-API ``/ws-api/v3`` method ``userDataStream.subscribe.signature`` (events
   ``{"subscriptionId": 0, "event": {...}}``: ``executionReport``, ``outboundAccountPosition``).
   Stream messages are formatted when the core reports the change and queued per socket, so each
-  socket sees them in the order they happened.
+  socket sees them in the order they happened; a socket more than ``MAX_BACKLOG`` messages behind
+  is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
+  timestamp check use the wall clock (what a client's clock is compared against).
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
   ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
   ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
