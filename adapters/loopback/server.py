@@ -139,6 +139,9 @@ class _Socket:
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
 
     def send(self, payload: Any) -> None:
+        self.send_text(_dumps(payload))
+
+    def send_text(self, text: str) -> None:
         """Queue a message; a client that falls ``MAX_BACKLOG`` messages behind is dropped
         (Binance disconnects slow consumers too)."""
         if self.dropped:
@@ -147,7 +150,7 @@ class _Socket:
             log.warning("loopback: dropping a %s socket %d messages behind", self.kind, MAX_BACKLOG)
             self.abort()
             return
-        self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
+        self.queue.put_nowait(text)
 
     def abort(self) -> None:
         self.dropped = True
@@ -944,14 +947,11 @@ class LoopbackServer:
             self._to_futures_user(wire.account_update(update, inst))
 
     def _to_spot_user(self, event: Any) -> None:
-        for sock in self._sockets:
-            if sock.kind == "ws_api" and sock.user:
-                sock.send({"subscriptionId": 0, "event": event})
+        chosen = [s for s in self._sockets if s.kind == "ws_api" and s.user]
+        _broadcast(chosen, {"subscriptionId": 0, "event": event})
 
     def _to_futures_user(self, event: Any) -> None:
-        for sock in self._sockets:
-            if sock.kind == "futures_private":
-                sock.send(event)
+        _broadcast([s for s in self._sockets if s.kind == "futures_private"], event)
 
     def _on_market(self, update: MarketUpdate) -> None:
         event = update.event
@@ -977,14 +977,14 @@ class LoopbackServer:
             interval = _INTERVALS.get(event.interval_s, "1m")
             payload = wire.kline_event(event, inst, now, interval)
             wanted = (f"{name}@kline_{interval}",)
-        for sock in self._sockets:
-            if sock.kind == kind and any(w in sock.streams for w in wanted):
-                sock.send(payload)
+        chosen = [
+            s for s in self._sockets if s.kind == kind and any(w in s.streams for w in wanted)
+        ]
+        _broadcast(chosen, payload)
 
     def _send_all_marks(self, kind: str, payload: Any) -> None:
-        for sock in self._sockets:
-            if sock.kind == kind and sock.streams & {"!markprice@arr", "!markprice@arr@1s"}:
-                sock.send([payload])
+        every = {"!markprice@arr", "!markprice@arr@1s"}
+        _broadcast([s for s in self._sockets if s.kind == kind and s.streams & every], [payload])
 
     def subscriptions(self) -> set[str]:
         """What the open sockets listen to: stream names (lower case, ``btcusdt@bookticker``),
@@ -1103,6 +1103,14 @@ def _ws_value(value: Any) -> str:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+def _broadcast(sockets: list[_Socket], payload: Any) -> None:
+    """Send ``payload`` to ``sockets``, encoded once."""
+    if sockets:
+        text = _dumps(payload)
+        for sock in sockets:
+            sock.send_text(text)
 
 
 def _control_prices(
