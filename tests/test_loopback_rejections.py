@@ -3,6 +3,7 @@ into the exception class it raises against Binance."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,14 @@ async def test_time_ping_and_a_signed_call_without_a_key(lb: Loopback) -> None:
         assert resp.status == 401
         assert await resp.json() == {"code": -2014, "msg": "API-key format invalid."}
         assert "X-MBX-USED-WEIGHT-1M" in resp.headers
+
+
+async def test_spot_user_stream_with_a_bad_signature_is_refused(lb: Loopback) -> None:
+    client = lb.new_client(secret="not-the-secret")
+    await client.load_markets()
+    # ccxt 4.5.90 rejects the subscription with AuthenticationError in handle_ws_error, which also
+    # deletes client.subscriptions["spot"]; ensure_user_data_stream_ws_subscribe_signature then
+    # deletes it again and raises KeyError('spot') instead (the same against Binance)
+    with pytest.raises((ccxt.AuthenticationError, KeyError)):
+        await asyncio.wait_for(client.watch_balance(), 5)
+    assert "user:spot" not in lb.server.subscriptions()
