@@ -146,7 +146,7 @@ async def test_post_only_that_would_take_is_refused(lb: Loopback) -> None:
 
 
 async def test_weight_exhaustion_is_429_1003(tmp_path: Path) -> None:
-    async with loopback_exchange(weight_limit=60) as lb:
+    async with loopback_exchange(spot_weight_limit=60) as lb:
         # load_markets used 1 (futures) + 20 (spot); every fetch_balance costs 20 (spot)
         async def exhaust() -> None:
             for _ in range(5):
@@ -185,3 +185,18 @@ async def test_spot_user_stream_with_a_bad_signature_is_refused(lb: Loopback) ->
     with pytest.raises((ccxt.AuthenticationError, KeyError)):
         await asyncio.wait_for(client.watch_balance(), 5)
     assert "user:spot" not in lb.server.subscriptions()
+
+
+async def test_going_on_past_twice_the_limit_is_an_ip_ban_418(tmp_path: Path) -> None:
+    async with loopback_exchange(spot_weight_limit=60) as lb:
+        refusals: list[str] = []
+        for _ in range(8):  # 20 weight each (load_markets used 20 of spot's too)
+            try:
+                await lb.client.fetch_balance()
+            except ccxt.DDoSProtection as exc:  # ccxt: "binance <status> <reason> <body>"
+                refusals.append(str(exc).split()[1])
+        assert refusals[0] == "429"
+        assert refusals[-1] == "418"
+        assert "banned until" in lb.client.last_http_response
+        assert 100 <= int(lb.client.last_response_headers["Retry-After"]) <= 120
+        await lb.client.fetch_balance({"type": "swap"})  # futures: another limit
