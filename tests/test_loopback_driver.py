@@ -1,22 +1,23 @@
 """The loopback exchange's market driver: a half day of the bundled data replayed into an exchange
 core at a pace (steps, quotes, marks, funding, pause/resume/step, resume from its position file).
 
-These tests drive a recording core around a real :class:`SimExchange` (what the driver needs of
-the core: its instruments, its mark, ``on_market`` and ``settle_funding``); the tests through the
-real loopback server and a real ccxt.pro client are in ``tests/test_venue_serve.py``.
+These tests drive the real exchange core (no server), recording what the driver hands it; the
+tests through the real loopback server and a real ccxt.pro client are in
+``tests/test_venue_serve.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from ballast.adapters.data.bundle import MarketBundle
+from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.driver import (
     DriverPosition,
     MarketDriver,
@@ -25,7 +26,6 @@ from ballast.adapters.loopback.driver import (
     steps_of,
 )
 from ballast.adapters.sim.config import SimConfig
-from ballast.adapters.sim.exchange import SimExchange
 from ballast.engine.kernel.clock import NS_PER_HOUR, LiveClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated, QuoteTick
@@ -50,32 +50,33 @@ class Settled:
     after_steps: int
 
 
-@dataclass
-class RecordingCore:
-    """An exchange core that records what it is given (and applies it to a real SimExchange)."""
+class RecordingCore(LoopbackCore):
+    """The real exchange core, recording what the driver hands it (and, per step, optionally
+    taking its time)."""
 
-    exchange: SimExchange = field(
-        default_factory=lambda: SimExchange(
-            binance_defaults(["BTC", "ETH"]), SimConfig(balances={"USDT": Decimal(100_000)})
+    def __init__(self, delay_s: dict[int, float] | None = None) -> None:
+        super().__init__(
+            binance_defaults(["BTC", "ETH"]),
+            SimConfig(balances={"USDT": Decimal(100_000)}),
+            LiveClock(),
         )
-    )
-    market: list[MarketData] = field(default_factory=list)
-    funding: list[Settled] = field(default_factory=list)
-    sent_at: list[float] = field(default_factory=list)
-    """Loop time each market event was handed over at."""
-    delay_s: dict[int, float] = field(default_factory=dict)
-    """Step index → how long the core takes for each event of that step."""
+        self.market: list[MarketData] = []
+        self.funding: list[Settled] = []
+        self.sent_at: list[float] = []
+        """Loop time each market event was handed over at."""
+        self.delay_s = delay_s or {}
+        """Step index → how long the core takes for each event of that step."""
 
     async def on_market(self, event: MarketData) -> None:
         self.sent_at.append(asyncio.get_running_loop().time())
         step = len({e.ts_event for e in self.market} | {event.ts_event}) - 1
         if self.delay_s.get(step):
             await asyncio.sleep(self.delay_s[step])
-        self.exchange.on_market(event)
+        await super().on_market(event)
         self.market.append(event)
 
     async def settle_funding(self, symbol: str, rate: Decimal, mark: Decimal, ts_ns: int) -> None:
-        self.exchange.settle_funding(symbol, rate, mark, ts_ns)
+        await super().settle_funding(symbol, rate, mark, ts_ns)
         steps = len({e.ts_event for e in self.market})
         self.funding.append(Settled(symbol, rate, mark, ts_ns, steps))
 
@@ -181,7 +182,7 @@ async def test_funding_pays_a_held_position() -> None:
         now, now, "i-1", "c-1", "BTC/USDT:USDT", "buy", "market", Decimal("0.01"), None,
         False, False, "GTC",
     )  # fmt: skip
-    assert core.exchange.submit(order, now)
+    assert (await core.submit(order)).status == "FILLED"
     before = core.exchange.balance("USDT")
     await feed.run()
     assert len(core.funding) == 4
@@ -189,11 +190,14 @@ async def test_funding_pays_a_held_position() -> None:
     assert paid != 0
     fees_and_pnl_free = core.exchange.balance("USDT") - before
     assert fees_and_pnl_free == paid
+    funding = [i for i in core.income if i.income_type == "FUNDING_FEE"]
+    assert [i.symbol for i in funding] == ["BTC/USDT:USDT"] * 2
+    assert sum(i.income for i in funding) == paid
 
 
 async def test_steps_are_on_a_grid_and_never_early() -> None:
     # each event takes time: the grid does not drift with it
-    core = RecordingCore(delay_s=dict.fromkeys(range(12), 0.003))
+    core = RecordingCore(dict.fromkeys(range(12), 0.003))
     feed = driver(core, step_s=0.1)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -224,7 +228,7 @@ async def test_steps_are_on_a_grid_and_never_early() -> None:
 
 
 async def test_a_driver_that_falls_behind_goes_on_without_a_burst() -> None:
-    core = RecordingCore(delay_s={1: 0.03})  # 10 events: the second step takes six steps' time
+    core = RecordingCore({1: 0.03})  # 10 events: the second step takes six steps' time
     feed = driver(core, step_s=0.05)
     runner = asyncio.create_task(feed.run())
     await eventually(lambda: feed.steps >= 5, within_s=10)
