@@ -221,10 +221,13 @@ async def test_steps_are_on_a_grid_and_never_early() -> None:
     times = [core.sent_at[core.market.index(e)] for e in firsts]
     for k, at in enumerate(times):
         assert at >= started + k * 0.1 - 0.002, "a step was sent before it was due"
-    # each next step is due one step after the previous was due (not after it was done)
-    assert dues, "no due time seen"
-    for a, b in itertools.pairwise(dues):
-        assert b - a == pytest.approx(0.1 * round((b - a) / 0.1), abs=1e-6)
+    # each next step is due one step after the previous was due, not after it was done (later
+    # only when sending a step took longer than a step, as a loaded machine may make it)
+    assert len(dues) >= 3, dues
+    gaps = [b - a for a, b in itertools.pairwise(dues)]
+    assert all(gap >= 0.1 - 1e-9 for gap in gaps), gaps
+    on_grid = [gap for gap in gaps if gap == pytest.approx(0.1, abs=1e-9)]
+    assert len(on_grid) * 2 >= len(gaps), gaps  # a drifting pace would have none
 
 
 async def test_a_driver_that_falls_behind_goes_on_without_a_burst() -> None:
