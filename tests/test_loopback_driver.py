@@ -28,6 +28,7 @@ from ballast.adapters.loopback.driver import (
 from ballast.adapters.sim.config import SimConfig
 from ballast.engine.kernel.clock import NS_PER_HOUR, LiveClock
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated, QuoteTick
 from ballast.engine.kernel.instruments import binance_defaults, is_perp
 from ballast.engine.kernel.timefmt import parse_time
@@ -370,7 +371,7 @@ async def test_a_finished_driver_restarted_sends_nothing(tmp_path: Path) -> None
 def test_a_position_file_that_is_not_one_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "p.json"
     bad.write_text("not json")
-    with pytest.raises(ValueError, match="not a market driver position file"):
+    with pytest.raises(BallastError, match="not a market driver position file"):
         load_position(bad)
     assert load_position(tmp_path / "missing.json") is None
 
