@@ -67,6 +67,7 @@ from ccxt.base.errors import (
     AuthenticationError,
     BadResponse,
     BaseError,
+    DDoSProtection,
     ExchangeError,
     NetworkError,
     OperationFailed,
@@ -385,7 +386,7 @@ class CcxtVenue(Venue):
             await self._budgets[api].acquire(weight)
             try:
                 return await fn(*args, **kwargs)
-            except RateLimitExceeded as e:
+            except (RateLimitExceeded, DDoSProtection) as e:
                 if attempt == _RATE_LIMIT_RETRIES:
                     raise VenueError(
                         self._text(f"{self.name}: {call}: rate limited: {e}")
