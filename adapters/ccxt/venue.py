@@ -1195,8 +1195,10 @@ class CcxtVenue(Venue):
                 if due:
                     self._funding_wanted.clear()
                     await self._poll_funding()
-            except (VenueError, ExchangeError) as e:
-                log.warning("%s housekeeping: %s", self.name, self._text(str(e)))
+            except Exception as e:  # a failed poll is retried at the next round
+                log.warning(
+                    "%s housekeeping: %s: %s", self.name, type(e).__name__, self._text(str(e))
+                )
             await asyncio.sleep(_HOUSEKEEPING_S)
 
     async def _poll_silent_orders(self) -> None:
