@@ -249,21 +249,27 @@ class CcxtVenue(Venue):
                 config["timeout_on_exit"] = 0
         return config
 
-    async def connect(self) -> None:
-        if self._client is not None:
-            return
+    def build_client(self) -> Any:
+        """The ccxt.pro client this venue talks through (not connected: nothing is sent until a
+        call). ``testnet``: ccxt's sandbox URLs (``urls['test']``) laid over the API URLs
+        (``set_sandbox_mode`` would replace the whole block); explicit ``rest_url``/``ws_url``
+        win over both."""
         try:
             client_class = getattr(ccxtpro, self.spec.id)
         except AttributeError as e:
             raise VenueError(f"{self.name}: ccxt.pro has no exchange {self.spec.id!r}") from e
         client = client_class(self._config())
         if self._testnet and self._rest_url is None:
-            # ccxt's sandbox URLs, without set_sandbox_mode (it would replace any overrides)
             test = client.urls.get("test")
             if not test:
-                await client.close()
                 raise VenueError(f"{self.name}: {self.spec.id} has no sandbox endpoints")
             client.urls["api"] = client.deep_extend(client.urls["api"], test)
+        return client
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = self.build_client()
         self._client = client
         original = client.on_rest_response
 
