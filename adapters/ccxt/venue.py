@@ -26,9 +26,11 @@ start, for the gap.
 
 **Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
 ``create_order``, the user stream, a catch-up): trades are deduplicated by the exchange's trade id
-(``seen_trade_ids`` seeds the set on a restart), funding by the settlement's id. An order's
-``OrderAccepted`` is emitted once and always before its first fill; ``OrderCanceled`` /
-``OrderRejected`` once. Order and account events are emitted under one lock, so what a stream
+(``seen_trade_ids`` seeds the set on a restart), funding by the settlement's id. The
+``OrderAccepted`` of an order this process sent is emitted once and always before its first
+fill; ``OrderCanceled`` / ``OrderRejected`` once. An order this process did not send (the last
+session's, found by a catch-up or the stream) gets no ``OrderAccepted`` (the journal has it, or
+the router's resume lookup reports it); its fills and its end are reported. Order and account events are emitted under one lock, so what a stream
 and a REST reply report about one order cannot interleave.
 
 **Catch-up** (start, and after every reconnect of a user channel): own trades since the last fill
@@ -143,6 +145,8 @@ class _Order:
     terminal: bool = False
     cancel_reason: str | None = None
     last_news_ns: int = 0
+    ours: bool = False
+    """Sent by this process (its silence is looked into, a catch-up checks it)."""
 
 
 @dataclass
@@ -552,7 +556,7 @@ class CcxtVenue(Venue):
         if known is not None and known.answered:
             return  # the exchange has it (or refused it): a resend is not a new order
         if known is None:
-            known = _Order(order.symbol, order.side, order.qty, last_news_ns=now)
+            known = _Order(order.symbol, order.side, order.qty, last_news_ns=now, ours=True)
             self._orders[coid] = known
             await self.emit(
                 OrderSubmitted(
@@ -680,7 +684,9 @@ class CcxtVenue(Venue):
             return
         self._orders.setdefault(
             coid,
-            _Order(order.symbol, "buy", ZERO, cancel_reason=order.reason, answered=True),
+            _Order(
+                order.symbol, "buy", ZERO, cancel_reason=order.reason, answered=True, accepted=True
+            ),
         )
         # the reply's own clientOrderId may name the cancel request (Binance spot); it is
         # about ours
@@ -750,11 +756,12 @@ class CcxtVenue(Venue):
             async with self._lock:
                 now = self.clock.now_ns()
                 known = self._orders.get(coid)
-                if known is None:
+                if known is None:  # not sent by this process: its acceptance is old news
                     known = _Order(
                         symbol,
                         "sell" if order.get("side") == "sell" else "buy",
                         amount(order.get("amount")),
+                        accepted=True,
                     )
                     self._orders[coid] = known
                 known.answered = True
@@ -834,8 +841,8 @@ class CcxtVenue(Venue):
         venue_id = str(trade.get("order") or (order or {}).get("id") or "")
         known = self._orders.get(coid)
         side: Side = "sell" if (trade.get("side") or (order or {}).get("side")) == "sell" else "buy"
-        if known is None and coid:
-            known = _Order(symbol, side, ZERO, answered=True)
+        if known is None and coid:  # not sent by this process: no OrderAccepted of ours
+            known = _Order(symbol, side, ZERO, answered=True, accepted=True)
             self._orders[coid] = known
         ts_ms = trade.get("timestamp")
         if ts_ms is None and order is not None:
@@ -946,7 +953,9 @@ class CcxtVenue(Venue):
                     open_found += len(orders)
                     await self._on_orders(orders)
                 open_ids = {
-                    coid for coid, o in self._orders.items() if o.accepted and not o.terminal
+                    coid
+                    for coid, o in self._orders.items()
+                    if o.ours and o.accepted and not o.terminal
                 }
                 for coid in sorted(open_ids):
                     known = self._orders[coid]
@@ -1215,7 +1224,7 @@ class CcxtVenue(Venue):
         silent = [
             (coid, o)
             for coid, o in self._orders.items()
-            if o.answered and not o.terminal and now - o.last_news_ns >= self._silent_ns
+            if o.ours and o.answered and not o.terminal and now - o.last_news_ns >= self._silent_ns
         ]
         for coid, known in silent:
             known.last_news_ns = now
