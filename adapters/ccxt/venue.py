@@ -30,8 +30,9 @@ start, for the gap.
 ``OrderAccepted`` of an order this process sent is emitted once and always before its first
 fill; ``OrderCanceled`` / ``OrderRejected`` once. An order this process did not send (the last
 session's, found by a catch-up or the stream) gets no ``OrderAccepted`` (the journal has it, or
-the router's resume lookup reports it); its fills and its end are reported. Order and account events are emitted under one lock, so what a stream
-and a REST reply report about one order cannot interleave.
+the router's resume lookup reports it); its fills and its end are reported. Order and account
+events are emitted under one lock, so what a stream and a REST reply report about one order
+cannot interleave.
 
 **Catch-up** (start, and after every reconnect of a user channel): own trades since the last fill
 this process emitted (at start: ``fills_after_ns``), oldest first; funding income since then;
