@@ -433,3 +433,24 @@ async def test_close_leaves_no_task_behind(rig: Rig) -> None:
     left = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert left == []
     assert not any(venue.stats().connected.values())
+
+
+async def test_a_position_closed_during_a_gap_is_reported_flat(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+
+        def last_qty() -> Decimal | None:
+            found = [e.qty for e in rig.sink.events if isinstance(e, PositionUpdated)]
+            return found[-1] if found else None
+
+        await eventually(lambda: last_qty() == Decimal("0.01"), what="the position")
+        await subscribed(rig.lb, "user:futures")
+        await rig.lb.server.drop_connections("user")
+        await rig.lb.client.create_order(  # closed from elsewhere while the stream is down
+            PERP, "market", "sell", 0.01, None, {"reduceOnly": True, "newClientOrderId": "web-1"}
+        )
+        await eventually(lambda: last_qty() == 0, what="the flat position")
+        await eventually(lambda: len(rig.sink.fills()) == 2, what="the closing fill")
+        assert rig.sink.fills()[-1].client_order_id == "web-1"

@@ -624,7 +624,7 @@ class CcxtVenue(Venue):
             await self._reject(coid, order.symbol, self._text(reason))
             return
         known.answered = True
-        await self._on_orders([reply], from_reply=True)
+        await self._on_orders([reply])
 
     async def _resolve_duplicate(self, coid: str, symbol: str) -> None:
         """The exchange already has this client order id: report what it knows of it."""
@@ -691,7 +691,7 @@ class CcxtVenue(Venue):
         )
         # the reply's own clientOrderId may name the cancel request (Binance spot); it is
         # about ours
-        await self._on_orders([{**reply, "clientOrderId": coid}], from_reply=True)
+        await self._on_orders([{**reply, "clientOrderId": coid}])
 
     async def order_status(self, client_order_id: str, symbol: str) -> OrderStatus | None:
         client = self._require_client()
@@ -742,9 +742,7 @@ class CcxtVenue(Venue):
             now = self.clock.now_ns()
             await self.emit(OrderRejected(now, now, coid, symbol, reason))
 
-    async def _on_orders(
-        self, orders: Sequence[Mapping[str, Any]], *, from_reply: bool = False
-    ) -> None:
+    async def _on_orders(self, orders: Sequence[Mapping[str, Any]]) -> None:
         """Order updates (REST replies, lookups, the stream): accepted once, then fills of a
         reply that carries them (spot ``fills``), then canceled/rejected once."""
         for order in orders:
@@ -963,6 +961,7 @@ class CcxtVenue(Venue):
                     found = await self._fetch_order(client, coid, known.symbol)
                     if found is not None and found.get("status") != "open":
                         await self._on_orders([found])
+                held = {symbol for symbol, qty in self._positions.items() if qty != 0}
                 account = await self.account()
             except ExchangeError as e:
                 raise VenueError(self._text(f"{self.name}: catch-up: {e}")) from None
@@ -974,6 +973,16 @@ class CcxtVenue(Venue):
                             event.locked,
                         )
                     await self.emit(event)
+                # a position closed in the gap is absent from the statement (flat ones are not
+                # listed): say it is flat
+                listed = {e.symbol for e in account if isinstance(e, PositionUpdated)}
+                for symbol in sorted(held - listed):
+                    self._positions[symbol] = ZERO
+                    mark = self._marks.get(symbol, (ZERO, ZERO))[0]
+                    now = self.clock.now_ns()
+                    await self.emit(
+                        PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
+                    )
             now = self.clock.now_ns()
             await self.emit(
                 VenueConnectionChanged(
