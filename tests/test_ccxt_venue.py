@@ -464,6 +464,9 @@ async def test_close_leaves_no_task_behind(rig: Rig) -> None:
     venue = rig.venue()
     async with venue:
         await started(venue, rig.sink)
+        keep_alive = list(venue._timers)  # ccxt's listenKey keep-alive timer
+        assert keep_alive
+    assert all(t.cancelled() for t in keep_alive)
     await asyncio.sleep(0)
     left = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert left == []

@@ -245,6 +245,7 @@ class CcxtVenue(Venue):
         self._funding_polled_ms: dict[str, int] = {}
         self._funding_wanted = asyncio.Event()
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._timers: list[Any] = []
         self._last_quote: dict[str, tuple[Any, ...]] = {}
         self._last_mark: dict[str, tuple[Any, ...]] = {}
         self._started = False
@@ -310,6 +311,16 @@ class CcxtVenue(Venue):
 
         client.on_rest_response = on_rest_response
         self.spec.tap(client, self._push)
+        timers = self._timers
+        schedule = client.delay
+
+        def delay(timeout: Any, method: Any, *args: Any) -> Any:
+            # ccxt's own timers (the listenKey keep-alive every 20 min): cancelled by close()
+            handle = schedule(timeout, method, *args)
+            timers.append(handle)
+            return handle
+
+        client.delay = delay
         try:
             await self._call("spot", "exchangeInfo", client.load_markets)
             self._instruments = self._load_instruments()
@@ -325,6 +336,9 @@ class CcxtVenue(Venue):
             raise VenueError(self._text(f"{self.name}: connect failed: {e}")) from None
 
     async def _drop_client(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -383,7 +397,12 @@ class CcxtVenue(Venue):
     # ------------------------------------------------------------------ REST with budget
 
     def _text(self, text: str) -> str:
-        return redact(text.replace(self._api_secret, "***") if self._api_secret else text)
+        """An error text fit for logs and events: registered secrets and this venue's keys
+        masked."""
+        for secret in (self._api_secret, self._api_key):
+            if len(secret) >= 4:  # shorter would mask innocent text
+                text = text.replace(secret, "***")
+        return redact(text)
 
     def _observe_response(self, code: Any, url: str, headers: Any) -> None:
         api = "futures" if any(p in url for p in self.spec.futures_paths) else "spot"
