@@ -533,3 +533,15 @@ async def test_a_burst_of_orders_reports_every_fill_to_a_slow_sink(rig: Rig) -> 
         positions = [e for e in rig.sink.events if isinstance(e, PositionUpdated)]
         flat = {"qty": "0"}
         assert positions[-1].qty == Decimal(state["positions"].get(PERP, flat)["qty"])
+
+
+async def test_a_fresh_start_books_no_fill_of_the_accounts_past(rig: Rig) -> None:
+    await rig.lb.client.create_order(SPOT, "market", "buy", 0.1, None, {"newClientOrderId": "old"})
+    rig.clock.advance_to(rig.clock.now_ns() + NS_PER_SECOND)
+    venue = rig.venue()  # nothing journaled: fills_after_ns=0
+    async with venue:
+        await started(venue, rig.sink)
+    assert rig.sink.fills() == []
+    assert "0 fills" in rig.sink.links("caught_up")[0].reason
+    btc = [e for e in rig.sink.events if isinstance(e, BalanceUpdated) and e.asset == "BTC"]
+    assert btc[-1].free == Decimal("1.1")  # the statement holds it

@@ -211,7 +211,9 @@ class CcxtVenue(Venue):
         self._ws_url = ws_url
         self._testnet = testnet
         self._silent_ns = int(silent_order_s * NS_PER_SECOND)
-        self._fills_after_ms = fills_after_ns // NS_PER_MILLISECOND
+        # nothing journaled (0): the account statement holds the past, fills before now are
+        # not this engine's to book
+        self._fills_after_ms = (fills_after_ns or clock.now_ns()) // NS_PER_MILLISECOND
         first_funding_ms = (
             self._fills_after_ms
             if funding_after_ns is None
