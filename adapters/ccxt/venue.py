@@ -1265,6 +1265,8 @@ class CcxtVenue(Venue):
             if self._is_closing():
                 return
             channel.connected = False
+            if channel.api is not None:
+                self.spec.reset_user_stream(self._client, channel.api)
             attempt += 1
             now = self.clock.now_ns()
             reason = self._text(f"{type(error).__name__}: {error}") if error else "stream ended"
