@@ -19,10 +19,20 @@ with jitter, capped):
   ``OrderFilled``, ``BalanceUpdated``, ``PositionUpdated``; a funding settlement announced there
   makes the venue read the income endpoint (``FundingPaid``).
 
-A channel reports ``connected`` once subscribed (public: its first message; user: the exchange
-confirmed the subscription), ``disconnected`` with the error and the attempt it waits for when a
-watch fails, and after a reconnect of a user channel the venue runs the same REST catch-up as at
+A channel reports ``connected`` once subscribed (public: its socket is open or its first message
+came; user: the exchange confirmed the subscription), ``disconnected`` with the error and the
+attempt it waits for when a watch fails, and after a reconnect of a user channel the venue asks
+for a fresh user-stream credential (an expired listenKey) and runs the same REST catch-up as at
 start, for the gap.
+
+**Every update, in order.** ccxt's ``watch_*`` calls wake on the next message and hand over
+ccxt's cache: an update that arrives while the venue is busy reporting the previous one would
+wait for the message after it (the last balance of a burst: forever). So the ``watch_*`` calls
+only keep the subscriptions alive and surface drops; hooks in ccxt's per-message handlers
+(:attr:`ExchangeSpec.tap`) queue every update as ccxt parses it, and one task reports the queue
+in the order the exchange sent it. Quotes and marks are read from ccxt's latest-per-symbol cache
+(a lagging reader gets the newest, never a stale one). Amounts are the exchange's decimal
+strings (``client.number = str`` once the markets are loaded): exact.
 
 **Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
 ``create_order``, the user stream, a catch-up): trades are deduplicated by the exchange's trade id
