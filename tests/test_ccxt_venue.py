@@ -25,6 +25,7 @@ from ballast.engine.kernel.events import (
     Message,
     OrderAccepted,
     OrderFilled,
+    OrderRejected,
     OrderStatusReported,
     OrderSubmitted,
     PositionUpdated,
@@ -561,3 +562,15 @@ async def test_an_expired_listen_key_is_renewed(rig: Rig) -> None:
         await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
         await eventually(lambda: len(rig.sink.fills()) == 1, what="the fill")
         await eventually(lambda: venue.stats().connected["user:futures"])
+
+
+async def test_canceling_a_filled_order_reports_no_rejection(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-b1", "buy", "0.1"))
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-b1", SPOT, "late"))
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-never", SPOT, "what"))
+        await eventually(lambda: len(rig.sink.fills()) == 1)
+    rejected = [e.client_order_id for e in rig.sink.events if isinstance(e, OrderRejected)]
+    assert rejected == ["bl-never"]

@@ -726,6 +726,16 @@ class CcxtVenue(Venue):
         except ExchangeError as e:
             if known is not None and known.terminal:
                 return  # already gone (filled or canceled): nothing to report twice
+            if is_unknown_order(self.spec, e):
+                # no longer open: filled or canceled meanwhile (its report may still be on the
+                # way), or never received
+                try:
+                    found = await self._fetch_order(client, coid, order.symbol)
+                except ExchangeError:
+                    found = None
+                if found is not None and found.get("status") != "open":
+                    await self._on_orders([found])  # its end: canceled, or filled (fills follow)
+                    return
             reason = "unknown order" if is_unknown_order(self.spec, e) else "cancel refused"
             await self.emit(
                 OrderRejected(
