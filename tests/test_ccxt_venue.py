@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
@@ -574,3 +575,33 @@ async def test_canceling_a_filled_order_reports_no_rejection(rig: Rig) -> None:
         await eventually(lambda: len(rig.sink.fills()) == 1)
     rejected = [e.client_order_id for e in rig.sink.events if isinstance(e, OrderRejected)]
     assert rejected == ["bl-never"]
+
+
+async def test_fills_after_a_reply_without_them_are_reported_once() -> None:
+    """The exchange answers NEW and fills on its next price (a matching engine a little behind):
+    the fills come over the streams only, after the reply's acceptance."""
+    clock = SimulatedClock(START_NS)
+    config = SimConfig(
+        balances={"USDT": Decimal(100_000), "BTC": Decimal(1)}, latency=Latency(fill_ns=1)
+    )
+    async with loopback_exchange(config=config, clock=clock) as lb:
+        rig = Rig(lb, clock, Sink())
+        venue = rig.venue()
+        async with venue:
+            await started(venue, rig.sink)
+            await venue.submit(order("bl-b1", "buy", "0.1"))
+            await venue.submit(order("bl-p1", "sell", "0.01", symbol=PERP))
+            assert rig.sink.fills() == []
+            await rig.trade(SPOT, "50000")
+            await rig.trade(PERP, "50000")
+            await eventually(lambda: len(rig.sink.fills()) == 2, what="both fills")
+            await subscribed(rig.lb, "user:spot", "user:futures")
+            await rig.lb.server.drop_connections("user")
+            await eventually(lambda: len(rig.sink.links("caught_up")) >= 2)
+    kinds = [
+        (type(e), e.client_order_id)
+        for e in rig.sink.events
+        if isinstance(e, OrderSubmitted | OrderAccepted | OrderFilled)
+    ]
+    for coid in ("bl-b1", "bl-p1"):
+        assert [k for k, c in kinds if c == coid] == [OrderSubmitted, OrderAccepted, OrderFilled]
