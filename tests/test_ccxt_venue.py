@@ -272,6 +272,8 @@ async def test_quotes_stop_then_resume(rig: Rig) -> None:
             Decimal("50100.02"),
             Decimal(1),
         )
+        await rig.lb.quote(SPOT, "50100", "50100.02")  # the same quote again: still news (alive)
+        await eventually(lambda: len(quotes()) == quiet + 2, what="the repeated quote")
         assert last.ts_event == rig.clock.now_ns() // NS_PER_MILLISECOND * NS_PER_MILLISECOND
 
 
