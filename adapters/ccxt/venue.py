@@ -1174,8 +1174,14 @@ class CcxtVenue(Venue):
             kind, item = await self._updates.get()
             try:
                 await self._report(kind, item)
-            except VenueError as e:
-                log.warning("%s: %s update: %s", self.name, kind, self._text(str(e)))
+            except Exception as e:  # one bad update must not stop the reports of the others
+                log.error(
+                    "%s: %s update not reported: %s: %s",
+                    self.name,
+                    kind,
+                    type(e).__name__,
+                    self._text(str(e)),
+                )
 
     async def _report(self, kind: str, item: Any) -> None:
         if kind == "order":
