@@ -123,6 +123,8 @@ class Session:
         self.resume_from = resume_from
         self.source = source
         self.account_on_resume = account_on_resume
+        self.market_muted = False
+        """Set by :meth:`mute_market` when a graceful stop begins."""
         self.stop_reason = "completed"
         """Recorded in SessionStopped: ``completed``, ``max_runtime``, ``signal:SIGTERM``, … (set
         by whoever ends the session); an exception leaving the session records ``error: …``."""
@@ -232,11 +234,20 @@ class Session:
                 await self.bus.publish_durable(event)
         await venue.start()
 
+    def mute_market(self) -> None:
+        """From now on the venue's market data is dropped (neither journaled nor delivered): a
+        stopping session makes no new decisions on new prices, while the orders it is sending
+        still get their answers (order and account events go on)."""
+        self.market_muted = True
+
     async def _venue_sink(self, event: Message) -> int:
         """Order and account events are durable before anything acts on them (a fill is never
-        acknowledged before it is on disk); market data is group-committed."""
+        acknowledged before it is on disk); market data is group-committed (or dropped once
+        :meth:`mute_market` was called)."""
         if event.stream in ("order", "account"):
             return await self.bus.publish_durable(event)
+        if self.market_muted and event.stream == "market":
+            return self.bus.last_seq
         return await self.bus.send(event)
 
     async def idle(self) -> None:
