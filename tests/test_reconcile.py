@@ -165,6 +165,12 @@ def test_a_disconnect_opens_a_window_and_a_resolution_adopts_the_venues_view() -
     assert book.holdings["USDT"] == D(990)
 
 
+def test_a_market_data_gap_opens_no_window() -> None:
+    book = fold(loaded(), balance("USDT", "1000"))
+    book.apply(VenueConnectionChanged(T, T, "memory", "quotes:spot", "disconnected", "eof", 1))
+    assert not in_window(book)
+
+
 def test_a_fresh_start_opens_no_window() -> None:
     book = fold(loaded(), balance("USDT", "1000"))
     assert not book.window

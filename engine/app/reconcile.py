@@ -81,6 +81,12 @@ class Difference:
         return f"{self.subject} journal {self.journal_value} venue {self.venue_value}"
 
 
+def is_user_channel(channel: str) -> bool:
+    """A venue channel carrying the account (orders, fills, balances): its gap is caught up over
+    REST after the reconnect (``user:spot``, ``user:futures``); market data channels are not."""
+    return channel.startswith("user")
+
+
 class ReconcileBook:
     """The journal's book and the venue's view (module docstring). Pure and synchronous."""
 
@@ -115,8 +121,8 @@ class ReconcileBook:
             if self.has_past:
                 self.window = True  # a restart: the venue catches up, then we compare
         elif isinstance(message, VenueConnectionChanged):
-            if message.state == "disconnected" and self.has_past:
-                self.window = True
+            if message.state == "disconnected" and is_user_channel(message.channel):
+                self.window = self.window or self.has_past
         elif isinstance(message, ReconcileMismatch):
             self.open[message.subject] = message
         elif isinstance(message, ReconcileResolved):
