@@ -829,11 +829,14 @@ class MetricsExporter(Actor):
             self.m.round_trip.observe(max(0, event.ts_init - sent) / NS_PER_SECOND)
 
     def on_connection(self, event: VenueConnectionChanged) -> None:
-        """A stream that comes back after a drop is a reconnect; ``caught_up`` is connected."""
+        """A stream that comes back after a drop is a reconnect. ``caught_up`` (the REST
+        catch-up after a start or a gap) is no stream's state."""
+        if event.state == "caught_up":
+            return
         venue, stream = self.label("venue", event.venue), self.label("stream", event.channel)
         key = (venue, stream)
-        up = event.state != "disconnected"
-        if up and self._links.get(key) is False and event.state == "connected":
+        up = event.state == "connected"
+        if up and self._links.get(key) is False:
             self.m.reconnects.labels(venue).inc()
         self._links[key] = up
         self.m.connected.labels(venue, stream).set(1 if up else 0)
