@@ -4,6 +4,7 @@ resolved, on a real bus and journal with the in-memory venue (two wallets, like 
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
 from ballast.engine.kernel.events import (
+    AccountKind,
     BalanceUpdated,
     FundingPaid,
     InstrumentsLoaded,
@@ -36,19 +38,30 @@ from tests.test_risk_actor import desk_on, small_book, vetoed
 
 D = Decimal
 T = 1_700_000_000_000_000_000
+_TICKS = itertools.count(T)
+
+
+def tick() -> int:
+    """The next venue time: each fact in a test happens after the one before."""
+    return next(_TICKS)
+
+
 INSTRUMENTS = tuple(binance_defaults(["BTC", "ETH"]))
 
 
 def balance(asset: str, free: str, account: str = "spot") -> BalanceUpdated:
-    return BalanceUpdated(T, T, "spot" if account == "spot" else "futures", asset, D(free), D(0))
+    now = tick()
+    account_kind: AccountKind = "spot" if account == "spot" else "futures"
+    return BalanceUpdated(now, now, account_kind, asset, D(free), D(0))
 
 
 def fill(
     symbol: str, side: str, qty: str, price: str, fee: str = "0", trade: str = "t1"
 ) -> OrderFilled:
+    now = tick()
     return OrderFilled(
-        T,
-        T,
+        now,
+        now,
         "c1",
         "v1",
         trade,
@@ -63,7 +76,8 @@ def fill(
 
 
 def position(symbol: str, qty: str, entry: str) -> PositionUpdated:
-    return PositionUpdated(T, T, symbol, D(qty), D(entry), D(entry), D(0), D(0), None)
+    now = tick()
+    return PositionUpdated(now, now, symbol, D(qty), D(entry), D(entry), D(0), D(0), None)
 
 
 def loaded() -> InstrumentsLoaded:
@@ -95,12 +109,47 @@ def test_fills_and_funding_explain_the_venues_new_statement_exactly() -> None:
         loaded(),  # a restart: a window opens
         fill("BTC/USDT", "buy", "0.5", "40000", fee="20"),
         fill("ETH/USDT:USDT", "sell", "2", "2000", fee="1.6", trade="t2"),
-        FundingPaid(T, T, "ETH/USDT:USDT", D(-2), D(2000), D("0.0001"), D("0.4"), "USDT"),
+        FundingPaid(tick(), tick(), "ETH/USDT:USDT", D(-2), D(2000), D("0.0001"), D("0.4"), "USDT"),
         balance("USDT", "79978.8"),  # 100000 - 20000 - 20 - 1.6 + 0.4
         balance("BTC", "0.5"),
         position("ETH/USDT:USDT", "-2", "2000"),
     )
     assert book.window
+    assert book.differences() == []
+
+
+def test_an_event_the_last_statement_already_holds_is_not_counted_twice() -> None:
+    """The venue stated the balance with the funding in it, then the funding event arrived (same
+    venue time); the engine died before the next statement. After the restart the venue's new
+    statement is explained."""
+    opening = balance("USDT", "1000")
+    stated = tick()
+    funding = FundingPaid(
+        stated, stated, "BTC/USDT:USDT", D(1), D(40000), D("0.0001"), D(-4), "USDT"
+    )
+    book = fold(
+        loaded(),
+        opening,
+        position("BTC/USDT:USDT", "1", "40000"),  # the opening position
+        BalanceUpdated(stated, stated, "spot", "USDT", D(996), D(0)),
+        funding,
+        loaded(),
+        balance("USDT", "996"),
+    )
+    assert book.differences() == []
+
+
+def test_positions_are_the_fills_own_whatever_order_the_statements_come_in() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "1000"),
+        caught_up(),
+        position("BTC/USDT:USDT", "0.2", "40000"),  # the fill's effect stated before the fill
+        fill("BTC/USDT:USDT", "buy", "0.2", "40000"),
+        loaded(),
+        balance("USDT", "1000"),
+        position("BTC/USDT:USDT", "0.2", "40000"),
+    )
     assert book.differences() == []
 
 
@@ -171,6 +220,21 @@ def test_a_market_data_gap_opens_no_window() -> None:
     assert not in_window(book)
 
 
+def test_a_float_rounded_statement_is_the_same_figure() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "1000"),
+        loaded(),
+        fill("ETH/USDT", "buy", "0.123456789", "3536.13111111", fee="0.0434893"),
+        balance("USDT", "563.3971182393572"),  # repr(float) of the exact figure below
+        balance("ETH", "0.123456789"),
+    )
+    assert book.holdings["USDT"] == D("563.39711823935717421")
+    assert book.differences() == []
+    book.apply(balance("USDT", "563.39711823"))
+    assert [d.subject for d in book.differences()] == ["balance:USDT"]
+
+
 def test_a_fresh_start_opens_no_window() -> None:
     book = fold(loaded(), balance("USDT", "1000"))
     assert not book.window
@@ -182,10 +246,25 @@ def test_a_fresh_start_opens_no_window() -> None:
 class Rig:
     """A bus on a journal, the in-memory venue, a reconciler, and what was published."""
 
-    def __init__(self, bus: Bus, clock: SimulatedClock, venue: InMemoryVenue, **kw: bool) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        clock: SimulatedClock,
+        venue: InMemoryVenue,
+        *,
+        accept_venue_state: bool = False,
+        grace_s: float = 0,
+    ) -> None:
         self.bus = bus
         self.venue = venue
-        self.reconciler = Reconciler(bus, clock, venue, grace_s=0, recheck_s=0.01, **kw)
+        self.reconciler = Reconciler(
+            bus,
+            clock,
+            venue,
+            grace_s=grace_s,
+            recheck_s=0.01,
+            accept_venue_state=accept_venue_state,
+        )
         self.reconciler.install()
         self.seen: list[Message] = []
         bus.subscribe_all(self.seen.append)
@@ -249,8 +328,9 @@ async def test_an_unexplained_difference_halts_until_a_later_check_agrees(
         await eventually(lambda: rig.reconciler.checks >= 3)
         assert len(rig.of(ReconcileMismatch)) == 1
         # the missing 100 turns out to be funding the venue reports late: the next check agrees
+        late = tick()
         bus.publish(
-            FundingPaid(T, T, "BTC/USDT:USDT", D(-1), D(40000), D("0.0025"), D(100), "USDT")
+            FundingPaid(late, late, "BTC/USDT:USDT", D(-1), D(40000), D("0.0025"), D(100), "USDT")
         )
         await eventually(lambda: bool(rig.of(ReconcileResolved)))
         assert risk.unreconciled() is None
@@ -259,6 +339,28 @@ async def test_an_unexplained_difference_halts_until_a_later_check_agrees(
         kinds = [type(m).__name__ for m in await reader.messages()]
     assert "ReconcileMismatch" in kinds
     assert kinds.index("ReconcileMismatch") < kinds.index("ReconcileResolved")
+
+
+async def test_a_difference_that_passes_before_the_next_check_is_no_mismatch(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        bus = Bus(sim_clock, journal)
+        rig = Rig(bus, sim_clock, venue, grace_s=0.2)
+        bus.publish(loaded())
+        bus.publish(balance("USDT", "1000"))
+        bus.publish(balance("USDT", "400", account="futures"))
+        bus.publish(loaded())
+        bus.publish(caught_up())
+        await eventually(lambda: rig.reconciler.checks >= 1)
+        late = tick()  # the funding the venue's statement already held arrives
+        bus.publish(
+            FundingPaid(late, late, "BTC/USDT:USDT", D(-1), D(40000), D("0.0025"), D(100), "USDT")
+        )
+        await eventually(lambda: bool(rig.of(ReconcileResolved)))
+        await rig.reconciler.close()
+    assert rig.reconciler.checks == 2
+    assert not rig.of(ReconcileMismatch)
 
 
 async def test_the_operator_may_accept_the_venues_account(

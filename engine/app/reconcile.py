@@ -18,7 +18,10 @@ only recorded as the venue's view:
   inside a window, :class:`Reconciler` waits a short grace (a fill in flight on the WebSocket
   arrives), asks the venue for its account over REST (``Venue.account()``), publishes it (durable
   input events; an (account, asset) the venue no longer lists is stated as 0) and compares the
-  book with the venue's view, exactly (``Decimal`` equality);
+  book with the venue's view, exactly (``Decimal`` equality, up to the float rounding of a
+  client that parses amounts as floats: :data:`FLOAT_DIGITS`). Facts still in flight on the
+  streams make passing differences, so a difference counts once the next check, a grace later,
+  finds it again (the same venue − journal);
 - agreement closes the window with :class:`~ballast.engine.kernel.events.ReconcileResolved`; what
   no fill or funding explains is one :class:`~ballast.engine.kernel.events.ReconcileMismatch` per
   subject (``balance:BTC``, ``position:BTC/USDT:USDT``), and the window stays open: the risk actor
@@ -77,8 +80,24 @@ class Difference:
     journal_value: Decimal
     venue_value: Decimal
 
+    @property
+    def delta(self) -> Decimal:
+        return self.venue_value - self.journal_value
+
     def describe(self) -> str:
         return f"{self.subject} journal {self.journal_value} venue {self.venue_value}"
+
+
+FLOAT_DIGITS: Final = Decimal("1e-14")
+"""Relative difference below which a venue's figure equals the journal's: a client that
+parses amounts as binary floats (ccxt's unified balances) states ~16 significant digits."""
+
+
+def same(journal: Decimal, venue: Decimal) -> bool:
+    """Equal, up to the float rounding of the venue's figure (:data:`FLOAT_DIGITS`)."""
+    if journal == venue:
+        return True
+    return abs(journal - venue) <= FLOAT_DIGITS * max(abs(venue), abs(journal))
 
 
 def is_user_channel(channel: str) -> bool:
@@ -88,17 +107,34 @@ def is_user_channel(channel: str) -> bool:
 
 
 class ReconcileBook:
-    """The journal's book and the venue's view (module docstring). Pure and synchronous."""
+    """The journal's book and the venue's view (module docstring). Pure and synchronous.
+
+    Order of facts. A venue may state a balance that already holds a fill or a funding payment
+    before that event reaches the engine (another socket, a REST lookup after the stream's
+    notice). An event whose venue time (``ts_event``) is not after the last adopted statement of
+    the wallet it settles in is taken as already in it; the wallet of a perp's cash is
+    ``"futures"`` when the venue keeps a separate futures wallet of that asset (a non-zero
+    statement), else ``"spot"`` (a unified account). Perp positions are the fills' own: the sum
+    of the fills since the opening statement (exactly once each, whatever order the streams
+    deliver them in); a position statement is adopted only at the opening (before the venue's
+    first ``caught_up``) and at a resolution.
+    """
 
     def __init__(self) -> None:
         self.holdings: dict[str, Decimal] = {}
         """Asset → quantity the bookings explain (all wallets)."""
         self.positions: dict[str, Position] = {}
-        """Perp symbol → position the bookings explain."""
+        """Perp symbol → position the fills explain."""
         self.reported: dict[tuple[AccountKind, str], Decimal] = {}
         """The venue's latest statement per (account, asset)."""
-        self.reported_positions: dict[str, Decimal] = {}
-        """The venue's latest statement per perp symbol (quantity)."""
+        self.reported_at: dict[tuple[AccountKind, str], int] = {}
+        self.adopted_at: dict[tuple[AccountKind, str], int] = {}
+        """Venue time of the last statement adopted into the book, per (account, asset)."""
+        self.reported_positions: dict[str, tuple[Decimal, Decimal]] = {}
+        """The venue's latest statement per perp symbol: (quantity, entry price)."""
+        self.opened = False
+        """The venue caught up once: position statements are no longer adopted (the opening
+        account of a fresh start is)."""
         self.window = False
         """True between a restart or a gap and the resolution of the check after it."""
         self.open: dict[str, ReconcileMismatch] = {}
@@ -112,7 +148,12 @@ class ReconcileBook:
         if isinstance(message, OrderFilled):
             self.fill(message)
         elif isinstance(message, FundingPaid):
-            self._add(message.asset, message.amount)
+            self._book(
+                self._wallet(message.asset, perp=True),
+                message.asset,
+                message.amount,
+                message.ts_event,
+            )
         elif isinstance(message, BalanceUpdated):
             self.balance(message)
         elif isinstance(message, PositionUpdated):
@@ -123,6 +164,8 @@ class ReconcileBook:
         elif isinstance(message, VenueConnectionChanged):
             if message.state == "disconnected" and is_user_channel(message.channel):
                 self.window = self.window or self.has_past
+            elif message.state == "caught_up":
+                self.opened = True
         elif isinstance(message, ReconcileMismatch):
             self.open[message.subject] = message
         elif isinstance(message, ReconcileResolved):
@@ -131,48 +174,63 @@ class ReconcileBook:
     def fill(self, fill: OrderFilled) -> None:
         self.has_past = True
         signed = fill.qty if fill.side == "buy" else -fill.qty
-        if is_perp(fill.symbol):
+        ts = fill.ts_event
+        perp = is_perp(fill.symbol)
+        if perp:
             position = self.positions.setdefault(fill.symbol, Position())
-            self._add(settle_of(fill.symbol), position.trade(signed, fill.price))
+            settle = settle_of(fill.symbol)
+            self._book(
+                self._wallet(settle, perp=True), settle, position.trade(signed, fill.price), ts
+            )
         else:
             base, quote = base_of(fill.symbol), quote_of(fill.symbol)
-            self._add(base, signed)
-            self._add(quote, -signed * fill.price)
+            self._book("spot", base, signed, ts)
+            self._book("spot", quote, -signed * fill.price, ts)
         if fill.fee:
-            self._add(fill.fee_asset, -fill.fee)
+            wallet = self._wallet(fill.fee_asset, perp=perp)
+            self._book(wallet, fill.fee_asset, -fill.fee, ts)
 
     def balance(self, event: BalanceUpdated) -> None:
         self.has_past = True
-        self.reported[(event.account, event.asset)] = event.free + event.locked
+        key = (event.account, event.asset)
+        self.reported[key] = event.free + event.locked
+        self.reported_at[key] = event.ts_event
         if not self.window:
+            self.adopted_at[key] = event.ts_event
             self.holdings[event.asset] = self.venue_balance(event.asset)
 
     def position(self, event: PositionUpdated) -> None:
         self.has_past = True
-        self.reported_positions[event.symbol] = event.qty
-        if not self.window:
-            self._adopt_position(event.symbol, event.qty, event.entry_price)
+        self.reported_positions[event.symbol] = (event.qty, event.entry_price)
+        if not self.opened and not self.window:
+            self._adopt_position(event.symbol, event.qty, event.entry_price)  # the opening
 
     def resolve(self) -> None:
         """The venue's view becomes the book (a check agreed, or the operator accepted it)."""
         self.open.clear()
         self.window = False
+        self.adopted_at.update(self.reported_at)
         for asset in {asset for _, asset in self.reported}:
             self.holdings[asset] = self.venue_balance(asset)
-        for symbol, qty in self.reported_positions.items():
+        for symbol, (qty, entry) in self.reported_positions.items():
             position = self.positions.get(symbol)
             if position is None or position.qty != qty:
-                self._adopt_position(symbol, qty, None)
+                self._adopt_position(symbol, qty, entry)
 
-    def _adopt_position(self, symbol: str, qty: Decimal, entry: Decimal | None) -> None:
+    def _adopt_position(self, symbol: str, qty: Decimal, entry: Decimal) -> None:
         position = self.positions.setdefault(symbol, Position())
-        if entry is None:  # keep the cost basis per unit when only the quantity is known
-            entry = position.entry_price
         if (position.qty, position.entry_price) != (qty, entry):
             position.qty, position.cost = qty, qty * entry
 
-    def _add(self, asset: str, delta: Decimal) -> None:
+    def _wallet(self, asset: str, *, perp: bool) -> AccountKind:
+        """Where a perp's cash settles: the futures wallet if the venue keeps one for it."""
+        return "futures" if perp and self.reported.get(("futures", asset)) else "spot"
+
+    def _book(self, wallet: AccountKind, asset: str, delta: Decimal, ts_event: int) -> None:
+        """Add ``delta`` unless the last adopted statement of the wallet already holds it."""
         self.has_past = True
+        if ts_event <= self.adopted_at.get((wallet, asset), -1):
+            return
         self.holdings[asset] = self.holdings.get(asset, _ZERO) + delta
 
     # ------------------------------------------------------------------ views
@@ -186,13 +244,13 @@ class ReconcileBook:
         assets = set(self.holdings) | {asset for _, asset in self.reported}
         for asset in sorted(assets):
             mine, theirs = self.holdings.get(asset, _ZERO), self.venue_balance(asset)
-            if mine != theirs:
+            if not same(mine, theirs):
                 out.append(Difference(f"balance:{asset}", mine, theirs))
         for symbol in sorted(set(self.positions) | set(self.reported_positions)):
             position = self.positions.get(symbol)
             mine = position.qty if position is not None else _ZERO
-            theirs = self.reported_positions.get(symbol, _ZERO)
-            if mine != theirs:
+            theirs = self.reported_positions.get(symbol, (_ZERO, _ZERO))[0]
+            if not same(mine, theirs):
                 out.append(Difference(f"position:{symbol}", mine, theirs))
         return out
 
@@ -204,7 +262,9 @@ class ReconcileBook:
         out: list[tuple[AccountKind, str] | str] = [
             key for key, value in sorted(self.reported.items()) if value and key not in balances
         ]
-        out += [s for s, q in sorted(self.reported_positions.items()) if q and s not in positions]
+        out += [
+            s for s, (q, _) in sorted(self.reported_positions.items()) if q and s not in positions
+        ]
         return out
 
 
@@ -245,6 +305,8 @@ class Reconciler:
         self.recheck_s = recheck_s
         self.book = ReconcileBook()
         self.checks = 0
+        self._pending: dict[str, Decimal] = {}
+        """Subject → venue − journal of the differences the last check found."""
         self._task: asyncio.Task[None] | None = None
         self._subs: list[Subscription] = []
 
@@ -278,19 +340,23 @@ class Reconciler:
                 await task
 
     async def _run(self) -> None:
-        """Check after the grace, then again every ``recheck_s`` while a mismatch is open."""
+        """Check after the grace; a difference is confirmed by a second check after the grace
+        (the same difference again), then checked every ``recheck_s`` while it is open."""
         delay = self.grace_s
         while self.book.window:
             await asyncio.sleep(delay)
-            delay = self.recheck_s
             try:
                 await self.check()
             except VenueError as exc:
                 log.warning("reconcile: cannot read the venue's account: %s", redact(str(exc)))
+            delay = self.recheck_s if self.book.open or not self._pending else self.grace_s
 
     async def check(self) -> list[Difference]:
         """One check: the venue's account over REST, published, compared; the verdict published
-        (see the module docstring). Returns the differences found."""
+        (see the module docstring). A difference seen for the first time is only noted: facts
+        in flight on the streams (a statement that already holds a fill not yet delivered) make
+        passing ones, so a mismatch is published when the next check finds the same difference
+        (venue − journal) again. Returns the differences found."""
         statements = list(await self.venue.account())
         now = self.clock.now_ns()
         for event in statements:
@@ -304,6 +370,7 @@ class Reconciler:
         self.checks += 1
         differences = self.book.differences()
         name = self.venue.name
+        seen, self._pending = self._pending, {d.subject: d.delta for d in differences}
         if not differences:
             detail = "the venue's account agrees with the journal"
             if self.book.open:
@@ -317,7 +384,11 @@ class Reconciler:
             await self.bus.publish_durable(ReconcileResolved(now, now, name, detail[:_MAX_DETAIL]))
             return differences
         for difference in differences:
-            known = self.book.open.get(difference.subject)
+            subject = difference.subject
+            if seen.get(subject) != difference.delta and subject not in self.book.open:
+                log.info("reconcile: %s differs; checking again", difference.describe())
+                continue  # not confirmed yet
+            known = self.book.open.get(subject)
             if known is not None and (known.journal_value, known.venue_value) == (
                 str(difference.journal_value),
                 str(difference.venue_value),
@@ -333,7 +404,7 @@ class Reconciler:
                     now,
                     now,
                     name,
-                    difference.subject,
+                    subject,
                     str(difference.journal_value),
                     str(difference.venue_value),
                     "no fill or funding the venue reports explains the difference",

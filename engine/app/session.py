@@ -102,6 +102,7 @@ class Session:
         resume_from: int = 0,
         source: Config | None = None,
         account_on_resume: bool = True,
+        venue_filter: Callable[[Message], bool] | None = None,
     ) -> None:
         """``resume_from`` > 0: the journal's records up to that seq are this session's past; its
         actors catch up on them before going live (:mod:`ballast.engine.app.catch_up`; the clock
@@ -110,7 +111,9 @@ class Session:
         ``config`` was derived from by the command (recorded beside it when they differ).
         ``account_on_resume`` False: a resumed session does not publish the venue's account
         before :meth:`Venue.start`; the venue reports it after its catch-up fills (a live venue),
-        so the ledger books the fills the journal lacks first, then the statement."""
+        so the ledger books the fills the journal lacks first, then the statement.
+        ``venue_filter``: False drops a venue event before it is journaled (a fact the journal
+        already holds, reported again by a live venue's catch-up)."""
         self.config = config
         self.clock = clock
         self.journal = journal
@@ -123,6 +126,7 @@ class Session:
         self.resume_from = resume_from
         self.source = source
         self.account_on_resume = account_on_resume
+        self.venue_filter = venue_filter
         self.market_muted = False
         """Set by :meth:`mute_market` when a graceful stop begins."""
         self.stop_reason = "completed"
@@ -244,6 +248,8 @@ class Session:
         """Order and account events are durable before anything acts on them (a fill is never
         acknowledged before it is on disk); market data is group-committed (or dropped once
         :meth:`mute_market` was called)."""
+        if self.venue_filter is not None and not self.venue_filter(event):
+            return self.bus.last_seq
         if event.stream in ("order", "account"):
             return await self.bus.publish_durable(event)
         if self.market_muted and event.stream == "market":
