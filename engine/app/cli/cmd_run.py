@@ -158,7 +158,7 @@ async def _run_live(args: argparse.Namespace, config: Config) -> int:
     if config.venue.kind == "binance":
         require_secrets(config.venue)  # exit 2 naming the variables, before anything starts
     try:  # ccxt is imported only for a live run
-        from ballast.engine.app.live_run import run_live  # type: ignore[import-not-found,unused-ignore]
+        from ballast.engine.app.live_run import run_live
     except ImportError as exc:  # an install without the live venue's modules
         raise BallastError(
             f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which this "
