@@ -6,11 +6,17 @@ tests/test_live_kill.py, ...)"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from ballast.engine.app.live_run import run_live
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.config import load_config
 from ballast.engine.kernel.events import (
     InstrumentsLoaded,
     Message,
@@ -22,7 +28,8 @@ from ballast.engine.kernel.events import (
     SessionStopped,
     VenueConnectionChanged,
 )
-from tests.support.live_config import live_config
+from ballast.engine.kernel.timefmt import parse_time
+from tests.support.live_config import START, live_config
 from tests.support.waiting import eventually
 from tests.test_resume import count_in
 from tests.test_run import journal_messages, running, served, until_metric, until_status
@@ -87,3 +94,36 @@ async def test_a_paper_run_trades_on_the_loopback_exchange_and_resumes(tmp_path:
     # no fill twice
     trade_ids = [m.trade_id for m in of(both, OrderFilled) if isinstance(m, OrderFilled)]
     assert len(trade_ids) == len(set(trade_ids))
+
+
+async def test_run_live_in_process_with_a_watcher_stops_when_told(tmp_path: Path) -> None:
+    """run_live as ``make demo`` may call it: a watcher (a live view) around the session, given
+    the exchange's data time; ``stop`` ends the run gracefully."""
+    config = load_config(live_config(tmp_path, overrides={"metrics": {"enabled": False}}))
+    seen: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        session: Session, data_time: Callable[[], int | None] | None
+    ) -> AsyncIterator[None]:
+        assert data_time is not None
+        seen.append(("entered", data_time()))
+        yield
+        seen.append(("left", data_time()))
+
+    async def stop_after_a_fill() -> None:
+        await eventually(lambda: count_in(tmp_path / "journal.db", "OrderFilled") > 0, within_s=60)
+        stop.set()
+
+    stopper = asyncio.create_task(stop_after_a_fill())
+    result = await run_live(
+        config, stop=stop, step_s=0.05, max_runtime_s=60, metrics_address=None, watch=watch
+    )
+    await stopper
+    assert result.reason == "completed"
+    assert result.resumed is None
+    assert [what for what, _ in seen] == ["entered", "left"]
+    left = seen[1][1]
+    assert left is not None
+    assert left >= parse_time(START)

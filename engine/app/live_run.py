@@ -64,6 +64,13 @@ time order (spot and futures streams, REST replies), so one the journal lacks ma
 the last one it has."""
 
 
+Watcher = Callable[
+    [Session, Callable[[], int | None] | None], contextlib.AbstractAsyncContextManager[object]
+]
+"""Something watching a live session while it runs (a live view): given the session and, for a
+paper run, the data time of the exchange's last market step."""
+
+
 @dataclass(frozen=True, slots=True)
 class LivePast:
     """What a live journal says of its past."""
@@ -228,11 +235,15 @@ async def run_live(
     accept_venue_state: bool = False,
     data: Path | None = None,
     environ: dict[str, str] | None = None,
+    watch: Watcher | None = None,
 ) -> LiveResult:
     """Trade on ``config``'s live venue until ``stop`` is set (or ``max_runtime_s`` passed);
     resumes the live sessions its journal holds (module docstring). ``signals``: names of the
     signals that set ``stop``; ``source``: the config as the file said; ``data``: a paper run's
-    market data folder (default ``[paper] data_dir``)."""
+    market data folder (default ``[paper] data_dir``); ``watch``: entered around the session
+    (before it, like the metrics), given the session and, for a paper run, the data time of the
+    loopback exchange's last market step (a live view: ``watch=lambda s, t: live_view(s,
+    data_time=t)``)."""
     kind = config.venue.kind
     if kind not in ("paper", "binance"):
         raise BallastError(f"run_live: venue.kind {kind!r} is not a live venue")
@@ -251,6 +262,7 @@ async def run_live(
     async with contextlib.AsyncExitStack() as stack:
         rest_url, ws_url, where = config.venue.rest_url, config.venue.ws_url, ""
         finished: asyncio.Event | None = None
+        data_time: Callable[[], int | None] | None = None
         if kind == "paper":
             folder = data if data is not None else bundled_data_dir(config.paper.data_dir)
             handle = await stack.enter_async_context(
@@ -265,6 +277,11 @@ async def run_live(
             )
             rest_url, ws_url = handle.rest_url, handle.ws_url
             finished = handle.driver.finished
+            driver = handle.driver
+
+            def data_time() -> int | None:
+                return driver.data_ts_ns
+
             where = f"loopback exchange {rest_url} (data {folder}, {step_s:g} s per bar time)"
         else:
             where = rest_url or ("binance testnet" if config.venue.testnet else "binance")
@@ -323,6 +340,8 @@ async def run_live(
             )
         if past is not None:
             print(_resumed(past), flush=True)
+        if watch is not None:
+            await stack.enter_async_context(watch(session, data_time))
         async with session:
             if finished is not None:
                 watcher = asyncio.create_task(_exhausted(finished), name="data-exhausted")
