@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from ballast.engine.app.live_run import run_live
+from ballast.engine.app.live_run import LiveResult, run_live
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.config import load_config
+from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
     InstrumentsLoaded,
     Message,
     OrderFilled,
+    OrderVetoed,
     QuoteTick,
     ReconcileMismatch,
     ReconcileResolved,
@@ -127,3 +128,47 @@ async def test_run_live_in_process_with_a_watcher_stops_when_told(tmp_path: Path
     left = seen[1][1]
     assert left is not None
     assert left >= parse_time(START)
+
+
+async def run_until(config: Config, condition: Callable[[], bool], **kw: bool) -> LiveResult:
+    """run_live until ``condition`` holds (polled), then a graceful stop."""
+    stop = asyncio.Event()
+
+    async def stopper() -> None:
+        await eventually(condition, within_s=60)
+        stop.set()
+
+    task = asyncio.create_task(stopper())
+    result = await run_live(
+        config, stop=stop, step_s=0.05, max_runtime_s=90, metrics_address=None, **kw
+    )
+    await task
+    return result
+
+
+async def test_an_exchange_that_lost_its_state_halts_until_the_operator_accepts_it(
+    tmp_path: Path,
+) -> None:
+    config = load_config(live_config(tmp_path, overrides={"metrics": {"enabled": False}}))
+    journal = tmp_path / "journal.db"
+    await run_until(config, lambda: count_in(journal, "OrderFilled") > 0)
+    for state in tmp_path.glob("journal.db.venue.db*"):
+        state.unlink()  # the paper exchange starts afresh: 100,000 USDT, no position
+
+    halted = await run_until(config, lambda: count_in(journal, "ReconcileMismatch") > 0)
+    assert halted.resumed is not None
+    messages = await journal_messages(journal)
+    mismatches = [m for m in messages if isinstance(m, ReconcileMismatch)]
+    assert mismatches
+    assert all(m.venue == "paper" for m in mismatches)
+    assert all(m.subject.startswith(("balance:", "position:")) for m in mismatches)
+
+    await run_until(
+        config, lambda: count_in(journal, "ReconcileResolved") > 0, accept_venue_state=True
+    )
+    messages = await journal_messages(journal)
+    [resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
+    assert resolved.detail.startswith("operator accepted the venue's account")
+    assert mismatches[0].subject in resolved.detail
+    after = messages[messages.index(resolved) :]
+    assert not [m for m in after if isinstance(m, OrderVetoed) and m.reason == "unreconciled"]
