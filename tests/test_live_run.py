@@ -130,7 +130,9 @@ async def test_run_live_in_process_with_a_watcher_stops_when_told(tmp_path: Path
     assert left >= parse_time(START)
 
 
-async def run_until(config: Config, condition: Callable[[], bool], **kw: bool) -> LiveResult:
+async def run_until(
+    config: Config, condition: Callable[[], bool], *, accept_venue_state: bool = False
+) -> LiveResult:
     """run_live until ``condition`` holds (polled), then a graceful stop."""
     stop = asyncio.Event()
 
@@ -140,7 +142,12 @@ async def run_until(config: Config, condition: Callable[[], bool], **kw: bool) -
 
     task = asyncio.create_task(stopper())
     result = await run_live(
-        config, stop=stop, step_s=0.05, max_runtime_s=90, metrics_address=None, **kw
+        config,
+        stop=stop,
+        step_s=0.05,
+        max_runtime_s=90,
+        metrics_address=None,
+        accept_venue_state=accept_venue_state,
     )
     await task
     return result
