@@ -85,9 +85,10 @@ class LivePast:
     seen_trade_ids: frozenset[str]
     fills: int
     funding_after_ns: int = 0
-    """Where the venue's catch-up of funding starts: the earliest of the perps' last journaled
-    settlements (settlements of two perps a few ms apart may reach the journal in either order),
-    or the start of its first session."""
+    """Where the venue's catch-up of funding starts: ``SEEN_MARGIN_NS`` before the earliest of
+    the perps' last journaled settlements (the perps settle at the same time, to the ms or a few
+    ms apart, and their payments may reach the journal in either order), never before its first
+    session; the ones the journal holds from then on are dropped when sent again."""
     funding_seen: frozenset[tuple[str, int]] = frozenset()
     """(symbol, ``ts_event``) of the journal's funding payments from ``funding_after_ns`` on: a
     re-sent one is dropped (:func:`funding_filter`)."""
@@ -151,7 +152,8 @@ async def live_past(path: Path, venue: str) -> LivePast | None:
     last_settled: dict[str, int] = {}
     for symbol, ts in funding:
         last_settled[symbol] = max(ts, last_settled.get(symbol, 0))
-    funding_after = max(min(last_settled.values(), default=0), first_ns)
+    earliest = min(last_settled.values(), default=0)
+    funding_after = max(earliest - SEEN_MARGIN_NS, first_ns) if earliest else first_ns
     funding_seen = frozenset((s, ts) for s, ts in funding if ts >= funding_after)
     return LivePast(last_seq, sessions, after, seen, fills, funding_after, funding_seen, last)
 
