@@ -351,7 +351,7 @@ async def run_live(
             seen = signals if signals is not None else []
             session.stop_reason = await _serve(stop, max_runtime_s, seen)
             result.reason = session.stop_reason
-            await _wind_down(session, config.venue.shutdown_timeout_s)
+            await wind_down(session, config.venue.shutdown_timeout_s)
             await close_venue()
             await reconciler.close()
     return result
@@ -397,7 +397,7 @@ async def _serve(stop: asyncio.Event, max_runtime_s: float | None, signals: list
     return f"signal:{signals[0]}" if signals else "completed"
 
 
-async def _wind_down(session: Session, timeout_s: float) -> None:
+async def wind_down(session: Session, timeout_s: float) -> None:
     """No new decisions on new prices; the orders being sent get ``timeout_s`` to finish."""
     session.mute_market()
     routers = [actor for actor in session.actors if isinstance(actor, OrderRouter)]
