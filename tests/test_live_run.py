@@ -30,6 +30,7 @@ from ballast.engine.kernel.events import (
     VenueConnectionChanged,
 )
 from ballast.engine.kernel.timefmt import parse_time
+from tests.support.cli import ballast
 from tests.support.live_config import START, live_config
 from tests.support.waiting import eventually
 from tests.test_resume import count_in
@@ -179,3 +180,17 @@ async def test_an_exchange_that_lost_its_state_halts_until_the_operator_accepts_
     assert mismatches[0].subject in resolved.detail
     after = messages[messages.index(resolved) :]
     assert not [m for m in after if isinstance(m, OrderVetoed) and m.reason == "unreconciled"]
+
+
+async def test_a_second_run_on_the_same_journal_is_refused_before_its_exchange_starts(
+    tmp_path: Path,
+) -> None:
+    config = live_config(tmp_path)
+    async with running(tmp_path, config, *PACE) as engine:
+        await served(engine)
+        await engine.line("live: ", within_s=30)
+        second = await asyncio.to_thread(ballast, "run", "-c", str(config), *PACE)
+        assert second.returncode == 1, second.stderr
+        assert "in use by another writer" in second.stderr
+        assert "live: " not in second.stdout  # no exchange of its own was started
+        assert await engine.stop(signal.SIGTERM) == 0

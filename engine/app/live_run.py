@@ -262,6 +262,16 @@ async def run_live(
     clock = CatchUpClock()
     started_ns = clock.now_ns()  # a fresh start: the account's earlier fills are not ours
     async with contextlib.AsyncExitStack() as stack:
+        # The journal first: its lock keeps a second run (and its paper exchange) out.
+        journal = await stack.enter_async_context(
+            Journal(
+                path,
+                batch_size=config.journal.batch_size,
+                flush_interval_s=config.journal.flush_interval_ms / 1000,
+                kind="live",
+            )
+        )
+        resume_from = _resume_point(journal, past)
         rest_url, ws_url, where = config.venue.rest_url, config.venue.ws_url, ""
         finished: asyncio.Event | None = None
         data_time: Callable[[], int | None] | None = None
@@ -287,15 +297,6 @@ async def run_live(
             where = f"loopback exchange {rest_url} (data {folder}, {step_s:g} s per bar time)"
         else:
             where = rest_url or ("binance testnet" if config.venue.testnet else "binance")
-        journal = await stack.enter_async_context(
-            Journal(
-                path,
-                batch_size=config.journal.batch_size,
-                flush_interval_s=config.journal.flush_interval_ms / 1000,
-                kind="live",
-            )
-        )
-        resume_from = _resume_point(journal, past)
         venue = CcxtVenue(
             EXCHANGES["binance"],
             spot=config.instruments.spot,
