@@ -349,6 +349,8 @@ class Reconciler:
                 await self.check()
             except VenueError as exc:
                 log.warning("reconcile: cannot read the venue's account: %s", redact(str(exc)))
+                delay = self.recheck_s
+                continue
             delay = self.recheck_s if self.book.open or not self._pending else self.grace_s
 
     async def check(self) -> list[Difference]:
