@@ -16,6 +16,7 @@ import pytest
 
 from ballast.engine.app.live_run import LiveResult, run_live
 from ballast.engine.app.session import Session
+from ballast.engine.app.venue_serve import loopback_exchange
 from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
     InstrumentsLoaded,
@@ -194,3 +195,50 @@ async def test_a_second_run_on_the_same_journal_is_refused_before_its_exchange_s
         assert "in use by another writer" in second.stderr
         assert "live: " not in second.stdout  # no exchange of its own was started
         assert await engine.stop(signal.SIGTERM) == 0
+
+
+async def test_a_user_stream_gap_is_caught_up_and_reconciled(tmp_path: Path) -> None:
+    """A binance-kind run against a loopback exchange of the test's own: its user streams drop;
+    the venue reconnects and catches up, the reconciler checks the account after the gap, and
+    the reconnect is counted."""
+    key, secret = "gap-test-key-123", "gap-test-secret-456"
+    served_config = load_config(live_config(tmp_path, name="exchange.toml"))
+    async with loopback_exchange(
+        served_config, step_s=0.05, api_key=key, api_secret=secret
+    ) as exchange:
+        config = load_config(
+            live_config(
+                tmp_path,
+                kind="binance",
+                rest_url=exchange.rest_url,
+                ws_url=exchange.ws_url,
+                overrides={"metrics": {"enabled": False}},
+            )
+        )
+        journal = tmp_path / "journal.db"
+        stop = asyncio.Event()
+
+        async def drop_then_stop() -> None:
+            await eventually(lambda: count_in(journal, "OrderFilled") > 0, within_s=60)
+            await exchange.server.drop_connections("user")
+            await eventually(lambda: count_in(journal, "ReconcileResolved") > 0, within_s=60)
+            stop.set()
+
+        task = asyncio.create_task(drop_then_stop())
+        await run_live(
+            config,
+            stop=stop,
+            step_s=0.05,
+            max_runtime_s=90,
+            metrics_address=None,
+            environ={"BALLAST_API_KEY": key, "BALLAST_API_SECRET": secret},
+        )
+        await task
+    messages = await journal_messages(journal)
+    links = [m for m in messages if isinstance(m, VenueConnectionChanged)]
+    dropped = next(i for i, m in enumerate(links) if m.state == "disconnected")
+    assert links[dropped].channel.startswith("user")
+    assert "caught_up" in [m.state for m in links[dropped:]]
+    assert not [m for m in messages if isinstance(m, ReconcileMismatch)]
+    [resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
+    assert resolved.detail == "the venue's account agrees with the journal"
