@@ -28,11 +28,11 @@ only recorded as the venue's view:
   journal that is not this account's) is a subject ``order:<client order id>``;
 - agreement closes the window with :class:`~ballast.engine.kernel.events.ReconcileResolved`; what
   no fill or funding explains is one :class:`~ballast.engine.kernel.events.ReconcileMismatch` per
-  subject (``balance:BTC``, ``position:BTC/USDT:USDT``, ``order:…``), and the window stays open: the risk actor
-  vetoes every intent (``unreconciled``) until a later check agrees (one every ``recheck_s`` while
-  a mismatch is open) or the operator accepts the venue's account (``ballast run
-  --accept-venue-state``: the first check of the process records the differences as the detail of
-  a ``ReconcileResolved``). A resolution adopts the venue's view as the book.
+  subject (``balance:BTC``, ``position:BTC/USDT:USDT``, ``order:…``), and the window stays
+  open: the risk actor vetoes every intent (``unreconciled``) until a later check agrees (one
+  every ``recheck_s`` while a mismatch is open) or the operator accepts the venue's account
+  (``ballast run --accept-venue-state``: the first check of the process records the differences
+  as the detail of a ``ReconcileResolved``). A resolution adopts the venue's view as the book.
 
 Only the window's ends are decided here, and they are journaled as input events (the REST account,
 the mismatch, the resolution), so a later catch-up of the same journal rebuilds the same book and

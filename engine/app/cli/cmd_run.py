@@ -172,7 +172,7 @@ async def _run_live(args: argparse.Namespace, config: Config) -> int:
             f"installation lacks ({exc.name})"
         ) from None
 
-    source, config = config, _overridden(config, journal=args.journal, data=None)
+    source, config = config, _overridden(config, journal=args.journal, data=args.data)
     stop = asyncio.Event()
     signals: list[str] = []
     with _signals(stop, asyncio.Event(), signals):
@@ -185,7 +185,6 @@ async def _run_live(args: argparse.Namespace, config: Config) -> int:
             signals=signals,
             source=source,
             accept_venue_state=args.accept_venue_state,
-            data=Path(args.data) if args.data is not None else None,
             watch=_viewer(args.view),
         )
     print(f"stopped ({result.reason}); journal {config.journal.path} closed", flush=True)
