@@ -20,7 +20,12 @@ NAV, regime, kill switch, cooldowns, id counters), and the feed goes on after th
 it prints
 ``resumed from seq N at T with NAV X``. A journal holding other sessions (a backtest) is refused.
 
-``venue.kind = "binance"`` needs the ccxt.pro live venue, which is not available yet: exit 1.
+``venue.kind = "paper"`` or ``"binance"`` trade through the real ccxt.pro client
+(:mod:`ballast.engine.app.live_run`): ``paper`` on the loopback Binance-compatible exchange
+started in-process (fed by ``[paper]``'s data at ``--step-s``), ``binance`` on the exchange (or
+its sandbox, or any compatible one at ``venue.rest_url``), its keys from the environment variables
+the config names (unset: exit 2 naming them). A restarted live run resumes its journal and
+reconciles with the venue; ``--accept-venue-state`` accepts the venue's account where it differs.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.paper_feed import FeedResult, PaperFeed
 from ballast.engine.app.paper_past import PaperPast, paper_past
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.config import Config, config_from_json
+from ballast.engine.kernel.config import Config, config_from_json, require_secrets
 from ballast.engine.kernel.config_diff import differing, shown
 from ballast.engine.kernel.errors import BallastError, JournalError
 from ballast.engine.kernel.journal import Journal
@@ -58,11 +63,15 @@ DEFAULT_STEP_S = 1.0
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
-        "run", help="run the engine as a long-lived service (paper mode; live venue: not yet)"
+        "run",
+        help="run the engine as a long-lived service (simulated paper, loopback paper exchange "
+        "or a live venue, by venue.kind)",
     )
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--journal", help="journal file (default: [journal] path)")
-    parser.add_argument("--data", help="paper mode: market data folder (default: [paper] data_dir)")
+    parser.add_argument(
+        "--data", help="simulated/paper: market data folder (default: [paper] data_dir)"
+    )
     parser.add_argument(
         "--metrics-address",
         type=_address,
@@ -82,6 +91,18 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_seconds(allow_zero=False),
         metavar="SECONDS",
         help="stop by itself after this long (default: run until SIGTERM or SIGINT)",
+    )
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="show a compact live view (NAV, weights vs bands, leverage, regime, last orders); "
+        "one line per event when stdout is not a terminal",
+    )
+    parser.add_argument(
+        "--accept-venue-state",
+        action="store_true",
+        help="live venue: on restart, accept the venue's account where it differs from the "
+        "journal (recorded as ReconcileResolved) instead of halting trading",
     )
     parser.set_defaults(func=run_cmd)
 
@@ -114,10 +135,7 @@ async def run_cmd(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger().setLevel(config.engine.log_level)
     if config.venue.kind != "simulated":
-        raise BallastError(
-            f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which is not "
-            'available yet; paper mode (venue.kind = "simulated") works'
-        )
+        return await _run_live(args, config)
     source, config = config, _overridden(config, journal=args.journal, data=args.data)
     stop = asyncio.Event()
     halt_feed = asyncio.Event()
@@ -132,6 +150,7 @@ async def run_cmd(args: argparse.Namespace) -> int:
             max_runtime_s=args.max_runtime_s,
             signals=signals,
             source=source,
+            watch=_viewer(args.view),
         )
     print(
         f"stopped: {result.events:,} market events over {result.steps:,} bar times sent; "
@@ -139,6 +158,66 @@ async def run_cmd(args: argparse.Namespace) -> int:
         flush=True,
     )
     return exits.OK
+
+
+async def _run_live(args: argparse.Namespace, config: Config) -> int:
+    """``venue.kind`` paper or binance: :func:`ballast.engine.app.live_run.run_live`."""
+    if config.venue.kind == "binance":
+        require_secrets(config.venue)  # exit 2 naming the variables, before anything starts
+    try:  # ccxt is imported only for a live run
+        from ballast.engine.app.live_run import run_live
+    except ImportError as exc:  # an install without the live venue's modules
+        raise BallastError(
+            f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which this "
+            f"installation lacks ({exc.name})"
+        ) from None
+
+    source, config = config, _overridden(config, journal=args.journal, data=args.data)
+    stop = asyncio.Event()
+    signals: list[str] = []
+    with _signals(stop, asyncio.Event(), signals):
+        result = await run_live(
+            config,
+            stop=stop,
+            step_s=args.step_s,
+            max_runtime_s=args.max_runtime_s,
+            metrics_address=args.metrics_address,
+            signals=signals,
+            source=source,
+            accept_venue_state=args.accept_venue_state,
+            watch=_viewer(args.view),
+        )
+    print(f"stopped ({result.reason}); journal {config.journal.path} closed", flush=True)
+    return exits.OK
+
+
+Viewer = Callable[
+    [Session, Callable[[], int | None] | None], contextlib.AbstractAsyncContextManager[object]
+]
+
+
+def _viewer(view: bool) -> Viewer | None:
+    """``--view``: the live view (:mod:`ballast.engine.observe.live_view`) around the session."""
+    if not view:
+        return None
+    try:
+        from ballast.engine.observe.live_view import (  # type: ignore[import-not-found,unused-ignore]
+            live_view,
+        )
+    except ImportError as exc:  # an installation without it
+        raise BallastError(
+            f"run: --view needs the live view, which is missing ({exc.name})"
+        ) from None
+
+    def watch(
+        session: Session, data_time: Callable[[], int | None] | None
+    ) -> contextlib.AbstractAsyncContextManager[object]:
+        view_cm: contextlib.AbstractAsyncContextManager[object] = live_view(
+            session, data_time=data_time
+        )
+        return view_cm
+
+    return watch
 
 
 def _overridden(config: Config, *, journal: str | None, data: str | None) -> Config:
@@ -189,6 +268,7 @@ async def run_paper(
     max_runtime_s: float | None,
     signals: list[str] | None = None,
     source: Config | None = None,
+    watch: Viewer | None = None,
 ) -> FeedResult:
     """Paper mode until ``stop`` is set (or ``max_runtime_s`` has passed); resumes the paper
     sessions its journal holds. ``signals``: names of the signals that set ``stop``; ``source``:
@@ -206,19 +286,21 @@ async def run_paper(
         )
         resume = past.feed if past is not None else None
         feed = PaperFeed(bundle, venue, session, step_s=step_s, halted=halt_feed, resume=resume)
-        async with _metrics(session, metrics_address) as server, session:
-            if server is not None:
+        viewing = watch(session, None) if watch is not None else contextlib.nullcontext()
+        async with _metrics(session, metrics_address) as server:
+            if server is not None:  # first, before anything the session (or a view) prints
                 print(f"listening {_host_port(server)}", flush=True)
-            _announce(config, span, journal_path, step_s)
-            for point in bundle.report().rejected:
-                print(f"data: rejected: {point.describe()}", flush=True)
-            if past is not None:
-                print(_resumed(past, venue, config.venue.quote), flush=True)
-                for line in _config_changes(past, config):
-                    print(line, flush=True)
-            seen = signals if signals is not None else []
-            result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
-            return result
+            async with viewing, session:
+                _announce(config, span, journal_path, step_s)
+                for point in bundle.report().rejected:
+                    print(f"data: rejected: {point.describe()}", flush=True)
+                if past is not None:
+                    print(_resumed(past, venue, config.venue.quote), flush=True)
+                    for line in _config_changes(past, config):
+                        print(line, flush=True)
+                seen = signals if signals is not None else []
+                result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
+                return result
 
 
 def _resume_point(journal: Journal, past: PaperPast | None) -> int:
