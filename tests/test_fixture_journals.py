@@ -24,6 +24,9 @@ from tests.support.cli import ballast
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MISSING = "<missing>"
+ADDED_SINCE_V1 = frozenset({"VenueConnectionChanged", "ReconcileMismatch", "ReconcileResolved"})
+"""Message types added after the fixtures were written (new types need no upcaster; their
+round trip is in tests/test_journal.py). Add every new type here."""
 
 
 def copy(name: str, tmp_path: Path) -> Path:
@@ -52,7 +55,7 @@ def test_the_backtest_journal_replays_identically(tmp_path: Path) -> None:
 async def test_every_message_type_reads_as_it_was_exported(tmp_path: Path) -> None:
     records, count, _ = await every_record(copy("every_message_v1.db", tmp_path))
     exported = (FIXTURES / "every_message_v1.jsonl").read_text().splitlines()
-    assert {rec.type for rec in records} == set(MESSAGE_TYPES)
+    assert {rec.type for rec in records} == set(MESSAGE_TYPES) - ADDED_SINCE_V1
     assert count == len(exported)
     for rec, line in zip(records, exported, strict=True):
         now, then = json.loads(record_json(rec)), json.loads(line)
