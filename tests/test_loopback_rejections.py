@@ -24,7 +24,7 @@ async def lb(tmp_path: Path) -> AsyncIterator[Loopback]:
 
 async def _state_order(lb: Loopback, client_id: str) -> dict[str, Any]:
     orders: list[dict[str, Any]] = (await lb.state())["orders"]
-    return next(o for o in orders if o["client_order_id"] == client_id)
+    return next(o for o in orders if o["clientOrderId"] == client_id)
 
 
 async def test_bad_signature_is_1022(lb: Loopback) -> None:
@@ -41,7 +41,7 @@ async def test_unknown_api_key_is_2015(lb: Loopback) -> None:
 
 async def test_stale_timestamp_is_1021(lb: Loopback) -> None:
     client = lb.new_client()
-    client.options["timeDifference"] = 10_000  # the client's clock 10 s behind (recvWindow 5 s)
+    client.options["timeDifference"] = 30_000  # the client's clock 30 s behind (recvWindow 10 s)
     with pytest.raises(ccxt.InvalidNonce, match="-1021"):
         await client.fetch_balance()
     client.options["recvWindow"] = 60_000
@@ -103,6 +103,23 @@ async def test_insufficient_balance_and_margin(lb: Loopback) -> None:
     assert rejected["status"] == "REJECTED"
     assert rejected["reason"].startswith("insufficient balance")
     assert (await lb.state())["trades"] == []
+
+
+async def test_a_rejected_client_order_id_is_found_and_resending_it_is_rejected_again(
+    lb: Loopback,
+) -> None:
+    params = {"newClientOrderId": "r-1"}
+    with pytest.raises(ccxt.InsufficientFunds, match="-2019"):
+        await lb.client.create_order(PERP, "market", "buy", 30, None, params)
+    found = await lb.client.fetch_order(None, PERP, {"origClientOrderId": "r-1"})
+    assert found["status"] == "rejected"
+    assert found["filled"] == 0
+    with pytest.raises(ccxt.InsufficientFunds, match="-2019"):
+        await lb.client.create_order(PERP, "market", "buy", 30, None, params)
+    with pytest.raises(ccxt.OrderNotFound):
+        await lb.client.cancel_order(None, PERP, {"origClientOrderId": "r-1"})
+    assert await lb.client.fetch_open_orders(PERP) == []
+    assert [o["status"] for o in (await lb.state())["orders"]] == ["REJECTED"]
 
 
 async def test_reduce_only_that_would_not_reduce_is_2022(lb: Loopback) -> None:

@@ -102,10 +102,18 @@ async def test_price_control_route_feeds_quotes_and_marks(tmp_path: Path) -> Non
                 assert resp.status == 200
             async with session.post(url, data=json.dumps({"symbol": "XYZ", "price": "1"})) as resp:
                 assert resp.status == 400
+            async with session.post(url, data=json.dumps({"symbol": PERP})) as resp:
+                assert resp.status == 400
         assert (await asyncio.wait_for(quotes, 5))[PERP]["ask"] == 50200.5
         assert lb.core.exchange.mark_price(PERP) == 50201
         assert lb.core.exchange.last_price(SPOT) == 50300
         assert (await lb.client.fetch_funding_rate(PERP))["fundingRate"] == 0.0003
+        async with aiohttp.ClientSession() as session:
+            body = {"symbol": PERP, "price": "50600", "mark": "50601"}
+            async with session.post(url, data=json.dumps(body)) as resp:
+                assert resp.status == 200
+        assert lb.core.exchange.last_price(PERP) == 50600
+        assert lb.core.exchange.mark_price(PERP) == 50601
 
 
 async def test_bars_move_prices_and_stream_as_klines(tmp_path: Path) -> None:
@@ -130,3 +138,21 @@ async def test_stop_with_clients_still_connected(tmp_path: Path) -> None:
         for task in (quotes, orders):
             with pytest.raises(ccxt.NetworkError):
                 await asyncio.wait_for(task, 5)
+
+
+async def test_a_liquidation_streams_the_exchange_order_and_the_closed_position(
+    tmp_path: Path,
+) -> None:
+    async with loopback_exchange(balances={"USDT": "1000"}) as lb:
+        await lb.client.create_order(PERP, "market", "buy", 0.1)  # 5,000 notional at 10x
+        orders = asyncio.create_task(lb.client.watch_orders(PERP))
+        await subscribed(lb, "user:futures")
+        await lb.mark(PERP, "40000")  # -1,000: under maintenance margin
+        liquidated = await asyncio.wait_for(orders, 5)
+        assert liquidated[-1]["clientOrderId"] == "liquidation-1"
+        assert liquidated[-1]["status"] == "closed"
+        assert liquidated[-1]["side"] == "sell"
+        assert await lb.client.fetch_positions([PERP]) == []
+        state = await lb.state()
+        assert state["positions"] == {}
+        assert state["trades"][-1]["clientOrderId"] == "liquidation-1"

@@ -30,8 +30,9 @@ Binance does it:
   socket sees them in the order they happened.
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
   ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
-  ``{"symbol", "price"}``, optional sizes; ``{"symbol", "mark", "funding_rate",
-  "next_funding_ms", "index"}`` for a mark price update), ``POST /_loopback/funding`` (JSON
+  ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
+  optional ``"index"``, ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both
+  in one body: the quote first), ``POST /_loopback/funding`` (JSON
   ``{"symbol", "rate", "mark"}``), plus whatever :meth:`LoopbackServer.add_control` adds.
 
 See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
@@ -469,10 +470,10 @@ class LoopbackServer:
         return {"serverTime": int(time.time() * 1000)}
 
     async def _spot_info(self, params: dict[str, str], futures: bool) -> Any:
-        return wire.exchange_info(self.core, False, self._now_ms())
+        return wire.exchange_info(self.core, False, self._now_ms(), self.weight_limit)
 
     async def _futures_info(self, params: dict[str, str], futures: bool) -> Any:
-        return wire.exchange_info(self.core, True, self._now_ms())
+        return wire.exchange_info(self.core, True, self._now_ms(), self.weight_limit)
 
     def _symbol(
         self, params: Mapping[str, str], futures: bool, *, required: bool = True
@@ -1028,38 +1029,20 @@ class LoopbackServer:
         return web.json_response(wire.state(self.core, self._now_ms()))
 
     async def _ctl_price(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        symbol = str(body["symbol"])
+        """A quote (``bid`` + ``ask``, or ``price`` for both) and/or a mark price update
+        (``mark``, optional ``index``, ``funding_rate``, ``next_funding_ms``): quote first."""
+        try:
+            body = await request.json()
+            symbol = str(body["symbol"])
+            events = _control_prices(body, symbol, self.core.clock.now_ns())
+        except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
+            raise web.HTTPBadRequest(text=f"bad price request: {exc!r}") from None
         if symbol not in self.core.instruments:
             raise web.HTTPBadRequest(text=f"unknown symbol {symbol}")
-        now = self.core.clock.now_ns()
-        event: QuoteTick | MarkPriceUpdated
-        if "mark" in body:
-            mark = Decimal(str(body["mark"]))
-            event = MarkPriceUpdated(
-                now,
-                now,
-                symbol,
-                mark,
-                Decimal(str(body.get("index", mark))),
-                Decimal(str(body.get("funding_rate", "0"))),
-                int(body.get("next_funding_ms", 0)) * NS_PER_MILLISECOND,
-            )
-        else:
-            if "price" in body:
-                bid = ask = Decimal(str(body["price"]))
-            else:
-                bid, ask = Decimal(str(body["bid"])), Decimal(str(body["ask"]))
-            event = QuoteTick(
-                now,
-                now,
-                symbol,
-                bid,
-                ask,
-                Decimal(str(body.get("bid_size", "1"))),
-                Decimal(str(body.get("ask_size", "1"))),
-            )
-        await self.core.on_market(event)
+        if not events:
+            raise web.HTTPBadRequest(text="give bid and ask, price, or mark")
+        for event in events:
+            await self.core.on_market(event)
         return web.json_response({"ok": True})
 
     async def _ctl_funding(self, request: web.Request) -> web.StreamResponse:
@@ -1125,6 +1108,25 @@ def _ws_value(value: Any) -> str:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+def _control_prices(
+    body: Mapping[str, Any], symbol: str, now: int
+) -> list[QuoteTick | MarkPriceUpdated]:
+    def dec(name: str, default: Any = None) -> Decimal:
+        return Decimal(str(body.get(name, default)))
+
+    events: list[QuoteTick | MarkPriceUpdated] = []
+    if "price" in body or "bid" in body:
+        bid, ask = (dec("price"), dec("price")) if "price" in body else (dec("bid"), dec("ask"))
+        size_b, size_a = dec("bid_size", "1"), dec("ask_size", "1")
+        events.append(QuoteTick(now, now, symbol, bid, ask, size_b, size_a))
+    if "mark" in body:
+        mark = dec("mark")
+        next_ns = int(body.get("next_funding_ms", 0)) * NS_PER_MILLISECOND
+        rate = dec("funding_rate", "0")
+        events.append(MarkPriceUpdated(now, now, symbol, mark, dec("index", mark), rate, next_ns))
+    return events
 
 
 def _side(params: Mapping[str, str]) -> Side:
