@@ -615,7 +615,7 @@ class LiveView(Actor):
                 text.append(f"{state.venue} ")
             for channel in sorted(state.channels):
                 link = state.channels[channel]
-                style = {"disconnected": "bold red", "connected": "yellow"}.get(link, "green")
+                style = "bold red" if link == "disconnected" else "green"
                 text.append(f"{channel}:{'down' if link == 'disconnected' else 'up'} ", style=style)
             text.append(f" reconnects {state.reconnects}")
         return text

@@ -1,0 +1,101 @@
+"""``ballast demo`` (what ``make demo`` runs): the engine live through the real ccxt.pro client
+against the in-process loopback exchange, ending by itself with its summary and a verified
+replay; ``ballast demo --backtest``: the former two-year comparison, its numbers unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from ballast.engine.kernel.journal import JournalReader
+from tests.support.cli import ballast
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(stdout: str, label: str) -> list[str]:
+    """The values of one row of a results table (columns split on two spaces or more)."""
+    for line in stdout.splitlines():
+        if line.startswith(label):
+            return re.split(r"\s{2,}", line[len(label) :].strip())
+    raise AssertionError(f"no row {label!r} in:\n{stdout}")
+
+
+@pytest.mark.slow
+def test_demo_backtest_is_the_former_demo_with_the_same_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = ballast("demo", "--backtest", "--out", str(out), timeout_s=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "journal.db").is_file()
+    assert (out / "config.toml").read_text() == (ROOT / "examples" / "demo.toml").read_text()
+    html = (out / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    for name in ("growth_optimizer", "buy_and_hold", "calendar"):
+        assert name in proc.stdout
+        assert name in html
+    # The figures `ballast demo` printed before it went live (ballast 0.1.0 on the bundled data).
+    assert row(proc.stdout, "Final NAV (USDT)") == ["119,816.32", "118,860.74", "132,292.21"]
+    assert row(proc.stdout, "Total return") == ["+19.82 %", "+18.86 %", "+32.29 %"]
+    assert row(proc.stdout, "Max drawdown") == ["-54.82 %", "-39.60 %", "-43.36 %"]
+    assert row(proc.stdout, "Fees paid (USDT)") == ["848.77", "60.01", "148.74"]
+    assert row(proc.stdout, "Funding PnL (USDT)") == ["-86.18", "+0.00", "+0.00"]
+    assert row(proc.stdout, "Rebalances") == ["56", "1", "25"]
+    assert row(proc.stdout, "Fills") == ["101", "2", "47"]
+    assert re.search(r"replay: [\d,]+ records .* reproduced identically \(verify ok\)", proc.stdout)
+
+
+@pytest.mark.slow
+async def test_demo_runs_live_on_loopback_and_verifies(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    # The bundled slice at 5 ms per hour of data: about 15 s of trading.
+    args = ("demo", "--out", str(out), "--step-s", "0.005")
+    proc = await asyncio.to_thread(ballast, *args, timeout_s=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stdout = proc.stdout
+    assert "ccxt.pro" in stdout
+    assert "127.0.0.1" in stdout
+    assert re.search(r" rebalance #1 ", stdout)  # the live view's plain lines (not a terminal)
+    assert "summary:" in stdout
+    nav = re.search(r"NAV +([\d,.]+) → ([\d,.]+) USDT", stdout)
+    assert nav is not None
+    assert nav.group(1) == "100,000.00"
+    rebalances = re.search(r"rebalances +(\d+)", stdout)
+    assert rebalances is not None
+    assert int(rebalances.group(1)) >= 3
+    assert re.search(r"orders +\d+ sent, \d+ fills, 0 rejected", stdout)
+    for label in ("return", "max drawdown", "fees", "funding"):
+        assert re.search(rf"^  {label} ", stdout, re.MULTILINE), label
+    assert "(verify ok)" in stdout
+    assert stdout.rstrip().endswith("ballast demo --backtest")
+    journal = out / "journal.db"
+    assert journal.is_file()
+    assert (out / "report" / "report.html").is_file()
+    assert 'kind = "paper"' in (out / "config.toml").read_text()
+    types = await _types(journal)
+    assert types["OrderFilled"] >= 3
+    assert types["VenueConnectionChanged"] >= 1
+    assert "Bar" not in types  # quotes and marks over WebSockets, not the bundle's bars
+
+
+async def _types(journal: Path) -> dict[str, int]:
+    async with JournalReader(journal) as reader:
+        return dict((await reader.stats()).by_type)
+
+
+def test_demo_refuses_a_folder_holding_a_journal_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "journal.db").write_bytes(b"precious")
+    proc = ballast("demo", "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "was not written by ballast demo" in proc.stderr
+    assert (out / "journal.db").read_bytes() == b"precious"
+
+
+def test_demo_step_must_be_a_sane_number_of_seconds(tmp_path: Path) -> None:
+    proc = ballast("demo", "--out", str(tmp_path), "--step-s", "-1")
+    assert proc.returncode == 2
+    assert "--step-s: must be between 0 and 60 seconds" in proc.stderr
