@@ -59,6 +59,10 @@ async def test_demo_runs_live_on_loopback_and_verifies(tmp_path: Path) -> None:
     assert "127.0.0.1" in stdout
     assert re.search(r" rebalance #1 ", stdout)  # the live view's plain lines (not a terminal)
     assert "summary:" in stdout
+    # The engine's balances and positions (its journal) equal the exchange's exactly.
+    assert "book: the engine's" in stdout
+    assert "\n  balance " not in stdout
+    assert "\n  position " not in stdout
     nav = re.search(r"NAV +([\d,.]+) → ([\d,.]+) USDT", stdout)
     assert nav is not None
     assert nav.group(1) == "100,000.00"

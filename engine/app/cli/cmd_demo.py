@@ -34,12 +34,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 from ballast.adapters.ccxt.exchanges import EXCHANGES
 from ballast.adapters.ccxt.venue import CcxtVenue
+from ballast.adapters.loopback import wire
 from ballast.engine.app.backtest import BASELINES
 from ballast.engine.app.bundled import data_dir, example_config, market_data
 from ballast.engine.app.cli import exits
@@ -49,16 +50,18 @@ from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
 from ballast.engine.app.venue_serve import LoopbackHandle, loopback_exchange
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, LiveClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import (
+    BalanceUpdated,
     FundingPaid,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
     PortfolioSnapshot,
+    PositionUpdated,
     RebalanceDecided,
 )
 from ballast.engine.kernel.journal import Journal, JournalReader
@@ -194,6 +197,12 @@ async def live_demo(out: Path, data: Path | None, *, step_s: float) -> int:
         f"exchange {outcome.rest_url}: {outcome.exchange_orders:,} orders received",
         flush=True,
     )
+    if outcome.book:
+        print(f"book: the engine's differs from the exchange's ({outcome.compared}):")
+        for line in outcome.book:
+            print(f"  {line}")
+    else:
+        print(f"book: the engine's equals the exchange's exactly ({outcome.compared})")
     summary = await demo_summary(journal_path)
     for line in summary.lines(config.venue.quote):
         print(line)
@@ -238,6 +247,10 @@ class LiveOutcome:
     steps: int
     rest_url: str
     exchange_orders: int
+    book: list[str]
+    """Differences between the engine's book (its journal) and the exchange's (empty: none)."""
+    compared: str
+    """What was compared, in words."""
 
 
 async def run_live_demo(
@@ -289,8 +302,57 @@ async def run_live_demo(
                     await session.idle()
                 finally:
                     exchange.driver.halt()
-        received = len(exchange.core.orders)
-        return LiveOutcome(exchange.driver.steps, exchange.rest_url, received)
+        state = wire.state(exchange.core, clock.now_ns() // NS_PER_MILLISECOND)
+        differences, compared = await compare_books(Path(config.journal.path), state)
+        return LiveOutcome(
+            exchange.driver.steps, exchange.rest_url, len(state["orders"]), differences, compared
+        )
+
+
+async def compare_books(journal: Path, state: dict[str, Any]) -> tuple[list[str], str]:
+    """The engine's book as its journal last heard it (balances per asset over its accounts,
+    perp positions, funding paid) against the exchange's ``/_loopback/state``, exactly."""
+    balances: dict[tuple[str, str], Decimal] = {}
+    positions: dict[str, Decimal] = {}
+    funding = Decimal(0)
+    names = ["BalanceUpdated", "PositionUpdated", "FundingPaid"]
+    async with JournalReader(journal) as reader:
+        async for record in reader.records(types=names):
+            message = record.message
+            if isinstance(message, BalanceUpdated):
+                balances[message.account, message.asset] = message.free + message.locked
+            elif isinstance(message, PositionUpdated):
+                positions[message.symbol] = message.qty
+            elif isinstance(message, FundingPaid):
+                funding += message.amount
+    engine_assets: dict[str, Decimal] = {}
+    for (_, asset), amount in balances.items():
+        engine_assets[asset] = engine_assets.get(asset, Decimal(0)) + amount
+    differences = []
+    venue_assets = {
+        asset: Decimal(row["free"]) + Decimal(row["locked"])
+        for asset, row in state["balances"].items()
+    }
+    for asset in sorted(engine_assets.keys() | venue_assets.keys()):
+        mine, theirs = engine_assets.get(asset, Decimal(0)), venue_assets.get(asset, Decimal(0))
+        if mine != theirs:
+            differences.append(f"balance {asset}: engine {mine}, exchange {theirs}")
+    venue_positions = {symbol: Decimal(row["qty"]) for symbol, row in state["positions"].items()}
+    for symbol in sorted(positions.keys() | venue_positions.keys()):
+        mine, theirs = positions.get(symbol, Decimal(0)), venue_positions.get(symbol, Decimal(0))
+        if mine != theirs:
+            differences.append(f"position {symbol}: engine {mine}, exchange {theirs}")
+    paid = sum(
+        (Decimal(i["income"]) for i in state["income"] if i["incomeType"] == "FUNDING_FEE"),
+        Decimal(0),
+    )
+    if funding != paid:
+        differences.append(f"funding: engine {funding}, exchange {paid}")
+    compared = (
+        f"{len(venue_assets)} balances, {len(venue_positions)} positions, funding "
+        f"{_money(paid, signed=True)}"
+    )
+    return differences, compared
 
 
 def _data_time(exchange: LoopbackHandle) -> Callable[[], int | None]:
