@@ -13,7 +13,8 @@ only recorded as the venue's view:
 
 - a window opens when the venue's instruments are loaded again on top of a past (a restart: the
   venue then catches up over REST on the fills the journal lacks and reports its account), or when
-  a venue stream disconnects (a gap: the venue catches up after reconnecting);
+  a user stream of the venue disconnects (a gap: the venue catches up after reconnecting; a
+  market data gap is no account gap);
 - when the venue says ``caught_up`` (:class:`~ballast.engine.kernel.events.VenueConnectionChanged`)
   inside a window, :class:`Reconciler` waits a short grace (a fill in flight on the WebSocket
   arrives), asks the venue for its account over REST (``Venue.account()``), publishes it (durable
