@@ -77,6 +77,9 @@ DEFAULT_STEP_S: Final = 0.025
 """Wall seconds per hour of data: the demo's three months (2,200 hourly steps) in about 55 s."""
 SETTLE_TIMEOUT_S: Final = 15.0
 """After the data: how long the last orders may take to be answered before the run stops."""
+FUNDING_TIMEOUT_S: Final = 3.0
+"""After the data: how long the venue may take to read the last funding payments (it polls the
+income endpoint a second after each funding time)."""
 MARKER: Final = ".ballast-demo"
 """A file the demo leaves in its folder: the journal there is the demo's, replaced by the next
 run (a journal in a folder without it is never touched)."""
@@ -299,6 +302,7 @@ async def run_live_demo(
                 try:
                     await exchange.driver.finished.wait()
                     await orders.settled(settle_timeout_s)
+                    await orders.funded(lambda: _settlements(exchange), FUNDING_TIMEOUT_S)
                     await session.idle()
                 finally:
                     exchange.driver.halt()
@@ -355,6 +359,11 @@ async def compare_books(journal: Path, state: dict[str, Any]) -> tuple[list[str]
     return differences, compared
 
 
+def _settlements(exchange: LoopbackHandle) -> int:
+    """Funding payments the exchange made to or took from the account."""
+    return sum(1 for income in exchange.core.income if income.income_type == "FUNDING_FEE")
+
+
 def _data_time(exchange: LoopbackHandle) -> Callable[[], int | None]:
     def now() -> int | None:
         return exchange.driver.data_ts_ns
@@ -378,7 +387,9 @@ class _OpenOrders:
 
     def __init__(self, bus: Bus) -> None:
         self.open: dict[str, Decimal] = {}
+        self.funding = 0
         self._changed = asyncio.Event()
+        bus.subscribe(FundingPaid, self._on_funding, name="demo.open_orders")
         bus.subscribe(SubmitOrder, self._on_submit, name="demo.open_orders")
         bus.subscribe(OrderFilled, self._on_fill, name="demo.open_orders")
         bus.subscribe(OrderRejected, self._on_done, name="demo.open_orders")
@@ -398,9 +409,23 @@ class _OpenOrders:
                 self.open[fill.client_order_id] = left
         self._changed.set()
 
+    def _on_funding(self, event: FundingPaid) -> None:
+        self.funding += 1
+        self._changed.set()
+
     def _on_done(self, event: OrderRejected | OrderCanceled) -> None:
         self.open.pop(event.client_order_id, None)
         self._changed.set()
+
+    async def funded(self, settlements: Callable[[], int], timeout_s: float) -> None:
+        """Wait until the engine heard of as many funding payments as the exchange made (the
+        venue reads them from the income endpoint after each funding time): at most
+        ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.funding < settlements():
+                    self._changed.clear()
+                    await self._changed.wait()
 
     async def settled(self, timeout_s: float) -> None:
         """Wait until no order is open (at most ``timeout_s``)."""
