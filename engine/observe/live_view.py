@@ -524,10 +524,13 @@ class LiveView(Actor):
     def rebalance_line(self, decision: RebalanceDecided) -> str:
         """The plain-mode line of one rebalance decision."""
         state = self.state
-        weights = " ".join(
-            f"{d.asset} {_pct(d.weight, 1)}→{_pct(d.target, 1)}"
-            for d in decision.assets
-            if d.action != "hold" or d.target != 0
+        weights = (
+            " ".join(
+                f"{d.asset} {_pct(d.weight, 1)}→{_pct(d.target, 1)}"
+                for d in decision.assets
+                if d.action != "hold" or d.target != 0
+            )
+            or "—"
         )
         intents = ", ".join(f"{i.side} {_qty(i.qty)} {i.symbol}" for i in decision.intents[:4]) + (
             f", +{len(decision.intents) - 4}" if len(decision.intents) > 4 else ""
