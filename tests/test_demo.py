@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,16 @@ def test_demo_refuses_a_folder_holding_a_journal_it_did_not_write(tmp_path: Path
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "was not written by ballast demo" in proc.stderr
     assert (out / "journal.db").read_bytes() == b"precious"
+
+
+def test_demo_replaces_the_former_demos_backtest_journal(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "backtest_v1.db", out / "journal.db")
+    proc = ballast("demo", "--out", str(out), "--step-s", "60", "--data", str(tmp_path / "none"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # no data there: fails after _prepare
+    assert "was not written by ballast demo" not in proc.stderr
+    assert not (out / "journal.db").exists() or (out / ".ballast-demo").exists()
 
 
 def test_demo_step_must_be_a_sane_number_of_seconds(tmp_path: Path) -> None:

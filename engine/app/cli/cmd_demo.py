@@ -42,6 +42,7 @@ from ballast.adapters.ccxt.exchanges import EXCHANGES
 from ballast.adapters.ccxt.venue import CcxtVenue
 from ballast.adapters.loopback import wire
 from ballast.engine.app.backtest import BASELINES
+from ballast.engine.app.backtest_journal import inspect
 from ballast.engine.app.bundled import data_dir, example_config, market_data
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.cmd_backtest import print_results, run_all
@@ -235,7 +236,8 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     marker = out / MARKER
     journal = out / "journal.db"
-    if journal.exists() and not marker.exists():
+    if journal.exists() and not marker.exists() and inspect(journal).kind != "backtest":
+        # (a backtest journal there is the former demo's: replaced, as a backtest replaces it)
         raise BallastError(
             f"{journal} exists and was not written by ballast demo: choose another --out"
         )
