@@ -114,3 +114,12 @@ def test_demo_step_must_be_a_sane_number_of_seconds(tmp_path: Path) -> None:
     proc = ballast("demo", "--out", str(tmp_path), "--step-s", "-1")
     assert proc.returncode == 2
     assert "--step-s: must be between 0 and 60 seconds" in proc.stderr
+
+
+def test_plan_runs_on_the_live_demos_config() -> None:
+    """The paper kind's exchange is the simulated one with the [paper] balances: plan works on
+    the config the live demo leaves in its folder (a binance config is refused)."""
+    proc = ballast("plan", "-c", str(ROOT / "examples" / "demo_live.toml"), "--at", "2023-01-01")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("Plan at 2023-01-01T00:00:00")
+    assert "strategy growth_optimizer" in proc.stdout
