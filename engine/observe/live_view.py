@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -206,6 +206,7 @@ class LiveView(Actor):
         self._dirty = True
         self._subs: list[Subscription] = []
         self._live: Live | None = None
+        self._rerouted: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._drawer: asyncio.Task[None] | None = None
         self._subscribe_all()
 
@@ -288,6 +289,7 @@ class LiveView(Actor):
                 redirect_stderr=True,
             )
             self._live.start()
+            self._route_logs()
         except Exception as exc:
             self._fail(exc)
             return
@@ -323,8 +325,20 @@ class LiveView(Actor):
         except Exception as exc:
             self._fail(exc)
 
+    def _route_logs(self) -> None:
+        """Log lines on the terminal go above the panel while it is drawn (through the
+        console's proxies of stdout and stderr), not through it."""
+        proxies = {id(sys.__stderr__): sys.stderr, id(sys.__stdout__): sys.stdout}
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in proxies:
+                old = handler.setStream(proxies[id(handler.stream)])
+                self._rerouted.append((handler, old))
+
     def _stop_live(self) -> None:
         live, self._live = self._live, None
+        for handler, stream in self._rerouted:
+            handler.setStream(stream)
+        self._rerouted.clear()
         if live is not None:
             with contextlib.suppress(Exception):
                 live.stop()

@@ -1,16 +1,17 @@
 """``ballast demo``: the product as it runs live, with no keys and no network beyond 127.0.0.1.
 
-The engine (the very actors of a live run, on the wall clock, with its journal) trades through the
-real ccxt.pro Binance client against the loopback Binance-compatible exchange started in-process
-(``venue.kind = "paper"``: :func:`ballast.engine.app.venue_serve.loopback_exchange`), which replays
-a slice of the bundled real Binance data (``examples/demo_live.toml``: growth_optimizer on BTC and
-ETH, spot core plus perpetual overlay) at an accelerated pace: one hour of data every
-``--step-s`` seconds (:data:`DEFAULT_STEP_S`: the slice lasts about a minute). The live view
+It is ``ballast run`` (:func:`ballast.engine.app.live_run.run_live`) on ``examples/demo_live.toml``
+(``venue.kind = "paper"``): the loopback Binance-compatible exchange starts in-process and replays
+a slice of the bundled real Binance data at an accelerated pace, one hour of data every
+``--step-s`` seconds (:data:`DEFAULT_STEP_S`: the slice lasts about a minute); the engine trades on
+it through the real ccxt.pro Binance client (growth_optimizer on BTC and ETH, spot core plus
+perpetual overlay), journaling to ``var/demo/journal.db``. The live view
 (:mod:`ballast.engine.observe.live_view`) draws the portfolio while it runs (on a terminal; one
-line per rebalance otherwise). When the data is exhausted and the last orders are settled the run
-stops by itself; the demo prints the summary (NAV start → end, return, max drawdown, rebalances,
-orders, fills, fees, funding), writes the report, leaves the journal at ``var/demo/journal.db``
-and replays it with ``--verify``.
+line per rebalance otherwise). Once the exchange has sent the last hour of data and the last
+orders are answered, the demo stops the run (as SIGTERM would: graceful wind-down, venue closed,
+journal closed), compares the engine's book with the exchange's durable state, prints the summary
+(NAV start → end, return, max drawdown, rebalances, orders, fills, fees, funding), writes the
+report and replays the journal with ``--verify``.
 
 ``ballast demo --backtest``: the former demo, unchanged: two years of bundled data through the
 backtest path, growth_optimizer beside the buy-and-hold and monthly calendar baselines
@@ -27,8 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import secrets
 import shutil
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,20 +39,19 @@ from typing import Any, Final
 
 import msgspec
 
-from ballast.adapters.ccxt.exchanges import EXCHANGES
-from ballast.adapters.ccxt.venue import CcxtVenue
 from ballast.adapters.loopback import wire
-from ballast.engine.app.backtest import BASELINES
+from ballast.adapters.loopback.core import LoopbackCore
+from ballast.engine.app.backtest import BASELINES, assets_of, load_market, sim_config
 from ballast.engine.app.backtest_journal import inspect
 from ballast.engine.app.bundled import data_dir, example_config, market_data
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.cmd_backtest import print_results, run_all
 from ballast.engine.app.cli.report_extra import REPORT_EXTRA, write_runs_report
+from ballast.engine.app.live_run import run_live, venue_state_path
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
-from ballast.engine.app.venue_serve import LoopbackHandle, loopback_exchange
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_MILLISECOND, LiveClock
+from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_MILLISECOND, LiveClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.errors import BallastError
@@ -65,7 +65,8 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
     RebalanceDecided,
 )
-from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.live_view import live_view
 from ballast.engine.observe.performance import from_journal
@@ -78,9 +79,10 @@ DEFAULT_STEP_S: Final = 0.025
 """Wall seconds per hour of data: the demo's three months (2,200 hourly steps) in about 55 s."""
 SETTLE_TIMEOUT_S: Final = 15.0
 """After the data: how long the last orders may take to be answered before the run stops."""
-FUNDING_TIMEOUT_S: Final = 3.0
-"""After the data: how long the venue may take to read the last funding payments (it polls the
-income endpoint a second after each funding time)."""
+FUNDING_WAIT_S: Final = 1.5
+"""After the data and the last orders: the venue reads funding payments from the income endpoint
+a second after each funding time."""
+VIEW_TITLE: Final = "Ballast demo"
 MARKER: Final = ".ballast-demo"
 """A file the demo leaves in its folder: the journal there is the demo's, replaced by the next
 run (a journal in a folder without it is never touched)."""
@@ -197,8 +199,8 @@ async def live_demo(out: Path, data: Path | None, *, step_s: float) -> int:
     started = time.monotonic()
     outcome = await run_live_demo(config, step_s=step_s)
     print(
-        f"data: {outcome.steps:,} hours replayed in {time.monotonic() - started:.0f} s; "
-        f"exchange {outcome.rest_url}: {outcome.exchange_orders:,} orders received",
+        f"data: {outcome.hours:,} hours replayed in {time.monotonic() - started:.0f} s; the "
+        f"exchange received {outcome.exchange_orders:,} orders",
         flush=True,
     )
     if outcome.book:
@@ -249,8 +251,8 @@ def _prepare(out: Path) -> None:
 
 @dataclass(frozen=True, slots=True)
 class LiveOutcome:
-    steps: int
-    rest_url: str
+    hours: int
+    """Hours of data the exchange replayed."""
     exchange_orders: int
     book: list[str]
     """Differences between the engine's book (its journal) and the exchange's (empty: none)."""
@@ -265,54 +267,97 @@ async def run_live_demo(
     view: bool = True,
     settle_timeout_s: float = SETTLE_TIMEOUT_S,
 ) -> LiveOutcome:
-    """The engine against the in-process loopback exchange until its data is exhausted and the
-    last orders are answered."""
-    api_key, api_secret = secrets.token_hex(16), secrets.token_hex(32)
+    """``ballast run`` on ``config`` (:func:`~ballast.engine.app.live_run.run_live`, kind paper),
+    stopped once the exchange has sent the last hour of data and the last orders are answered;
+    then the engine's book against the exchange's durable state."""
+    first_ns, last_ns = load_market(
+        config, data_dir(config.paper.data_dir), start=config.paper.start, end=config.paper.end
+    ).span()
+    stop = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        session: Session, data_time: Callable[[], int | None] | None
+    ) -> AsyncIterator[None]:
+        clock = data_time if data_time is not None else (lambda: None)
+        orders = _OpenOrders(session.bus)
+        watching = live_view(session, data_time=clock, title=VIEW_TITLE) if view else None
+        async with _maybe(watching):
+            ending = asyncio.create_task(
+                _stop_when_done(clock, last_ns, step_s, orders, settle_timeout_s, stop),
+                name="demo-end",
+            )
+            try:
+                yield
+            finally:
+                ending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ending
+
+    loop = asyncio.get_running_loop()
+    signals: list[str] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stopper(sig, stop, signals))
+    try:
+        await run_live(
+            config,
+            stop=stop,
+            step_s=step_s,
+            max_runtime_s=None,
+            metrics_address=None,
+            signals=signals,
+            watch=watch,
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    state = await exchange_state(config)
+    differences, compared = await compare_books(Path(config.journal.path), state)
+    hours = (last_ns - first_ns) // NS_PER_HOUR + 1
+    return LiveOutcome(hours, len(state["orders"]), differences, compared)
+
+
+def _stopper(sig: signal.Signals, stop: asyncio.Event, seen: list[str]) -> Callable[[], None]:
+    def handler() -> None:
+        seen.append(sig.name)
+        stop.set()
+
+    return handler
+
+
+async def _stop_when_done(
+    data_time: Callable[[], int | None],
+    last_ns: int,
+    step_s: float,
+    orders: _OpenOrders,
+    settle_timeout_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """Set ``stop`` once the exchange has sent the data's last hour, the orders sent are
+    answered, and the venue had the time to read the last funding payments."""
+    # The data time is the driver's property, read through run_live's watch hook: no event.
+    while (now := data_time()) is None or now < last_ns:  # noqa: ASYNC110
+        await asyncio.sleep(min(0.05, max(step_s, 0.001)))
+    await orders.settled(settle_timeout_s)
+    await asyncio.sleep(FUNDING_WAIT_S)
+    stop.set()
+
+
+async def exchange_state(config: Config) -> dict[str, Any]:
+    """The paper exchange's ``/_loopback/state`` after the run, from its durable state (the
+    loopback core rebuilt from the log it keeps beside the journal)."""
     clock = LiveClock()
-    data = data_dir(config.paper.data_dir)
-    async with loopback_exchange(
-        config,
-        step_s=step_s,
-        api_key=api_key,
-        api_secret=api_secret,
-        data_dir=data,
-        autostart=False,
-    ) as exchange:
-        venue = CcxtVenue(
-            EXCHANGES["binance"],
-            spot=config.instruments.spot,
-            perp=config.instruments.perp,
-            api_key=api_key,
-            api_secret=api_secret,
-            clock=clock,
-            rest_url=exchange.rest_url,
-            ws_url=exchange.ws_url,
-            silent_order_s=config.venue.silent_order_s,
-        )
-        journal = Journal(
-            config.journal.path,
-            batch_size=config.journal.batch_size,
-            flush_interval_s=config.journal.flush_interval_ms / 1000,
-            kind="live",
-        )
-        async with venue, journal:
-            session = Session(config, clock, journal=journal, venue=venue)
-            watch = live_view(session, data_time=_data_time(exchange), title="Ballast demo")
-            async with _maybe(watch if view else None), session:
-                orders = _OpenOrders(session.bus)
-                exchange.start_driver()
-                try:
-                    await exchange.driver.finished.wait()
-                    await orders.settled(settle_timeout_s)
-                    await orders.funded(lambda: _settlements(exchange), FUNDING_TIMEOUT_S)
-                    await session.idle()
-                finally:
-                    exchange.driver.halt()
-        state = wire.state(exchange.core, clock.now_ns() // NS_PER_MILLISECOND)
-        differences, compared = await compare_books(Path(config.journal.path), state)
-        return LiveOutcome(
-            exchange.driver.steps, exchange.rest_url, len(state["orders"]), differences, compared
-        )
+    core = LoopbackCore(
+        binance_defaults(assets_of(config), config.venue.quote),
+        sim_config(config),
+        clock,
+        state_path=venue_state_path(Path(config.journal.path)),
+    )
+    try:
+        state: dict[str, Any] = wire.state(core, clock.now_ns() // NS_PER_MILLISECOND)
+    finally:
+        core.close()
+    return state
 
 
 async def compare_books(journal: Path, state: dict[str, Any]) -> tuple[list[str], str]:
@@ -361,18 +406,6 @@ async def compare_books(journal: Path, state: dict[str, Any]) -> tuple[list[str]
     return differences, compared
 
 
-def _settlements(exchange: LoopbackHandle) -> int:
-    """Funding payments the exchange made to or took from the account."""
-    return sum(1 for income in exchange.core.income if income.income_type == "FUNDING_FEE")
-
-
-def _data_time(exchange: LoopbackHandle) -> Callable[[], int | None]:
-    def now() -> int | None:
-        return exchange.driver.data_ts_ns
-
-    return now
-
-
 @contextlib.asynccontextmanager
 async def _maybe(
     context: contextlib.AbstractAsyncContextManager[object] | None,
@@ -418,16 +451,6 @@ class _OpenOrders:
     def _on_done(self, event: OrderRejected | OrderCanceled) -> None:
         self.open.pop(event.client_order_id, None)
         self._changed.set()
-
-    async def funded(self, settlements: Callable[[], int], timeout_s: float) -> None:
-        """Wait until the engine heard of as many funding payments as the exchange made (the
-        venue reads them from the income endpoint after each funding time): at most
-        ``timeout_s``."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                while self.funding < settlements():
-                    self._changed.clear()
-                    await self._changed.wait()
 
     async def settled(self, timeout_s: float) -> None:
         """Wait until no order is open (at most ``timeout_s``)."""
