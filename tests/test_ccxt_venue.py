@@ -545,3 +545,19 @@ async def test_a_fresh_start_books_no_fill_of_the_accounts_past(rig: Rig) -> Non
     assert "0 fills" in rig.sink.links("caught_up")[0].reason
     btc = [e for e in rig.sink.events if isinstance(e, BalanceUpdated) and e.asset == "BTC"]
     assert btc[-1].free == Decimal("1.1")  # the statement holds it
+
+
+async def test_an_expired_listen_key_is_renewed(rig: Rig) -> None:
+    rig.lb.server.listen_key_ttl_s = 0.3  # expires long before ccxt's 20-minute keep-alive
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+
+        def reconnected() -> int:
+            return len([e for e in rig.sink.links("connected") if e.channel == "user:futures"])
+
+        await eventually(lambda: reconnected() >= 3, what="user:futures back after expiry")
+        rig.lb.server.listen_key_ttl_s = 3600
+        await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+        await eventually(lambda: len(rig.sink.fills()) == 1, what="the fill")
+        await eventually(lambda: venue.stats().connected["user:futures"])

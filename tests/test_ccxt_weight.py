@@ -113,7 +113,7 @@ def venue_on(lb: Loopback, spec: ExchangeSpec, clock: Clock) -> CcxtVenue:
 
 @pytest.fixture
 async def small_exchange() -> AsyncIterator[Loopback]:
-    async with loopback_exchange(weight_limit=200) as lb:
+    async with loopback_exchange(weight_limit=200, spot_weight_limit=200) as lb:
         yield lb
 
 

@@ -96,6 +96,9 @@ class ExchangeSpec:
     (None: ccxt's ticker cache changed). ccxt's ``watch_*`` calls only wake on the next message
     and hand over its cache, so an update that arrives while the venue is busy would wait for
     the next one (the last balance of a burst: forever); the hooks see every message."""
+    reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
+    """Forget the ccxt client's user-stream credential of ``api`` after a drop, so the
+    reconnect asks for a fresh one (an expired listenKey would be refused forever)."""
     funding_mark: Callable[[Mapping[str, Any]], Any] = field(default=lambda row: None)
     """The mark price of a ``fetch_funding_rate_history`` row (the settlement's), if given."""
     futures_paths: tuple[str, ...] = ()
@@ -284,6 +287,15 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
     after("handle_mark_prices", lambda ws, message: push("marks", None))
 
 
+def _binance_reset_user_stream(client: Any, api: AccountApi) -> None:
+    """ccxt reuses a listenKey for 20 min after it got it; Binance answers a new POST with the
+    account's active key (extended), or a new one if it expired."""
+    if api == "futures":
+        options = client.options.get("linear")
+        if isinstance(options, dict):
+            options["lastAuthenticatedTime"] = 0
+
+
 _BINANCE_REASONS = {
     "-2010": "insufficient balance",
     "-2019": "insufficient margin",
@@ -372,6 +384,7 @@ BINANCE = ExchangeSpec(
     rejection_reason=_binance_rejection_reason,
     futures_paths=("/fapi/",),
     tap=_binance_tap,
+    reset_user_stream=_binance_reset_user_stream,
     funding_mark=lambda row: (row.get("info") or {}).get("markPrice"),
     exceptions={
         "-1013": ccxt_errors.InvalidOrder,

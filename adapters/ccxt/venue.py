@@ -19,10 +19,20 @@ with jitter, capped):
   ``OrderFilled``, ``BalanceUpdated``, ``PositionUpdated``; a funding settlement announced there
   makes the venue read the income endpoint (``FundingPaid``).
 
-A channel reports ``connected`` once subscribed (public: its first message; user: the exchange
-confirmed the subscription), ``disconnected`` with the error and the attempt it waits for when a
-watch fails, and after a reconnect of a user channel the venue runs the same REST catch-up as at
+A channel reports ``connected`` once subscribed (public: its socket is open or its first message
+came; user: the exchange confirmed the subscription), ``disconnected`` with the error and the
+attempt it waits for when a watch fails, and after a reconnect of a user channel the venue asks
+for a fresh user-stream credential (an expired listenKey) and runs the same REST catch-up as at
 start, for the gap.
+
+**Every update, in order.** ccxt's ``watch_*`` calls wake on the next message and hand over
+ccxt's cache: an update that arrives while the venue is busy reporting the previous one would
+wait for the message after it (the last balance of a burst: forever). So the ``watch_*`` calls
+only keep the subscriptions alive and surface drops; hooks in ccxt's per-message handlers
+(:attr:`ExchangeSpec.tap`) queue every update as ccxt parses it, and one task reports the queue
+in the order the exchange sent it. Quotes and marks are read from ccxt's latest-per-symbol cache
+(a lagging reader gets the newest, never a stale one). Amounts are the exchange's decimal
+strings (``client.number = str`` once the markets are loaded): exact.
 
 **Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
 ``create_order``, the user stream, a catch-up): trades are deduplicated by the exchange's trade id
@@ -60,6 +70,7 @@ import contextlib
 import logging
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -120,6 +131,8 @@ _HOUSEKEEPING_S = 0.05
 _RATE_LIMIT_RETRIES = 2
 _TRADES_PAGE = 1000
 _FUNDING_GRACE_NS = NS_PER_SECOND
+_ENDED_KEPT = 10_000
+"""Ended orders remembered (a resend of one of them is ignored without asking the exchange)."""
 _FUNDING_MATCH_MS = 60_000
 """A settlement's income record and its funding-rate record are at most this far apart."""
 
@@ -247,6 +260,7 @@ class CcxtVenue(Venue):
         self._funding_polled_ms: dict[str, int] = {}
         self._funding_wanted = asyncio.Event()
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._ended: deque[str] = deque()
         self._timers: list[Any] = []
         self._last_quote: dict[str, tuple[Any, ...]] = {}
         self._last_mark: dict[str, tuple[Any, ...]] = {}
@@ -772,13 +786,25 @@ class CcxtVenue(Venue):
 
     # ------------------------------------------------------------------ reports (under the lock)
 
+    def _end(self, coid: str, known: _Order) -> None:
+        """``coid`` reached its end; the oldest ended orders are forgotten (bounded memory: a
+        late report of one is deduplicated by trade id, or is old news)."""
+        known.terminal = True
+        self._ended.append(coid)
+        while len(self._ended) > _ENDED_KEPT:
+            old = self._ended.popleft()
+            gone = self._orders.get(old)
+            if gone is not None and gone.terminal:
+                del self._orders[old]
+                self._by_venue_id.pop(gone.venue_order_id, None)
+
     async def _reject(self, coid: str, symbol: str, reason: str) -> None:
         async with self._lock:
             known = self._orders.get(coid)
             if known is not None:
                 if known.terminal:
                     return
-                known.terminal = True
+                self._end(coid, known)
             now = self.clock.now_ns()
             await self.emit(OrderRejected(now, now, coid, symbol, reason))
 
@@ -811,7 +837,7 @@ class CcxtVenue(Venue):
                 status = order.get("status")
                 if status == "rejected":
                     if not known.terminal:
-                        known.terminal = True
+                        self._end(coid, known)
                         reason = self._reject_reason(order)
                         await self.emit(OrderRejected(now, now, coid, symbol, reason))
                     continue
@@ -820,11 +846,11 @@ class CcxtVenue(Venue):
                 for trade in order.get("trades") or ():
                     await self._fill(trade, coid=coid, order=order, now=now)
                 if status in ("canceled", "expired") and not known.terminal:
-                    known.terminal = True
+                    self._end(coid, known)
                     reason = known.cancel_reason or str(status)
                     await self.emit(OrderCanceled(ts, now, coid, symbol, reason))
-                elif status == "closed":
-                    known.terminal = True
+                elif status == "closed" and not known.terminal:
+                    self._end(coid, known)
 
     def _reject_reason(self, order: Mapping[str, Any]) -> str:
         info = order.get("info") or {}
@@ -1265,6 +1291,8 @@ class CcxtVenue(Venue):
             if self._is_closing():
                 return
             channel.connected = False
+            if channel.api is not None:
+                self.spec.reset_user_stream(self._client, channel.api)
             attempt += 1
             now = self.clock.now_ns()
             reason = self._text(f"{type(error).__name__}: {error}") if error else "stream ended"
