@@ -198,6 +198,7 @@ class _Engine:
             str(workdir),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,  # one JSON line per answer: every quote's arrival time
             env={**os.environ, "BENCH_API_KEY": API_KEY, "BENCH_API_SECRET": API_SECRET},
         )
         engine = cls(proc)
