@@ -422,9 +422,7 @@ class _OpenOrders:
 
     def __init__(self, bus: Bus) -> None:
         self.open: dict[str, Decimal] = {}
-        self.funding = 0
         self._changed = asyncio.Event()
-        bus.subscribe(FundingPaid, self._on_funding, name="demo.open_orders")
         bus.subscribe(SubmitOrder, self._on_submit, name="demo.open_orders")
         bus.subscribe(OrderFilled, self._on_fill, name="demo.open_orders")
         bus.subscribe(OrderRejected, self._on_done, name="demo.open_orders")
@@ -442,10 +440,6 @@ class _OpenOrders:
                 del self.open[fill.client_order_id]
             else:
                 self.open[fill.client_order_id] = left
-        self._changed.set()
-
-    def _on_funding(self, event: FundingPaid) -> None:
-        self.funding += 1
         self._changed.set()
 
     def _on_done(self, event: OrderRejected | OrderCanceled) -> None:
