@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ballast.engine.kernel.journal import JournalReader
+from ballast.engine.app.cli.cmd_demo import compare_books
+from ballast.engine.kernel.events import BalanceUpdated, FundingPaid, PositionUpdated
+from ballast.engine.kernel.journal import Journal, JournalReader
 from tests.support.cli import ballast
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +127,41 @@ def test_plan_runs_on_the_live_demos_config() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("Plan at 2023-01-01T00:00:00")
     assert "strategy growth_optimizer" in proc.stdout
+
+
+async def test_the_book_check_compares_exactly(tmp_path: Path) -> None:
+    """The engine's book is its journal's last statement per (account, asset), summed over its
+    accounts, plus its perp positions and funding; any difference is named, to the last digit."""
+    path = tmp_path / "journal.db"
+    async with Journal(path) as journal:
+        for message in (
+            BalanceUpdated(1, 1, "spot", "USDT", D("100"), D("0")),
+            BalanceUpdated(2, 2, "spot", "USDT", D("90.5"), D("0.25")),
+            BalanceUpdated(2, 2, "futures", "USDT", D("0"), D("0")),
+            BalanceUpdated(3, 3, "spot", "BTC", D("0.001"), D("0")),
+            PositionUpdated(4, 4, "BTC/USDT:USDT", D("0.5"), D("1"), D("1"), D(0), D(0), None),
+            FundingPaid(5, 5, "BTC/USDT:USDT", D("0.5"), D("1"), D("0.0001"), D("-0.25"), "USDT"),
+        ):
+            journal.append(message)
+    balances = {
+        "USDT": {"free": "90.5", "locked": "0.25"},
+        "BTC": {"free": "0.001", "locked": "0"},
+    }
+    income = [{"incomeType": "FUNDING_FEE", "income": "-0.25"}]
+    state: dict[str, Any] = {
+        "balances": balances,
+        "positions": {"BTC/USDT:USDT": {"qty": "0.5"}},
+        "income": income,
+    }
+    differences, compared = await compare_books(path, state)
+    assert differences == []
+    assert compared == "2 balances, 1 positions, funding -0.25"
+    balances["BTC"]["free"] = "0.0010000001"
+    state["positions"] = {}
+    income.append({"incomeType": "FUNDING_FEE", "income": "-0.01"})
+    differences, _ = await compare_books(path, state)
+    assert differences == [
+        "balance BTC: engine 0.001, exchange 0.0010000001",
+        "position BTC/USDT:USDT: engine 0.5, exchange 0",
+        "funding: engine -0.25, exchange -0.26",
+    ]
