@@ -1,7 +1,9 @@
 """``ballast plan -c CONFIG``: what a rebalance would do now, and nothing sent.
 
 The plan runs on the simulated exchange that backtests and paper runs trade on (one unified
-account, built from ``[paper]``), priced at the last bars of the data."""
+account, built from ``[paper]``), priced at the last bars of the data: for ``venue.kind``
+``"simulated"`` and ``"paper"`` (the loopback exchange wraps the same exchange core and starts from
+the same ``[paper]`` balances); ``"binance"`` is refused."""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ async def plan_cmd(args: argparse.Namespace) -> int:
 def paper_venue(config: Config, at: int | None) -> tuple[SimulatedVenue, list[Bar]]:
     """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``
     (epoch ns)."""
-    if config.venue.kind != "simulated":
+    if config.venue.kind == "binance":  # "paper" trades on this very exchange, in-process
         raise BallastError(
             f"plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
         )

@@ -1,0 +1,490 @@
+"""Live path through ccxt.pro over loopback: quote on the exchange → order received by the exchange,
+and the quote rate the engine sustains without lag.
+
+Two processes, so they do not share one event loop (nor one GIL): this one runs the loopback
+exchange (:class:`~ballast.adapters.loopback.core.LoopbackCore` +
+:class:`~ballast.adapters.loopback.server.LoopbackServer`, uvloop) and publishes the quotes itself;
+a child (``python -m bench.live engine ...``, uvloop) runs the engine: a session with its journal
+(fsync'd: every order command is durable before it is sent), the trading pipeline and the
+:class:`~ballast.adapters.ccxt.venue.CcxtVenue` driving the real ccxt.pro client, as a live run
+does.
+
+Engine set-up: BTC/USDT spot only, threshold strategy with a 50 % BTC target, a ±0.1 pp band, no
+cooldown; the account starts on target (50,000 USDT + 1 BTC at 50,000). The portfolio's price
+snapshot throttle (at most one per second of event time, a policy) is set to 0 so every quote is
+valued when it arrives.
+
+1. **Quote → order** (goal p99 ≤ 5 ms): the exchange alternates the price between 50,000 and
+   50,500, so each quote moves the BTC weight out of its band and the engine sends one market
+   order to bring it back. Timestamps are the exchange's (``perf_counter_ns``): just before the
+   quote is handed to the core (which formats it and queues it on the subscribed WebSockets), and
+   when the order's ``POST /api/v3/order`` reaches its aiohttp handler. One quote at a time: the
+   next one goes ``GAP_S`` after the order arrived (its fill is back on the user stream by then).
+2. **Sustained quote rate**: quotes at rising rates for ``STEP_S`` each, the price moving inside
+   the band (each quote is valued and checked against the band, none trades). Per rate: the
+   engine's event lag (exchange send → the QuoteTick dispatched on the engine's bus, both on
+   ``CLOCK_MONOTONIC``, which Linux shares between processes: each quote carries its number as
+   its bid size, the child records when it sees which), the share of quotes delivered (ccxt's
+   ``watch_bids_asks`` hands over the latest quote when the engine is behind: skipped quotes are
+   lag too), and the exchange's send queue (messages waiting in its WebSocket writer queues,
+   sampled after every quote). A rate is sustained while lag p99 stays ≤ ``LAG_P99_LIMIT_MS``,
+   at least 99 % of the quotes arrive and the send queue does not build up; the bench prints
+   the highest one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from ballast.adapters.loopback.core import LoopbackCore
+from ballast.adapters.loopback.server import LoopbackServer
+from ballast.adapters.sim.config import SimConfig
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, LiveClock
+from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.instruments import binance_defaults
+from bench.common import percentile, run, verdict
+
+SYMBOL: Final = "BTC/USDT"
+LOW: Final = Decimal(50_000)
+HIGH: Final = Decimal(50_500)
+TICK: Final = Decimal("0.01")
+ORDERS: Final = 300
+WARMUP_ORDERS: Final = 20
+GAP_S: Final = 0.03
+ORDER_TIMEOUT_S: Final = 5.0
+TARGET_P99_MS: Final = 5.0
+RATES: Final = (100, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000)
+STEP_S: Final = 2.0
+LAG_P99_LIMIT_MS: Final = 10.0
+DELIVERED_MIN: Final = 0.99
+QUEUE_LIMIT: Final = 100
+API_KEY: Final = "bench-key"
+API_SECRET: Final = "bench-secret"
+
+ENGINE_TOML: Final = """
+[venue]
+quote = "USDT"
+[instruments]
+spot = ["BTC/USDT"]
+perp = []
+[strategy]
+name = "threshold"
+[targets]
+BTC = 0.5
+[execution]
+mode = "spot"
+cooldown_s = 0
+check_interval_s = 1
+[bands]
+abs_pp = 0.1
+[risk]
+max_daily_turnover = 1000000
+max_order_notional = 1000000
+regime_asset = "BTC"
+[metrics]
+enabled = false
+"""
+
+
+# ---------------------------------------------------------------------------- the exchange side
+
+
+@dataclass
+class _Probe:
+    """Order arrivals at the exchange (``perf_counter_ns``), in arrival order."""
+
+    arrivals: list[int] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def order(self, now_ns: int) -> None:
+        self.arrivals.append(now_ns)
+        self.arrived.set()
+
+
+class _ProbedServer(LoopbackServer):
+    """The loopback server with a timestamp at the entry of its order endpoints."""
+
+    probe: _Probe
+
+    def _endpoint(
+        self,
+        market: Any,
+        security: Any,
+        weight: Callable[[dict[str, str]], int],
+        handler: Callable[[dict[str, str], bool], Awaitable[Any]],
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        inner = super()._endpoint(market, security, weight, handler)
+        if getattr(handler, "__name__", "") not in ("_spot_create", "_futures_create"):
+            return inner
+        probe = self.probe
+
+        async def probed(request: web.Request) -> web.StreamResponse:
+            probe.order(time.perf_counter_ns())
+            return await inner(request)
+
+        return probed
+
+    def send_queue(self) -> int:
+        """Messages waiting in the public sockets' writer queues."""
+        return sum(sock.queue.qsize() for sock in self._sockets if sock.public)
+
+
+class _Quotes:
+    """Quotes into the core, each numbered (its bid size) and stamped when it is handed over."""
+
+    def __init__(self, core: LoopbackCore, clock: LiveClock) -> None:
+        self.core = core
+        self.clock = clock
+        self.sent: dict[int, int] = {}
+        self.number = 0
+
+    async def send(self, mid: Decimal) -> int:
+        self.number += 1
+        number = self.number
+        now = self.clock.now_ns()
+        quote = QuoteTick(now, now, SYMBOL, mid - TICK, mid + TICK, Decimal(number), Decimal(1))
+        self.sent[number] = time.perf_counter_ns()
+        await self.core.on_market(quote)
+        return number
+
+
+@dataclass(frozen=True)
+class RateStep:
+    rate: int
+    sent: int
+    delivered: int
+    lag_p50_ms: float
+    lag_p99_ms: float
+    max_queue: int
+    behind_ms: float
+
+    @property
+    def sustained(self) -> bool:
+        return (
+            self.lag_p99_ms <= LAG_P99_LIMIT_MS
+            and self.delivered >= DELIVERED_MIN * self.sent
+            and self.max_queue <= QUEUE_LIMIT
+        )
+
+
+class _Engine:
+    """The engine child process, talked to over its stdin/stdout (one JSON line per answer)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, server: LoopbackServer, workdir: Path) -> _Engine:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.live",
+            "engine",
+            server.rest_url,
+            server.ws_url,
+            str(workdir),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,  # one JSON line per answer: every quote's arrival time
+            env={**os.environ, "BENCH_API_KEY": API_KEY, "BENCH_API_SECRET": API_SECRET},
+        )
+        engine = cls(proc)
+        ready = await engine.answer(timeout_s=60)
+        if ready.get("ready") is not True:
+            raise RuntimeError(f"engine did not start: {ready}")
+        return engine
+
+    async def answer(self, *, timeout_s: float = 30) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
+        if not line:
+            raise RuntimeError(f"engine exited ({await self.proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def ask(self, what: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{what}\n".encode())
+        await self.proc.stdin.drain()
+        return await self.answer()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ask("stop")
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@dataclass
+class _Trip:
+    """One quote → order measurement (``perf_counter_ns`` at the exchange)."""
+
+    number: int
+    sent_ns: int
+    arrived_ns: int
+    order_index: int
+
+
+async def _quote_to_order(quotes: _Quotes, probe: _Probe) -> tuple[list[_Trip], int]:
+    """Quote → order arrival, one quote at a time; and the quotes that brought no order within
+    the timeout."""
+    trips: list[_Trip] = []
+    missed = 0
+    for i in range(WARMUP_ORDERS + ORDERS):
+        probe.arrived.clear()
+        before = len(probe.arrivals)
+        number = await quotes.send(HIGH if i % 2 == 0 else LOW)
+        try:
+            await asyncio.wait_for(probe.arrived.wait(), ORDER_TIMEOUT_S)
+        except TimeoutError:
+            missed += 1
+            continue
+        if i >= WARMUP_ORDERS:
+            trips.append(_Trip(number, quotes.sent[number], probe.arrivals[before], before))
+        await asyncio.sleep(GAP_S)
+    return trips, missed
+
+
+async def _rate_step(
+    quotes: _Quotes, server: _ProbedServer, engine: _Engine, rate: int
+) -> RateStep:
+    """Quotes at ``rate`` for ``STEP_S`` on a fixed schedule (a late one goes at once, none is
+    skipped), moving inside the band."""
+    first = quotes.number + 1
+    interval_ns = NS_PER_SECOND // rate
+    total = int(STEP_S * rate)
+    max_queue = 0
+    behind_ns = 0
+    start = time.perf_counter_ns()
+    for k in range(total):
+        due = start + k * interval_ns
+        while (now := time.perf_counter_ns()) < due:
+            if due - now > 2 * NS_PER_MILLISECOND:
+                await asyncio.sleep((due - now) / NS_PER_SECOND / 2)
+            else:
+                await asyncio.sleep(0)
+        behind_ns = max(behind_ns, time.perf_counter_ns() - due)
+        await quotes.send(LOW + (TICK * 10 if k % 2 else 0))
+        max_queue = max(max_queue, server.send_queue())
+    await asyncio.sleep(0.5)  # let the last ones arrive
+    seen = await engine.ask(f"seen {first} {quotes.number}")
+    lags = sorted(t - quotes.sent[int(n)] for n, t in seen["seen"].items())
+    return RateStep(
+        rate=rate,
+        sent=total,
+        delivered=len(lags),
+        lag_p50_ms=percentile(lags, 50) / NS_PER_MILLISECOND,
+        lag_p99_ms=percentile(lags, 99) / NS_PER_MILLISECOND,
+        max_queue=max_queue,
+        behind_ms=behind_ns / NS_PER_MILLISECOND,
+    )
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    latencies_ns: list[int]
+    missed: int
+    steps: list[RateStep]
+    stats: dict[str, Any]
+    parts_ns: dict[str, list[int]]
+    """Quote → order split in three (engine side on the same monotonic clock): ``in``: quote
+    sent → QuoteTick dispatched on the engine's bus; ``decide``: → SubmitOrder published;
+    ``out``: → order at the exchange (journal commits, ccxt's create_order, HTTP)."""
+
+
+async def _bench(workdir: Path) -> LiveResult:
+    clock = LiveClock()
+    instruments = [i for i in binance_defaults(["BTC"]) if i.symbol == SYMBOL]
+    config = SimConfig(balances={"USDT": Decimal(50_000), "BTC": Decimal(1)})
+    core = LoopbackCore(instruments, config, clock)
+    server = _ProbedServer(core, keys={API_KEY: API_SECRET}, weight_limit=1_000_000)
+    server.probe = probe = _Probe()
+    quotes = _Quotes(core, clock)
+    await quotes.send(LOW)
+    async with server:
+        engine = await _Engine.start(server, workdir)
+        try:
+            trips, missed = await _quote_to_order(quotes, probe)
+            first, last = trips[0].number if trips else 0, trips[-1].number if trips else 0
+            seen = (await engine.ask(f"seen {first} {last}"))["seen"]
+            steps = []
+            for rate in RATES:
+                step = await _rate_step(quotes, server, engine, rate)
+                steps.append(step)
+                if not step.sustained:
+                    break
+            stats = await engine.ask("stats")
+        finally:
+            await engine.stop()
+    submits: list[int] = stats.pop("submits", [])
+    parts: dict[str, list[int]] = {"in": [], "decide": [], "out": []}
+    for trip in trips:
+        dispatched = seen.get(str(trip.number))
+        if dispatched is None or trip.order_index >= len(submits):
+            continue
+        submitted = submits[trip.order_index]
+        parts["in"].append(dispatched - trip.sent_ns)
+        parts["decide"].append(submitted - dispatched)
+        parts["out"].append(trip.arrived_ns - submitted)
+    latencies = [trip.arrived_ns - trip.sent_ns for trip in trips]
+    return LiveResult(latencies, missed, steps, stats, parts)
+
+
+def main() -> None:
+    print(
+        "== live: quote on the loopback exchange → order received by it, through ccxt.pro "
+        "(exchange and engine in two processes) =="
+    )
+    with tempfile.TemporaryDirectory(prefix="ballast-bench-live-") as tmp:
+        result = run(_bench(Path(tmp)))
+    missed, steps, stats = result.missed, result.steps, result.stats
+    v = sorted(result.latencies_ns)
+    if v:
+        ms = [percentile(v, q) / NS_PER_MILLISECOND for q in (50, 90, 99)]
+        print(
+            f"  quote → order: p50 {ms[0]:.2f} ms, p90 {ms[1]:.2f} ms, p99 {ms[2]:.2f} ms, "
+            f"max {v[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(v)}, {missed} quotes without an "
+            f"order)  p99 target <= {TARGET_P99_MS:g} ms {verdict(ms[2] <= TARGET_P99_MS)}"
+        )
+        parts = []
+        for name, what in (
+            ("in", "exchange → engine bus"),
+            ("decide", "→ SubmitOrder"),
+            ("out", "→ order at the exchange"),
+        ):
+            values = sorted(result.parts_ns[name])
+            parts.append(
+                f"{what} p50 {percentile(values, 50) / NS_PER_MILLISECOND:.2f} / p99 "
+                f"{percentile(values, 99) / NS_PER_MILLISECOND:.2f} ms"
+            )
+        print(f"    split: {'; '.join(parts)}")
+    else:
+        print(f"  quote → order: no order arrived ({missed} quotes sent)")
+    print(
+        f"  engine: {stats.get('orders', 0):,} orders sent, {stats.get('fills', 0):,} fills; "
+        f"journal commit (fsync) p50 {stats.get('commit_p50_ns', 0) / NS_PER_MILLISECOND:.2f} ms"
+        f", p99 {stats.get('commit_p99_ns', 0) / NS_PER_MILLISECOND:.2f} ms"
+    )
+    best: RateStep | None = None
+    for step in steps:
+        print(
+            f"  {step.rate:>6,} quotes/s: lag p50 {step.lag_p50_ms:.2f} ms, p99 "
+            f"{step.lag_p99_ms:.2f} ms, {step.delivered:,}/{step.sent:,} delivered, exchange "
+            f"send queue max {step.max_queue}, sender behind max {step.behind_ms:.1f} ms"
+            f"{'' if step.sustained else '  <- lagging'}"
+        )
+        if step.sustained:
+            best = step
+    if best is None:
+        print(f"  sustained quote rate: below {RATES[0]:,} quotes/s")
+    else:
+        print(
+            f"  sustained quote rate: {best.rate:,} quotes/s with lag p99 {best.lag_p99_ms:.2f} "
+            f"ms (lag p99 <= {LAG_P99_LIMIT_MS:g} ms, >= {DELIVERED_MIN:.0%} delivered)"
+        )
+
+
+# ---------------------------------------------------------------------------- the engine side
+
+
+async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
+    """The child: a live session on the exchange at ``rest_url``; answers the parent's lines."""
+    from ballast.adapters.ccxt.exchanges import EXCHANGES
+    from ballast.adapters.ccxt.venue import CcxtVenue
+    from ballast.engine.app.session import Session
+    from ballast.engine.kernel.commands import SubmitOrder
+    from ballast.engine.kernel.config import parse_config
+    from ballast.engine.kernel.events import OrderFilled
+    from ballast.engine.kernel.journal import Journal
+    from ballast.engine.trading.portfolio import Portfolio
+
+    config = parse_config(ENGINE_TOML, source="bench.live")
+    clock = LiveClock()
+    venue = CcxtVenue(
+        EXCHANGES["binance"],
+        spot=config.instruments.spot,
+        perp=config.instruments.perp,
+        api_key=os.environ["BENCH_API_KEY"],
+        api_secret=os.environ["BENCH_API_SECRET"],
+        clock=clock,
+        rest_url=rest_url,
+        ws_url=ws_url,
+    )
+    seen: dict[int, int] = {}
+    submits: list[int] = []
+    commits_ns: list[int] = []
+    counts = {"orders": 0, "fills": 0}
+
+    def on_quote(tick: QuoteTick) -> None:
+        seen[int(tick.bid_size)] = time.perf_counter_ns()
+
+    def on_submit(command: SubmitOrder) -> None:
+        submits.append(time.perf_counter_ns())
+        counts["orders"] += 1
+
+    def on_commit(seconds: float, records: int) -> None:
+        commits_ns.append(int(seconds * NS_PER_SECOND))
+
+    def on_fill(fill: OrderFilled) -> None:
+        counts["fills"] += 1
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def answer(payload: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.flush()
+
+    async with venue, Journal(workdir / "journal.db", kind="live") as journal:
+        session = Session(config, clock, journal=journal, venue=venue)
+        session.bus.subscribe(QuoteTick, on_quote, name="bench.quote")
+        session.bus.subscribe(SubmitOrder, on_submit, name="bench.submit")
+        session.bus.subscribe(OrderFilled, on_fill, name="bench.fill")
+        journal.commit_observers.append(on_commit)
+        async with session:
+            await venue.start()  # the session starts it too once it knows the hook: idempotent
+            for actor in session.actors:
+                if isinstance(actor, Portfolio):
+                    actor.min_snapshot_interval_ns = 0
+            answer({"ready": True})
+            while line := (await reader.readline()).decode().split():
+                if line[0] == "seen":
+                    low, high = int(line[1]), int(line[2])
+                    answer({"seen": {n: t for n, t in seen.items() if low <= n <= high}})
+                elif line[0] == "stats":
+                    commits = sorted(commits_ns)
+                    answer(
+                        {
+                            **counts,
+                            "submits": submits,
+                            "commit_p50_ns": percentile(commits, 50),
+                            "commit_p99_ns": percentile(commits, 99),
+                        }
+                    )
+                elif line[0] == "stop":
+                    answer({"stopped": True})
+                    break
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "engine":
+        run(_engine_main(sys.argv[2], sys.argv[3], Path(sys.argv[4])))
+    else:
+        main()
