@@ -321,22 +321,6 @@ SESSION_ID = re.compile(r'"session_id":"[0-9a-f]+"')
 
 
 @pytest.mark.slow
-def test_demo_runs_the_paper_portfolio_reports_and_verifies(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    proc = ballast("demo", "--out", str(out), timeout_s=300)  # ~40 s alone, more beside others
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (out / "journal.db").is_file()
-    html = (out / "report" / "report.html").read_text()
-    assert "data:image/png;base64," in html
-    for name in ("growth_optimizer", "buy_and_hold", "calendar"):
-        assert name in proc.stdout
-        assert name in html
-    for metric in ("Total return", "CAGR", "Sharpe", "Sortino", "Max drawdown", "Funding PnL"):
-        assert metric in proc.stdout
-    assert re.search(r"replay: [\d,]+ records .* reproduced identically \(verify ok\)", proc.stdout)
-
-
-@pytest.mark.slow
 def test_backtest_cli_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
     config = tmp_path / "growth.toml"
     config.write_text('[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n')
