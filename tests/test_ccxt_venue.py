@@ -9,6 +9,7 @@ fills, balances, rejections) are in tests/test_venue_contract.py (the ``ccxt`` h
 from __future__ import annotations
 
 import asyncio
+import decimal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -607,3 +608,33 @@ async def test_fills_after_a_reply_without_them_are_reported_once() -> None:
     ]
     for coid in ("bl-b1", "bl-p1"):
         assert [k for k, c in kinds if c == coid] == [OrderSubmitted, OrderAccepted, OrderFilled]
+
+
+# ---------------------------------------------------------------------------------- decimal context
+
+
+async def test_the_callers_decimal_context_is_left_as_it_was(rig: Rig) -> None:
+    """ccxt's ``decimal_to_precision`` sets ROUND_HALF_UP and traps Underflow on the context it
+    finds: the engine, which submits from its own task and rounds with the default context, must
+    never see that (a replayed journal would round differently)."""
+    decimal.setcontext(decimal.Context())  # this task's own context object
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-b1", "buy", "0.1"))
+        await venue.submit(order("bl-l1", "buy", "0.1", price="49000.5"))
+        await venue.submit(order("bl-p1", "buy", "0.012", symbol=PERP))
+        await venue.submit(order("bl-p2", "sell", "0.01", symbol=PERP, price="51000"))
+        await rig.trade(PERP, "51100")
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-l1", SPOT, "done"))
+        await eventually(lambda: len(rig.sink.fills()) == 3, what="three fills")
+        await eventually(
+            lambda: any(isinstance(e, PositionUpdated) for e in rig.sink.events),
+            what="a position over the stream",
+        )
+        await venue.open_orders()
+        context = decimal.getcontext()
+        assert context.rounding == decimal.ROUND_HALF_EVEN
+        assert not context.traps[decimal.Underflow]
+    context = decimal.getcontext()
+    assert (context.rounding, context.traps[decimal.Underflow]) == (decimal.ROUND_HALF_EVEN, False)

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import logging
 import math
 import random
@@ -181,6 +182,14 @@ class _Channel:
     connected: bool = False
     message: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at the first message of the current attempt."""
+
+
+async def _own_decimal_context(coro: Awaitable[None]) -> None:
+    """Run ``coro`` with a decimal context of its own. A task inherits its creator's context
+    object (contextvars copy the reference), and ccxt changes the rounding and traps of the one it
+    finds; the venue's tasks, and ccxt's socket tasks they start, must not touch the engine's."""
+    decimal.setcontext(decimal.Context())
+    await coro
 
 
 def _bind(fn: Callable[..., Awaitable[Any]], *args: Any) -> _Watch:
@@ -371,7 +380,7 @@ class CcxtVenue(Venue):
         await self._catch_up("start")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks.append(asyncio.ensure_future(_own_decimal_context(coro)))
         self._tasks[-1].set_name(name)
 
     async def close(self) -> None:
@@ -447,7 +456,10 @@ class CcxtVenue(Venue):
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             await self._budgets[api].acquire(weight)
             try:
-                return await fn(*args, **kwargs)
+                # ccxt sets rounding and traps on the decimal context it finds (its
+                # decimal_to_precision): the caller's must stay as it was
+                with decimal.localcontext():
+                    return await fn(*args, **kwargs)
             except (RateLimitExceeded, DDoSProtection) as e:
                 if attempt == _RATE_LIMIT_RETRIES:
                     raise VenueError(
