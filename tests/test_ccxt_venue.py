@@ -18,7 +18,12 @@ import pytest
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.adapters.sim.config import Latency, SimConfig
-from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import (
+    NS_PER_MILLISECOND,
+    NS_PER_SECOND,
+    LiveClock,
+    SimulatedClock,
+)
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
     BalanceUpdated,
@@ -355,6 +360,50 @@ async def test_a_restart_reports_funding_the_journal_lacks_with_its_rate_and_pos
             Decimal(2),
         ),
     ]
+
+
+async def test_every_settlement_of_an_accelerated_replay_is_reported() -> None:
+    """A replay settles funding every few milliseconds (and every mark moves the next funding
+    time on): more settlements than the request weight allows income polls. Every FundingPaid
+    still comes, once, and they add up to the exchange's income."""
+    clock = LiveClock()
+    async with loopback_exchange(balances=BALANCES, clock=clock) as lb:
+        rig = Rig(lb, SimulatedClock(START_NS), Sink())
+        venue = CcxtVenue(
+            BINANCE,
+            spot=[SPOT],
+            perp=[PERP],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=clock,
+            rest_url=lb.server.rest_url,
+            ws_url=lb.server.ws_url,
+        )
+        venue.attach(rig.sink)
+        async with venue:
+            await started(venue, rig.sink)
+            await venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+            await eventually(lambda: len(rig.sink.fills()) == 1)
+            await subscribed(lb, "btcusdt@markprice@1s")
+            next_ns = clock.now_ns() + 3600 * NS_PER_SECOND
+            for n in range(120):
+                rate = "0.0001" if n % 3 else "-0.0002"
+                mark = Decimal(50000 + 10 * n)
+                await lb.mark(PERP, mark, rate=rate, next_ns=next_ns)
+                await lb.core.settle_funding(PERP, Decimal(rate), mark, clock.now_ns())
+                next_ns += 3600 * NS_PER_SECOND
+                await asyncio.sleep(0.02)  # a settlement every 20 ms, for 2.4 s
+
+            def funding() -> list[FundingPaid]:
+                return [e for e in rig.sink.events if isinstance(e, FundingPaid)]
+
+            await eventually(lambda: len(funding()) >= 120, within_s=15, what="every payment")
+            assert venue.budgets["futures"].waits == 0  # polls spaced within the budget
+        income = [r for r in lb.core.income if r.income_type == "FUNDING_FEE"]
+        assert len(income) == len(funding()) == 120
+        assert sum(f.amount for f in funding()) == sum(r.income for r in income)
+        assert {f.position_qty for f in funding()} == {Decimal("-0.1")}
+        assert len({f.ts_event for f in funding()}) == 120
 
 
 # ---------------------------------------------------------------------------------- orders

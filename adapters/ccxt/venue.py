@@ -133,6 +133,12 @@ _TRADES_PAGE = 1000
 _FUNDING_GRACE_NS = NS_PER_SECOND
 _ENDED_KEPT = 10_000
 """Ended orders remembered (a resend of one of them is ignored without asking the exchange)."""
+_INCOME_PAGE = 1000
+"""Income records per page (Binance's maximum)."""
+_FUNDING_RATE_PAGE = 1000
+_FUNDING_SHARE = 0.5
+"""At most this share of the futures weight budget goes to funding polls: at an accelerated pace
+(a settlement every few ms) polls are spaced so orders keep their weight."""
 _FUNDING_MATCH_MS = 60_000
 """A settlement's income record and its funding-rate record are at most this far apart."""
 
@@ -266,7 +272,13 @@ class CcxtVenue(Venue):
         self._positions: dict[str, Decimal] = {}
         self._next_funding_ms: dict[str, int] = {}
         self._funding_polled_ms: dict[str, int] = {}
+        """Per perp: the latest funding time a poll was asked for by the clock."""
+        self._funding_passed_ms: dict[str, int] = {}
+        """Per perp: the last funding time the marks moved past (polled again after the grace:
+        the income may be written a little after the mark moved on)."""
         self._funding_wanted = asyncio.Event()
+        """A settlement happened that no funding poll has read yet."""
+        self._funding_polled_ns = -(2**62)
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._ended: deque[str] = deque()
         self._timers: list[Any] = []
@@ -985,12 +997,14 @@ class CcxtVenue(Venue):
                     await self.emit(self._position(p, now))
 
     async def _on_funding(
-        self, incomes: Sequence[Mapping[str, Any]], history: Mapping[int, tuple[Decimal, Decimal]]
+        self,
+        incomes: Sequence[Mapping[str, Any]],
+        histories: Mapping[str, Mapping[int, tuple[Decimal, Decimal]]],
     ) -> int:
         """FundingPaid for each settlement not reported yet. Its rate and mark are the
-        exchange's for that funding time (``history``: ms → (rate, mark)), the position the one
-        the payment implies (``−amount / (mark × rate)`` on the lot grid); without history, the
-        last mark, rate and position the venue saw."""
+        exchange's for that funding time (``histories``: symbol → ms → (rate, mark)), the
+        position the one the payment implies (``−amount / (mark × rate)`` on the lot grid);
+        without history, the last mark, rate and position the venue saw."""
         now = self.clock.now_ns()
         emitted = 0
         ordered = sorted(incomes, key=lambda i: (i.get("timestamp") or 0, str(i.get("id"))))
@@ -1012,6 +1026,7 @@ class CcxtVenue(Venue):
                 paid = amount(income.get("amount"))
                 mark, rate = self._marks.get(symbol, (ZERO, ZERO))
                 qty = self._positions.get(symbol, ZERO)
+                history = histories.get(symbol, {})
                 known = _nearest(history, int(ts_ms)) if ts_ms is not None else None
                 if known is not None:
                     rate, mark = known
@@ -1116,32 +1131,48 @@ class CcxtVenue(Venue):
             since = last
 
     async def _poll_funding(self) -> int:
-        """Funding income since the last reported settlement of each perp."""
+        """Funding income since the last reported settlement of each perp: one income call for
+        every perp, paged by ``startTime`` until a page comes back short (a burst of settlements
+        is read whole), then each perp's funding-rate history of those settlements."""
+        if not self.perp:
+            return 0
         client = self._require_client()
-        found = 0
-        for symbol in self.perp:
-            since = self._funding_after_ms.get(symbol, 0)
-            incomes = await self._call(
-                "futures", "income", client.fetch_funding_history, symbol, since
+        since = min(self._funding_after_ms.get(symbol, 0) for symbol in self.perp)
+        fresh: list[Mapping[str, Any]] = []
+        while True:
+            page = await self._call(
+                "futures", "income", client.fetch_funding_history, None, since, _INCOME_PAGE
             )
-            fresh = [i for i in incomes if str(i.get("id")) not in self._seen_funding]
-            if not fresh:
-                continue
-            first = min(int(i.get("timestamp") or since) for i in fresh)
+            fresh += [
+                i
+                for i in page
+                if i.get("symbol") in self._funding_after_ms
+                and str(i.get("id")) not in self._seen_funding
+                and int(i.get("timestamp") or 0) >= self._funding_after_ms[str(i["symbol"])]
+            ]
+            if len(page) < _INCOME_PAGE:
+                break
+            last = max(int(i.get("timestamp") or since) for i in page)
+            since = last if last > since else since + 1
+        if not fresh:
+            return 0
+        histories: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
+        for symbol in sorted({str(i["symbol"]) for i in fresh}):
+            times = [int(i.get("timestamp") or 0) for i in fresh if i.get("symbol") == symbol]
             rows = await self._call(
                 "futures",
                 "fundingRate",
                 client.fetch_funding_rate_history,
                 symbol,
-                first - _FUNDING_MATCH_MS,
+                min(times) - _FUNDING_MATCH_MS,
+                _FUNDING_RATE_PAGE,
             )
-            history: dict[int, tuple[Decimal, Decimal]] = {}
+            history = histories.setdefault(symbol, {})
             for row in rows:
                 mark = self.spec.funding_mark(row)
                 if row.get("timestamp") is not None and mark is not None:
                     history[int(row["timestamp"])] = (amount(row.get("fundingRate")), amount(mark))
-            found += await self._on_funding(fresh, history)
-        return found
+        return await self._on_funding(fresh, histories)
 
     # ------------------------------------------------------------------ channels
 
@@ -1246,6 +1277,10 @@ class CcxtVenue(Venue):
             self._marks[symbol] = (mark, rate)
             next_ms = int(fields.next_funding_ms or 0)
             if next_ms:
+                previous = self._next_funding_ms.get(symbol)
+                if previous is not None and next_ms > previous:
+                    self._funding_wanted.set()  # the funding time passed: a settlement was made
+                    self._funding_passed_ms[symbol] = previous
                 self._next_funding_ms[symbol] = next_ms
             await self.emit(
                 MarkPriceUpdated(
@@ -1352,28 +1387,47 @@ class CcxtVenue(Venue):
     # ------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self) -> None:
-        """Silent-order status poll and funding income after each funding time."""
+        """Silent-order status poll, and funding income after each settlement: announced on the
+        user stream (``FUNDING_FEE``), seen as a next funding time that moved on, or a second
+        past the funding time the venue knew (a missed announcement)."""
         while True:
             try:
                 await self._poll_silent_orders()
-                due = self._funding_wanted.is_set()
                 now_ms = self.clock.now_ns() // NS_PER_MILLISECOND
-                for symbol, next_ms in list(self._next_funding_ms.items()):
-                    grace_ms = _FUNDING_GRACE_NS // NS_PER_MILLISECOND
+                grace_ms = _FUNDING_GRACE_NS // NS_PER_MILLISECOND
+                times = (*self._next_funding_ms.items(), *self._funding_passed_ms.items())
+                for symbol, funding_ms in times:
                     if (
-                        now_ms >= next_ms + grace_ms
-                        and self._funding_polled_ms.get(symbol) != next_ms
+                        now_ms >= funding_ms + grace_ms
+                        and self._funding_polled_ms.get(symbol, -1) < funding_ms
                     ):
-                        self._funding_polled_ms[symbol] = next_ms
-                        due = True
-                if due:
+                        self._funding_polled_ms[symbol] = funding_ms
+                        self._funding_wanted.set()
+                if self._funding_wanted.is_set() and self._funding_poll_allowed():
+                    # cleared first: an announcement during the poll asks for another one
                     self._funding_wanted.clear()
+                    self._funding_polled_ns = self.clock.now_ns()
                     await self._poll_funding()
             except Exception as e:  # a failed poll is retried at the next round
+                self._funding_wanted.set()
                 log.warning(
                     "%s housekeeping: %s: %s", self.name, type(e).__name__, self._text(str(e))
                 )
             await asyncio.sleep(_HOUSEKEEPING_S)
+
+    def _funding_poll_cost(self) -> int:
+        return self.spec.weight("futures", "income") + len(self.perp) * self.spec.weight(
+            "futures", "fundingRate"
+        )
+
+    def _funding_poll_allowed(self) -> bool:
+        """Whether a funding poll may run now: polls are spaced so that they take at most
+        :data:`_FUNDING_SHARE` of the futures budget (one settlement every 8 hours: at once; a
+        replay settling every few milliseconds: one poll reads many)."""
+        budget = self._budgets["futures"]
+        allowance = max(1.0, budget.budget * _FUNDING_SHARE)
+        spacing_ns = int(budget.window_ns * self._funding_poll_cost() / allowance)
+        return self.clock.now_ns() - self._funding_polled_ns >= spacing_ns
 
     async def _poll_silent_orders(self) -> None:
         if self._silent_ns <= 0:
