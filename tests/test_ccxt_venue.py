@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import gc
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -406,6 +408,32 @@ async def test_every_settlement_of_an_accelerated_replay_is_reported() -> None:
         assert len({f.ts_event for f in funding()}) == 120
 
 
+async def test_a_start_with_an_open_position_logs_no_error_and_reports_it(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ccxt's own positions snapshot of ``watch_positions`` compared our decimal strings with 0
+    (a TypeError in a task nobody awaited): the venue takes its own snapshot instead."""
+    await rig.lb.client.create_order(PERP, "market", "buy", 0.02, None, {"newClientOrderId": "o"})
+    rig.clock.advance_to(rig.clock.now_ns() + NS_PER_SECOND)
+    venue = rig.venue()
+
+    def last_qty() -> Decimal | None:
+        found = [e.qty for e in rig.sink.events if isinstance(e, PositionUpdated)]
+        return found[-1] if found else None
+
+    with caplog.at_level(logging.WARNING):
+        async with venue:
+            await started(venue, rig.sink)
+            assert last_qty() == Decimal("0.02")  # the start's statement
+            await subscribed(rig.lb, "user:futures")
+            await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+            await eventually(lambda: last_qty() == Decimal("0.03"), what="the stream's position")
+        gc.collect()
+        await asyncio.sleep(0.05)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
+
+
 # ---------------------------------------------------------------------------------- orders
 
 
@@ -584,9 +612,14 @@ async def test_a_burst_of_orders_reports_every_fill_to_a_slow_sink(rig: Rig) -> 
             lambda: (b := last_usdt()) is not None and b.free == Decimal(usdt["free"]),
             what="the last balance statement",
         )
-        positions = [e for e in rig.sink.events if isinstance(e, PositionUpdated)]
-        flat = {"qty": "0"}
-        assert positions[-1].qty == Decimal(state["positions"].get(PERP, flat)["qty"])
+        held = Decimal(state["positions"].get(PERP, {"qty": "0"})["qty"])
+
+        def last_qty() -> Decimal | None:
+            found = [e.qty for e in rig.sink.events if isinstance(e, PositionUpdated)]
+            return found[-1] if found else None
+
+        # the position comes on the futures socket, the USDT balance on the spot one: in any order
+        await eventually(lambda: last_qty() == held, what="the last position")
 
 
 async def test_a_fresh_start_books_no_fill_of_the_accounts_past(rig: Rig) -> None:

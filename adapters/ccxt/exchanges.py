@@ -356,6 +356,10 @@ BINANCE = ExchangeSpec(
         "fetchMarkets": {"types": ["spot", "linear"]},
         "fetchCurrencies": False,
         "fetchMargins": False,
+        # the venue takes its own REST snapshot of the account (start, every catch-up); ccxt's
+        # (a task of its own, per user-stream connection) costs request weight and compares the
+        # venue's decimal strings with 0 (a TypeError nobody awaits)
+        "watchPositions": {"fetchPositionsSnapshot": False},
     },
     url_builder=_binance_urls,
     # Binance's published request weights of the calls the venue makes.
