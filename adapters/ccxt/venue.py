@@ -139,6 +139,9 @@ _FUNDING_RATE_PAGE = 1000
 _FUNDING_SHARE = 0.5
 """At most this share of the futures weight budget goes to funding polls: at an accelerated pace
 (a settlement every few ms) polls are spaced so orders keep their weight."""
+_STATEMENT_REUSE_NS = 5 * NS_PER_SECOND
+"""connect()'s spot statement stands for an account() called this soon after it (one request of
+weight 20 less per start)."""
 _FUNDING_MATCH_MS = 60_000
 """A settlement's income record and its funding-rate record are at most this far apart."""
 
@@ -284,6 +287,8 @@ class CcxtVenue(Venue):
         self._timers: list[Any] = []
         self._started = False
         self._closing = False
+        self._connect_statement: tuple[int, Any] | None = None
+        """(when, spot balance) of connect()'s credential check, for the first account()."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,7 +345,7 @@ class CcxtVenue(Venue):
             request_headers: Any,
             request_body: Any,
         ) -> Any:
-            self._observe_response(code, url, headers)
+            self._observe_response(code, url, headers, body)
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         client.on_rest_response = on_rest_response
@@ -361,7 +366,9 @@ class CcxtVenue(Venue):
             # from here on ccxt hands every parsed amount over as the exchange's decimal string
             # (its default float cannot hold what a string of more than 15 digits says)
             client.number = str
-            await self._call("spot", "account", client.fetch_balance)
+            # the credential check; its statement serves the session's first account() too
+            spot = await self._call("spot", "account", client.fetch_balance)
+            self._connect_statement = (self.clock.now_ns(), spot)
         except VenueError:
             await self._drop_client()
             raise
@@ -438,9 +445,14 @@ class CcxtVenue(Venue):
                 text = text.replace(secret, "***")
         return redact(text)
 
-    def _observe_response(self, code: Any, url: str, headers: Any) -> None:
+    def _observe_response(self, code: Any, url: str, headers: Any, body: Any = None) -> None:
         api = "futures" if any(p in url for p in self.spec.futures_paths) else "spot"
         budget = self._budgets[api]
+        if code == 200:
+            advertised = self.spec.advertised_limit(url, body)
+            if advertised is not None and advertised != budget.limit:
+                log.info("%s: %s request weight limit %d per minute", self.name, api, advertised)
+                budget.set_limit(advertised)
         lowered = {str(k).lower(): v for k, v in dict(headers or {}).items()}
         used = lowered.get(self.spec.weight_header)
         if used is not None:
@@ -534,7 +546,11 @@ class CcxtVenue(Venue):
         now = self.clock.now_ns()
         events: list[Message] = []
         try:
-            spot = await self._call("spot", "account", client.fetch_balance)
+            fresh, self._connect_statement = self._connect_statement, None
+            if fresh is not None and now - fresh[0] <= _STATEMENT_REUSE_NS:
+                spot = fresh[1]
+            else:
+                spot = await self._call("spot", "account", client.fetch_balance)
             events += self._balances("spot", spot, now, rest=True)
             if self.perp:
                 futures = await self._call(
