@@ -19,6 +19,7 @@ from decimal import Decimal
 import pytest
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.adapters.loopback.core import BalanceUpdate
 from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.engine.kernel.clock import (
     NS_PER_MILLISECOND,
@@ -620,6 +621,48 @@ async def test_a_burst_of_orders_reports_every_fill_to_a_slow_sink(rig: Rig) -> 
 
         # the position comes on the futures socket, the USDT balance on the spot one: in any order
         await eventually(lambda: last_qty() == held, what="the last position")
+
+
+async def test_a_statement_that_predates_a_fill_is_corrected_after_the_burst(rig: Rig) -> None:
+    """The unified account sends a perp fill's USDT on the spot socket, the fill on the futures
+    one: a statement can arrive after a fill it predates. Once the fills are quiet the venue reads
+    the account over REST and states every balance and position afresh."""
+    venue = rig.venue()
+
+    def last_usdt() -> Decimal | None:
+        found = [
+            e.free for e in rig.sink.events if isinstance(e, BalanceUpdated) and e.asset == "USDT"
+        ]
+        return found[-1] if found else None
+
+    async with venue:
+        await started(venue, rig.sink)
+        before = last_usdt()
+        assert before == Decimal(BALANCES["USDT"])
+        await subscribed(rig.lb, "user:spot", "user:futures")
+        await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+        await venue.submit(order("bl-b1", "buy", "0.01"))
+        await eventually(lambda: len(rig.sink.fills()) == 2, what="both fills")
+        # the stream then delivers a statement from before the fills
+        stale = BalanceUpdate((("USDT", before, Decimal(0)),), rig.lb.core.now_ms())
+        rig.lb.core._publish(stale)
+
+        def stale_seen() -> bool:
+            last_fill = max(i for i, e in enumerate(rig.sink.events) if isinstance(e, OrderFilled))
+            return any(
+                isinstance(e, BalanceUpdated) and e.asset == "USDT" and e.free == before
+                for e in rig.sink.events[last_fill:]
+            )
+
+        await eventually(stale_seen, what="the stale statement after the fills")
+        usdt = Decimal((await rig.lb.state())["balances"]["USDT"]["free"])
+        assert usdt < before
+        await eventually(lambda: last_usdt() == usdt, what="the statement after the fills")
+        fills_at = max(i for i, e in enumerate(rig.sink.events) if isinstance(e, OrderFilled))
+        after = {e.asset for e in rig.sink.events[fills_at:] if isinstance(e, BalanceUpdated)}
+        assert after >= {"USDT", "BTC"}  # every balance, changed or not
+        positions = [e for e in rig.sink.events[fills_at:] if isinstance(e, PositionUpdated)]
+        assert positions[-1].qty == Decimal("0.01")
 
 
 async def test_a_fresh_start_books_no_fill_of_the_accounts_past(rig: Rig) -> None:

@@ -139,6 +139,8 @@ _FUNDING_RATE_PAGE = 1000
 _FUNDING_SHARE = 0.5
 """At most this share of the futures weight budget goes to funding polls: at an accelerated pace
 (a settlement every few ms) polls are spaced so orders keep their weight."""
+_REFRESH_QUIET_S = 0.25
+"""After a burst of fills: the account is read once fills have been quiet this long."""
 _STATEMENT_REUSE_NS = 5 * NS_PER_SECOND
 """connect()'s spot statement stands for an account() called this soon after it (one request of
 weight 20 less per start)."""
@@ -288,6 +290,8 @@ class CcxtVenue(Venue):
         self._started = False
         self._closing = False
         self._connect_statement: tuple[int, Any] | None = None
+        self._filled = asyncio.Event()
+        """A fill was emitted since the last statement after fills."""
         """(when, spot balance) of connect()'s credential check, for the first account()."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -396,6 +400,7 @@ class CcxtVenue(Venue):
             self._channels[channel.name] = channel
             self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
         self._spawn(self._housekeeping(), f"{self.name}:housekeeping")
+        self._spawn(self._refresh_after_fills(), f"{self.name}:statements")
         await self._catch_up("start")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -547,7 +552,7 @@ class CcxtVenue(Venue):
         events: list[Message] = []
         try:
             fresh, self._connect_statement = self._connect_statement, None
-            if fresh is not None and now - fresh[0] <= _STATEMENT_REUSE_NS:
+            if fresh is not None and not self._started and now - fresh[0] <= _STATEMENT_REUSE_NS:
                 spot = fresh[1]
             else:
                 spot = await self._call("spot", "account", client.fetch_balance)
@@ -988,6 +993,7 @@ class CcxtVenue(Venue):
                 liquidity,
             )
         )
+        self._filled.set()
 
     async def _on_balance(
         self, api: AccountApi, balance: Mapping[str, Any], *, fresh: bool
@@ -1100,24 +1106,7 @@ class CcxtVenue(Venue):
                 account = await self.account()
             except ExchangeError as e:
                 raise VenueError(self._text(f"{self.name}: catch-up: {e}")) from None
-            async with self._lock:
-                for event in account:
-                    if isinstance(event, BalanceUpdated):
-                        self._last_balance[(event.account, event.asset)] = (
-                            event.free,
-                            event.locked,
-                        )
-                    await self.emit(event)
-                # a position closed in the gap is absent from the statement (flat ones are not
-                # listed): say it is flat
-                listed = {e.symbol for e in account if isinstance(e, PositionUpdated)}
-                for symbol in sorted(held - listed):
-                    self._positions[symbol] = ZERO
-                    mark = self._marks.get(symbol, (ZERO, ZERO))[0]
-                    now = self.clock.now_ns()
-                    await self.emit(
-                        PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
-                    )
+            await self._emit_statement(account, held)
             now = self.clock.now_ns()
             await self.emit(
                 VenueConnectionChanged(
@@ -1129,6 +1118,47 @@ class CcxtVenue(Venue):
                     f"{why}: {fills} fills, {funding} funding, {open_found} open orders",
                 )
             )
+
+    async def _emit_statement(self, account: Sequence[Message], held: Collection[str]) -> None:
+        """The account afresh (every balance and position, changed or not: a statement the
+        streams delivered out of order is corrected); a perp of ``held`` (non-zero before the
+        statement was read) that it does not list is flat."""
+        async with self._lock:
+            for event in account:
+                if isinstance(event, BalanceUpdated):
+                    self._last_balance[(event.account, event.asset)] = (event.free, event.locked)
+                await self.emit(event)
+            # a closed position is absent from the statement (flat ones are not listed)
+            listed = {e.symbol for e in account if isinstance(e, PositionUpdated)}
+            for symbol in sorted(set(held) - listed):
+                self._positions[symbol] = ZERO
+                mark = self._marks.get(symbol, (ZERO, ZERO))[0]
+                now = self.clock.now_ns()
+                await self.emit(
+                    PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
+                )
+
+    async def _refresh_after_fills(self) -> None:
+        """A statement over REST once fills have been quiet for :data:`_REFRESH_QUIET_S`. The
+        streams bring a fill and the balance it moved on different sockets (Binance's unified
+        account: a perp fill's USDT on the spot socket), in any order: a statement that predates
+        a fill the engine booked would leave its cash off until the next statement."""
+        while True:
+            await self._filled.wait()
+            quiet = False
+            while not quiet:  # until no fill came for a while
+                self._filled.clear()
+                try:
+                    await asyncio.wait_for(self._filled.wait(), _REFRESH_QUIET_S)
+                except TimeoutError:
+                    quiet = True
+            try:
+                async with self._catch_up_lock:
+                    held = {symbol for symbol, qty in self._positions.items() if qty != 0}
+                    account = await self.account()
+                    await self._emit_statement(account, held)
+            except (VenueError, ExchangeError) as e:
+                log.warning("%s: statement after fills: %s", self.name, self._text(f"{e}"))
 
     async def _my_trades(self, client: Any, symbol: str, since_ms: int) -> list[Mapping[str, Any]]:
         api = "futures" if is_perp(symbol) else "spot"
