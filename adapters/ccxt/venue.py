@@ -48,6 +48,26 @@ this process emitted (at start: ``fills_after_ns``), oldest first; funding incom
 the open orders and every order the venue still holds as working (what changed in the gap); the
 account afresh (every balance and position); then ``caught_up`` with what it found.
 
+**Statements after fills.** A fill and the balance it moved come on different sockets (Binance's
+unified account: a perp fill's USDT on the spot socket), in any order; once fills have been quiet
+for 250 ms the venue reads the account over REST and states every balance and position afresh, so
+a statement that predates a booked fill is corrected without waiting for the next one.
+
+**Funding.** A settlement (announced on the user stream, or a next funding time that moved on)
+makes the venue read the income endpoint (one call for every perp, paged by ``startTime``) and
+the settlements' funding rates. At an accelerated pace (a replay settling every few milliseconds)
+the polls are spaced so that they take at most half of the futures weight budget; each reads
+every settlement since the last.
+
+**Request weight.** The budget of each API is the limit the exchange advertises
+(``exchangeInfo.rateLimits``, read with the markets), × ``weight_safety``; the spec's constant
+until then.
+
+**Decimal context.** ccxt sets ROUND_HALF_UP and an Underflow trap on the decimal context it finds
+(``decimal_to_precision``). Every REST call runs under ``decimal.localcontext()`` and every task
+the venue starts (ccxt's socket tasks inherit from them) on a Context of its own: the caller's
+context is never changed.
+
 **Silent orders.** An order open longer than ``silent_order_s`` without news is looked up and its
 status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` while it stays
 silent).
