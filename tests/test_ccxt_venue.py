@@ -9,6 +9,9 @@ fills, balances, rejections) are in tests/test_venue_contract.py (the ``ccxt`` h
 from __future__ import annotations
 
 import asyncio
+import decimal
+import gc
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,8 +19,14 @@ from decimal import Decimal
 import pytest
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.adapters.loopback.core import BalanceUpdate
 from ballast.adapters.sim.config import Latency, SimConfig
-from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.clock import (
+    NS_PER_MILLISECOND,
+    NS_PER_SECOND,
+    LiveClock,
+    SimulatedClock,
+)
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
     BalanceUpdated,
@@ -356,6 +365,76 @@ async def test_a_restart_reports_funding_the_journal_lacks_with_its_rate_and_pos
     ]
 
 
+async def test_every_settlement_of_an_accelerated_replay_is_reported() -> None:
+    """A replay settles funding every few milliseconds (and every mark moves the next funding
+    time on): more settlements than the request weight allows income polls. Every FundingPaid
+    still comes, once, and they add up to the exchange's income."""
+    clock = LiveClock()
+    async with loopback_exchange(balances=BALANCES, clock=clock) as lb:
+        rig = Rig(lb, SimulatedClock(START_NS), Sink())
+        venue = CcxtVenue(
+            BINANCE,
+            spot=[SPOT],
+            perp=[PERP],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=clock,
+            rest_url=lb.server.rest_url,
+            ws_url=lb.server.ws_url,
+        )
+        venue.attach(rig.sink)
+        async with venue:
+            await started(venue, rig.sink)
+            await venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+            await eventually(lambda: len(rig.sink.fills()) == 1)
+            await subscribed(lb, "btcusdt@markprice@1s")
+            next_ns = clock.now_ns() + 3600 * NS_PER_SECOND
+            for n in range(120):
+                rate = "0.0001" if n % 3 else "-0.0002"
+                mark = Decimal(50000 + 10 * n)
+                await lb.mark(PERP, mark, rate=rate, next_ns=next_ns)
+                await lb.core.settle_funding(PERP, Decimal(rate), mark, clock.now_ns())
+                next_ns += 3600 * NS_PER_SECOND
+                await asyncio.sleep(0.02)  # a settlement every 20 ms, for 2.4 s
+
+            def funding() -> list[FundingPaid]:
+                return [e for e in rig.sink.events if isinstance(e, FundingPaid)]
+
+            await eventually(lambda: len(funding()) >= 120, within_s=15, what="every payment")
+            assert venue.budgets["futures"].waits == 0  # polls spaced within the budget
+        income = [r for r in lb.core.income if r.income_type == "FUNDING_FEE"]
+        assert len(income) == len(funding()) == 120
+        assert sum(f.amount for f in funding()) == sum(r.income for r in income)
+        assert {f.position_qty for f in funding()} == {Decimal("-0.1")}
+        assert len({f.ts_event for f in funding()}) == 120
+
+
+async def test_a_start_with_an_open_position_logs_no_error_and_reports_it(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ccxt's own positions snapshot of ``watch_positions`` compared our decimal strings with 0
+    (a TypeError in a task nobody awaited): the venue takes its own snapshot instead."""
+    await rig.lb.client.create_order(PERP, "market", "buy", 0.02, None, {"newClientOrderId": "o"})
+    rig.clock.advance_to(rig.clock.now_ns() + NS_PER_SECOND)
+    venue = rig.venue()
+
+    def last_qty() -> Decimal | None:
+        found = [e.qty for e in rig.sink.events if isinstance(e, PositionUpdated)]
+        return found[-1] if found else None
+
+    with caplog.at_level(logging.WARNING):
+        async with venue:
+            await started(venue, rig.sink)
+            assert last_qty() == Decimal("0.02")  # the start's statement
+            await subscribed(rig.lb, "user:futures")
+            await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+            await eventually(lambda: last_qty() == Decimal("0.03"), what="the stream's position")
+        gc.collect()
+        await asyncio.sleep(0.05)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
+
+
 # ---------------------------------------------------------------------------------- orders
 
 
@@ -534,9 +613,56 @@ async def test_a_burst_of_orders_reports_every_fill_to_a_slow_sink(rig: Rig) -> 
             lambda: (b := last_usdt()) is not None and b.free == Decimal(usdt["free"]),
             what="the last balance statement",
         )
-        positions = [e for e in rig.sink.events if isinstance(e, PositionUpdated)]
-        flat = {"qty": "0"}
-        assert positions[-1].qty == Decimal(state["positions"].get(PERP, flat)["qty"])
+        held = Decimal(state["positions"].get(PERP, {"qty": "0"})["qty"])
+
+        def last_qty() -> Decimal | None:
+            found = [e.qty for e in rig.sink.events if isinstance(e, PositionUpdated)]
+            return found[-1] if found else None
+
+        # the position comes on the futures socket, the USDT balance on the spot one: in any order
+        await eventually(lambda: last_qty() == held, what="the last position")
+
+
+async def test_a_statement_that_predates_a_fill_is_corrected_after_the_burst(rig: Rig) -> None:
+    """The unified account sends a perp fill's USDT on the spot socket, the fill on the futures
+    one: a statement can arrive after a fill it predates. Once the fills are quiet the venue reads
+    the account over REST and states every balance and position afresh."""
+    venue = rig.venue()
+
+    def last_usdt() -> Decimal | None:
+        found = [
+            e.free for e in rig.sink.events if isinstance(e, BalanceUpdated) and e.asset == "USDT"
+        ]
+        return found[-1] if found else None
+
+    async with venue:
+        await started(venue, rig.sink)
+        before = last_usdt()
+        assert before == Decimal(BALANCES["USDT"])
+        await subscribed(rig.lb, "user:spot", "user:futures")
+        await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+        await venue.submit(order("bl-b1", "buy", "0.01"))
+        await eventually(lambda: len(rig.sink.fills()) == 2, what="both fills")
+        # the stream then delivers a statement from before the fills
+        stale = BalanceUpdate((("USDT", before, Decimal(0)),), rig.lb.core.now_ms())
+        rig.lb.core._publish(stale)
+
+        def stale_seen() -> bool:
+            last_fill = max(i for i, e in enumerate(rig.sink.events) if isinstance(e, OrderFilled))
+            return any(
+                isinstance(e, BalanceUpdated) and e.asset == "USDT" and e.free == before
+                for e in rig.sink.events[last_fill:]
+            )
+
+        await eventually(stale_seen, what="the stale statement after the fills")
+        usdt = Decimal((await rig.lb.state())["balances"]["USDT"]["free"])
+        assert usdt < before
+        await eventually(lambda: last_usdt() == usdt, what="the statement after the fills")
+        fills_at = max(i for i, e in enumerate(rig.sink.events) if isinstance(e, OrderFilled))
+        after = {e.asset for e in rig.sink.events[fills_at:] if isinstance(e, BalanceUpdated)}
+        assert after >= {"USDT", "BTC"}  # every balance, changed or not
+        positions = [e for e in rig.sink.events[fills_at:] if isinstance(e, PositionUpdated)]
+        assert positions[-1].qty == Decimal("0.01")
 
 
 async def test_a_fresh_start_books_no_fill_of_the_accounts_past(rig: Rig) -> None:
@@ -607,3 +733,33 @@ async def test_fills_after_a_reply_without_them_are_reported_once() -> None:
     ]
     for coid in ("bl-b1", "bl-p1"):
         assert [k for k, c in kinds if c == coid] == [OrderSubmitted, OrderAccepted, OrderFilled]
+
+
+# ---------------------------------------------------------------------------------- decimal context
+
+
+async def test_the_callers_decimal_context_is_left_as_it_was(rig: Rig) -> None:
+    """ccxt's ``decimal_to_precision`` sets ROUND_HALF_UP and traps Underflow on the context it
+    finds: the engine, which submits from its own task and rounds with the default context, must
+    never see that (a replayed journal would round differently)."""
+    decimal.setcontext(decimal.Context())  # this task's own context object
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-b1", "buy", "0.1"))
+        await venue.submit(order("bl-l1", "buy", "0.1", price="49000.5"))
+        await venue.submit(order("bl-p1", "buy", "0.012", symbol=PERP))
+        await venue.submit(order("bl-p2", "sell", "0.01", symbol=PERP, price="51000"))
+        await rig.trade(PERP, "51100")
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-l1", SPOT, "done"))
+        await eventually(lambda: len(rig.sink.fills()) == 3, what="three fills")
+        await eventually(
+            lambda: any(isinstance(e, PositionUpdated) for e in rig.sink.events),
+            what="a position over the stream",
+        )
+        await venue.open_orders()
+        context = decimal.getcontext()
+        assert context.rounding == decimal.ROUND_HALF_EVEN
+        assert not context.traps[decimal.Underflow]
+    context = decimal.getcontext()
+    assert (context.rounding, context.traps[decimal.Underflow]) == (decimal.ROUND_HALF_EVEN, False)

@@ -125,8 +125,21 @@ async def test_the_venue_reads_the_weight_the_exchange_counted(small_exchange: L
         server = small_exchange.server.used_weight("spot")
         assert venue.budgets["spot"].current() >= server > 0
         stats = venue.stats()
-        assert stats.weight_limit in (1920, 4800)
+        assert stats.weight_limit == 160  # the 200 the exchange advertises, × 0.8
         assert stats.weight_used >= 0
+
+
+async def test_the_budget_is_the_limit_the_exchange_advertises() -> None:
+    """``exchangeInfo.rateLimits`` (REQUEST_WEIGHT per minute) of each API, not the spec's
+    constant: an exchange that allows ten times Binance's weight gets ten times the budget."""
+    async with loopback_exchange(weight_limit=24_000, spot_weight_limit=60_000) as lb:
+        venue = venue_on(lb, BINANCE, LiveClock())
+        assert (venue.budgets["futures"].limit, venue.budgets["spot"].limit) == (2400, 6000)
+        async with venue:
+            budgets = venue.budgets
+            assert (budgets["futures"].limit, budgets["spot"].limit) == (24_000, 60_000)
+            assert (budgets["futures"].budget, budgets["spot"].budget) == (19_200, 48_000)
+            assert venue.stats().weight_limit in (19_200, 48_000)
 
 
 async def test_a_429_is_obeyed_before_any_further_call(small_exchange: Loopback) -> None:
@@ -136,6 +149,7 @@ async def test_a_429_is_obeyed_before_any_further_call(small_exchange: Loopback)
     venue = venue_on(small_exchange, BINANCE, clock)
     async with venue:
         await venue.connect()
+        venue.budgets["spot"].set_limit(2400)  # believes more than the exchange allows
         lookups = asyncio.create_task(_until_refused(venue))
         await eventually(lambda: venue.budgets["spot"].rate_limited == 1, what="a 429")
         requests = small_exchange.server.requests
@@ -173,9 +187,10 @@ async def test_a_burst_is_spread_over_windows_and_never_meets_a_429(
 
 @pytest.mark.slow
 async def test_a_429_is_waited_out_and_the_call_then_succeeds(small_exchange: Loopback) -> None:
-    venue = venue_on(small_exchange, BINANCE, LiveClock())  # believes in 2400: meets the 200
+    venue = venue_on(small_exchange, BINANCE, LiveClock())
     async with venue:
         await venue.connect()
+        venue.budgets["spot"].set_limit(2400)  # believes in 2400: meets the 200
         answers = await asyncio.wait_for(
             asyncio.gather(*(venue.order_status(f"bl-{n}", SPOT) for n in range(50))), 130
         )

@@ -11,6 +11,7 @@ order id" and "unknown order"). Bybit and OKX follow by adding one spec to :data
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -51,7 +52,8 @@ class ExchangeSpec:
     weights: Mapping[str, int]
     """Request weight of each call we make, by ``"<api>:<call>"`` (``"futures:order"``)."""
     weight_limit_per_minute: int
-    """The futures API's limit per minute (Binance USD-M: 2400)."""
+    """The futures API's limit per minute (Binance USD-M: 2400), until the exchange advertised
+    its own (:attr:`advertised_limit`)."""
     spot_weight_limit_per_minute: int = 6000
     """The spot API's limit per minute (Binance spot: 6000)."""
     weight_safety: float = 0.8
@@ -103,6 +105,9 @@ class ExchangeSpec:
     """The mark price of a ``fetch_funding_rate_history`` row (the settlement's), if given."""
     futures_paths: tuple[str, ...] = ()
     """URL path fragments of the futures API (which budget a response header resyncs)."""
+    advertised_limit: Callable[[str, Any], int | None] = field(default=lambda url, body: None)
+    """The request-weight limit per minute a REST answer advertises (``(url, body text)`` →
+    limit; Binance: ``exchangeInfo.rateLimits``), or None."""
 
     def urls(self, rest_url: str, ws_url: str) -> dict[str, Any]:
         """The ccxt ``urls`` override block pointing every API at ``rest_url``/``ws_url``."""
@@ -296,6 +301,30 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
     after("handle_mark_prices", tickers("mark"))
 
 
+def _binance_advertised_limit(url: str, body: Any) -> int | None:
+    """``exchangeInfo``'s ``rateLimits`` entry ``REQUEST_WEIGHT`` per ``intervalNum`` minutes,
+    as a limit per minute."""
+    if "exchangeInfo" not in url or not isinstance(body, str | bytes):
+        return None
+    try:
+        info = json.loads(body)
+    except ValueError:
+        return None
+    limits = info.get("rateLimits") if isinstance(info, Mapping) else None
+    for row in limits if isinstance(limits, list) else ():
+        if not isinstance(row, Mapping) or row.get("rateLimitType") != "REQUEST_WEIGHT":
+            continue
+        if row.get("interval") != "MINUTE":
+            continue
+        try:
+            per_minute = int(row.get("limit", 0)) // max(1, int(row.get("intervalNum", 1)))
+        except (TypeError, ValueError):
+            continue
+        if per_minute > 0:
+            return per_minute
+    return None
+
+
 def _binance_reset_user_stream(client: Any, api: AccountApi) -> None:
     """ccxt reuses a listenKey for 20 min after it got it; Binance answers a new POST with the
     account's active key (extended), or a new one if it expired."""
@@ -356,6 +385,10 @@ BINANCE = ExchangeSpec(
         "fetchMarkets": {"types": ["spot", "linear"]},
         "fetchCurrencies": False,
         "fetchMargins": False,
+        # the venue takes its own REST snapshot of the account (start, every catch-up); ccxt's
+        # (a task of its own, per user-stream connection) costs request weight and compares the
+        # venue's decimal strings with 0 (a TypeError nobody awaits)
+        "watchPositions": {"fetchPositionsSnapshot": False},
     },
     url_builder=_binance_urls,
     # Binance's published request weights of the calls the venue makes.
@@ -392,6 +425,7 @@ BINANCE = ExchangeSpec(
     user_stream_ready=_binance_user_stream_ready,
     rejection_reason=_binance_rejection_reason,
     futures_paths=("/fapi/",),
+    advertised_limit=_binance_advertised_limit,
     tap=_binance_tap,
     reset_user_stream=_binance_reset_user_stream,
     funding_mark=lambda row: (row.get("info") or {}).get("markPrice"),

@@ -48,6 +48,26 @@ this process emitted (at start: ``fills_after_ns``), oldest first; funding incom
 the open orders and every order the venue still holds as working (what changed in the gap); the
 account afresh (every balance and position); then ``caught_up`` with what it found.
 
+**Statements after fills.** A fill and the balance it moved come on different sockets (Binance's
+unified account: a perp fill's USDT on the spot socket), in any order; once fills have been quiet
+for 250 ms the venue reads the account over REST and states every balance and position afresh, so
+a statement that predates a booked fill is corrected without waiting for the next one.
+
+**Funding.** A settlement (announced on the user stream, or a next funding time that moved on)
+makes the venue read the income endpoint (one call for every perp, paged by ``startTime``) and
+the settlements' funding rates. At an accelerated pace (a replay settling every few milliseconds)
+the polls are spaced so that they take at most three quarters of the futures weight budget (at
+Binance's 2400 per minute: one every 1.3 s); each reads every settlement since the last.
+
+**Request weight.** The budget of each API is the limit the exchange advertises
+(``exchangeInfo.rateLimits``, read with the markets), × ``weight_safety``; the spec's constant
+until then.
+
+**Decimal context.** ccxt sets ROUND_HALF_UP and an Underflow trap on the decimal context it finds
+(``decimal_to_precision``). Every REST call runs under ``decimal.localcontext()`` and every task
+the venue starts (ccxt's socket tasks inherit from them) on a Context of its own: the caller's
+context is never changed.
+
 **Silent orders.** An order open longer than ``silent_order_s`` without news is looked up and its
 status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` while it stays
 silent).
@@ -66,6 +86,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import logging
 import math
 import random
@@ -132,6 +153,18 @@ _TRADES_PAGE = 1000
 _FUNDING_GRACE_NS = NS_PER_SECOND
 _ENDED_KEPT = 10_000
 """Ended orders remembered (a resend of one of them is ignored without asking the exchange)."""
+_INCOME_PAGE = 1000
+"""Income records per page (Binance's maximum)."""
+_FUNDING_RATE_PAGE = 1000
+_FUNDING_SHARE = 0.75
+"""At most this share of the futures weight budget goes to funding polls: at an accelerated pace
+(a settlement every few ms) polls are spaced so orders keep a quarter of the weight (a funding
+poll costs 30 + 1 per perp: at 2400 per minute, one every 1.3 s with two perps)."""
+_REFRESH_QUIET_S = 0.25
+"""After a burst of fills: the account is read once fills have been quiet this long."""
+_STATEMENT_REUSE_NS = 5 * NS_PER_SECOND
+"""connect()'s spot statement stands for an account() called this soon after it (one request of
+weight 20 less per start)."""
 _FUNDING_MATCH_MS = 60_000
 """A settlement's income record and its funding-rate record are at most this far apart."""
 
@@ -181,6 +214,14 @@ class _Channel:
     connected: bool = False
     message: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at the first message of the current attempt."""
+
+
+async def _own_decimal_context(coro: Awaitable[None]) -> None:
+    """Run ``coro`` with a decimal context of its own. A task inherits its creator's context
+    object (contextvars copy the reference), and ccxt changes the rounding and traps of the one it
+    finds; the venue's tasks, and ccxt's socket tasks they start, must not touch the engine's."""
+    decimal.setcontext(decimal.Context())
+    await coro
 
 
 def _bind(fn: Callable[..., Awaitable[Any]], *args: Any) -> _Watch:
@@ -257,12 +298,22 @@ class CcxtVenue(Venue):
         self._positions: dict[str, Decimal] = {}
         self._next_funding_ms: dict[str, int] = {}
         self._funding_polled_ms: dict[str, int] = {}
+        """Per perp: the latest funding time a poll was asked for by the clock."""
+        self._funding_passed_ms: dict[str, int] = {}
+        """Per perp: the last funding time the marks moved past (polled again after the grace:
+        the income may be written a little after the mark moved on)."""
         self._funding_wanted = asyncio.Event()
+        """A settlement happened that no funding poll has read yet."""
+        self._funding_polled_ns = -(2**62)
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._ended: deque[str] = deque()
         self._timers: list[Any] = []
         self._started = False
         self._closing = False
+        self._connect_statement: tuple[int, Any] | None = None
+        self._filled = asyncio.Event()
+        """A fill was emitted since the last statement after fills."""
+        """(when, spot balance) of connect()'s credential check, for the first account()."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -319,7 +370,7 @@ class CcxtVenue(Venue):
             request_headers: Any,
             request_body: Any,
         ) -> Any:
-            self._observe_response(code, url, headers)
+            self._observe_response(code, url, headers, body)
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         client.on_rest_response = on_rest_response
@@ -340,7 +391,9 @@ class CcxtVenue(Venue):
             # from here on ccxt hands every parsed amount over as the exchange's decimal string
             # (its default float cannot hold what a string of more than 15 digits says)
             client.number = str
-            await self._call("spot", "account", client.fetch_balance)
+            # the credential check; its statement serves the session's first account() too
+            spot = await self._call("spot", "account", client.fetch_balance)
+            self._connect_statement = (self.clock.now_ns(), spot)
         except VenueError:
             await self._drop_client()
             raise
@@ -368,10 +421,11 @@ class CcxtVenue(Venue):
             self._channels[channel.name] = channel
             self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
         self._spawn(self._housekeeping(), f"{self.name}:housekeeping")
+        self._spawn(self._refresh_after_fills(), f"{self.name}:statements")
         await self._catch_up("start")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks.append(asyncio.ensure_future(_own_decimal_context(coro)))
         self._tasks[-1].set_name(name)
 
     async def close(self) -> None:
@@ -417,9 +471,14 @@ class CcxtVenue(Venue):
                 text = text.replace(secret, "***")
         return redact(text)
 
-    def _observe_response(self, code: Any, url: str, headers: Any) -> None:
+    def _observe_response(self, code: Any, url: str, headers: Any, body: Any = None) -> None:
         api = "futures" if any(p in url for p in self.spec.futures_paths) else "spot"
         budget = self._budgets[api]
+        if code == 200:
+            advertised = self.spec.advertised_limit(url, body)
+            if advertised is not None and advertised != budget.limit:
+                log.info("%s: %s request weight limit %d per minute", self.name, api, advertised)
+                budget.set_limit(advertised)
         lowered = {str(k).lower(): v for k, v in dict(headers or {}).items()}
         used = lowered.get(self.spec.weight_header)
         if used is not None:
@@ -447,7 +506,10 @@ class CcxtVenue(Venue):
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             await self._budgets[api].acquire(weight)
             try:
-                return await fn(*args, **kwargs)
+                # ccxt sets rounding and traps on the decimal context it finds (its
+                # decimal_to_precision): the caller's must stay as it was
+                with decimal.localcontext():
+                    return await fn(*args, **kwargs)
             except (RateLimitExceeded, DDoSProtection) as e:
                 if attempt == _RATE_LIMIT_RETRIES:
                     raise VenueError(
@@ -510,7 +572,11 @@ class CcxtVenue(Venue):
         now = self.clock.now_ns()
         events: list[Message] = []
         try:
-            spot = await self._call("spot", "account", client.fetch_balance)
+            fresh, self._connect_statement = self._connect_statement, None
+            if fresh is not None and not self._started and now - fresh[0] <= _STATEMENT_REUSE_NS:
+                spot = fresh[1]
+            else:
+                spot = await self._call("spot", "account", client.fetch_balance)
             events += self._balances("spot", spot, now, rest=True)
             if self.perp:
                 futures = await self._call(
@@ -948,6 +1014,7 @@ class CcxtVenue(Venue):
                 liquidity,
             )
         )
+        self._filled.set()
 
     async def _on_balance(
         self, api: AccountApi, balance: Mapping[str, Any], *, fresh: bool
@@ -973,12 +1040,14 @@ class CcxtVenue(Venue):
                     await self.emit(self._position(p, now))
 
     async def _on_funding(
-        self, incomes: Sequence[Mapping[str, Any]], history: Mapping[int, tuple[Decimal, Decimal]]
+        self,
+        incomes: Sequence[Mapping[str, Any]],
+        histories: Mapping[str, Mapping[int, tuple[Decimal, Decimal]]],
     ) -> int:
         """FundingPaid for each settlement not reported yet. Its rate and mark are the
-        exchange's for that funding time (``history``: ms → (rate, mark)), the position the one
-        the payment implies (``−amount / (mark × rate)`` on the lot grid); without history, the
-        last mark, rate and position the venue saw."""
+        exchange's for that funding time (``histories``: symbol → ms → (rate, mark)), the
+        position the one the payment implies (``−amount / (mark × rate)`` on the lot grid);
+        without history, the last mark, rate and position the venue saw."""
         now = self.clock.now_ns()
         emitted = 0
         ordered = sorted(incomes, key=lambda i: (i.get("timestamp") or 0, str(i.get("id"))))
@@ -1000,6 +1069,7 @@ class CcxtVenue(Venue):
                 paid = amount(income.get("amount"))
                 mark, rate = self._marks.get(symbol, (ZERO, ZERO))
                 qty = self._positions.get(symbol, ZERO)
+                history = histories.get(symbol, {})
                 known = _nearest(history, int(ts_ms)) if ts_ms is not None else None
                 if known is not None:
                     rate, mark = known
@@ -1057,24 +1127,7 @@ class CcxtVenue(Venue):
                 account = await self.account()
             except ExchangeError as e:
                 raise VenueError(self._text(f"{self.name}: catch-up: {e}")) from None
-            async with self._lock:
-                for event in account:
-                    if isinstance(event, BalanceUpdated):
-                        self._last_balance[(event.account, event.asset)] = (
-                            event.free,
-                            event.locked,
-                        )
-                    await self.emit(event)
-                # a position closed in the gap is absent from the statement (flat ones are not
-                # listed): say it is flat
-                listed = {e.symbol for e in account if isinstance(e, PositionUpdated)}
-                for symbol in sorted(held - listed):
-                    self._positions[symbol] = ZERO
-                    mark = self._marks.get(symbol, (ZERO, ZERO))[0]
-                    now = self.clock.now_ns()
-                    await self.emit(
-                        PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
-                    )
+            await self._emit_statement(account, held)
             now = self.clock.now_ns()
             await self.emit(
                 VenueConnectionChanged(
@@ -1086,6 +1139,47 @@ class CcxtVenue(Venue):
                     f"{why}: {fills} fills, {funding} funding, {open_found} open orders",
                 )
             )
+
+    async def _emit_statement(self, account: Sequence[Message], held: Collection[str]) -> None:
+        """The account afresh (every balance and position, changed or not: a statement the
+        streams delivered out of order is corrected); a perp of ``held`` (non-zero before the
+        statement was read) that it does not list is flat."""
+        async with self._lock:
+            for event in account:
+                if isinstance(event, BalanceUpdated):
+                    self._last_balance[(event.account, event.asset)] = (event.free, event.locked)
+                await self.emit(event)
+            # a closed position is absent from the statement (flat ones are not listed)
+            listed = {e.symbol for e in account if isinstance(e, PositionUpdated)}
+            for symbol in sorted(set(held) - listed):
+                self._positions[symbol] = ZERO
+                mark = self._marks.get(symbol, (ZERO, ZERO))[0]
+                now = self.clock.now_ns()
+                await self.emit(
+                    PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
+                )
+
+    async def _refresh_after_fills(self) -> None:
+        """A statement over REST once fills have been quiet for :data:`_REFRESH_QUIET_S`. The
+        streams bring a fill and the balance it moved on different sockets (Binance's unified
+        account: a perp fill's USDT on the spot socket), in any order: a statement that predates
+        a fill the engine booked would leave its cash off until the next statement."""
+        while True:
+            await self._filled.wait()
+            quiet = False
+            while not quiet:  # until no fill came for a while
+                self._filled.clear()
+                try:
+                    await asyncio.wait_for(self._filled.wait(), _REFRESH_QUIET_S)
+                except TimeoutError:
+                    quiet = True
+            try:
+                async with self._catch_up_lock:
+                    held = {symbol for symbol, qty in self._positions.items() if qty != 0}
+                    account = await self.account()
+                    await self._emit_statement(account, held)
+            except (VenueError, ExchangeError) as e:
+                log.warning("%s: statement after fills: %s", self.name, self._text(f"{e}"))
 
     async def _my_trades(self, client: Any, symbol: str, since_ms: int) -> list[Mapping[str, Any]]:
         api = "futures" if is_perp(symbol) else "spot"
@@ -1104,32 +1198,48 @@ class CcxtVenue(Venue):
             since = last
 
     async def _poll_funding(self) -> int:
-        """Funding income since the last reported settlement of each perp."""
+        """Funding income since the last reported settlement of each perp: one income call for
+        every perp, paged by ``startTime`` until a page comes back short (a burst of settlements
+        is read whole), then each perp's funding-rate history of those settlements."""
+        if not self.perp:
+            return 0
         client = self._require_client()
-        found = 0
-        for symbol in self.perp:
-            since = self._funding_after_ms.get(symbol, 0)
-            incomes = await self._call(
-                "futures", "income", client.fetch_funding_history, symbol, since
+        since = min(self._funding_after_ms.get(symbol, 0) for symbol in self.perp)
+        fresh: list[Mapping[str, Any]] = []
+        while True:
+            page = await self._call(
+                "futures", "income", client.fetch_funding_history, None, since, _INCOME_PAGE
             )
-            fresh = [i for i in incomes if str(i.get("id")) not in self._seen_funding]
-            if not fresh:
-                continue
-            first = min(int(i.get("timestamp") or since) for i in fresh)
+            fresh += [
+                i
+                for i in page
+                if i.get("symbol") in self._funding_after_ms
+                and str(i.get("id")) not in self._seen_funding
+                and int(i.get("timestamp") or 0) >= self._funding_after_ms[str(i["symbol"])]
+            ]
+            if len(page) < _INCOME_PAGE:
+                break
+            last = max(int(i.get("timestamp") or since) for i in page)
+            since = last if last > since else since + 1
+        if not fresh:
+            return 0
+        histories: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
+        for symbol in sorted({str(i["symbol"]) for i in fresh}):
+            times = [int(i.get("timestamp") or 0) for i in fresh if i.get("symbol") == symbol]
             rows = await self._call(
                 "futures",
                 "fundingRate",
                 client.fetch_funding_rate_history,
                 symbol,
-                first - _FUNDING_MATCH_MS,
+                min(times) - _FUNDING_MATCH_MS,
+                _FUNDING_RATE_PAGE,
             )
-            history: dict[int, tuple[Decimal, Decimal]] = {}
+            history = histories.setdefault(symbol, {})
             for row in rows:
                 mark = self.spec.funding_mark(row)
                 if row.get("timestamp") is not None and mark is not None:
                     history[int(row["timestamp"])] = (amount(row.get("fundingRate")), amount(mark))
-            found += await self._on_funding(fresh, history)
-        return found
+        return await self._on_funding(fresh, histories)
 
     # ------------------------------------------------------------------ channels
 
@@ -1234,6 +1344,10 @@ class CcxtVenue(Venue):
             self._marks[symbol] = (mark, rate)
             next_ms = int(fields.next_funding_ms or 0)
             if next_ms:
+                previous = self._next_funding_ms.get(symbol)
+                if previous is not None and next_ms > previous:
+                    self._funding_wanted.set()  # the funding time passed: a settlement was made
+                    self._funding_passed_ms[symbol] = previous
                 self._next_funding_ms[symbol] = next_ms
             await self.emit(
                 MarkPriceUpdated(
@@ -1340,28 +1454,47 @@ class CcxtVenue(Venue):
     # ------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self) -> None:
-        """Silent-order status poll and funding income after each funding time."""
+        """Silent-order status poll, and funding income after each settlement: announced on the
+        user stream (``FUNDING_FEE``), seen as a next funding time that moved on, or a second
+        past the funding time the venue knew (a missed announcement)."""
         while True:
             try:
                 await self._poll_silent_orders()
-                due = self._funding_wanted.is_set()
                 now_ms = self.clock.now_ns() // NS_PER_MILLISECOND
-                for symbol, next_ms in list(self._next_funding_ms.items()):
-                    grace_ms = _FUNDING_GRACE_NS // NS_PER_MILLISECOND
+                grace_ms = _FUNDING_GRACE_NS // NS_PER_MILLISECOND
+                times = (*self._next_funding_ms.items(), *self._funding_passed_ms.items())
+                for symbol, funding_ms in times:
                     if (
-                        now_ms >= next_ms + grace_ms
-                        and self._funding_polled_ms.get(symbol) != next_ms
+                        now_ms >= funding_ms + grace_ms
+                        and self._funding_polled_ms.get(symbol, -1) < funding_ms
                     ):
-                        self._funding_polled_ms[symbol] = next_ms
-                        due = True
-                if due:
+                        self._funding_polled_ms[symbol] = funding_ms
+                        self._funding_wanted.set()
+                if self._funding_wanted.is_set() and self._funding_poll_allowed():
+                    # cleared first: an announcement during the poll asks for another one
                     self._funding_wanted.clear()
+                    self._funding_polled_ns = self.clock.now_ns()
                     await self._poll_funding()
             except Exception as e:  # a failed poll is retried at the next round
+                self._funding_wanted.set()
                 log.warning(
                     "%s housekeeping: %s: %s", self.name, type(e).__name__, self._text(str(e))
                 )
             await asyncio.sleep(_HOUSEKEEPING_S)
+
+    def _funding_poll_cost(self) -> int:
+        return self.spec.weight("futures", "income") + len(self.perp) * self.spec.weight(
+            "futures", "fundingRate"
+        )
+
+    def _funding_poll_allowed(self) -> bool:
+        """Whether a funding poll may run now: polls are spaced so that they take at most
+        :data:`_FUNDING_SHARE` of the futures budget (one settlement every 8 hours: at once; a
+        replay settling every few milliseconds: one poll reads many)."""
+        budget = self._budgets["futures"]
+        allowance = max(1.0, budget.budget * _FUNDING_SHARE)
+        spacing_ns = int(budget.window_ns * self._funding_poll_cost() / allowance)
+        return self.clock.now_ns() - self._funding_polled_ns >= spacing_ns
 
     async def _poll_silent_orders(self) -> None:
         if self._silent_ns <= 0:

@@ -33,6 +33,7 @@ class WeightBudget:
         if limit <= 0 or not 0 < safety <= 1:
             raise ValueError(f"weight limit {limit} × safety {safety}: both must be positive")
         self.limit = limit
+        self.safety = safety
         self.budget = max(1, math.floor(limit * safety))
         self.clock = clock
         self.window_ns = window_ns
@@ -44,6 +45,14 @@ class WeightBudget:
         """429/418 answers seen."""
         self._window = clock.now_ns() // window_ns
         self._blocked_until_ns = 0
+
+    def set_limit(self, limit: int) -> None:
+        """The limit the exchange advertises (its ``exchangeInfo``), instead of the one assumed
+        until it was read."""
+        if limit <= 0:
+            raise ValueError(f"weight limit {limit}: must be positive")
+        self.limit = limit
+        self.budget = max(1, math.floor(limit * self.safety))
 
     def _roll(self) -> int:
         now = self.clock.now_ns()

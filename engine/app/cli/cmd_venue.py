@@ -42,6 +42,10 @@ from ballast.engine.kernel.instruments import is_perp
 from ballast.engine.kernel.timefmt import ns_to_iso
 
 DEFAULT_STEP_S = 1.0
+DEFAULT_WEIGHT_LIMIT = 2400
+"""Binance USD-M futures: request weight per minute and IP."""
+DEFAULT_SPOT_WEIGHT_LIMIT = 6000
+"""Binance spot: request weight per minute and IP."""
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,6 +91,22 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument(
         "--exit-when-done", action="store_true", help="stop once the market data is exhausted"
     )
+    serve.add_argument(
+        "--weight-limit",
+        type=_weight,
+        default=DEFAULT_WEIGHT_LIMIT,
+        metavar="N",
+        help="USD-M futures request weight allowed per minute and IP, advertised in "
+        f"exchangeInfo.rateLimits and enforced (HTTP 429 beyond; default {DEFAULT_WEIGHT_LIMIT}, "
+        "Binance's)",
+    )
+    serve.add_argument(
+        "--spot-weight-limit",
+        type=_weight,
+        metavar="N",
+        help="the spot API's (default: --weight-limit scaled as on Binance, "
+        f"{DEFAULT_SPOT_WEIGHT_LIMIT} per {DEFAULT_WEIGHT_LIMIT})",
+    )
     serve.set_defaults(func=serve_cmd)
 
 
@@ -108,6 +128,26 @@ def _step(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be >= 0 and finite, got {text}")
     return value
+
+
+def _weight(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def weight_limits(args: argparse.Namespace) -> tuple[int, int]:
+    """(futures, spot) request weight per minute: the flags, spot scaled from futures when only
+    that one is given."""
+    futures = int(args.weight_limit)
+    spot = args.spot_weight_limit
+    if spot is None:
+        spot = futures * DEFAULT_SPOT_WEIGHT_LIMIT // DEFAULT_WEIGHT_LIMIT
+    return futures, int(spot)
 
 
 def key_pair(config: Config) -> tuple[str, str, bool]:
@@ -141,6 +181,8 @@ async def serve_cmd(args: argparse.Namespace) -> int:
         )
         with _signals(stop):
             async with exchange as handle:
+                # before anyone knows where it is: every exchangeInfo advertises these
+                handle.server.weight_limit, handle.server.spot_weight_limit = weight_limits(args)
                 print(f"listening {handle.rest_url} {handle.ws_url}", flush=True)
                 if made_up:
                     print(f"export {config.venue.api_key_env}={key}", flush=True)
@@ -179,6 +221,8 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
             f"state: {args.state}, market resumed after {ns_to_iso(resumed.data_ts_ns)[:16]} "
             f"({resumed.steps:,} bar times sent before)"
         )
+    futures, spot = weight_limits(args)
+    lines.append(f"request weight per minute: futures {futures}, spot {spot}")
     if not _is_loopback(args.host):
         lines.append(f"warning: listening on {args.host}, not only on this machine")
     return lines
