@@ -1,0 +1,179 @@
+"""Kill campaign: SIGKILL the live engine at random points while it rebalances, restart it, again.
+
+The exchange is a separate ``ballast venue serve`` process that lives through the whole campaign
+(it keeps replaying the bundled data at 20 bar times a second, so its prices keep moving and the
+engine keeps trading). The engine (``ballast run``, ``venue.kind = "binance"`` at the exchange's
+URLs) is killed, per a seeded plan, at a random moment after it started, right after it journaled
+an order (between the send and the answer) or right after a fill; then restarted on the same
+journal, where it resumes and reconciles with the exchange.
+
+After each kill: the journal is whole (gap-free, SQLite quick_check ok), no trade booked twice, no
+order at the exchange twice or unknown to the journal, never two orders for one intent. After each
+restart, once the venue has caught up: every trade of ours at the exchange is in the journal
+exactly once, and the engine found nothing it cannot explain (no ReconcileMismatch). At the end,
+with the market paused and one last engine settled: the engine's balances and positions equal the
+exchange's exactly, and the journal of every session replays with ``--verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from ballast.engine.kernel.events import SessionStarted
+from tests.support.cli import ballast
+from tests.support.live_exchange import (
+    Engine,
+    Exchange,
+    ExchangeState,
+    JournalView,
+    book_differences,
+    caught_up,
+    count_in,
+    duplicate_orders,
+    engine_running,
+    exchange_serving,
+    journal_problems,
+    last_seq,
+    live_config,
+    lost_fills,
+    mismatches,
+    read_journal,
+    repeated_fills,
+    until_settled,
+)
+from tests.support.paper_config import Overrides
+from tests.support.waiting import eventually
+
+STEP_S = 0.05
+TRADING: Overrides = {
+    "paper": {"start": "2022-05-01"},  # the falls of May and June 2022 first
+    "bands": {"abs_pp": 1},
+    "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
+    "risk": {"stale_after_s": 2},
+}
+
+KillPoint = Literal["random", "after_submit", "after_fill"]
+
+
+@dataclass(frozen=True)
+class Kill:
+    point: KillPoint
+    delay_s: float
+
+
+def plan(kills: int, seed: int) -> list[Kill]:
+    """Half at a random moment 0.2–2 s after the restart, a quarter just after an order was
+    journaled (before or while it is sent), a quarter just after a fill was journaled."""
+    rng = random.Random(seed)
+    points: list[KillPoint] = ["random", "random", "after_submit", "after_fill"]
+    out = []
+    for _ in range(kills):
+        point = rng.choice(points)
+        delay = rng.uniform(0.2, 2.0) if point == "random" else rng.uniform(0, 0.05)
+        out.append(Kill(point, delay))
+    return out
+
+
+def always(journal: JournalView, state: ExchangeState) -> list[str]:
+    """What holds at any moment, even right after a kill."""
+    return [*journal_problems(journal), *repeated_fills(journal), *duplicate_orders(journal, state)]
+
+
+def after_catch_up(journal: JournalView, state: ExchangeState) -> list[str]:
+    return [*always(journal, state), *lost_fills(journal, state), *mismatches(journal)]
+
+
+def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
+    open_orders = [f"open at the exchange: {o.client_order_id}" for o in state.open_orders()]
+    return [*open_orders, *after_catch_up(journal, state), *book_differences(journal, state)]
+
+
+async def kill_at(kill: Kill, journal_path: Path, since_seq: int, engine: Engine) -> str:
+    """Wait for the planned point (at most 10 s for an order or a fill), then SIGKILL.
+    Returns where it landed."""
+    landed = kill.point
+    if kill.point != "random":
+        kind = "SubmitOrder" if kill.point == "after_submit" else "OrderFilled"
+        try:
+            await eventually(
+                lambda: count_in(journal_path, kind, since_seq=since_seq) > 0,
+                within_s=10,
+                what=kind,
+            )
+        except AssertionError:
+            landed = "random"  # nothing traded in time: a kill at a random moment then
+    await asyncio.sleep(kill.delay_s)
+    assert engine.proc.returncode is None, f"engine exited by itself: {engine.stderr()}"
+    engine.kill()
+    assert await engine.proc.wait() == -signal.SIGKILL
+    return landed
+
+
+async def campaign(tmp_path: Path, *, kills: int, seed: int) -> list[str]:
+    """Run the campaign; returns where each kill landed."""
+    journal_path = tmp_path / "journal.db"
+    served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
+    landed: list[str] = []
+    async with exchange_serving(tmp_path, served, step_s=STEP_S) as exchange:
+        config = live_config(
+            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
+        )
+        for index, kill in enumerate(plan(kills, seed)):
+            before = last_seq(journal_path)
+            async with engine_running(tmp_path, config, log=f"engine-{index}.log") as engine:
+                await caught_up(journal_path, before, engine)
+                if index:  # a restart: it caught up on what the exchange did meanwhile
+                    await until_settled(
+                        journal_path,
+                        exchange,
+                        after_catch_up,
+                        within_s=15,
+                        what=f"restart {index}",
+                    )
+                landed.append(await kill_at(kill, journal_path, last_seq(journal_path), engine))
+            assert "Traceback" not in engine.stderr(), engine.stderr()
+            journal = await read_journal(journal_path)
+            problems = always(journal, await exchange.state())
+            assert not problems, f"after kill {index} ({kill}): {problems}"
+        await finish(tmp_path, exchange, config, kills)
+    return landed
+
+
+async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -> None:
+    """Pause the market, run the engine once more until it settles, stop it, check the book
+    and replay every session."""
+    journal_path = tmp_path / "journal.db"
+    await exchange.pause()
+    before = last_seq(journal_path)
+    async with engine_running(tmp_path, config, log="engine-last.log") as engine:
+        await caught_up(journal_path, before, engine)
+        await until_settled(journal_path, exchange, at_rest, within_s=30, what="the last run")
+        assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
+    journal = await read_journal(journal_path)
+    assert at_rest(journal, await exchange.state()) == []
+    assert len(journal.of(SessionStarted)) == kills + 1
+    assert len(journal.fills) > kills // 2  # it did trade between the kills
+    verified = ballast("replay", "--verify", str(journal_path), cwd=tmp_path, timeout_s=300)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_the_engine_killed_20_times_while_trading_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    landed = await campaign(tmp_path, kills=20, seed=11)
+    assert len(landed) == 20
+    assert {"random", "after_submit", "after_fill"} <= set(landed), landed
+
+
+@pytest.mark.slow
+async def test_the_engine_killed_100_times_while_trading_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    landed = await campaign(tmp_path, kills=100, seed=1111)
+    assert len(landed) == 100
