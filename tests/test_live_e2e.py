@@ -45,7 +45,7 @@ STEP_S = 0.05
 
 TRADING: Overrides = {
     "paper": {"start": "2022-06-01", "end": "2022-08-01"},  # BTC falls from 31k to 19k
-    "bands": {"abs_pp": 1},
+    "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0.5, "check_interval_s": 0.5},
     "risk": {"stale_after_s": 2},
 }

@@ -30,7 +30,7 @@ from tests.support.waiting import eventually
 STEP_S = 0.05
 TRADING: Overrides = {
     "paper": {"start": "2022-06-01", "end": "2022-08-01"},
-    "bands": {"abs_pp": 1},
+    "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
     "risk": {"stale_after_s": 1},
 }
