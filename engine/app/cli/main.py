@@ -19,6 +19,7 @@ from ballast.engine.app.cli import (
     cmd_plan,
     cmd_replay,
     cmd_run,
+    cmd_venue,
     exits,
 )
 from ballast.engine.kernel.errors import BallastError, ConfigError, JournalError
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_plan.add(sub)
     cmd_journal.add(sub)
     cmd_config.add(sub)
+    cmd_venue.add(sub)
     return parser
 
 

@@ -1,0 +1,1146 @@
+"""LoopbackServer: Binance's spot and USDⓈ-M REST and WebSocket APIs on 127.0.0.1, over a
+:class:`~ballast.adapters.loopback.core.LoopbackCore`.
+
+What the real ccxt.pro ``binance`` client uses (``/work/shared/VENUE-NOTES.md`` of issue 11), as
+Binance does it:
+
+- REST under ``/api/v3`` (spot) and ``/fapi/v1|v2|v3`` (futures). Signed endpoints need the
+  ``X-MBX-APIKEY`` header of a known key (else -2014/-2015, HTTP 401), ``timestamp`` within
+  ``recvWindow`` (default 5000, at most ``recv_window_ms_max``) of the server's wall clock (else
+  -1021) and ``signature`` = HMAC-SHA256 of the query string (GET/DELETE) or form body (POST/PUT)
+  without the signature (else -1022). Errors are HTTP 400/401 ``{"code", "msg"}`` in Binance's
+  words.
+- Request weight per endpoint (Binance's published weights), per client IP per wall-clock
+  minute, counted separately for spot and futures; every reply carries
+  ``X-MBX-USED-WEIGHT-1M``; over ``weight_limit`` the reply is HTTP 429 code -1003 with
+  ``Retry-After`` (ccxt raises ``DDoSProtection`` for any 429, as it does against Binance).
+- listenKey (``POST/PUT/DELETE /fapi/v1/listenKey``, API key only): valid 60 minutes from the
+  last keep-alive; an expired or deleted key gets ``listenKeyExpired`` and its sockets closed.
+- WebSockets, one socket per path: spot market ``/stream/ws/<n>``, futures ``/fws/public/ws/<n>``
+  (bookTicker, trade) and ``/fws/market/ws/<n>`` (markPrice, kline); ``SUBSCRIBE`` /
+  ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` answered ``{"result": ..., "id": n}``. Futures user data
+  ``/fws/private/ws?listenKey=K`` (``ORDER_TRADE_UPDATE``, ``ACCOUNT_UPDATE``); spot user data
+  through the WS-API ``/ws-api/v3`` method ``userDataStream.subscribe.signature`` (events
+  ``{"subscriptionId": 0, "event": {...}}``: ``executionReport``, ``outboundAccountPosition``).
+  Stream messages are formatted when the core reports the change and queued per socket, so each
+  socket sees them in the order they happened.
+- Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
+  ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
+  ``{"symbol", "price"}``, optional sizes; ``{"symbol", "mark", "funding_rate",
+  "next_funding_ms", "index"}`` for a mark price update), ``POST /_loopback/funding`` (JSON
+  ``{"symbol", "rate", "mark"}``), plus whatever :meth:`LoopbackServer.add_control` adds.
+
+See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
+the spot account only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from ballast.adapters.loopback import wire
+from ballast.adapters.loopback.core import (
+    BalanceUpdate,
+    LoopbackCore,
+    LoopbackError,
+    MarketUpdate,
+    OrderRecord,
+    OrderUpdate,
+    PositionUpdate,
+    Update,
+)
+from ballast.adapters.loopback.errors import (
+    CCXT_EXTRA_CODES,
+    BinanceError,
+    bad_key_format,
+    bad_signature,
+    duplicate,
+    illegal,
+    invalid_key,
+    invalid_symbol,
+    mandatory,
+    no_such_order,
+    refusal,
+    unknown_order,
+)
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import (
+    Bar,
+    MarkPriceUpdated,
+    QuoteTick,
+    Side,
+    TimeInForce,
+    TradeTick,
+)
+from ballast.engine.kernel.instruments import Instrument
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Market = Literal["spot", "futures"]
+Security = Literal["public", "key", "signed"]
+
+WEIGHT_HEADER: Final = "X-MBX-USED-WEIGHT-1M"
+LISTEN_KEY_TTL_S: Final = 3600.0
+DEFAULT_RECV_WINDOW_MS: Final = 5000
+_ZERO: Final = Decimal(0)
+_INTERVALS: Final = {
+    60: "1m",
+    180: "3m",
+    300: "5m",
+    900: "15m",
+    1800: "30m",
+    3600: "1h",
+    7200: "2h",
+    14400: "4h",
+    21600: "6h",
+    28800: "8h",
+    43200: "12h",
+    86400: "1d",
+}
+
+
+@dataclass(eq=False)
+class _Socket:
+    """One WebSocket: what it is, what it subscribed, and its outgoing queue."""
+
+    ws: web.WebSocketResponse
+    request: web.Request
+    kind: Literal["spot", "futures", "futures_private", "ws_api"]
+    streams: set[str] = field(default_factory=set)
+    listen_key: str = ""
+    user: bool = False  # ws-api: subscribed to the spot user data stream
+    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+
+    def send(self, payload: Any) -> None:
+        self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
+
+    def abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        self.queue.put_nowait(None)
+
+    @property
+    def public(self) -> bool:
+        return self.kind in ("spot", "futures")
+
+
+class LoopbackServer:
+    """The loopback exchange's HTTP and WebSocket front; see the module docstring."""
+
+    def __init__(
+        self,
+        core: LoopbackCore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keys: Mapping[str, str],
+        weight_limit: int = 2400,
+        recv_window_ms_max: int = 60_000,
+    ) -> None:
+        self.core = core
+        self.host = host
+        self.port = port
+        self.keys = dict(keys)
+        self.weight_limit = weight_limit
+        self.recv_window_ms_max = recv_window_ms_max
+        self.symbols = wire.Symbols(core.instruments.values())
+        self._controls: list[tuple[str, str, Handler]] = []
+        self._runner: web.AppRunner | None = None
+        self._sockets: set[_Socket] = set()
+        self._weights: dict[tuple[str, Market, int], int] = {}
+        self._listen_keys: dict[str, float] = {}  # key -> wall-clock expiry (s)
+        self._unlisten: Callable[[], None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
+        self.requests = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def add_control(self, method: str, path: str, handler: Handler) -> None:
+        """Add a control route (before :meth:`start`); ``path`` is put under ``/_loopback/``."""
+        if self._runner is not None:
+            raise RuntimeError("add_control() after start()")
+        if not path.startswith("/_loopback/"):
+            path = "/_loopback/" + path.lstrip("/")
+        self._controls.append((method, path, handler))
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._errors])
+        self._routes(app)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # aiohttp keeps the bound socket here
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+        self._unlisten = self.core.listen(self._on_update)
+        self._expiry_task = asyncio.create_task(self._expire_listen_keys(), name="loopback:keys")
+
+    async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+            self._expiry_task = None
+        for sock in list(self._sockets):
+            sock.queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await sock.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> LoopbackServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    def ccxt_config(self, api_key: str, secret: str) -> dict[str, Any]:
+        """The ccxt.pro ``binance`` constructor config that points every URL here (VENUE-NOTES),
+        with ``enableRateLimit`` off and the error codes ccxt only maps for Binance's own hosts
+        added (:data:`~ballast.adapters.loopback.errors.CCXT_EXTRA_CODES`)."""
+        import ccxt as ccxt_errors  # only ccxt users pay its import
+
+        h, w = self.rest_url, self.ws_url
+        paths = {
+            "public": "/api/v3", "private": "/api/v3", "v1": "/api/v1",
+            "sapi": "/sapi/v1", "sapiV2": "/sapi/v2", "sapiV3": "/sapi/v3", "sapiV4": "/sapi/v4",
+            "dapiPublic": "/dapi/v1", "dapiPrivate": "/dapi/v1", "dapiPrivateV2": "/dapi/v2",
+            "dapiData": "/futures/data", "eapiPublic": "/eapi/v1", "eapiPrivate": "/eapi/v1",
+            "fapiPublic": "/fapi/v1", "fapiPrivate": "/fapi/v1",
+            "fapiPublicV2": "/fapi/v2", "fapiPrivateV2": "/fapi/v2",
+            "fapiPublicV3": "/fapi/v3", "fapiPrivateV3": "/fapi/v3",
+            "fapiData": "/futures/data", "papi": "/papi/v1", "papiV2": "/papi/v2",
+        }  # fmt: skip
+        api: dict[str, Any] = {name: h + path for name, path in paths.items()}
+        api["ws"] = {
+            "spot": w + "/stream/ws",
+            "margin": w + "/stream/ws",
+            "linear": w + "/fws/ws",
+            "inverse": w + "/dws/ws",
+            "stock": w + "/equity/ws",
+            "option": w + "/fws/public/ws",
+            "optionMarket": w + "/fws/market/ws",
+            "optionPrivate": w + "/fws/private/ws",
+            "papi": w + "/pm/ws",
+            "ws-api": {
+                "spot": w + "/ws-api/v3",
+                "linear": w + "/ws-fapi/v1",
+                "inverse": w + "/ws-dapi/v1",
+            },
+        }
+        exact = {code: getattr(ccxt_errors, name) for code, name in CCXT_EXTRA_CODES.items()}
+        return {
+            "apiKey": api_key,
+            "secret": secret,
+            "enableRateLimit": False,
+            "urls": {"api": api},
+            "options": {
+                "fetchMarkets": {"types": ["spot", "linear"]},
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+            },
+            "exceptions": {"exact": exact},
+        }
+
+    # ------------------------------------------------------------------ routes
+
+    def _routes(self, app: web.Application) -> None:
+        r = app.router
+        spot: list[tuple[str, str, Security, Callable[[dict[str, str]], int], Any]] = [
+            ("GET", "/api/v3/ping", "public", _w(1), self._ping),
+            ("GET", "/api/v3/time", "public", _w(1), self._time),
+            ("GET", "/api/v3/exchangeInfo", "public", _w(20), self._spot_info),
+            ("GET", "/api/v3/ticker/bookTicker", "public", _per_symbol(2, 4), self._book),
+            ("GET", "/api/v3/account", "signed", _w(20), self._spot_account),
+            ("POST", "/api/v3/order", "signed", _w(1), self._spot_create),
+            ("DELETE", "/api/v3/order", "signed", _w(1), self._cancel),
+            ("GET", "/api/v3/order", "signed", _w(4), self._get_order),
+            ("GET", "/api/v3/openOrders", "signed", _per_symbol(6, 80), self._open_orders),
+            ("GET", "/api/v3/allOrders", "signed", _w(20), self._all_orders),
+            ("GET", "/api/v3/myTrades", "signed", _w(20), self._my_trades),
+        ]
+        futures: list[tuple[str, str, Security, Callable[[dict[str, str]], int], Any]] = [
+            ("GET", "/fapi/v1/ping", "public", _w(1), self._ping),
+            ("GET", "/fapi/v1/time", "public", _w(1), self._time),
+            ("GET", "/fapi/v1/exchangeInfo", "public", _w(1), self._futures_info),
+            ("GET", "/fapi/v1/ticker/bookTicker", "public", _per_symbol(2, 5), self._book),
+            ("GET", "/fapi/v1/premiumIndex", "public", _per_symbol(1, 10), self._premium),
+            ("GET", "/fapi/v1/fundingRate", "public", _w(1), self._funding_rates),
+            ("GET", "/fapi/v3/account", "signed", _w(5), self._futures_account),
+            ("GET", "/fapi/v2/account", "signed", _w(5), self._futures_account),
+            ("GET", "/fapi/v3/positionRisk", "signed", _w(5), self._position_risk),
+            ("GET", "/fapi/v2/positionRisk", "signed", _w(5), self._position_risk),
+            ("GET", "/fapi/v1/leverageBracket", "signed", _w(1), self._brackets),
+            ("POST", "/fapi/v1/leverage", "signed", _w(1), self._leverage),
+            ("POST", "/fapi/v1/marginType", "signed", _w(1), self._margin_type),
+            ("GET", "/fapi/v1/positionSide/dual", "signed", _w(30), self._dual_get),
+            ("POST", "/fapi/v1/positionSide/dual", "signed", _w(1), self._dual_post),
+            ("POST", "/fapi/v1/order", "signed", _w(1), self._futures_create),
+            ("DELETE", "/fapi/v1/order", "signed", _w(1), self._cancel),
+            ("GET", "/fapi/v1/order", "signed", _w(1), self._get_order),
+            ("GET", "/fapi/v1/openOrders", "signed", _per_symbol(1, 40), self._open_orders),
+            ("GET", "/fapi/v1/allOrders", "signed", _w(5), self._all_orders),
+            ("GET", "/fapi/v1/userTrades", "signed", _w(5), self._my_trades),
+            ("GET", "/fapi/v1/income", "signed", _w(30), self._income),
+            ("POST", "/fapi/v1/listenKey", "key", _w(1), self._listen_key_new),
+            ("PUT", "/fapi/v1/listenKey", "key", _w(1), self._listen_key_keep),
+            ("DELETE", "/fapi/v1/listenKey", "key", _w(1), self._listen_key_close),
+        ]
+        tables: tuple[tuple[Market, list[Any]], ...] = (("spot", spot), ("futures", futures))
+        for market, table in tables:
+            for method, path, security, weight, handler in table:
+                r.add_route(method, path, self._endpoint(market, security, weight, handler))
+        for path in ("/stream/ws", "/stream/ws/{n}"):
+            r.add_get(path, self._ws_handler("spot"))
+        for path in ("/fws/public/ws", "/fws/public/ws/{n}", "/fws/market/ws",
+                     "/fws/market/ws/{n}"):  # fmt: skip
+            r.add_get(path, self._ws_handler("futures"))
+        for path in ("/fws/private/ws", "/fws/private/ws/{n}"):
+            r.add_get(path, self._ws_handler("futures_private"))
+        r.add_get("/ws-api/v3", self._ws_handler("ws_api"))
+        r.add_post("/_loopback/drop", self._ctl_drop)
+        r.add_get("/_loopback/state", self._ctl_state)
+        r.add_post("/_loopback/price", self._ctl_price)
+        r.add_post("/_loopback/funding", self._ctl_funding)
+        for method, path, handler in self._controls:
+            r.add_route(method, path, handler)
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BinanceError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+
+    def _endpoint(
+        self,
+        market: Market,
+        security: Security,
+        weight: Callable[[dict[str, str]], int],
+        handler: Callable[[dict[str, str], bool], Awaitable[Any]],
+    ) -> Handler:
+        futures = market == "futures"
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            self.requests += 1
+            body = await request.text() if request.can_read_body else ""
+            params = _params(request.query_string, body)
+            used = self._count_weight(request, market, weight(params))
+            headers = {WEIGHT_HEADER: str(used)}
+            try:
+                if used > self.weight_limit:
+                    retry = str(60 - int(time.time()) % 60)
+                    raise _TooMuchWeight(self.weight_limit, request.remote or "", retry)
+                if security != "public":
+                    self._check_key(request)
+                if security == "signed":
+                    self._check_signature(request, request.query_string, body, params)
+                result = await handler(params, futures)
+            except _TooMuchWeight as exc:
+                headers["Retry-After"] = exc.retry_after
+                return web.json_response(exc.body(), status=exc.status, headers=headers)
+            except BinanceError as exc:
+                return web.json_response(exc.body(), status=exc.status, headers=headers)
+            return web.json_response(result, headers=headers, dumps=_dumps)
+
+        return endpoint
+
+    def _count_weight(self, request: web.Request, market: Market, weight: int) -> int:
+        minute = int(time.time() // 60)
+        key = (request.remote or "", market, minute)
+        self._weights[key] = used = self._weights.get(key, 0) + weight
+        if len(self._weights) > 64:  # forget past minutes
+            for old in [k for k in self._weights if k[2] < minute]:
+                del self._weights[old]
+        return used
+
+    def used_weight(self, market: Market, ip: str = "127.0.0.1") -> int:
+        return self._weights.get((ip, market, int(time.time() // 60)), 0)
+
+    # ------------------------------------------------------------------ auth
+
+    def _check_key(self, request: web.Request) -> str:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if not key:
+            raise bad_key_format()
+        if key not in self.keys:
+            raise invalid_key()
+        return key
+
+    def _check_signature(
+        self, request: web.Request, query: str, body: str, params: Mapping[str, str]
+    ) -> None:
+        secret = self.keys[request.headers["X-MBX-APIKEY"]]
+        payload, signature = _without_signature(query)
+        body_payload, body_signature = _without_signature(body)
+        signature = signature or body_signature
+        if not signature:
+            raise mandatory("signature")
+        expected = hmac.new(
+            secret.encode(), (payload + body_payload).encode(), hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise bad_signature()
+        self._check_timestamp(params)
+
+    def _check_timestamp(self, params: Mapping[str, str]) -> None:
+        stamp = params.get("timestamp", "")
+        if not stamp.isdigit():
+            raise mandatory("timestamp")
+        window = params.get("recvWindow", str(DEFAULT_RECV_WINDOW_MS))
+        if not window.isdigit():
+            raise illegal("recvWindow")
+        if int(window) > self.recv_window_ms_max:
+            raise BinanceError(-1131, f"recvWindow must be less than {self.recv_window_ms_max}.")
+        now = int(time.time() * 1000)
+        if int(stamp) >= now + 1000:
+            raise BinanceError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now - int(stamp) > int(window):
+            raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    def _check_ws_api_signature(self, params: Mapping[str, Any]) -> None:
+        key = str(params.get("apiKey", ""))
+        if not key:
+            raise bad_key_format()
+        if key not in self.keys:
+            raise invalid_key()
+        signature = str(params.get("signature", ""))
+        if not signature:
+            raise mandatory("signature")
+        payload = "&".join(
+            f"{k}={_ws_value(v)}" for k, v in sorted(params.items()) if k != "signature"
+        )
+        expected = hmac.new(self.keys[key].encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise bad_signature()
+        self._check_timestamp({k: _ws_value(v) for k, v in params.items()})
+
+    # ------------------------------------------------------------------ REST: general
+
+    def _now_ms(self) -> int:
+        return self.core.now_ms()
+
+    async def _ping(self, params: dict[str, str], futures: bool) -> Any:
+        return {}
+
+    async def _time(self, params: dict[str, str], futures: bool) -> Any:
+        return {"serverTime": int(time.time() * 1000)}
+
+    async def _spot_info(self, params: dict[str, str], futures: bool) -> Any:
+        return wire.exchange_info(self.core, False, self._now_ms())
+
+    async def _futures_info(self, params: dict[str, str], futures: bool) -> Any:
+        return wire.exchange_info(self.core, True, self._now_ms())
+
+    def _symbol(
+        self, params: Mapping[str, str], futures: bool, *, required: bool = True
+    ) -> Instrument | None:
+        wire_name = params.get("symbol", "")
+        if not wire_name:
+            if required:
+                raise mandatory("symbol")
+            return None
+        inst = self.symbols.get(wire_name, futures)
+        if inst is None:
+            raise invalid_symbol()
+        return inst
+
+    async def _book(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, futures, required=False)
+        table = self.symbols.perp if futures else self.symbols.spot
+        chosen = [inst] if inst is not None else list(table.values())
+        out = []
+        for i in chosen:
+            q = self.core.quotes.get(i.symbol)
+            if q is None:
+                continue
+            out.append(
+                {
+                    "symbol": wire.wire_symbol(i),
+                    "bidPrice": wire.num(q.bid),
+                    "bidQty": wire.num(q.bid_size),
+                    "askPrice": wire.num(q.ask),
+                    "askQty": wire.num(q.ask_size),
+                    "time": q.ts_event // NS_PER_MILLISECOND,
+                }
+            )
+        if inst is not None:
+            return out[0] if out else {"symbol": wire.wire_symbol(inst)}
+        return out
+
+    async def _premium(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True, required=False)
+        now = self._now_ms()
+        if inst is not None:
+            return wire.premium_index(self.core, inst, now)
+        return [wire.premium_index(self.core, i, now) for i in self.symbols.perp.values()]
+
+    async def _funding_rates(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True, required=False)
+        rows = [
+            r
+            for r in self.core.funding_rates
+            if (inst is None or r.symbol == inst.symbol) and _in_time(params, r.time_ms)
+        ]
+        rows = rows[: _limit(params, 100, 1000)]
+        return [
+            {
+                "symbol": wire.wire_symbol(self.core.instruments[r.symbol]),
+                "fundingRate": wire.num(r.rate),
+                "fundingTime": r.time_ms,
+                "markPrice": wire.num(r.mark),
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ REST: account
+
+    async def _spot_account(self, params: dict[str, str], futures: bool) -> Any:
+        return wire.spot_account(self.core, self._now_ms())
+
+    async def _futures_account(self, params: dict[str, str], futures: bool) -> Any:
+        return wire.futures_account(self.core, self._now_ms())
+
+    async def _position_risk(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True, required=False)
+        return wire.position_risk(self.core, inst, self._now_ms())
+
+    async def _brackets(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True, required=False)
+        rows = wire.leverage_brackets(self.core)
+        if inst is not None:
+            return [r for r in rows if r["symbol"] == wire.wire_symbol(inst)]
+        return rows
+
+    async def _leverage(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True)
+        assert inst is not None
+        raw = params.get("leverage", "")
+        if not raw.isdigit():
+            raise mandatory("leverage")
+        leverage = int(raw)
+        if not 1 <= leverage <= 125:
+            raise BinanceError(-4028, f"Leverage {leverage} is not valid")
+        await self.core.set_leverage(inst.symbol, Decimal(leverage))
+        return {
+            "leverage": leverage,
+            "maxNotionalValue": "1000000000",
+            "symbol": wire.wire_symbol(inst),
+        }
+
+    async def _margin_type(self, params: dict[str, str], futures: bool) -> Any:
+        self._symbol(params, True)
+        if params.get("marginType", "").upper() == "CROSSED":
+            raise BinanceError(-4046, "No need to change margin type.")
+        raise BinanceError(-4047, "Margin type cannot be changed if there exists open orders.")
+
+    async def _dual_get(self, params: dict[str, str], futures: bool) -> Any:
+        return {"dualSidePosition": False}
+
+    async def _dual_post(self, params: dict[str, str], futures: bool) -> Any:
+        if params.get("dualSidePosition", "").lower() == "false":
+            raise BinanceError(-4059, "No need to change position side.")
+        raise BinanceError(-4068, "Position side cannot be changed if there exists position.")
+
+    async def _income(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True, required=False)
+        kind = params.get("incomeType", "")
+        rows = [
+            r
+            for r in self.core.income
+            if (inst is None or r.symbol == inst.symbol)
+            and (not kind or r.income_type == kind)
+            and _in_time(params, r.time_ms)
+        ]
+        limit = _limit(params, 100, 1000)
+        rows = rows[:limit] if "startTime" in params else rows[-limit:]
+        return [wire.income(r, self.core.instruments.get(r.symbol)) for r in rows]
+
+    # ------------------------------------------------------------------ REST: orders
+
+    async def _spot_create(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, False)
+        assert inst is not None
+        side = _side(params)
+        kind = params.get("type", "").upper()
+        if kind not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
+            raise BinanceError(-1116, "Invalid orderType.")
+        qty = _decimal(params, "quantity", required=False)
+        if kind == "MARKET" and qty is None:
+            quote_qty = _decimal(params, "quoteOrderQty", required=False)
+            if quote_qty is None:
+                raise BinanceError(
+                    -1102,
+                    "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
+                )
+            last = self.core.last_price(inst.symbol)
+            if last is None:
+                raise BinanceError(-1013, "Market is closed.")
+            qty = inst.round_qty(quote_qty / last)
+        if qty is None:
+            raise mandatory("quantity")
+        price = _decimal(params, "price", required=kind != "MARKET") if kind != "MARKET" else None
+        tif = params.get("timeInForce", "GTC").upper()
+        if tif not in ("GTC", "IOC", "FOK"):
+            raise BinanceError(-1115, "Invalid timeInForce.")
+        cmd = self._command(
+            params, inst, side, "market" if kind == "MARKET" else "limit", qty, price,
+            reduce_only=False, post_only=kind == "LIMIT_MAKER",
+            tif="GTC" if kind != "LIMIT" else _tif(tif),
+        )  # fmt: skip
+        record = await self._place(cmd, futures=False, inst=inst)
+        default = "FULL" if kind in ("MARKET", "LIMIT") else "ACK"
+        resp = params.get("newOrderRespType", default).upper()
+        return wire.spot_order_reply(record, inst, self.core, resp)
+
+    async def _futures_create(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, True)
+        assert inst is not None
+        side = _side(params)
+        kind = params.get("type", "").upper()
+        if kind not in ("LIMIT", "MARKET"):
+            raise BinanceError(-1116, "Invalid orderType.")
+        if params.get("positionSide", "BOTH").upper() != "BOTH":
+            raise BinanceError(-4061, "Order's position side does not match user's setting.")
+        qty = _decimal(params, "quantity", required=True)
+        assert qty is not None
+        price = _decimal(params, "price", required=True) if kind == "LIMIT" else None
+        tif = params.get("timeInForce", "GTC").upper()
+        if tif not in ("GTC", "IOC", "FOK", "GTX"):
+            raise BinanceError(-1115, "Invalid timeInForce.")
+        reduce_only = params.get("reduceOnly", "false").lower() == "true"
+        cmd = self._command(
+            params, inst, side, "market" if kind == "MARKET" else "limit", qty, price,
+            reduce_only=reduce_only, post_only=tif == "GTX" and kind == "LIMIT",
+            tif=_tif(tif) if kind == "LIMIT" else "GTC",
+        )  # fmt: skip
+        record = await self._place(cmd, futures=True, inst=inst)
+        return wire.futures_order(record, inst)
+
+    def _command(
+        self,
+        params: Mapping[str, str],
+        inst: Instrument,
+        side: Side,
+        order_type: Literal["market", "limit"],
+        qty: Decimal,
+        price: Decimal | None,
+        *,
+        reduce_only: bool,
+        post_only: bool,
+        tif: TimeInForce,
+    ) -> SubmitOrder:
+        client_id = params.get("newClientOrderId") or f"loopback-{uuid.uuid4().hex[:20]}"
+        now = self.core.clock.now_ns()
+        return SubmitOrder(
+            ts_event=now,
+            ts_init=now,
+            intent_id=client_id,
+            client_order_id=client_id,
+            symbol=inst.symbol,
+            side=side,
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            reduce_only=reduce_only,
+            post_only=post_only,
+            time_in_force=tif,
+        )
+
+    async def _place(self, cmd: SubmitOrder, *, futures: bool, inst: Instrument) -> OrderRecord:
+        try:
+            return await self.core.submit(cmd)
+        except LoopbackError as exc:
+            if exc.kind == "duplicate":
+                raise duplicate(futures) from None
+            raise refusal(exc.detail, futures, wire.num(inst.min_notional)) from None
+
+    def _find(self, params: Mapping[str, str], inst: Instrument) -> OrderRecord | None:
+        order_id = params.get("orderId", "")
+        client_id = params.get("origClientOrderId", "")
+        if order_id:
+            if not order_id.isdigit():
+                raise illegal("orderId")
+            return self.core.order(inst.symbol, order_id=int(order_id))
+        if client_id:
+            return self.core.order(inst.symbol, client_id=client_id)
+        raise BinanceError(
+            -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+        )
+
+    async def _cancel(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, futures)
+        assert inst is not None
+        record = self._find(params, inst)
+        if record is None or not record.is_open:
+            raise unknown_order()
+        try:
+            await self.core.cancel(inst.symbol, record.client_order_id)
+        except LoopbackError:
+            raise unknown_order() from None
+        if futures:
+            return wire.futures_order(record, inst)
+        body = wire.spot_order(record, inst)
+        body["origClientOrderId"] = record.client_order_id
+        body["clientOrderId"] = params.get("newClientOrderId") or f"cancel-{record.order_id}"
+        body["transactTime"] = self._now_ms()
+        return body
+
+    async def _get_order(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, futures)
+        assert inst is not None
+        record = self._find(params, inst)
+        if record is None:
+            raise no_such_order()
+        return wire.futures_order(record, inst) if futures else wire.spot_order(record, inst)
+
+    def _format_order(self, record: OrderRecord, futures: bool) -> Any:
+        inst = self.core.instruments[record.symbol]
+        return wire.futures_order(record, inst) if futures else wire.spot_order(record, inst)
+
+    async def _open_orders(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, futures, required=False)
+        return [
+            self._format_order(r, futures)
+            for r in self.core.open_orders(None if inst is None else inst.symbol)
+            if self.core.instruments[r.symbol].is_perp == futures
+        ]
+
+    async def _all_orders(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, futures)
+        assert inst is not None
+        from_id = int(params["orderId"]) if params.get("orderId", "").isdigit() else 0
+        rows = [
+            r
+            for r in self.core.orders.values()
+            if r.symbol == inst.symbol
+            and r.status != "REJECTED"
+            and r.order_id >= from_id
+            and _in_time(params, r.time_ms)
+        ]
+        return [self._format_order(r, futures) for r in rows[: _limit(params, 500, 1000)]]
+
+    async def _my_trades(self, params: dict[str, str], futures: bool) -> Any:
+        inst = self._symbol(params, futures, required=not futures)
+        from_id = params.get("fromId", "")
+        order_id = params.get("orderId", "")
+        rows = [
+            t
+            for t in self.core.trades
+            if (
+                self.core.instruments[t.symbol].is_perp == futures
+                and (inst is None or t.symbol == inst.symbol)
+                and (not from_id or t.trade_id >= int(from_id))
+                and (not order_id or t.order_id == int(order_id))
+                and _in_time(params, t.time_ms)
+            )
+        ]
+        limit = _limit(params, 500, 1000)
+        rows = rows[:limit] if (from_id or "startTime" in params) else rows[-limit:]
+        fmt = wire.futures_trade if futures else wire.spot_trade
+        return [fmt(t, self.core.instruments[t.symbol]) for t in rows]
+
+    # ------------------------------------------------------------------ REST: listenKey
+
+    async def _listen_key_new(self, params: dict[str, str], futures: bool) -> Any:
+        key = uuid.uuid4().hex + uuid.uuid4().hex
+        self._listen_keys[key] = time.time() + LISTEN_KEY_TTL_S
+        return {"listenKey": key}
+
+    async def _listen_key_keep(self, params: dict[str, str], futures: bool) -> Any:
+        key = params.get("listenKey", "")
+        if key and key not in self._listen_keys:
+            raise BinanceError(-1125, "This listenKey does not exist.")
+        for k in [key] if key else list(self._listen_keys):
+            self._listen_keys[k] = time.time() + LISTEN_KEY_TTL_S
+        return {"listenKey": key} if key else {}
+
+    async def _listen_key_close(self, params: dict[str, str], futures: bool) -> Any:
+        key = params.get("listenKey", "")
+        keys = [key] if key else list(self._listen_keys)
+        for k in keys:
+            self._listen_keys.pop(k, None)
+            self._close_listen_key(k, expired=False)
+        return {}
+
+    def _close_listen_key(self, key: str, *, expired: bool) -> None:
+        for sock in [s for s in self._sockets if s.listen_key == key]:
+            if expired:
+                sock.send({"e": "listenKeyExpired", "E": self._now_ms(), "listenKey": key})
+            sock.queue.put_nowait(None)
+
+    async def _expire_listen_keys(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for key in [k for k, t in self._listen_keys.items() if t <= now]:
+                del self._listen_keys[key]
+                self._close_listen_key(key, expired=True)
+
+    # ------------------------------------------------------------------ WebSockets
+
+    def _ws_handler(self, kind: Literal["spot", "futures", "futures_private", "ws_api"]) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            listen_key = ""
+            if kind == "futures_private":
+                listen_key = request.query.get("listenKey", "")
+                if listen_key not in self._listen_keys:
+                    raise web.HTTPBadRequest(text='{"code":-1125,"msg":"Invalid listenKey."}')
+            ws = web.WebSocketResponse(autoping=True)
+            await ws.prepare(request)
+            sock = _Socket(ws, request, kind, listen_key=listen_key)
+            self._sockets.add(sock)
+            writer = asyncio.create_task(self._writer(sock), name=f"loopback:ws:{kind}")
+            try:
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT:
+                        self._on_ws_message(sock, msg.data)
+                    elif msg.type == WSMsgType.ERROR:
+                        break
+            finally:
+                self._sockets.discard(sock)
+                sock.queue.put_nowait(None)
+                await writer
+                if not ws.closed:
+                    with contextlib.suppress(Exception):
+                        await ws.close()
+            return ws
+
+        return handler
+
+    async def _writer(self, sock: _Socket) -> None:
+        while True:
+            text = await sock.queue.get()
+            if text is None or sock.ws.closed:
+                if not sock.ws.closed:
+                    with contextlib.suppress(Exception):
+                        await sock.ws.close()
+                return
+            try:
+                await sock.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    def _on_ws_message(self, sock: _Socket, data: str) -> None:
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            sock.send({"error": {"code": -1100, "msg": "Malformed request."}, "id": None})
+            return
+        if sock.kind == "ws_api":
+            self._on_ws_api(sock, msg)
+            return
+        method = str(msg.get("method", "")).upper()
+        req_id = msg.get("id")
+        streams = [str(p).lower() for p in msg.get("params") or []]
+        if method == "SUBSCRIBE":
+            sock.streams.update(streams)
+            sock.send({"result": None, "id": req_id})
+        elif method == "UNSUBSCRIBE":
+            sock.streams.difference_update(streams)
+            sock.send({"result": None, "id": req_id})
+        elif method == "LIST_SUBSCRIPTIONS":
+            sock.send({"result": sorted(sock.streams), "id": req_id})
+        else:
+            sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method}"},
+                       "id": req_id})  # fmt: skip
+
+    def _on_ws_api(self, sock: _Socket, msg: Mapping[str, Any]) -> None:
+        req_id = msg.get("id")
+        method = str(msg.get("method", ""))
+        params = msg.get("params") or {}
+        try:
+            if method == "userDataStream.subscribe.signature":
+                self._check_ws_api_signature(params)
+                sock.user = True
+                result: Any = {"subscriptionId": 0}
+            elif method == "userDataStream.unsubscribe":
+                sock.user = False
+                result = {}
+            elif method == "ping":
+                result = {}
+            elif method == "time":
+                result = {"serverTime": int(time.time() * 1000)}
+            else:
+                raise BinanceError(-1020, "This operation is not supported.")
+        except BinanceError as exc:
+            sock.send({"id": req_id, "status": exc.status, "error": exc.body()})
+            return
+        sock.send({"id": req_id, "status": 200, "result": result})
+
+    # ------------------------------------------------------------------ stream fan-out
+
+    def _on_update(self, update: Update) -> None:
+        if isinstance(update, MarketUpdate):
+            self._on_market(update)
+            return
+        if isinstance(update, OrderUpdate):
+            inst = self.core.instruments[update.record.symbol]
+            if inst.is_perp:
+                self._to_futures_user(wire.order_trade_update(update, inst))
+            else:
+                self._to_spot_user(wire.execution_report(update, inst))
+        elif isinstance(update, BalanceUpdate):
+            self._to_spot_user(wire.outbound_account_position(update))
+        elif isinstance(update, PositionUpdate):
+            inst = self.core.instruments[update.position.symbol]
+            self._to_futures_user(wire.account_update(update, inst))
+
+    def _to_spot_user(self, event: Any) -> None:
+        for sock in self._sockets:
+            if sock.kind == "ws_api" and sock.user:
+                sock.send({"subscriptionId": 0, "event": event})
+
+    def _to_futures_user(self, event: Any) -> None:
+        for sock in self._sockets:
+            if sock.kind == "futures_private":
+                sock.send(event)
+
+    def _on_market(self, update: MarketUpdate) -> None:
+        event = update.event
+        inst = self.core.instruments.get(event.symbol)
+        if inst is None:
+            return
+        kind = "futures" if inst.is_perp else "spot"
+        name = wire.wire_symbol(inst).lower()
+        now = event.ts_event // NS_PER_MILLISECOND
+        payload: Any
+        wanted: tuple[str, ...]
+        if isinstance(event, QuoteTick):
+            payload = wire.book_ticker(event, inst, update.update_id, now)
+            wanted = (f"{name}@bookticker", "!bookticker")
+        elif isinstance(event, MarkPriceUpdated):
+            payload = wire.mark_price_update(event, inst, now)
+            wanted = (f"{name}@markprice", f"{name}@markprice@1s")
+            self._send_all_marks(kind, payload)
+        elif isinstance(event, TradeTick):
+            payload = wire.trade_event(event, inst, update.update_id, now)
+            wanted = (f"{name}@trade",)
+        elif isinstance(event, Bar):
+            interval = _INTERVALS.get(event.interval_s, "1m")
+            payload = wire.kline_event(event, inst, now, interval)
+            wanted = (f"{name}@kline_{interval}",)
+        for sock in self._sockets:
+            if sock.kind == kind and any(w in sock.streams for w in wanted):
+                sock.send(payload)
+
+    def _send_all_marks(self, kind: str, payload: Any) -> None:
+        for sock in self._sockets:
+            if sock.kind == kind and sock.streams & {"!markprice@arr", "!markprice@arr@1s"}:
+                sock.send([payload])
+
+    def subscriptions(self) -> set[str]:
+        """What the open sockets listen to: stream names (lower case, ``btcusdt@bookticker``),
+        ``user:spot`` (a WS-API user data subscription), ``user:futures`` (a listenKey socket)."""
+        out: set[str] = set()
+        for sock in self._sockets:
+            out |= sock.streams
+            if sock.kind == "ws_api" and sock.user:
+                out.add("user:spot")
+            elif sock.kind == "futures_private":
+                out.add("user:futures")
+        return out
+
+    @property
+    def connections(self) -> int:
+        return len(self._sockets)
+
+    async def drop_connections(self, which: Literal["all", "public", "user"] = "all") -> int:
+        """Close WebSockets abruptly (no close frame, like a network drop); returns how many."""
+        chosen = [s for s in self._sockets if which == "all" or (which == "public") == s.public]
+        for sock in chosen:
+            self._sockets.discard(sock)
+            sock.abort()
+        await asyncio.sleep(0)
+        return len(chosen)
+
+    # ------------------------------------------------------------------ control routes
+
+    async def _ctl_drop(self, request: web.Request) -> web.StreamResponse:
+        which = request.query.get("which", "all")
+        if which not in ("all", "public", "user"):
+            raise web.HTTPBadRequest(text="which must be all, public or user")
+        dropped = await self.drop_connections(which)  # type: ignore[arg-type]
+        return web.json_response({"dropped": dropped})
+
+    async def _ctl_state(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(wire.state(self.core, self._now_ms()))
+
+    async def _ctl_price(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        symbol = str(body["symbol"])
+        if symbol not in self.core.instruments:
+            raise web.HTTPBadRequest(text=f"unknown symbol {symbol}")
+        now = self.core.clock.now_ns()
+        event: QuoteTick | MarkPriceUpdated
+        if "mark" in body:
+            mark = Decimal(str(body["mark"]))
+            event = MarkPriceUpdated(
+                now,
+                now,
+                symbol,
+                mark,
+                Decimal(str(body.get("index", mark))),
+                Decimal(str(body.get("funding_rate", "0"))),
+                int(body.get("next_funding_ms", 0)) * NS_PER_MILLISECOND,
+            )
+        else:
+            if "price" in body:
+                bid = ask = Decimal(str(body["price"]))
+            else:
+                bid, ask = Decimal(str(body["bid"])), Decimal(str(body["ask"]))
+            event = QuoteTick(
+                now,
+                now,
+                symbol,
+                bid,
+                ask,
+                Decimal(str(body.get("bid_size", "1"))),
+                Decimal(str(body.get("ask_size", "1"))),
+            )
+        await self.core.on_market(event)
+        return web.json_response({"ok": True})
+
+    async def _ctl_funding(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        symbol = str(body["symbol"])
+        if symbol not in self.core.instruments:
+            raise web.HTTPBadRequest(text=f"unknown symbol {symbol}")
+        mark = body.get("mark")
+        price = Decimal(str(mark)) if mark is not None else self.core.exchange.mark_price(symbol)
+        if price is None:
+            raise web.HTTPBadRequest(text=f"no mark price for {symbol}")
+        rate = Decimal(str(body["rate"]))
+        await self.core.settle_funding(symbol, rate, price, self.core.clock.now_ns())
+        return web.json_response({"ok": True})
+
+
+class _TooMuchWeight(BinanceError):
+    def __init__(self, limit: int, ip: str, retry_after: str) -> None:
+        super().__init__(
+            -1003,
+            f"Too much request weight used; current limit of IP({ip}) request weight is {limit} "
+            "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+            429,
+        )
+        self.retry_after = retry_after
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _w(weight: int) -> Callable[[dict[str, str]], int]:
+    return lambda _params: weight
+
+
+def _per_symbol(with_symbol: int, without: int) -> Callable[[dict[str, str]], int]:
+    return lambda params: with_symbol if params.get("symbol") else without
+
+
+def _params(query: str, body: str) -> dict[str, str]:
+    out = dict(parse_qsl(query, keep_blank_values=True))
+    out.update(parse_qsl(body, keep_blank_values=True))
+    return out
+
+
+def _without_signature(raw: str) -> tuple[str, str]:
+    """``a=1&b=2&signature=ff`` → (``a=1&b=2``, ``ff``)."""
+    if not raw:
+        return "", ""
+    kept, signature = [], ""
+    for part in raw.split("&"):
+        if part.startswith("signature="):
+            signature = part[len("signature=") :]
+        else:
+            kept.append(part)
+    return "&".join(kept), signature
+
+
+def _ws_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _side(params: Mapping[str, str]) -> Side:
+    side = params.get("side", "").upper()
+    if side == "BUY":
+        return "buy"
+    if side == "SELL":
+        return "sell"
+    raise BinanceError(-1117, "Invalid side.")
+
+
+def _tif(value: str) -> TimeInForce:
+    if value == "IOC":
+        return "IOC"
+    if value == "FOK":
+        return "FOK"
+    if value == "GTX":
+        return "GTX"
+    return "GTC"
+
+
+def _decimal(params: Mapping[str, str], name: str, *, required: bool) -> Decimal | None:
+    raw = params.get(name, "")
+    if not raw:
+        if required:
+            raise mandatory(name)
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise illegal(name) from None
+    if not value.is_finite():
+        raise illegal(name)
+    return value
+
+
+def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
+    raw = params.get("limit", "")
+    return min(int(raw), maximum) if raw.isdigit() and int(raw) > 0 else default
+
+
+def _in_time(params: Mapping[str, str], time_ms: int) -> bool:
+    start, end = params.get("startTime", ""), params.get("endTime", "")
+    if start.isdigit() and time_ms < int(start):
+        return False
+    return not (end.isdigit() and time_ms > int(end))

@@ -1,0 +1,231 @@
+"""``ballast venue serve -c CONFIG``: a loopback Binance exchange for the engine to trade on.
+
+It serves Binance spot and USDⓈ-M futures (REST and WebSockets, as the real ccxt.pro client
+speaks them) on 127.0.0.1, over the simulated exchange of ``[paper]`` (balances, fees, slippage,
+latency), with ``[paper]``'s market data replayed at ``--step-s`` seconds per bar time (or a seeded
+synthetic market: ``--synthetic SEED``); see :mod:`ballast.engine.app.venue_serve`.
+
+Its first stdout line is ``listening http://HOST:PORT ws://HOST:PORT`` (``--port 0``: any free
+port), then what it serves. It accepts the API key and secret in the environment variables the
+config names (``venue.api_key_env``, ``venue.api_secret_env``); when neither is set it makes up a
+pair and prints ``export NAME=...`` lines for them, which is fine for a loopback exchange that
+holds no real money, and only that. ``--state FILE`` keeps the exchange (every order, fill,
+balance) and the market's position in FILE: restarted on it, the exchange is the one it was and
+the market goes on after the last bar time it sent.
+
+SIGTERM or SIGINT stop it gracefully (exit 0); ``--exit-when-done`` also stops it once the data
+is exhausted. A bad config exits 2 naming the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ballast.adapters.data.klines import DataError
+from ballast.engine.app.cli import exits
+from ballast.engine.app.config_check import load_checked_config
+from ballast.engine.app.venue_serve import (
+    LoopbackHandle,
+    loopback_exchange,
+    new_key_pair,
+    position_path,
+)
+from ballast.engine.kernel.config import Config, load_secrets
+from ballast.engine.kernel.errors import BallastError, ConfigError
+from ballast.engine.kernel.instruments import is_perp
+from ballast.engine.kernel.timefmt import ns_to_iso
+
+DEFAULT_STEP_S = 1.0
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    venue = sub.add_parser("venue", help="a loopback Binance exchange (for paper trading)")
+    commands = venue.add_subparsers(dest="venue_command", metavar="COMMAND")
+    commands.required = True
+    serve = commands.add_parser(
+        "serve",
+        help="serve a loopback Binance exchange (spot + USD-M) over [paper]'s market",
+        description=(
+            "Serve a Binance-compatible exchange (REST + WebSockets) on loopback, over the "
+            "simulated account of [paper] and its market data replayed at a pace. It accepts the "
+            "API key pair in the environment variables venue.api_key_env and "
+            "venue.api_secret_env name; if neither is set it makes up a pair and prints export "
+            "lines for it (fine for a loopback exchange holding no real money). Stops on SIGTERM "
+            "or SIGINT (exit 0)."
+        ),
+    )
+    serve.add_argument("-c", "--config", required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=0, help="port to bind (default 0: any free port)"
+    )
+    serve.add_argument(
+        "--step-s",
+        type=_step,
+        default=DEFAULT_STEP_S,
+        metavar="SECONDS",
+        help="wall-clock seconds per bar time of the data "
+        f"(default {DEFAULT_STEP_S:g}; 0: as fast as possible)",
+    )
+    serve.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the exchange and its market position in FILE; restarted on it, it goes on",
+    )
+    market = serve.add_mutually_exclusive_group()
+    market.add_argument("--data", type=Path, metavar="DIR", help="market data folder")
+    market.add_argument(
+        "--synthetic", type=int, metavar="SEED", help="serve a seeded synthetic market instead"
+    )
+    serve.add_argument(
+        "--exit-when-done", action="store_true", help="stop once the market data is exhausted"
+    )
+    serve.set_defaults(func=serve_cmd)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {port}")
+    return port
+
+
+def _step(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 and finite, got {text}")
+    return value
+
+
+def key_pair(config: Config) -> tuple[str, str, bool]:
+    """(api key, secret, made up): from the environment variables the config names, or a new
+    pair when neither is set. Only one of them set is a config error naming the other."""
+    found = load_secrets(config.venue)
+    if found.api_key is not None and found.api_secret is not None:
+        return found.api_key, found.api_secret, False
+    if found.api_key is None and found.api_secret is None:
+        key, secret = new_key_pair()
+        return key, secret, True
+    missing = config.venue.api_key_env if found.api_key is None else config.venue.api_secret_env
+    raise ConfigError(f"env:{missing}", "not set, while its pair is (set both or neither)")
+
+
+async def serve_cmd(args: argparse.Namespace) -> int:
+    config = load_checked_config(args.config)
+    key, secret, made_up = key_pair(config)
+    stop = asyncio.Event()
+    try:
+        exchange = loopback_exchange(
+            config,
+            step_s=args.step_s,
+            host=args.host,
+            port=args.port,
+            state_path=args.state,
+            api_key=key,
+            api_secret=secret,
+            data_dir=args.data,
+            synthetic_seed=args.synthetic,
+        )
+        with _signals(stop):
+            async with exchange as handle:
+                print(f"listening {handle.rest_url} {handle.ws_url}", flush=True)
+                if made_up:
+                    print(f"export {config.venue.api_key_env}={key}", flush=True)
+                    print(f"export {config.venue.api_secret_env}={secret}", flush=True)
+                for line in _described(config, handle, args):
+                    print(line, flush=True)
+                await _serve(handle, stop, exit_when_done=args.exit_when_done)
+    except DataError as exc:
+        raise DataError(f"venue serve: {exc}") from None
+    except OSError as exc:
+        raise BallastError(f"venue serve: {exc}") from None
+    print("stopped", flush=True)
+    return exits.OK
+
+
+def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace) -> list[str]:
+    """What the exchange serves: symbols, market range and pace, state file, key env vars."""
+    symbols = sorted(handle.core.exchange.instruments, key=lambda s: (is_perp(s), s))
+    first, last = handle.bundle.span()
+    source = f"synthetic seed {args.synthetic}" if args.synthetic is not None else "data"
+    if args.synthetic is None:
+        source = str(args.data if args.data is not None else config.paper.data_dir)
+    lines = [
+        f"serving: {' '.join(symbols)}",
+        f"market: {source} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}, "
+        f"one bar time every {args.step_s:g} s",
+        f"keys: {config.venue.api_key_env} / {config.venue.api_secret_env}",
+    ]
+    resumed = handle.driver.resumed_from
+    if args.state is None:
+        lines.append("state: none (in memory; a restart starts over)")
+    elif resumed is None:
+        lines.append(f"state: {args.state} (new), market position {position_path(args.state)}")
+    else:
+        lines.append(
+            f"state: {args.state}, market resumed after {ns_to_iso(resumed.data_ts_ns)[:16]} "
+            f"({resumed.steps:,} bar times sent before)"
+        )
+    if not _is_loopback(args.host):
+        lines.append(f"warning: listening on {args.host}, not only on this machine")
+    return lines
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _serve(handle: LoopbackHandle, stop: asyncio.Event, *, exit_when_done: bool) -> None:
+    """Until ``stop`` (a signal), or the data is exhausted with ``exit_when_done``; a failing
+    driver stops the exchange with its error."""
+    task = handle.start_driver()
+    waits = [asyncio.ensure_future(stop.wait()), task]
+    if exit_when_done:
+        waits.append(asyncio.ensure_future(handle.driver.finished.wait()))
+    try:
+        while True:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if task.done() and task.exception() is not None:
+                task.result()  # raises
+            if stop.is_set() or (exit_when_done and handle.driver.finished.is_set()):
+                break
+            if task.done():
+                print("market: data exhausted; serving until SIGTERM or SIGINT", flush=True)
+                waits.remove(task)
+    finally:
+        for wait in waits:
+            if wait is not task:
+                wait.cancel()
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` while inside."""
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    callback: Callable[[], None] = stop.set
+    for sig in handled:
+        loop.add_signal_handler(sig, callback)
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
