@@ -11,7 +11,9 @@ import aiohttp
 import ccxt
 import pytest
 
-from tests.support.loopback import loopback_exchange, subscribed
+from ballast.adapters.loopback.core import LoopbackCore
+from ballast.adapters.loopback.server import LoopbackServer
+from tests.support.loopback import API_KEY, SECRET, loopback_exchange, subscribed
 from tests.support.waiting import eventually
 
 PERP = "BTC/USDT:USDT"
@@ -98,7 +100,30 @@ async def test_restart_from_state_path_reproduces_the_exchange(tmp_path: Path) -
         placed = await lb.client.create_order(
             PERP, "market", "buy", 0.01, None, {"newClientOrderId": "g"}
         )
-        assert int(placed["id"]) == max(o["order_id"] for o in before["orders"]) + 1
+        accepted = [o["order_id"] for o in before["orders"] if o["status"] != "REJECTED"]
+        assert int(placed["id"]) == max(accepted) + 1
         trades = await lb.client.fetch_my_trades(PERP)
         assert int(trades[-1]["id"]) == max(t["trade_id"] for t in before["trades"]) + 1
         assert [o["clientOrderId"] for o in await lb.client.fetch_open_orders(SPOT)] == ["c"]
+
+
+async def test_user_stream_survives_an_exchange_restart(tmp_path: Path) -> None:
+    """A client keeps its listenKey across a restart of the exchange (same state, same port)."""
+    path = tmp_path / "exchange.sqlite"
+    async with loopback_exchange(path) as lb:
+        orders = asyncio.create_task(lb.client.watch_orders(PERP))
+        await subscribed(lb, "user:futures")
+        port = lb.server.port
+        await lb.server.stop()
+        lb.core.close()
+        with pytest.raises(ccxt.NetworkError):
+            await asyncio.wait_for(orders, 5)
+        lb.core = LoopbackCore(
+            list(lb.core.instruments.values()), lb.core.config, lb.clock, state_path=path
+        )
+        lb.server = LoopbackServer(lb.core, port=port, keys={API_KEY: SECRET})
+        await lb.server.start()
+        orders = asyncio.create_task(lb.client.watch_orders(PERP))
+        await subscribed(lb, "user:futures")
+        await lb.client.create_order(PERP, "market", "buy", 0.01, None, {"newClientOrderId": "x"})
+        assert (await asyncio.wait_for(orders, 5))[-1]["clientOrderId"] == "x"

@@ -105,6 +105,23 @@ async def test_insufficient_balance_and_margin(lb: Loopback) -> None:
     assert (await lb.state())["trades"] == []
 
 
+async def test_a_rejected_client_order_id_is_found_and_resending_it_is_rejected_again(
+    lb: Loopback,
+) -> None:
+    params = {"newClientOrderId": "r-1"}
+    with pytest.raises(ccxt.InsufficientFunds, match="-2019"):
+        await lb.client.create_order(PERP, "market", "buy", 30, None, params)
+    found = await lb.client.fetch_order(None, PERP, {"origClientOrderId": "r-1"})
+    assert found["status"] == "rejected"
+    assert found["filled"] == 0
+    with pytest.raises(ccxt.InsufficientFunds, match="-2019"):
+        await lb.client.create_order(PERP, "market", "buy", 30, None, params)
+    with pytest.raises(ccxt.OrderNotFound):
+        await lb.client.cancel_order(None, PERP, {"origClientOrderId": "r-1"})
+    assert await lb.client.fetch_open_orders(PERP) == []
+    assert [o["status"] for o in (await lb.state())["orders"]] == ["REJECTED"]
+
+
 async def test_reduce_only_that_would_not_reduce_is_2022(lb: Loopback) -> None:
     with pytest.raises(ccxt.InvalidOrder, match="-2022"):
         await lb.client.create_order(PERP, "market", "sell", 0.01, None, {"reduceOnly": True})

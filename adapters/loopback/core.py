@@ -21,11 +21,16 @@ lives on its clock, whatever the data's own timestamps); every ``E``/``T``/``tim
 now in milliseconds.
 
 **Ids.** The exchange's ``sim-N`` order ids are Binance order id ``N``, ``t-N`` trade ids trade id
-``N``; liquidation orders (``liquidation-n``) get order id ``LIQUIDATION_ORDER_IDS + n``.
+``N``; liquidation orders (``liquidation-n``) get order id ``LIQUIDATION_ORDER_IDS + n``,
+rejected orders ``REJECTED_ORDER_IDS + n``.
 
-**Idempotency.** A client order id the exchange has seen (whatever became of the order, rejected
-included: the core records every order it receives) is refused as a duplicate and creates
-nothing.
+**Idempotency.** A client order id the exchange has seen is refused and creates nothing: a
+duplicate of an accepted order as a duplicate, a resend of a REJECTED one with its rejection
+again (the simulated exchange records every order it receives, so a rejected id cannot be
+evaluated anew as Binance would). Rejected orders keep their record (status ``REJECTED``, order id
+``REJECTED_ORDER_IDS + n``) and ``GET order`` by client order id finds them, so an engine that
+looks up an intent it never heard back from learns it was rejected instead of "not found";
+open-order and order-history lists leave them out, like Binance.
 
 **Durability** (``state_path``): see :mod:`ballast.adapters.loopback.state`. Construction replays
 the log, so a core built on an existing file continues where the last one stopped, given the
@@ -74,6 +79,7 @@ from ballast.engine.trading.position import Position
 
 _ZERO: Final = Decimal(0)
 LIQUIDATION_ORDER_IDS: Final = 1_000_000_000
+REJECTED_ORDER_IDS: Final = 2_000_000_000
 
 OrderState = Literal["NEW", "FILLED", "CANCELED", "EXPIRED", "REJECTED"]
 ExecType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED"]
@@ -214,6 +220,7 @@ class LoopbackCore:
         self._listeners: list[Listener] = []
         self._update_ids = itertools.count(1)
         self._tran_ids = itertools.count(1)
+        self._rejected_ids = itertools.count(1)
         self._replaying = False
         self._log: InputLog | None = None
         if state_path is not None:
@@ -276,15 +283,14 @@ class LoopbackCore:
     def order(
         self, symbol: str, *, order_id: int | None = None, client_id: str | None = None
     ) -> OrderRecord | None:
-        """The accepted order of ``symbol`` with that id (a rejected order is no Binance order)."""
+        """The order of ``symbol`` with that id, rejected ones included (see the module
+        docstring: a looked-up client order id must agree with the duplicate check)."""
         record = (
             self.orders_by_id.get(order_id)
             if order_id is not None
             else self.orders.get(client_id or "")
         )
-        if record is None or record.symbol != symbol or record.status == "REJECTED":
-            return None
-        return record
+        return None if record is None or record.symbol != symbol else record
 
     def open_orders(self, symbol: str | None = None) -> list[OrderRecord]:
         return [
@@ -317,7 +323,10 @@ class LoopbackCore:
         """Place an order now; returns its record (NEW, FILLED, EXPIRED...). Raises
         :class:`LoopbackError` ``duplicate`` (client order id seen) or ``rejected`` (the core
         refused it: the detail is its reason; the refused order is recorded, status REJECTED)."""
-        if cmd.client_order_id in self.orders:
+        known = self.orders.get(cmd.client_order_id)
+        if known is not None and known.status == "REJECTED":
+            raise LoopbackError("rejected", known.reason)  # the same answer again, nothing new
+        if known is not None:
             raise LoopbackError("duplicate", f"client order id {cmd.client_order_id} is known")
         now = self.clock.now_ns()
         self._record(SubmitInput(cmd, now))
@@ -394,6 +403,8 @@ class LoopbackCore:
                 refused = self.orders.get(event.client_order_id)
                 if refused is not None and refused.order_id == 0:
                     refused.status, refused.reason = "REJECTED", event.reason
+                    refused.order_id = REJECTED_ORDER_IDS + next(self._rejected_ids)
+                    self.orders_by_id[refused.order_id] = refused
             elif isinstance(event, OrderCanceled):
                 record = self.orders[event.client_order_id]
                 user = event.client_order_id == user_cancel

@@ -14,8 +14,12 @@ Binance does it:
   minute, counted separately for spot and futures; every reply carries
   ``X-MBX-USED-WEIGHT-1M``; over ``weight_limit`` the reply is HTTP 429 code -1003 with
   ``Retry-After`` (ccxt raises ``DDoSProtection`` for any 429, as it does against Binance).
-- listenKey (``POST/PUT/DELETE /fapi/v1/listenKey``, API key only): valid 60 minutes from the
-  last keep-alive; an expired or deleted key gets ``listenKeyExpired`` and its sockets closed.
+- listenKey (``POST/PUT/DELETE /fapi/v1/listenKey``, API key only): one per API key, returned
+  again (and extended) while active, valid ``listen_key_ttl_s`` (60 minutes) from the last
+  keep-alive; an expired key gets ``listenKeyExpired`` and its sockets closed, a deleted one its
+  sockets closed. The key is derived from the API key and its secret, so a client keeps its user
+  stream across a restart of the exchange (Binance's keys are random; a deleted or expired key
+  stays refused until the next ``POST``).
 - WebSockets, one socket per path: spot market ``/stream/ws/<n>``, futures ``/fws/public/ws/<n>``
   (bookTicker, trade) and ``/fws/market/ws/<n>`` (markPrice, kline); ``SUBSCRIBE`` /
   ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` answered ``{"result": ..., "id": n}``. Futures user data
@@ -26,8 +30,9 @@ Binance does it:
   socket sees them in the order they happened.
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
   ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
-  ``{"symbol", "price"}``, optional sizes; ``{"symbol", "mark", "funding_rate",
-  "next_funding_ms", "index"}`` for a mark price update), ``POST /_loopback/funding`` (JSON
+  ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
+  optional ``"index"``, ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both
+  in one body: the quote first), ``POST /_loopback/funding`` (JSON
   ``{"symbol", "rate", "mark"}``), plus whatever :meth:`LoopbackServer.add_control` adds.
 
 See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
@@ -96,6 +101,7 @@ Market = Literal["spot", "futures"]
 Security = Literal["public", "key", "signed"]
 
 WEIGHT_HEADER: Final = "X-MBX-USED-WEIGHT-1M"
+_API_KEY: Final = "X-MBX-APIKEY"  # the caller's API key, in a handler's params
 LISTEN_KEY_TTL_S: Final = 3600.0
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 _ZERO: Final = Decimal(0)
@@ -166,6 +172,9 @@ class LoopbackServer:
         self._sockets: set[_Socket] = set()
         self._weights: dict[tuple[str, Market, int], int] = {}
         self._listen_keys: dict[str, float] = {}  # key -> wall-clock expiry (s)
+        self._listen_key_of: dict[str, str] = {}  # API key -> its active listenKey
+        self.listen_key_ttl_s = LISTEN_KEY_TTL_S
+        """How long a listenKey lives after its creation or last keep-alive (Binance: 60 min)."""
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
@@ -364,7 +373,7 @@ class LoopbackServer:
                     retry = str(60 - int(time.time()) % 60)
                     raise _TooMuchWeight(self.weight_limit, request.remote or "", retry)
                 if security != "public":
-                    self._check_key(request)
+                    params[_API_KEY] = self._check_key(request)
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
                 result = await handler(params, futures)
@@ -777,24 +786,43 @@ class LoopbackServer:
     # ------------------------------------------------------------------ REST: listenKey
 
     async def _listen_key_new(self, params: dict[str, str], futures: bool) -> Any:
-        key = uuid.uuid4().hex + uuid.uuid4().hex
-        self._listen_keys[key] = time.time() + LISTEN_KEY_TTL_S
+        """Binance: an API key with an active listenKey gets that key back, extended."""
+        api_key = params[_API_KEY]
+        key = self._listen_key_of[api_key] = self._derived_listen_key(api_key)
+        self._listen_keys[key] = time.time() + self.listen_key_ttl_s
         return {"listenKey": key}
 
+    def _derived_listen_key(self, api_key: str) -> str:
+        """An API key's listenKey: derived from the key and its secret, so that a restarted
+        exchange still knows the key its clients hold (Binance's are random; its service does
+        not restart under its clients)."""
+        material = f"listenKey:{api_key}".encode()
+        return hmac.new(self.keys[api_key].encode(), material, hashlib.sha256).hexdigest()
+
+    def _listen_key_valid(self, key: str) -> bool:
+        """Active, or the derived key of an API key that did not delete or let it expire since
+        this server started (a client of the exchange before its restart)."""
+        if key in self._listen_keys:
+            return True
+        for api_key in self.keys:
+            if api_key not in self._listen_key_of and key == self._derived_listen_key(api_key):
+                self._listen_key_of[api_key] = key
+                self._listen_keys[key] = time.time() + self.listen_key_ttl_s
+                return True
+        return False
+
     async def _listen_key_keep(self, params: dict[str, str], futures: bool) -> Any:
-        key = params.get("listenKey", "")
-        if key and key not in self._listen_keys:
+        api_key = params[_API_KEY]
+        key = self._listen_key_of.get(api_key) or self._derived_listen_key(api_key)
+        if not self._listen_key_valid(key):
             raise BinanceError(-1125, "This listenKey does not exist.")
-        for k in [key] if key else list(self._listen_keys):
-            self._listen_keys[k] = time.time() + LISTEN_KEY_TTL_S
-        return {"listenKey": key} if key else {}
+        self._listen_keys[key] = time.time() + self.listen_key_ttl_s
+        return {"listenKey": key}
 
     async def _listen_key_close(self, params: dict[str, str], futures: bool) -> Any:
-        key = params.get("listenKey", "")
-        keys = [key] if key else list(self._listen_keys)
-        for k in keys:
-            self._listen_keys.pop(k, None)
-            self._close_listen_key(k, expired=False)
+        key = self._listen_key_of.get(params[_API_KEY], "")
+        if self._listen_keys.pop(key, None) is not None:
+            self._close_listen_key(key, expired=False)
         return {}
 
     def _close_listen_key(self, key: str, *, expired: bool) -> None:
@@ -805,7 +833,7 @@ class LoopbackServer:
 
     async def _expire_listen_keys(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(min(1.0, self.listen_key_ttl_s / 4))
             now = time.time()
             for key in [k for k, t in self._listen_keys.items() if t <= now]:
                 del self._listen_keys[key]
@@ -818,7 +846,7 @@ class LoopbackServer:
             listen_key = ""
             if kind == "futures_private":
                 listen_key = request.query.get("listenKey", "")
-                if listen_key not in self._listen_keys:
+                if not self._listen_key_valid(listen_key):
                     raise web.HTTPBadRequest(text='{"code":-1125,"msg":"Invalid listenKey."}')
             ws = web.WebSocketResponse(autoping=True)
             await ws.prepare(request)
@@ -1001,38 +1029,20 @@ class LoopbackServer:
         return web.json_response(wire.state(self.core, self._now_ms()))
 
     async def _ctl_price(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        symbol = str(body["symbol"])
+        """A quote (``bid`` + ``ask``, or ``price`` for both) and/or a mark price update
+        (``mark``, optional ``index``, ``funding_rate``, ``next_funding_ms``): quote first."""
+        try:
+            body = await request.json()
+            symbol = str(body["symbol"])
+            events = _control_prices(body, symbol, self.core.clock.now_ns())
+        except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
+            raise web.HTTPBadRequest(text=f"bad price request: {exc!r}") from None
         if symbol not in self.core.instruments:
             raise web.HTTPBadRequest(text=f"unknown symbol {symbol}")
-        now = self.core.clock.now_ns()
-        event: QuoteTick | MarkPriceUpdated
-        if "mark" in body:
-            mark = Decimal(str(body["mark"]))
-            event = MarkPriceUpdated(
-                now,
-                now,
-                symbol,
-                mark,
-                Decimal(str(body.get("index", mark))),
-                Decimal(str(body.get("funding_rate", "0"))),
-                int(body.get("next_funding_ms", 0)) * NS_PER_MILLISECOND,
-            )
-        else:
-            if "price" in body:
-                bid = ask = Decimal(str(body["price"]))
-            else:
-                bid, ask = Decimal(str(body["bid"])), Decimal(str(body["ask"]))
-            event = QuoteTick(
-                now,
-                now,
-                symbol,
-                bid,
-                ask,
-                Decimal(str(body.get("bid_size", "1"))),
-                Decimal(str(body.get("ask_size", "1"))),
-            )
-        await self.core.on_market(event)
+        if not events:
+            raise web.HTTPBadRequest(text="give bid and ask, price, or mark")
+        for event in events:
+            await self.core.on_market(event)
         return web.json_response({"ok": True})
 
     async def _ctl_funding(self, request: web.Request) -> web.StreamResponse:
@@ -1098,6 +1108,25 @@ def _ws_value(value: Any) -> str:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+def _control_prices(
+    body: Mapping[str, Any], symbol: str, now: int
+) -> list[QuoteTick | MarkPriceUpdated]:
+    def dec(name: str, default: Any = None) -> Decimal:
+        return Decimal(str(body.get(name, default)))
+
+    events: list[QuoteTick | MarkPriceUpdated] = []
+    if "price" in body or "bid" in body:
+        bid, ask = (dec("price"), dec("price")) if "price" in body else (dec("bid"), dec("ask"))
+        size_b, size_a = dec("bid_size", "1"), dec("ask_size", "1")
+        events.append(QuoteTick(now, now, symbol, bid, ask, size_b, size_a))
+    if "mark" in body:
+        mark = dec("mark")
+        next_ns = int(body.get("next_funding_ms", 0)) * NS_PER_MILLISECOND
+        rate = dec("funding_rate", "0")
+        events.append(MarkPriceUpdated(now, now, symbol, mark, dec("index", mark), rate, next_ns))
+    return events
 
 
 def _side(params: Mapping[str, str]) -> Side:
