@@ -28,6 +28,7 @@ from ballast.adapters.loopback.driver import (
 from ballast.adapters.sim.config import SimConfig
 from ballast.engine.kernel.clock import NS_PER_HOUR, LiveClock
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated, QuoteTick
 from ballast.engine.kernel.instruments import binance_defaults, is_perp
 from ballast.engine.kernel.timefmt import parse_time
@@ -221,10 +222,13 @@ async def test_steps_are_on_a_grid_and_never_early() -> None:
     times = [core.sent_at[core.market.index(e)] for e in firsts]
     for k, at in enumerate(times):
         assert at >= started + k * 0.1 - 0.002, "a step was sent before it was due"
-    # each next step is due one step after the previous was due (not after it was done)
-    assert dues, "no due time seen"
-    for a, b in itertools.pairwise(dues):
-        assert b - a == pytest.approx(0.1 * round((b - a) / 0.1), abs=1e-6)
+    # each next step is due one step after the previous was due, not after it was done (later
+    # only when sending a step took longer than a step, as a loaded machine may make it)
+    assert len(dues) >= 3, dues
+    gaps = [b - a for a, b in itertools.pairwise(dues)]
+    assert all(gap >= 0.1 - 1e-9 for gap in gaps), gaps
+    on_grid = [gap for gap in gaps if gap == pytest.approx(0.1, abs=1e-9)]
+    assert len(on_grid) * 2 >= len(gaps), gaps  # a drifting pace would have none
 
 
 async def test_a_driver_that_falls_behind_goes_on_without_a_burst() -> None:
@@ -367,7 +371,7 @@ async def test_a_finished_driver_restarted_sends_nothing(tmp_path: Path) -> None
 def test_a_position_file_that_is_not_one_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "p.json"
     bad.write_text("not json")
-    with pytest.raises(ValueError, match="not a market driver position file"):
+    with pytest.raises(BallastError, match="not a market driver position file"):
         load_position(bad)
     assert load_position(tmp_path / "missing.json") is None
 

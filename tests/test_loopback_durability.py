@@ -60,7 +60,7 @@ async def test_drop_over_http_control_route_only_user_sockets(tmp_path: Path) ->
 
 
 def _book(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: state[k] for k in ("balances", "positions", "open_orders", "orders", "trades")}
+    return {k: state[k] for k in ("balances", "positions", "openOrders", "orders", "trades")}
 
 
 async def test_restart_from_state_path_reproduces_the_exchange(tmp_path: Path) -> None:
@@ -100,10 +100,10 @@ async def test_restart_from_state_path_reproduces_the_exchange(tmp_path: Path) -
         placed = await lb.client.create_order(
             PERP, "market", "buy", 0.01, None, {"newClientOrderId": "g"}
         )
-        accepted = [o["order_id"] for o in before["orders"] if o["status"] != "REJECTED"]
+        accepted = [o["orderId"] for o in before["orders"] if o["status"] != "REJECTED"]
         assert int(placed["id"]) == max(accepted) + 1
         trades = await lb.client.fetch_my_trades(PERP)
-        assert int(trades[-1]["id"]) == max(t["trade_id"] for t in before["trades"]) + 1
+        assert int(trades[-1]["id"]) == max(t["id"] for t in before["trades"]) + 1
         assert [o["clientOrderId"] for o in await lb.client.fetch_open_orders(SPOT)] == ["c"]
 
 
@@ -127,3 +127,16 @@ async def test_user_stream_survives_an_exchange_restart(tmp_path: Path) -> None:
         await subscribed(lb, "user:futures")
         await lb.client.create_order(PERP, "market", "buy", 0.01, None, {"newClientOrderId": "x"})
         assert (await asyncio.wait_for(orders, 5))[-1]["clientOrderId"] == "x"
+
+
+async def test_spot_user_stream_resubscribes_after_a_drop(tmp_path: Path) -> None:
+    async with loopback_exchange() as lb:
+        balance = asyncio.create_task(lb.client.watch_balance())
+        await subscribed(lb, "user:spot")
+        await lb.server.drop_connections("user")
+        with pytest.raises(ccxt.NetworkError):
+            await asyncio.wait_for(balance, 5)
+        balance = asyncio.create_task(lb.client.watch_balance())
+        await subscribed(lb, "user:spot")
+        await lb.client.create_order(SPOT, "market", "buy", 0.01)
+        assert (await asyncio.wait_for(balance, 5))["BTC"]["total"] == 0.01

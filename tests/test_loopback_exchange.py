@@ -26,7 +26,7 @@ async def lb(tmp_path: Path) -> AsyncIterator[Loopback]:
 
 
 def _order(state: dict[str, Any], client_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [o for o in state["orders"] if o["client_order_id"] == client_id]
+    found: list[dict[str, Any]] = [o for o in state["orders"] if o["clientOrderId"] == client_id]
     assert len(found) == 1, found
     return found[0]
 
@@ -223,3 +223,10 @@ async def test_my_trades_since_and_from_id(lb: Loopback) -> None:
     since = await lb.client.fetch_my_trades(PERP, perp[2]["timestamp"])
     assert "3" in [t["id"] for t in since]
     assert [t["id"] for t in await lb.client.fetch_my_trades(SPOT)] == ["4"]
+
+
+async def test_spot_market_buy_by_quote_quantity(lb: Loopback) -> None:
+    placed = await lb.client.create_order(SPOT, "market", "buy", None, None, {"quoteOrderQty": 500})
+    assert placed["filled"] == 0.01
+    assert placed["cost"] == 500
+    assert (await lb.client.fetch_balance())["BTC"]["total"] == 0.01

@@ -24,7 +24,7 @@ async def lb(tmp_path: Path) -> AsyncIterator[Loopback]:
 
 async def _state_order(lb: Loopback, client_id: str) -> dict[str, Any]:
     orders: list[dict[str, Any]] = (await lb.state())["orders"]
-    return next(o for o in orders if o["client_order_id"] == client_id)
+    return next(o for o in orders if o["clientOrderId"] == client_id)
 
 
 async def test_bad_signature_is_1022(lb: Loopback) -> None:
@@ -41,7 +41,7 @@ async def test_unknown_api_key_is_2015(lb: Loopback) -> None:
 
 async def test_stale_timestamp_is_1021(lb: Loopback) -> None:
     client = lb.new_client()
-    client.options["timeDifference"] = 10_000  # the client's clock 10 s behind (recvWindow 5 s)
+    client.options["timeDifference"] = 30_000  # the client's clock 30 s behind (recvWindow 10 s)
     with pytest.raises(ccxt.InvalidNonce, match="-1021"):
         await client.fetch_balance()
     client.options["recvWindow"] = 60_000

@@ -138,3 +138,21 @@ async def test_stop_with_clients_still_connected(tmp_path: Path) -> None:
         for task in (quotes, orders):
             with pytest.raises(ccxt.NetworkError):
                 await asyncio.wait_for(task, 5)
+
+
+async def test_a_liquidation_streams_the_exchange_order_and_the_closed_position(
+    tmp_path: Path,
+) -> None:
+    async with loopback_exchange(balances={"USDT": "1000"}) as lb:
+        await lb.client.create_order(PERP, "market", "buy", 0.1)  # 5,000 notional at 10x
+        orders = asyncio.create_task(lb.client.watch_orders(PERP))
+        await subscribed(lb, "user:futures")
+        await lb.mark(PERP, "40000")  # -1,000: under maintenance margin
+        liquidated = await asyncio.wait_for(orders, 5)
+        assert liquidated[-1]["clientOrderId"] == "liquidation-1"
+        assert liquidated[-1]["status"] == "closed"
+        assert liquidated[-1]["side"] == "sell"
+        assert await lb.client.fetch_positions([PERP]) == []
+        state = await lb.state()
+        assert state["positions"] == {}
+        assert state["trades"][-1]["clientOrderId"] == "liquidation-1"

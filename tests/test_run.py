@@ -288,14 +288,15 @@ def test_journal_and_metrics_address_options_override_the_config(tmp_path: Path)
 # ------------------------------------------------------------------- what it refuses
 
 
-def test_the_binance_venue_is_not_available_yet(tmp_path: Path) -> None:
-    live = config(tmp_path, venue={"kind": "binance"})
+def test_the_binance_venue_needs_its_keys(tmp_path: Path) -> None:
+    """(The live run itself: tests/test_live_run.py; the keys: tests/test_live_config.py.)"""
+    live = config(
+        tmp_path,
+        venue={"kind": "binance", "api_key_env": "NO_SUCH_KEY", "api_secret_env": "NO_SUCH_SECRET"},
+    )
     proc = ballast("run", "-c", str(live))
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        "ballast: run: venue.kind = 'binance' needs the ccxt.pro live venue, which is not "
-        'available yet; paper mode (venue.kind = "simulated") works'
-    ]
+    assert proc.returncode == 2
+    assert "NO_SUCH_KEY and NO_SUCH_SECRET" in proc.stderr
     assert proc.stdout == ""
     assert not (tmp_path / "journal.db").exists()
 

@@ -1,12 +1,17 @@
 """The Venue contract: one suite, run against every venue implementation.
 
 Each implementation joins through a harness (``HARNESSES``) that builds it with given instruments,
-balances and prices and can move a price. Today: the SimulatedVenue (the product's venue) and the
+balances and prices and can move a price. Today: the SimulatedVenue (the product's venue), the
 InMemoryVenue test double of tests/support (two wallets, transport failures), which stands in for
-a venue in other tests and so must honour the contract too. The
-ccxt.pro venue (against a loopback test server) joins by adding its harness to the list; a
-venue that cannot honour a test (say, a live testnet that cannot set prices) skips it in its
-harness (its ``skips``: test name → reason), never by editing the test.
+a venue in other tests and so must honour the contract too, and the CcxtVenue (the real ccxt.pro
+client against the loopback Binance exchange on 127.0.0.1). A venue that cannot honour a test
+(say, a live testnet that cannot set prices) skips it in its harness (its ``skips``: test name →
+reason), never by editing the test.
+
+An asynchronous venue reports over its streams after a command returns: every test waits for
+``world.settled()`` before it reads what was reported (a no-op for the synchronous venues; the
+ccxt harness waits until what the sink holds agrees with the exchange's own state). The world
+calls ``venue.start()`` after attaching the sink, as a session does (a no-op for the others).
 
 Every test reads: given a venue with 100,000 USDT and 1 BTC at BTC 50,000 → when commands →
 then the events it reported (through the sink it was attached to) and what it answers.
@@ -16,19 +21,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from decimal import Decimal
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.adapters.loopback import wire
+from ballast.adapters.loopback.core import LoopbackCore
+from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.sim import FeeSchedule, SimConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, SimulatedClock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
     BalanceUpdated,
+    MarkPriceUpdated,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -44,7 +55,9 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import Instrument, binance_defaults, index_by_symbol
 from ballast.engine.trading.venue import Venue
 from tests.conftest import START_NS
+from tests.support.loopback import API_KEY, SECRET
 from tests.support.memory_venue import InMemoryVenue
+from tests.support.waiting import eventually
 
 SPOT = "BTC/USDT"
 PERP = "BTC/USDT:USDT"
@@ -156,9 +169,115 @@ class SimHarness:
         self.venue = None
 
 
+class CcxtHarness:
+    """The CcxtVenue (real ccxt.pro client) against the loopback Binance exchange, which wraps
+    the simulated exchange: one unified account as the SimHarness's (every balance is reported
+    as the spot account; the USD-M account holds positions only). Prices are trades one second
+    apart on the simulated clock the exchange lives on (plus a mark for a perp)."""
+
+    skips: ClassVar[dict[str, str]] = dict(SimHarness.skips)
+
+    def __init__(self) -> None:
+        self.venue: CcxtVenue | None = None
+        self.core: LoopbackCore | None = None
+        self.clock = SimulatedClock(START_NS)
+        self.stack = AsyncExitStack()
+        self.initial: dict[str, Decimal] = {}
+
+    async def open(
+        self,
+        instruments: Sequence[Instrument],
+        balances: Mapping[str, Decimal],
+        margin: Decimal,
+        prices: Mapping[str, Decimal],
+        clock: Clock,
+    ) -> Venue:
+        assert isinstance(clock, SimulatedClock)
+        self.clock = clock
+        self.initial = dict(balances)
+        fees = FeeSchedule.from_instruments(instruments)
+        self.core = LoopbackCore(instruments, SimConfig(balances=dict(balances), fees=fees), clock)
+        self.stack.callback(self.core.close)
+        self.server = LoopbackServer(self.core, keys={API_KEY: SECRET})
+        await self.server.start()
+        self.stack.push_async_callback(self.server.stop)
+        for symbol, price in prices.items():
+            await self._price(symbol, price)
+        self.venue = CcxtVenue(
+            BINANCE,
+            spot=[i.symbol for i in instruments if not i.is_perp],
+            perp=[i.symbol for i in instruments if i.is_perp],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=clock,
+            rest_url=self.server.rest_url,
+            ws_url=self.server.ws_url,
+        )
+        self.stack.push_async_callback(self.venue.close)
+        await self.venue.connect()
+        return self.venue
+
+    async def _price(self, symbol: str, price: Decimal) -> None:
+        assert self.core is not None
+        now = self.clock.now_ns()
+        await self.core.on_market(TradeTick(now, now, symbol, price, Decimal(1), None, "h"))
+        if ":" in symbol:
+            mark = MarkPriceUpdated(now, now, symbol, price, price, Decimal(0), now)
+            await self.core.on_market(mark)
+
+    async def move_price(self, symbol: str, price: Decimal) -> None:
+        self.clock.advance_to(self.clock.now_ns() + NS_PER_SECOND)
+        await self._price(symbol, price)
+
+    async def settled(self, sink: Sink) -> None:
+        """Wait until the sink holds what the exchange says happened: every trade as a fill,
+        every order's answer, the last balance of every asset and the last position."""
+        await eventually(lambda: self._agrees(sink), within_s=10, what="venue reports settled")
+
+    def _agrees(self, sink: Sink) -> bool:
+        assert self.core is not None
+        state: dict[str, Any] = wire.state(self.core, self.clock.now_ns() // 1_000_000)
+        fills = {e.trade_id for e in sink.events if isinstance(e, OrderFilled)}
+        if any(str(t["id"]) not in fills for t in state["trades"]):
+            return False
+        seen: dict[type[Message], set[str]] = {}
+        for e in sink.events:
+            if isinstance(e, OrderAccepted | OrderCanceled | OrderRejected):
+                seen.setdefault(type(e), set()).add(e.client_order_id)
+        for o in state["orders"]:
+            coid, status = o["clientOrderId"], o["status"]
+            wanted = {
+                "REJECTED": OrderRejected,
+                "CANCELED": OrderCanceled,
+                "EXPIRED": OrderCanceled,
+            }.get(status, OrderAccepted)
+            if coid not in seen.get(wanted, set()):
+                return False
+        reported = {
+            e.asset: (e.free, e.locked)
+            for e in sink.events
+            if isinstance(e, BalanceUpdated) and e.account == "spot"
+        }
+        for asset, row in state["balances"].items():
+            value = (Decimal(row["free"]), Decimal(row["locked"]))
+            default = (self.initial.get(asset, Decimal(0)), Decimal(0))
+            if reported.get(asset, default) != value:
+                return False
+        positions = {e.symbol: e.qty for e in sink.events if isinstance(e, PositionUpdated)}
+        for symbol, row in state["positions"].items():
+            if positions.get(symbol, Decimal(0)) != Decimal(row["qty"]):
+                return False
+        return True
+
+    async def close(self) -> None:
+        await self.stack.aclose()
+        self.venue = None
+
+
 HARNESSES = [
     pytest.param(MemoryHarness, id="memory"),
     pytest.param(SimHarness, id="sim"),
+    pytest.param(CcxtHarness, id="ccxt"),
 ]
 
 
@@ -189,6 +308,17 @@ class World:
         self.venue = venue
         self.sink = sink
 
+    async def settled(self) -> None:
+        """Wait until an asynchronous venue reported what the exchange did (no-op for the
+        synchronous venues)."""
+        await _settled(self.harness, self.sink)
+
+
+async def _settled(harness: VenueHarness, sink: Sink) -> None:
+    settle = getattr(harness, "settled", None)
+    if settle is not None:
+        await settle(sink)
+
 
 @pytest.fixture(params=HARNESSES)
 async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
@@ -200,6 +330,7 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     sink = Sink()
     venue.attach(sink)
     async with venue:
+        await venue.start()
         yield World(harness, venue, sink)
     await harness.close()
 
@@ -261,6 +392,7 @@ async def test_market_buy_is_submitted_accepted_and_filled_at_the_price_with_tak
     world: World,
 ) -> None:
     await world.venue.submit(order("bl-b1", "buy", "0.1"))
+    await world.settled()
 
     assert world.sink.order_events() == [OrderSubmitted, OrderAccepted, OrderFilled]
     fill = only_fill(world.sink)
@@ -276,6 +408,7 @@ async def test_market_buy_is_submitted_accepted_and_filled_at_the_price_with_tak
 
 async def test_market_buy_moves_the_balances(world: World) -> None:
     await world.venue.submit(order("bl-b1", "buy", "0.1"))
+    await world.settled()
 
     assert world.sink.last_balance("BTC").free == Decimal("1.1")
     assert world.sink.last_balance("USDT").free == Decimal(100_000 - 5_000 - 5)
@@ -283,6 +416,7 @@ async def test_market_buy_moves_the_balances(world: World) -> None:
 
 async def test_market_sell_is_filled_and_pays_the_fee_from_the_proceeds(world: World) -> None:
     await world.venue.submit(order("bl-s1", "sell", "0.2"))
+    await world.settled()
 
     fill = only_fill(world.sink)
     assert (fill.side, fill.qty, fill.price, fill.fee) == (
@@ -297,6 +431,7 @@ async def test_market_sell_is_filled_and_pays_the_fee_from_the_proceeds(world: W
 
 async def test_perp_market_sell_opens_a_short_position(world: World) -> None:
     await world.venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+    await world.settled()
 
     fill = only_fill(world.sink)
     assert fill.fee == Decimal("0.1") * PRICE * BY_SYMBOL[PERP].taker_fee
@@ -311,8 +446,10 @@ async def test_perp_market_sell_opens_a_short_position(world: World) -> None:
 
 async def test_a_perp_position_is_marked_to_the_new_price(world: World) -> None:
     await world.venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+    await world.settled()
 
     await world.harness.move_price(PERP, Decimal(49_000))
+    await world.settled()
 
     position = world.sink.of(PositionUpdated)[-1]
     assert isinstance(position, PositionUpdated)
@@ -321,9 +458,12 @@ async def test_a_perp_position_is_marked_to_the_new_price(world: World) -> None:
 
 async def test_closing_a_perp_realises_pnl_into_the_futures_wallet(world: World) -> None:
     await world.venue.submit(order("bl-p1", "buy", "0.1", symbol=PERP))
+    await world.settled()
     await world.harness.move_price(PERP, Decimal(51_000))
+    await world.settled()
 
     await world.venue.submit(order("bl-p2", "sell", "0.1", symbol=PERP, reduce_only=True))
+    await world.settled()
 
     fees = sum((e.fee for e in world.sink.events if isinstance(e, OrderFilled)), start=Decimal(0))
     margin = world.sink.last_balance("USDT", account="futures")
@@ -338,9 +478,11 @@ async def test_closing_a_perp_realises_pnl_into_the_futures_wallet(world: World)
 
 async def test_a_duplicate_client_order_id_is_one_order(world: World) -> None:
     await world.venue.submit(order("bl-dup", "buy", "0.1"))
+    await world.settled()
     reported = len(world.sink.events)
 
     await world.venue.submit(order("bl-dup", "buy", "0.1"))
+    await world.settled()
 
     assert len(world.sink.events) == reported
     assert len([e for e in world.sink.events if isinstance(e, OrderFilled)]) == 1
@@ -354,6 +496,7 @@ async def test_a_duplicate_client_order_id_is_one_order(world: World) -> None:
 
 async def test_a_precision_violation_is_rejected_as_an_event(world: World) -> None:
     await world.venue.submit(order("bl-tiny", "buy", "0.000001"))
+    await world.settled()
 
     assert OrderFilled not in world.sink.order_events()
     rejection = only_rejection(world.sink)
@@ -363,18 +506,21 @@ async def test_a_precision_violation_is_rejected_as_an_event(world: World) -> No
 
 async def test_an_order_below_minimum_notional_is_rejected(world: World) -> None:
     await world.venue.submit(order("bl-small", "buy", "0.00005"))  # 2.50 USDT < 5 USDT
+    await world.settled()
 
     assert "notional" in only_rejection(world.sink).reason
 
 
 async def test_an_unknown_symbol_is_rejected(world: World) -> None:
     await world.venue.submit(order("bl-x", "buy", "1", symbol="XYZ/USDT"))
+    await world.settled()
 
     assert only_rejection(world.sink).client_order_id == "bl-x"
 
 
 async def test_a_spot_buy_beyond_the_cash_is_rejected(world: World) -> None:
     await world.venue.submit(order("bl-big", "buy", "3"))  # 150,000 USDT > 100,000
+    await world.settled()
 
     assert "insufficient" in only_rejection(world.sink).reason
 
@@ -383,15 +529,19 @@ async def test_post_only_that_would_cross_is_rejected(world: World) -> None:
     await world.venue.submit(
         order("bl-po", "buy", "0.1", order_type="limit", price="50100", post_only=True)
     )
+    await world.settled()
 
     assert only_rejection(world.sink).client_order_id == "bl-po"
 
 
 async def test_reduce_only_that_would_increase_a_position_is_rejected(world: World) -> None:
     await world.venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+    await world.settled()
 
     await world.venue.submit(order("bl-ro", "sell", "0.1", symbol=PERP, reduce_only=True))
+    await world.settled()
     await world.venue.submit(order("bl-ro2", "buy", "0.2", symbol=PERP, reduce_only=True))
+    await world.settled()
 
     rejected = [e.client_order_id for e in world.sink.events if isinstance(e, OrderRejected)]
     assert rejected == ["bl-ro", "bl-ro2"]
@@ -402,6 +552,7 @@ async def test_reduce_only_that_would_increase_a_position_is_rejected(world: Wor
 
 async def test_order_status_of_a_filled_order(world: World) -> None:
     await world.venue.submit(order("bl-b1", "buy", "0.1"))
+    await world.settled()
 
     status = await world.venue.order_status("bl-b1", SPOT)
 
@@ -429,6 +580,7 @@ async def test_order_status_of_an_unknown_order_is_none(world: World) -> None:
 
 async def test_a_limit_order_below_the_market_rests_and_is_open(world: World) -> None:
     await world.venue.submit(order("bl-l1", "buy", "0.1", order_type="limit", price="49000"))
+    await world.settled()
 
     assert world.sink.order_events() == [OrderSubmitted, OrderAccepted]
     open_orders = await world.venue.open_orders()
@@ -439,8 +591,10 @@ async def test_a_limit_order_below_the_market_rests_and_is_open(world: World) ->
 
 async def test_a_resting_limit_fills_at_its_price_as_maker_when_crossed(world: World) -> None:
     await world.venue.submit(order("bl-l1", "buy", "0.1", order_type="limit", price="49000"))
+    await world.settled()
 
     await world.harness.move_price(SPOT, Decimal(48_900))
+    await world.settled()
 
     fill = only_fill(world.sink)
     assert (fill.price, fill.liquidity) == (Decimal(49_000), "maker")
@@ -452,6 +606,7 @@ async def test_a_resting_limit_fills_at_its_price_as_maker_when_crossed(world: W
 
 async def test_a_limit_order_that_crosses_on_arrival_fills_as_taker(world: World) -> None:
     await world.venue.submit(order("bl-l2", "buy", "0.1", order_type="limit", price="50500"))
+    await world.settled()
 
     fill = only_fill(world.sink)
     assert fill.liquidity == "taker"
@@ -460,8 +615,10 @@ async def test_a_limit_order_that_crosses_on_arrival_fills_as_taker(world: World
 
 async def test_cancel_takes_a_resting_order_off_the_book(world: World) -> None:
     await world.venue.submit(order("bl-l1", "sell", "0.5", order_type="limit", price="55000"))
+    await world.settled()
 
     await world.venue.cancel(CancelOrder(START_NS, START_NS, "bl-l1", SPOT, "stale"))
+    await world.settled()
 
     canceled = world.sink.of(OrderCanceled)
     assert [(e.client_order_id, e.reason) for e in canceled if isinstance(e, OrderCanceled)] == [
@@ -481,7 +638,9 @@ async def test_cancel_takes_a_resting_order_off_the_book(world: World) -> None:
 
 async def test_account_reports_balances_and_positions_after_fills(world: World) -> None:
     await world.venue.submit(order("bl-b1", "buy", "0.1"))
+    await world.settled()
     await world.venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+    await world.settled()
 
     account = await world.venue.account()
 
@@ -528,6 +687,7 @@ async def _nav_identity(
     venue = await harness.open(INSTRUMENTS, BALANCES, MARGIN, PRICES, SimulatedClock(START_NS))
     sink = Sink()
     venue.attach(sink)
+    await venue.start()
     nav0 = _nav(await venue.account(), PRICE)
     price, expected = PRICE, Decimal(0)
     exposure = {SPOT: Decimal(1), PERP: Decimal(0)}
@@ -538,6 +698,7 @@ async def _nav_identity(
         await harness.move_price(PERP, price)
         seen = len(sink.events)
         await venue.submit(order(f"bl-n{n}", side, qty, symbol=symbol))
+        await _settled(harness, sink)
         for fill in sink.events[seen:]:
             if isinstance(fill, OrderFilled):
                 signed = fill.qty if fill.side == "buy" else -fill.qty

@@ -382,7 +382,6 @@ class LoopbackCore:
         and published after the order update they belong to."""
         now_ms = now // NS_PER_MILLISECOND
         balances: dict[str, tuple[str, Decimal, Decimal]] = {}
-        funding_reason = False
 
         def flush() -> None:
             if balances:
@@ -415,10 +414,8 @@ class LoopbackCore:
                 record, trade = self._fill(event, now_ms)
                 self._publish(OrderUpdate(record, "TRADE", trade, now_ms))
             elif isinstance(event, PositionUpdated):
-                reason = "FUNDING_FEE" if funding_reason else "ORDER"
-                self._publish(PositionUpdate(event, reason, now_ms))
+                self._publish(PositionUpdate(event, "ORDER", now_ms))
             elif isinstance(event, FundingPaid):
-                funding_reason = True
                 self.income.append(
                     IncomeRecord(
                         next(self._tran_ids),
@@ -429,12 +426,8 @@ class LoopbackCore:
                         now_ms,
                     )
                 )
-                position = self.exchange  # the position after funding is unchanged
-                self._publish(
-                    PositionUpdate(
-                        _position_now(position, event.symbol, now), "FUNDING_FEE", now_ms
-                    )
-                )
+                held = _position_now(self.exchange, event.symbol, now)  # funding leaves it as is
+                self._publish(PositionUpdate(held, "FUNDING_FEE", now_ms))
         flush()
 
     def _fill(self, event: OrderFilled, now_ms: int) -> tuple[OrderRecord, TradeRecord]:

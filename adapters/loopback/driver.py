@@ -68,6 +68,7 @@ from aiohttp import web
 from ballast.adapters.data.bundle import FundingSettlement, MarketBundle, SettlementSchedule
 from ballast.adapters.sim.exchange import SimExchange
 from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated, QuoteTick
 from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.timefmt import ns_to_iso
@@ -117,7 +118,7 @@ def load_position(path: Path) -> DriverPosition | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a market driver position file ({exc})") from None
+        raise BallastError(f"{path}: not a market driver position file ({exc})") from None
 
 
 def save_position(path: Path, position: DriverPosition) -> None:

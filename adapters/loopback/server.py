@@ -470,10 +470,10 @@ class LoopbackServer:
         return {"serverTime": int(time.time() * 1000)}
 
     async def _spot_info(self, params: dict[str, str], futures: bool) -> Any:
-        return wire.exchange_info(self.core, False, self._now_ms())
+        return wire.exchange_info(self.core, False, self._now_ms(), self.weight_limit)
 
     async def _futures_info(self, params: dict[str, str], futures: bool) -> Any:
-        return wire.exchange_info(self.core, True, self._now_ms())
+        return wire.exchange_info(self.core, True, self._now_ms(), self.weight_limit)
 
     def _symbol(
         self, params: Mapping[str, str], futures: bool, *, required: bool = True

@@ -3,7 +3,7 @@ balances, positions and stream events, formatted from the loopback core's record
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -17,7 +17,13 @@ from ballast.adapters.loopback.core import (
     TradeRecord,
 )
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND
-from ballast.engine.kernel.events import Bar, MarkPriceUpdated, QuoteTick, TradeTick
+from ballast.engine.kernel.events import (
+    Bar,
+    MarkPriceUpdated,
+    PositionUpdated,
+    QuoteTick,
+    TradeTick,
+)
 from ballast.engine.kernel.instruments import Instrument, plain
 
 _ZERO: Final = Decimal(0)
@@ -57,14 +63,19 @@ def _decimals(step: Decimal) -> int:
 # ------------------------------------------------------------------ exchange info
 
 
-def exchange_info(core: LoopbackCore, futures: bool, now_ms: int) -> JSON:
+def exchange_info(core: LoopbackCore, futures: bool, now_ms: int, weight_limit: int) -> JSON:
     symbols = [
         (_perp_info(i, core) if futures else _spot_info(i))
         for i in core.instruments.values()
         if i.is_perp == futures
     ]
     limits = [
-        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+        {
+            "rateLimitType": "REQUEST_WEIGHT",
+            "interval": "MINUTE",
+            "intervalNum": 1,
+            "limit": weight_limit,
+        },
         {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
     ]
     info: JSON = {
@@ -248,9 +259,10 @@ def futures_account(core: LoopbackCore, now_ms: int) -> JSON:
     }
 
 
-def _positions(core: LoopbackCore, now_ms: int) -> list[Any]:
+def _positions(core: LoopbackCore, now_ms: int) -> list[PositionUpdated]:
+    """The open perp positions as the exchange reports them."""
     now = now_ms * NS_PER_MILLISECOND
-    return [e for e in core.exchange.account_events(now) if type(e).__name__ == "PositionUpdated"]
+    return [e for e in core.exchange.account_events(now) if isinstance(e, PositionUpdated)]
 
 
 def position_risk(core: LoopbackCore, symbol: Instrument | None, now_ms: int) -> list[JSON]:
@@ -287,8 +299,6 @@ def position_risk(core: LoopbackCore, symbol: Instrument | None, now_ms: int) ->
 
 
 def leverage_brackets(core: LoopbackCore) -> list[JSON]:
-    from ballast.adapters.sim.margin import bracket_for  # noqa: F401 - one bracket source
-
     out: list[JSON] = []
     for inst in core.instruments.values():
         if not inst.is_perp:
@@ -695,64 +705,60 @@ def state(core: LoopbackCore, now_ms: int) -> JSON:
         "positions": {
             p.symbol: {
                 "qty": num(p.qty),
-                "entry_price": num(p.entry_price),
-                "mark_price": num(p.mark_price),
-                "unrealized_pnl": num(p.unrealized_pnl),
+                "entryPrice": num(p.entry_price),
+                "markPrice": num(p.mark_price),
+                "unrealizedPnl": num(p.unrealized_pnl),
             }
             for p in _positions(core, now_ms)
         },
-        "open_orders": [r.client_order_id for r in core.open_orders()],
+        "openOrders": [r.client_order_id for r in core.open_orders()],
         "orders": [_state_order(r) for r in core.orders.values()],
         "trades": [_state_trade(t) for t in core.trades],
         "income": [
             {
-                "tran_id": i.tran_id,
+                "tranId": i.tran_id,
                 "symbol": i.symbol,
-                "type": i.income_type,
+                "incomeType": i.income_type,
                 "income": num(i.income),
                 "asset": i.asset,
                 "time": i.time_ms,
             }
             for i in core.income
         ],
-        "inputs_logged": core.inputs_logged,
+        "inputsLogged": core.inputs_logged,
     }
 
 
 def _state_order(r: OrderRecord) -> JSON:
     cmd = r.cmd
     return {
-        "client_order_id": r.client_order_id,
-        "order_id": r.order_id,
+        "clientOrderId": r.client_order_id,
+        "orderId": r.order_id,
         "symbol": r.symbol,
         "side": cmd.side,
         "type": cmd.order_type,
         "qty": num(cmd.qty),
         "price": None if cmd.price is None else num(cmd.price),
-        "reduce_only": cmd.reduce_only,
+        "reduceOnly": cmd.reduce_only,
         "status": r.status,
-        "executed_qty": num(r.executed_qty),
-        "avg_price": num(r.avg_price),
+        "executedQty": num(r.executed_qty),
+        "avgPrice": num(r.avg_price),
         "reason": r.reason,
-        "trade_ids": list(r.trade_ids),
+        "tradeIds": list(r.trade_ids),
     }
 
 
 def _state_trade(t: TradeRecord) -> JSON:
     return {
-        "trade_id": t.trade_id,
-        "order_id": t.order_id,
-        "client_order_id": t.client_order_id,
+        "id": t.trade_id,
+        "orderId": t.order_id,
+        "clientOrderId": t.client_order_id,
         "symbol": t.symbol,
         "side": t.side,
         "price": num(t.price),
         "qty": num(t.qty),
         "fee": num(t.commission),
-        "fee_asset": t.commission_asset,
+        "feeAsset": t.commission_asset,
         "maker": t.maker,
         "time": t.time_ms,
     }
-
-
-def by_symbol(instruments: Mapping[str, Instrument], symbol: str) -> Instrument | None:
-    return instruments.get(symbol)

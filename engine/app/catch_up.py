@@ -36,7 +36,7 @@ from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import Message, SessionStarted, TimerFired
 from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.journal import Record
-from ballast.engine.trading.venue import OrderStatus, Venue
+from ballast.engine.trading.venue import OrderStatus, Venue, VenueStats
 
 
 class CatchUpClock(LiveClock):
@@ -128,6 +128,13 @@ class GatedVenue(Venue):
 
     async def account(self) -> Sequence[Message]:
         return await self.inner.account() if self.is_open else []
+
+    async def start(self) -> None:
+        """The session starts the venue itself (on ``inner``); forwarded for any other caller."""
+        await self.inner.start()
+
+    def stats(self) -> VenueStats | None:
+        return self.inner.stats()
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,12 +101,19 @@ class Session:
         session_id: str | None = None,
         resume_from: int = 0,
         source: Config | None = None,
+        account_on_resume: bool = True,
+        venue_filter: Callable[[Message], bool] | None = None,
     ) -> None:
         """``resume_from`` > 0: the journal's records up to that seq are this session's past; its
         actors catch up on them before going live (:mod:`ballast.engine.app.catch_up`; the clock
         must be a
         :class:`~ballast.engine.app.catch_up.CatchUpClock`). ``source``: the configuration
-        ``config`` was derived from by the command (recorded beside it when they differ)."""
+        ``config`` was derived from by the command (recorded beside it when they differ).
+        ``account_on_resume`` False: a resumed session does not publish the venue's account
+        before :meth:`Venue.start`; the venue reports it after its catch-up fills (a live venue),
+        so the ledger books the fills the journal lacks first, then the statement.
+        ``venue_filter``: False drops a venue event before it is journaled (a fact the journal
+        already holds, reported again by a live venue's catch-up)."""
         self.config = config
         self.clock = clock
         self.journal = journal
@@ -118,6 +125,10 @@ class Session:
         self.actors: list[Actor] = []
         self.resume_from = resume_from
         self.source = source
+        self.account_on_resume = account_on_resume
+        self.venue_filter = venue_filter
+        self.market_muted = False
+        """Set by :meth:`mute_market` when a graceful stop begins."""
         self.stop_reason = "completed"
         """Recorded in SessionStopped: ``completed``, ``max_runtime``, ``signal:SIGTERM``, … (set
         by whoever ends the session); an exception leaving the session records ``error: …``."""
@@ -150,6 +161,9 @@ class Session:
                     await actor.start()
             if self.venue is not None:
                 await self._load_venue(self.venue)
+            if self.resume_from:
+                for actor in self.actors:
+                    await actor.on_resume()
         except BaseException as exc:  # stop what started and record why, then re-raise
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -203,12 +217,14 @@ class Session:
             caught.inputs,
             caught.records,
         )
-        for actor in self.actors:
-            await actor.on_resume()
 
     async def _load_venue(self, venue: Venue) -> None:
         """Attach the venue and publish what it knows before any market data: its instruments,
-        then the account (so the portfolio starts from the venue's balances)."""
+        then the account (so the portfolio starts from the venue's balances), then start it
+        (:meth:`Venue.start`: a live venue's streams and REST catch-up). A resumed session with
+        ``account_on_resume`` False leaves the account to ``start()``, which reports it after the
+        fills the journal lacks. The actors' ``on_resume`` (the router's order lookups) runs
+        after this, so it sees the caught-up fills."""
         venue.attach(self._venue_sink)
         instruments = await venue.instruments()
         now = self.clock.now_ns()
@@ -217,14 +233,27 @@ class Session:
                 now, now, venue.name, tuple(instruments[s] for s in sorted(instruments))
             )
         )
-        for event in await venue.account():
-            await self.bus.publish_durable(event)
+        if not self.resume_from or self.account_on_resume:
+            for event in await venue.account():
+                await self.bus.publish_durable(event)
+        await venue.start()
+
+    def mute_market(self) -> None:
+        """From now on the venue's market data is dropped (neither journaled nor delivered): a
+        stopping session makes no new decisions on new prices, while the orders it is sending
+        still get their answers (order and account events go on)."""
+        self.market_muted = True
 
     async def _venue_sink(self, event: Message) -> int:
         """Order and account events are durable before anything acts on them (a fill is never
-        acknowledged before it is on disk); market data is group-committed."""
+        acknowledged before it is on disk); market data is group-committed (or dropped once
+        :meth:`mute_market` was called)."""
+        if self.venue_filter is not None and not self.venue_filter(event):
+            return self.bus.last_seq
         if event.stream in ("order", "account"):
             return await self.bus.publish_durable(event)
+        if self.market_muted and event.stream == "market":
+            return self.bus.last_seq
         return await self.bus.send(event)
 
     async def idle(self) -> None:

@@ -17,9 +17,10 @@ and the live runner's ``venue.kind = "paper"``).
   (``<state>.driver.json``): a restarted exchange goes on after the last step it sent. A position
   file without its state file is stale (the exchange starts over) and is removed.
 
-and yields a :class:`LoopbackHandle`. ``autostart`` starts the driver's task at once; otherwise
-the caller runs ``handle.driver.run()`` (or steps it). Leaving the context halts the driver,
-stops the server and closes the core.
+and yields a :class:`LoopbackHandle`. ``autostart`` sends the first step (so the exchange has
+prices when the handle is returned) and starts the driver's task; otherwise the caller starts it
+(``handle.start_driver()``) or steps it (``await handle.driver.step()``). Leaving the context
+halts the driver, stops the server and closes the core.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ async def loopback_exchange(
         )
         stack.push_async_callback(_stop_driver, handle)
         if autostart:
+            await driver.step()  # priced before anyone is told where the exchange is
             handle.start_driver()
         yield handle
 

@@ -57,16 +57,35 @@ _PERP: Final = re.compile(
 
 
 class VenueConfig(_Section, frozen=True):
-    """Which venue adapter is injected and how it authenticates (env variable names only)."""
+    """Which venue the engine trades on and how it authenticates (environment variable names
+    only, never the keys themselves).
 
-    kind: Literal["simulated", "binance"] = "simulated"
+    ``kind``: ``"simulated"`` (the in-process simulator of backtests and the simulated paper run),
+    ``"paper"`` (the loopback Binance-compatible exchange started in-process, traded through the
+    real ccxt.pro client; its keys are generated per run) or ``"binance"`` (the real exchange, its
+    sandbox with ``testnet = true``, or any Binance-compatible one at ``rest_url``/``ws_url``,
+    e.g. a ``ballast venue serve``; the keys are read from ``api_key_env``/``api_secret_env``).
+    ``silent_order_s``: an open order with no news for this long is looked up at the venue.
+    ``shutdown_timeout_s``: on SIGTERM/SIGINT, how long orders being sent may take to finish.
+    """
+
+    kind: Literal["simulated", "paper", "binance"] = "simulated"
     quote: str = "USDT"
     api_key_env: str = "BALLAST_API_KEY"
     api_secret_env: str = "BALLAST_API_SECRET"
     rest_url: str | None = None
     ws_url: str | None = None
+    testnet: bool = False
+    silent_order_s: float = 10.0
+    shutdown_timeout_s: float = 10.0
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "silent_order_s": Range(1, 3600),
+        "shutdown_timeout_s": Range(0, 600),
+    }
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not _ASSET.fullmatch(self.quote):
             raise ValueError(f"quote: {self.quote!r} is not an asset name like 'USDT'")
         for name in ("api_key_env", "api_secret_env"):
@@ -79,6 +98,21 @@ class VenueConfig(_Section, frozen=True):
             url = getattr(self, name)
             if url is not None and not url.startswith(schemes):
                 raise ValueError(f"{name}: {url!r} does not start with {' or '.join(schemes)}")
+        if (self.rest_url is None) != (self.ws_url is None):
+            missing = "ws_url" if self.ws_url is None else "rest_url"
+            raise ValueError(f"{missing}: rest_url and ws_url are set together (one exchange)")
+        if self.kind != "binance":
+            for name in ("rest_url", "ws_url", "testnet"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"{name}: only for kind = 'binance' (kind {self.kind!r} "
+                        f"{'starts its own exchange' if self.kind == 'paper' else 'has none'})"
+                    )
+        if self.testnet and self.rest_url is not None:
+            raise ValueError(
+                "testnet: the sandbox has its own endpoints; set testnet or rest_url/ws_url, "
+                "not both"
+            )
 
 
 class InstrumentsConfig(_Section, frozen=True):
@@ -396,8 +430,8 @@ def _assets_are_traded(config: Config) -> None:
         raise ValueError(
             f"risk.regime_asset: {config.risk.regime_asset} is not traded (instruments: {listed})"
         )
-    if config.venue.kind != "simulated":
-        return
+    if config.venue.kind == "binance":
+        return  # the real account's balances are the venue's, not [paper]'s
     for asset in config.paper.balances:
         if asset != config.venue.quote and asset not in traded:
             raise ValueError(
@@ -557,7 +591,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def load_secrets(venue: VenueConfig, environ: dict[str, str] | None = None) -> Secrets:
     """Read credentials from the environment variables the config names, and register them for
-    redaction. Missing variables give ``None`` (a paper or simulated venue needs none)."""
+    redaction. Missing variables give ``None`` (a paper or simulated venue needs none; see
+    :func:`require_secrets`)."""
     env = os.environ if environ is None else environ
     key = env.get(venue.api_key_env) or None
     secret = env.get(venue.api_secret_env) or None
@@ -567,6 +602,28 @@ def load_secrets(venue: VenueConfig, environ: dict[str, str] | None = None) -> S
         if value is not None:
             register_secret(value)
     return Secrets(api_key=key, api_secret=secret)
+
+
+def require_secrets(venue: VenueConfig, environ: dict[str, str] | None = None) -> Secrets:
+    """:func:`load_secrets` for a venue that needs keys: a variable unset (or empty) is a
+    :class:`ConfigError` naming the variables (never their values)."""
+    secrets = load_secrets(venue, environ)
+    missing = [
+        name
+        for name, value in (
+            (venue.api_key_env, secrets.api_key),
+            (venue.api_secret_env, secrets.api_secret),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"env:{missing[0]}",
+            f"venue.kind = {venue.kind!r} needs its API key and secret in the environment "
+            f"variables {venue.api_key_env} and {venue.api_secret_env} (named by "
+            f"venue.api_key_env / venue.api_secret_env); not set: {', '.join(missing)}",
+        )
+    return secrets
 
 
 def config_to_json(config: Config) -> str:

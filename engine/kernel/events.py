@@ -88,6 +88,7 @@ VetoReason = Literal[
     "max_margin_usage",
     "liquidation_distance",
     "max_daily_turnover",
+    "unreconciled",
 ]
 """Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`)."""
 DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]

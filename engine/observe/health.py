@@ -8,14 +8,19 @@ nothing itself, so market data is handled once for both):
   yet followed by fresh data);
 - whether the venue is reconciled: its instruments were loaded (``InstrumentsLoaded``) and its
   account was loaded (at least one ``BalanceUpdated``);
-- whether trading is halted: the kill switch is engaged, or the strategy failed and was halted.
+- whether trading is halted: the kill switch is engaged, or the strategy failed and was halted;
+- a live venue's links: which streams are down (``VenueConnectionChanged``), and which
+  reconciliation mismatches are open (``ReconcileMismatch`` until ``ReconcileResolved``: trading
+  is halted meanwhile).
 
 Ages are measured on the engine's clock: on a simulated clock they are simulated ages.
 
-Ready means: reconciled, every required symbol has data, no symbol is stale (older than
-``stale_after_s`` or flagged), and not halted. Otherwise :meth:`Health.readiness` names why, with
-short codes (``instruments_not_loaded``, ``account_not_loaded``, ``no_market_data``,
-``no_data:SYMBOL``, ``data_stale:SYMBOL``, ``kill_switch:REASON``, ``strategy_halted``).
+Ready means: reconciled, every venue stream up, every required symbol has data, no symbol is
+stale (older than ``stale_after_s`` or flagged), and not halted. Otherwise
+:meth:`Health.readiness` names why, with short codes (``instruments_not_loaded``,
+``account_not_loaded``, ``venue_down:VENUE:STREAM``, ``reconcile_mismatch:SUBJECT``,
+``no_market_data``, ``no_data:SYMBOL``, ``data_stale:SYMBOL``, ``kill_switch:REASON``,
+``strategy_halted``).
 ``kill_switch:handler_failed`` means a handler of an actor that owns money state (portfolio, risk,
 router) raised: the metric ``ballast_handler_errors_total{actor}`` says which.
 """
@@ -61,6 +66,10 @@ class Health:
         self.account_loaded = False
         self.kill_switch: str | None = None
         self.strategy_halted = False
+        self.links_down: set[str] = set()
+        """``venue:stream`` of the live venue's streams that are down."""
+        self.mismatches: set[str] = set()
+        """Subjects of the open reconciliation mismatches."""
 
     # ------------------------------------------------------------------ updates
 
@@ -74,6 +83,20 @@ class Health:
 
     def on_stale(self, symbol: str) -> None:
         self.flagged_stale.add(symbol)
+
+    def on_link(self, link: str, up: bool) -> None:
+        """A venue stream (``venue:stream``) went up or down."""
+        if up:
+            self.links_down.discard(link)
+        else:
+            self.links_down.add(link)
+
+    def on_mismatch(self, subject: str | None) -> None:
+        """A reconciliation mismatch on ``subject`` opened; None: all were resolved."""
+        if subject is None:
+            self.mismatches.clear()
+        else:
+            self.mismatches.add(subject)
 
     def on_kill_switch(self, reason: str | None) -> None:
         """``reason`` of the trigger, or None when it was reset."""
@@ -104,7 +127,11 @@ class Health:
 
     def _venue_reasons(self) -> list[str]:
         reasons = [] if self.instruments_loaded else ["instruments_not_loaded"]
-        return reasons if self.account_loaded else [*reasons, "account_not_loaded"]
+        if not self.account_loaded:
+            reasons.append("account_not_loaded")
+        reasons += [f"venue_down:{_code(link)}" for link in sorted(self.links_down)]
+        reasons += [f"reconcile_mismatch:{_code(s)}" for s in sorted(self.mismatches)]
+        return reasons
 
     def _data_reasons(self, now_ns: int) -> list[str]:
         symbols = self.symbols()

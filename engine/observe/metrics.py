@@ -34,7 +34,7 @@ exported.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, get_args
@@ -75,17 +75,23 @@ from ballast.engine.kernel.events import (
     MarkPriceUpdated,
     OrderAccepted,
     OrderCanceled,
+    OrderEvent,
     OrderFilled,
     OrderRejected,
+    OrderStatusReported,
+    OrderSubmitted,
     OrderVetoed,
     PortfolioSnapshot,
     QuoteTick,
     RebalanceDecided,
     RebalanceTrigger,
+    ReconcileMismatch,
+    ReconcileResolved,
     Regime,
     RiskBudgetChanged,
     StrategyFailed,
     TradeTick,
+    VenueConnectionChanged,
 )
 from ballast.engine.kernel.redaction import redact
 from ballast.engine.observe.health import Health
@@ -94,6 +100,7 @@ from ballast.engine.trading.measures import Book
 from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
 from ballast.engine.trading.planner import band_width
 from ballast.engine.trading.pretrade import REASON_CODES
+from ballast.engine.trading.venue import VenueStats
 
 MAX_LABEL_VALUES: Final = 64
 OTHER: Final = "other"
@@ -105,6 +112,24 @@ REBALANCE_TRIGGERS: Final[tuple[RebalanceTrigger, ...]] = get_args(RebalanceTrig
 REGIMES: Final[tuple[Regime, ...]] = get_args(Regime)
 DATA_REJECT_REASONS: Final[tuple[DataRejectReason, ...]] = get_args(DataRejectReason)
 LAG_BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ROUND_TRIP_BUCKETS_S: Final = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+MAX_PENDING_ORDERS: Final = 10_000
+"""Orders sent and not yet answered that the round-trip histogram remembers (oldest forgotten)."""
 COMMIT_BUCKETS_S: Final = (
     0.0005,
     0.001,
@@ -319,17 +344,39 @@ class _Catalogue:
             buckets=COMMIT_BUCKETS_S,
             registry=r,
         )
-        self.reconnects = Counter(
-            "ballast_venue_reconnects_total",
-            "Venue connection re-establishments (count); counted by a live venue's adapter, "
-            "none in paper mode or a backtest",
-            ["venue"],
-            registry=r,
-        )
+        self._venue(r)
         self.strategy_errors = Counter(
             "ballast_strategy_errors_total",
             "Strategy plug-in failures, by strategy (count)",
             ["strategy"],
+            registry=r,
+        )
+
+    def _venue(self, r: CollectorRegistry) -> None:
+        self.reconnects = Counter(
+            "ballast_venue_reconnects_total",
+            "Venue stream re-establishments after a drop (count), from the live venue's "
+            "VenueConnectionChanged events; none on the simulated venue or in a backtest",
+            ["venue"],
+            registry=r,
+        )
+        self.connected = Gauge(
+            "ballast_venue_connected",
+            "1 while a live venue's stream is connected, 0 while it is down (boolean)",
+            ["venue", "stream"],
+            registry=r,
+        )
+        self.round_trip = Histogram(
+            "ballast_order_round_trip_seconds",
+            "Order round trip: OrderSubmitted to the venue's first answer (accepted, filled, "
+            "rejected, canceled or a status report), on the engine's clock (seconds)",
+            buckets=ROUND_TRIP_BUCKETS_S,
+            registry=r,
+        )
+        self.mismatches = Gauge(
+            "ballast_reconcile_mismatches",
+            "Reconciliation mismatches open (count): the venue's account differs from the "
+            "journal's and trading is halted until it is resolved",
             registry=r,
         )
 
@@ -375,6 +422,24 @@ class _ScrapeCollector(Collector):
             "Market data lag: ts_init - ts_event, the time from origin to this process (seconds)",
         )
         yield from self._engine(exporter.bus)
+        yield from self._venue(exporter)
+
+    def _venue(self, exporter: MetricsExporter) -> Iterator[Metric]:
+        stats = exporter.venue_stats() if exporter.venue_stats is not None else None
+        if stats is None:
+            return
+        venue = exporter.label("venue", exporter.venue_name or "venue")
+        for name, value, what in (
+            ("used", stats.weight_used, "spent in the exchange's current window"),
+            ("limit", stats.weight_limit, "budget of the window (limit less the safety margin)"),
+        ):
+            family = GaugeMetricFamily(
+                f"ballast_venue_request_weight_{name}",
+                f"Request weight {what}, as the venue adapter counts it (weight units)",
+                labels=["venue"],
+            )
+            family.add_metric([venue], float(value))
+            yield family
 
     def _data(self, health: Health, now_ns: int) -> Iterator[Metric]:
         age = GaugeMetricFamily(
@@ -470,6 +535,13 @@ class MetricsExporter(Actor):
         self._assets: dict[str, _AssetSeries] = {}
         self._liquidation_symbols: set[str] = set()
         self._regimes: set[str] = set(REGIMES)
+        self.venue_stats: Callable[[], VenueStats | None] | None = None
+        """A live venue's ``stats()``, read at scrape time (set by the live runner)."""
+        self.venue_name = ""
+        self._sent: dict[str, int] = {}
+        """Client order id → ``ts_init`` of its OrderSubmitted, until the first answer."""
+        self._links: dict[tuple[str, str], bool] = {}
+        """(venue, stream) → connected, from VenueConnectionChanged."""
         self._initialise(leverage_cap, mode, strategy)
         self._subscribe_all()
 
@@ -537,6 +609,7 @@ class MetricsExporter(Actor):
             m.strategy_errors.labels(self.label("strategy", strategy))
         m.cap.set(float(leverage_cap))
         m.overlay.set(1)
+        m.mismatches.set(0)
         self._set_band(self.band_abs, self.band_rel)
 
     def _subscribe_all(self) -> None:
@@ -558,6 +631,9 @@ class MetricsExporter(Actor):
         self.subscribe(StrategyFailed, self.on_strategy_failed)
         self.subscribe(InstrumentsLoaded, self.on_instruments)
         self.subscribe(BalanceUpdated, self.on_balance)
+        self.subscribe(VenueConnectionChanged, self.on_connection)
+        self.subscribe(ReconcileMismatch, self.on_mismatch)
+        self.subscribe(ReconcileResolved, self.on_resolved)
 
     def _subscribe_orders(self) -> None:
         self.subscribe(SubmitOrder, self.on_submit)
@@ -565,6 +641,10 @@ class MetricsExporter(Actor):
         self.subscribe(OrderFilled, self.on_filled)
         self.subscribe(OrderCanceled, self.on_canceled)
         self.subscribe(OrderRejected, self.on_rejected)
+        self.subscribe(OrderSubmitted, self.on_sent)
+        for answer in (OrderAccepted, OrderFilled, OrderCanceled, OrderRejected):
+            self.subscribe(answer, self.on_answer)
+        self.subscribe(OrderStatusReported, self.on_answer)
 
     async def on_start(self) -> None:
         journal = self.bus.journal
@@ -729,8 +809,46 @@ class MetricsExporter(Actor):
         self.health.strategy_halted = True
 
     def on_instruments(self, event: InstrumentsLoaded) -> None:
+        self.venue_name = event.venue
         self.m.reconnects.labels(self.label("venue", event.venue))
         self.health.instruments_loaded = True
+
+    # ------------------------------------------------------------------ live venue
+
+    def on_sent(self, event: OrderSubmitted) -> None:
+        sent = self._sent
+        if len(sent) >= MAX_PENDING_ORDERS:
+            del sent[next(iter(sent))]  # the oldest: never answered (a lost order is looked up)
+        sent.setdefault(event.client_order_id, event.ts_init)
+
+    def on_answer(self, event: OrderEvent) -> None:
+        """The venue's first answer to an order sent (accepted, filled, canceled, rejected or
+        a status report)."""
+        sent = self._sent.pop(getattr(event, "client_order_id", ""), None)
+        if sent is not None:
+            self.m.round_trip.observe(max(0, event.ts_init - sent) / NS_PER_SECOND)
+
+    def on_connection(self, event: VenueConnectionChanged) -> None:
+        """A stream that comes back after a drop is a reconnect. ``caught_up`` (the REST
+        catch-up after a start or a gap) is no stream's state."""
+        if event.state == "caught_up":
+            return
+        venue, stream = self.label("venue", event.venue), self.label("stream", event.channel)
+        key = (venue, stream)
+        up = event.state == "connected"
+        if up and self._links.get(key) is False:
+            self.m.reconnects.labels(venue).inc()
+        self._links[key] = up
+        self.m.connected.labels(venue, stream).set(1 if up else 0)
+        self.health.on_link(f"{event.venue}:{event.channel}", up)
+
+    def on_mismatch(self, event: ReconcileMismatch) -> None:
+        self.health.on_mismatch(event.subject)
+        self.m.mismatches.set(len(self.health.mismatches))
+
+    def on_resolved(self, event: ReconcileResolved) -> None:
+        self.health.on_mismatch(None)
+        self.m.mismatches.set(0)
 
     def on_balance(self, event: BalanceUpdated) -> None:
         self.health.account_loaded = True

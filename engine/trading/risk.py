@@ -15,6 +15,11 @@ Publishes: RiskBudgetChanged (on start with reason "start", then whenever the re
 IntentApproved (maybe cut) or OrderVetoed per intent, DataStale (once per stale episode of a
 symbol), KillSwitchTriggered (once per episode), DeleverageRequired (at a snapshot, see below).
 
+Reconciliation: a ``ReconcileMismatch`` (the venue's account disagrees with the journal's book
+after a restart or a gap, :mod:`ballast.engine.app.reconcile`) vetoes every intent with reason
+``unreconciled`` until a ``ReconcileResolved``. Both are input events, so replay re-feeds them and
+reaches the same verdicts.
+
 Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
 latest perp marks (:mod:`ballast.engine.trading.measures`) with the simulated exchange's own
 tiered-margin formula (:mod:`ballast.engine.trading.margin`); the venue's liquidation estimate,
@@ -78,6 +83,8 @@ from ballast.engine.kernel.events import (
     PortfolioSnapshot,
     QuoteTick,
     RebalanceDecided,
+    ReconcileMismatch,
+    ReconcileResolved,
     TimerFired,
 )
 from ballast.engine.kernel.instruments import Instrument, base_of, is_perp
@@ -132,6 +139,8 @@ class RiskManager(Actor):
         self.marks: dict[str, tuple[Decimal, int]] = {}
         self.snapshot: PortfolioSnapshot | None = None
         self.kill_switch: KillSwitchReason | None = None
+        self.mismatches: dict[str, ReconcileMismatch] = {}
+        """Open reconciliation mismatches by subject (trading halted while any is open)."""
         self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
         self.orders = OrderTracker()  # the orders of the intents it approved
         self._valued_at: dict[str, Decimal] = {}
@@ -164,6 +173,8 @@ class RiskManager(Actor):
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         self.subscribe(KillSwitchReset, self.on_kill_switch_reset)
         self.subscribe(HandlerFailed, self.on_handler_failed)
+        self.subscribe(ReconcileMismatch, self.on_mismatch)
+        self.subscribe(ReconcileResolved, self.on_resolved)
 
     async def on_start(self) -> None:
         now = self.now()
@@ -341,6 +352,29 @@ class RiskManager(Actor):
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = None
 
+    # ------------------------------------------------------------------ reconciliation
+
+    def on_mismatch(self, event: ReconcileMismatch) -> None:
+        if event.subject not in self.mismatches:
+            self.log.warning(
+                "trading halted: %s does not reconcile (journal %s, venue %s)",
+                event.subject,
+                event.journal_value,
+                event.venue_value,
+            )
+        self.mismatches[event.subject] = event
+
+    def on_resolved(self, event: ReconcileResolved) -> None:
+        if self.mismatches:
+            self.log.warning("reconciled again (%s): trading resumes", event.detail)
+        self.mismatches.clear()
+
+    def unreconciled(self) -> str | None:
+        """What is unreconciled (subjects, sorted), or None."""
+        if not self.mismatches:
+            return None
+        return ", ".join(sorted(self.mismatches))
+
     # ------------------------------------------------------------------ deleveraging
 
     def _deleverage(self, ts_ns: int) -> None:
@@ -379,6 +413,7 @@ class RiskManager(Actor):
             turnover_today=self.turnover_today(now),
             kill_switch=self.kill_switch is not None,
             margin=self.margin,
+            unreconciled=self.unreconciled(),
         )
 
     def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:

@@ -20,7 +20,12 @@ NAV, regime, kill switch, cooldowns, id counters), and the feed goes on after th
 it prints
 ``resumed from seq N at T with NAV X``. A journal holding other sessions (a backtest) is refused.
 
-``venue.kind = "binance"`` needs the ccxt.pro live venue, which is not available yet: exit 1.
+``venue.kind = "paper"`` or ``"binance"`` trade through the real ccxt.pro client
+(:mod:`ballast.engine.app.live_run`): ``paper`` on the loopback Binance-compatible exchange
+started in-process (fed by ``[paper]``'s data at ``--step-s``), ``binance`` on the exchange (or
+its sandbox, or any compatible one at ``venue.rest_url``), its keys from the environment variables
+the config names (unset: exit 2 naming them). A restarted live run resumes its journal and
+reconciles with the venue; ``--accept-venue-state`` accepts the venue's account where it differs.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.paper_feed import FeedResult, PaperFeed
 from ballast.engine.app.paper_past import PaperPast, paper_past
 from ballast.engine.app.session import Session
-from ballast.engine.kernel.config import Config, config_from_json
+from ballast.engine.kernel.config import Config, config_from_json, require_secrets
 from ballast.engine.kernel.config_diff import differing, shown
 from ballast.engine.kernel.errors import BallastError, JournalError
 from ballast.engine.kernel.journal import Journal
@@ -58,11 +63,15 @@ DEFAULT_STEP_S = 1.0
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
-        "run", help="run the engine as a long-lived service (paper mode; live venue: not yet)"
+        "run",
+        help="run the engine as a long-lived service (simulated paper, loopback paper exchange "
+        "or a live venue, by venue.kind)",
     )
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--journal", help="journal file (default: [journal] path)")
-    parser.add_argument("--data", help="paper mode: market data folder (default: [paper] data_dir)")
+    parser.add_argument(
+        "--data", help="simulated/paper: market data folder (default: [paper] data_dir)"
+    )
     parser.add_argument(
         "--metrics-address",
         type=_address,
@@ -82,6 +91,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_seconds(allow_zero=False),
         metavar="SECONDS",
         help="stop by itself after this long (default: run until SIGTERM or SIGINT)",
+    )
+    parser.add_argument(
+        "--accept-venue-state",
+        action="store_true",
+        help="live venue: on restart, accept the venue's account where it differs from the "
+        "journal (recorded as ReconcileResolved) instead of halting trading",
     )
     parser.set_defaults(func=run_cmd)
 
@@ -114,10 +129,7 @@ async def run_cmd(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger().setLevel(config.engine.log_level)
     if config.venue.kind != "simulated":
-        raise BallastError(
-            f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which is not "
-            'available yet; paper mode (venue.kind = "simulated") works'
-        )
+        return await _run_live(args, config)
     source, config = config, _overridden(config, journal=args.journal, data=args.data)
     stop = asyncio.Event()
     halt_feed = asyncio.Event()
@@ -138,6 +150,37 @@ async def run_cmd(args: argparse.Namespace) -> int:
         f"journal {config.journal.path} closed",
         flush=True,
     )
+    return exits.OK
+
+
+async def _run_live(args: argparse.Namespace, config: Config) -> int:
+    """``venue.kind`` paper or binance: :func:`ballast.engine.app.live_run.run_live`."""
+    if config.venue.kind == "binance":
+        require_secrets(config.venue)  # exit 2 naming the variables, before anything starts
+    try:  # ccxt is imported only for a live run
+        from ballast.engine.app.live_run import run_live
+    except ImportError as exc:  # an install without the live venue's modules
+        raise BallastError(
+            f"run: venue.kind = {config.venue.kind!r} needs the ccxt.pro live venue, which this "
+            f"installation lacks ({exc.name})"
+        ) from None
+
+    source, config = config, _overridden(config, journal=args.journal, data=None)
+    stop = asyncio.Event()
+    signals: list[str] = []
+    with _signals(stop, asyncio.Event(), signals):
+        result = await run_live(
+            config,
+            stop=stop,
+            step_s=args.step_s,
+            max_runtime_s=args.max_runtime_s,
+            metrics_address=args.metrics_address,
+            signals=signals,
+            source=source,
+            accept_venue_state=args.accept_venue_state,
+            data=Path(args.data) if args.data is not None else None,
+        )
+    print(f"stopped ({result.reason}); journal {config.journal.path} closed", flush=True)
     return exits.OK
 
 

@@ -1,0 +1,342 @@
+"""What is exchange-specific about a ccxt.pro venue, small and declared.
+
+:class:`~ballast.adapters.ccxt.venue.CcxtVenue` speaks ccxt's unified API (``create_order``,
+``watch_orders``, ...). What differs per exchange is here, in one :class:`ExchangeSpec`: the ccxt
+id and options, the URL override block that points the client at any host (a loopback exchange,
+a ``ballast venue serve``), the request weight of each call we make and the exchange's limit, and
+the few parsing hooks the unified structures do not cover (the client order id of a streamed
+trade, a funding settlement announced on the user stream, the codes that mean "duplicate client
+order id" and "unknown order"). Bybit and OKX follow by adding one spec to :data:`EXCHANGES`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ccxt.base import errors as ccxt_errors
+
+AccountApi = str
+"""``"spot"`` or ``"futures"``: which of the exchange's APIs (and weight budgets) a call uses."""
+
+
+class MarkFields(NamedTuple):
+    """What a mark price update says, as the exchange's strings/numbers."""
+
+    mark: Any
+    index: Any
+    funding_rate: Any
+    next_funding_ms: Any
+
+
+def _no_code(error: BaseException) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    """One exchange, as a ccxt.pro venue needs to know it."""
+
+    id: str
+    """ccxt's id (``ccxt.pro.<id>``)."""
+    options: Mapping[str, Any]
+    """ccxt ``options`` (which markets to load, what not to fetch)."""
+    url_builder: Callable[[str, str], dict[str, Any]]
+    """``(rest_url, ws_url)`` → the ``urls`` override block (every API at that host)."""
+    weights: Mapping[str, int]
+    """Request weight of each call we make, by ``"<api>:<call>"`` (``"futures:order"``)."""
+    weight_limit_per_minute: int
+    """The futures API's limit per minute (Binance USD-M: 2400)."""
+    spot_weight_limit_per_minute: int = 6000
+    """The spot API's limit per minute (Binance spot: 6000)."""
+    weight_safety: float = 0.8
+    """Our budget is the limit × this: room for what we cannot count (other clients of the key)."""
+    weight_header: str = "x-mbx-used-weight-1m"
+    """Response header carrying the weight the exchange counted in its current window."""
+    error_code: Callable[[BaseException], str | None] = _no_code
+    """The exchange's error code inside a ccxt exception's message, if any."""
+    duplicate_codes: frozenset[str] = frozenset()
+    """Codes meaning "that client order id is already used": we already have that order."""
+    unknown_order_codes: frozenset[str] = frozenset()
+    """Codes meaning "no such order" (a status lookup answers None)."""
+    trade_client_order_id: Callable[[Mapping[str, Any]], str | None] = field(
+        default=lambda trade: None
+    )
+    """The client order id of a unified trade (from its raw ``info``), if the exchange says it."""
+    is_funding_update: Callable[[Mapping[str, Any]], bool] = field(default=lambda info: False)
+    """Whether a raw user-stream balance message announces a funding settlement."""
+    mark_fields: Callable[[Mapping[str, Any]], MarkFields | None] = field(
+        default=lambda ticker: None
+    )
+    """Mark, index, funding rate and next funding time (ms) of a ``watch_mark_prices`` ticker."""
+    futures_wallet: Callable[[Mapping[str, Any]], dict[str, str] | None] = field(
+        default=lambda balance: None
+    )
+    """Wallet balance per asset of a REST futures ``fetch_balance`` (the unified ``total`` is the
+    margin balance, unrealised PnL included), or None to use the unified ``total``."""
+    user_stream_ready: Callable[[Any, AccountApi], bool] = field(default=lambda client, api: False)
+    """Whether the ccxt client's user-data stream of ``api`` is subscribed (ccxt's watch calls
+    only return on a message; a quiet account never sends one)."""
+    rejection_reason: Callable[[BaseException], str] = field(default=lambda error: str(error))
+    """A readable reason for an order the exchange refused."""
+    exceptions: Mapping[str, type[Exception]] = field(default_factory=dict)
+    """Error code → ccxt exception class, for an exchange reached at another host (ccxt picks
+    some of its tables by the exchange's own host names)."""
+    futures_paths: tuple[str, ...] = ()
+    """URL path fragments of the futures API (which budget a response header resyncs)."""
+
+    def urls(self, rest_url: str, ws_url: str) -> dict[str, Any]:
+        """The ccxt ``urls`` override block pointing every API at ``rest_url``/``ws_url``."""
+        return self.url_builder(rest_url.rstrip("/"), ws_url.rstrip("/"))
+
+    def weight(self, api: AccountApi, call: str) -> int:
+        """The weight of one call (1 for a call the table does not name)."""
+        return self.weights.get(f"{api}:{call}", 1)
+
+    def limit(self, api: AccountApi) -> int:
+        """The exchange's weight limit per minute of one API."""
+        return self.spot_weight_limit_per_minute if api == "spot" else self.weight_limit_per_minute
+
+
+# ----------------------------------------------------------------------------------- Binance
+
+
+def _binance_urls(h: str, w: str) -> dict[str, Any]:
+    """Every REST API of ccxt's binance at ``h`` (so nothing can leak out), and the WebSocket
+    bases ccxt derives its paths from: the spot base must contain ``/stream``, the linear one end
+    in ``/ws`` (VENUE-NOTES)."""
+    rest = {
+        "public": "/api/v3",
+        "private": "/api/v3",
+        "v1": "/api/v1",
+        "fapiPublic": "/fapi/v1",
+        "fapiPrivate": "/fapi/v1",
+        "fapiData": "/futures/data",
+        "fapiPublicV2": "/fapi/v2",
+        "fapiPrivateV2": "/fapi/v2",
+        "fapiPublicV3": "/fapi/v3",
+        "fapiPrivateV3": "/fapi/v3",
+        "dapiPublic": "/dapi/v1",
+        "dapiPrivate": "/dapi/v1",
+        "dapiPrivateV2": "/dapi/v2",
+        "dapiData": "/futures/data",
+        "eapiPublic": "/eapi/v1",
+        "eapiPrivate": "/eapi/v1",
+        "papi": "/papi/v1",
+        "papiV2": "/papi/v2",
+        "sapi": "/sapi/v1",
+        "sapiV2": "/sapi/v2",
+        "sapiV3": "/sapi/v3",
+        "sapiV4": "/sapi/v4",
+    }
+    api: dict[str, Any] = {name: h + path for name, path in rest.items()}
+    api["ws"] = {
+        "spot": w + "/stream/ws",
+        "margin": w + "/stream/ws",
+        "future": w + "/fws/ws",
+        "linear": w + "/fws/ws",
+        "delivery": w + "/dws/ws",
+        "inverse": w + "/dws/ws",
+        "option": w + "/ews/ws",
+        "papi": w + "/pws/ws",
+        "ws-api": {
+            "spot": w + "/ws-api/v3",
+            "margin": w + "/ws-api/v3",
+            "future": w + "/ws-fapi/v1",
+            "linear": w + "/ws-fapi/v1",
+            "delivery": w + "/ws-dapi/v1",
+        },
+    }
+    return {"api": api}
+
+
+_BINANCE_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def _binance_code(error: BaseException) -> str | None:
+    """Binance answers ``{"code": -2013, "msg": ...}``; ccxt puts the body in the message."""
+    found = _BINANCE_CODE.search(str(error))
+    return found.group(1) if found else None
+
+
+def _binance_trade_client_order_id(trade: Mapping[str, Any]) -> str | None:
+    """A streamed trade's raw message is the order update: spot ``executionReport`` and futures
+    ``ORDER_TRADE_UPDATE.o`` both carry the client order id as ``c``. REST trades carry none."""
+    info = trade.get("info") or {}
+    coid = info.get("c") if isinstance(info, Mapping) else None
+    return coid if isinstance(coid, str) and coid else None
+
+
+def _binance_is_funding_update(info: Mapping[str, Any]) -> bool:
+    """USD-M ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE`` (the amount comes from the income
+    endpoint, which has the settlement's id: the stream only says it happened)."""
+    update = info.get("a")
+    return isinstance(update, Mapping) and update.get("m") == "FUNDING_FEE"
+
+
+def _binance_mark_fields(ticker: Mapping[str, Any]) -> MarkFields | None:
+    """``markPriceUpdate``: ``p`` mark, ``i`` index, ``r`` funding rate, ``T`` next funding."""
+    info = ticker.get("info") or {}
+    if not isinstance(info, Mapping) or info.get("p") is None:
+        return None
+    return MarkFields(info.get("p"), info.get("i"), info.get("r"), info.get("T"))
+
+
+def _binance_futures_wallet(balance: Mapping[str, Any]) -> dict[str, str] | None:
+    """``GET /fapi/v3/account`` assets' ``walletBalance`` (rows never updated, ``updateTime``
+    0, are skipped as ccxt does)."""
+    info = balance.get("info") or {}
+    assets = info.get("assets") if isinstance(info, Mapping) else None
+    if not isinstance(assets, list):
+        return None
+    wallet: dict[str, str] = {}
+    for row in assets:
+        if isinstance(row, Mapping) and str(row.get("updateTime", "0")) != "0":
+            wallet[str(row.get("asset"))] = str(row.get("walletBalance", "0"))
+    return wallet
+
+
+def _binance_user_stream_ready(client: Any, api: AccountApi) -> bool:
+    """Spot: the WS-API connection's ``userDataStream.subscribe.signature`` was confirmed.
+    Futures: the ``listenKey`` socket is open (it streams without a subscription)."""
+    try:
+        if api == "spot":
+            url = client.urls["api"]["ws"]["ws-api"]["spot"]
+            ws = client.clients.get(url)
+            return bool(
+                ws is not None
+                and ws.connected.done()
+                and not ws.connected.exception()
+                and "spot" in ws.subscriptions
+                and "authenticate:signature:spot" not in ws.futures
+            )
+        key = (client.options.get("linear") or {}).get("listenKey")
+        if key is None:
+            return False
+        ws = client.clients.get(client.get_private_ws_url("linear", key))
+        return bool(ws is not None and ws.connected.done() and not ws.connected.exception())
+    except (AttributeError, KeyError, TypeError):
+        return False
+
+
+_BINANCE_REASONS = {
+    "-2010": "insufficient balance",
+    "-2019": "insufficient margin",
+    "-2018": "insufficient balance",
+    "-4164": "notional below the minimum notional",
+    "-2022": "reduce-only order would increase the position",
+    "-5022": "post-only order would take liquidity",
+    "-1121": "unknown symbol",
+    "-4116": "duplicate client order id",
+    "-1111": "precision beyond the market's",
+    "-4003": "quantity not positive",
+}
+_BINANCE_FILTERS = {
+    "NOTIONAL": "notional below the minimum notional",
+    "MIN_NOTIONAL": "notional below the minimum notional",
+    "LOT_SIZE": "quantity not a multiple of the lot size or below the minimum",
+    "PRICE_FILTER": "price not a multiple of the tick size",
+    "MARKET_LOT_SIZE": "quantity beyond the market lot size",
+}
+_BINANCE_MSG = re.compile(r'"msg"\s*:\s*"([^"]*)"')
+
+
+def _binance_rejection_reason(error: BaseException) -> str:
+    """``{"code": -1013, "msg": "Filter failure: NOTIONAL"}`` → ``notional below the minimum
+    notional (-1013 Filter failure: NOTIONAL)``."""
+    code = _binance_code(error)
+    found = _BINANCE_MSG.search(str(error))
+    msg = found.group(1) if found else str(error)
+    readable = _BINANCE_REASONS.get(code or "")
+    if code == "-2010":
+        lowered = msg.lower()
+        if "immediately match" in lowered:
+            readable = "post-only order would take liquidity"
+        elif "duplicate" in lowered:
+            readable = "duplicate client order id"
+        elif "insufficient" not in lowered:
+            readable = "order refused"
+    if readable is None and "Filter failure:" in msg:
+        readable = _BINANCE_FILTERS.get(msg.rpartition(":")[2].strip(), "filter failure")
+    if readable is None:
+        readable = "order refused"
+    return f"{readable} ({code} {msg})" if code else f"{readable} ({msg})"
+
+
+BINANCE = ExchangeSpec(
+    id="binance",
+    options={
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot", "linear"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+    },
+    url_builder=_binance_urls,
+    # Binance's published request weights of the calls the venue makes.
+    weights={
+        "spot:exchangeInfo": 20,
+        "futures:exchangeInfo": 1,
+        "spot:account": 20,
+        "futures:account": 5,
+        "futures:positions": 5,
+        "futures:leverageBracket": 1,
+        "spot:order": 1,
+        "futures:order": 1,
+        "spot:cancel": 1,
+        "futures:cancel": 1,
+        "spot:fetchOrder": 4,
+        "futures:fetchOrder": 1,
+        "spot:openOrders": 6,
+        "futures:openOrders": 1,
+        "spot:myTrades": 20,
+        "futures:myTrades": 5,
+        "futures:income": 30,
+        "futures:listenKey": 1,
+    },
+    weight_limit_per_minute=2400,
+    spot_weight_limit_per_minute=6000,
+    error_code=_binance_code,
+    duplicate_codes=frozenset({"-4116", "-2010:duplicate"}),
+    unknown_order_codes=frozenset({"-2013", "-2011"}),
+    trade_client_order_id=_binance_trade_client_order_id,
+    is_funding_update=_binance_is_funding_update,
+    mark_fields=_binance_mark_fields,
+    futures_wallet=_binance_futures_wallet,
+    user_stream_ready=_binance_user_stream_ready,
+    rejection_reason=_binance_rejection_reason,
+    futures_paths=("/fapi/",),
+    exceptions={
+        "-1013": ccxt_errors.InvalidOrder,
+        "-1111": ccxt_errors.InvalidOrder,
+        "-2019": ccxt_errors.InsufficientFunds,
+        "-2022": ccxt_errors.InvalidOrder,
+        "-4001": ccxt_errors.InvalidOrder,
+        "-4003": ccxt_errors.InvalidOrder,
+        "-4004": ccxt_errors.InvalidOrder,
+        "-4014": ccxt_errors.InvalidOrder,
+        "-4116": ccxt_errors.InvalidOrder,
+        "-4164": ccxt_errors.InvalidOrder,
+        "-5022": ccxt_errors.OrderNotFillable,
+    },
+)
+
+EXCHANGES: dict[str, ExchangeSpec] = {"binance": BINANCE}
+"""The exchanges a ccxt venue can trade on, by name."""
+
+
+def is_duplicate(spec: ExchangeSpec, error: BaseException) -> bool:
+    """Whether ``error`` says the client order id was already used (the order exists)."""
+    code = spec.error_code(error)
+    if code is None:
+        return False
+    if code in spec.duplicate_codes:
+        return True
+    # Binance spot answers -2010 for any refused new order; only "Duplicate order sent." is ours.
+    return f"{code}:duplicate" in spec.duplicate_codes and "duplicate" in str(error).lower()
+
+
+def is_unknown_order(spec: ExchangeSpec, error: BaseException) -> bool:
+    """Whether ``error`` says the exchange has no such order."""
+    return spec.error_code(error) in spec.unknown_order_codes

@@ -1,0 +1,1249 @@
+"""CcxtVenue: the Venue contract over the real ccxt.pro client (Binance spot + USD-M first).
+
+**Lifecycle.** ``connect()`` builds the ccxt.pro client (its own rate limiter off: the venue
+budgets the exchange's request weight itself, :mod:`~ballast.adapters.ccxt.weight`), loads the
+markets (only the configured symbols are kept) and checks the credentials with one signed call;
+a failure is a :class:`VenueError` whose text never holds a secret. ``start()`` (after the session
+attached the sink and published instruments and account) starts one task per channel, then
+catches up over REST and emits ``VenueConnectionChanged(state="caught_up")``. ``close()`` cancels
+every task and closes the client.
+
+**Channels.** One task per subscription, each with its own reconnect loop (exponential backoff
+with jitter, capped):
+
+- ``quotes:spot`` / ``quotes:perp``: ``watch_bids_asks`` (spot and perp in separate calls) →
+  ``QuoteTick``;
+- ``marks``: ``watch_mark_prices`` → ``MarkPriceUpdated`` (funding rate, next funding time);
+- ``user:spot`` / ``user:futures``: ``watch_orders``, ``watch_my_trades``, ``watch_balance`` (and
+  ``watch_positions`` for futures) on the account's user-data stream → order events,
+  ``OrderFilled``, ``BalanceUpdated``, ``PositionUpdated``; a funding settlement announced there
+  makes the venue read the income endpoint (``FundingPaid``).
+
+A channel reports ``connected`` once subscribed (public: its first message; user: the exchange
+confirmed the subscription), ``disconnected`` with the error and the attempt it waits for when a
+watch fails, and after a reconnect of a user channel the venue runs the same REST catch-up as at
+start, for the gap.
+
+**Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
+``create_order``, the user stream, a catch-up): trades are deduplicated by the exchange's trade id
+(``seen_trade_ids`` seeds the set on a restart), funding by the settlement's id. An order's
+``OrderAccepted`` is emitted once and always before its first fill; ``OrderCanceled`` /
+``OrderRejected`` once. Order and account events are emitted under one lock, so what a stream
+and a REST reply report about one order cannot interleave.
+
+**Catch-up** (start, and after every reconnect of a user channel): own trades since the last fill
+this process emitted (at start: ``fills_after_ns``), oldest first; funding income since then;
+the open orders and every order the venue still holds as working (what changed in the gap); the
+account afresh (every balance and position); then ``caught_up`` with what it found.
+
+**Silent orders.** An order open longer than ``silent_order_s`` without news is looked up and its
+status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` while it stays
+silent).
+
+**Errors.** An exchange rejection (ccxt ``InvalidOrder``, ``InsufficientFunds``, ...) is an
+``OrderRejected`` with a readable reason; a transport failure (``NetworkError``, timeout, a 429
+still refused after waiting its ``Retry-After``) raises :class:`VenueError` (outcome unknown).
+A resend of a client order id the exchange already has ("duplicate") is looked up, never
+placed twice.
+
+**Accounts.** Spot balances are account ``"spot"``; the USD-M wallet (``walletBalance``, not
+the margin balance, which holds unrealised PnL) account ``"futures"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt.pro as ccxtpro
+from ccxt.base.errors import (
+    AuthenticationError,
+    BadResponse,
+    BaseError,
+    DDoSProtection,
+    ExchangeError,
+    NetworkError,
+    OperationFailed,
+    RateLimitExceeded,
+)
+
+from ballast.adapters.ccxt.convert import ZERO, amount, dec, ms_to_ns, order_state
+from ballast.adapters.ccxt.exchanges import (
+    AccountApi,
+    ExchangeSpec,
+    is_duplicate,
+    is_unknown_order,
+)
+from ballast.adapters.ccxt.weight import WeightBudget
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import (
+    AccountKind,
+    BalanceUpdated,
+    FundingPaid,
+    Liquidity,
+    MarkPriceUpdated,
+    Message,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatusReported,
+    OrderSubmitted,
+    PositionUpdated,
+    QuoteTick,
+    Side,
+    VenueConnectionChanged,
+)
+from ballast.engine.kernel.instruments import Instrument, is_perp, plain, quote_of
+from ballast.engine.kernel.redaction import redact
+from ballast.engine.trading.venue import OrderStatus, Venue, VenueError, VenueStats
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_BACKOFF_FIRST_S = 0.05
+_BACKOFF_CAP_S = 10.0
+_READY_POLL_S = 0.002
+_HOUSEKEEPING_S = 0.05
+_RATE_LIMIT_RETRIES = 2
+_TRADES_PAGE = 1000
+_FUNDING_GRACE_NS = NS_PER_SECOND
+
+
+def backoff_s(attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, capped: attempt 1 → up to 50 ms, 2 → 100 ms, ..."""
+    ceiling = min(_BACKOFF_CAP_S, math.ldexp(_BACKOFF_FIRST_S, min(max(attempt - 1, 0), 30)))
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
+_Watch = Callable[[], Awaitable[Any]]
+_Handle = Callable[[Any], Awaitable[None]]
+
+
+@dataclass
+class _Order:
+    """What the venue knows of one of its orders."""
+
+    symbol: str
+    side: Side
+    qty: Decimal
+    venue_order_id: str = ""
+    answered: bool = False
+    """The exchange answered (accepted or refused): a resend is ignored."""
+    accepted: bool = False
+    terminal: bool = False
+    cancel_reason: str | None = None
+    last_news_ns: int = 0
+
+
+@dataclass
+class _Channel:
+    name: str
+    api: AccountApi | None
+    """The account of a user channel (None: public market data)."""
+    loops: list[tuple[_Watch, _Handle]] = field(default_factory=list)
+    """(watch call, handler of what it returns): the channel's subscriptions."""
+    connected: bool = False
+    message: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at the first message of the current attempt."""
+
+
+def _bind(fn: Callable[..., Awaitable[Any]], *args: Any) -> _Watch:
+    return lambda: fn(*args)
+
+
+class CcxtVenue(Venue):
+    """A live venue through ccxt.pro; see the module docstring."""
+
+    def __init__(
+        self,
+        spec: ExchangeSpec,
+        *,
+        spot: Sequence[str],
+        perp: Sequence[str],
+        api_key: str,
+        api_secret: str,
+        clock: Clock,
+        name: str = "binance",
+        rest_url: str | None = None,
+        ws_url: str | None = None,
+        testnet: bool = False,
+        fills_after_ns: int = 0,
+        seen_trade_ids: Collection[str] = (),
+        silent_order_s: float = 10.0,
+        funding_after_ns: int | None = None,
+    ) -> None:
+        super().__init__()
+        if (rest_url is None) != (ws_url is None):
+            raise ValueError("rest_url and ws_url go together")
+        self.spec = spec
+        self.name = name
+        self.clock = clock
+        self.spot = tuple(spot)
+        self.perp = tuple(perp)
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._rest_url = rest_url
+        self._ws_url = ws_url
+        self._testnet = testnet
+        self._silent_ns = int(silent_order_s * NS_PER_SECOND)
+        self._fills_after_ms = fills_after_ns // NS_PER_MILLISECOND
+        self._funding_after_ms = (
+            self._fills_after_ms
+            if funding_after_ns is None
+            else funding_after_ns // NS_PER_MILLISECOND + 1
+        )
+        self._seen_trades: set[str] = set(seen_trade_ids)
+        self._seen_funding: set[str] = set()
+        self._client: Any = None
+        self._instruments: dict[str, Instrument] = {}
+        self._orders: dict[str, _Order] = {}
+        self._by_venue_id: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._catch_up_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channels: dict[str, _Channel] = {}
+        self._reconnects = 0
+        self._rng = random.Random()
+        self._budgets = {
+            api: WeightBudget(spec.limit(api), spec.weight_safety, clock)
+            for api in ("spot", "futures")
+        }
+        self._last_balance: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+        self._marks: dict[str, tuple[Decimal, Decimal]] = {}
+        """Perp symbol → (mark, funding rate) last seen."""
+        self._positions: dict[str, Decimal] = {}
+        self._next_funding_ms: dict[str, int] = {}
+        self._funding_polled_ms: dict[str, int] = {}
+        self._funding_wanted = asyncio.Event()
+        self._started = False
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "apiKey": self._api_key,
+            "secret": self._api_secret,
+            "enableRateLimit": False,
+            "options": {
+                **dict(self.spec.options),
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+            },
+        }
+        if self._rest_url is not None and self._ws_url is not None:
+            config["urls"] = self.spec.urls(self._rest_url, self._ws_url)
+            # ccxt picks some error tables by Binance's own host names: name the codes here
+            config["exceptions"] = {"exact": dict(self.spec.exceptions)}
+            if self._rest_url.startswith("http://"):
+                # no TLS to wind down: ccxt's close() need not linger (default 0.5 s)
+                config["timeout_on_exit"] = 0
+        return config
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            client_class = getattr(ccxtpro, self.spec.id)
+        except AttributeError as e:
+            raise VenueError(f"{self.name}: ccxt.pro has no exchange {self.spec.id!r}") from e
+        client = client_class(self._config())
+        if self._testnet and self._rest_url is None:
+            # ccxt's sandbox URLs, without set_sandbox_mode (it would replace any overrides)
+            test = client.urls.get("test")
+            if not test:
+                await client.close()
+                raise VenueError(f"{self.name}: {self.spec.id} has no sandbox endpoints")
+            client.urls["api"] = client.deep_extend(client.urls["api"], test)
+        self._client = client
+        original = client.on_rest_response
+
+        def on_rest_response(
+            code: Any,
+            reason: Any,
+            url: str,
+            method: str,
+            headers: Any,
+            body: Any,
+            request_headers: Any,
+            request_body: Any,
+        ) -> Any:
+            self._observe_response(code, url, headers)
+            return original(code, reason, url, method, headers, body, request_headers, request_body)
+
+        client.on_rest_response = on_rest_response
+        try:
+            await self._call("spot", "exchangeInfo", client.load_markets)
+            self._instruments = self._load_instruments()
+            # from here on ccxt hands every parsed amount over as the exchange's decimal string
+            # (its default float cannot hold what a string of more than 15 digits says)
+            client.number = str
+            await self._call("spot", "account", client.fetch_balance)
+        except VenueError:
+            await self._drop_client()
+            raise
+        except BaseError as e:
+            await self._drop_client()
+            raise VenueError(self._text(f"{self.name}: connect failed: {e}")) from None
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def start(self) -> None:
+        """Start the channels, then catch up over REST; ``caught_up`` when done."""
+        if self._client is None:
+            raise VenueError(f"{self.name}: start() before connect()")
+        if self._started:
+            return
+        self._started = True
+        for channel in self._make_channels():
+            self._channels[channel.name] = channel
+            self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
+        self._spawn(self._housekeeping(), f"{self.name}:housekeeping")
+        await self._catch_up("start")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks[-1].set_name(name)
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for channel in self._channels.values():
+            channel.connected = False
+        await self._drop_client()
+
+    def _is_closing(self) -> bool:
+        """Whether close() began (a method: the flag changes across awaits)."""
+        return self._closing
+
+    def stats(self) -> VenueStats:
+        used, limit = max(
+            ((b.current(), b.budget) for b in self._budgets.values()),
+            key=lambda pair: pair[0] / pair[1],
+        )
+        return VenueStats(
+            connected={name: c.connected for name, c in self._channels.items()},
+            reconnects=self._reconnects,
+            weight_used=used,
+            weight_limit=limit,
+        )
+
+    @property
+    def budgets(self) -> Mapping[str, WeightBudget]:
+        """The request-weight budget of each API (``"spot"``, ``"futures"``)."""
+        return self._budgets
+
+    # ------------------------------------------------------------------ REST with budget
+
+    def _text(self, text: str) -> str:
+        return redact(text.replace(self._api_secret, "***") if self._api_secret else text)
+
+    def _observe_response(self, code: Any, url: str, headers: Any) -> None:
+        api = "futures" if any(p in url for p in self.spec.futures_paths) else "spot"
+        budget = self._budgets[api]
+        lowered = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+        used = lowered.get(self.spec.weight_header)
+        if used is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                budget.observe(int(used))
+        if code in (429, 418):
+            try:
+                retry_after = float(lowered.get("retry-after", 1))
+            except (TypeError, ValueError):
+                retry_after = 1.0
+            budget.block(retry_after)
+
+    async def _call(
+        self,
+        api: AccountApi,
+        call: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """One REST call within the weight budget. A 429 is waited out (``Retry-After``) and
+        retried; still refused, or any other transport failure, raises VenueError. Exchange
+        errors (refusals) propagate as ccxt raised them."""
+        weight = self.spec.weight(api, call)
+        for attempt in range(_RATE_LIMIT_RETRIES + 1):
+            await self._budgets[api].acquire(weight)
+            try:
+                return await fn(*args, **kwargs)
+            except (RateLimitExceeded, DDoSProtection) as e:
+                if attempt == _RATE_LIMIT_RETRIES:
+                    raise VenueError(
+                        self._text(f"{self.name}: {call}: rate limited: {e}")
+                    ) from None
+            except (NetworkError, BadResponse, OperationFailed) as e:
+                raise VenueError(
+                    self._text(f"{self.name}: {call}: {type(e).__name__}: {e}")
+                ) from None
+            except ExchangeError as e:
+                if e.__cause__ is not None and not isinstance(e.__cause__, BaseError):
+                    # ccxt wraps an aiohttp failure without an answer as ExchangeError
+                    raise VenueError(
+                        self._text(f"{self.name}: {call}: {type(e).__name__}: {e}")
+                    ) from None
+                raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ markets, account
+
+    def _load_instruments(self) -> dict[str, Instrument]:
+        markets = self._client.markets or {}
+        found: dict[str, Instrument] = {}
+        missing = [s for s in (*self.spot, *self.perp) if s not in markets]
+        if missing:
+            raise VenueError(f"{self.name}: the exchange lists no market {', '.join(missing)}")
+        for symbol in (*self.spot, *self.perp):
+            found[symbol] = self._instrument(markets[symbol])
+        return found
+
+    def _instrument(self, market: Mapping[str, Any]) -> Instrument:
+        precision = market.get("precision") or {}
+        limits = market.get("limits") or {}
+        lot = amount(precision.get("amount"))
+        min_qty = dec((limits.get("amount") or {}).get("min"), None)
+        return Instrument(
+            symbol=market["symbol"],
+            kind="perp" if market.get("contract") else "spot",
+            base=market["base"],
+            quote=market["quote"],
+            tick_size=amount(precision.get("price")),
+            lot_size=lot,
+            min_qty=min_qty if min_qty is not None and min_qty > 0 else lot,
+            min_notional=amount((limits.get("cost") or {}).get("min")),
+            maker_fee=amount(market.get("maker")),
+            taker_fee=amount(market.get("taker")),
+        )
+
+    async def instruments(self) -> Mapping[str, Instrument]:
+        self._require_client()
+        return dict(self._instruments)
+
+    def _require_client(self) -> Any:
+        if self._client is None:
+            raise VenueError(f"{self.name}: not connected")
+        return self._client
+
+    async def account(self) -> Sequence[Message]:
+        client = self._require_client()
+        now = self.clock.now_ns()
+        events: list[Message] = []
+        try:
+            spot = await self._call("spot", "account", client.fetch_balance)
+            events += self._balances("spot", spot, now, rest=True)
+            if self.perp:
+                futures = await self._call(
+                    "futures", "account", client.fetch_balance, {"type": "swap"}
+                )
+                events += self._balances("futures", futures, now, rest=True)
+                positions = await self._call(
+                    "futures", "positions", client.fetch_positions, list(self.perp)
+                )
+                events += self._position_events(positions, now)
+        except ExchangeError as e:
+            raise VenueError(self._text(f"{self.name}: account: {e}")) from None
+        return events
+
+    def _balances(
+        self, api: AccountApi, balance: Mapping[str, Any], now: int, *, rest: bool
+    ) -> list[BalanceUpdated]:
+        account: AccountKind = "spot" if api == "spot" else "futures"
+        ts = ms_to_ns(balance.get("timestamp"), now)
+        rows: dict[str, tuple[Decimal, Decimal]] = {}
+        wallet = self.spec.futures_wallet(balance) if api == "futures" and rest else None
+        if wallet is not None:
+            rows = {asset: (amount(value), ZERO) for asset, value in wallet.items()}
+        else:
+            for code, entry in balance.items():
+                if code in ("info", "timestamp", "datetime", "free", "used", "total", "debt"):
+                    continue
+                if not isinstance(entry, Mapping):
+                    continue
+                if api == "spot":
+                    free = dec(entry.get("free"), None)
+                    if free is None:
+                        free = amount(entry.get("total")) - amount(entry.get("used"))
+                    rows[code] = (free, amount(entry.get("used")))
+                else:  # the futures wallet: the streamed wallet balance (``wb``) is the total
+                    rows[code] = (amount(entry.get("total")), ZERO)
+        return [
+            BalanceUpdated(ts, now, account, asset, free, locked)
+            for asset, (free, locked) in sorted(rows.items())
+        ]
+
+    def _position_events(self, positions: Sequence[Mapping[str, Any]], now: int) -> list[Message]:
+        events: list[Message] = []
+        for p in positions:
+            symbol = p.get("symbol")
+            if symbol not in self._instruments:
+                continue
+            events.append(self._position(p, now))
+        return events
+
+    def _position(self, p: Mapping[str, Any], now: int) -> PositionUpdated:
+        symbol = str(p["symbol"])
+        info = p.get("info") or {}
+        raw_qty = info.get("pa", info.get("positionAmt")) if isinstance(info, Mapping) else None
+        if raw_qty is not None:
+            qty = amount(raw_qty)
+        else:
+            qty = amount(p.get("contracts"))
+            if p.get("side") == "short":
+                qty = -qty
+        entry = amount(p.get("entryPrice"))
+        upnl = amount(p.get("unrealizedPnl"))
+        mark = dec(p.get("markPrice"), None)
+        if mark is None:
+            known = self._marks.get(symbol)
+            if qty != 0:
+                inst = self._instruments[symbol]
+                mark = inst.round_price(entry + upnl / qty)
+            elif known is not None:
+                mark = known[0]
+            else:
+                mark = entry
+        liquidation = dec(p.get("liquidationPrice"), None)
+        margin = amount(p.get("initialMargin") if p.get("initialMargin") is not None else 0)
+        self._positions[symbol] = qty
+        return PositionUpdated(
+            ms_to_ns(p.get("timestamp"), now),
+            now,
+            symbol,
+            qty,
+            entry,
+            plain(mark),
+            upnl,
+            margin,
+            liquidation if liquidation is not None and liquidation > 0 else None,
+        )
+
+    # ------------------------------------------------------------------ orders
+
+    async def submit(self, order: SubmitOrder) -> None:
+        client = self._require_client()
+        coid = order.client_order_id
+        now = self.clock.now_ns()
+        known = self._orders.get(coid)
+        if known is not None and known.answered:
+            return  # the exchange has it (or refused it): a resend is not a new order
+        if known is None:
+            known = _Order(order.symbol, order.side, order.qty, last_news_ns=now)
+            self._orders[coid] = known
+            await self.emit(
+                OrderSubmitted(
+                    now,
+                    now,
+                    coid,
+                    order.intent_id,
+                    order.symbol,
+                    order.side,
+                    order.order_type,
+                    order.qty,
+                    order.price,
+                )
+            )
+        inst = self._instruments.get(order.symbol)
+        problem: str | None
+        if inst is None:
+            problem = f"unknown symbol {order.symbol}"
+        elif order.order_type == "limit" and order.price is None:
+            problem = "a limit order needs a price"
+        else:
+            problem = inst.violation(
+                order.qty, order.price if order.order_type == "limit" else None
+            )
+        if problem is not None:
+            known.answered = True
+            await self._reject(coid, order.symbol, problem)
+            return
+        params: dict[str, Any] = {"newClientOrderId": coid}
+        if is_perp(order.symbol) and order.reduce_only:
+            params["reduceOnly"] = True
+        price: float | None = None
+        if order.order_type == "limit":
+            assert order.price is not None
+            price = float(order.price)
+            if order.post_only or order.time_in_force == "GTX":
+                params["postOnly"] = True
+            else:
+                params["timeInForce"] = order.time_in_force
+        api = "futures" if is_perp(order.symbol) else "spot"
+        try:
+            reply = await self._call(
+                api,
+                "order",
+                client.create_order,
+                order.symbol,
+                order.order_type,
+                order.side,
+                float(order.qty),
+                price,
+                params,
+            )
+        except VenueError:
+            raise
+        except ExchangeError as e:
+            if is_duplicate(self.spec, e):
+                await self._resolve_duplicate(coid, order.symbol)
+                return
+            known.answered = True
+            if isinstance(e, AuthenticationError):
+                reason = f"authentication refused: {self.spec.rejection_reason(e)}"
+            else:
+                reason = self.spec.rejection_reason(e)
+            await self._reject(coid, order.symbol, self._text(reason))
+            return
+        known.answered = True
+        await self._on_orders([reply], from_reply=True)
+
+    async def _resolve_duplicate(self, coid: str, symbol: str) -> None:
+        """The exchange already has this client order id: report what it knows of it."""
+        client = self._require_client()
+        try:
+            found = await self._fetch_order(client, coid, symbol)
+        except ExchangeError as e:
+            raise VenueError(self._text(f"{self.name}: lookup of {coid}: {e}")) from None
+        known = self._orders.get(coid)
+        if known is not None:
+            known.answered = True
+        if found is not None:
+            await self._on_orders([found])
+
+    async def _fetch_order(self, client: Any, coid: str, symbol: str) -> Mapping[str, Any] | None:
+        api = "futures" if is_perp(symbol) else "spot"
+        try:
+            found: Mapping[str, Any] = await self._call(
+                api, "fetchOrder", client.fetch_order, None, symbol, {"origClientOrderId": coid}
+            )
+        except ExchangeError as e:
+            if is_unknown_order(self.spec, e):
+                return None
+            raise
+        return found
+
+    async def cancel(self, order: CancelOrder) -> None:
+        client = self._require_client()
+        coid = order.client_order_id
+        known = self._orders.get(coid)
+        if known is not None and known.cancel_reason is None:
+            known.cancel_reason = order.reason
+        api = "futures" if is_perp(order.symbol) else "spot"
+        try:
+            reply = await self._call(
+                api,
+                "cancel",
+                client.cancel_order,
+                None,
+                order.symbol,
+                {"origClientOrderId": coid},
+            )
+        except VenueError:
+            raise
+        except ExchangeError as e:
+            if known is not None and known.terminal:
+                return  # already gone (filled or canceled): nothing to report twice
+            reason = "unknown order" if is_unknown_order(self.spec, e) else "cancel refused"
+            await self.emit(
+                OrderRejected(
+                    self.clock.now_ns(),
+                    self.clock.now_ns(),
+                    coid,
+                    order.symbol,
+                    self._text(f"{reason}: {self.spec.rejection_reason(e)}"),
+                )
+            )
+            return
+        self._orders.setdefault(
+            coid,
+            _Order(order.symbol, "buy", ZERO, cancel_reason=order.reason, answered=True),
+        )
+        # the reply's own clientOrderId may name the cancel request (Binance spot); it is
+        # about ours
+        await self._on_orders([{**reply, "clientOrderId": coid}], from_reply=True)
+
+    async def order_status(self, client_order_id: str, symbol: str) -> OrderStatus | None:
+        client = self._require_client()
+        if symbol not in self._instruments:
+            return None
+        try:
+            found = await self._fetch_order(client, client_order_id, symbol)
+        except ExchangeError as e:
+            raise VenueError(self._text(f"{self.name}: order status: {e}")) from None
+        return None if found is None else self._status(found)
+
+    async def open_orders(self) -> Sequence[OrderStatus]:
+        client = self._require_client()
+        found: list[OrderStatus] = []
+        try:
+            for symbol in (*self.spot, *self.perp):
+                api = "futures" if is_perp(symbol) else "spot"
+                orders = await self._call(api, "openOrders", client.fetch_open_orders, symbol)
+                found += [self._status(o) for o in orders]
+        except ExchangeError as e:
+            raise VenueError(self._text(f"{self.name}: open orders: {e}")) from None
+        return found
+
+    def _status(self, order: Mapping[str, Any]) -> OrderStatus:
+        filled = amount(order.get("filled"))
+        average = dec(order.get("average"), None)
+        side: Side = "sell" if order.get("side") == "sell" else "buy"
+        return OrderStatus(
+            client_order_id=str(order.get("clientOrderId") or ""),
+            venue_order_id=str(order.get("id") or ""),
+            symbol=str(order.get("symbol")),
+            side=side,
+            qty=amount(order.get("amount")),
+            filled_qty=filled,
+            avg_price=average if filled > 0 and average else None,
+            state=order_state(order.get("status"), filled),
+        )
+
+    # ------------------------------------------------------------------ reports (under the lock)
+
+    async def _reject(self, coid: str, symbol: str, reason: str) -> None:
+        async with self._lock:
+            known = self._orders.get(coid)
+            if known is not None:
+                if known.terminal:
+                    return
+                known.terminal = True
+            now = self.clock.now_ns()
+            await self.emit(OrderRejected(now, now, coid, symbol, reason))
+
+    async def _on_orders(
+        self, orders: Sequence[Mapping[str, Any]], *, from_reply: bool = False
+    ) -> None:
+        """Order updates (REST replies, lookups, the stream): accepted once, then fills of a
+        reply that carries them (spot ``fills``), then canceled/rejected once."""
+        for order in orders:
+            coid = order.get("clientOrderId")
+            if not coid:
+                continue
+            coid = str(coid)
+            symbol = str(order.get("symbol"))
+            venue_id = str(order.get("id") or "")
+            async with self._lock:
+                now = self.clock.now_ns()
+                known = self._orders.get(coid)
+                if known is None:
+                    known = _Order(
+                        symbol,
+                        "sell" if order.get("side") == "sell" else "buy",
+                        amount(order.get("amount")),
+                    )
+                    self._orders[coid] = known
+                known.answered = True
+                known.last_news_ns = now
+                if venue_id:
+                    known.venue_order_id = venue_id
+                    self._by_venue_id[venue_id] = coid
+                status = order.get("status")
+                if status == "rejected":
+                    if not known.terminal:
+                        known.terminal = True
+                        reason = self._reject_reason(order)
+                        await self.emit(OrderRejected(now, now, coid, symbol, reason))
+                    continue
+                ts = ms_to_ns(order.get("lastUpdateTimestamp") or order.get("timestamp"), now)
+                await self._accept(coid, known, ts, now)
+                for trade in order.get("trades") or ():
+                    await self._fill(trade, coid=coid, order=order, now=now)
+                if status in ("canceled", "expired") and not known.terminal:
+                    known.terminal = True
+                    reason = known.cancel_reason or str(status)
+                    await self.emit(OrderCanceled(ts, now, coid, symbol, reason))
+                elif status == "closed":
+                    known.terminal = True
+
+    def _reject_reason(self, order: Mapping[str, Any]) -> str:
+        info = order.get("info") or {}
+        raw = info.get("r") if isinstance(info, Mapping) else None
+        return f"rejected by the exchange{f': {raw}' if raw and raw != 'NONE' else ''}"
+
+    async def _accept(self, coid: str, known: _Order, ts: int, now: int) -> None:
+        if known.accepted:
+            return
+        known.accepted = True
+        await self.emit(OrderAccepted(ts, now, coid, known.venue_order_id, known.symbol))
+
+    async def _on_trades(self, trades: Sequence[Mapping[str, Any]]) -> None:
+        for trade in trades:
+            tid = trade.get("id")
+            if tid is None or str(tid) in self._seen_trades:
+                continue
+            coid = self.spec.trade_client_order_id(trade)
+            venue_id = str(trade.get("order") or "")
+            if coid is None:
+                coid = self._by_venue_id.get(venue_id)
+            if coid is None and venue_id:
+                coid = await self._coid_of(venue_id, str(trade.get("symbol")))
+            async with self._lock:
+                await self._fill(trade, coid=coid or "", order=None, now=self.clock.now_ns())
+
+    async def _coid_of(self, venue_id: str, symbol: str) -> str | None:
+        """The client order id of an order known only by the exchange's id (a REST trade of an
+        order this process did not place)."""
+        client = self._require_client()
+        api = "futures" if is_perp(symbol) else "spot"
+        try:
+            order = await self._call(api, "fetchOrder", client.fetch_order, venue_id, symbol)
+        except ExchangeError:
+            return None
+        coid = order.get("clientOrderId")
+        if coid:
+            self._by_venue_id[venue_id] = str(coid)
+            return str(coid)
+        return None
+
+    async def _fill(
+        self, trade: Mapping[str, Any], *, coid: str, order: Mapping[str, Any] | None, now: int
+    ) -> None:
+        """Emit one trade as OrderFilled unless already emitted (the caller holds the lock)."""
+        tid = trade.get("id")
+        if tid is None or str(tid) in self._seen_trades:
+            return
+        symbol = str(trade.get("symbol") or (order or {}).get("symbol"))
+        if symbol not in self._instruments:
+            return
+        self._seen_trades.add(str(tid))
+        venue_id = str(trade.get("order") or (order or {}).get("id") or "")
+        known = self._orders.get(coid)
+        side: Side = "sell" if (trade.get("side") or (order or {}).get("side")) == "sell" else "buy"
+        if known is None and coid:
+            known = _Order(symbol, side, ZERO, answered=True)
+            self._orders[coid] = known
+        ts_ms = trade.get("timestamp")
+        if ts_ms is None and order is not None:
+            ts_ms = order.get("lastTradeTimestamp") or order.get("timestamp")
+        ts = ms_to_ns(ts_ms, now)
+        if known is not None:
+            if venue_id and not known.venue_order_id:
+                known.venue_order_id = venue_id
+                self._by_venue_id[venue_id] = coid
+            known.last_news_ns = now
+            await self._accept(coid, known, ts, now)
+        fee = trade.get("fee") or {}
+        liquidity: Liquidity = "maker" if trade.get("takerOrMaker") == "maker" else "taker"
+        if coid.startswith("autoclose-") or coid.startswith("adl_autoclose"):
+            liquidity = "liquidation"
+        if ts_ms is not None:
+            self._fills_after_ms = max(self._fills_after_ms, int(ts_ms))
+        await self.emit(
+            OrderFilled(
+                ts,
+                now,
+                coid,
+                venue_id,
+                str(tid),
+                symbol,
+                side,
+                amount(trade.get("amount")),
+                amount(trade.get("price")),
+                amount(fee.get("cost")),
+                str(fee.get("currency") or quote_of(symbol)),
+                liquidity,
+            )
+        )
+
+    async def _on_balance(
+        self, api: AccountApi, balance: Mapping[str, Any], *, fresh: bool
+    ) -> None:
+        """Balance statements; only the rows that changed since the last one emitted (all of
+        them when ``fresh``: the account after a catch-up)."""
+        now = self.clock.now_ns()
+        events = self._balances(api, balance, now, rest=False)
+        async with self._lock:
+            for event in events:
+                key = (event.account, event.asset)
+                value = (event.free, event.locked)
+                if not fresh and self._last_balance.get(key) == value:
+                    continue
+                self._last_balance[key] = value
+                await self.emit(event)
+
+    async def _on_positions(self, positions: Sequence[Mapping[str, Any]]) -> None:
+        now = self.clock.now_ns()
+        async with self._lock:
+            for p in positions:
+                if p.get("symbol") in self._instruments:
+                    await self.emit(self._position(p, now))
+
+    async def _on_funding(self, incomes: Sequence[Mapping[str, Any]]) -> int:
+        now = self.clock.now_ns()
+        emitted = 0
+        ordered = sorted(incomes, key=lambda i: (i.get("timestamp") or 0, str(i.get("id"))))
+        async with self._lock:
+            for income in ordered:
+                iid = income.get("id")
+                symbol = income.get("symbol")
+                if iid is None or str(iid) in self._seen_funding or symbol not in self._instruments:
+                    continue
+                self._seen_funding.add(str(iid))
+                mark, rate = self._marks.get(str(symbol), (ZERO, ZERO))
+                ts_ms = income.get("timestamp")
+                if ts_ms is not None:
+                    self._funding_after_ms = max(self._funding_after_ms, int(ts_ms) + 1)
+                await self.emit(
+                    FundingPaid(
+                        ms_to_ns(ts_ms, now),
+                        now,
+                        str(symbol),
+                        self._positions.get(str(symbol), ZERO),
+                        mark,
+                        rate,
+                        amount(income.get("amount")),
+                        str(income.get("code") or quote_of(str(symbol))),
+                    )
+                )
+                emitted += 1
+        return emitted
+
+    # ------------------------------------------------------------------ catch-up
+
+    async def _catch_up(self, why: str) -> None:
+        """Fills, funding and orders the streams may have missed, then the account afresh."""
+        client = self._require_client()
+        async with self._catch_up_lock:
+            fills = funding = 0
+            try:
+                trades: list[Mapping[str, Any]] = []
+                for symbol in (*self.spot, *self.perp):
+                    trades += await self._my_trades(client, symbol, self._fills_after_ms)
+                trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+                before = len(self._seen_trades)
+                await self._on_trades(trades)
+                fills = len(self._seen_trades) - before
+                funding = await self._poll_funding()
+                open_found = 0
+                for symbol in (*self.spot, *self.perp):
+                    api = "futures" if is_perp(symbol) else "spot"
+                    orders = await self._call(api, "openOrders", client.fetch_open_orders, symbol)
+                    open_found += len(orders)
+                    await self._on_orders(orders)
+                open_ids = {
+                    coid for coid, o in self._orders.items() if o.accepted and not o.terminal
+                }
+                for coid in sorted(open_ids):
+                    known = self._orders[coid]
+                    found = await self._fetch_order(client, coid, known.symbol)
+                    if found is not None and found.get("status") != "open":
+                        await self._on_orders([found])
+                account = await self.account()
+            except ExchangeError as e:
+                raise VenueError(self._text(f"{self.name}: catch-up: {e}")) from None
+            async with self._lock:
+                for event in account:
+                    if isinstance(event, BalanceUpdated):
+                        self._last_balance[(event.account, event.asset)] = (
+                            event.free,
+                            event.locked,
+                        )
+                    await self.emit(event)
+            now = self.clock.now_ns()
+            await self.emit(
+                VenueConnectionChanged(
+                    now,
+                    now,
+                    self.name,
+                    "account",
+                    "caught_up",
+                    f"{why}: {fills} fills, {funding} funding, {open_found} open orders",
+                )
+            )
+
+    async def _my_trades(self, client: Any, symbol: str, since_ms: int) -> list[Mapping[str, Any]]:
+        api = "futures" if is_perp(symbol) else "spot"
+        found: list[Mapping[str, Any]] = []
+        since = since_ms
+        while True:
+            page = await self._call(
+                api, "myTrades", client.fetch_my_trades, symbol, since, _TRADES_PAGE
+            )
+            found += page
+            if len(page) < _TRADES_PAGE:
+                return found
+            last = max(int(t.get("timestamp") or since) for t in page)
+            if last <= since:
+                return found
+            since = last
+
+    async def _poll_funding(self) -> int:
+        client = self._require_client()
+        found = 0
+        for symbol in self.perp:
+            incomes = await self._call(
+                "futures",
+                "income",
+                client.fetch_funding_history,
+                symbol,
+                self._funding_after_ms,
+            )
+            found += await self._on_funding(incomes)
+        return found
+
+    # ------------------------------------------------------------------ channels
+
+    def _make_channels(self) -> list[_Channel]:
+        client = self._client
+        channels: list[_Channel] = []
+        if self.spot:
+            quotes = _Channel("quotes:spot", None)
+            quotes.loops.append((lambda: client.watch_bids_asks(list(self.spot)), self._on_quotes))
+            channels.append(quotes)
+        if self.perp:
+            quotes = _Channel("quotes:perp", None)
+            quotes.loops.append((lambda: client.watch_bids_asks(list(self.perp)), self._on_quotes))
+            channels.append(quotes)
+            marks = _Channel("marks", None)
+            marks.loops.append((lambda: client.watch_mark_prices(list(self.perp)), self._on_marks))
+            channels.append(marks)
+        for api, params in (("spot", {"type": "spot"}), ("futures", {"type": "swap"})):
+            if (api == "spot" and not self.spot) or (api == "futures" and not self.perp):
+                continue
+            user = _Channel(f"user:{api}", api)
+            user.loops += [
+                (_bind(client.watch_orders, None, None, None, params), self._on_orders),
+                (_bind(client.watch_my_trades, None, None, None, params), self._on_trades),
+                (_bind(client.watch_balance, params), self._balance_handler(api)),
+            ]
+            if api == "futures":
+                user.loops.append(
+                    (_bind(client.watch_positions, list(self.perp)), self._on_positions)
+                )
+            channels.append(user)
+        return channels
+
+    def _balance_handler(self, api: AccountApi) -> Callable[[Any], Awaitable[None]]:
+        async def handle(balance: Any) -> None:
+            info = balance.get("info") if isinstance(balance, Mapping) else None
+            if isinstance(info, Mapping) and self.spec.is_funding_update(info):
+                self._funding_wanted.set()
+            await self._on_balance(api, balance, fresh=False)
+
+        return handle
+
+    async def _on_quotes(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
+        now = self.clock.now_ns()
+        for symbol, t in sorted(tickers.items()):
+            bid, ask = dec(t.get("bid"), None), dec(t.get("ask"), None)
+            if symbol not in self._instruments or bid is None or ask is None:
+                continue
+            await self.emit(
+                QuoteTick(
+                    ms_to_ns(t.get("timestamp"), now),
+                    now,
+                    symbol,
+                    bid,
+                    ask,
+                    amount(t.get("bidVolume")),
+                    amount(t.get("askVolume")),
+                )
+            )
+
+    async def _on_marks(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
+        now = self.clock.now_ns()
+        for symbol, t in sorted(tickers.items()):
+            fields = self.spec.mark_fields(t)
+            if symbol not in self._instruments or fields is None:
+                continue
+            mark = amount(fields.mark)
+            rate = amount(fields.funding_rate)
+            self._marks[symbol] = (mark, rate)
+            next_ms = int(fields.next_funding_ms or 0)
+            if next_ms:
+                self._next_funding_ms[symbol] = next_ms
+            await self.emit(
+                MarkPriceUpdated(
+                    ms_to_ns(t.get("timestamp"), now),
+                    now,
+                    symbol,
+                    mark,
+                    amount(fields.index if fields.index is not None else fields.mark),
+                    rate,
+                    next_ms * NS_PER_MILLISECOND,
+                )
+            )
+
+    async def _loop(self, channel: _Channel, watch: _Watch, handle: _Handle) -> None:
+        """One watch call in a loop; the channel is up at its first message at the latest."""
+        while True:
+            result = await watch()
+            channel.message.set()
+            await handle(result)
+
+    async def _run_channel(self, channel: _Channel) -> None:
+        attempt = 0
+        while not self._closing:
+            channel.message = asyncio.Event()
+            tasks = [
+                asyncio.ensure_future(self._loop(channel, watch, handle))
+                for watch, handle in channel.loops
+            ]
+            waiter = asyncio.ensure_future(self._wait_ready(channel))
+            error: BaseException | None = None
+            try:
+                done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                if waiter in done:
+                    channel.connected = True
+                    now = self.clock.now_ns()
+                    await self.emit(
+                        VenueConnectionChanged(
+                            now, now, self.name, channel.name, "connected", "", attempt
+                        )
+                    )
+                    if attempt > 0:
+                        self._reconnects += 1
+                        if channel.api is not None:
+                            await self._catch_up(f"reconnect {channel.name}")
+                    attempt = 0
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                error = next(
+                    (t.exception() for t in done if t is not waiter and not t.cancelled()), None
+                )
+            except VenueError as e:  # a catch-up failed: treat like a drop
+                error = e
+            finally:
+                for task in (waiter, *tasks):
+                    task.cancel()
+                for task in (waiter, *tasks):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if self._is_closing():
+                return
+            channel.connected = False
+            attempt += 1
+            now = self.clock.now_ns()
+            reason = self._text(f"{type(error).__name__}: {error}") if error else "stream ended"
+            log.warning(
+                "%s %s disconnected (%s), reconnect attempt %d",
+                self.name,
+                channel.name,
+                reason,
+                attempt,
+            )
+            await self.emit(
+                VenueConnectionChanged(
+                    now, now, self.name, channel.name, "disconnected", reason, attempt
+                )
+            )
+            await asyncio.sleep(backoff_s(attempt, self._rng))
+
+    async def _wait_ready(self, channel: _Channel) -> None:
+        client = self._client
+        while not channel.message.is_set():
+            if channel.api is not None and self.spec.user_stream_ready(client, channel.api):
+                return
+            if channel.api is None and self._public_ready(channel):
+                return
+            await asyncio.sleep(_READY_POLL_S)
+
+    def _public_ready(self, channel: _Channel) -> bool:
+        """A public channel is up once its socket is open (quotes may be quiet for a while)."""
+        client = self._client
+        symbols = self.spot if channel.name == "quotes:spot" else self.perp
+        prefix = "bidask:bookTicker@" if channel.name.startswith("quotes") else "markPrice:"
+        wanted = {f"{prefix}{s}" for s in symbols} if prefix.startswith("bidask") else None
+        for ws in list(client.clients.values()):
+            try:
+                if not ws.connected.done() or ws.connected.exception():
+                    continue
+                hashes = set(ws.futures) | set(ws.subscriptions)
+            except (AttributeError, asyncio.InvalidStateError):
+                continue
+            if wanted is not None and wanted & hashes:
+                return True
+            if wanted is None and any(str(h).startswith("markPrice") for h in hashes):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        """Silent-order status poll and funding income after each funding time."""
+        while True:
+            try:
+                await self._poll_silent_orders()
+                due = self._funding_wanted.is_set()
+                now_ms = self.clock.now_ns() // NS_PER_MILLISECOND
+                for symbol, next_ms in list(self._next_funding_ms.items()):
+                    grace_ms = _FUNDING_GRACE_NS // NS_PER_MILLISECOND
+                    if (
+                        now_ms >= next_ms + grace_ms
+                        and self._funding_polled_ms.get(symbol) != next_ms
+                    ):
+                        self._funding_polled_ms[symbol] = next_ms
+                        due = True
+                if due:
+                    self._funding_wanted.clear()
+                    await self._poll_funding()
+            except Exception as e:  # a failed poll is retried at the next round
+                log.warning(
+                    "%s housekeeping: %s: %s", self.name, type(e).__name__, self._text(str(e))
+                )
+            await asyncio.sleep(_HOUSEKEEPING_S)
+
+    async def _poll_silent_orders(self) -> None:
+        if self._silent_ns <= 0:
+            return
+        client = self._require_client()
+        now = self.clock.now_ns()
+        silent = [
+            (coid, o)
+            for coid, o in self._orders.items()
+            if o.answered and not o.terminal and now - o.last_news_ns >= self._silent_ns
+        ]
+        for coid, known in silent:
+            known.last_news_ns = now
+            found = await self._fetch_order(client, coid, known.symbol)
+            if found is None:
+                await self.emit(
+                    OrderStatusReported(
+                        now,
+                        now,
+                        coid,
+                        known.venue_order_id,
+                        known.symbol,
+                        known.side,
+                        known.qty,
+                        ZERO,
+                        None,
+                        "unknown",
+                    )
+                )
+                continue
+            status = self._status(found)
+            await self.emit(
+                OrderStatusReported(
+                    now,
+                    now,
+                    coid,
+                    status.venue_order_id,
+                    status.symbol,
+                    status.side,
+                    status.qty,
+                    status.filled_qty,
+                    status.avg_price,
+                    status.state,
+                )
+            )
+            if status.state in ("filled", "canceled", "rejected"):
+                await self._on_orders([found])

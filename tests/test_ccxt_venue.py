@@ -1,0 +1,436 @@
+"""CcxtVenue against the loopback Binance exchange: the real ccxt.pro client over 127.0.0.1.
+
+Streams dropped (between an order and its fill too), a restart that catches up on a fill made
+while no venue was connected, quotes that stop and resume, funding, silent orders, a resend of a
+known client order id, credentials refused, and a clean close. The contract points (orders,
+fills, balances, rejections) are in tests/test_venue_contract.py (the ``ccxt`` harness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.events import (
+    BalanceUpdated,
+    FundingPaid,
+    MarkPriceUpdated,
+    Message,
+    OrderAccepted,
+    OrderFilled,
+    OrderStatusReported,
+    OrderSubmitted,
+    PositionUpdated,
+    QuoteTick,
+    Side,
+    TradeTick,
+    VenueConnectionChanged,
+)
+from ballast.engine.kernel.redaction import register_secret
+from ballast.engine.trading.venue import VenueError
+from tests.conftest import START_NS
+from tests.support.loopback import API_KEY, SECRET, Loopback, loopback_exchange, subscribed
+from tests.support.waiting import eventually
+
+SPOT = "BTC/USDT"
+PERP = "BTC/USDT:USDT"
+BALANCES = {"USDT": "100000", "BTC": "1"}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[Message] = []
+
+    async def __call__(self, event: Message) -> int:
+        self.events.append(event)
+        return len(self.events)
+
+    def fills(self) -> list[OrderFilled]:
+        return [e for e in self.events if isinstance(e, OrderFilled)]
+
+    def links(self, state: str | None = None) -> list[VenueConnectionChanged]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, VenueConnectionChanged) and (state is None or e.state == state)
+        ]
+
+
+@dataclass
+class Rig:
+    lb: Loopback
+    clock: SimulatedClock
+    sink: Sink
+
+    def venue(self, **kwargs: object) -> CcxtVenue:
+        venue = CcxtVenue(
+            BINANCE,
+            spot=[SPOT],
+            perp=[PERP],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=self.clock,
+            rest_url=self.lb.server.rest_url,
+            ws_url=self.lb.server.ws_url,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        venue.attach(self.sink)
+        return venue
+
+    async def trade(self, symbol: str, price: str) -> None:
+        """A public trade one second later on the exchange's clock (moves resting orders)."""
+        self.clock.advance_to(self.clock.now_ns() + NS_PER_SECOND)
+        now = self.clock.now_ns()
+        await self.lb.core.on_market(
+            TradeTick(now, now, symbol, Decimal(price), Decimal(1), None, "x")
+        )
+
+    async def exchange_trades(self) -> set[str]:
+        return {str(t["id"]) for t in (await self.lb.state())["trades"]}
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    clock = SimulatedClock(START_NS)
+    async with loopback_exchange(balances=BALANCES, clock=clock) as lb:
+        yield Rig(lb, clock, Sink())
+
+
+def order(
+    coid: str,
+    side: Side,
+    qty: str,
+    *,
+    symbol: str = SPOT,
+    price: str | None = None,
+) -> SubmitOrder:
+    return SubmitOrder(
+        START_NS,
+        START_NS,
+        intent_id=coid,
+        client_order_id=coid,
+        symbol=symbol,
+        side=side,
+        order_type="market" if price is None else "limit",
+        qty=Decimal(qty),
+        price=None if price is None else Decimal(price),
+        reduce_only=False,
+        post_only=False,
+        time_in_force="IOC" if price is None else "GTC",
+    )
+
+
+async def started(venue: CcxtVenue, sink: Sink) -> None:
+    await venue.connect()
+    await venue.start()
+    await eventually(lambda: len(sink.links("connected")) >= 5, what="five channels up")
+
+
+# ---------------------------------------------------------------------------------- disconnects
+
+
+async def test_dropped_streams_reconnect_catch_up_and_emit_every_fill_once(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-l1", "buy", "0.1", price="49000"))
+        await venue.submit(order("bl-l2", "sell", "0.1", symbol=PERP, price="51000"))
+        await venue.submit(order("bl-m1", "buy", "0.01", symbol=PERP))
+        await eventually(lambda: len(rig.sink.fills()) == 1, what="the market order's fill")
+
+        # drop the user streams, then the resting orders fill while they are down
+        assert await rig.lb.server.drop_connections("user") >= 2
+        await rig.trade(SPOT, "48900")
+        await rig.trade(PERP, "51100")
+        await eventually(lambda: len(rig.sink.fills()) == 3, what="fills made during the gap")
+
+        # more drops, everything at once, with trading in between
+        for n in range(3):
+            await subscribed(rig.lb, "user:spot", "user:futures")
+            await rig.lb.server.drop_connections("all")
+            await venue.submit(order(f"bl-x{n}", "buy", "0.01"))
+        await eventually(lambda: len(rig.sink.fills()) == 6, what="all six fills")
+        await eventually(
+            lambda: all(venue.stats().connected.values()), what="every channel up again"
+        )
+
+        fills = [f.trade_id for f in rig.sink.fills()]
+        assert sorted(fills) == sorted(await rig.exchange_trades())
+        assert len(fills) == len(set(fills))  # each fill exactly once
+        dropped = rig.sink.links("disconnected")
+        assert {e.channel for e in dropped} >= {"user:spot", "user:futures"}
+        assert all(e.attempt >= 1 for e in dropped)
+        caught_up = rig.sink.links("caught_up")
+        assert caught_up[0].reason.startswith("start:")
+        assert any("reconnect" in e.reason and "0 fills" not in e.reason for e in caught_up)
+        assert venue.stats().reconnects >= 4
+
+
+async def test_a_fill_is_reported_once_whichever_path_brings_it(rig: Rig) -> None:
+    """Spot fills arrive in the REST reply (``fills``) and on the user stream."""
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-b1", "buy", "0.1"))
+        await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+        await eventually(lambda: len(rig.sink.fills()) == 2, what="two fills")
+        await subscribed(rig.lb, "user:spot")
+        await rig.lb.server.drop_connections("all")
+        await eventually(lambda: len(rig.sink.links("caught_up")) >= 2, what="a catch-up")
+
+    kinds = [
+        type(e) for e in rig.sink.events if type(e) in (OrderSubmitted, OrderAccepted, OrderFilled)
+    ]
+    assert kinds == [OrderSubmitted, OrderAccepted, OrderFilled] * 2
+    assert sorted(f.trade_id for f in rig.sink.fills()) == sorted(await rig.exchange_trades())
+
+
+# ---------------------------------------------------------------------------------- restart
+
+
+async def test_start_catches_up_on_fills_made_while_no_venue_was_connected(rig: Rig) -> None:
+    first = rig.venue()
+    async with first:
+        await started(first, rig.sink)
+        await first.submit(order("bl-b1", "buy", "0.1"))
+        await eventually(lambda: len(rig.sink.fills()) == 1)
+    seen = rig.sink.fills()[0]
+
+    # while no venue runs: a resting order of the last session fills, and one more is placed
+    rig.clock.advance_to(rig.clock.now_ns() + NS_PER_SECOND)
+    await rig.lb.client.create_order(
+        SPOT, "limit", "buy", 0.2, 49000, {"newClientOrderId": "bl-l9"}
+    )
+    await rig.trade(SPOT, "48000")
+
+    after = Sink()
+    second = CcxtVenue(
+        BINANCE,
+        spot=[SPOT],
+        perp=[PERP],
+        api_key=API_KEY,
+        api_secret=SECRET,
+        clock=rig.clock,
+        rest_url=rig.lb.server.rest_url,
+        ws_url=rig.lb.server.ws_url,
+        fills_after_ns=seen.ts_event,
+        seen_trade_ids={seen.trade_id},
+    )
+    second.attach(after)
+    async with second:
+        await second.start()
+        caught_up = [
+            e
+            for e in after.events
+            if isinstance(e, VenueConnectionChanged) and e.state == "caught_up"
+        ]
+        assert caught_up
+        assert "1 fills" in caught_up[0].reason
+        fills = after.fills()
+        assert [(f.client_order_id, f.qty, f.price) for f in fills] == [
+            ("bl-l9", Decimal("0.2"), Decimal(49000))
+        ]
+        # the catch-up reports the order before its fill, and the account after the fills
+        index = after.events.index(fills[0])
+        accepted = [e for e in after.events[:index] if isinstance(e, OrderAccepted)]
+        assert [e.client_order_id for e in accepted] == ["bl-l9"]
+        assert any(isinstance(e, BalanceUpdated) for e in after.events[index:])
+
+
+# ---------------------------------------------------------------------------------- market data
+
+
+async def test_quotes_stop_then_resume(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await subscribed(rig.lb, "btcusdt@bookticker")
+
+        def quotes() -> list[QuoteTick]:
+            return [e for e in rig.sink.events if isinstance(e, QuoteTick) and e.symbol == SPOT]
+
+        await rig.lb.quote(SPOT, "50000", "50000.02")
+        await eventually(lambda: len(quotes()) == 1, what="a quote")
+        quiet = len(quotes())
+        await asyncio.sleep(
+            0.2
+        )  # no quotes on the exchange: none reported (the engine judges staleness)
+        assert len(quotes()) == quiet
+        await rig.lb.quote(SPOT, "50100", "50100.02")
+        await eventually(lambda: len(quotes()) == quiet + 1, what="quotes again")
+        last = quotes()[-1]
+        assert (last.bid, last.ask, last.bid_size) == (
+            Decimal(50100),
+            Decimal("50100.02"),
+            Decimal(1),
+        )
+        assert last.ts_event == rig.clock.now_ns() // NS_PER_MILLISECOND * NS_PER_MILLISECOND
+
+
+async def test_marks_carry_the_funding_rate_and_next_funding_time(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await subscribed(rig.lb, "btcusdt@markprice@1s")
+        next_ns = START_NS + 8 * 3600 * NS_PER_SECOND
+        await rig.lb.mark(PERP, "50010", rate="0.0003", next_ns=next_ns)
+
+        def marks() -> list[MarkPriceUpdated]:
+            return [e for e in rig.sink.events if isinstance(e, MarkPriceUpdated)]
+
+        await eventually(lambda: any(m.funding_rate == Decimal("0.0003") for m in marks()))
+        mark = marks()[-1]
+        assert (mark.symbol, mark.mark, mark.next_funding_ns) == (PERP, Decimal(50010), next_ns)
+
+
+async def test_funding_settlement_is_reported_once(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-p1", "sell", "0.1", symbol=PERP))
+        await eventually(lambda: len(rig.sink.fills()) == 1)
+        await subscribed(rig.lb, "btcusdt@markprice@1s")
+        await rig.lb.mark(PERP, "50000", rate="0.0001")
+        await eventually(lambda: any(isinstance(e, MarkPriceUpdated) for e in rig.sink.events))
+        await eventually(lambda: any(isinstance(e, PositionUpdated) for e in rig.sink.events))
+
+        await rig.lb.core.settle_funding(
+            PERP, Decimal("0.0001"), Decimal(50000), rig.clock.now_ns()
+        )
+
+        def funding() -> list[FundingPaid]:
+            return [e for e in rig.sink.events if isinstance(e, FundingPaid)]
+
+        await eventually(lambda: len(funding()) == 1, what="the funding payment")
+        paid = funding()[0]
+        assert (paid.symbol, paid.amount, paid.asset) == (PERP, Decimal("0.5"), "USDT")
+        assert (paid.position_qty, paid.rate) == (Decimal("-0.1"), Decimal("0.0001"))
+        await subscribed(rig.lb, "user:futures")
+        await rig.lb.server.drop_connections("user")  # a catch-up must not report it again
+        await eventually(lambda: len(rig.sink.links("caught_up")) >= 2)
+        assert len(funding()) == 1
+
+
+# ---------------------------------------------------------------------------------- orders
+
+
+async def test_a_silent_open_order_is_looked_up(rig: Rig) -> None:
+    venue = rig.venue(silent_order_s=5.0)
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-l1", "buy", "0.1", price="49000"))
+        await eventually(  # the stream's news of the order came (after its order update)
+            lambda: any(isinstance(e, BalanceUpdated) and e.locked > 0 for e in rig.sink.events)
+        )
+        rig.clock.advance_to(rig.clock.now_ns() + 6 * NS_PER_SECOND)
+
+        def reports() -> list[OrderStatusReported]:
+            return [e for e in rig.sink.events if isinstance(e, OrderStatusReported)]
+
+        await eventually(lambda: len(reports()) == 1, what="a status report")
+        report = reports()[0]
+        assert (report.client_order_id, report.state, report.qty) == (
+            "bl-l1",
+            "open",
+            Decimal("0.1"),
+        )
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-l1", SPOT, "done"))
+
+
+async def test_a_resend_of_a_known_client_order_id_places_nothing(rig: Rig) -> None:
+    """A new process (nothing known locally) resends an order the exchange already has: the
+    exchange's duplicate answer is looked up, no second order exists."""
+    first = rig.venue()
+    async with first:
+        await first.connect()
+        await first.submit(order("bl-b1", "buy", "0.1"))
+    second = rig.venue()
+    async with second:
+        await second.submit(order("bl-b1", "buy", "0.1"))
+    state = await rig.lb.state()
+    assert [o["clientOrderId"] for o in state["orders"]] == ["bl-b1"]
+    assert len(rig.sink.fills()) == 1  # the lookup reports the order, its fill came once
+    accepted = [e for e in rig.sink.events if isinstance(e, OrderAccepted)]
+    assert len(accepted) == 2  # once per process
+
+
+async def test_a_perp_fill_after_the_rest_reply_comes_over_the_stream(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
+        await eventually(lambda: len(rig.sink.fills()) == 1)
+        await eventually(
+            lambda: any(
+                isinstance(e, PositionUpdated) and e.qty == Decimal("0.01") for e in rig.sink.events
+            )
+        )
+    status = rig.sink.fills()[0]
+    assert (status.symbol, status.fee_asset) == (PERP, "USDT")
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+async def test_refused_credentials_are_a_venue_error_without_the_secret(rig: Rig) -> None:
+    secret = "not-the-secret-of-this-key"
+    register_secret(secret)
+    venue = CcxtVenue(
+        BINANCE,
+        spot=[SPOT],
+        perp=[PERP],
+        api_key=API_KEY,
+        api_secret=secret,
+        clock=rig.clock,
+        rest_url=rig.lb.server.rest_url,
+        ws_url=rig.lb.server.ws_url,
+    )
+    with pytest.raises(VenueError) as raised:
+        await venue.connect()
+    assert secret not in str(raised.value)
+    assert "connect failed" in str(raised.value)
+    await venue.close()
+
+
+async def test_an_unknown_market_is_a_venue_error(rig: Rig) -> None:
+    venue = CcxtVenue(
+        BINANCE,
+        spot=["DOGE/USDT"],
+        perp=[],
+        api_key=API_KEY,
+        api_secret=SECRET,
+        clock=rig.clock,
+        rest_url=rig.lb.server.rest_url,
+        ws_url=rig.lb.server.ws_url,
+    )
+    with pytest.raises(VenueError, match="DOGE/USDT"):
+        await venue.connect()
+
+
+async def test_an_unreachable_exchange_is_a_venue_error(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await venue.connect()
+        await rig.lb.server.stop()
+        with pytest.raises(VenueError):
+            await venue.submit(order("bl-b1", "buy", "0.1"))
+        with pytest.raises(VenueError):
+            await venue.order_status("bl-b1", SPOT)
+
+
+async def test_close_leaves_no_task_behind(rig: Rig) -> None:
+    before = asyncio.all_tasks()
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert left == []
+    assert not any(venue.stats().connected.values())

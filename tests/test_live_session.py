@@ -1,0 +1,116 @@
+"""The session's start of a live venue: ``Venue.start()`` after the instruments (and, on a fresh
+start, the account) are published; on a resume with ``account_on_resume=False`` the account is
+left to ``start()`` (fills first, then the statement), and the router's order lookups run after
+it. On a real journal with the in-memory venue."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from ballast.engine.app.catch_up import CatchUpClock, GatedVenue
+from ballast.engine.app.session import Session
+from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.events import (
+    BalanceUpdated,
+    InstrumentsLoaded,
+    Message,
+    OrderStatusReported,
+    VenueConnectionChanged,
+)
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.trading.venue import OrderStatus, VenueStats
+from tests.support.memory_venue import InMemoryVenue
+
+D = Decimal
+INSTRUMENTS = tuple(binance_defaults(["BTC", "ETH"]))
+
+
+class StartingVenue(InMemoryVenue):
+    """Records what the session had published when ``start()`` and each lookup came; its
+    ``start()`` reports the account, then ``caught_up`` (as a live venue does)."""
+
+    def __init__(self, clock: LiveClock) -> None:
+        super().__init__(INSTRUMENTS, {"USDT": D(1000)}, clock)
+        self.log: list[str] = []
+        self.seen: list[Message] = []
+
+    async def start(self) -> None:
+        venue_facts = [m for m in self.seen if isinstance(m, InstrumentsLoaded | BalanceUpdated)]
+        self.log.append(f"start after {[type(m).__name__ for m in venue_facts]}")
+        for event in await self.account():
+            await self.emit(event)
+        now = self.clock.now_ns()
+        await self.emit(VenueConnectionChanged(now, now, self.name, "rest", "caught_up"))
+
+    async def order_status(self, client_order_id: str, symbol: str) -> OrderStatus | None:
+        self.log.append(f"lookup {client_order_id}")
+        return await super().order_status(client_order_id, symbol)
+
+    def stats(self) -> VenueStats:
+        return VenueStats(connected={}, reconnects=0, weight_used=1, weight_limit=2)
+
+
+async def test_a_fresh_session_starts_the_venue_after_instruments_and_account(
+    tmp_path: Path,
+) -> None:
+    clock = CatchUpClock()
+    venue = StartingVenue(clock)
+    async with Journal(tmp_path / "j.db", kind="live") as journal:
+        session = Session(Config(), clock, journal=journal, venue=venue)
+        session.bus.subscribe_all(venue.seen.append)
+        async with session:
+            pass
+    assert venue.log == [
+        "start after ['InstrumentsLoaded', 'BalanceUpdated']",
+    ]
+    async with JournalReader(tmp_path / "j.db") as reader:
+        kinds = [type(m).__name__ for m in await reader.messages()]
+    assert kinds.count("BalanceUpdated") == 2  # the session's snapshot, then start()'s
+    assert kinds.index("VenueConnectionChanged") > kinds.index("InstrumentsLoaded")
+
+
+async def test_a_resumed_live_session_leaves_the_account_to_start_then_looks_orders_up(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    clock = CatchUpClock()
+    first = StartingVenue(clock)
+    async with Journal(path, kind="live") as journal:
+        async with Session(Config(), clock, journal=journal, venue=first) as session:
+            # an order the venue reported open (then the engine went down)
+            now = clock.now_ns()
+            await session.bus.publish_durable(
+                OrderStatusReported(
+                    now, now, "c-1", "v-1", "BTC/USDT", "buy", D("0.001"), D(0), None, "open"
+                )
+            )
+        last_seq = journal.last_seq
+
+    clock = CatchUpClock()
+    second = StartingVenue(clock)
+    async with Journal(path, kind="live") as journal:
+        session = Session(
+            Config(),
+            clock,
+            journal=journal,
+            venue=second,
+            resume_from=last_seq,
+            account_on_resume=False,
+        )
+        session.bus.subscribe_all(lambda m: None if clock.replaying else second.seen.append(m))
+        async with session:
+            assert isinstance(session.actors[-1].venue, GatedVenue)  # type: ignore[attr-defined]
+            assert session.actors[-1].venue.stats() == second.stats()  # type: ignore[attr-defined]
+    # instruments, no account before start(); the lookup after start()
+    assert second.log[0] == "start after ['InstrumentsLoaded']"
+    assert second.log[1:] == ["lookup c-1"]
+    async with JournalReader(path) as reader:
+        resumed = (await reader.messages())[last_seq:]
+    kinds = [type(m).__name__ for m in resumed]
+    assert kinds.index("InstrumentsLoaded") < kinds.index("BalanceUpdated")
+    assert kinds.index("VenueConnectionChanged") < kinds.index("OrderRejected")
+    assert isinstance(resumed[kinds.index("BalanceUpdated")], BalanceUpdated)
+    assert isinstance(resumed[kinds.index("InstrumentsLoaded")], InstrumentsLoaded)

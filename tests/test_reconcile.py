@@ -1,0 +1,428 @@
+"""Reconciliation after a restart or a gap (:mod:`ballast.engine.app.reconcile`): the journal's
+book against the venue's account, mismatch → halt (the risk actor's ``unreconciled`` veto) →
+resolved, on a real bus and journal with the in-memory venue (two wallets, like Binance)."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ballast.engine.app.catch_up import CatchUpClock
+from ballast.engine.app.reconcile import Difference, ReconcileBook, Reconciler
+from ballast.engine.kernel.bus import Bus
+from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.config import BandsConfig, RiskConfig
+from ballast.engine.kernel.events import (
+    AccountKind,
+    BalanceUpdated,
+    FundingPaid,
+    InstrumentsLoaded,
+    IntentApproved,
+    Message,
+    OrderFilled,
+    PositionUpdated,
+    ReconcileMismatch,
+    ReconcileResolved,
+    VenueConnectionChanged,
+)
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.trading.risk import RiskManager
+from tests.support.memory_venue import InMemoryVenue
+from tests.support.waiting import eventually
+from tests.test_pretrade import intent
+from tests.test_risk_actor import desk_on, small_book, vetoed
+
+D = Decimal
+T = 1_700_000_000_000_000_000
+_TICKS = itertools.count(T)
+
+
+def tick() -> int:
+    """The next venue time: each fact in a test happens after the one before."""
+    return next(_TICKS)
+
+
+INSTRUMENTS = tuple(binance_defaults(["BTC", "ETH"]))
+
+
+def balance(asset: str, free: str, account: str = "spot") -> BalanceUpdated:
+    now = tick()
+    account_kind: AccountKind = "spot" if account == "spot" else "futures"
+    return BalanceUpdated(now, now, account_kind, asset, D(free), D(0))
+
+
+def fill(
+    symbol: str, side: str, qty: str, price: str, fee: str = "0", trade: str = "t1"
+) -> OrderFilled:
+    now = tick()
+    return OrderFilled(
+        now,
+        now,
+        "c1",
+        "v1",
+        trade,
+        symbol,
+        "buy" if side == "buy" else "sell",
+        D(qty),
+        D(price),
+        D(fee),
+        "USDT",
+        "taker",
+    )
+
+
+def position(symbol: str, qty: str, entry: str) -> PositionUpdated:
+    now = tick()
+    return PositionUpdated(now, now, symbol, D(qty), D(entry), D(entry), D(0), D(0), None)
+
+
+def loaded() -> InstrumentsLoaded:
+    return InstrumentsLoaded(T, T, "memory", INSTRUMENTS)
+
+
+def caught_up() -> VenueConnectionChanged:
+    return VenueConnectionChanged(T, T, "memory", "rest", "caught_up")
+
+
+def fold(*messages: Message) -> ReconcileBook:
+    book = ReconcileBook()
+    for message in messages:
+        book.apply(message)
+    return book
+
+
+def in_window(book: ReconcileBook) -> bool:
+    return book.window
+
+
+# ------------------------------------------------------------------------------- the book
+
+
+def test_fills_and_funding_explain_the_venues_new_statement_exactly() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "100000"),
+        loaded(),  # a restart: a window opens
+        fill("BTC/USDT", "buy", "0.5", "40000", fee="20"),
+        fill("ETH/USDT:USDT", "sell", "2", "2000", fee="1.6", trade="t2"),
+        FundingPaid(tick(), tick(), "ETH/USDT:USDT", D(-2), D(2000), D("0.0001"), D("0.4"), "USDT"),
+        balance("USDT", "79978.8"),  # 100000 - 20000 - 20 - 1.6 + 0.4
+        balance("BTC", "0.5"),
+        position("ETH/USDT:USDT", "-2", "2000"),
+    )
+    assert book.window
+    assert book.differences() == []
+
+
+def test_an_event_the_last_statement_already_holds_is_not_counted_twice() -> None:
+    """The venue stated the balance with the funding in it, then the funding event arrived (same
+    venue time); the engine died before the next statement. After the restart the venue's new
+    statement is explained."""
+    opening = balance("USDT", "1000")
+    stated = tick()
+    funding = FundingPaid(
+        stated, stated, "BTC/USDT:USDT", D(1), D(40000), D("0.0001"), D(-4), "USDT"
+    )
+    book = fold(
+        loaded(),
+        opening,
+        position("BTC/USDT:USDT", "1", "40000"),  # the opening position
+        BalanceUpdated(stated, stated, "spot", "USDT", D(996), D(0)),
+        funding,
+        loaded(),
+        balance("USDT", "996"),
+    )
+    assert book.differences() == []
+
+
+def test_positions_are_the_fills_own_whatever_order_the_statements_come_in() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "1000"),
+        caught_up(),
+        position("BTC/USDT:USDT", "0.2", "40000"),  # the fill's effect stated before the fill
+        fill("BTC/USDT:USDT", "buy", "0.2", "40000"),
+        loaded(),
+        balance("USDT", "1000"),
+        position("BTC/USDT:USDT", "0.2", "40000"),
+    )
+    assert book.differences() == []
+
+
+def test_a_difference_no_fill_explains_is_named_by_subject() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "1000"),
+        balance("BTC", "1"),
+        loaded(),
+        balance("USDT", "900"),  # 100 gone without a fill
+        balance("BTC", "1"),
+        position("BTC/USDT:USDT", "0.1", "40000"),  # a position the journal never opened
+    )
+    assert book.differences() == [
+        Difference("balance:USDT", D(1000), D(900)),
+        Difference("position:BTC/USDT:USDT", D(0), D("0.1")),
+    ]
+
+
+def test_outside_a_window_statements_are_adopted_like_transfers() -> None:
+    book = fold(loaded(), balance("USDT", "1000"), balance("USDT", "1500"))  # a deposit
+    assert not book.window
+    assert book.holdings["USDT"] == D(1500)
+    assert book.differences() == []
+
+
+def test_two_wallets_are_summed_per_asset() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "700"),
+        balance("USDT", "300", account="futures"),
+        loaded(),
+        fill("BTC/USDT:USDT", "buy", "0.01", "40000", fee="0.2"),
+        balance("USDT", "299.8", account="futures"),
+        position("BTC/USDT:USDT", "0.01", "40000"),
+    )
+    assert book.differences() == []
+
+
+def test_a_perp_close_realises_into_the_settle_asset() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "1000"),
+        loaded(),
+        fill("BTC/USDT:USDT", "buy", "0.1", "40000"),
+        fill("BTC/USDT:USDT", "sell", "0.1", "41000", trade="t2"),
+        balance("USDT", "1100"),
+        position("BTC/USDT:USDT", "0", "0"),
+    )
+    assert book.differences() == []
+
+
+def test_a_disconnect_opens_a_window_and_a_resolution_adopts_the_venues_view() -> None:
+    book = fold(loaded(), balance("USDT", "1000"))
+    book.apply(VenueConnectionChanged(T, T, "memory", "user:spot", "disconnected", "eof", 1))
+    book.apply(balance("USDT", "990"))
+    assert in_window(book)
+    assert book.differences() == [Difference("balance:USDT", D(1000), D(990))]
+    book.apply(ReconcileResolved(T, T, "memory", "operator accepted"))
+    assert not in_window(book)
+    assert book.differences() == []
+    assert book.holdings["USDT"] == D(990)
+
+
+def test_a_market_data_gap_opens_no_window() -> None:
+    book = fold(loaded(), balance("USDT", "1000"))
+    book.apply(VenueConnectionChanged(T, T, "memory", "quotes:spot", "disconnected", "eof", 1))
+    assert not in_window(book)
+
+
+def test_a_float_rounded_statement_is_the_same_figure() -> None:
+    book = fold(
+        loaded(),
+        balance("USDT", "1000"),
+        loaded(),
+        fill("ETH/USDT", "buy", "0.123456789", "3536.13111111", fee="0.0434893"),
+        balance("USDT", "563.3971182393572"),  # repr(float) of the exact figure below
+        balance("ETH", "0.123456789"),
+    )
+    assert book.holdings["USDT"] == D("563.39711823935717421")
+    assert book.differences() == []
+    book.apply(balance("USDT", "563.39711823"))
+    assert [d.subject for d in book.differences()] == ["balance:USDT"]
+
+
+def test_a_fresh_start_opens_no_window() -> None:
+    book = fold(loaded(), balance("USDT", "1000"))
+    assert not book.window
+
+
+# ------------------------------------------------------------------- the reconciler on a bus
+
+
+class Rig:
+    """A bus on a journal, the in-memory venue, a reconciler, and what was published."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        clock: SimulatedClock,
+        venue: InMemoryVenue,
+        *,
+        accept_venue_state: bool = False,
+        grace_s: float = 0,
+    ) -> None:
+        self.bus = bus
+        self.venue = venue
+        self.reconciler = Reconciler(
+            bus,
+            clock,
+            venue,
+            grace_s=grace_s,
+            recheck_s=0.01,
+            accept_venue_state=accept_venue_state,
+        )
+        self.reconciler.install()
+        self.seen: list[Message] = []
+        bus.subscribe_all(self.seen.append)
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        return [m for m in self.seen if isinstance(m, kind)]
+
+
+@pytest.fixture
+def venue(sim_clock: SimulatedClock) -> InMemoryVenue:
+    return InMemoryVenue(
+        INSTRUMENTS,
+        {"USDT": D(1000)},
+        sim_clock,
+        futures_balances={"USDT": D(500)},
+        prices={"BTC/USDT": D(40000)},
+    )
+
+
+async def test_agreement_after_a_restart_is_recorded_as_resolved(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        rig = Rig(Bus(sim_clock, journal), sim_clock, venue)
+        rig.bus.publish(loaded())
+        for event in await venue.account():
+            rig.bus.publish(event)
+        rig.bus.publish(loaded())  # restart
+        rig.bus.publish(caught_up())
+        await eventually(lambda: bool(rig.of(ReconcileResolved)))
+        await rig.reconciler.close()
+        [resolved] = rig.of(ReconcileResolved)
+        assert isinstance(resolved, ReconcileResolved)
+        assert "agrees" in resolved.detail
+        assert not rig.of(ReconcileMismatch)
+        assert not rig.reconciler.book.window
+
+
+async def test_an_unexplained_difference_halts_until_a_later_check_agrees(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        bus = Bus(sim_clock, journal)
+        rig = Rig(bus, sim_clock, venue)
+        risk = RiskManager(bus, sim_clock, risk=RiskConfig(), bands=BandsConfig())
+        bus.publish(loaded())
+        bus.publish(balance("USDT", "1000"))
+        bus.publish(balance("USDT", "400", account="futures"))  # the venue has 500: 100 unexplained
+        bus.publish(loaded())
+        bus.publish(caught_up())
+        await eventually(lambda: bool(rig.of(ReconcileMismatch)))
+        [mismatch] = rig.of(ReconcileMismatch)
+        assert isinstance(mismatch, ReconcileMismatch)
+        assert (mismatch.subject, mismatch.journal_value, mismatch.venue_value) == (
+            "balance:USDT",
+            "1400",
+            "1500",
+        )
+        assert risk.unreconciled() == "balance:USDT"
+        # rechecks while it lasts publish the same mismatch only once
+        await eventually(lambda: rig.reconciler.checks >= 3)
+        assert len(rig.of(ReconcileMismatch)) == 1
+        # the missing 100 turns out to be funding the venue reports late: the next check agrees
+        late = tick()
+        bus.publish(
+            FundingPaid(late, late, "BTC/USDT:USDT", D(-1), D(40000), D("0.0025"), D(100), "USDT")
+        )
+        await eventually(lambda: bool(rig.of(ReconcileResolved)))
+        assert risk.unreconciled() is None
+        await rig.reconciler.close()
+    async with JournalReader(tmp_path / "j.db") as reader:
+        kinds = [type(m).__name__ for m in await reader.messages()]
+    assert "ReconcileMismatch" in kinds
+    assert kinds.index("ReconcileMismatch") < kinds.index("ReconcileResolved")
+
+
+async def test_a_difference_that_passes_before_the_next_check_is_no_mismatch(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        bus = Bus(sim_clock, journal)
+        rig = Rig(bus, sim_clock, venue, grace_s=0.2)
+        bus.publish(loaded())
+        bus.publish(balance("USDT", "1000"))
+        bus.publish(balance("USDT", "400", account="futures"))
+        bus.publish(loaded())
+        bus.publish(caught_up())
+        await eventually(lambda: rig.reconciler.checks >= 1)
+        late = tick()  # the funding the venue's statement already held arrives
+        bus.publish(
+            FundingPaid(late, late, "BTC/USDT:USDT", D(-1), D(40000), D("0.0025"), D(100), "USDT")
+        )
+        await eventually(lambda: bool(rig.of(ReconcileResolved)))
+        await rig.reconciler.close()
+    assert rig.reconciler.checks == 2
+    assert not rig.of(ReconcileMismatch)
+
+
+async def test_the_operator_may_accept_the_venues_account(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        rig = Rig(Bus(sim_clock, journal), sim_clock, venue, accept_venue_state=True)
+        rig.bus.publish(loaded())
+        rig.bus.publish(balance("USDT", "2000"))
+        rig.bus.publish(balance("BTC", "1"))  # gone from the venue: stated as 0 by the check
+        rig.bus.publish(loaded())
+        rig.bus.publish(caught_up())
+        await eventually(lambda: bool(rig.of(ReconcileResolved)))
+        await rig.reconciler.close()
+    [resolved] = rig.of(ReconcileResolved)
+    assert isinstance(resolved, ReconcileResolved)
+    assert resolved.detail.startswith("operator accepted the venue's account")
+    assert "balance:BTC journal 1 venue 0" in resolved.detail
+    assert "balance:USDT journal 2000 venue 1500" in resolved.detail
+    assert not rig.of(ReconcileMismatch)
+    zeroed = [
+        m for m in rig.of(BalanceUpdated) if isinstance(m, BalanceUpdated) and m.asset == "BTC"
+    ]
+    assert zeroed[-1].free == 0
+
+
+async def test_no_check_runs_while_a_session_catches_up_on_its_journal(
+    sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    clock = CatchUpClock()
+    clock.replay_from(T)
+    bus = Bus(clock)
+    reconciler = Reconciler(bus, clock, venue, grace_s=0)
+    reconciler.install()
+    for message in (loaded(), balance("USDT", "1"), loaded(), caught_up()):
+        bus.publish(message)
+    assert reconciler.book.window
+    assert reconciler.checks == 0
+    assert reconciler._task is None
+    await reconciler.close()
+
+
+# ------------------------------------------------------------------------- the risk veto
+
+
+async def test_the_risk_actor_vetoes_every_intent_while_unreconciled(
+    sim_clock: SimulatedClock,
+) -> None:
+    desk = desk_on(sim_clock)
+    async with desk.risk:
+        desk.given(small_book())
+        now = sim_clock.now_ns()
+        desk.bus.publish(
+            ReconcileMismatch(now, now, "memory", "balance:BTC", "1", "0.9", "unexplained")
+        )
+        desk.decide(
+            intent("BTC/USDT", "buy", "0.01"),
+            intent("BTC/USDT", "sell", "0.01", reduce_only=True),
+        )
+        first, second = desk.verdicts()
+        assert "balance:BTC" in vetoed(first, "unreconciled").detail
+        vetoed(second, "unreconciled")
+        desk.bus.publish(ReconcileResolved(now, now, "memory", "agrees again"))
+        desk.decide(intent("BTC/USDT", "buy", "0.01"))
+        assert isinstance(desk.last(), IntentApproved)
