@@ -67,10 +67,15 @@ class RecordingCore(LoopbackCore):
         """Loop time each market event was handed over at."""
         self.delay_s = delay_s or {}
         """Step index → how long the core takes for each event of that step."""
+        self.driver: MarketDriver | None = None
+        self.dues: list[float | None] = []
+        """Per step, the loop time it was due at (the driver's ``next_due`` when it came)."""
 
     async def on_market(self, event: MarketData) -> None:
         self.sent_at.append(asyncio.get_running_loop().time())
         step = len({e.ts_event for e in self.market} | {event.ts_event}) - 1
+        if step == len(self.dues):
+            self.dues.append(self.driver.next_due if self.driver is not None else None)
         if self.delay_s.get(step):
             await asyncio.sleep(self.delay_s[step])
         await super().on_market(event)
@@ -83,6 +88,11 @@ class RecordingCore(LoopbackCore):
 
     def steps(self) -> list[list[MarketData]]:
         return [events for _, events in steps_of(self.market)]
+
+    def step_sent_at(self) -> list[float]:
+        """Loop time the first event of each step was handed over at."""
+        firsts = [events[0] for events in self.steps()]
+        return [self.sent_at[self.market.index(e)] for e in firsts]
 
 
 def driver(core: RecordingCore, step_s: float = 0.0, **options: object) -> MarketDriver:
@@ -199,32 +209,17 @@ async def test_funding_pays_a_held_position() -> None:
 async def test_steps_are_on_a_grid_and_never_early() -> None:
     # each event takes time: the grid does not drift with it
     core = RecordingCore(dict.fromkeys(range(12), 0.003))
-    feed = driver(core, step_s=0.1)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    dues: list[float] = []
-
-    async def watch() -> None:
-        seen = 0
-        while not feed.finished.is_set():
-            if feed.steps != seen and feed.next_due is not None:
-                seen = feed.steps
-                dues.append(feed.next_due)
-            await asyncio.sleep(0.001)
-
-    watcher = asyncio.create_task(watch())
+    feed = core.driver = driver(core, step_s=0.1)
     runner = asyncio.create_task(feed.run())
-    await eventually(lambda: feed.steps >= 4, within_s=10)
+    await eventually(lambda: feed.steps >= 5, within_s=10)
     feed.halt()
     assert await runner == "halted"
-    watcher.cancel()
-    firsts = [events[0] for events in core.steps()]
-    times = [core.sent_at[core.market.index(e)] for e in firsts]
-    for k, at in enumerate(times):
-        assert at >= started + k * 0.1 - 0.002, "a step was sent before it was due"
+    dues = [due for due in core.dues[1:5] if due is not None]  # the first is due at once
+    assert len(dues) == 4
+    for due, at in zip(dues, core.step_sent_at()[1:], strict=False):
+        assert at >= due, "a step was sent before it was due"
     # each next step is due one step after the previous was due, not after it was done (later
     # only when sending a step took longer than a step, as a loaded machine may make it)
-    assert len(dues) >= 3, dues
     gaps = [b - a for a, b in itertools.pairwise(dues)]
     assert all(gap >= 0.1 - 1e-9 for gap in gaps), gaps
     on_grid = [gap for gap in gaps if gap == pytest.approx(0.1, abs=1e-9)]
@@ -233,17 +228,16 @@ async def test_steps_are_on_a_grid_and_never_early() -> None:
 
 async def test_a_driver_that_falls_behind_goes_on_without_a_burst() -> None:
     core = RecordingCore({1: 0.03})  # 10 events: the second step takes six steps' time
-    feed = driver(core, step_s=0.05)
+    feed = core.driver = driver(core, step_s=0.05)
     runner = asyncio.create_task(feed.run())
     await eventually(lambda: feed.steps >= 5, within_s=10)
     feed.halt()
     await runner
-    firsts = [events[0] for events in core.steps()]
-    times = [core.sent_at[core.market.index(e)] for e in firsts]
-    assert times[2] - times[1] >= 0.3  # the slow step
-    # after it, the next steps are still a step apart (no catching up in a burst)
-    for a, b in itertools.pairwise(times[2:5]):
-        assert b - a >= 0.05 - 0.002
+    dues = [due for due in core.dues[1:5] if due is not None]
+    assert len(dues) == 4
+    assert dues[1] - dues[0] >= 0.3  # the step after the slow one is due when it is done
+    # and the next ones a step apart again: no burst to catch up with the grid
+    assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(dues)), dues
 
 
 async def test_pause_stops_the_steps_and_resume_restarts_them() -> None:
