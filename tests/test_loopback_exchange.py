@@ -230,3 +230,31 @@ async def test_spot_market_buy_by_quote_quantity(lb: Loopback) -> None:
     assert placed["filled"] == 0.01
     assert placed["cost"] == 500
     assert (await lb.client.fetch_balance())["BTC"]["total"] == 0.01
+
+
+async def test_ioc_limit_that_does_not_cross_expires(lb: Loopback) -> None:
+    placed = await lb.client.create_order(PERP, "limit", "buy", 0.01, 49000, {"timeInForce": "IOC"})
+    assert placed["status"] == "expired"
+    assert placed["timeInForce"] == "IOC"
+    assert (await lb.client.fetch_order(placed["id"], PERP))["status"] == "expired"
+    crossing = await lb.client.create_order(
+        PERP, "limit", "buy", 0.01, 50100, {"timeInForce": "IOC"}
+    )
+    assert crossing["status"] == "closed"
+    assert crossing["average"] == 50000  # the taker price of the core: the quote mid
+
+
+async def test_cancel_all_open_orders_of_a_symbol(lb: Loopback) -> None:
+    for n, price in enumerate((40000, 41000)):
+        await lb.client.create_order(
+            PERP, "limit", "buy", 0.01, price, {"newClientOrderId": f"p{n}"}
+        )
+        await lb.client.create_order(
+            SPOT, "limit", "buy", 0.01, price, {"newClientOrderId": f"s{n}"}
+        )
+    await lb.client.cancel_all_orders(PERP)
+    assert await lb.client.fetch_open_orders(PERP) == []
+    canceled = await lb.client.cancel_all_orders(SPOT)
+    assert sorted(o["info"]["origClientOrderId"] for o in canceled) == ["s0", "s1"]
+    assert (await lb.state())["openOrders"] == []
+    assert (await lb.client.fetch_balance())["USDT"]["used"] == 0

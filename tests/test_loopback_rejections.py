@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import ccxt
 import pytest
 
@@ -157,3 +158,18 @@ async def test_weight_exhaustion_is_429_1003(tmp_path: Path) -> None:
         assert 1 <= int(headers["Retry-After"]) <= 60
         assert lb.server.used_weight("futures") < 60  # counted per market
         await lb.client.fetch_balance({"type": "swap"})
+
+
+async def test_time_ping_and_a_signed_call_without_a_key(lb: Loopback) -> None:
+    spot_ms = await lb.client.fetch_time()
+    futures = await lb.client.fapiPublicGetTime()
+    assert abs(int(futures["serverTime"]) - spot_ms) < 60_000
+    assert await lb.client.publicGetPing() == {}
+    assert await lb.client.fapiPublicGetPing() == {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(lb.server.rest_url + "/fapi/v3/account?timestamp=1&signature=ab") as resp,
+    ):
+        assert resp.status == 401
+        assert await resp.json() == {"code": -2014, "msg": "API-key format invalid."}
+        assert "X-MBX-USED-WEIGHT-1M" in resp.headers

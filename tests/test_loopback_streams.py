@@ -12,6 +12,7 @@ import aiohttp
 import ccxt
 import pytest
 
+from ballast.adapters.loopback import server as server_module
 from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.engine.kernel.events import Bar
 from tests.support.loopback import API_KEY, Loopback, loopback_exchange, subscribed
@@ -156,3 +157,27 @@ async def test_a_liquidation_streams_the_exchange_order_and_the_closed_position(
         state = await lb.state()
         assert state["positions"] == {}
         assert state["trades"][-1]["clientOrderId"] == "liquidation-1"
+
+
+async def test_a_client_that_does_not_read_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "MAX_BACKLOG", 5)
+    async with loopback_exchange() as lb, aiohttp.ClientSession() as session:
+        url = f"{lb.server.ws_url}/fws/public/ws/0"
+        async with session.ws_connect(url) as ws:
+            await ws.send_json({"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker"], "id": 1})
+            assert await ws.receive_json(timeout=5) == {"result": None, "id": 1}
+            (stalled,) = lb.server._sockets
+
+            async def hang(_text: str) -> None:
+                await asyncio.sleep(3600)
+
+            monkeypatch.setattr(stalled.ws, "send_str", hang)
+            for n in range(7):  # more than MAX_BACKLOG messages left unsent
+                await lb.quote(PERP, str(50000 + n), str(50001 + n))
+            assert stalled.dropped
+            await eventually(lambda: lb.server.connections == 0)
+            closed = await ws.receive(timeout=5)
+            assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                   aiohttp.WSMsgType.ERROR)  # fmt: skip

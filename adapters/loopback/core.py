@@ -225,7 +225,11 @@ class LoopbackCore:
         self._log: InputLog | None = None
         if state_path is not None:
             self._log = InputLog(state_path)
-            self._replay(self._log)
+            try:
+                self._replay(self._log)
+            except BaseException:
+                self.close()
+                raise
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -27,7 +27,9 @@ Binance does it:
   through the WS-API ``/ws-api/v3`` method ``userDataStream.subscribe.signature`` (events
   ``{"subscriptionId": 0, "event": {...}}``: ``executionReport``, ``outboundAccountPosition``).
   Stream messages are formatted when the core reports the change and queued per socket, so each
-  socket sees them in the order they happened.
+  socket sees them in the order they happened; a socket more than ``MAX_BACKLOG`` messages behind
+  is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
+  timestamp check use the wall clock (what a client's clock is compared against).
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
   ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
   ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
@@ -58,6 +60,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from ballast.adapters.loopback import wire
+from ballast.adapters.loopback.ccxt_config import loopback_ccxt_config
 from ballast.adapters.loopback.core import (
     BalanceUpdate,
     LoopbackCore,
@@ -69,7 +72,6 @@ from ballast.adapters.loopback.core import (
     Update,
 )
 from ballast.adapters.loopback.errors import (
-    CCXT_EXTRA_CODES,
     BinanceError,
     bad_key_format,
     bad_signature,
@@ -103,6 +105,8 @@ Security = Literal["public", "key", "signed"]
 WEIGHT_HEADER: Final = "X-MBX-USED-WEIGHT-1M"
 _API_KEY: Final = "X-MBX-APIKEY"  # the caller's API key, in a handler's params
 LISTEN_KEY_TTL_S: Final = 3600.0
+MAX_BACKLOG: Final = 10_000
+"""Messages a socket may have queued and unsent before the server drops it."""
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 _ZERO: Final = Decimal(0)
 _INTERVALS: Final = {
@@ -131,12 +135,22 @@ class _Socket:
     streams: set[str] = field(default_factory=set)
     listen_key: str = ""
     user: bool = False  # ws-api: subscribed to the spot user data stream
+    dropped: bool = False
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
 
     def send(self, payload: Any) -> None:
+        """Queue a message; a client that falls ``MAX_BACKLOG`` messages behind is dropped
+        (Binance disconnects slow consumers too)."""
+        if self.dropped:
+            return
+        if self.queue.qsize() >= MAX_BACKLOG:
+            log.warning("loopback: dropping a %s socket %d messages behind", self.kind, MAX_BACKLOG)
+            self.abort()
+            return
         self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
 
     def abort(self) -> None:
+        self.dropped = True
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -239,49 +253,7 @@ class LoopbackServer:
         """The ccxt.pro ``binance`` constructor config that points every URL here (VENUE-NOTES),
         with ``enableRateLimit`` off and the error codes ccxt only maps for Binance's own hosts
         added (:data:`~ballast.adapters.loopback.errors.CCXT_EXTRA_CODES`)."""
-        import ccxt as ccxt_errors  # only ccxt users pay its import
-
-        h, w = self.rest_url, self.ws_url
-        paths = {
-            "public": "/api/v3", "private": "/api/v3", "v1": "/api/v1",
-            "sapi": "/sapi/v1", "sapiV2": "/sapi/v2", "sapiV3": "/sapi/v3", "sapiV4": "/sapi/v4",
-            "dapiPublic": "/dapi/v1", "dapiPrivate": "/dapi/v1", "dapiPrivateV2": "/dapi/v2",
-            "dapiData": "/futures/data", "eapiPublic": "/eapi/v1", "eapiPrivate": "/eapi/v1",
-            "fapiPublic": "/fapi/v1", "fapiPrivate": "/fapi/v1",
-            "fapiPublicV2": "/fapi/v2", "fapiPrivateV2": "/fapi/v2",
-            "fapiPublicV3": "/fapi/v3", "fapiPrivateV3": "/fapi/v3",
-            "fapiData": "/futures/data", "papi": "/papi/v1", "papiV2": "/papi/v2",
-        }  # fmt: skip
-        api: dict[str, Any] = {name: h + path for name, path in paths.items()}
-        api["ws"] = {
-            "spot": w + "/stream/ws",
-            "margin": w + "/stream/ws",
-            "linear": w + "/fws/ws",
-            "inverse": w + "/dws/ws",
-            "stock": w + "/equity/ws",
-            "option": w + "/fws/public/ws",
-            "optionMarket": w + "/fws/market/ws",
-            "optionPrivate": w + "/fws/private/ws",
-            "papi": w + "/pm/ws",
-            "ws-api": {
-                "spot": w + "/ws-api/v3",
-                "linear": w + "/ws-fapi/v1",
-                "inverse": w + "/ws-dapi/v1",
-            },
-        }
-        exact = {code: getattr(ccxt_errors, name) for code, name in CCXT_EXTRA_CODES.items()}
-        return {
-            "apiKey": api_key,
-            "secret": secret,
-            "enableRateLimit": False,
-            "urls": {"api": api},
-            "options": {
-                "fetchMarkets": {"types": ["spot", "linear"]},
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-            },
-            "exceptions": {"exact": exact},
-        }
+        return loopback_ccxt_config(self.rest_url, self.ws_url, api_key, secret)
 
     # ------------------------------------------------------------------ routes
 
@@ -295,6 +267,7 @@ class LoopbackServer:
             ("GET", "/api/v3/account", "signed", _w(20), self._spot_account),
             ("POST", "/api/v3/order", "signed", _w(1), self._spot_create),
             ("DELETE", "/api/v3/order", "signed", _w(1), self._cancel),
+            ("DELETE", "/api/v3/openOrders", "signed", _w(1), self._cancel_all),
             ("GET", "/api/v3/order", "signed", _w(4), self._get_order),
             ("GET", "/api/v3/openOrders", "signed", _per_symbol(6, 80), self._open_orders),
             ("GET", "/api/v3/allOrders", "signed", _w(20), self._all_orders),
@@ -318,6 +291,7 @@ class LoopbackServer:
             ("POST", "/fapi/v1/positionSide/dual", "signed", _w(1), self._dual_post),
             ("POST", "/fapi/v1/order", "signed", _w(1), self._futures_create),
             ("DELETE", "/fapi/v1/order", "signed", _w(1), self._cancel),
+            ("DELETE", "/fapi/v1/allOpenOrders", "signed", _w(1), self._cancel_all),
             ("GET", "/fapi/v1/order", "signed", _w(1), self._get_order),
             ("GET", "/fapi/v1/openOrders", "signed", _per_symbol(1, 40), self._open_orders),
             ("GET", "/fapi/v1/allOrders", "signed", _w(5), self._all_orders),
@@ -723,11 +697,29 @@ class LoopbackServer:
             raise unknown_order() from None
         if futures:
             return wire.futures_order(record, inst)
+        return self._spot_canceled(record, inst, params.get("newClientOrderId", ""))
+
+    def _spot_canceled(self, record: OrderRecord, inst: Instrument, cancel_id: str) -> Any:
         body = wire.spot_order(record, inst)
         body["origClientOrderId"] = record.client_order_id
-        body["clientOrderId"] = params.get("newClientOrderId") or f"cancel-{record.order_id}"
+        body["clientOrderId"] = cancel_id or f"cancel-{record.order_id}"
         body["transactTime"] = self._now_ms()
         return body
+
+    async def _cancel_all(self, params: dict[str, str], futures: bool) -> Any:
+        """``DELETE /api/v3/openOrders`` (the canceled orders) and ``DELETE
+        /fapi/v1/allOpenOrders`` (Binance's code-200 message)."""
+        inst = self._symbol(params, futures)
+        assert inst is not None
+        canceled = []
+        for record in self.core.open_orders(inst.symbol):
+            await self.core.cancel(inst.symbol, record.client_order_id)
+            canceled.append(self._spot_canceled(record, inst, ""))
+        if futures:
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
+        if not canceled:
+            raise unknown_order()
+        return canceled
 
     async def _get_order(self, params: dict[str, str], futures: bool) -> Any:
         inst = self._symbol(params, futures)
@@ -861,8 +853,11 @@ class LoopbackServer:
                         break
             finally:
                 self._sockets.discard(sock)
+                if sock.dropped:
+                    writer.cancel()  # it may be stuck sending to a client that stopped reading
                 sock.queue.put_nowait(None)
-                await writer
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
                 if not ws.closed:
                     with contextlib.suppress(Exception):
                         await ws.close()

@@ -8,7 +8,10 @@ about it): a reply means it happened and survives a restart.
 
 One SQLite file, one table of msgpack rows, WAL with ``synchronous=NORMAL``: a commit survives
 the process being killed (``SIGKILL``), not a power loss (the exchange is a test and paper
-venue; an operating-system crash may lose its last inputs).
+venue; an operating-system crash may lose its last inputs). One exchange per file: the log holds
+the engine's writer lock (:class:`~ballast.engine.kernel.journal_lock.JournalLock`, sidecar
+``<file>.lock``) while open, so a second exchange on the same file is refused with
+:class:`~ballast.engine.kernel.errors.JournalLockedError` naming the holder's pid.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import msgspec
 
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import Bar, MarkPriceUpdated, QuoteTick, TradeTick
+from ballast.engine.kernel.journal_lock import JournalLock
 
 
 class MarketInput(msgspec.Struct, frozen=True, tag="market", array_like=True):
@@ -67,11 +71,16 @@ class InputLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
-        self.count = self._conn.execute("SELECT COUNT(*) FROM inputs").fetchone()[0]
+        self._lock = JournalLock(path).acquire()
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(_SCHEMA)
+            self.count: int = self._conn.execute("SELECT COUNT(*) FROM inputs").fetchone()[0]
+        except BaseException:
+            self._lock.release()
+            raise
 
     def read(self) -> Iterator[Input]:
         """Every stored input, in order."""
@@ -84,4 +93,7 @@ class InputLog:
         self.count += 1
 
     def close(self) -> None:
-        self._conn.close()
+        try:
+            self._conn.close()
+        finally:
+            self._lock.release()

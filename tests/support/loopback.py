@@ -1,13 +1,14 @@
 """A loopback Binance exchange for tests: core + server on 127.0.0.1 (port 0) + real ccxt.pro
 clients, closed cleanly.
 
-    async with loopback_exchange(tmp_path) as lb:
+    async with loopback_exchange(tmp_path / "exchange.sqlite") as lb:  # or () for no state file
         await lb.quote("BTC/USDT:USDT", "50000", "50001")
         order = await lb.client.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
         state = await lb.state()
 
-``loopback_exchange`` prices every instrument it is given (``prices``: asset → mid; spot and perp
-quotes a tick apart, perps also a mark) before the client connects.
+``loopback_exchange`` prices every instrument it is given (``prices``: asset → mid; quotes a tick
+either side, perps also a mark) before the client connects, unless the state file already holds
+inputs (a restart). ``subscribed`` waits until a ``watch_*`` call is live on the server.
 """
 
 from __future__ import annotations
