@@ -47,6 +47,7 @@ STEPPED: Overrides = {
     "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0, "check_interval_s": 0.2},
     "risk": {"stale_after_s": 3600},  # prices only move when stepped: never stale here
+    "metrics": {"enabled": True},  # at --metrics-address 127.0.0.1:0
 }
 DROPS = ("all", "user", "all", "user")
 

@@ -23,6 +23,7 @@ from tests.support.live_exchange import (
     last_seq,
     live_config,
     read_journal,
+    until_state,
 )
 from tests.support.paper_config import Overrides
 from tests.support.waiting import eventually
@@ -33,6 +34,7 @@ TRADING: Overrides = {
     "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
     "risk": {"stale_after_s": 1},
+    "metrics": {"enabled": True},  # at --metrics-address 127.0.0.1:0
 }
 STALE_FOR_S = 3.0
 """How long the test holds the market paused after the engine said it is stale."""
@@ -89,7 +91,12 @@ async def test_stale_quotes_stop_the_trading_and_fresh_ones_resume_it(tmp_path: 
                 within_s=30,
                 what="an order after the quotes came back",
             )
-            assert len((await exchange.state()).orders) > orders_when_stale
+            await until_state(
+                exchange,
+                lambda state: len(state.orders) > orders_when_stale,
+                within_s=10,
+                what="the order at the exchange",
+            )
             assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
         assert "Traceback" not in engine.stderr(), engine.stderr()
 

@@ -64,6 +64,10 @@ ENV = {
 """Both processes see the same key pair: the exchange accepts it, the engine signs with it."""
 
 _ZERO = Decimal(0)
+ENTRY_PRICE_TOLERANCE = Decimal("1e-12")
+"""Entry prices are averages: the exchange's and the engine's may round the quotient at a
+different digit (28 significant digits either way); quantities and balances are compared
+exactly."""
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -524,9 +528,13 @@ def book_differences(journal: JournalView, state: ExchangeState) -> list[str]:
             )
     mine_p, theirs_p = journal.positions(), state.positions
     for symbol in sorted(set(mine_p) | set(theirs_p)):
-        if mine_p.get(symbol) != theirs_p.get(symbol):
+        qty, entry = mine_p.get(symbol, (_ZERO, _ZERO))
+        their_qty, their_entry = theirs_p.get(symbol, (_ZERO, _ZERO))
+        if qty != their_qty:
+            problems.append(f"position {symbol}: engine {qty}, exchange {their_qty}")
+        elif abs(entry - their_entry) > abs(their_entry) * ENTRY_PRICE_TOLERANCE:
             problems.append(
-                f"position {symbol}: engine {mine_p.get(symbol)}, exchange {theirs_p.get(symbol)}"
+                f"position {symbol} entry price: engine {entry}, exchange {their_entry}"
             )
     return problems
 
@@ -587,9 +595,23 @@ async def until_settled(
         if not problems:
             return journal, state
         if time.monotonic() > deadline:
+            dump(journal_path.with_name("exchange-state.json"), state.raw)
             shown = "\n  ".join(problems[:30])
             raise AssertionError(f"{what}: not settled within {within_s} s:\n  {shown}")
         await asyncio.sleep(0.1)
+
+
+async def until_state(
+    exchange: Exchange, condition: Callable[[ExchangeState], bool], *, within_s: float, what: str
+) -> ExchangeState:
+    """Poll the exchange's state until ``condition`` holds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        state = await exchange.state()
+        if condition(state):
+            return state
+        assert time.monotonic() < deadline, f"{what}: not within {within_s} s: {state.raw}"
+        await asyncio.sleep(0.05)
 
 
 def dump(path: Path, data: Any) -> None:
