@@ -13,6 +13,7 @@ exchange's."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from pathlib import Path
@@ -65,6 +66,12 @@ def settled(journal: JournalView, state: ExchangeState) -> list[str]:
 def unbooked(journal: JournalView, orders: set[str]) -> list[str]:
     booked = {f.client_order_id for f in journal.fills}
     return [f"no fill of {coid} in the journal" for coid in sorted(orders - booked)]
+
+
+def settled_and_booked(
+    journal: JournalView, state: ExchangeState, *, orders: set[str]
+) -> list[str]:
+    return [*settled(journal, state), *unbooked(journal, orders)]
 
 
 def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
@@ -123,7 +130,7 @@ async def test_dropped_connections_between_an_order_and_its_fill_lose_no_fill(
                 await until_settled(
                     journal_path,
                     exchange,
-                    lambda j, s, resting=resting: settled(j, s) + unbooked(j, resting),
+                    functools.partial(settled_and_booked, orders=resting),
                     within_s=20,
                     what=f"drop {index} ({which})",
                 )
