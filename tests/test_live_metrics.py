@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, SimulatedClock
 from ballast.engine.kernel.events import (
@@ -118,3 +119,21 @@ def test_an_open_mismatch_is_a_gauge_and_a_readiness_reason(sim_clock: Simulated
     bus.publish(ReconcileResolved(now, now, "paper", "agrees again"))
     assert value(exporter, "ballast_reconcile_mismatches") == 0
     assert not [r for r in exporter.health.readiness().reasons if r.startswith("reconcile")]
+
+
+def test_reconnects_of_earlier_sessions_are_not_counted_again_on_a_resume() -> None:
+    clock = CatchUpClock()
+    bus = Bus(clock)
+    exporter = MetricsExporter(bus, clock)
+    now = clock.now_ns()
+    bus.publish(InstrumentsLoaded(now, now, "paper", tuple(binance_defaults(["BTC"]))))
+    clock.replay_from(now)
+    states: tuple[LinkState, ...] = ("connected", "disconnected", "connected")
+    for state in states:  # the journal's past
+        bus.publish(VenueConnectionChanged(now, now, "paper", "user:spot", state))
+    clock.go_live()
+    assert value(exporter, "ballast_venue_reconnects_total", venue="paper") == 0
+    assert value(exporter, "ballast_venue_connected", venue="paper", stream="user:spot") == 1
+    bus.publish(VenueConnectionChanged(now, now, "paper", "user:spot", "disconnected"))
+    bus.publish(VenueConnectionChanged(now, now, "paper", "user:spot", "connected"))
+    assert value(exporter, "ballast_venue_reconnects_total", venue="paper") == 1

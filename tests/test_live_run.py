@@ -6,15 +6,23 @@ tests/test_live_kill.py, ...)"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from ballast.engine.app.live_run import LiveResult, run_live
+from ballast.engine.app.session import Session
+from ballast.engine.app.venue_serve import loopback_exchange
+from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
     InstrumentsLoaded,
     Message,
     OrderFilled,
+    OrderVetoed,
     QuoteTick,
     ReconcileMismatch,
     ReconcileResolved,
@@ -22,7 +30,9 @@ from ballast.engine.kernel.events import (
     SessionStopped,
     VenueConnectionChanged,
 )
-from tests.support.live_config import live_config
+from ballast.engine.kernel.timefmt import parse_time
+from tests.support.cli import ballast
+from tests.support.live_config import START, live_config
 from tests.support.waiting import eventually
 from tests.test_resume import count_in
 from tests.test_run import journal_messages, running, served, until_metric, until_status
@@ -87,3 +97,148 @@ async def test_a_paper_run_trades_on_the_loopback_exchange_and_resumes(tmp_path:
     # no fill twice
     trade_ids = [m.trade_id for m in of(both, OrderFilled) if isinstance(m, OrderFilled)]
     assert len(trade_ids) == len(set(trade_ids))
+
+
+async def test_run_live_in_process_with_a_watcher_stops_when_told(tmp_path: Path) -> None:
+    """run_live as ``make demo`` may call it: a watcher (a live view) around the session, given
+    the exchange's data time; ``stop`` ends the run gracefully."""
+    config = load_config(live_config(tmp_path, overrides={"metrics": {"enabled": False}}))
+    seen: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        session: Session, data_time: Callable[[], int | None] | None
+    ) -> AsyncIterator[None]:
+        assert data_time is not None
+        seen.append(("entered", data_time()))
+        yield
+        seen.append(("left", data_time()))
+
+    async def stop_after_a_fill() -> None:
+        await eventually(lambda: count_in(tmp_path / "journal.db", "OrderFilled") > 0, within_s=60)
+        stop.set()
+
+    stopper = asyncio.create_task(stop_after_a_fill())
+    result = await run_live(
+        config, stop=stop, step_s=0.05, max_runtime_s=60, metrics_address=None, watch=watch
+    )
+    await stopper
+    assert result.reason == "completed"
+    assert result.resumed is None
+    assert [what for what, _ in seen] == ["entered", "left"]
+    left = seen[1][1]
+    assert left is not None
+    assert left >= parse_time(START)
+
+
+async def run_until(
+    config: Config, condition: Callable[[], bool], *, accept_venue_state: bool = False
+) -> LiveResult:
+    """run_live until ``condition`` holds (polled), then a graceful stop."""
+    stop = asyncio.Event()
+
+    async def stopper() -> None:
+        await eventually(condition, within_s=60)
+        stop.set()
+
+    task = asyncio.create_task(stopper())
+    result = await run_live(
+        config,
+        stop=stop,
+        step_s=0.05,
+        max_runtime_s=90,
+        metrics_address=None,
+        accept_venue_state=accept_venue_state,
+    )
+    await task
+    return result
+
+
+async def test_an_exchange_that_lost_its_state_halts_until_the_operator_accepts_it(
+    tmp_path: Path,
+) -> None:
+    config = load_config(live_config(tmp_path, overrides={"metrics": {"enabled": False}}))
+    journal = tmp_path / "journal.db"
+    await run_until(config, lambda: count_in(journal, "OrderFilled") > 0)
+    for state in tmp_path.glob("journal.db.venue.db*"):
+        state.unlink()  # the paper exchange starts afresh: 100,000 USDT, no position
+
+    halted = await run_until(config, lambda: count_in(journal, "ReconcileMismatch") > 0)
+    assert halted.resumed is not None
+    messages = await journal_messages(journal)
+    mismatches = [m for m in messages if isinstance(m, ReconcileMismatch)]
+    assert mismatches
+    assert all(m.venue == "paper" for m in mismatches)
+    assert all(m.subject.startswith(("balance:", "position:")) for m in mismatches)
+
+    await run_until(
+        config, lambda: count_in(journal, "ReconcileResolved") > 0, accept_venue_state=True
+    )
+    messages = await journal_messages(journal)
+    [resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
+    assert resolved.detail.startswith("operator accepted the venue's account")
+    assert mismatches[0].subject in resolved.detail
+    after = messages[messages.index(resolved) :]
+    assert not [m for m in after if isinstance(m, OrderVetoed) and m.reason == "unreconciled"]
+
+
+async def test_a_second_run_on_the_same_journal_is_refused_before_its_exchange_starts(
+    tmp_path: Path,
+) -> None:
+    config = live_config(tmp_path)
+    async with running(tmp_path, config, *PACE) as engine:
+        await served(engine)
+        await engine.line("live: ", within_s=30)
+        second = await asyncio.to_thread(ballast, "run", "-c", str(config), *PACE)
+        assert second.returncode == 1, second.stderr
+        assert "in use by another writer" in second.stderr
+        assert "live: " not in second.stdout  # no exchange of its own was started
+        assert await engine.stop(signal.SIGTERM) == 0
+
+
+async def test_a_user_stream_gap_is_caught_up_and_reconciled(tmp_path: Path) -> None:
+    """A binance-kind run against a loopback exchange of the test's own: its user streams drop;
+    the venue reconnects and catches up, the reconciler checks the account after the gap, and
+    the reconnect is counted."""
+    key, secret = "gap-test-key-123", "gap-test-secret-456"
+    served_config = load_config(live_config(tmp_path, name="exchange.toml"))
+    async with loopback_exchange(
+        served_config, step_s=0.05, api_key=key, api_secret=secret
+    ) as exchange:
+        config = load_config(
+            live_config(
+                tmp_path,
+                kind="binance",
+                rest_url=exchange.rest_url,
+                ws_url=exchange.ws_url,
+                overrides={"metrics": {"enabled": False}},
+            )
+        )
+        journal = tmp_path / "journal.db"
+        stop = asyncio.Event()
+
+        async def drop_then_stop() -> None:
+            await eventually(lambda: count_in(journal, "OrderFilled") > 0, within_s=60)
+            await exchange.server.drop_connections("user")
+            await eventually(lambda: count_in(journal, "ReconcileResolved") > 0, within_s=60)
+            stop.set()
+
+        task = asyncio.create_task(drop_then_stop())
+        await run_live(
+            config,
+            stop=stop,
+            step_s=0.05,
+            max_runtime_s=90,
+            metrics_address=None,
+            environ={"BALLAST_API_KEY": key, "BALLAST_API_SECRET": secret},
+        )
+        await task
+    messages = await journal_messages(journal)
+    links = [m for m in messages if isinstance(m, VenueConnectionChanged)]
+    dropped = next(i for i, m in enumerate(links) if m.state == "disconnected")
+    assert links[dropped].channel.startswith("user")
+    assert "caught_up" in [m.state for m in links[dropped:]]
+    assert not [m for m in messages if isinstance(m, ReconcileMismatch)]
+    [resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
+    assert resolved.detail == "the venue's account agrees with the journal"

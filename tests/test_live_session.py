@@ -5,17 +5,22 @@ it. On a real journal with the in-memory venue."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 
 from ballast.engine.app.catch_up import CatchUpClock, GatedVenue
+from ballast.engine.app.live_run import wind_down
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.clock import LiveClock
+from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import (
     BalanceUpdated,
     InstrumentsLoaded,
+    IntentApproved,
     Message,
+    OrderIntent,
     OrderStatusReported,
     VenueConnectionChanged,
 )
@@ -114,3 +119,55 @@ async def test_a_resumed_live_session_leaves_the_account_to_start_then_looks_ord
     assert kinds.index("VenueConnectionChanged") < kinds.index("OrderRejected")
     assert isinstance(resumed[kinds.index("BalanceUpdated")], BalanceUpdated)
     assert isinstance(resumed[kinds.index("InstrumentsLoaded")], InstrumentsLoaded)
+
+
+class SlowVenue(InMemoryVenue):
+    """Its submits wait for ``release`` (an order on the wire when the stop comes)."""
+
+    def __init__(self, clock: LiveClock) -> None:
+        super().__init__(INSTRUMENTS, {"USDT": D(100_000)}, clock, prices={"BTC/USDT": D(40_000)})
+        self.release = asyncio.Event()
+        self.sending = asyncio.Event()
+
+    async def submit(self, order: SubmitOrder) -> None:
+        self.sending.set()
+        await self.release.wait()
+        await super().submit(order)
+
+
+def approve(session: Session) -> None:
+    now = session.clock.now_ns()
+    intent = OrderIntent("i-1", "BTC/USDT", "buy", D("0.01"), "market", None, False, "test")
+    session.bus.publish(IntentApproved(now, now, intent, ""))
+
+
+async def test_a_graceful_stop_lets_the_order_being_sent_finish(tmp_path: Path) -> None:
+    clock = CatchUpClock()
+    venue = SlowVenue(clock)
+    journal = Journal(tmp_path / "j.db", kind="live")
+    async with journal, Session(Config(), clock, journal=journal, venue=venue) as session:
+        approve(session)
+        await venue.sending.wait()
+        asyncio.get_running_loop().call_later(0.05, venue.release.set)
+        await wind_down(session, 10)
+        assert session.market_muted
+    async with JournalReader(tmp_path / "j.db") as reader:
+        kinds = [type(m).__name__ for m in await reader.messages()]
+    assert kinds.index("SubmitOrder") < kinds.index("OrderFilled") < kinds.index("SessionStopped")
+
+
+async def test_a_graceful_stop_waits_for_an_order_being_sent_no_longer_than_its_bound(
+    tmp_path: Path,
+) -> None:
+    clock = CatchUpClock()
+    venue = SlowVenue(clock)
+    journal = Journal(tmp_path / "j.db", kind="live")
+    async with journal, Session(Config(), clock, journal=journal, venue=venue) as session:
+        approve(session)
+        await venue.sending.wait()
+        await wind_down(session, 0.05)  # never released: given up, looked up on restart
+    async with JournalReader(tmp_path / "j.db") as reader:
+        kinds = [type(m).__name__ for m in await reader.messages()]
+    assert "SubmitOrder" in kinds
+    assert "OrderFilled" not in kinds
+    assert kinds[-1] == "SessionStopped"

@@ -3,6 +3,7 @@ into the exception class it raises against Binance."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ async def test_post_only_that_would_take_is_refused(lb: Loopback) -> None:
 
 
 async def test_weight_exhaustion_is_429_1003(tmp_path: Path) -> None:
-    async with loopback_exchange(weight_limit=60) as lb:
+    async with loopback_exchange(spot_weight_limit=60) as lb:
         # load_markets used 1 (futures) + 20 (spot); every fetch_balance costs 20 (spot)
         async def exhaust() -> None:
             for _ in range(5):
@@ -173,3 +174,29 @@ async def test_time_ping_and_a_signed_call_without_a_key(lb: Loopback) -> None:
         assert resp.status == 401
         assert await resp.json() == {"code": -2014, "msg": "API-key format invalid."}
         assert "X-MBX-USED-WEIGHT-1M" in resp.headers
+
+
+async def test_spot_user_stream_with_a_bad_signature_is_refused(lb: Loopback) -> None:
+    client = lb.new_client(secret="not-the-secret")
+    await client.load_markets()
+    # ccxt 4.5.90 rejects the subscription with AuthenticationError in handle_ws_error, which also
+    # deletes client.subscriptions["spot"]; ensure_user_data_stream_ws_subscribe_signature then
+    # deletes it again and raises KeyError('spot') instead (the same against Binance)
+    with pytest.raises((ccxt.AuthenticationError, KeyError)):
+        await asyncio.wait_for(client.watch_balance(), 5)
+    assert "user:spot" not in lb.server.subscriptions()
+
+
+async def test_going_on_past_twice_the_limit_is_an_ip_ban_418(tmp_path: Path) -> None:
+    async with loopback_exchange(spot_weight_limit=60) as lb:
+        refusals: list[str] = []
+        for _ in range(8):  # 20 weight each (load_markets used 20 of spot's too)
+            try:
+                await lb.client.fetch_balance()
+            except ccxt.DDoSProtection as exc:  # ccxt: "binance <status> <reason> <body>"
+                refusals.append(str(exc).split()[1])
+        assert refusals[0] == "429"
+        assert refusals[-1] == "418"
+        assert "banned until" in lb.client.last_http_response
+        assert 100 <= int(lb.client.last_response_headers["Retry-After"]) <= 120
+        await lb.client.fetch_balance({"type": "swap"})  # futures: another limit

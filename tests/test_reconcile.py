@@ -14,6 +14,7 @@ from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.app.reconcile import Difference, ReconcileBook, Reconciler
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
 from ballast.engine.kernel.events import (
     AccountKind,
@@ -426,3 +427,36 @@ async def test_the_risk_actor_vetoes_every_intent_while_unreconciled(
         desk.bus.publish(ReconcileResolved(now, now, "memory", "agrees again"))
         desk.decide(intent("BTC/USDT", "buy", "0.01"))
         assert isinstance(desk.last(), IntentApproved)
+
+
+async def test_an_open_order_the_journal_does_not_know_is_a_mismatch(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async def elsewhere(event: Message) -> int:  # placed by hand: the engine hears nothing
+        return 0
+
+    venue.attach(elsewhere)
+    now = sim_clock.now_ns()
+    by_hand = SubmitOrder(
+        now, now, "x", "manual-1", "BTC/USDT", "buy", "limit", D("0.001"), D(30000),
+        False, False, "GTC",
+    )  # fmt: skip
+    await venue.submit(by_hand)
+    async with Journal(tmp_path / "j.db") as journal:
+        bus = Bus(sim_clock, journal)
+        rig = Rig(bus, sim_clock, venue)
+        bus.publish(loaded())
+        for event in await venue.account():
+            bus.publish(event)
+        bus.publish(loaded())
+        bus.publish(caught_up())
+        await eventually(lambda: bool(rig.of(ReconcileMismatch)))
+        await rig.reconciler.close()
+    [mismatch] = rig.of(ReconcileMismatch)
+    assert isinstance(mismatch, ReconcileMismatch)
+    assert (mismatch.subject, mismatch.journal_value, mismatch.venue_value) == (
+        "order:manual-1",
+        "0",
+        "0.001",
+    )
+    assert mismatch.detail.startswith("an open order the journal does not know: buy 0.001")

@@ -284,7 +284,7 @@ async def test_stale_marks_are_vetoed_and_reported_once_per_episode(
         sim_clock.advance_to(START_NS + 31 * S)
         desk.decide(intent("BTC/USDT", "buy", "0.1"))
         assert vetoed(desk.last(), "stale_data").detail == (
-            "mark 40000 for BTC/USDT is 31.0s old (threshold 30.0s)"
+            "mark 40000 for BTC/USDT is older than the threshold (30.0s)"
         )
 
         sim_clock.advance_to(START_NS + 300 * S)

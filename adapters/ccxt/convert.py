@@ -1,9 +1,10 @@
 """ccxt's unified structures → the engine's exact values and events.
 
-ccxt parses the exchange's decimal strings into floats. A decimal of at most 15 significant digits
-survives the round trip string → float → shortest ``repr`` exactly, and every amount an exchange
-like Binance sends has fewer (8 decimals, magnitudes far below 10⁷), so ``Decimal(repr(x))``
-recovers the exchange's value. Strings (raw ``info`` fields) are taken as they are.
+The venue has ccxt hand over amounts as the exchange's decimal strings (``client.number = str``),
+taken as they are. Where ccxt still gives a float (the markets' precision and limits, loaded
+before the switch) the value is a short decimal (a tick, a lot, a fee rate): at most 15
+significant digits survive string → float → shortest ``repr`` exactly, so ``Decimal(repr(x))``
+recovers it.
 """
 
 from __future__ import annotations

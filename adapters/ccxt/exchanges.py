@@ -11,12 +11,15 @@ order id" and "unknown order"). Bybit and OKX follow by adding one spec to :data
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ccxt.base import errors as ccxt_errors
+
+log = logging.getLogger(__name__)
 
 AccountApi = str
 """``"spot"`` or ``"futures"``: which of the exchange's APIs (and weight budgets) a call uses."""
@@ -84,6 +87,20 @@ class ExchangeSpec:
     exceptions: Mapping[str, type[Exception]] = field(default_factory=dict)
     """Error code → ccxt exception class, for an exchange reached at another host (ccxt picks
     some of its tables by the exchange's own host names)."""
+    tap: Callable[[Any, Callable[[str, Any], None]], None] = field(
+        default=lambda client, push: None
+    )
+    """Install hooks in the ccxt client that ``push(kind, item)`` every stream update as ccxt
+    handles it: ``order`` (a unified order), ``trade`` (a unified trade), ``balance`` (``(api,
+    unified balance, raw message)``), ``positions`` (unified positions), ``quotes`` / ``marks``
+    (None: ccxt's ticker cache changed). ccxt's ``watch_*`` calls only wake on the next message
+    and hand over its cache, so an update that arrives while the venue is busy would wait for
+    the next one (the last balance of a burst: forever); the hooks see every message."""
+    reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
+    """Forget the ccxt client's user-stream credential of ``api`` after a drop, so the
+    reconnect asks for a fresh one (an expired listenKey would be refused forever)."""
+    funding_mark: Callable[[Mapping[str, Any]], Any] = field(default=lambda row: None)
+    """The mark price of a ``fetch_funding_rate_history`` row (the settlement's), if given."""
     futures_paths: tuple[str, ...] = ()
     """URL path fragments of the futures API (which budget a response header resyncs)."""
 
@@ -221,6 +238,64 @@ def _binance_user_stream_ready(client: Any, api: AccountApi) -> bool:
         return False
 
 
+def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
+    """Wrap ccxt.pro binance's per-message handlers (instance attributes shadow its methods:
+    ``handle_message`` looks them up on the instance for every message)."""
+
+    def after(name: str, then: Callable[[Any, Any], None]) -> None:
+        handled = getattr(client, name)
+
+        def hooked(ws: Any, message: Any) -> Any:
+            result = handled(ws, message)
+            try:
+                then(ws, message)
+            except Exception:  # a tap must never break ccxt's own handling
+                log.exception("%s: stream hook %s failed", client.id, name)
+            return result
+
+        setattr(client, name, hooked)
+
+    def trade(ws: Any, message: Any) -> None:
+        if isinstance(message, Mapping) and message.get("x") == "TRADE":
+            push("trade", client.parse_ws_trade(message))
+
+    def order(ws: Any, message: Any) -> None:
+        push("order", client.parse_ws_order(message))
+
+    def balance(ws: Any, message: Any) -> None:
+        kind = client.get_account_type_from_subscriptions(list(ws.subscriptions.keys()))
+        cached = (client.balance or {}).get(kind)
+        if cached is not None:
+            push("balance", ("spot" if kind in ("spot", "margin") else "futures", cached, message))
+
+    def positions(ws: Any, message: Any) -> None:
+        data = message.get("a") if isinstance(message, Mapping) else None
+        rows = data.get("P") if isinstance(data, Mapping) else None
+        parsed = []
+        for row in rows or ():
+            position = client.parse_ws_position(row)
+            position["timestamp"] = message.get("E")
+            parsed.append(position)
+        if parsed:
+            push("positions", parsed)
+
+    after("handle_my_trade", trade)
+    after("handle_order", order)
+    after("handle_balance", balance)
+    after("handle_positions", positions)
+    after("handle_bids_asks", lambda ws, message: push("quotes", None))
+    after("handle_mark_prices", lambda ws, message: push("marks", None))
+
+
+def _binance_reset_user_stream(client: Any, api: AccountApi) -> None:
+    """ccxt reuses a listenKey for 20 min after it got it; Binance answers a new POST with the
+    account's active key (extended), or a new one if it expired."""
+    if api == "futures":
+        options = client.options.get("linear")
+        if isinstance(options, dict):
+            options["lastAuthenticatedTime"] = 0
+
+
 _BINANCE_REASONS = {
     "-2010": "insufficient balance",
     "-2019": "insufficient margin",
@@ -293,6 +368,7 @@ BINANCE = ExchangeSpec(
         "spot:myTrades": 20,
         "futures:myTrades": 5,
         "futures:income": 30,
+        "futures:fundingRate": 1,
         "futures:listenKey": 1,
     },
     weight_limit_per_minute=2400,
@@ -307,6 +383,9 @@ BINANCE = ExchangeSpec(
     user_stream_ready=_binance_user_stream_ready,
     rejection_reason=_binance_rejection_reason,
     futures_paths=("/fapi/",),
+    tap=_binance_tap,
+    reset_user_stream=_binance_reset_user_stream,
+    funding_mark=lambda row: (row.get("info") or {}).get("markPrice"),
     exceptions={
         "-1013": ccxt_errors.InvalidOrder,
         "-1111": ccxt_errors.InvalidOrder,

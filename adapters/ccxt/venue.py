@@ -19,17 +19,30 @@ with jitter, capped):
   ``OrderFilled``, ``BalanceUpdated``, ``PositionUpdated``; a funding settlement announced there
   makes the venue read the income endpoint (``FundingPaid``).
 
-A channel reports ``connected`` once subscribed (public: its first message; user: the exchange
-confirmed the subscription), ``disconnected`` with the error and the attempt it waits for when a
-watch fails, and after a reconnect of a user channel the venue runs the same REST catch-up as at
+A channel reports ``connected`` once subscribed (public: its socket is open or its first message
+came; user: the exchange confirmed the subscription), ``disconnected`` with the error and the
+attempt it waits for when a watch fails, and after a reconnect of a user channel the venue asks
+for a fresh user-stream credential (an expired listenKey) and runs the same REST catch-up as at
 start, for the gap.
+
+**Every update, in order.** ccxt's ``watch_*`` calls wake on the next message and hand over
+ccxt's cache: an update that arrives while the venue is busy reporting the previous one would
+wait for the message after it (the last balance of a burst: forever). So the ``watch_*`` calls
+only keep the subscriptions alive and surface drops; hooks in ccxt's per-message handlers
+(:attr:`ExchangeSpec.tap`) queue every update as ccxt parses it, and one task reports the queue
+in the order the exchange sent it. Quotes and marks are read from ccxt's latest-per-symbol cache
+(a lagging reader gets the newest, never a stale one). Amounts are the exchange's decimal
+strings (``client.number = str`` once the markets are loaded): exact.
 
 **Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
 ``create_order``, the user stream, a catch-up): trades are deduplicated by the exchange's trade id
-(``seen_trade_ids`` seeds the set on a restart), funding by the settlement's id. An order's
-``OrderAccepted`` is emitted once and always before its first fill; ``OrderCanceled`` /
-``OrderRejected`` once. Order and account events are emitted under one lock, so what a stream
-and a REST reply report about one order cannot interleave.
+(``seen_trade_ids`` seeds the set on a restart), funding by the settlement's id. The
+``OrderAccepted`` of an order this process sent is emitted once and always before its first
+fill; ``OrderCanceled`` / ``OrderRejected`` once. An order this process did not send (the last
+session's, found by a catch-up or the stream) gets no ``OrderAccepted`` (the journal has it, or
+the router's resume lookup reports it); its fills and its end are reported. Order and account
+events are emitted under one lock, so what a stream and a REST reply report about one order
+cannot interleave.
 
 **Catch-up** (start, and after every reconnect of a user channel): own trades since the last fill
 this process emitted (at start: ``fills_after_ns``), oldest first; funding income since then;
@@ -57,6 +70,7 @@ import contextlib
 import logging
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -117,6 +131,18 @@ _HOUSEKEEPING_S = 0.05
 _RATE_LIMIT_RETRIES = 2
 _TRADES_PAGE = 1000
 _FUNDING_GRACE_NS = NS_PER_SECOND
+_ENDED_KEPT = 10_000
+"""Ended orders remembered (a resend of one of them is ignored without asking the exchange)."""
+_FUNDING_MATCH_MS = 60_000
+"""A settlement's income record and its funding-rate record are at most this far apart."""
+
+
+def _nearest(
+    history: Mapping[int, tuple[Decimal, Decimal]], ts_ms: int
+) -> tuple[Decimal, Decimal] | None:
+    """The funding-rate record of the settlement at ``ts_ms`` (the closest, within a minute)."""
+    near = [t for t in history if abs(t - ts_ms) <= _FUNDING_MATCH_MS]
+    return history[min(near, key=lambda t: abs(t - ts_ms))] if near else None
 
 
 def backoff_s(attempt: int, rng: random.Random) -> float:
@@ -126,7 +152,6 @@ def backoff_s(attempt: int, rng: random.Random) -> float:
 
 
 _Watch = Callable[[], Awaitable[Any]]
-_Handle = Callable[[Any], Awaitable[None]]
 
 
 @dataclass
@@ -143,6 +168,8 @@ class _Order:
     terminal: bool = False
     cancel_reason: str | None = None
     last_news_ns: int = 0
+    ours: bool = False
+    """Sent by this process (its silence is looked into, a catch-up checks it)."""
 
 
 @dataclass
@@ -150,8 +177,8 @@ class _Channel:
     name: str
     api: AccountApi | None
     """The account of a user channel (None: public market data)."""
-    loops: list[tuple[_Watch, _Handle]] = field(default_factory=list)
-    """(watch call, handler of what it returns): the channel's subscriptions."""
+    watches: list[_Watch] = field(default_factory=list)
+    """The channel's subscriptions (ccxt ``watch_*`` calls)."""
     connected: bool = False
     message: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at the first message of the current attempt."""
@@ -181,6 +208,7 @@ class CcxtVenue(Venue):
         seen_trade_ids: Collection[str] = (),
         silent_order_s: float = 10.0,
         funding_after_ns: int | None = None,
+        seen_funding: Collection[tuple[str, int]] = (),
     ) -> None:
         super().__init__()
         if (rest_url is None) != (ws_url is None):
@@ -196,12 +224,18 @@ class CcxtVenue(Venue):
         self._ws_url = ws_url
         self._testnet = testnet
         self._silent_ns = int(silent_order_s * NS_PER_SECOND)
-        self._fills_after_ms = fills_after_ns // NS_PER_MILLISECOND
-        self._funding_after_ms = (
+        # nothing journaled (0): the account statement holds the past, fills before now are
+        # not this engine's to book
+        self._fills_after_ms = (fills_after_ns or clock.now_ns()) // NS_PER_MILLISECOND
+        first_funding_ms = (
             self._fills_after_ms
             if funding_after_ns is None
             else funding_after_ns // NS_PER_MILLISECOND + 1
         )
+        self._funding_after_ms = dict.fromkeys(self.perp, first_funding_ms)
+        """Per perp: income older than this was reported (or is the journal's)."""
+        self._seen_funding_at: set[tuple[str, int]] = set(seen_funding)
+        """(symbol, ts_event) of settlements already reported (the journal's, on a restart)."""
         self._seen_trades: set[str] = set(seen_trade_ids)
         self._seen_funding: set[str] = set()
         self._client: Any = None
@@ -225,6 +259,11 @@ class CcxtVenue(Venue):
         self._next_funding_ms: dict[str, int] = {}
         self._funding_polled_ms: dict[str, int] = {}
         self._funding_wanted = asyncio.Event()
+        self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._ended: deque[str] = deque()
+        self._timers: list[Any] = []
+        self._last_quote: dict[str, tuple[Any, ...]] = {}
+        self._last_mark: dict[str, tuple[Any, ...]] = {}
         self._started = False
         self._closing = False
 
@@ -249,21 +288,27 @@ class CcxtVenue(Venue):
                 config["timeout_on_exit"] = 0
         return config
 
-    async def connect(self) -> None:
-        if self._client is not None:
-            return
+    def build_client(self) -> Any:
+        """The ccxt.pro client this venue talks through (not connected: nothing is sent until a
+        call). ``testnet``: ccxt's sandbox URLs (``urls['test']``) laid over the API URLs
+        (``set_sandbox_mode`` would replace the whole block); explicit ``rest_url``/``ws_url``
+        win over both."""
         try:
             client_class = getattr(ccxtpro, self.spec.id)
         except AttributeError as e:
             raise VenueError(f"{self.name}: ccxt.pro has no exchange {self.spec.id!r}") from e
         client = client_class(self._config())
         if self._testnet and self._rest_url is None:
-            # ccxt's sandbox URLs, without set_sandbox_mode (it would replace any overrides)
             test = client.urls.get("test")
             if not test:
-                await client.close()
                 raise VenueError(f"{self.name}: {self.spec.id} has no sandbox endpoints")
             client.urls["api"] = client.deep_extend(client.urls["api"], test)
+        return client
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = self.build_client()
         self._client = client
         original = client.on_rest_response
 
@@ -281,6 +326,17 @@ class CcxtVenue(Venue):
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         client.on_rest_response = on_rest_response
+        self.spec.tap(client, self._push)
+        timers = self._timers
+        schedule = client.delay
+
+        def delay(timeout: Any, method: Any, *args: Any) -> Any:
+            # ccxt's own timers (the listenKey keep-alive every 20 min): cancelled by close()
+            handle = schedule(timeout, method, *args)
+            timers.append(handle)
+            return handle
+
+        client.delay = delay
         try:
             await self._call("spot", "exchangeInfo", client.load_markets)
             self._instruments = self._load_instruments()
@@ -296,6 +352,9 @@ class CcxtVenue(Venue):
             raise VenueError(self._text(f"{self.name}: connect failed: {e}")) from None
 
     async def _drop_client(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -307,6 +366,7 @@ class CcxtVenue(Venue):
         if self._started:
             return
         self._started = True
+        self._spawn(self._pump(), f"{self.name}:updates")
         for channel in self._make_channels():
             self._channels[channel.name] = channel
             self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
@@ -353,7 +413,12 @@ class CcxtVenue(Venue):
     # ------------------------------------------------------------------ REST with budget
 
     def _text(self, text: str) -> str:
-        return redact(text.replace(self._api_secret, "***") if self._api_secret else text)
+        """An error text fit for logs and events: registered secrets and this venue's keys
+        masked."""
+        for secret in (self._api_secret, self._api_key):
+            if len(secret) >= 4:  # shorter would mask innocent text
+                text = text.replace(secret, "***")
+        return redact(text)
 
     def _observe_response(self, code: Any, url: str, headers: Any) -> None:
         api = "futures" if any(p in url for p in self.spec.futures_paths) else "spot"
@@ -546,7 +611,7 @@ class CcxtVenue(Venue):
         if known is not None and known.answered:
             return  # the exchange has it (or refused it): a resend is not a new order
         if known is None:
-            known = _Order(order.symbol, order.side, order.qty, last_news_ns=now)
+            known = _Order(order.symbol, order.side, order.qty, last_news_ns=now, ours=True)
             self._orders[coid] = known
             await self.emit(
                 OrderSubmitted(
@@ -613,7 +678,7 @@ class CcxtVenue(Venue):
             await self._reject(coid, order.symbol, self._text(reason))
             return
         known.answered = True
-        await self._on_orders([reply], from_reply=True)
+        await self._on_orders([reply])
 
     async def _resolve_duplicate(self, coid: str, symbol: str) -> None:
         """The exchange already has this client order id: report what it knows of it."""
@@ -674,11 +739,13 @@ class CcxtVenue(Venue):
             return
         self._orders.setdefault(
             coid,
-            _Order(order.symbol, "buy", ZERO, cancel_reason=order.reason, answered=True),
+            _Order(
+                order.symbol, "buy", ZERO, cancel_reason=order.reason, answered=True, accepted=True
+            ),
         )
         # the reply's own clientOrderId may name the cancel request (Binance spot); it is
         # about ours
-        await self._on_orders([{**reply, "clientOrderId": coid}], from_reply=True)
+        await self._on_orders([{**reply, "clientOrderId": coid}])
 
     async def order_status(self, client_order_id: str, symbol: str) -> OrderStatus | None:
         client = self._require_client()
@@ -719,19 +786,29 @@ class CcxtVenue(Venue):
 
     # ------------------------------------------------------------------ reports (under the lock)
 
+    def _end(self, coid: str, known: _Order) -> None:
+        """``coid`` reached its end; the oldest ended orders are forgotten (bounded memory: a
+        late report of one is deduplicated by trade id, or is old news)."""
+        known.terminal = True
+        self._ended.append(coid)
+        while len(self._ended) > _ENDED_KEPT:
+            old = self._ended.popleft()
+            gone = self._orders.get(old)
+            if gone is not None and gone.terminal:
+                del self._orders[old]
+                self._by_venue_id.pop(gone.venue_order_id, None)
+
     async def _reject(self, coid: str, symbol: str, reason: str) -> None:
         async with self._lock:
             known = self._orders.get(coid)
             if known is not None:
                 if known.terminal:
                     return
-                known.terminal = True
+                self._end(coid, known)
             now = self.clock.now_ns()
             await self.emit(OrderRejected(now, now, coid, symbol, reason))
 
-    async def _on_orders(
-        self, orders: Sequence[Mapping[str, Any]], *, from_reply: bool = False
-    ) -> None:
+    async def _on_orders(self, orders: Sequence[Mapping[str, Any]]) -> None:
         """Order updates (REST replies, lookups, the stream): accepted once, then fills of a
         reply that carries them (spot ``fills``), then canceled/rejected once."""
         for order in orders:
@@ -744,11 +821,12 @@ class CcxtVenue(Venue):
             async with self._lock:
                 now = self.clock.now_ns()
                 known = self._orders.get(coid)
-                if known is None:
+                if known is None:  # not sent by this process: its acceptance is old news
                     known = _Order(
                         symbol,
                         "sell" if order.get("side") == "sell" else "buy",
                         amount(order.get("amount")),
+                        accepted=True,
                     )
                     self._orders[coid] = known
                 known.answered = True
@@ -759,7 +837,7 @@ class CcxtVenue(Venue):
                 status = order.get("status")
                 if status == "rejected":
                     if not known.terminal:
-                        known.terminal = True
+                        self._end(coid, known)
                         reason = self._reject_reason(order)
                         await self.emit(OrderRejected(now, now, coid, symbol, reason))
                     continue
@@ -768,11 +846,11 @@ class CcxtVenue(Venue):
                 for trade in order.get("trades") or ():
                     await self._fill(trade, coid=coid, order=order, now=now)
                 if status in ("canceled", "expired") and not known.terminal:
-                    known.terminal = True
+                    self._end(coid, known)
                     reason = known.cancel_reason or str(status)
                     await self.emit(OrderCanceled(ts, now, coid, symbol, reason))
-                elif status == "closed":
-                    known.terminal = True
+                elif status == "closed" and not known.terminal:
+                    self._end(coid, known)
 
     def _reject_reason(self, order: Mapping[str, Any]) -> str:
         info = order.get("info") or {}
@@ -828,8 +906,8 @@ class CcxtVenue(Venue):
         venue_id = str(trade.get("order") or (order or {}).get("id") or "")
         known = self._orders.get(coid)
         side: Side = "sell" if (trade.get("side") or (order or {}).get("side")) == "sell" else "buy"
-        if known is None and coid:
-            known = _Order(symbol, side, ZERO, answered=True)
+        if known is None and coid:  # not sent by this process: no OrderAccepted of ours
+            known = _Order(symbol, side, ZERO, answered=True, accepted=True)
             self._orders[coid] = known
         ts_ms = trade.get("timestamp")
         if ts_ms is None and order is not None:
@@ -887,31 +965,50 @@ class CcxtVenue(Venue):
                 if p.get("symbol") in self._instruments:
                     await self.emit(self._position(p, now))
 
-    async def _on_funding(self, incomes: Sequence[Mapping[str, Any]]) -> int:
+    async def _on_funding(
+        self, incomes: Sequence[Mapping[str, Any]], history: Mapping[int, tuple[Decimal, Decimal]]
+    ) -> int:
+        """FundingPaid for each settlement not reported yet. Its rate and mark are the
+        exchange's for that funding time (``history``: ms → (rate, mark)), the position the one
+        the payment implies (``−amount / (mark × rate)`` on the lot grid); without history, the
+        last mark, rate and position the venue saw."""
         now = self.clock.now_ns()
         emitted = 0
         ordered = sorted(incomes, key=lambda i: (i.get("timestamp") or 0, str(i.get("id"))))
         async with self._lock:
             for income in ordered:
                 iid = income.get("id")
-                symbol = income.get("symbol")
+                symbol = str(income.get("symbol"))
+                ts_ms = income.get("timestamp")
+                ts = ms_to_ns(ts_ms, now)
                 if iid is None or str(iid) in self._seen_funding or symbol not in self._instruments:
                     continue
                 self._seen_funding.add(str(iid))
-                mark, rate = self._marks.get(str(symbol), (ZERO, ZERO))
-                ts_ms = income.get("timestamp")
                 if ts_ms is not None:
-                    self._funding_after_ms = max(self._funding_after_ms, int(ts_ms) + 1)
+                    after = max(self._funding_after_ms.get(symbol, 0), int(ts_ms) + 1)
+                    self._funding_after_ms[symbol] = after
+                if (symbol, ts) in self._seen_funding_at:
+                    continue
+                self._seen_funding_at.add((symbol, ts))
+                paid = amount(income.get("amount"))
+                mark, rate = self._marks.get(symbol, (ZERO, ZERO))
+                qty = self._positions.get(symbol, ZERO)
+                known = _nearest(history, int(ts_ms)) if ts_ms is not None else None
+                if known is not None:
+                    rate, mark = known
+                    if mark * rate != 0:
+                        qty = self._instruments[symbol].round_qty(abs(paid / (mark * rate)))
+                        qty = -qty if paid * rate > 0 else qty
                 await self.emit(
                     FundingPaid(
-                        ms_to_ns(ts_ms, now),
+                        ts,
                         now,
-                        str(symbol),
-                        self._positions.get(str(symbol), ZERO),
+                        symbol,
+                        qty,
                         mark,
                         rate,
-                        amount(income.get("amount")),
-                        str(income.get("code") or quote_of(str(symbol))),
+                        paid,
+                        str(income.get("code") or quote_of(symbol)),
                     )
                 )
                 emitted += 1
@@ -940,13 +1037,16 @@ class CcxtVenue(Venue):
                     open_found += len(orders)
                     await self._on_orders(orders)
                 open_ids = {
-                    coid for coid, o in self._orders.items() if o.accepted and not o.terminal
+                    coid
+                    for coid, o in self._orders.items()
+                    if o.ours and o.accepted and not o.terminal
                 }
                 for coid in sorted(open_ids):
                     known = self._orders[coid]
                     found = await self._fetch_order(client, coid, known.symbol)
                     if found is not None and found.get("status") != "open":
                         await self._on_orders([found])
+                held = {symbol for symbol, qty in self._positions.items() if qty != 0}
                 account = await self.account()
             except ExchangeError as e:
                 raise VenueError(self._text(f"{self.name}: catch-up: {e}")) from None
@@ -958,6 +1058,16 @@ class CcxtVenue(Venue):
                             event.locked,
                         )
                     await self.emit(event)
+                # a position closed in the gap is absent from the statement (flat ones are not
+                # listed): say it is flat
+                listed = {e.symbol for e in account if isinstance(e, PositionUpdated)}
+                for symbol in sorted(held - listed):
+                    self._positions[symbol] = ZERO
+                    mark = self._marks.get(symbol, (ZERO, ZERO))[0]
+                    now = self.clock.now_ns()
+                    await self.emit(
+                        PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
+                    )
             now = self.clock.now_ns()
             await self.emit(
                 VenueConnectionChanged(
@@ -987,65 +1097,115 @@ class CcxtVenue(Venue):
             since = last
 
     async def _poll_funding(self) -> int:
+        """Funding income since the last reported settlement of each perp."""
         client = self._require_client()
         found = 0
         for symbol in self.perp:
+            since = self._funding_after_ms.get(symbol, 0)
             incomes = await self._call(
-                "futures",
-                "income",
-                client.fetch_funding_history,
-                symbol,
-                self._funding_after_ms,
+                "futures", "income", client.fetch_funding_history, symbol, since
             )
-            found += await self._on_funding(incomes)
+            fresh = [i for i in incomes if str(i.get("id")) not in self._seen_funding]
+            if not fresh:
+                continue
+            first = min(int(i.get("timestamp") or since) for i in fresh)
+            rows = await self._call(
+                "futures",
+                "fundingRate",
+                client.fetch_funding_rate_history,
+                symbol,
+                first - _FUNDING_MATCH_MS,
+            )
+            history: dict[int, tuple[Decimal, Decimal]] = {}
+            for row in rows:
+                mark = self.spec.funding_mark(row)
+                if row.get("timestamp") is not None and mark is not None:
+                    history[int(row["timestamp"])] = (amount(row.get("fundingRate")), amount(mark))
+            found += await self._on_funding(fresh, history)
         return found
 
     # ------------------------------------------------------------------ channels
 
     def _make_channels(self) -> list[_Channel]:
+        """The subscriptions. Their ``watch_*`` calls keep ccxt subscribed and surface a drop;
+        what they return is not used: the stream hooks (``ExchangeSpec.tap``) queue every
+        update as ccxt handles it, and :meth:`_pump` reports it."""
         client = self._client
         channels: list[_Channel] = []
         if self.spot:
             quotes = _Channel("quotes:spot", None)
-            quotes.loops.append((lambda: client.watch_bids_asks(list(self.spot)), self._on_quotes))
+            quotes.watches.append(_bind(client.watch_bids_asks, list(self.spot)))
             channels.append(quotes)
         if self.perp:
             quotes = _Channel("quotes:perp", None)
-            quotes.loops.append((lambda: client.watch_bids_asks(list(self.perp)), self._on_quotes))
+            quotes.watches.append(_bind(client.watch_bids_asks, list(self.perp)))
             channels.append(quotes)
             marks = _Channel("marks", None)
-            marks.loops.append((lambda: client.watch_mark_prices(list(self.perp)), self._on_marks))
+            marks.watches.append(_bind(client.watch_mark_prices, list(self.perp)))
             channels.append(marks)
         for api, params in (("spot", {"type": "spot"}), ("futures", {"type": "swap"})):
             if (api == "spot" and not self.spot) or (api == "futures" and not self.perp):
                 continue
             user = _Channel(f"user:{api}", api)
-            user.loops += [
-                (_bind(client.watch_orders, None, None, None, params), self._on_orders),
-                (_bind(client.watch_my_trades, None, None, None, params), self._on_trades),
-                (_bind(client.watch_balance, params), self._balance_handler(api)),
+            user.watches += [
+                _bind(client.watch_orders, None, None, None, params),
+                _bind(client.watch_my_trades, None, None, None, params),
+                _bind(client.watch_balance, params),
             ]
             if api == "futures":
-                user.loops.append(
-                    (_bind(client.watch_positions, list(self.perp)), self._on_positions)
-                )
+                user.watches.append(_bind(client.watch_positions, list(self.perp)))
             channels.append(user)
         return channels
 
-    def _balance_handler(self, api: AccountApi) -> Callable[[Any], Awaitable[None]]:
-        async def handle(balance: Any) -> None:
-            info = balance.get("info") if isinstance(balance, Mapping) else None
-            if isinstance(info, Mapping) and self.spec.is_funding_update(info):
+    def _push(self, kind: str, item: Any) -> None:
+        """A stream update, queued as ccxt handled it (called synchronously by the hooks)."""
+        self._updates.put_nowait((kind, item))
+
+    async def _pump(self) -> None:
+        """Report the stream updates in the order the exchange sent them."""
+        while True:
+            kind, item = await self._updates.get()
+            try:
+                await self._report(kind, item)
+            except VenueError as e:
+                log.warning("%s: %s update: %s", self.name, kind, self._text(str(e)))
+
+    async def _report(self, kind: str, item: Any) -> None:
+        if kind == "order":
+            await self._on_orders([item])
+        elif kind == "trade":
+            await self._on_trades([item])
+        elif kind == "balance":
+            api, balance, raw = item
+            if isinstance(raw, Mapping) and self.spec.is_funding_update(raw):
                 self._funding_wanted.set()
             await self._on_balance(api, balance, fresh=False)
-
-        return handle
+        elif kind == "positions":
+            await self._on_positions(item)
+        elif kind == "quotes":
+            await self._on_quotes(self._client.bidsasks)
+        elif kind == "marks":
+            await self._on_marks(self._client.tickers)
 
     async def _on_quotes(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
+        """Quotes that changed since the last reported (ccxt keeps the latest per symbol)."""
         now = self.clock.now_ns()
-        for symbol, t in sorted(tickers.items()):
+        for symbol in (*self.spot, *self.perp):
+            t = tickers.get(symbol)
+            if t is None:
+                continue
+            key = (
+                t.get("timestamp"),
+                t.get("bid"),
+                t.get("ask"),
+                t.get("bidVolume"),
+                t.get("askVolume"),
+            )
+            if self._last_quote.get(symbol) == key:
+                continue
+            self._last_quote[symbol] = key
             bid, ask = dec(t.get("bid"), None), dec(t.get("ask"), None)
-            if symbol not in self._instruments or bid is None or ask is None:
+            if bid is None or ask is None:
                 continue
             await self.emit(
                 QuoteTick(
@@ -1061,10 +1221,15 @@ class CcxtVenue(Venue):
 
     async def _on_marks(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
         now = self.clock.now_ns()
-        for symbol, t in sorted(tickers.items()):
-            fields = self.spec.mark_fields(t)
-            if symbol not in self._instruments or fields is None:
+        for symbol in self.perp:
+            t = tickers.get(symbol)
+            fields = None if t is None else self.spec.mark_fields(t)
+            if t is None or fields is None:
                 continue
+            key = (t.get("timestamp"), *fields)
+            if self._last_mark.get(symbol) == key:
+                continue
+            self._last_mark[symbol] = key
             mark = amount(fields.mark)
             rate = amount(fields.funding_rate)
             self._marks[symbol] = (mark, rate)
@@ -1083,21 +1248,17 @@ class CcxtVenue(Venue):
                 )
             )
 
-    async def _loop(self, channel: _Channel, watch: _Watch, handle: _Handle) -> None:
+    async def _loop(self, channel: _Channel, watch: _Watch) -> None:
         """One watch call in a loop; the channel is up at its first message at the latest."""
         while True:
-            result = await watch()
+            await watch()
             channel.message.set()
-            await handle(result)
 
     async def _run_channel(self, channel: _Channel) -> None:
         attempt = 0
         while not self._closing:
             channel.message = asyncio.Event()
-            tasks = [
-                asyncio.ensure_future(self._loop(channel, watch, handle))
-                for watch, handle in channel.loops
-            ]
+            tasks = [asyncio.ensure_future(self._loop(channel, watch)) for watch in channel.watches]
             waiter = asyncio.ensure_future(self._wait_ready(channel))
             error: BaseException | None = None
             try:
@@ -1130,6 +1291,8 @@ class CcxtVenue(Venue):
             if self._is_closing():
                 return
             channel.connected = False
+            if channel.api is not None:
+                self.spec.reset_user_stream(self._client, channel.api)
             attempt += 1
             now = self.clock.now_ns()
             reason = self._text(f"{type(error).__name__}: {error}") if error else "stream ended"
@@ -1209,7 +1372,7 @@ class CcxtVenue(Venue):
         silent = [
             (coid, o)
             for coid, o in self._orders.items()
-            if o.answered and not o.terminal and now - o.last_news_ns >= self._silent_ns
+            if o.ours and o.answered and not o.terminal and now - o.last_news_ns >= self._silent_ns
         ]
         for coid, known in silent:
             known.last_news_ns = now

@@ -12,8 +12,11 @@ Binance does it:
   words.
 - Request weight per endpoint (Binance's published weights), per client IP per wall-clock
   minute, counted separately for spot and futures; every reply carries
-  ``X-MBX-USED-WEIGHT-1M``; over ``weight_limit`` the reply is HTTP 429 code -1003 with
-  ``Retry-After`` (ccxt raises ``DDoSProtection`` for any 429, as it does against Binance).
+  ``X-MBX-USED-WEIGHT-1M``; over the market's limit (``weight_limit``: futures, 2400;
+  ``spot_weight_limit``: spot, 6000) the reply is HTTP 429 code -1003 with
+  ``Retry-After`` (ccxt raises ``DDoSProtection`` for any 429, as it does against Binance); an IP
+  that goes on past twice the limit is banned for ``ban_s`` (HTTP 418 -1003 "IP banned until",
+  ``Retry-After``; also DDoSProtection in ccxt).
 - listenKey (``POST/PUT/DELETE /fapi/v1/listenKey``, API key only): one per API key, returned
   again (and extended) while active, valid ``listen_key_ttl_s`` (60 minutes) from the last
   keep-alive; an expired key gets ``listenKeyExpired`` and its sockets closed, a deleted one its
@@ -139,6 +142,9 @@ class _Socket:
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
 
     def send(self, payload: Any) -> None:
+        self.send_text(_dumps(payload))
+
+    def send_text(self, text: str) -> None:
         """Queue a message; a client that falls ``MAX_BACKLOG`` messages behind is dropped
         (Binance disconnects slow consumers too)."""
         if self.dropped:
@@ -147,7 +153,7 @@ class _Socket:
             log.warning("loopback: dropping a %s socket %d messages behind", self.kind, MAX_BACKLOG)
             self.abort()
             return
-        self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
+        self.queue.put_nowait(text)
 
     def abort(self) -> None:
         self.dropped = True
@@ -172,14 +178,23 @@ class LoopbackServer:
         port: int = 0,
         keys: Mapping[str, str],
         weight_limit: int = 2400,
+        spot_weight_limit: int = 6000,
         recv_window_ms_max: int = 60_000,
+        ban_s: float = 120.0,
     ) -> None:
         self.core = core
         self.host = host
         self.port = port
         self.keys = dict(keys)
         self.weight_limit = weight_limit
+        """Request weight per IP per minute on the futures API (Binance USDⓈ-M: 2400)."""
+        self.spot_weight_limit = spot_weight_limit
+        """... and on the spot API (Binance: 6000)."""
         self.recv_window_ms_max = recv_window_ms_max
+        self.ban_s = ban_s
+        """How long an IP that goes on past twice the weight limit in a minute is banned (HTTP
+        418; Binance: from 2 minutes up to 3 days); 0: never."""
+        self._banned_until: dict[tuple[str, Market], float] = {}
         self.symbols = wire.Symbols(core.instruments.values())
         self._controls: list[tuple[str, str, Handler]] = []
         self._runner: web.AppRunner | None = None
@@ -336,22 +351,34 @@ class LoopbackServer:
     ) -> Handler:
         futures = market == "futures"
 
+        def limit() -> int:
+            return self.weight_limit if futures else self.spot_weight_limit
+
         async def endpoint(request: web.Request) -> web.StreamResponse:
             self.requests += 1
             body = await request.text() if request.can_read_body else ""
             params = _params(request.query_string, body)
-            used = self._count_weight(request, market, weight(params))
+            ip = request.remote or ""
+            banned = self._banned_until.get((ip, market), 0.0)
+            used = self._count_weight(request, market, 0 if banned else weight(params))
             headers = {WEIGHT_HEADER: str(used)}
             try:
-                if used > self.weight_limit:
-                    retry = str(60 - int(time.time()) % 60)
-                    raise _TooMuchWeight(self.weight_limit, request.remote or "", retry)
+                now = time.time()
+                if not banned and self.ban_s > 0 and used > 2 * limit():
+                    banned = self._banned_until[(ip, market)] = now + self.ban_s
+                if banned > now:
+                    raise _Banned(ip, banned)
+                if banned:
+                    del self._banned_until[(ip, market)]
+                if used > limit():
+                    retry = str(60 - int(now) % 60)
+                    raise _TooMuchWeight(limit(), ip, retry)
                 if security != "public":
                     params[_API_KEY] = self._check_key(request)
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
                 result = await handler(params, futures)
-            except _TooMuchWeight as exc:
+            except (_TooMuchWeight, _Banned) as exc:
                 headers["Retry-After"] = exc.retry_after
                 return web.json_response(exc.body(), status=exc.status, headers=headers)
             except BinanceError as exc:
@@ -444,7 +471,7 @@ class LoopbackServer:
         return {"serverTime": int(time.time() * 1000)}
 
     async def _spot_info(self, params: dict[str, str], futures: bool) -> Any:
-        return wire.exchange_info(self.core, False, self._now_ms(), self.weight_limit)
+        return wire.exchange_info(self.core, False, self._now_ms(), self.spot_weight_limit)
 
     async def _futures_info(self, params: dict[str, str], futures: bool) -> Any:
         return wire.exchange_info(self.core, True, self._now_ms(), self.weight_limit)
@@ -944,14 +971,11 @@ class LoopbackServer:
             self._to_futures_user(wire.account_update(update, inst))
 
     def _to_spot_user(self, event: Any) -> None:
-        for sock in self._sockets:
-            if sock.kind == "ws_api" and sock.user:
-                sock.send({"subscriptionId": 0, "event": event})
+        chosen = [s for s in self._sockets if s.kind == "ws_api" and s.user]
+        _broadcast(chosen, {"subscriptionId": 0, "event": event})
 
     def _to_futures_user(self, event: Any) -> None:
-        for sock in self._sockets:
-            if sock.kind == "futures_private":
-                sock.send(event)
+        _broadcast([s for s in self._sockets if s.kind == "futures_private"], event)
 
     def _on_market(self, update: MarketUpdate) -> None:
         event = update.event
@@ -977,14 +1001,14 @@ class LoopbackServer:
             interval = _INTERVALS.get(event.interval_s, "1m")
             payload = wire.kline_event(event, inst, now, interval)
             wanted = (f"{name}@kline_{interval}",)
-        for sock in self._sockets:
-            if sock.kind == kind and any(w in sock.streams for w in wanted):
-                sock.send(payload)
+        chosen = [
+            s for s in self._sockets if s.kind == kind and any(w in s.streams for w in wanted)
+        ]
+        _broadcast(chosen, payload)
 
     def _send_all_marks(self, kind: str, payload: Any) -> None:
-        for sock in self._sockets:
-            if sock.kind == kind and sock.streams & {"!markprice@arr", "!markprice@arr@1s"}:
-                sock.send([payload])
+        every = {"!markprice@arr", "!markprice@arr@1s"}
+        _broadcast([s for s in self._sockets if s.kind == kind and s.streams & every], [payload])
 
     def subscriptions(self) -> set[str]:
         """What the open sockets listen to: stream names (lower case, ``btcusdt@bookticker``),
@@ -1054,6 +1078,18 @@ class LoopbackServer:
         return web.json_response({"ok": True})
 
 
+class _Banned(BinanceError):
+    def __init__(self, ip: str, until_s: float) -> None:
+        until_ms = int(until_s * 1000)
+        super().__init__(
+            -1003,
+            f"Way too much request weight used; IP({ip}) banned until {until_ms}. "
+            "Please use WebSocket Streams for live updates to avoid bans.",
+            418,
+        )
+        self.retry_after = str(max(1, int(until_s - time.time() + 0.999)))
+
+
 class _TooMuchWeight(BinanceError):
     def __init__(self, limit: int, ip: str, retry_after: str) -> None:
         super().__init__(
@@ -1103,6 +1139,14 @@ def _ws_value(value: Any) -> str:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+def _broadcast(sockets: list[_Socket], payload: Any) -> None:
+    """Send ``payload`` to ``sockets``, encoded once."""
+    if sockets:
+        text = _dumps(payload)
+        for sock in sockets:
+            sock.send_text(text)
 
 
 def _control_prices(

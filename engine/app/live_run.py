@@ -64,6 +64,13 @@ time order (spot and futures streams, REST replies), so one the journal lacks ma
 the last one it has."""
 
 
+Watcher = Callable[
+    [Session, Callable[[], int | None] | None], contextlib.AbstractAsyncContextManager[object]
+]
+"""Something watching a live session while it runs (a live view): given the session and, for a
+paper run, the data time of the exchange's last market step."""
+
+
 @dataclass(frozen=True, slots=True)
 class LivePast:
     """What a live journal says of its past."""
@@ -78,9 +85,10 @@ class LivePast:
     seen_trade_ids: frozenset[str]
     fills: int
     funding_after_ns: int = 0
-    """Where the venue's catch-up of funding starts: the earliest of the perps' last journaled
-    settlements (settlements of two perps a few ms apart may reach the journal in either order),
-    or the start of its first session."""
+    """Where the venue's catch-up of funding starts: ``SEEN_MARGIN_NS`` before the earliest of
+    the perps' last journaled settlements (the perps settle at the same time, to the ms or a few
+    ms apart, and their payments may reach the journal in either order), never before its first
+    session; the ones the journal holds from then on are dropped when sent again."""
     funding_seen: frozenset[tuple[str, int]] = frozenset()
     """(symbol, ``ts_event``) of the journal's funding payments from ``funding_after_ns`` on: a
     re-sent one is dropped (:func:`funding_filter`)."""
@@ -144,7 +152,8 @@ async def live_past(path: Path, venue: str) -> LivePast | None:
     last_settled: dict[str, int] = {}
     for symbol, ts in funding:
         last_settled[symbol] = max(ts, last_settled.get(symbol, 0))
-    funding_after = max(min(last_settled.values(), default=0), first_ns)
+    earliest = min(last_settled.values(), default=0)
+    funding_after = max(earliest - SEEN_MARGIN_NS, first_ns) if earliest else first_ns
     funding_seen = frozenset((s, ts) for s, ts in funding if ts >= funding_after)
     return LivePast(last_seq, sessions, after, seen, fills, funding_after, funding_seen, last)
 
@@ -228,11 +237,15 @@ async def run_live(
     accept_venue_state: bool = False,
     data: Path | None = None,
     environ: dict[str, str] | None = None,
+    watch: Watcher | None = None,
 ) -> LiveResult:
     """Trade on ``config``'s live venue until ``stop`` is set (or ``max_runtime_s`` passed);
     resumes the live sessions its journal holds (module docstring). ``signals``: names of the
     signals that set ``stop``; ``source``: the config as the file said; ``data``: a paper run's
-    market data folder (default ``[paper] data_dir``)."""
+    market data folder (default ``[paper] data_dir``); ``watch``: entered around the session
+    (before it, like the metrics), given the session and, for a paper run, the data time of the
+    loopback exchange's last market step (a live view: ``watch=lambda s, t: live_view(s,
+    data_time=t)``)."""
     kind = config.venue.kind
     if kind not in ("paper", "binance"):
         raise BallastError(f"run_live: venue.kind {kind!r} is not a live venue")
@@ -249,8 +262,19 @@ async def run_live(
     clock = CatchUpClock()
     started_ns = clock.now_ns()  # a fresh start: the account's earlier fills are not ours
     async with contextlib.AsyncExitStack() as stack:
+        # The journal first: its lock keeps a second run (and its paper exchange) out.
+        journal = await stack.enter_async_context(
+            Journal(
+                path,
+                batch_size=config.journal.batch_size,
+                flush_interval_s=config.journal.flush_interval_ms / 1000,
+                kind="live",
+            )
+        )
+        resume_from = _resume_point(journal, past)
         rest_url, ws_url, where = config.venue.rest_url, config.venue.ws_url, ""
         finished: asyncio.Event | None = None
+        data_time: Callable[[], int | None] | None = None
         if kind == "paper":
             folder = data if data is not None else bundled_data_dir(config.paper.data_dir)
             handle = await stack.enter_async_context(
@@ -265,18 +289,14 @@ async def run_live(
             )
             rest_url, ws_url = handle.rest_url, handle.ws_url
             finished = handle.driver.finished
+            driver = handle.driver
+
+            def data_time() -> int | None:
+                return driver.data_ts_ns
+
             where = f"loopback exchange {rest_url} (data {folder}, {step_s:g} s per bar time)"
         else:
             where = rest_url or ("binance testnet" if config.venue.testnet else "binance")
-        journal = await stack.enter_async_context(
-            Journal(
-                path,
-                batch_size=config.journal.batch_size,
-                flush_interval_s=config.journal.flush_interval_ms / 1000,
-                kind="live",
-            )
-        )
-        resume_from = _resume_point(journal, past)
         venue = CcxtVenue(
             EXCHANGES["binance"],
             spot=config.instruments.spot,
@@ -292,6 +312,7 @@ async def run_live(
             seen_trade_ids=past.seen_trade_ids if past is not None else (),
             silent_order_s=config.venue.silent_order_s,
             funding_after_ns=past.funding_after_ns if past is not None else started_ns,
+            seen_funding=past.funding_seen if past is not None else (),
         )
         close_venue = _once(venue.close)
         stack.push_async_callback(close_venue)
@@ -323,6 +344,8 @@ async def run_live(
             )
         if past is not None:
             print(_resumed(past), flush=True)
+        if watch is not None:
+            await stack.enter_async_context(watch(session, data_time))
         async with session:
             if finished is not None:
                 watcher = asyncio.create_task(_exhausted(finished), name="data-exhausted")
@@ -330,7 +353,7 @@ async def run_live(
             seen = signals if signals is not None else []
             session.stop_reason = await _serve(stop, max_runtime_s, seen)
             result.reason = session.stop_reason
-            await _wind_down(session, config.venue.shutdown_timeout_s)
+            await wind_down(session, config.venue.shutdown_timeout_s)
             await close_venue()
             await reconciler.close()
     return result
@@ -376,7 +399,7 @@ async def _serve(stop: asyncio.Event, max_runtime_s: float | None, signals: list
     return f"signal:{signals[0]}" if signals else "completed"
 
 
-async def _wind_down(session: Session, timeout_s: float) -> None:
+async def wind_down(session: Session, timeout_s: float) -> None:
     """No new decisions on new prices; the orders being sent get ``timeout_s`` to finish."""
     session.mute_market()
     routers = [actor for actor in session.actors if isinstance(actor, OrderRouter)]

@@ -13,7 +13,8 @@ only recorded as the venue's view:
 
 - a window opens when the venue's instruments are loaded again on top of a past (a restart: the
   venue then catches up over REST on the fills the journal lacks and reports its account), or when
-  a venue stream disconnects (a gap: the venue catches up after reconnecting);
+  a user stream of the venue disconnects (a gap: the venue catches up after reconnecting; a
+  market data gap is no account gap);
 - when the venue says ``caught_up`` (:class:`~ballast.engine.kernel.events.VenueConnectionChanged`)
   inside a window, :class:`Reconciler` waits a short grace (a fill in flight on the WebSocket
   arrives), asks the venue for its account over REST (``Venue.account()``), publishes it (durable
@@ -22,13 +23,16 @@ only recorded as the venue's view:
   client that parses amounts as floats: :data:`FLOAT_DIGITS`). Facts still in flight on the
   streams make passing differences, so a difference counts once the next check, a grace later,
   finds it again (the same venue − journal);
+- the venue's open orders are compared too: one the journal does not know (no ``SubmitOrder``
+  of this engine, no order event of the venue about it: placed by hand on the account, or a
+  journal that is not this account's) is a subject ``order:<client order id>``;
 - agreement closes the window with :class:`~ballast.engine.kernel.events.ReconcileResolved`; what
   no fill or funding explains is one :class:`~ballast.engine.kernel.events.ReconcileMismatch` per
-  subject (``balance:BTC``, ``position:BTC/USDT:USDT``), and the window stays open: the risk actor
-  vetoes every intent (``unreconciled``) until a later check agrees (one every ``recheck_s`` while
-  a mismatch is open) or the operator accepts the venue's account (``ballast run
-  --accept-venue-state``: the first check of the process records the differences as the detail of
-  a ``ReconcileResolved``). A resolution adopts the venue's view as the book.
+  subject (``balance:BTC``, ``position:BTC/USDT:USDT``, ``order:…``), and the window stays
+  open: the risk actor vetoes every intent (``unreconciled``) until a later check agrees (one
+  every ``recheck_s`` while a mismatch is open) or the operator accepts the venue's account
+  (``ballast run --accept-venue-state``: the first check of the process records the differences
+  as the detail of a ``ReconcileResolved``). A resolution adopts the venue's view as the book.
 
 Only the window's ends are decided here, and they are journaled as input events (the REST account,
 the mismatch, the resolution), so a later catch-up of the same journal rebuilds the same book and
@@ -49,12 +53,14 @@ from typing import Final
 from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.kernel.bus import Bus, Subscription
 from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
     FundingPaid,
     InstrumentsLoaded,
     Message,
+    OrderEvent,
     OrderFilled,
     PositionUpdated,
     ReconcileMismatch,
@@ -79,6 +85,7 @@ class Difference:
     subject: str
     journal_value: Decimal
     venue_value: Decimal
+    detail: str = "no fill or funding the venue reports explains the difference"
 
     @property
     def delta(self) -> Decimal:
@@ -140,11 +147,15 @@ class ReconcileBook:
         self.open: dict[str, ReconcileMismatch] = {}
         """Mismatches not yet resolved, by subject."""
         self.has_past = False
+        self.known_orders: set[str] = set()
+        """Client order ids the journal knows (sent by this engine, or reported by the venue)."""
 
     # ------------------------------------------------------------------ events
 
     def apply(self, message: Message) -> None:
         """Fold one event (others are ignored)."""
+        if isinstance(message, SubmitOrder | OrderEvent):
+            self.known_orders.add(getattr(message, "client_order_id", ""))
         if isinstance(message, OrderFilled):
             self.fill(message)
         elif isinstance(message, FundingPaid):
@@ -268,8 +279,9 @@ class ReconcileBook:
         return out
 
 
-_TYPES: Final = (
-    OrderFilled,
+_TYPES: Final = (  # each message type once (a subscription covers the subclasses)
+    SubmitOrder,
+    OrderEvent,
     FundingPaid,
     BalanceUpdated,
     PositionUpdated,
@@ -339,6 +351,25 @@ class Reconciler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _unknown_orders(self) -> list[Difference]:
+        """The venue's open orders the journal does not know (``order:<client order id>``):
+        not this engine's, so not in its book (an order placed by hand on the account, or a
+        journal that is not this account's)."""
+        out: list[Difference] = []
+        for order in await self.venue.open_orders():
+            if order.client_order_id in self.book.known_orders:
+                continue
+            out.append(
+                Difference(
+                    f"order:{order.client_order_id}",
+                    _ZERO,
+                    order.qty - order.filled_qty,
+                    f"an open order the journal does not know: {order.side} {order.qty} "
+                    f"{order.symbol} ({order.state}, venue id {order.venue_order_id})",
+                )
+            )
+        return out
+
     async def _run(self) -> None:
         """Check after the grace; a difference is confirmed by a second check after the grace
         (the same difference again), then checked every ``recheck_s`` while it is open."""
@@ -349,6 +380,8 @@ class Reconciler:
                 await self.check()
             except VenueError as exc:
                 log.warning("reconcile: cannot read the venue's account: %s", redact(str(exc)))
+                delay = self.recheck_s
+                continue
             delay = self.recheck_s if self.book.open or not self._pending else self.grace_s
 
     async def check(self) -> list[Difference]:
@@ -368,7 +401,7 @@ class Reconciler:
                 zero = PositionUpdated(now, now, gone, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, None)
             await self.bus.publish_durable(zero)
         self.checks += 1
-        differences = self.book.differences()
+        differences = self.book.differences() + await self._unknown_orders()
         name = self.venue.name
         seen, self._pending = self._pending, {d.subject: d.delta for d in differences}
         if not differences:
@@ -381,6 +414,11 @@ class Reconciler:
             listed = "; ".join(d.describe() for d in differences)
             detail = f"operator accepted the venue's account (--accept-venue-state): {listed}"
             log.warning("reconcile: %s", detail)
+            self.book.known_orders.update(
+                d.subject.removeprefix("order:")
+                for d in differences
+                if d.subject.startswith("order:")
+            )
             await self.bus.publish_durable(ReconcileResolved(now, now, name, detail[:_MAX_DETAIL]))
             return differences
         for difference in differences:
@@ -407,7 +445,7 @@ class Reconciler:
                     subject,
                     str(difference.journal_value),
                     str(difference.venue_value),
-                    "no fill or funding the venue reports explains the difference",
+                    difference.detail,
                 )
             )
         return differences

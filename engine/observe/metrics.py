@@ -836,8 +836,9 @@ class MetricsExporter(Actor):
         venue, stream = self.label("venue", event.venue), self.label("stream", event.channel)
         key = (venue, stream)
         up = event.state == "connected"
-        if up and self._links.get(key) is False:
-            self.m.reconnects.labels(venue).inc()
+        replaying = getattr(self.clock, "replaying", False)  # a resumed session catching up
+        if up and self._links.get(key) is False and not replaying:
+            self.m.reconnects.labels(venue).inc()  # this process's reconnects, not the journal's
         self._links[key] = up
         self.m.connected.labels(venue, stream).set(1 if up else 0)
         self.health.on_link(f"{event.venue}:{event.channel}", up)

@@ -99,6 +99,7 @@ async def loopback_exchange(
     prices: Mapping[str, str] | None = DEFAULT_PRICES,
     config: SimConfig | None = None,
     weight_limit: int = 2400,
+    spot_weight_limit: int = 6000,
     clock: Clock | None = None,
 ) -> AsyncIterator[Loopback]:
     """Core + server + one ready ccxt.pro client (markets loaded); everything closed on exit."""
@@ -107,7 +108,12 @@ async def loopback_exchange(
     cfg = config if config is not None else SimConfig(balances=funds)
     the_clock = clock if clock is not None else LiveClock()
     core = LoopbackCore(insts, cfg, the_clock, state_path=state_path)
-    server = LoopbackServer(core, keys={API_KEY: SECRET}, weight_limit=weight_limit)
+    server = LoopbackServer(
+        core,
+        keys={API_KEY: SECRET},
+        weight_limit=weight_limit,
+        spot_weight_limit=spot_weight_limit,
+    )
     await server.start()
     lb = Loopback(core, server, None, the_clock)
     try:

@@ -93,6 +93,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop by itself after this long (default: run until SIGTERM or SIGINT)",
     )
     parser.add_argument(
+        "--view",
+        action="store_true",
+        help="show a compact live view (NAV, weights vs bands, leverage, regime, last orders); "
+        "one line per event when stdout is not a terminal",
+    )
+    parser.add_argument(
         "--accept-venue-state",
         action="store_true",
         help="live venue: on restart, accept the venue's account where it differs from the "
@@ -144,6 +150,7 @@ async def run_cmd(args: argparse.Namespace) -> int:
             max_runtime_s=args.max_runtime_s,
             signals=signals,
             source=source,
+            watch=_viewer(args.view),
         )
     print(
         f"stopped: {result.events:,} market events over {result.steps:,} bar times sent; "
@@ -165,7 +172,7 @@ async def _run_live(args: argparse.Namespace, config: Config) -> int:
             f"installation lacks ({exc.name})"
         ) from None
 
-    source, config = config, _overridden(config, journal=args.journal, data=None)
+    source, config = config, _overridden(config, journal=args.journal, data=args.data)
     stop = asyncio.Event()
     signals: list[str] = []
     with _signals(stop, asyncio.Event(), signals):
@@ -178,10 +185,39 @@ async def _run_live(args: argparse.Namespace, config: Config) -> int:
             signals=signals,
             source=source,
             accept_venue_state=args.accept_venue_state,
-            data=Path(args.data) if args.data is not None else None,
+            watch=_viewer(args.view),
         )
     print(f"stopped ({result.reason}); journal {config.journal.path} closed", flush=True)
     return exits.OK
+
+
+Viewer = Callable[
+    [Session, Callable[[], int | None] | None], contextlib.AbstractAsyncContextManager[object]
+]
+
+
+def _viewer(view: bool) -> Viewer | None:
+    """``--view``: the live view (:mod:`ballast.engine.observe.live_view`) around the session."""
+    if not view:
+        return None
+    try:
+        from ballast.engine.observe.live_view import (  # type: ignore[import-not-found,unused-ignore]
+            live_view,
+        )
+    except ImportError as exc:  # an installation without it
+        raise BallastError(
+            f"run: --view needs the live view, which is missing ({exc.name})"
+        ) from None
+
+    def watch(
+        session: Session, data_time: Callable[[], int | None] | None
+    ) -> contextlib.AbstractAsyncContextManager[object]:
+        view_cm: contextlib.AbstractAsyncContextManager[object] = live_view(
+            session, data_time=data_time
+        )
+        return view_cm
+
+    return watch
 
 
 def _overridden(config: Config, *, journal: str | None, data: str | None) -> Config:
@@ -232,6 +268,7 @@ async def run_paper(
     max_runtime_s: float | None,
     signals: list[str] | None = None,
     source: Config | None = None,
+    watch: Viewer | None = None,
 ) -> FeedResult:
     """Paper mode until ``stop`` is set (or ``max_runtime_s`` has passed); resumes the paper
     sessions its journal holds. ``signals``: names of the signals that set ``stop``; ``source``:
@@ -249,19 +286,21 @@ async def run_paper(
         )
         resume = past.feed if past is not None else None
         feed = PaperFeed(bundle, venue, session, step_s=step_s, halted=halt_feed, resume=resume)
-        async with _metrics(session, metrics_address) as server, session:
-            if server is not None:
+        viewing = watch(session, None) if watch is not None else contextlib.nullcontext()
+        async with _metrics(session, metrics_address) as server:
+            if server is not None:  # first, before anything the session (or a view) prints
                 print(f"listening {_host_port(server)}", flush=True)
-            _announce(config, span, journal_path, step_s)
-            for point in bundle.report().rejected:
-                print(f"data: rejected: {point.describe()}", flush=True)
-            if past is not None:
-                print(_resumed(past, venue, config.venue.quote), flush=True)
-                for line in _config_changes(past, config):
-                    print(line, flush=True)
-            seen = signals if signals is not None else []
-            result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
-            return result
+            async with viewing, session:
+                _announce(config, span, journal_path, step_s)
+                for point in bundle.report().rejected:
+                    print(f"data: rejected: {point.describe()}", flush=True)
+                if past is not None:
+                    print(_resumed(past, venue, config.venue.quote), flush=True)
+                    for line in _config_changes(past, config):
+                        print(line, flush=True)
+                seen = signals if signals is not None else []
+                result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
+                return result
 
 
 def _resume_point(journal: Journal, past: PaperPast | None) -> int:
