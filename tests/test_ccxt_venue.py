@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.events import (
@@ -25,6 +26,7 @@ from ballast.engine.kernel.events import (
     Message,
     OrderAccepted,
     OrderFilled,
+    OrderRejected,
     OrderStatusReported,
     OrderSubmitted,
     PositionUpdated,
@@ -270,6 +272,8 @@ async def test_quotes_stop_then_resume(rig: Rig) -> None:
             Decimal("50100.02"),
             Decimal(1),
         )
+        await rig.lb.quote(SPOT, "50100", "50100.02")  # the same quote again: still news (alive)
+        await eventually(lambda: len(quotes()) == quiet + 2, what="the repeated quote")
         assert last.ts_event == rig.clock.now_ns() // NS_PER_MILLISECOND * NS_PER_MILLISECOND
 
 
@@ -561,3 +565,45 @@ async def test_an_expired_listen_key_is_renewed(rig: Rig) -> None:
         await venue.submit(order("bl-p1", "buy", "0.01", symbol=PERP))
         await eventually(lambda: len(rig.sink.fills()) == 1, what="the fill")
         await eventually(lambda: venue.stats().connected["user:futures"])
+
+
+async def test_canceling_a_filled_order_reports_no_rejection(rig: Rig) -> None:
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await venue.submit(order("bl-b1", "buy", "0.1"))
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-b1", SPOT, "late"))
+        await venue.cancel(CancelOrder(START_NS, START_NS, "bl-never", SPOT, "what"))
+        await eventually(lambda: len(rig.sink.fills()) == 1)
+    rejected = [e.client_order_id for e in rig.sink.events if isinstance(e, OrderRejected)]
+    assert rejected == ["bl-never"]
+
+
+async def test_fills_after_a_reply_without_them_are_reported_once() -> None:
+    """The exchange answers NEW and fills on its next price (a matching engine a little behind):
+    the fills come over the streams only, after the reply's acceptance."""
+    clock = SimulatedClock(START_NS)
+    config = SimConfig(
+        balances={"USDT": Decimal(100_000), "BTC": Decimal(1)}, latency=Latency(fill_ns=1)
+    )
+    async with loopback_exchange(config=config, clock=clock) as lb:
+        rig = Rig(lb, clock, Sink())
+        venue = rig.venue()
+        async with venue:
+            await started(venue, rig.sink)
+            await venue.submit(order("bl-b1", "buy", "0.1"))
+            await venue.submit(order("bl-p1", "sell", "0.01", symbol=PERP))
+            assert rig.sink.fills() == []
+            await rig.trade(SPOT, "50000")
+            await rig.trade(PERP, "50000")
+            await eventually(lambda: len(rig.sink.fills()) == 2, what="both fills")
+            await subscribed(rig.lb, "user:spot", "user:futures")
+            await rig.lb.server.drop_connections("user")
+            await eventually(lambda: len(rig.sink.links("caught_up")) >= 2)
+    kinds = [
+        (type(e), e.client_order_id)
+        for e in rig.sink.events
+        if isinstance(e, OrderSubmitted | OrderAccepted | OrderFilled)
+    ]
+    for coid in ("bl-b1", "bl-p1"):
+        assert [k for k, c in kinds if c == coid] == [OrderSubmitted, OrderAccepted, OrderFilled]

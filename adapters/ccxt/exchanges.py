@@ -92,8 +92,8 @@ class ExchangeSpec:
     )
     """Install hooks in the ccxt client that ``push(kind, item)`` every stream update as ccxt
     handles it: ``order`` (a unified order), ``trade`` (a unified trade), ``balance`` (``(api,
-    unified balance, raw message)``), ``positions`` (unified positions), ``quotes`` / ``marks``
-    (None: ccxt's ticker cache changed). ccxt's ``watch_*`` calls only wake on the next message
+    unified balance, raw message)``), ``positions`` (unified positions), ``quote`` / ``mark`` (a
+    unified ticker). ccxt's ``watch_*`` calls only wake on the next message
     and hand over its cache, so an update that arrives while the venue is busy would wait for
     the next one (the last balance of a burst: forever); the hooks see every message."""
     reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
@@ -283,8 +283,17 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
     after("handle_order", order)
     after("handle_balance", balance)
     after("handle_positions", positions)
-    after("handle_bids_asks", lambda ws, message: push("quotes", None))
-    after("handle_mark_prices", lambda ws, message: push("marks", None))
+
+    def tickers(kind: str) -> Callable[[Any, Any], None]:
+        def then(ws: Any, message: Any) -> None:
+            market_type = "spot" if client.is_spot_url(ws) else "contract"
+            for raw in message if isinstance(message, list) else [message]:
+                push(kind, client.parse_ws_ticker(raw, market_type))
+
+        return then
+
+    after("handle_bids_asks", tickers("quote"))
+    after("handle_mark_prices", tickers("mark"))
 
 
 def _binance_reset_user_stream(client: Any, api: AccountApi) -> None:

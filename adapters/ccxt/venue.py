@@ -29,9 +29,8 @@ start, for the gap.
 ccxt's cache: an update that arrives while the venue is busy reporting the previous one would
 wait for the message after it (the last balance of a burst: forever). So the ``watch_*`` calls
 only keep the subscriptions alive and surface drops; hooks in ccxt's per-message handlers
-(:attr:`ExchangeSpec.tap`) queue every update as ccxt parses it, and one task reports the queue
-in the order the exchange sent it. Quotes and marks are read from ccxt's latest-per-symbol cache
-(a lagging reader gets the newest, never a stale one). Amounts are the exchange's decimal
+(:attr:`ExchangeSpec.tap`) queue every update as ccxt parses it (quotes and marks included), and
+one task reports the queue in the order the exchange sent it. Amounts are the exchange's decimal
 strings (``client.number = str`` once the markets are loaded): exact.
 
 **Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
@@ -262,8 +261,6 @@ class CcxtVenue(Venue):
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._ended: deque[str] = deque()
         self._timers: list[Any] = []
-        self._last_quote: dict[str, tuple[Any, ...]] = {}
-        self._last_mark: dict[str, tuple[Any, ...]] = {}
         self._started = False
         self._closing = False
 
@@ -726,6 +723,16 @@ class CcxtVenue(Venue):
         except ExchangeError as e:
             if known is not None and known.terminal:
                 return  # already gone (filled or canceled): nothing to report twice
+            if is_unknown_order(self.spec, e):
+                # no longer open: filled or canceled meanwhile (its report may still be on the
+                # way), or never received
+                try:
+                    found = await self._fetch_order(client, coid, order.symbol)
+                except ExchangeError:
+                    found = None
+                if found is not None and found.get("status") != "open":
+                    await self._on_orders([found])  # its end: canceled, or filled (fills follow)
+                    return
             reason = "unknown order" if is_unknown_order(self.spec, e) else "cancel refused"
             await self.emit(
                 OrderRejected(
@@ -1167,8 +1174,14 @@ class CcxtVenue(Venue):
             kind, item = await self._updates.get()
             try:
                 await self._report(kind, item)
-            except VenueError as e:
-                log.warning("%s: %s update: %s", self.name, kind, self._text(str(e)))
+            except Exception as e:  # one bad update must not stop the reports of the others
+                log.error(
+                    "%s: %s update not reported: %s: %s",
+                    self.name,
+                    kind,
+                    type(e).__name__,
+                    self._text(str(e)),
+                )
 
     async def _report(self, kind: str, item: Any) -> None:
         if kind == "order":
@@ -1182,28 +1195,18 @@ class CcxtVenue(Venue):
             await self._on_balance(api, balance, fresh=False)
         elif kind == "positions":
             await self._on_positions(item)
-        elif kind == "quotes":
-            await self._on_quotes(self._client.bidsasks)
-        elif kind == "marks":
-            await self._on_marks(self._client.tickers)
+        elif kind == "quote":
+            await self._on_quotes({item.get("symbol"): item})
+        elif kind == "mark":
+            await self._on_marks({item.get("symbol"): item})
 
     async def _on_quotes(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
-        """Quotes that changed since the last reported (ccxt keeps the latest per symbol)."""
+        """Every quote the exchange sent (a lagging engine coalesces market data itself)."""
         now = self.clock.now_ns()
         for symbol in (*self.spot, *self.perp):
             t = tickers.get(symbol)
             if t is None:
                 continue
-            key = (
-                t.get("timestamp"),
-                t.get("bid"),
-                t.get("ask"),
-                t.get("bidVolume"),
-                t.get("askVolume"),
-            )
-            if self._last_quote.get(symbol) == key:
-                continue
-            self._last_quote[symbol] = key
             bid, ask = dec(t.get("bid"), None), dec(t.get("ask"), None)
             if bid is None or ask is None:
                 continue
@@ -1226,10 +1229,6 @@ class CcxtVenue(Venue):
             fields = None if t is None else self.spec.mark_fields(t)
             if t is None or fields is None:
                 continue
-            key = (t.get("timestamp"), *fields)
-            if self._last_mark.get(symbol) == key:
-                continue
-            self._last_mark[symbol] = key
             mark = amount(fields.mark)
             rate = amount(fields.funding_rate)
             self._marks[symbol] = (mark, rate)
