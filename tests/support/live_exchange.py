@@ -155,10 +155,12 @@ class Process:
 
 
 @contextlib.asynccontextmanager
-async def _spawn(args: Sequence[str], log: Path, cwd: Path) -> AsyncIterator[Process]:
+async def _spawn(
+    args: Sequence[str], log: Path, cwd: Path, *, program: Sequence[str] = (str(BALLAST),)
+) -> AsyncIterator[Process]:
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
-            str(BALLAST),
+            *program,
             *args,
             cwd=cwd,
             env=ENV,
@@ -228,13 +230,21 @@ async def exchange_serving(
     step_s: float,
     state: Path | None = None,
     args: Sequence[str] = (),
+    weight_limit: int | None = None,
 ) -> AsyncIterator[Exchange]:
     """``ballast venue serve`` on a free port of 127.0.0.1, up and listening; killed on exit if
-    still running (stop it with :meth:`Process.stop` to check its exit)."""
-    command = ["venue", "serve", "-c", str(config_file), "--port", "0", f"--step-s={step_s}"]
+    still running (stop it with :meth:`Process.stop` to check its exit). ``weight_limit``: the
+    futures request weight allowed per minute, spot 2.5 times that (default: Binance's 2400 and
+    6000; see :mod:`tests.support.venue_serve`)."""
+    command = ["-c", str(config_file), "--port", "0", f"--step-s={step_s}"]
     if state is not None:
         command.append(f"--state={state}")
-    async with _spawn([*command, *args], tmp_path / "exchange.log", tmp_path) as process:
+    if weight_limit is None:
+        program: tuple[str, ...] = (str(BALLAST), "venue", "serve")
+    else:
+        program = (sys.executable, "-m", "tests.support.venue_serve", str(weight_limit))
+    log = tmp_path / "exchange.log"
+    async with _spawn([*command, *args], log, tmp_path, program=program) as process:
         exchange = Exchange(process.proc, process.log)
         line = await exchange.line("listening ", within_s=60)
         assert exchange.lines == [line], exchange.lines  # the first line, as documented
