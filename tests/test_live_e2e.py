@@ -34,6 +34,7 @@ from tests.support.live_exchange import (
     live_config,
     lost_fills,
     mismatches,
+    orders_before_caught_up,
     read_journal,
     until_settled,
 )
@@ -61,6 +62,7 @@ def settled(journal: JournalView, state: ExchangeState) -> list[str]:
     problems += lost_fills(journal, state)
     problems += book_differences(journal, state)
     problems += mismatches(journal)
+    problems += orders_before_caught_up(journal)
     return problems
 
 

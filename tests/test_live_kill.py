@@ -12,8 +12,9 @@ order at the exchange twice or unknown to the journal, never two orders for one 
 restart, once the venue has caught up: every trade of ours at the exchange is in the journal
 exactly once. At the end, with the market paused and one last engine settled: the engine's
 balances and positions equal the exchange's exactly, and the journal of every session replays
-with ``--verify``. A ReconcileMismatch or a traceback in an engine's log (the symptoms of known
-bugs of other parts, :data:`KNOWN_BUGS`) makes the test an expected failure that names them."""
+with ``--verify``. A ReconcileMismatch, an order sent before the venue caught up after a restart,
+or a traceback in an engine's log (the symptoms of known bugs of other parts,
+:data:`KNOWN_BUGS`) makes the test an expected failure that names them."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from tests.support.live_exchange import (
     live_config,
     lost_fills,
     mismatches,
+    orders_before_caught_up,
     read_journal,
     repeated_fills,
     until_settled,
@@ -202,7 +204,11 @@ async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -
     assert len(journal.fills) > kills // 2  # it did trade between the kills
     verified = ballast("replay", "--verify", str(journal_path), cwd=tmp_path, timeout_s=300)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    return [*mismatches(journal), *(f"last run: {t}" for t in tracebacks(engine.stderr()))]
+    return [
+        *mismatches(journal),
+        *orders_before_caught_up(journal),
+        *(f"last run: {t}" for t in tracebacks(engine.stderr())),
+    ]
 
 
 def report(result: Campaign) -> None:

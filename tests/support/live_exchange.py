@@ -556,6 +556,24 @@ def mismatches(journal: JournalView) -> list[str]:
     ]
 
 
+def orders_before_caught_up(journal: JournalView) -> list[str]:
+    """Orders a session sent before its venue reported ``caught_up`` (a restarted engine that
+    trades before it knows what happened while it was down decides on a stale book)."""
+    problems: list[str] = []
+    session, caught = 0, True
+    for seq, message in enumerate(journal.messages, start=1):
+        if isinstance(message, SessionStarted):
+            session, caught = seq, False
+        elif isinstance(message, VenueConnectionChanged) and message.state == "caught_up":
+            caught = True
+        elif isinstance(message, SubmitOrder) and not caught:
+            problems.append(
+                f"{message.client_order_id} sent at seq {seq} before the venue of the session "
+                f"started at seq {session} caught up"
+            )
+    return problems
+
+
 def journal_problems(journal: JournalView) -> list[str]:
     problems = []
     if not journal.gap_free:
