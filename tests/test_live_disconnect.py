@@ -45,7 +45,7 @@ MANUAL_STEP_S = 1000.0
 
 STEPPED: Overrides = {
     "paper": {"start": "2022-06-01", "end": "2022-08-01", "latency_ms": 1},
-    "bands": {"abs_pp": 0.5},
+    "bands": {"abs_pp": 0.1},  # an order every few steps
     "execution": {"cooldown_s": 0, "check_interval_s": 0.2},
     "risk": {"stale_after_s": 3600},  # prices only move when stepped: never stale here
     "metrics": {"enabled": True},  # at --metrics-address 127.0.0.1:0
@@ -82,8 +82,8 @@ def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
 async def order_resting(journal_path: Path, exchange: Exchange, engine: Engine) -> set[str]:
     """Step the market until the engine has sent an order that rests at the exchange (waiting
     for the next price); returns the client order ids resting there."""
-    for _ in range(60):
-        deadline = time.monotonic() + 1.5
+    for _ in range(120):
+        deadline = time.monotonic() + 0.6
         while time.monotonic() < deadline:
             assert engine.proc.returncode is None, engine.stderr()
             resting = {o.client_order_id for o in (await exchange.state()).open_orders()}
@@ -91,7 +91,7 @@ async def order_resting(journal_path: Path, exchange: Exchange, engine: Engine) 
                 return resting
             await asyncio.sleep(0.05)
         await exchange.step()
-    raise AssertionError("60 market steps and no order resting at the exchange")
+    raise AssertionError("120 market steps and no order resting at the exchange")
 
 
 async def metric(engine: Engine, name: str) -> float:
@@ -156,7 +156,7 @@ async def test_dropped_connections_between_an_order_and_its_fill_lose_no_fill(
                 if not (await exchange.state()).open_orders():
                     break
                 await exchange.step()
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.5)
             journal, state = await until_settled(
                 journal_path, exchange, at_rest, within_s=20, what="the book at the end"
             )
