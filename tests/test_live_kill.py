@@ -202,7 +202,7 @@ async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -
     journal = await read_journal(journal_path)
     assert at_rest(journal, await exchange.state()) == []
     assert len(journal.of(SessionStarted)) == kills + 1
-    assert len(journal.fills) > kills // 2  # it did trade between the kills
+    assert len(journal.fills) > kills // 5  # it did trade between the kills
     verified = ballast("replay", "--verify", str(journal_path), cwd=tmp_path, timeout_s=300)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return [
