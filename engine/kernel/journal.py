@@ -336,6 +336,13 @@ class Journal:
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._dir_synced = False
+        self._sync_fds: dict[str, int] = {}
+        """Descriptors of the database file and its WAL kept open from the first fsync to close:
+        closing a descriptor of a file drops every POSIX lock this process holds on it, SQLite's
+        included. With its SHARED lock on the database file gone, a reader in another process
+        that closes takes itself for the last connection, checkpoints and deletes the WAL, and
+        this writer goes on committing into the unlinked file (invisible to readers, lost by a
+        kill)."""
         self.meta: dict[str, str] = {}
         self.commits = 0
         self.commit_seconds_total = 0.0
@@ -415,6 +422,7 @@ class Journal:
                     await self._flusher
             async with self._lock:  # a write already under way finishes first
                 await self._conn.close()
+                self._close_sync_fds()
             self._conn = None
             if discard and self._created and self._seq == 0:
                 _remove(self.path)
@@ -584,15 +592,16 @@ class Journal:
             raise
 
     def _fsync_wal(self) -> None:
-        """Flush the write-ahead log (and once, the directory entry) to stable storage."""
+        """Flush the write-ahead log (and once, the directory entry) to stable storage. The
+        descriptors stay open until :meth:`close` (see ``_sync_fds``)."""
         for suffix in ("-wal", ""):
-            target = Path(f"{self.path}{suffix}")
-            if target.exists():
-                fd = os.open(target, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            fd = self._sync_fds.get(suffix)
+            if fd is None:
+                target = Path(f"{self.path}{suffix}")
+                if not target.exists():
+                    continue
+                fd = self._sync_fds[suffix] = os.open(target, os.O_RDONLY)
+            os.fsync(fd)
         if not self._dir_synced:
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:
@@ -600,6 +609,13 @@ class Journal:
             finally:
                 os.close(fd)
             self._dir_synced = True
+
+    def _close_sync_fds(self) -> None:
+        """After the connection is closed: nothing of SQLite's is left to unlock."""
+        fds, self._sync_fds = self._sync_fds, {}
+        for fd in fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:

@@ -1,0 +1,247 @@
+"""Kill campaign: SIGKILL the live engine at random points while it rebalances, restart it, again.
+
+The exchange is a separate ``ballast venue serve`` process that lives through the whole campaign
+(it keeps replaying the bundled data at 20 bar times a second, so its prices keep moving and the
+engine keeps trading). The engine (``ballast run``, ``venue.kind = "binance"`` at the exchange's
+URLs) is killed, per a seeded plan, at a random moment after it started, right after it journaled
+an order (between the send and the answer) or right after a fill; then restarted on the same
+journal, where it resumes and reconciles with the exchange.
+
+After each kill: the journal is whole (gap-free, SQLite quick_check ok), no trade booked twice, no
+order at the exchange twice or unknown to the journal, never two orders for one intent. After each
+restart, once the venue has caught up: every trade of ours at the exchange is in the journal
+exactly once. At the end, with the market paused and one last engine settled: the engine's
+balances and positions equal the exchange's exactly, and the journal of every session replays
+with ``--verify``. A ReconcileMismatch, an order sent before the venue caught up after a restart,
+or a traceback in an engine's log (the symptoms of known bugs of other parts,
+:data:`KNOWN_BUGS`) makes the test an expected failure that names them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from ballast.engine.kernel.events import SessionStarted
+from tests.support.cli import ballast
+from tests.support.live_exchange import (
+    Engine,
+    Exchange,
+    ExchangeState,
+    JournalView,
+    book_differences,
+    caught_up,
+    count_in,
+    duplicate_orders,
+    engine_running,
+    exchange_serving,
+    journal_problems,
+    last_seq,
+    live_config,
+    lost_fills,
+    mismatches,
+    orders_before_caught_up,
+    read_journal,
+    repeated_fills,
+    until_settled,
+)
+from tests.support.paper_config import Overrides
+from tests.support.waiting import eventually
+
+STEP_S = 0.05
+TRADING: Overrides = {
+    "paper": {"start": "2022-05-01"},  # the falls of May and June 2022 first
+    "bands": {"abs_pp": 0.5},
+    "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
+    "risk": {"stale_after_s": 2},
+}
+
+WEIGHT_LIMIT = 24_000
+"""Ten times Binance's futures limit: a restart costs ~250 weight, the campaign restarts every
+few seconds (with Binance's limit the engine's own budget makes the 8th restart of a minute wait
+for the next minute, see tests/support/venue_serve.py)."""
+
+KillPoint = Literal["random", "after_submit", "after_fill"]
+
+
+@dataclass(frozen=True)
+class Kill:
+    point: KillPoint
+    delay_s: float
+
+
+def plan(kills: int, seed: int) -> list[Kill]:
+    """Half at a random moment 0.2–1 s after the restart caught up, a quarter just after an order
+    was journaled (before or while it is sent), a quarter just after a fill was journaled."""
+    rng = random.Random(seed)
+    points: list[KillPoint] = ["random", "random", "after_submit", "after_fill"]
+    out = []
+    for _ in range(kills):
+        point = rng.choice(points)
+        delay = rng.uniform(0.2, 1.0) if point == "random" else rng.uniform(0, 0.05)
+        out.append(Kill(point, delay))
+    return out
+
+
+def always(journal: JournalView, state: ExchangeState) -> list[str]:
+    """What holds at any moment, even right after a kill."""
+    return [*journal_problems(journal), *repeated_fills(journal), *duplicate_orders(journal, state)]
+
+
+def after_catch_up(journal: JournalView, state: ExchangeState) -> list[str]:
+    return [*always(journal, state), *lost_fills(journal, state)]
+
+
+def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
+    open_orders = [f"open at the exchange: {o.client_order_id}" for o in state.open_orders()]
+    return [*open_orders, *after_catch_up(journal, state), *book_differences(journal, state)]
+
+
+def tracebacks(text: str) -> list[str]:
+    """The last line of each traceback in a log (what was raised)."""
+    found = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            end = next(
+                (j for j in range(index + 1, len(lines)) if not lines[j].startswith((" ", "\t"))),
+                len(lines) - 1,
+            )
+            found.append(lines[end].strip())
+    return found
+
+
+@dataclass
+class Campaign:
+    """Where each kill landed, and the symptoms of the known bugs the campaign saw (reported as
+    an expected failure, see :data:`KNOWN_BUGS`); every other check failed the test at once."""
+
+    landed: list[str]
+    known: list[str]
+
+
+KNOWN_BUGS = (
+    "known bugs of other parts (/work/notes/status/campaign.md): a restarted engine trades "
+    "before its venue caught up (session/live_run), a statement older than a booked fill "
+    "overrides it (ledger; loopback sends a perp fill's USDT on the spot socket), ccxt drops "
+    "balance updates and raises in load_positions_snapshot"
+)
+
+
+async def kill_at(kill: Kill, journal_path: Path, since_seq: int, engine: Engine) -> str:
+    """Wait for the planned point (at most 5 s for an order or a fill), then SIGKILL.
+    Returns where it landed."""
+    landed = kill.point
+    if kill.point != "random":
+        kind = "SubmitOrder" if kill.point == "after_submit" else "OrderFilled"
+        try:
+            await eventually(
+                lambda: count_in(journal_path, kind, since_seq=since_seq) > 0,
+                within_s=5,
+                what=kind,
+            )
+        except AssertionError:
+            landed = "random"  # nothing traded in time: a kill at a random moment then
+    await asyncio.sleep(kill.delay_s)
+    assert engine.proc.returncode is None, f"engine exited by itself: {engine.stderr()}"
+    engine.kill()
+    assert await engine.proc.wait() == -signal.SIGKILL
+    return landed
+
+
+async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
+    """Run the campaign (every hard check asserted on the way)."""
+    journal_path = tmp_path / "journal.db"
+    served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
+    result = Campaign([], [])
+    async with exchange_serving(
+        tmp_path, served, step_s=STEP_S, weight_limit=WEIGHT_LIMIT
+    ) as exchange:
+        config = live_config(
+            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
+        )
+        for index, kill in enumerate(plan(kills, seed)):
+            before = last_seq(journal_path)
+            async with engine_running(tmp_path, config, log=f"engine-{index}.log") as engine:
+                await caught_up(journal_path, before, engine)
+                if index:  # a restart: it caught up on what the exchange did meanwhile
+                    await until_settled(
+                        journal_path,
+                        exchange,
+                        after_catch_up,
+                        within_s=15,
+                        what=f"restart {index}",
+                    )
+                result.landed.append(
+                    await kill_at(kill, journal_path, last_seq(journal_path), engine)
+                )
+            result.known += [f"run {index}: {t}" for t in tracebacks(engine.stderr())]
+            journal = await read_journal(journal_path)
+            problems = always(journal, await exchange.state())
+            assert not problems, f"after kill {index} ({kill}): {problems}"
+        result.known += await finish(tmp_path, exchange, config, kills)
+    return result
+
+
+async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -> list[str]:
+    """Pause the market, run the engine once more until it settles, stop it, check the book
+    and replay every session. Returns the known bugs' symptoms seen."""
+    journal_path = tmp_path / "journal.db"
+    await exchange.pause()
+    before = last_seq(journal_path)
+    async with engine_running(tmp_path, config, log="engine-last.log") as engine:
+        await caught_up(journal_path, before, engine)
+        await until_settled(journal_path, exchange, at_rest, within_s=30, what="the last run")
+        assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
+    journal = await read_journal(journal_path)
+    assert at_rest(journal, await exchange.state()) == []
+    assert len(journal.of(SessionStarted)) == kills + 1
+    assert len(journal.fills) > kills // 5  # it did trade between the kills
+    verified = ballast("replay", "--verify", str(journal_path), cwd=tmp_path, timeout_s=300)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    return [
+        *mismatches(journal),
+        *orders_before_caught_up(journal),
+        *(f"last run: {t}" for t in tracebacks(engine.stderr())),
+    ]
+
+
+def report(result: Campaign) -> None:
+    """The hard checks passed; the known bugs' symptoms make it an expected failure (each kind
+    once, with how often it was seen and its first occurrence)."""
+    if not result.known:
+        return
+    kinds: dict[str, list[str]] = {}
+    for symptom in result.known:
+        kind = re.sub(r"\b(run \d+|last run|seq \d+|bl-[\w-]+)\b", "…", symptom)
+        kinds.setdefault(kind, []).append(symptom)
+    shown = "; ".join(f"{len(seen)}× {seen[0]}" for seen in kinds.values())
+    pytest.xfail(f"{KNOWN_BUGS}: {shown}")
+
+
+async def test_the_engine_killed_20_times_while_trading_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    result = await campaign(tmp_path, kills=20, seed=11)
+    assert len(result.landed) == 20
+    missing = {"random", "after_submit", "after_fill"} - set(result.landed)
+    if missing and result.known:  # trading halted by a known bug's mismatch: no order to kill at
+        result.known.append(f"no kill landed {sorted(missing)}: {result.landed}")
+    else:
+        assert not missing, result.landed
+    report(result)
+
+
+@pytest.mark.slow
+async def test_the_engine_killed_100_times_while_trading_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    result = await campaign(tmp_path, kills=100, seed=1111)
+    assert len(result.landed) == 100
+    report(result)
