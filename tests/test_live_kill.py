@@ -64,8 +64,8 @@ TRADING: Overrides = {
 
 WEIGHT_LIMIT = 24_000
 """Ten times Binance's futures limit: a restart costs ~250 weight, the campaign restarts every
-few seconds (with Binance's limit the engine's own budget makes the 8th restart of a minute wait
-for the next minute, see tests/support/venue_serve.py)."""
+few seconds; the engine budgets the limit the exchange advertises in its exchangeInfo, so with
+Binance's the campaign would wait for the next minute window every few restarts)."""
 
 KillPoint = Literal["random", "after_submit", "after_fill"]
 

@@ -234,15 +234,14 @@ async def exchange_serving(
 ) -> AsyncIterator[Exchange]:
     """``ballast venue serve`` on a free port of 127.0.0.1, up and listening; killed on exit if
     still running (stop it with :meth:`Process.stop` to check its exit). ``weight_limit``: the
-    futures request weight allowed per minute, spot 2.5 times that (default: Binance's 2400 and
-    6000; see :mod:`tests.support.venue_serve`)."""
+    futures request weight allowed per minute (``venue serve --weight-limit``; spot 2.5 times
+    that; default: Binance's 2400 and 6000)."""
     command = ["-c", str(config_file), "--port", "0", f"--step-s={step_s}"]
     if state is not None:
         command.append(f"--state={state}")
-    if weight_limit is None:
-        program: tuple[str, ...] = (str(BALLAST), "venue", "serve")
-    else:
-        program = (sys.executable, "-m", "tests.support.venue_serve", str(weight_limit))
+    if weight_limit is not None:
+        command.append(f"--weight-limit={weight_limit}")
+    program: tuple[str, ...] = (str(BALLAST), "venue", "serve")
     log = tmp_path / "exchange.log"
     async with _spawn([*command, *args], log, tmp_path, program=program) as process:
         exchange = Exchange(process.proc, process.log)
