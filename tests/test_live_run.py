@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from ballast.adapters.ccxt.venue import CcxtVenue
 from ballast.engine.app.live_run import LiveResult, run_live
+from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
 from ballast.engine.app.venue_serve import loopback_exchange
+from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
     InstrumentsLoaded,
@@ -33,6 +36,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.timefmt import parse_time
 from tests.support.cli import ballast
 from tests.support.live_config import START, live_config
+from tests.support.paper_config import Overrides
 from tests.support.waiting import eventually
 from tests.test_resume import count_in
 from tests.test_run import journal_messages, running, served, until_metric, until_status
@@ -172,11 +176,15 @@ async def test_an_exchange_that_lost_its_state_halts_until_the_operator_accepts_
     assert all(m.venue == "paper" for m in mismatches)
     assert all(m.subject.startswith(("balance:", "position:")) for m in mismatches)
 
+    resolutions = count_in(journal, "ReconcileResolved")  # the fresh start's confirmation
     await run_until(
-        config, lambda: count_in(journal, "ReconcileResolved") > 0, accept_venue_state=True
+        config,
+        lambda: count_in(journal, "ReconcileResolved") > resolutions,
+        accept_venue_state=True,
     )
     messages = await journal_messages(journal)
-    [resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
+    [*_, resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
+    assert isinstance(resolved, ReconcileResolved)
     assert resolved.detail.startswith("operator accepted the venue's account")
     assert mismatches[0].subject in resolved.detail
     after = messages[messages.index(resolved) :]
@@ -220,8 +228,11 @@ async def test_a_user_stream_gap_is_caught_up_and_reconciled(tmp_path: Path) -> 
 
         async def drop_then_stop() -> None:
             await eventually(lambda: count_in(journal, "OrderFilled") > 0, within_s=60)
+            resolutions = count_in(journal, "ReconcileResolved")  # the start's
             await exchange.server.drop_connections("user")
-            await eventually(lambda: count_in(journal, "ReconcileResolved") > 0, within_s=60)
+            await eventually(
+                lambda: count_in(journal, "ReconcileResolved") > resolutions, within_s=60
+            )
             stop.set()
 
         task = asyncio.create_task(drop_then_stop())
@@ -240,5 +251,72 @@ async def test_a_user_stream_gap_is_caught_up_and_reconciled(tmp_path: Path) -> 
     assert links[dropped].channel.startswith("user")
     assert "caught_up" in [m.state for m in links[dropped:]]
     assert not [m for m in messages if isinstance(m, ReconcileMismatch)]
-    [resolved] = [m for m in messages if isinstance(m, ReconcileResolved)]
-    assert resolved.detail == "the venue's account agrees with the journal"
+    resolved = [m for m in messages if isinstance(m, ReconcileResolved)]
+    assert len(resolved) >= 2  # the start's, then the gap's
+    after_gap = messages[messages.index(links[dropped]) :]
+    assert [m for m in after_gap if isinstance(m, ReconcileResolved)]
+    assert all(m.detail == "the venue's account agrees with the journal" for m in resolved)
+
+
+TRADING: Overrides = {
+    "metrics": {"enabled": False},
+    "bands": {"abs_pp": 0.5},
+    "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
+}
+"""A pace at which the rebalancer decides every few tenths of a second (as the kill campaign)."""
+
+
+async def test_a_resumed_session_sends_no_order_before_its_venue_caught_up_and_reconciled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill campaign's bug: a restarted engine decided on the journal's stale book and sent
+    orders while its venue was still catching up (its REST catch-up waiting for request weight).
+    Here the venue's catch-up at start waits 3 s while its streams already deliver prices: every
+    intent meanwhile is held (``unreconciled``), none is sent before the reconcile after
+    ``caught_up`` agreed, trading resumes after it, and the journal replays the same verdicts."""
+    config = load_config(live_config(tmp_path, overrides=TRADING))
+    journal = tmp_path / "journal.db"
+    await run_until(config, lambda: count_in(journal, "OrderFilled") > 0)
+    first = len(await journal_messages(journal))
+
+    catch_up = CcxtVenue._catch_up
+
+    async def slow_catch_up(self: CcxtVenue, why: str) -> None:
+        if why == "start":
+            await asyncio.sleep(3)  # as a start waiting for request weight
+        await catch_up(self, why)
+
+    monkeypatch.setattr(CcxtVenue, "_catch_up", slow_catch_up)
+    submits = count_in(journal, "SubmitOrder")
+    resolutions = count_in(journal, "ReconcileResolved")
+
+    def traded_after_reconciling() -> bool:
+        return (
+            count_in(journal, "ReconcileResolved") > resolutions
+            and count_in(journal, "SubmitOrder") > submits
+        )
+
+    result = await run_until(config, traded_after_reconciling)
+    assert result.resumed is not None
+    second = (await journal_messages(journal))[first:]
+    assert isinstance(second[0], SessionStarted)
+    caught = next(
+        i
+        for i, m in enumerate(second)
+        if isinstance(m, VenueConnectionChanged) and m.state == "caught_up"
+    )
+    resolved = next(
+        i for i, m in enumerate(second) if isinstance(m, ReconcileResolved) and i > caught
+    )
+    sent = [i for i, m in enumerate(second) if isinstance(m, SubmitOrder)]
+    assert sent
+    assert min(sent) > resolved, (sent, caught, resolved)
+    held = [
+        m
+        for m in second[:caught]
+        if isinstance(m, OrderVetoed) and m.reason == "unreconciled" and "held" in m.detail
+    ]
+    assert held  # it did decide meanwhile, and was held
+    assert not of(second, ReconcileMismatch)
+    replayed = await replay(journal, verify=True)
+    assert replayed.ok, replayed.divergence

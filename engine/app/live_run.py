@@ -18,7 +18,9 @@ fills the journal lacks, then reports the account; the router looks up every ord
 holds as working by client order id (never resends blindly); and the
 :class:`~ballast.engine.app.reconcile.Reconciler` compares the journal's book with the venue's
 account: a difference no fill or funding explains halts trading until it is resolved
-(``accept_venue_state``: the operator accepts the venue's account).
+(``accept_venue_state``: the operator accepts the venue's account). From the session's start
+(fresh or resumed) and after a user-stream gap, the risk actor holds every intent until the venue
+caught up and a reconcile agreed (``/readyz``: ``trading_held:…``).
 
 Graceful stop (SIGTERM, SIGINT, ``max_runtime_s``): market data stops reaching the engine (no new
 decisions), orders being sent get up to ``venue.shutdown_timeout_s`` to finish (every
@@ -34,6 +36,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -52,6 +55,7 @@ from ballast.engine.kernel.journal import Journal, JournalReader, damaged
 from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.http_server import MetricsServer, serve_metrics
+from ballast.engine.trading.risk import RiskManager
 from ballast.engine.trading.router import OrderRouter
 
 log = logging.getLogger(__name__)
@@ -208,6 +212,14 @@ async def metrics_server(
         yield server
 
 
+def trading_held(session: Session) -> str | None:
+    """Why the session's risk actor holds intents (``/readyz``: ``trading_held:…``), or None."""
+    for actor in session.actors:
+        if isinstance(actor, RiskManager):
+            return actor.held
+    return None
+
+
 def host_port(server: MetricsServer) -> str:
     host = f"[{server.host}]" if ":" in server.host else server.host
     return f"{host}:{server.port}"
@@ -333,6 +345,7 @@ async def run_live(
         server = await stack.enter_async_context(metrics_server(session, metrics_address))
         if server is not None:
             server.exporter.venue_stats = venue.stats
+            server.health.trading_held = partial(trading_held, session)
             print(f"listening {host_port(server)}", flush=True)
         symbols = ", ".join([*config.instruments.spot, *config.instruments.perp])
         print(f"live: venue {kind} at {where}; {symbols}; journal {path}", flush=True)
