@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from ballast.engine.kernel.events import (
     InstrumentsLoaded,
     Message,
     OrderFilled,
+    OrderRejected,
     OrderVetoed,
     QuoteTick,
     ReconcileMismatch,
@@ -320,3 +322,107 @@ async def test_a_resumed_session_sends_no_order_before_its_venue_caught_up_and_r
     assert not of(second, ReconcileMismatch)
     replayed = await replay(journal, verify=True)
     assert replayed.ok, replayed.divergence
+
+
+async def sigterm_during_an_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, release_after_s: float | None
+) -> tuple[LiveResult, list[Message], list[int]]:
+    """run_live with the CLI's signal handlers; the first order sent waits on the wire (before
+    its REST request) when SIGTERM comes; it is let go after ``release_after_s`` (None: never).
+    Returns the result, the journal, and how many SubmitOrder records the journal file held
+    (read by another connection) when each submit reached the venue."""
+    from ballast.engine.app.cli.cmd_run import _signals
+
+    config = load_config(
+        live_config(
+            tmp_path, overrides={**TRADING, "venue": {"kind": "paper", "shutdown_timeout_s": 1}}
+        )
+    )
+    journal = tmp_path / "journal.db"
+    submit = CcxtVenue.submit
+    durable: list[int] = []
+    on_wire = asyncio.Event()
+    release = asyncio.Event()
+
+    async def held_submit(self: CcxtVenue, order: SubmitOrder) -> None:
+        durable.append(count_in(journal, "SubmitOrder"))
+        if not on_wire.is_set():
+            on_wire.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            await release.wait()
+        await submit(self, order)
+
+    monkeypatch.setattr(CcxtVenue, "submit", held_submit)
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    async def let_go() -> None:
+        await on_wire.wait()
+        if release_after_s is not None:
+            await asyncio.sleep(release_after_s)
+            release.set()
+
+    releaser = asyncio.create_task(let_go())
+    with _signals(stop, asyncio.Event(), seen):
+        result = await run_live(
+            config, stop=stop, step_s=0.05, max_runtime_s=60, metrics_address=None, signals=seen
+        )
+    release.set()
+    await releaser
+    return result, await journal_messages(journal), durable
+
+
+async def test_sigterm_with_an_order_on_the_wire_lets_it_finish_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, messages, durable = await sigterm_during_an_order(
+        tmp_path, monkeypatch, release_after_s=0.2
+    )
+    assert result.reason == "signal:SIGTERM"
+    assert durable
+    # each SubmitOrder on disk (seen by another connection) before it is sent
+    assert all(n >= i + 1 for i, n in enumerate(durable)), durable
+    kinds = [type(m).__name__ for m in messages]
+    first = next(m for m in messages if isinstance(m, SubmitOrder))
+    answers = [
+        type(m).__name__
+        for m in messages
+        if getattr(m, "client_order_id", None) == first.client_order_id
+        and not isinstance(m, SubmitOrder)
+    ]
+    assert answers, kinds[-20:]  # the venue's answer to the order sent during the stop
+    stopped = messages[-1]
+    assert isinstance(stopped, SessionStopped)
+    assert stopped.reason == "signal:SIGTERM"
+
+
+async def test_sigterm_with_an_order_stuck_on_the_wire_records_it_and_a_restart_looks_it_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, messages, durable = await sigterm_during_an_order(
+        tmp_path, monkeypatch, release_after_s=None
+    )
+    assert result.reason == "signal:SIGTERM"
+    assert durable
+    assert all(n >= i + 1 for i, n in enumerate(durable)), durable
+    sent = next(m for m in messages if isinstance(m, SubmitOrder))  # the one stuck
+    stopped = messages[-1]
+    assert isinstance(stopped, SessionStopped)
+    assert stopped.reason == "signal:SIGTERM"
+    # the restart asks the venue about it (never received: given up, not resent blindly)
+    monkeypatch.undo()
+    config = load_config(live_config(tmp_path, overrides=TRADING))
+    journal = tmp_path / "journal.db"
+    await run_until(config, lambda: count_in(journal, "ReconcileResolved") >= 2)
+    after = (await journal_messages(journal))[len(messages) :]
+    rejected = [
+        m
+        for m in after
+        if isinstance(m, OrderRejected) and m.client_order_id == sent.client_order_id
+    ]
+    assert rejected
+    assert "never received" in rejected[0].reason
+    resent = [
+        m for m in after if isinstance(m, SubmitOrder) and m.client_order_id == sent.client_order_id
+    ]
+    assert not resent

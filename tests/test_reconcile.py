@@ -32,6 +32,7 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.observe.health import Health
 from ballast.engine.trading.risk import RiskManager
 from tests.support.memory_venue import InMemoryVenue
 from tests.support.waiting import eventually
@@ -574,3 +575,13 @@ async def test_a_fresh_start_is_confirmed_by_a_check_after_caught_up(
         await rig.reconciler.close()
     assert not rig.of(ReconcileMismatch)
     assert not rig.reconciler.book.window
+
+
+def test_readyz_says_why_intents_are_held() -> None:
+    clock = SimulatedClock(T)
+    health = Health(clock)
+    held: list[str | None] = ["gap:paper:user:spot"]
+    health.trading_held = lambda: held[0]
+    assert "trading_held:gap:paper:user:spot" in health.readiness().reasons
+    held[0] = None
+    assert not [r for r in health.readiness().reasons if r.startswith("trading_held")]
