@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -426,3 +427,16 @@ async def test_sigterm_with_an_order_stuck_on_the_wire_records_it_and_a_restart_
         m for m in after if isinstance(m, SubmitOrder) and m.client_order_id == sent.client_order_id
     ]
     assert not resent
+
+
+async def test_a_live_run_leaves_the_engines_decimal_context_alone(tmp_path: Path) -> None:
+    """ccxt's precision helpers set the thread's decimal context (ROUND_HALF_UP, Underflow
+    trapped): the engine's arithmetic then rounded differently from its replay."""
+    decimal.setcontext(decimal.Context())  # this test's own, whatever ran before
+    config = load_config(live_config(tmp_path, overrides={"metrics": {"enabled": False}}))
+    journal = tmp_path / "journal.db"
+    await run_until(config, lambda: count_in(journal, "OrderFilled") > 0)
+    context = decimal.getcontext()
+    assert context.rounding == decimal.ROUND_HALF_EVEN
+    assert not context.traps[decimal.Underflow]
+    assert (await replay(journal, verify=True)).ok
