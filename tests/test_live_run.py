@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from ballast.adapters.ccxt.venue import CcxtVenue
@@ -140,7 +141,11 @@ async def test_run_live_in_process_with_a_watcher_stops_when_told(tmp_path: Path
 
 
 async def run_until(
-    config: Config, condition: Callable[[], bool], *, accept_venue_state: bool = False
+    config: Config,
+    condition: Callable[[], bool],
+    *,
+    accept_venue_state: bool = False,
+    metrics_address: str | None = None,
 ) -> LiveResult:
     """run_live until ``condition`` holds (polled), then a graceful stop."""
     stop = asyncio.Event()
@@ -155,7 +160,7 @@ async def run_until(
         stop=stop,
         step_s=0.05,
         max_runtime_s=90,
-        metrics_address=None,
+        metrics_address=metrics_address,
         accept_venue_state=accept_venue_state,
     )
     await task
@@ -269,8 +274,25 @@ TRADING: Overrides = {
 """A pace at which the rebalancer decides every few tenths of a second (as the kill campaign)."""
 
 
+async def held_reasons(capsys: pytest.CaptureFixture[str], seen: set[str]) -> None:
+    """Read ``/readyz`` of the run whose ``listening HOST:PORT`` line is printed, adding every
+    ``trading_held:…`` reason to ``seen`` (until cancelled)."""
+    out = ""
+    while "listening " not in out:
+        out += capsys.readouterr().out
+        await asyncio.sleep(0.02)
+    address = out.split("listening ", 1)[1].split()[0]
+    async with aiohttp.ClientSession() as client:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with client.get(f"http://{address}/readyz") as response:
+                    body = await response.json(content_type=None)
+                    seen.update(r for r in body["reasons"] if r.startswith("trading_held:"))
+            await asyncio.sleep(0.05)
+
+
 async def test_a_resumed_session_sends_no_order_before_its_venue_caught_up_and_reconciled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The kill campaign's bug: a restarted engine decided on the journal's stale book and sent
     orders while its venue was still catching up (its REST catch-up waiting for request weight).
@@ -299,7 +321,16 @@ async def test_a_resumed_session_sends_no_order_before_its_venue_caught_up_and_r
             and count_in(journal, "SubmitOrder") > submits
         )
 
-    result = await run_until(config, traded_after_reconciling)
+    metered = {**TRADING, "metrics": {"enabled": True}}  # at 127.0.0.1:0
+    config = load_config(live_config(tmp_path, overrides=metered, name="metered.toml"))
+    capsys.readouterr()
+    held_seen: set[str] = set()
+    readyz = asyncio.create_task(held_reasons(capsys, held_seen))
+    result = await run_until(config, traded_after_reconciling, metrics_address="127.0.0.1:0")
+    readyz.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await readyz
+    assert "trading_held:start" in held_seen  # /readyz said why while held
     assert result.resumed is not None
     second = (await journal_messages(journal))[first:]
     assert isinstance(second[0], SessionStarted)
