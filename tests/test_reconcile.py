@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -15,7 +16,7 @@ from ballast.engine.app.reconcile import Difference, ReconcileBook, Reconciler
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.config import BandsConfig, RiskConfig
+from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig, VenueConfig
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
@@ -31,13 +32,15 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.observe.health import Health
 from ballast.engine.trading.risk import RiskManager
 from tests.support.memory_venue import InMemoryVenue
 from tests.support.waiting import eventually
 from tests.test_pretrade import intent
-from tests.test_risk_actor import desk_on, small_book, vetoed
+from tests.test_risk_actor import Desk, desk_on, small_book, vetoed
 
 D = Decimal
+VenueKind = Literal["simulated", "paper", "binance"]
 T = 1_700_000_000_000_000_000
 _TICKS = itertools.count(T)
 
@@ -94,6 +97,11 @@ def fold(*messages: Message) -> ReconcileBook:
     for message in messages:
         book.apply(message)
     return book
+
+
+def started(*statements: Message) -> tuple[Message, ...]:
+    """A fresh session's start: instruments, the opening account, caught up, confirmed."""
+    return (loaded(), *statements, caught_up(), ReconcileResolved(T, T, "memory", "agrees"))
 
 
 def in_window(book: ReconcileBook) -> bool:
@@ -171,7 +179,7 @@ def test_a_difference_no_fill_explains_is_named_by_subject() -> None:
 
 
 def test_outside_a_window_statements_are_adopted_like_transfers() -> None:
-    book = fold(loaded(), balance("USDT", "1000"), balance("USDT", "1500"))  # a deposit
+    book = fold(*started(balance("USDT", "1000")), balance("USDT", "1500"))  # a deposit
     assert not book.window
     assert book.holdings["USDT"] == D(1500)
     assert book.differences() == []
@@ -204,19 +212,32 @@ def test_a_perp_close_realises_into_the_settle_asset() -> None:
 
 
 def test_a_disconnect_opens_a_window_and_a_resolution_adopts_the_venues_view() -> None:
-    book = fold(loaded(), balance("USDT", "1000"))
+    book = fold(*started(balance("USDT", "1000")))
     book.apply(VenueConnectionChanged(T, T, "memory", "user:spot", "disconnected", "eof", 1))
     book.apply(balance("USDT", "990"))
     assert in_window(book)
     assert book.differences() == [Difference("balance:USDT", D(1000), D(990))]
+    book.apply(caught_up())
     book.apply(ReconcileResolved(T, T, "memory", "operator accepted"))
     assert not in_window(book)
     assert book.differences() == []
     assert book.holdings["USDT"] == D(990)
 
 
+def test_a_resolution_before_the_gap_caught_up_leaves_the_window_open() -> None:
+    """A check that began before a new gap resolves: the gap still needs its own check."""
+    book = fold(*started(balance("USDT", "1000")))
+    book.apply(VenueConnectionChanged(T, T, "memory", "user:spot", "disconnected", "eof", 1))
+    book.apply(ReconcileResolved(T, T, "memory", "agrees"))
+    assert (in_window(book), book.stale) == (True, True)
+    book.apply(caught_up())
+    assert (in_window(book), book.stale) == (True, False)
+    book.apply(ReconcileResolved(T, T, "memory", "agrees"))
+    assert not in_window(book)
+
+
 def test_a_market_data_gap_opens_no_window() -> None:
-    book = fold(loaded(), balance("USDT", "1000"))
+    book = fold(*started(balance("USDT", "1000")))
     book.apply(VenueConnectionChanged(T, T, "memory", "quotes:spot", "disconnected", "eof", 1))
     assert not in_window(book)
 
@@ -236,9 +257,14 @@ def test_a_float_rounded_statement_is_the_same_figure() -> None:
     assert [d.subject for d in book.differences()] == ["balance:USDT"]
 
 
-def test_a_fresh_start_opens_no_window() -> None:
-    book = fold(loaded(), balance("USDT", "1000"))
-    assert not book.window
+def test_a_fresh_start_adopts_its_opening_account_and_its_check_confirms_it() -> None:
+    book = fold(loaded(), balance("USDT", "1000"), position("BTC/USDT:USDT", "0.1", "40000"))
+    assert (book.window, book.opening) == (True, True)  # held until the check confirms it
+    assert book.holdings["USDT"] == D(1000)
+    assert book.differences() == []
+    book.apply(caught_up())
+    book.apply(ReconcileResolved(T, T, "memory", "agrees"))
+    assert (book.window, book.opening) == (False, False)
 
 
 # ------------------------------------------------------------------- the reconciler on a bus
@@ -460,3 +486,102 @@ async def test_an_open_order_the_journal_does_not_know_is_a_mismatch(
         "0.001",
     )
     assert mismatch.detail.startswith("an open order the journal does not know: buy 0.001")
+
+
+def held(desk: Desk) -> str | None:
+    return desk.risk.held
+
+
+def live_desk(clock: SimulatedClock) -> Desk:
+    """A risk actor of a live venue (``venue.kind`` paper/binance): it holds from the start."""
+    desk = desk_on(clock)
+    desk.risk.await_reconcile = True
+    desk.risk.held = "start"
+    return desk
+
+
+async def test_a_live_session_holds_every_intent_until_caught_up_and_reconciled(
+    sim_clock: SimulatedClock,
+) -> None:
+    desk = live_desk(sim_clock)
+    async with desk.risk:
+        desk.given(small_book())  # InstrumentsLoaded: the session's start
+        now = sim_clock.now_ns()
+        desk.decide(
+            intent("BTC/USDT", "buy", "0.01"),
+            intent("BTC/USDT", "sell", "0.01", reduce_only=True),
+        )
+        first, second = desk.verdicts()
+        assert "waiting for the venue to catch up" in vetoed(first, "unreconciled").detail
+        vetoed(second, "unreconciled")
+        # a resolution of an earlier window, before the venue caught up, does not release
+        desk.bus.publish(ReconcileResolved(now, now, "memory", "agrees"))
+        desk.decide(intent("BTC/USDT", "buy", "0.01"))
+        vetoed(desk.last(), "unreconciled")
+        desk.bus.publish(VenueConnectionChanged(now, now, "memory", "account", "caught_up"))
+        assert held(desk) == "reconciling"
+        desk.decide(intent("BTC/USDT", "buy", "0.01"))
+        assert "waiting for the reconcile" in vetoed(desk.last(), "unreconciled").detail
+        desk.bus.publish(ReconcileResolved(now, now, "memory", "agrees"))
+        assert held(desk) is None
+        desk.decide(intent("BTC/USDT", "buy", "0.01"))
+        assert isinstance(desk.last(), IntentApproved)
+        # a gap of a user stream holds again until its own caught_up + reconcile
+        gap = VenueConnectionChanged(now, now, "memory", "user:spot", "disconnected", "eof", 1)
+        desk.bus.publish(gap)
+        assert held(desk) == "gap:memory:user:spot"
+        desk.decide(intent("BTC/USDT", "sell", "0.01", reduce_only=True))
+        assert "gap:memory:user:spot" in vetoed(desk.last(), "unreconciled").detail
+        desk.bus.publish(VenueConnectionChanged(now, now, "memory", "account", "caught_up"))
+        desk.bus.publish(ReconcileResolved(now, now, "memory", "agrees"))
+        desk.decide(intent("BTC/USDT", "buy", "0.01"))
+        assert isinstance(desk.last(), IntentApproved)
+        # a market data gap holds nothing
+        quotes = VenueConnectionChanged(now, now, "memory", "quotes:spot", "disconnected", "x", 1)
+        desk.bus.publish(quotes)
+        assert held(desk) is None
+
+
+async def test_a_simulated_venue_holds_nothing(sim_clock: SimulatedClock) -> None:
+    desk = desk_on(sim_clock)
+    async with desk.risk:
+        desk.given(small_book())
+        desk.decide(intent("BTC/USDT", "buy", "0.01"))
+        assert isinstance(desk.last(), IntentApproved)
+
+
+def test_the_hold_follows_the_venue_kind() -> None:
+    clock = SimulatedClock(T)
+    kinds: tuple[tuple[VenueKind, str | None], ...] = (
+        ("simulated", None),
+        ("paper", "start"),
+        ("binance", "start"),
+    )
+    for kind, expected in kinds:
+        config = Config(venue=VenueConfig(kind=kind))
+        assert RiskManager.from_config(config, Bus(clock), clock).held == expected
+
+
+async def test_a_fresh_start_is_confirmed_by_a_check_after_caught_up(
+    tmp_path: Path, sim_clock: SimulatedClock, venue: InMemoryVenue
+) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        rig = Rig(Bus(sim_clock, journal), sim_clock, venue)
+        rig.bus.publish(loaded())  # no past: the opening account is adopted
+        for event in await venue.account():
+            rig.bus.publish(event)
+        rig.bus.publish(caught_up())
+        await eventually(lambda: bool(rig.of(ReconcileResolved)))
+        await rig.reconciler.close()
+    assert not rig.of(ReconcileMismatch)
+    assert not rig.reconciler.book.window
+
+
+def test_readyz_says_why_intents_are_held() -> None:
+    clock = SimulatedClock(T)
+    health = Health(clock)
+    held: list[str | None] = ["gap:paper:user:spot"]
+    health.trading_held = lambda: held[0]
+    assert "trading_held:gap:paper:user:spot" in health.readiness().reasons
+    held[0] = None
+    assert not [r for r in health.readiness().reasons if r.startswith("trading_held")]

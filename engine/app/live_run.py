@@ -18,7 +18,9 @@ fills the journal lacks, then reports the account; the router looks up every ord
 holds as working by client order id (never resends blindly); and the
 :class:`~ballast.engine.app.reconcile.Reconciler` compares the journal's book with the venue's
 account: a difference no fill or funding explains halts trading until it is resolved
-(``accept_venue_state``: the operator accepts the venue's account).
+(``accept_venue_state``: the operator accepts the venue's account). From the session's start
+(fresh or resumed) and after a user-stream gap, the risk actor holds every intent until the venue
+caught up and a reconcile agreed (``/readyz``: ``trading_held:…``).
 
 Graceful stop (SIGTERM, SIGINT, ``max_runtime_s``): market data stops reaching the engine (no new
 decisions), orders being sent get up to ``venue.shutdown_timeout_s`` to finish (every
@@ -30,12 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
+import functools
+import importlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ballast.adapters.ccxt.exchanges import EXCHANGES
 from ballast.adapters.ccxt.venue import CcxtVenue
@@ -52,6 +58,7 @@ from ballast.engine.kernel.journal import Journal, JournalReader, damaged
 from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.http_server import MetricsServer, serve_metrics
+from ballast.engine.trading.risk import RiskManager
 from ballast.engine.trading.router import OrderRouter
 
 log = logging.getLogger(__name__)
@@ -208,9 +215,40 @@ async def metrics_server(
         yield server
 
 
+def trading_held(session: Session) -> str | None:
+    """Why the session's risk actor holds intents (``/readyz``: ``trading_held:…``), or None."""
+    for actor in session.actors:
+        if isinstance(actor, RiskManager):
+            return actor.held
+    return None
+
+
 def host_port(server: MetricsServer) -> str:
     host = f"[{server.host}]" if ":" in server.host else server.host
     return f"{host}:{server.port}"
+
+
+def contain_ccxt_decimal_context() -> None:
+    """Keep ccxt from changing the engine's decimal arithmetic. ccxt's ``decimal_to_precision``
+    (every ``amount_to_precision``/``price_to_precision`` of an order) sets the thread's decimal
+    context to ``ROUND_HALF_UP`` with ``Underflow`` trapped and leaves it so; the context object
+    is shared by every task of the loop, so after the first order the engine's own ``Decimal``
+    arithmetic and formatting rounded differently from a replay of its journal (``replay --verify``
+    diverged on a decision's reasoning, "buy 40872.47" recorded vs "40872.46" replayed). ccxt's
+    clients take the function from ``ccxt.base.exchange`` when built: it is wrapped here to run in
+    a local copy of the context. Idempotent."""
+    ccxt_exchange = importlib.import_module("ccxt.base.exchange")
+    original: Any = ccxt_exchange.decimal_to_precision
+    if getattr(original, "ballast_contained", False):
+        return
+
+    @functools.wraps(original)
+    def contained(*args: Any, **kwargs: Any) -> Any:
+        with decimal.localcontext():
+            return original(*args, **kwargs)
+
+    contained.ballast_contained = True  # type: ignore[attr-defined]
+    setattr(ccxt_exchange, "decimal_to_precision", contained)  # noqa: B010
 
 
 def _once(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -297,6 +335,7 @@ async def run_live(
             where = f"loopback exchange {rest_url} (data {folder}, {step_s:g} s per bar time)"
         else:
             where = rest_url or ("binance testnet" if config.venue.testnet else "binance")
+        contain_ccxt_decimal_context()
         venue = CcxtVenue(
             EXCHANGES["binance"],
             spot=config.instruments.spot,
@@ -333,6 +372,7 @@ async def run_live(
         server = await stack.enter_async_context(metrics_server(session, metrics_address))
         if server is not None:
             server.exporter.venue_stats = venue.stats
+            server.health.trading_held = partial(trading_held, session)
             print(f"listening {host_port(server)}", flush=True)
         symbols = ", ".join([*config.instruments.spot, *config.instruments.perp])
         print(f"live: venue {kind} at {where}; {symbols}; journal {path}", flush=True)

@@ -11,10 +11,12 @@ realised PnL through the one cost basis of :mod:`ballast.engine.trading.position
 withdrawals while running stay transfers, as the ledger books them; but inside a *window* it is
 only recorded as the venue's view:
 
-- a window opens when the venue's instruments are loaded again on top of a past (a restart: the
-  venue then catches up over REST on the fills the journal lacks and reports its account), or when
-  a user stream of the venue disconnects (a gap: the venue catches up after reconnecting; a
-  market data gap is no account gap);
+- a window opens when the venue's instruments are loaded (a session starts: on top of a past, a
+  restart, the venue then catches up over REST on the fills the journal lacks and reports its
+  account; without one, a fresh start, the venue's opening account is adopted and the check only
+  confirms it, so the risk actor's hold at a session's start ends the same way), or when a user
+  stream of the venue disconnects (a gap: the venue catches up after reconnecting; a market data
+  gap is no account gap);
 - when the venue says ``caught_up`` (:class:`~ballast.engine.kernel.events.VenueConnectionChanged`)
   inside a window, :class:`Reconciler` waits a short grace (a fill in flight on the WebSocket
   arrives), asks the venue for its account over REST (``Venue.account()``), publishes it (durable
@@ -143,7 +145,12 @@ class ReconcileBook:
         """The venue caught up once: position statements are no longer adopted (the opening
         account of a fresh start is)."""
         self.window = False
-        """True between a restart or a gap and the resolution of the check after it."""
+        """True between a session start or a gap and the resolution of the check after it."""
+        self.opening = False
+        """The window of a fresh start (no past): the venue's statements are adopted."""
+        self.stale = False
+        """A window opened and the venue has not said ``caught_up`` since: a resolution then
+        (of a check that began before a new gap) does not close the window."""
         self.open: dict[str, ReconcileMismatch] = {}
         """Mismatches not yet resolved, by subject."""
         self.has_past = False
@@ -170,13 +177,18 @@ class ReconcileBook:
         elif isinstance(message, PositionUpdated):
             self.position(message)
         elif isinstance(message, InstrumentsLoaded):
-            if self.has_past:
-                self.window = True  # a restart: the venue catches up, then we compare
+            # a session starts: the venue catches up, then we compare (a restart) or confirm
+            # its opening account (a fresh start)
+            self.window = self.stale = True
+            self.opening = not self.has_past
         elif isinstance(message, VenueConnectionChanged):
             if message.state == "disconnected" and is_user_channel(message.channel):
-                self.window = self.window or self.has_past
+                if self.has_past:
+                    self.window = self.stale = True
+                    self.opening = False
             elif message.state == "caught_up":
                 self.opened = True
+                self.stale = False
         elif isinstance(message, ReconcileMismatch):
             self.open[message.subject] = message
         elif isinstance(message, ReconcileResolved):
@@ -206,20 +218,21 @@ class ReconcileBook:
         key = (event.account, event.asset)
         self.reported[key] = event.free + event.locked
         self.reported_at[key] = event.ts_event
-        if not self.window:
+        if not self.window or self.opening:
             self.adopted_at[key] = event.ts_event
             self.holdings[event.asset] = self.venue_balance(event.asset)
 
     def position(self, event: PositionUpdated) -> None:
         self.has_past = True
         self.reported_positions[event.symbol] = (event.qty, event.entry_price)
-        if not self.opened and not self.window:
+        if not self.opened and (not self.window or self.opening):
             self._adopt_position(event.symbol, event.qty, event.entry_price)  # the opening
 
     def resolve(self) -> None:
         """The venue's view becomes the book (a check agreed, or the operator accepted it)."""
         self.open.clear()
-        self.window = False
+        self.window = self.stale  # a gap since the check began: the next caught_up checks again
+        self.opening = False
         self.adopted_at.update(self.reported_at)
         for asset in {asset for _, asset in self.reported}:
             self.holdings[asset] = self.venue_balance(asset)
@@ -374,7 +387,7 @@ class Reconciler:
         """Check after the grace; a difference is confirmed by a second check after the grace
         (the same difference again), then checked every ``recheck_s`` while it is open."""
         delay = self.grace_s
-        while self.book.window:
+        while self.book.window and not self.book.stale:
             await asyncio.sleep(delay)
             try:
                 await self.check()

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -23,6 +23,7 @@ from ballast.engine.kernel.clock import Clock, SimulatedClock
 from ballast.engine.kernel.config import Config, config_to_json
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
+from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.journal import Journal, JournalReader
 from ballast.engine.kernel.plugins import load_object
 from ballast.engine.kernel.redaction import redact
@@ -151,6 +152,11 @@ class Session:
             )
         )
         try:
+            # The instruments are fetched before the actors go live (a live venue's REST may
+            # wait, for request weight): the session's InstrumentsLoaded is then its first input,
+            # before any timer of a resumed session fires (the risk actor holds intents from it
+            # until the venue caught up and reconciled).
+            instruments = await self.venue.instruments() if self.venue is not None else None
             if self.resume_from:
                 await self._resume()
             else:
@@ -159,8 +165,8 @@ class Session:
                 )
                 for actor in self.actors:
                     await actor.start()
-            if self.venue is not None:
-                await self._load_venue(self.venue)
+            if self.venue is not None and instruments is not None:
+                await self._load_venue(self.venue, instruments)
             if self.resume_from:
                 for actor in self.actors:
                     await actor.on_resume()
@@ -218,7 +224,7 @@ class Session:
             caught.records,
         )
 
-    async def _load_venue(self, venue: Venue) -> None:
+    async def _load_venue(self, venue: Venue, instruments: Mapping[str, Instrument]) -> None:
         """Attach the venue and publish what it knows before any market data: its instruments,
         then the account (so the portfolio starts from the venue's balances), then start it
         (:meth:`Venue.start`: a live venue's streams and REST catch-up). A resumed session with
@@ -226,7 +232,6 @@ class Session:
         fills the journal lacks. The actors' ``on_resume`` (the router's order lookups) runs
         after this, so it sees the caught-up fills."""
         venue.attach(self._venue_sink)
-        instruments = await venue.instruments()
         now = self.clock.now_ns()
         self.bus.publish(
             InstrumentsLoaded(

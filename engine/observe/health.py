@@ -11,7 +11,9 @@ nothing itself, so market data is handled once for both):
 - whether trading is halted: the kill switch is engaged, or the strategy failed and was halted;
 - a live venue's links: which streams are down (``VenueConnectionChanged``), and which
   reconciliation mismatches are open (``ReconcileMismatch`` until ``ReconcileResolved``: trading
-  is halted meanwhile).
+  is halted meanwhile);
+- why the risk actor holds intents on a live venue (:attr:`Health.trading_held`, set by the live
+  run: from the session's start or a user-stream gap until the venue caught up and reconciled).
 
 Ages are measured on the engine's clock: on a simulated clock they are simulated ages.
 
@@ -20,14 +22,15 @@ stale (older than ``stale_after_s`` or flagged), and not halted. Otherwise
 :meth:`Health.readiness` names why, with short codes (``instruments_not_loaded``,
 ``account_not_loaded``, ``venue_down:VENUE:STREAM``, ``reconcile_mismatch:SUBJECT``,
 ``no_market_data``, ``no_data:SYMBOL``, ``data_stale:SYMBOL``, ``kill_switch:REASON``,
-``strategy_halted``).
+``strategy_halted``, ``trading_held:start`` / ``trading_held:reconciling`` /
+``trading_held:gap:VENUE:CHANNEL``).
 ``kill_switch:handler_failed`` means a handler of an actor that owns money state (portfolio, risk,
 router) raised: the metric ``ballast_handler_errors_total{actor}`` says which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,6 +73,10 @@ class Health:
         """``venue:stream`` of the live venue's streams that are down."""
         self.mismatches: set[str] = set()
         """Subjects of the open reconciliation mismatches."""
+        self.trading_held: Callable[[], str | None] | None = None
+        """Why intents are held (a short code), None when they are not; set by the composition
+        root to read the risk actor's hold
+        (:attr:`ballast.engine.trading.risk.RiskManager.held`)."""
 
     # ------------------------------------------------------------------ updates
 
@@ -147,6 +154,9 @@ class Health:
 
     def _halt_reasons(self) -> list[str]:
         reasons = [] if self.kill_switch is None else [f"kill_switch:{self.kill_switch}"]
+        held = self.trading_held() if self.trading_held is not None else None
+        if held is not None:
+            reasons.append(f"trading_held:{_code(held)}")
         return [*reasons, "strategy_halted"] if self.strategy_halted else reasons
 
 

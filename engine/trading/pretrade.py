@@ -7,6 +7,8 @@ numbers). Checks run in this order:
 0. ``unreconciled``: while the venue's account disagrees with the journal's book
    (:class:`~ballast.engine.kernel.events.ReconcileMismatch` not yet resolved) no intent passes,
    reduce-only ones included: the book the checks below would read is not known to be right.
+   On a live venue the same veto holds intents from the session's start and from a user-stream
+   gap until the venue caught up and a reconcile agreed (:mod:`ballast.engine.trading.risk`).
 1. ``kill_switch``: while the kill switch is on only reduce-only intents pass.
 2. ``unknown_instrument`` / ``no_portfolio``: no exchange filters, or no valued portfolio (NAV ≤ 0
    blocks everything but reduce-only intents).
@@ -175,14 +177,15 @@ def check(
     """Approve (maybe cut) or veto ``intent``. Pure: the same inputs give the same verdict.
 
     ``margin``: leverage (initial margin) per perp symbol; default: :func:`default_margin_table`.
-    ``unreconciled``: what the open reconciliation mismatch is about (None: reconciled).
+    ``unreconciled``: what the open reconciliation mismatch is about, or why intents are held
+    until the venue caught up and reconciled (None: reconciled).
     """
     with localcontext(_CTX):
         if unreconciled is not None:
             return Vetoed(
                 "unreconciled",
-                f"the venue's account does not reconcile with the journal ({unreconciled}): "
-                "no intent passes until it does (or the operator accepts the venue's state)",
+                f"the venue's account is not reconciled with the journal ({unreconciled}): "
+                "no intent passes until it is (or the operator accepts the venue's state)",
             )
         if kill_switch and not intent.reduce_only:
             return Vetoed("kill_switch", "kill switch is on: only reduce-only intents pass")

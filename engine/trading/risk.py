@@ -20,6 +20,17 @@ after a restart or a gap, :mod:`ballast.engine.app.reconcile`) vetoes every inte
 ``unreconciled`` until a ``ReconcileResolved``. Both are input events, so replay re-feeds them and
 reaches the same verdicts.
 
+Holding on a live venue (``await_reconcile``, from ``venue.kind`` ``paper``/``binance``): the
+journal's book is not known to be the venue's until the venue caught up and a reconcile agreed, so
+every intent is vetoed (``unreconciled``, the detail says why: :attr:`RiskManager.held`) from the
+session's start (its ``InstrumentsLoaded``, the first input of a session, fresh or resumed) and
+from a gap of a user stream (``VenueConnectionChanged`` ``disconnected`` of a ``user:*`` channel)
+until a ``ReconcileResolved`` that follows a ``caught_up`` (a resolution of an older window does
+not count). Reduce-only intents are held too: they are sized on the same stale book (a reduce of a
+position the venue no longer holds), and the hold lasts the venue's catch-up plus the reconcile's
+grace. The hold follows only journaled inputs, so a replay (and a resumed session's catch-up)
+reaches the same verdicts.
+
 Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
 latest perp marks (:mod:`ballast.engine.trading.measures`) with the simulated exchange's own
 tiered-margin formula (:mod:`ballast.engine.trading.margin`); the venue's liquidation estimate,
@@ -86,6 +97,7 @@ from ballast.engine.kernel.events import (
     ReconcileMismatch,
     ReconcileResolved,
     TimerFired,
+    VenueConnectionChanged,
 )
 from ballast.engine.kernel.instruments import Instrument, base_of, is_perp
 from ballast.engine.trading.budget import RiskBudget
@@ -104,6 +116,15 @@ from ballast.engine.trading.regime import (
 _ZERO: Final = Decimal(0)
 _TWO: Final = Decimal(2)
 
+LIVE_VENUES: Final = frozenset({"paper", "binance"})
+"""``venue.kind`` values of a live venue: intents are held until it caught up and reconciled."""
+HELD_START: Final = "start"
+HELD_RECONCILING: Final = "reconciling"
+HELD_MEANING: Final = {
+    HELD_START: "the session started; waiting for the venue to catch up and the reconcile",
+    HELD_RECONCILING: "the venue caught up; waiting for the reconcile to agree",
+}
+
 
 class RiskManager(Actor):
     """The risk-budget actor (see the module docstring)."""
@@ -119,6 +140,7 @@ class RiskManager(Actor):
         warmup: int = DEFAULT_WARMUP,
         margin: MarginTable | None = None,
         quote: str = "USDT",
+        await_reconcile: bool = False,
     ) -> None:
         super().__init__(bus, clock)
         self.risk = risk
@@ -141,6 +163,13 @@ class RiskManager(Actor):
         self.kill_switch: KillSwitchReason | None = None
         self.mismatches: dict[str, ReconcileMismatch] = {}
         """Open reconciliation mismatches by subject (trading halted while any is open)."""
+        self.await_reconcile = await_reconcile
+        self.held: str | None = HELD_START if await_reconcile else None
+        """Why intents are held on a live venue (module docstring), a short code: ``start``
+        (the venue has not caught up since the session started), ``gap:VENUE:CHANNEL`` (a user
+        stream dropped), ``reconciling`` (caught up; the reconcile has not agreed yet); None:
+        not held."""
+        self._caught_up = False
         self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
         self.orders = OrderTracker()  # the orders of the intents it approved
         self._valued_at: dict[str, Decimal] = {}
@@ -154,7 +183,14 @@ class RiskManager(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> RiskManager:
-        return cls(bus, clock, risk=config.risk, bands=config.bands, quote=config.venue.quote)
+        return cls(
+            bus,
+            clock,
+            risk=config.risk,
+            bands=config.bands,
+            quote=config.venue.quote,
+            await_reconcile=config.venue.kind in LIVE_VENUES,
+        )
 
     def _subscribe_all(self) -> None:
         self.subscribe(InstrumentsLoaded, self.on_instruments)
@@ -175,6 +211,7 @@ class RiskManager(Actor):
         self.subscribe(HandlerFailed, self.on_handler_failed)
         self.subscribe(ReconcileMismatch, self.on_mismatch)
         self.subscribe(ReconcileResolved, self.on_resolved)
+        self.subscribe(VenueConnectionChanged, self.on_connection)
 
     async def on_start(self) -> None:
         now = self.now()
@@ -226,6 +263,8 @@ class RiskManager(Actor):
 
     def on_instruments(self, event: InstrumentsLoaded) -> None:
         self.instruments.update({i.symbol: i for i in event.instruments})
+        if self.await_reconcile:  # a session starts: hold until the venue caught up + reconciled
+            self._hold(HELD_START)
 
     def on_quote(self, quote: QuoteTick) -> None:
         if quote.bid > 0 and quote.ask >= quote.bid:
@@ -368,12 +407,29 @@ class RiskManager(Actor):
         if self.mismatches:
             self.log.warning("reconciled again (%s): trading resumes", event.detail)
         self.mismatches.clear()
+        if self.held is not None and self._caught_up:
+            self.log.info("reconciled after the venue caught up (%s): trading resumes", self.held)
+            self.held = None
+
+    def on_connection(self, event: VenueConnectionChanged) -> None:
+        if not self.await_reconcile:
+            return
+        if event.state == "disconnected" and event.channel.startswith("user"):
+            self._hold(f"gap:{event.venue}:{event.channel}")
+        elif event.state == "caught_up" and self.held is not None:
+            self._caught_up = True
+            self.held = HELD_RECONCILING
+
+    def _hold(self, reason: str) -> None:
+        self.held = reason
+        self._caught_up = False
 
     def unreconciled(self) -> str | None:
-        """What is unreconciled (subjects, sorted), or None."""
-        if not self.mismatches:
-            return None
-        return ", ".join(sorted(self.mismatches))
+        """What is unreconciled (subjects, sorted; or why intents are held), or None."""
+        parts = sorted(self.mismatches)
+        if self.held is not None:
+            parts.append(f"held: {HELD_MEANING.get(self.held, self.held)}")
+        return ", ".join(parts) if parts else None
 
     # ------------------------------------------------------------------ deleveraging
 
