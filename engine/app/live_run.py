@@ -32,16 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import decimal
-import functools
-import importlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from ballast.adapters.ccxt.exchanges import EXCHANGES
 from ballast.adapters.ccxt.venue import CcxtVenue
@@ -228,29 +225,6 @@ def host_port(server: MetricsServer) -> str:
     return f"{host}:{server.port}"
 
 
-def contain_ccxt_decimal_context() -> None:
-    """Keep ccxt from changing the engine's decimal arithmetic. ccxt's ``decimal_to_precision``
-    (every ``amount_to_precision``/``price_to_precision`` of an order) sets the thread's decimal
-    context to ``ROUND_HALF_UP`` with ``Underflow`` trapped and leaves it so; the context object
-    is shared by every task of the loop, so after the first order the engine's own ``Decimal``
-    arithmetic and formatting rounded differently from a replay of its journal (``replay --verify``
-    diverged on a decision's reasoning, "buy 40872.47" recorded vs "40872.46" replayed). ccxt's
-    clients take the function from ``ccxt.base.exchange`` when built: it is wrapped here to run in
-    a local copy of the context. Idempotent."""
-    ccxt_exchange = importlib.import_module("ccxt.base.exchange")
-    original: Any = ccxt_exchange.decimal_to_precision
-    if getattr(original, "ballast_contained", False):
-        return
-
-    @functools.wraps(original)
-    def contained(*args: Any, **kwargs: Any) -> Any:
-        with decimal.localcontext():
-            return original(*args, **kwargs)
-
-    contained.ballast_contained = True  # type: ignore[attr-defined]
-    setattr(ccxt_exchange, "decimal_to_precision", contained)  # noqa: B010
-
-
 def _once(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
     done = False
 
@@ -335,7 +309,6 @@ async def run_live(
             where = f"loopback exchange {rest_url} (data {folder}, {step_s:g} s per bar time)"
         else:
             where = rest_url or ("binance testnet" if config.venue.testnet else "binance")
-        contain_ccxt_decimal_context()
         venue = CcxtVenue(
             EXCHANGES["binance"],
             spot=config.instruments.spot,
