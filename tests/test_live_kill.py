@@ -12,9 +12,8 @@ order at the exchange twice or unknown to the journal, never two orders for one 
 restart, once the venue has caught up: every trade of ours at the exchange is in the journal
 exactly once. At the end, with the market paused and one last engine settled: the engine's
 balances and positions equal the exchange's exactly, and the journal of every session replays
-with ``--verify``. A ReconcileMismatch, an order sent before the venue caught up after a restart,
-or a traceback in an engine's log (the symptoms of known bugs of other parts,
-:data:`KNOWN_BUGS`) makes the test an expected failure that names them."""
+with ``--verify``. A ReconcileMismatch, an order sent before the venue caught up and reconciled
+after a restart, or a traceback in an engine's log fails the campaign too."""
 
 from __future__ import annotations
 
@@ -119,19 +118,11 @@ def tracebacks(text: str) -> list[str]:
 
 @dataclass
 class Campaign:
-    """Where each kill landed, and the symptoms of the known bugs the campaign saw (reported as
-    an expected failure, see :data:`KNOWN_BUGS`); every other check failed the test at once."""
+    """Where each kill landed, and the symptoms seen (mismatches, orders before the venue caught
+    up, tracebacks; the campaign fails on any, at its end); every other check fails at once."""
 
     landed: list[str]
     known: list[str]
-
-
-KNOWN_BUGS = (
-    "known bugs of other parts (/work/notes/status/campaign.md): a restarted engine trades "
-    "before its venue caught up (session/live_run), a statement older than a booked fill "
-    "overrides it (ledger; loopback sends a perp fill's USDT on the spot socket), ccxt drops "
-    "balance updates and raises in load_positions_snapshot"
-)
 
 
 async def kill_at(kill: Kill, journal_path: Path, since_seq: int, engine: Engine) -> str:
@@ -191,7 +182,7 @@ async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
 
 async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -> list[str]:
     """Pause the market, run the engine once more until it settles, stop it, check the book
-    and replay every session. Returns the known bugs' symptoms seen."""
+    and replay every session. Returns the symptoms seen."""
     journal_path = tmp_path / "journal.db"
     await exchange.pause()
     before = last_seq(journal_path)
@@ -213,16 +204,16 @@ async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -
 
 
 def report(result: Campaign) -> None:
-    """The hard checks passed; the known bugs' symptoms make it an expected failure (each kind
-    once, with how often it was seen and its first occurrence)."""
-    if not result.known:
-        return
+    """The hard checks passed; what remains must be nothing: a reconcile mismatch after a restart,
+    an order sent before the session's venue caught up and reconciled, or a traceback in an
+    engine's output each fail the campaign (each kind once, with how often it was seen and its
+    first occurrence)."""
     kinds: dict[str, list[str]] = {}
     for symptom in result.known:
         kind = re.sub(r"\b(run \d+|last run|seq \d+|bl-[\w-]+)\b", "…", symptom)
         kinds.setdefault(kind, []).append(symptom)
     shown = "; ".join(f"{len(seen)}× {seen[0]}" for seen in kinds.values())
-    pytest.xfail(f"{KNOWN_BUGS}: {shown}")
+    assert not kinds, shown
 
 
 async def test_the_engine_killed_20_times_while_trading_loses_and_doubles_nothing(
