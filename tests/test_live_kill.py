@@ -193,7 +193,7 @@ async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -
     journal = await read_journal(journal_path)
     assert at_rest(journal, await exchange.state()) == []
     assert len(journal.of(SessionStarted)) == kills + 1
-    assert len(journal.fills) > kills // 5  # it did trade between the kills
+    assert len(journal.fills) >= kills // 10  # it did trade between the kills
     verified = ballast("replay", "--verify", str(journal_path), cwd=tmp_path, timeout_s=300)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return [
@@ -201,6 +201,13 @@ async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -
         *orders_before_caught_up(journal),
         *(f"last run: {t}" for t in tracebacks(engine.stderr())),
     ]
+
+
+def assert_every_kill_point_landed(landed: list[str]) -> None:
+    """Kills landed at a random moment, right after an order was journaled and right after a
+    fill, each at least once."""
+    missing = {"random", "after_submit", "after_fill"} - set(landed)
+    assert not missing, landed
 
 
 def report(result: Campaign) -> None:
@@ -221,12 +228,8 @@ async def test_the_engine_killed_20_times_while_trading_loses_and_doubles_nothin
 ) -> None:
     result = await campaign(tmp_path, kills=20, seed=11)
     assert len(result.landed) == 20
-    missing = {"random", "after_submit", "after_fill"} - set(result.landed)
-    if missing and result.known:  # trading halted by a known bug's mismatch: no order to kill at
-        result.known.append(f"no kill landed {sorted(missing)}: {result.landed}")
-    else:
-        assert not missing, result.landed
     report(result)
+    assert_every_kill_point_landed(result.landed)
 
 
 @pytest.mark.slow
@@ -236,3 +239,6 @@ async def test_the_engine_killed_100_times_while_trading_loses_and_doubles_nothi
     result = await campaign(tmp_path, kills=100, seed=1111)
     assert len(result.landed) == 100
     report(result)
+    assert_every_kill_point_landed(result.landed)
+    # kills that found an order or a fill to land after (the rest landed at a random moment)
+    assert sum(point != "random" for point in result.landed) >= 20, result.landed

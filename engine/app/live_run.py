@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -45,16 +45,16 @@ from ballast.adapters.ccxt.venue import CcxtVenue
 from ballast.engine.app.bundled import data_dir as bundled_data_dir
 from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.app.reconcile import Reconciler
+from ballast.engine.app.service import host_port, journal_path, metrics_server, resume_point
 from ballast.engine.app.session import Session
 from ballast.engine.app.venue_serve import loopback_exchange
 from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.config import Config, require_secrets
-from ballast.engine.kernel.errors import BallastError, JournalError
+from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import FundingPaid, Message, OrderFilled, SessionStarted
 from ballast.engine.kernel.journal import Journal, JournalReader, damaged
 from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.kernel.timefmt import ns_to_iso
-from ballast.engine.observe.http_server import MetricsServer, serve_metrics
 from ballast.engine.trading.risk import RiskManager
 from ballast.engine.trading.router import OrderRouter
 
@@ -104,16 +104,6 @@ class LiveResult:
     reason: str = "completed"
     resumed: LivePast | None = None
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def journal_path(config: Config) -> Path:
-    """The journal file, its folder created (a folder that cannot be is a journal error)."""
-    path = Path(config.journal.path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise JournalError(f"{path}: cannot create its folder: {exc.strerror}") from None
-    return path
 
 
 def venue_state_path(journal: Path) -> Path:
@@ -195,34 +185,12 @@ def _check_live(path: Path, started: SessionStarted, venue: str) -> None:
     )
 
 
-@contextlib.asynccontextmanager
-async def metrics_server(
-    session: Session, address: str | None
-) -> AsyncIterator[MetricsServer | None]:
-    """The metrics server of ``[metrics]`` (at ``address`` if given), or None when disabled."""
-    if not session.config.metrics.enabled:
-        yield None
-        return
-    where = address or session.config.metrics.address
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            server = await stack.enter_async_context(serve_metrics(session, where))
-        except OSError as exc:
-            raise BallastError(f"metrics: cannot listen on {where}: {exc.strerror}") from None
-        yield server
-
-
 def trading_held(session: Session) -> str | None:
     """Why the session's risk actor holds intents (``/readyz``: ``trading_held:…``), or None."""
     for actor in session.actors:
         if isinstance(actor, RiskManager):
             return actor.held
     return None
-
-
-def host_port(server: MetricsServer) -> str:
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    return f"{host}:{server.port}"
 
 
 def _once(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -283,7 +251,7 @@ async def run_live(
                 kind="live",
             )
         )
-        resume_from = _resume_point(journal, past)
+        resume_from = resume_point(journal, past.last_seq if past is not None else None)
         rest_url, ws_url, where = config.venue.rest_url, config.venue.ws_url, ""
         finished: asyncio.Event | None = None
         data_time: Callable[[], int | None] | None = None
@@ -370,17 +338,6 @@ async def run_live(
             await close_venue()
             await reconciler.close()
     return result
-
-
-def _resume_point(journal: Journal, past: LivePast | None) -> int:
-    if past is None:
-        return 0
-    if journal.opened_at_seq != past.last_seq:
-        raise JournalError(
-            f"{journal.path}: grew from seq {past.last_seq} to {journal.opened_at_seq} while the "
-            "run was starting (another writer?)"
-        )
-    return past.last_seq
 
 
 def _resumed(past: LivePast) -> str:

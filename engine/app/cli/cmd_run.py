@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -50,13 +50,14 @@ from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.paper_feed import FeedResult, PaperFeed
 from ballast.engine.app.paper_past import PaperPast, paper_past
+from ballast.engine.app.service import host_port, journal_path, metrics_server, resume_point
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.config import Config, config_from_json, require_secrets
 from ballast.engine.kernel.config_diff import differing, shown
-from ballast.engine.kernel.errors import BallastError, JournalError
+from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.kernel.timefmt import ns_to_iso
-from ballast.engine.observe.http_server import MetricsServer, parse_address, serve_metrics
+from ballast.engine.observe.http_server import parse_address
 
 DEFAULT_STEP_S = 1.0
 
@@ -275,23 +276,23 @@ async def run_paper(
     the config as the file said, before the command line's journal and data folder."""
     bundle = _bundle(config)
     span = bundle.span()  # no bars in the data (or in paper.start .. paper.end): fail now
-    journal_path = _journal_path(config)
+    path = journal_path(config)
     clock = CatchUpClock()
     venue = simulated_venue(config, clock)
-    past = await paper_past(journal_path, venue)
-    async with venue, _journal(config, journal_path) as journal:
-        resume_from = _resume_point(journal, past)
+    past = await paper_past(path, venue)
+    async with venue, _journal(config, path) as journal:
+        resume_from = resume_point(journal, past.last_seq if past is not None else None)
         session = Session(
             config, clock, journal=journal, venue=venue, resume_from=resume_from, source=source
         )
         resume = past.feed if past is not None else None
         feed = PaperFeed(bundle, venue, session, step_s=step_s, halted=halt_feed, resume=resume)
         viewing = watch(session, None) if watch is not None else contextlib.nullcontext()
-        async with _metrics(session, metrics_address) as server:
+        async with metrics_server(session, metrics_address) as server:
             if server is not None:  # first, before anything the session (or a view) prints
-                print(f"listening {_host_port(server)}", flush=True)
+                print(f"listening {host_port(server)}", flush=True)
             async with viewing, session:
-                _announce(config, span, journal_path, step_s)
+                _announce(config, span, path, step_s)
                 for point in bundle.report().rejected:
                     print(f"data: rejected: {point.describe()}", flush=True)
                 if past is not None:
@@ -301,19 +302,6 @@ async def run_paper(
                 seen = signals if signals is not None else []
                 result, session.stop_reason = await _serve(feed, stop, max_runtime_s, seen)
                 return result
-
-
-def _resume_point(journal: Journal, past: PaperPast | None) -> int:
-    """The seq the session resumes from (0: a fresh start); the journal must not have grown
-    since it was read."""
-    if past is None:
-        return 0
-    if journal.opened_at_seq != past.last_seq:
-        raise JournalError(
-            f"{journal.path}: grew from seq {past.last_seq} to {journal.opened_at_seq} while the "
-            "run was starting (another writer?)"
-        )
-    return past.last_seq
 
 
 def _config_changes(past: PaperPast, config: Config) -> list[str]:
@@ -348,16 +336,6 @@ def _bundle(config: Config) -> MarketBundle:
         raise DataError(f"paper mode: {exc}; set [paper] data_dir or pass --data DIR") from None
 
 
-def _journal_path(config: Config) -> Path:
-    """The journal file, its folder created (a folder that cannot be is a journal error)."""
-    path = Path(config.journal.path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise JournalError(f"{path}: cannot create its folder: {exc.strerror}") from None
-    return path
-
-
 def _journal(config: Config, path: Path) -> Journal:
     """The session's journal, owned by this process while it runs (a second writer is refused),
     checked before it is appended to, and marked as a paper (or live) journal."""
@@ -367,26 +345,6 @@ def _journal(config: Config, path: Path) -> Journal:
         flush_interval_s=config.journal.flush_interval_ms / 1000,
         kind="paper" if config.venue.kind == "simulated" else "live",
     )
-
-
-@contextlib.asynccontextmanager
-async def _metrics(session: Session, address: str | None) -> AsyncIterator[MetricsServer | None]:
-    """The metrics server of ``[metrics]`` (at ``address`` if given), or None when disabled."""
-    if not session.config.metrics.enabled:
-        yield None
-        return
-    where = address or session.config.metrics.address
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            server = await stack.enter_async_context(serve_metrics(session, where))
-        except OSError as exc:
-            raise BallastError(f"metrics: cannot listen on {where}: {exc.strerror}") from None
-        yield server
-
-
-def _host_port(server: MetricsServer) -> str:
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    return f"{host}:{server.port}"
 
 
 def _announce(config: Config, span: tuple[int, int], journal: Path, step_s: float) -> None:
