@@ -30,12 +30,18 @@ near ``start`` still see the settlement made just before ``start`` (the rate was
 emitted (and neither is its mark).
 
 **Files** for asset ``A`` and quote ``Q`` (e.g. BTC, USDT) in the data folder, first match wins
-(``<label>`` = ``1m``, ``5m``, ``1h``, ``4h``, ``1d``... from the bar interval):
+(``<label>`` = ``1m``, ``5m``, ``1h``, ``4h``, ``1d``, ``1w``... the bar interval when one is
+given; else any label, if only one file of the asset has such a name):
 
-- spot klines: ``aq_spot_<label>.csv`` (lower case, as bundled) or ``A_Q.csv``;
+- spot klines: ``aq_spot_<label>.csv`` (lower case, as bundled), ``A_Q.csv`` or ``A-Q.csv`` (as
+  Yahoo names its downloads, e.g. ``BTC-USD.csv``);
 - perp klines: ``aq_perp_<label>.csv`` or ``A_Q_Q.csv`` (the symbol ``A/Q:Q`` with ``/`` and ``:``
   replaced by ``_``); optional: an asset without perp data is spot only;
 - funding: ``aq_perp_funding_8h.csv`` or ``A_Q_Q_funding.csv``; required when perp klines exist.
+
+**Bar interval**: given (``interval_s``), or detected per file from the spacing of its candles
+(:func:`ballast.adapters.data.klines.load_klines`); bars are stamped at their close and gaps are
+judged against that interval.
 
 **No usable data is an error**, never a skip: a missing spot file, a missing perp (or funding)
 file of an asset listed in ``perp_assets``, a file with a header and no rows, or a series with no
@@ -48,14 +54,16 @@ marks (the rate of the settlement before it stays in force), and listed in the r
 ``start`` would have carried).
 
 The generic ``<SYMBOL>.csv`` files are any OHLCV CSV
-:func:`ballast.adapters.data.klines.load_klines` reads (``timestamp,open,high,low,close,volume``,
-candle open times) and any funding CSV
+:func:`ballast.adapters.data.klines.load_klines` reads (the generic layout
+``timestamp,open,high,low,close,volume`` with candle open times, or a Yahoo download) and any
+funding CSV
 :func:`ballast.adapters.data.funding.load_funding` reads.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -65,6 +73,7 @@ from pathlib import Path
 from ballast.adapters.data.funding import FundingSeries, funding_gaps, load_funding
 from ballast.adapters.data.gaps import Coverage, DataReport, RejectedPoint
 from ballast.adapters.data.klines import DataError, KlineSeries, load_klines
+from ballast.engine.kernel.bar_interval import interval_label
 from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 from ballast.engine.kernel.instruments import is_perp, perp_symbol, spot_of, spot_symbol
@@ -122,14 +131,6 @@ def to_ns(moment: TimeLike) -> int:
         raise DataError(str(exc)) from None
 
 
-def interval_label(interval_s: int) -> str:
-    """``60`` → ``1m``, ``3600`` → ``1h``, ``86400`` → ``1d`` (as in Binance file names)."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if interval_s % size == 0:
-            return f"{interval_s // size}{unit}"
-    return f"{interval_s}s"
-
-
 def symbol_file(symbol: str) -> str:
     """``BTC/USDT:USDT`` → ``BTC_USDT_USDT`` (a symbol as a file name)."""
     return symbol.replace("/", "_").replace(":", "_")
@@ -180,12 +181,13 @@ class MarketBundle:
         *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
-        interval_s: int = 3600,
+        interval_s: int | None = None,
         perp_assets: Iterable[str] = (),
         max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
     ) -> MarketBundle:
         """Load the CSV files of ``assets`` from ``folder`` (names in the module docstring); the
-        perp and funding files of ``perp_assets`` are required, the others' optional."""
+        perp and funding files of ``perp_assets`` are required, the others' optional. Bars are
+        ``interval_s`` long, or (None) each file's own interval, detected from its times."""
         root = Path(folder)
         required = set(perp_assets)
         spot: list[KlineSeries] = []
@@ -434,21 +436,26 @@ class _AssetFiles:
 
     @classmethod
     def find(
-        cls, root: Path, asset: str, quote: str, interval_s: int, *, perp: bool = False
+        cls, root: Path, asset: str, quote: str, interval_s: int | None, *, perp: bool = False
     ) -> _AssetFiles:
-        """The files of ``asset``; ``perp``: its perp klines (and so funding) are required."""
-        pair, label = f"{asset}{quote}".lower(), interval_label(interval_s)
+        """The files of ``asset``; ``perp``: its perp klines (and so funding) are required.
+        ``interval_s`` None: a bundled-style name of any interval (``aq_spot_1d.csv``), if only
+        one."""
+        pair = f"{asset}{quote}".lower()
         spot_sym, perp_sym = (
             symbol_file(spot_symbol(asset, quote)),
             symbol_file(perp_symbol(asset, quote)),
         )
-        spot = _first_file(root, [f"{pair}_spot_{label}.csv", f"{spot_sym}.csv"])
-        perps = [f"{pair}_perp_{label}.csv", f"{perp_sym}.csv"]
+        yahoo = f"{asset}-{quote}.csv"
+        spot_named = _interval_files(root, f"{pair}_spot", interval_s)
+        spot = _first_file(root, [*spot_named, f"{spot_sym}.csv", yahoo])
+        perp_named = _interval_files(root, f"{pair}_perp", interval_s)
+        perps = [*perp_named, f"{perp_sym}.csv"]
         klines = _first_file(root, perps)
         names = [f"{pair}_perp_funding_8h.csv", f"{perp_sym}_funding.csv"]
         funding = _first_file(root, names)
         if spot is None:
-            tried = f"{pair}_spot_{label}.csv or {spot_sym}.csv"
+            tried = " or ".join([*spot_named, f"{spot_sym}.csv", yahoo])
             raise DataError(f"{root}: no spot klines for {asset} (tried {tried})")
         if perp and klines is None:
             raise DataError(
@@ -460,6 +467,22 @@ class _AssetFiles:
                 f"{root}: {klines.name} has no funding file (tried {' or '.join(names)})"
             )
         return cls(spot, klines, funding)
+
+
+def _interval_files(root: Path, prefix: str, interval_s: int | None) -> list[str]:
+    """``PREFIX_<label>.csv`` for the interval given; for None, the one such file present of any
+    interval (:class:`DataError` if there are several: the interval must then be chosen), or the
+    pattern tried when there is none."""
+    if interval_s is not None:
+        return [f"{prefix}_{interval_label(interval_s)}.csv"]
+    pattern = re.compile(re.escape(prefix) + r"_(\d+[smhdw])\.csv")
+    found = sorted(p.name for p in root.glob(f"{prefix}_*.csv") if pattern.fullmatch(p.name))
+    if len(found) > 1:
+        raise DataError(
+            f"{root}: bars of several intervals ({', '.join(found)}): choose one with [paper] "
+            f'bar_interval (e.g. "1d") or --bar-interval'
+        )
+    return found or [f"{prefix}_<interval>.csv"]
 
 
 def _first_file(root: Path, names: list[str]) -> Path | None:
