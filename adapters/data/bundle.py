@@ -449,7 +449,11 @@ class _AssetFiles:
         yahoo = f"{asset}-{quote}.csv"
         spot_named = _interval_files(root, f"{pair}_spot", interval_s)
         spot = _first_file(root, [*spot_named, f"{spot_sym}.csv", yahoo])
-        perp_named = _interval_files(root, f"{pair}_perp", interval_s)
+        label = _label_of(spot, f"{pair}_spot")
+        if interval_s is None and label is not None:  # the perp file of the spot file's interval
+            perp_named = [f"{pair}_perp_{label}.csv"]
+        else:
+            perp_named = _interval_files(root, f"{pair}_perp", interval_s)
         perps = [*perp_named, f"{perp_sym}.csv"]
         klines = _first_file(root, perps)
         names = [f"{pair}_perp_funding_8h.csv", f"{perp_sym}_funding.csv"]
@@ -475,14 +479,22 @@ def _interval_files(root: Path, prefix: str, interval_s: int | None) -> list[str
     pattern tried when there is none."""
     if interval_s is not None:
         return [f"{prefix}_{interval_label(interval_s)}.csv"]
-    pattern = re.compile(re.escape(prefix) + r"_(\d+[smhdw])\.csv")
-    found = sorted(p.name for p in root.glob(f"{prefix}_*.csv") if pattern.fullmatch(p.name))
+    found = sorted(p.name for p in root.glob(f"{prefix}_*.csv") if _label_of(p, prefix))
     if len(found) > 1:
         raise DataError(
             f"{root}: bars of several intervals ({', '.join(found)}): choose one with [paper] "
             f'bar_interval (e.g. "1d") or --bar-interval'
         )
     return found or [f"{prefix}_<interval>.csv"]
+
+
+def _label_of(file: Path | None, prefix: str) -> str | None:
+    """The interval label of a ``PREFIX_<label>.csv`` file (None for another name)."""
+    match = None if file is None else _LABELLED.fullmatch(file.name)
+    return match[2] if match is not None and match[1] == prefix else None
+
+
+_LABELLED = re.compile(r"(.+)_(\d+[smhdw])\.csv")
 
 
 def _first_file(root: Path, names: list[str]) -> Path | None:
