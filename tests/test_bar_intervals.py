@@ -193,6 +193,15 @@ def test_several_intervals_of_one_asset_need_a_choice(tmp_path: Path) -> None:
     assert MarketBundle.load(tmp_path, ["BTC"], interval_s=3_600).interval_s == 3_600
 
 
+def test_files_of_different_detected_intervals_are_refused(tmp_path: Path) -> None:
+    _generic(tmp_path / "BTC_USDT.csv", 30, DAY)
+    _generic(tmp_path / "ETH_USDT.csv", 30, timedelta(hours=1))
+    with pytest.raises(DataError, match=r"BTC_USDT\.csv 1d, ETH_USDT\.csv 1h.*bar_interval"):
+        MarketBundle.load(tmp_path, ["BTC", "ETH"])
+    chosen = MarketBundle.load(tmp_path, ["BTC", "ETH"], interval_s=3_600)
+    assert chosen.interval_s == 3_600
+
+
 # ------------------------------------------------------------------------------- shipped series
 
 

@@ -40,8 +40,9 @@ given; else any label, if only one file of the asset has such a name):
 - funding: ``aq_perp_funding_8h.csv`` or ``A_Q_Q_funding.csv``; required when perp klines exist.
 
 **Bar interval**: given (``interval_s``), or detected per file from the spacing of its candles
-(:func:`ballast.adapters.data.klines.load_klines`); bars are stamped at their close and gaps are
-judged against that interval.
+(:func:`ballast.adapters.data.klines.load_klines`), then the same for every file (else
+:class:`DataError` naming each file's); bars are stamped at their close and gaps are judged against
+that interval.
 
 **No usable data is an error**, never a skip: a missing spot file, a missing perp (or funding)
 file of an asset listed in ``perp_assets``, a file with a header and no rows, or a series with no
@@ -200,6 +201,8 @@ class MarketBundle:
                 symbol = perp_symbol(asset, quote)
                 perp.append(load_klines(files.perp, symbol, interval_s))
                 funding.append(load_funding(files.funding, symbol))
+        if interval_s is None:
+            _require_one_interval([*spot, *perp])
         return cls.from_series(
             spot, perp, funding, start=start, end=end, max_abs_funding_rate=max_abs_funding_rate
         )
@@ -309,6 +312,20 @@ def _wanted(start: int | None, end: int | None) -> str:
     bounds = [f"from {ns_to_iso(start)[:16]}"] if start is not None else []
     bounds += [f"before {ns_to_iso(end)[:16]}"] if end is not None else []
     return " ".join(bounds)
+
+
+def _require_one_interval(series: Sequence[KlineSeries]) -> None:
+    """Files whose detected intervals differ are refused: one study runs on one bar interval
+    (a daily file beside hourly ones is a mistake to point out, not to trade through)."""
+    intervals = {s.interval_s for s in series if s.bars}
+    if len(intervals) > 1:
+        found = ", ".join(
+            f"{Path(s.source).name or s.symbol} {interval_label(s.interval_s)}" for s in series
+        )
+        raise DataError(
+            f"bars of different intervals ({found}): give files of one interval, or choose it "
+            f'with [paper] bar_interval (e.g. "1d") or --bar-interval'
+        )
 
 
 def _require_rows(
@@ -447,13 +464,12 @@ class _AssetFiles:
             symbol_file(perp_symbol(asset, quote)),
         )
         yahoo = f"{asset}-{quote}.csv"
-        spot_named = _interval_files(root, f"{pair}_spot", interval_s)
+        label = (
+            interval_label(interval_s) if interval_s is not None else _label_in(root, pair, quote)
+        )
+        spot_named = [f"{pair}_spot_{label}.csv"]
         spot = _first_file(root, [*spot_named, f"{spot_sym}.csv", yahoo])
-        label = _label_of(spot, f"{pair}_spot")
-        if interval_s is None and label is not None:  # the perp file of the spot file's interval
-            perp_named = [f"{pair}_perp_{label}.csv"]
-        else:
-            perp_named = _interval_files(root, f"{pair}_perp", interval_s)
+        perp_named = [f"{pair}_perp_{label}.csv"]
         perps = [*perp_named, f"{perp_sym}.csv"]
         klines = _first_file(root, perps)
         names = [f"{pair}_perp_funding_8h.csv", f"{perp_sym}_funding.csv"]
@@ -473,28 +489,33 @@ class _AssetFiles:
         return cls(spot, klines, funding)
 
 
-def _interval_files(root: Path, prefix: str, interval_s: int | None) -> list[str]:
-    """``PREFIX_<label>.csv`` for the interval given; for None, the one such file present of any
-    interval (:class:`DataError` if there are several: the interval must then be chosen), or the
-    pattern tried when there is none."""
-    if interval_s is not None:
-        return [f"{prefix}_{interval_label(interval_s)}.csv"]
-    found = sorted(p.name for p in root.glob(f"{prefix}_*.csv") if _label_of(p, prefix))
-    if len(found) > 1:
-        raise DataError(
-            f"{root}: bars of several intervals ({', '.join(found)}): choose one with [paper] "
-            f'bar_interval (e.g. "1d") or --bar-interval'
-        )
-    return found or [f"{prefix}_<interval>.csv"]
+def _label_in(root: Path, pair: str, quote: str) -> str:
+    """The interval label of the bundled-style names (``btcusdt_spot_1h.csv``) when none is given:
+    the one of the pair's spot files, else of its perp files (:class:`DataError` if they have
+    several: the interval must then be chosen); else, to name the file missing, the one of the
+    folder's other files in ``quote`` if they agree; else ``<interval>``."""
+    for pattern in (f"{pair}_spot_*.csv", f"{pair}_perp_*.csv"):
+        files = sorted(p.name for p in root.glob(pattern) if _label_of(p) is not None)
+        labels = sorted({label for name in files if (label := _label_of(Path(name)))})
+        if len(labels) > 1:
+            raise DataError(
+                f"{root}: bars of several intervals ({', '.join(files)}): choose one with [paper] "
+                f'bar_interval (e.g. "1d") or --bar-interval'
+            )
+        if labels:
+            return labels[0]
+    others = {label for p in root.glob(f"*{quote.lower()}_*_*.csv") if (label := _label_of(p))}
+    return others.pop() if len(others) == 1 else "<interval>"
 
 
-def _label_of(file: Path | None, prefix: str) -> str | None:
-    """The interval label of a ``PREFIX_<label>.csv`` file (None for another name)."""
-    match = None if file is None else _LABELLED.fullmatch(file.name)
-    return match[2] if match is not None and match[1] == prefix else None
+def _label_of(file: Path) -> str | None:
+    """The interval label of a ``<pair>_spot_<label>.csv`` or ``<pair>_perp_<label>.csv`` file
+    (None for another name, e.g. ``btcusdt_perp_funding_8h.csv``)."""
+    match = _LABELLED.fullmatch(file.name)
+    return None if match is None else match[1]
 
 
-_LABELLED = re.compile(r"(.+)_(\d+[smhdw])\.csv")
+_LABELLED = re.compile(r"[a-z0-9]+_(?:spot|perp)_(\d+[smhdw])\.csv")
 
 
 def _first_file(root: Path, names: list[str]) -> Path | None:
