@@ -222,7 +222,7 @@ class LiveView(Actor):
         data_time: Callable[[], int | None] | None = None,
         title: str = "Ballast",
     ) -> LiveView:
-        bands = config.bands
+        bands = config.bands.band()  # the rule of assets without their own
         return cls(
             bus,
             clock,

@@ -547,7 +547,7 @@ class MetricsExporter(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> MetricsExporter:
-        bands = config.bands
+        bands = config.bands.band()  # the rule of assets without their own
         return cls(
             bus,
             clock,
