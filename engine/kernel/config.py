@@ -195,8 +195,8 @@ class EffectiveBand(msgspec.Struct, frozen=True, kw_only=True):
     def describe(self) -> str:
         """``±5 pp``, ``±25 % of target``, ``narrower of ±5 pp and ±25 % of target``."""
         parts = [
-            *([f"±{self.abs_pp} pp"] if self.abs_pp is not None else []),
-            *([f"±{self.rel * 100:g} % of target"] if self.rel is not None else []),
+            *([f"±{self.abs_pp.normalize():f} pp"] if self.abs_pp is not None else []),
+            *([f"±{(self.rel * 100).normalize():f} % of target"] if self.rel is not None else []),
         ]
         if len(parts) == 2:
             return f"{self.combine} of {parts[0]} and {parts[1]}"
