@@ -188,3 +188,21 @@ def test_a_journal_config_from_before_combine_reads_as_the_narrower_band_it_ran_
     config = config_from_json(recorded)
     assert config.bands.combine == "narrower"
     assert edges(parse_config(TARGETS), "BTC") == (D("0.35"), D("0.45"))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"bands": {"assets": {"BTC": {"abs_pp": 150}}}},
+        {"bands": {"assets": {"BTC": {"rel": 2}}}},
+        {"bands": {"combine": "middle"}},
+        {"rebalance": {"every_days": 0}},
+        {"rebalance": {"scope": "some"}},
+    ],
+)
+def test_the_schema_refuses_a_bad_band_or_rebalance_rule(document: dict[str, object]) -> None:
+    from jsonschema import Draft202012Validator
+
+    from ballast.engine.kernel.config import json_schema
+
+    assert list(Draft202012Validator(json_schema()).iter_errors(document))

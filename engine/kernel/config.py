@@ -806,7 +806,12 @@ def json_schema() -> dict[str, Any]:
 def _sections() -> list[type[_Section]]:
     """Config and the struct type of each of its sections."""
     sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
-    return [Config, *(s for s in sections if isinstance(s, type) and issubclass(s, _Section))]
+    nested: list[type[_Section]] = [AssetBandConfig]  # tables of sections: [bands.assets.X]
+    return [
+        Config,
+        *(s for s in sections if isinstance(s, type) and issubclass(s, _Section)),
+        *nested,
+    ]
 
 
 def _numbers_as_numbers(node: Any) -> Any:
