@@ -206,3 +206,26 @@ def test_the_schema_refuses_a_bad_band_or_rebalance_rule(document: dict[str, obj
     from ballast.engine.kernel.config import json_schema
 
     assert list(Draft202012Validator(json_schema()).iter_errors(document))
+
+
+def test_metrics_and_the_live_view_show_each_assets_own_band() -> None:
+    from ballast.engine.observe.live_view import LiveView
+    from ballast.engine.observe.metrics import MetricsExporter
+
+    config = parse_config(
+        TARGETS + "[bands]\nabs_pp = 5\nrel = 0.25\ncombine = 'wider'\n[bands.assets.ETH]\n"
+        "abs_pp = 2\n"
+    )
+    clock = SimulatedClock(START_NS)
+    bus = Bus(clock)
+    metrics = MetricsExporter.from_config(config, bus, clock)
+    view = LiveView.from_config(config, bus, clock, plain=True)
+    bus.publish(mission_example_1().snapshot(START_NS))
+    bus.publish(RiskBudget.derive(config.risk, config.bands, "stressed").to_event(START_NS, "t"))
+    # stressed: every band x 0.6; BTC the wider of 3 pp and 15 % of 40 % = 6 pp; ETH 2 pp x 0.6
+    btc, eth = view.state.assets["BTC"], view.state.assets["ETH"]
+    assert (btc.band_low, btc.band_high) == (D("0.34"), D("0.46"))
+    assert (eth.band_low, eth.band_high) == (D("0.188"), D("0.212"))
+    text = metrics.exposition().decode()
+    assert 'ballast_asset_band_low_ratio{asset="BTC"} 0.34' in text
+    assert 'ballast_asset_band_high_ratio{asset="ETH"} 0.212' in text

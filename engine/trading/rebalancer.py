@@ -42,7 +42,7 @@ from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.config import BandCombine, Config
+from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import (
     DeleverageRequired,
     InstrumentsLoaded,
@@ -63,14 +63,13 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
     RebalanceDecided,
     RebalanceTrigger,
-    Regime,
     RiskBudgetChanged,
 )
 from ballast.engine.kernel.instruments import Instrument, base_of
 from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext
 from ballast.engine.strategy.guard import GuardedStrategy
 from ballast.engine.strategy.registry import load_strategy, strategy_params
-from ballast.engine.trading.bands import BandSpec
+from ballast.engine.trading.bands import BandRules, BandSpec
 from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.planner import (
     BudgetView,
@@ -83,7 +82,6 @@ from ballast.engine.trading.planner import (
     plan_reduce,
 )
 
-_ONE = Decimal(1)
 Trigger = Literal["threshold", "calendar", "hybrid"]
 Scope = Literal["breached", "all"]
 
@@ -108,9 +106,7 @@ class Rebalancer(Actor):
         report_holds: bool = False,
         margin_buffer: Decimal = Decimal("0.05"),
         perp_leverage: Decimal = Decimal(10),
-        band_combine: BandCombine = "narrower",
-        asset_bands: Mapping[str, BandSpec] | None = None,
-        band_scales: Mapping[Regime, Decimal] | None = None,
+        band_rules: BandRules | None = None,
         trigger: Trigger = "threshold",
         scope: Scope = "breached",
         every_s: float | None = None,
@@ -125,14 +121,12 @@ class Rebalancer(Actor):
         self.cooldown_ns = int(cooldown_s * NS_PER_SECOND)
         self.retry_vetoed_ns = int(retry_vetoed_s * NS_PER_SECOND)
         self.quote = quote
-        self.band_combine: BandCombine = band_combine
-        self.asset_bands: Mapping[str, BandSpec] = dict(asset_bands or {})
-        self.band_scales: Mapping[Regime, Decimal] = dict(band_scales or {})
+        self.band_rules = band_rules or BandRules()  # how widths combine, per-asset rules
         self.budget = BudgetView(
             band_abs=band_abs,
             band_rel=band_rel,
-            combine=band_combine,
-            asset_bands=self.asset_bands,
+            combine=self.band_rules.combine,
+            asset_bands=self.band_rules.for_regime("normal"),
         )
         self.trigger: Trigger = trigger
         self.scope: Scope = scope
@@ -188,12 +182,7 @@ class Rebalancer(Actor):
             mode=config.execution.mode,
             band_abs=default.band_abs,
             band_rel=default.band_rel,
-            band_combine=default.combine,
-            asset_bands={asset: BandSpec.of(bands.band(asset)) for asset in bands.assets},
-            band_scales={
-                "calm": config.risk.calm_band_scale,
-                "stressed": config.risk.stressed_band_scale,
-            },
+            band_rules=BandRules.of(config),
             rebalance_to=bands.rebalance_to,
             cooldown_s=config.execution.cooldown_s,
             retry_vetoed_s=config.execution.check_interval_s,
@@ -225,15 +214,14 @@ class Rebalancer(Actor):
 
     def on_budget(self, event: RiskBudgetChanged) -> None:
         self.budget_event = event
-        scale = self.band_scales.get(event.regime, _ONE)
         self.budget = BudgetView(
             band_abs=event.band_abs,
             band_rel=event.band_rel,
             allow_overlay_longs=event.allow_overlay_longs,
             regime=event.regime,
             max_gross_leverage=event.max_gross_leverage,
-            combine=self.band_combine,
-            asset_bands={a: spec.scaled(scale) for a, spec in self.asset_bands.items()},
+            combine=self.band_rules.combine,
+            asset_bands=self.band_rules.for_regime(event.regime),
         )
         snapshot = self.snapshot
         if event.allow_overlay_longs or snapshot is None or self.kill_switch:
