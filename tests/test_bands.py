@@ -229,3 +229,38 @@ def test_metrics_and_the_live_view_show_each_assets_own_band() -> None:
     text = metrics.exposition().decode()
     assert 'ballast_asset_band_low_ratio{asset="BTC"} 0.34' in text
     assert 'ballast_asset_band_high_ratio{asset="ETH"} 0.212' in text
+
+
+def test_the_report_moves_each_assets_own_band_with_the_regime() -> None:
+    from ballast.engine.kernel.config import config_to_json
+    from ballast.engine.kernel.events import AssetDecision, SessionStarted
+    from ballast.engine.observe.performance import PerformanceRecorder
+
+    config = parse_config(
+        TARGETS + "[bands]\nabs_pp = 5\nrel = 0.25\ncombine = 'wider'\n[bands.assets.ETH]\n"
+        "abs_pp = 2\n"
+    )
+    recorder = PerformanceRecorder()
+    recorder.on_event(
+        SessionStarted(START_NS, START_NS, "s", "t", "simulated", config_to_json(config))
+    )
+    decided = RebalanceDecided(
+        ts_event=START_NS,
+        ts_init=START_NS,
+        decision_id="d1",
+        trigger="band",
+        mode="spot",
+        regime="normal",
+        reasoning="",
+        assets=(
+            AssetDecision("BTC", D("0.40"), D("0.40"), D("0.30"), D("0.50"), "hold"),
+            AssetDecision("ETH", D("0.20"), D("0.20"), D("0.18"), D("0.22"), "hold"),
+        ),
+        intents=(),
+    )
+    recorder.on_event(decided)
+    stressed = RiskBudget.derive(config.risk, config.bands, "stressed")
+    recorder.on_event(stressed.to_event(START_NS + 1, "t"))
+    last = {a: h[-1] for a, h in recorder.series().targets.items()}
+    assert (last["BTC"].band_low, last["BTC"].band_high) == (D("0.34"), D("0.46"))
+    assert (last["ETH"].band_low, last["ETH"].band_high) == (D("0.188"), D("0.212"))
