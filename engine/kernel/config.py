@@ -268,6 +268,9 @@ class RebalanceConfig(_Section, frozen=True):
     to target whatever the drift; the bands are not used) or ``"hybrid"`` (the band check, but
     only at those calendar dates). ``scope``: ``"breached"`` (trade only the assets out of their
     band) or ``"all"`` (when any asset is out of its band, every asset goes back to target).
+    Dates are counted from the first snapshot of a run (a restarted run counts anew). Whatever
+    the trigger, the risk reactions act at once: the kill switch, deleveraging, and a stressed
+    budget closing overlay longs.
     """
 
     trigger: Literal["threshold", "calendar", "hybrid"] = "threshold"
