@@ -109,7 +109,7 @@ class Rebalancer(Actor):
         band_rules: BandRules | None = None,
         trigger: Trigger = "threshold",
         scope: Scope = "breached",
-        every_s: float | None = None,
+        every_ns: int | None = None,
     ) -> None:
         super().__init__(bus, clock)
         self.report_holds = report_holds  # also publish decisions without orders (ballast plan)
@@ -130,9 +130,9 @@ class Rebalancer(Actor):
         )
         self.trigger: Trigger = trigger
         self.scope: Scope = scope
-        if trigger != "threshold" and (every_s is None or every_s <= 0):
-            raise ValueError(f"every_s: trigger {trigger!r} needs a period, got {every_s}")
-        self.every_ns = int((every_s or 0) * NS_PER_SECOND)
+        if trigger != "threshold" and (every_ns is None or every_ns <= 0):
+            raise ValueError(f"every_ns: trigger {trigger!r} needs a period, got {every_ns}")
+        self.every_ns = every_ns or 0
         self._next_date_ns: int | None = None  # the next calendar date (None: the first snapshot)
         self.budget_event: RiskBudgetChanged | None = None
         self.instruments: dict[str, Instrument] = {}
@@ -195,7 +195,7 @@ class Rebalancer(Actor):
             perp_leverage=config.execution.perp_leverage,
             trigger=rebalance.trigger,
             scope=rebalance.scope,
-            every_s=None if every is None else float(every * NS_PER_DAY) / NS_PER_SECOND,
+            every_ns=None if every is None else int(every * NS_PER_DAY),
         )
 
     # ------------------------------------------------------------------ inputs
