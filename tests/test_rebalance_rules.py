@@ -240,3 +240,13 @@ def test_every_preset_runs_under_every_trigger(preset: str, mode: str) -> None:
 
 def _prices() -> dict[str, Decimal]:
     return {"BTC": D(40_000), "ETH": D(2_000)}
+
+
+def test_calendar_dates_stay_on_their_grid_across_a_gap_in_the_data() -> None:
+    book = mission_example_1()
+    run = Run(config('trigger = "calendar"\nevery_days = 10\n'), book)
+    assert len(run.at(START_NS)) == 1
+    # no data for 35 days: one check at the first snapshot after the gap, not three in a row
+    assert len(run.at(START_NS + 35 * NS_PER_DAY)) == 1
+    assert run.at(START_NS + 38 * NS_PER_DAY) == []
+    assert len(run.at(START_NS + 40 * NS_PER_DAY)) == 1  # the grid: 0, 10, 20, 30, 40 days
