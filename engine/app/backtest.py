@@ -45,7 +45,7 @@ from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app import backtest_journal
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, Clock, SimulatedClock
-from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.config import BandsConfig, Config, RebalanceConfig
 from ballast.engine.kernel.events import DataRejected, KillSwitchTriggered
 from ballast.engine.kernel.instruments import base_of, binance_defaults
 from ballast.engine.kernel.journal import Journal
@@ -261,9 +261,10 @@ def variant(config: Config, strategy: str, allocation: dict[str, Decimal]) -> Co
         else config.execution,
     )
     if strategy in BASELINES:
+        # The baselines keep their own rules: the study's [rebalance] is not theirs.
         risk = msgspec.structs.replace(config.risk, drawdown_limit=Decimal(1))
-        changed = msgspec.structs.replace(changed, risk=risk)
+        changed = msgspec.structs.replace(changed, risk=risk, rebalance=RebalanceConfig())
     if strategy == "calendar":
-        bands = msgspec.structs.replace(config.bands, abs_pp=Decimal("0.1"), rel=None)
+        bands = BandsConfig(abs_pp=Decimal("0.1"), rebalance_to=config.bands.rebalance_to)
         changed = msgspec.structs.replace(changed, bands=bands)
     return changed

@@ -159,22 +159,137 @@ class StrategyConfig(_Section, frozen=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class BandsConfig(_Section, frozen=True):
-    """Tolerance around each target: absolute (percentage points) and/or relative (fraction)."""
+BandCombine = Literal["narrower", "wider"]
+DEFAULT_ABS_PP: Final = Decimal(5)
+"""The band when ``[bands]`` sets neither ``abs_pp`` nor ``rel``: ±5 percentage points."""
+_BAND_RANGES: Final[Mapping[str, Range]] = {
+    "abs_pp": between("0", "100", low_open=True, high_open=True),
+    "rel": _OPEN_FRACTION,
+}
 
-    abs_pp: Decimal | None = Decimal(5)
+
+def _check_band_rule(abs_pp: Decimal | None, rel: Decimal | None, combine: str | None) -> None:
+    """Both widths need the rule that combines them written out; a rule needs both widths."""
+    if abs_pp is not None and rel is not None and combine is None:
+        raise ValueError(
+            "combine: abs_pp and rel are both set; say how they combine: combine = "
+            "'narrower' (the nearer edge of the two) or 'wider' (the farther one)"
+        )
+    if combine is not None and (abs_pp is None or rel is None):
+        missing = "abs_pp" if abs_pp is None else "rel"
+        raise ValueError(
+            f"combine: {combine!r} combines abs_pp and rel; it needs both set ({missing} is not)"
+        )
+
+
+class EffectiveBand(msgspec.Struct, frozen=True, kw_only=True):
+    """The band rule in force for an asset: ``abs_pp`` (percentage points) and/or ``rel``
+    (fraction of the target), ``combine`` when both are set, and ``source``: the config key that
+    set it (``bands``, ``bands.assets.BTC``) or ``default`` (nothing set: ±5 pp)."""
+
+    abs_pp: Decimal | None
+    rel: Decimal | None
+    combine: BandCombine
+    source: str
+
+    def describe(self) -> str:
+        """``±5 pp``, ``±25 % of target``, ``narrower of ±5 pp and ±25 % of target``."""
+        parts = [
+            *([f"±{self.abs_pp.normalize():f} pp"] if self.abs_pp is not None else []),
+            *([f"±{(self.rel * 100).normalize():f} % of target"] if self.rel is not None else []),
+        ]
+        if len(parts) == 2:
+            return f"{self.combine} of {parts[0]} and {parts[1]}"
+        return parts[0]
+
+
+class AssetBandConfig(_Section, frozen=True):
+    """One asset's band (``[bands.assets.BTC]``): replaces ``[bands]``'s ``abs_pp``, ``rel`` and
+    ``combine`` for that asset as a whole (nothing is inherited)."""
+
+    abs_pp: Decimal | None = None
     rel: Decimal | None = None
-    rebalance_to: Literal["target", "edge"] = "target"
+    combine: BandCombine | None = None
 
-    RANGES: ClassVar[Mapping[str, Range]] = {
-        "abs_pp": between("0", "100", low_open=True, high_open=True),
-        "rel": _OPEN_FRACTION,
-    }
+    RANGES: ClassVar[Mapping[str, Range]] = _BAND_RANGES
 
     def __post_init__(self) -> None:
-        if self.abs_pp is None and self.rel is None:
-            raise ValueError("abs_pp: at least one of abs_pp or rel must be set")
         super().__post_init__()
+        if self.abs_pp is None and self.rel is None:
+            raise ValueError("abs_pp: an asset's band sets abs_pp and/or rel")
+        _check_band_rule(self.abs_pp, self.rel, self.combine)
+
+
+class BandsConfig(_Section, frozen=True):
+    """Tolerance around each target, stated explicitly: absolute (``abs_pp``, percentage points),
+    relative (``rel``, a fraction of the target), or both with ``combine`` = ``"narrower"`` or
+    ``"wider"``. Nothing set: ±5 pp. ``assets`` overrides the band of single assets."""
+
+    abs_pp: Decimal | None = None
+    rel: Decimal | None = None
+    combine: BandCombine | None = None
+    rebalance_to: Literal["target", "edge"] = "target"
+    assets: dict[str, AssetBandConfig] = msgspec.field(default_factory=dict)
+
+    RANGES: ClassVar[Mapping[str, Range]] = _BAND_RANGES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_band_rule(self.abs_pp, self.rel, self.combine)
+        for asset in self.assets:
+            if not _ASSET.fullmatch(asset):
+                raise ValueError(f"assets.{asset}: {asset!r} is not an asset name like 'BTC'")
+
+    def band(self, asset: str | None = None) -> EffectiveBand:
+        """The band rule for ``asset`` (its override, else ``[bands]``, else ±5 pp); ``None``:
+        the rule of every asset without an override."""
+        own = self.assets.get(asset) if asset is not None else None
+        if own is not None:
+            return EffectiveBand(
+                abs_pp=own.abs_pp,
+                rel=own.rel,
+                combine=own.combine or "narrower",
+                source=f"bands.assets.{asset}",
+            )
+        if self.abs_pp is None and self.rel is None:
+            return EffectiveBand(
+                abs_pp=DEFAULT_ABS_PP, rel=None, combine="narrower", source="default"
+            )
+        return EffectiveBand(
+            abs_pp=self.abs_pp, rel=self.rel, combine=self.combine or "narrower", source="bands"
+        )
+
+
+class RebalanceConfig(_Section, frozen=True):
+    """When the rebalancer looks and what it trades.
+
+    ``trigger``: ``"threshold"`` (every snapshot, against the bands), ``"calendar"`` (at the first
+    snapshot of every period of ``every_days`` counted from the first snapshot, every asset back
+    to target whatever the drift; the bands are not used) or ``"hybrid"`` (the band check, but
+    only at those calendar dates). ``scope``: ``"breached"`` (trade only the assets out of their
+    band) or ``"all"`` (when any asset is out of its band, every asset goes back to target).
+    Dates are counted from the first snapshot of a run (a restarted run counts anew). Whatever
+    the trigger, the risk reactions act at once: the kill switch, deleveraging, and a stressed
+    budget closing overlay longs.
+    """
+
+    trigger: Literal["threshold", "calendar", "hybrid"] = "threshold"
+    scope: Literal["breached", "all"] = "breached"
+    every_days: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {"every_days": between("0", "3650", low_open=True)}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trigger == "threshold" and self.every_days is not None:
+            raise ValueError(
+                "every_days: only for trigger = 'calendar' or 'hybrid' (trigger is 'threshold')"
+            )
+        if self.trigger != "threshold" and self.every_days is None:
+            raise ValueError(
+                f"every_days: trigger = {self.trigger!r} needs its period in days "
+                "(e.g. every_days = 30)"
+            )
 
 
 class RiskConfig(_Section, frozen=True):
@@ -386,6 +501,7 @@ class Config(_Section, frozen=True):
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+    rebalance: RebalanceConfig = msgspec.field(default_factory=RebalanceConfig)
 
     RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
 
@@ -441,7 +557,29 @@ def _assets_are_traded(config: Config) -> None:
             )
 
 
-_CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded)
+def _rebalance_rules_agree(config: Config) -> None:
+    """Band overrides name traded assets; "back to target" settings do not meet "to the edge"."""
+    traded = config.instruments.assets()
+    for asset in config.bands.assets:
+        if asset not in traded:
+            listed = ", ".join(sorted(traded))
+            raise ValueError(f"bands.assets.{asset}: {asset} is not traded (instruments: {listed})")
+    if config.bands.rebalance_to != "edge":
+        return
+    rebalance = config.rebalance
+    if rebalance.scope == "all":
+        raise ValueError(
+            "rebalance.scope: 'all' brings every asset back to target, but bands.rebalance_to is "
+            "'edge'; set one of them differently"
+        )
+    if rebalance.trigger == "calendar":
+        raise ValueError(
+            "bands.rebalance_to: 'edge' needs a band, and trigger = 'calendar' uses none (every "
+            "asset goes back to target); use rebalance_to = 'target' or trigger = 'hybrid'"
+        )
+
+
+_CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded, _rebalance_rules_agree)
 """Checks across sections, run after every section is valid on its own. Each raises
 ``ValueError("key.path: problem")``."""
 
@@ -632,7 +770,18 @@ def config_to_json(config: Config) -> str:
 
 
 def config_from_json(text: str) -> Config:
-    return msgspec.json.decode(text, type=Config)
+    """A config as :func:`config_to_json` stored it. A journal written before ``bands.combine``
+    existed ran abs_pp and rel together as the narrower band: read so."""
+    data = msgspec.json.decode(text)
+    bands = data.get("bands") if isinstance(data, dict) else None
+    if (
+        isinstance(bands, dict)
+        and "combine" not in bands
+        and bands.get("abs_pp") is not None
+        and bands.get("rel") is not None
+    ):
+        bands["combine"] = "narrower"
+    return msgspec.convert(data, type=Config)
 
 
 _DECIMAL_SCHEMA: Final = {"type": "string", "format": "decimal"}
@@ -660,7 +809,12 @@ def json_schema() -> dict[str, Any]:
 def _sections() -> list[type[_Section]]:
     """Config and the struct type of each of its sections."""
     sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
-    return [Config, *(s for s in sections if isinstance(s, type) and issubclass(s, _Section))]
+    nested: list[type[_Section]] = [AssetBandConfig]  # tables of sections: [bands.assets.X]
+    return [
+        Config,
+        *(s for s in sections if isinstance(s, type) and issubclass(s, _Section)),
+        *nested,
+    ]
 
 
 def _numbers_as_numbers(node: Any) -> Any:

@@ -35,7 +35,7 @@ Conventions (crypto trades every day):
 - **Rebalances**: RebalanceDecided events that carry at least one intent.
 - **Targets and bands** are known from RebalanceDecided (target, band edges per asset); between
   decisions a RiskBudgetChanged moves the band around the last target to its new widths, as the
-  planner would (``band_width``).
+  planner would (the session's band rules, from its SessionStarted config: ``BandRules``).
 - **Regime time**: the fraction of the window spent in each regime of RiskBudgetChanged; time
   before the first one counts as ``"unknown"``.
 - **Several sessions in one journal**: a SessionStarted restarts the Portfolio's books. The
@@ -56,8 +56,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar, Final
 
+import msgspec
+
 from ballast.engine.kernel.bus import Bus, Subscription
 from ballast.engine.kernel.clock import DAYS_PER_YEAR, NS_PER_DAY, NS_PER_HOUR, NS_PER_YEAR
+from ballast.engine.kernel.config import config_from_json
 from ballast.engine.kernel.events import (
     FundingPaid,
     Message,
@@ -70,9 +73,19 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import base_of
 from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import ns_to_iso
-from ballast.engine.trading.planner import band_width
+from ballast.engine.trading.bands import BandRules
 
 UNKNOWN_REGIME: Final = "unknown"
+
+
+def _band_rules(config_json: str) -> BandRules:
+    """The band rules of a session's recorded config (the default rules if it does not read)."""
+    try:
+        return BandRules.of(config_from_json(config_json)) if config_json else BandRules()
+    except (ValueError, TypeError, msgspec.MsgspecError):
+        return BandRules()
+
+
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
 
@@ -328,6 +341,7 @@ class PerformanceRecorder:
         self._regime = UNKNOWN_REGIME
         self._regime_ns: dict[str, int] = {}
         self._clock_ns: int | None = None
+        self._bands = BandRules()  # the session's band rules (its SessionStarted's config)
         self._turnover = _ZERO
         self._fills = 0
         self._rebalances = 0
@@ -350,6 +364,7 @@ class PerformanceRecorder:
                 self._on_funding(message)
             case SessionStarted():
                 self._restarted = self._last is not None
+                self._bands = _band_rules(message.config_json)
 
     def attach(self, bus: Bus) -> list[Subscription]:
         """Subscribe :meth:`on_event` to every consumed type on ``bus``."""
@@ -423,9 +438,9 @@ class PerformanceRecorder:
             self._regimes.append(
                 RegimeChange(event.ts_event, event.regime, event.max_gross_leverage)
             )
-        for history in self._targets.values():
+        for asset, history in self._targets.items():
             target = history[-1].target
-            width = band_width(target, event.band_abs, event.band_rel)
+            width = self._bands.width(asset, target, event.band_abs, event.band_rel, event.regime)
             self._add_target(
                 history, TargetPoint(event.ts_event, target, target - width, target + width)
             )
