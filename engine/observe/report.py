@@ -4,10 +4,14 @@
 :class:`~ballast.engine.observe.performance.Performance`):
 
 - the equity curve (NAV, optionally on a log scale) over a drawdown panel, with calm and stressed
-  regimes shaded;
-- each asset's net weight against its target, with the band shaded and rebalances marked;
+  regimes shaded (each regime's periods as merged spans);
+- each asset's net weight (from its first non-zero value) against its target, the band shaded as
+  spans (unless too narrow to see), rebalances marked;
 - gross leverage against the regime's leverage cap;
 - cumulative funding, fees and their net;
+- on every chart, where the kill switch fired and where it re-armed (or was reset);
+- under each run's table, which risk features acted
+  (:mod:`ballast.engine.observe.risk_activity`);
 
 and, for two runs or more, every equity curve (and drawdown) on one chart plus the comparison
 table. The HTML page embeds the same PNGs as base64 data URIs: no external asset, readable offline.
@@ -50,7 +54,7 @@ from ballast.engine.observe.performance import (
     TargetPoint,
     summary_rows,
 )
-from ballast.engine.observe.risk_activity import KillEpisode, RiskActivity
+from ballast.engine.observe.risk_activity import RiskActivity
 
 DPI: Final = 110
 WIDTH_IN: Final = 11.0
@@ -200,20 +204,13 @@ def _mark_kill_switch(ax: Axes, risk: RiskActivity, colour: str = KILL_COLOUR) -
         if not handles:
             line.set_label("kill switch")
             handles.append(line)
-    resets = [k for k in risk.kills if k.reset_ns is not None]
-    for index, kill in enumerate(resets):
-        line = ax.axvline(
-            _times([_reset_ns(kill)])[0], color=REARM_COLOUR, linewidth=1.2, linestyle=":"
-        )
+    resets = [(k.reset_ns, k.reset_by) for k in risk.kills if k.reset_ns is not None]
+    for index, (reset_ns, by) in enumerate(resets):
+        line = ax.axvline(_times([reset_ns])[0], color=REARM_COLOUR, linewidth=1.2, linestyle=":")
         if index == 0:
-            line.set_label("re-armed" if kill.reset_by.startswith("rearm") else "kill switch reset")
+            line.set_label("re-armed" if by.startswith("rearm") else "kill switch reset")
             handles.append(line)
     return handles
-
-
-def _reset_ns(kill: KillEpisode) -> int:
-    assert kill.reset_ns is not None
-    return kill.reset_ns
 
 
 def _asset_colours(assets: Sequence[str]) -> dict[str, str]:
