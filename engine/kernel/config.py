@@ -292,6 +292,29 @@ class RebalanceConfig(_Section, frozen=True):
             )
 
 
+class RearmConfig(_Section, frozen=True):
+    """Backtests only: when the kill switch re-arms by itself (``[risk.rearm]``; live it stays
+    manual, and ``ballast run`` refuses a config that sets it). Off when neither key is set.
+
+    ``after_days``: at least this long after the kill switch fired; ``recovery``: NAV at least
+    this fraction above its lowest snapshot since it fired (0.05 = 5 % off the trough). With both
+    set, both must hold. After a re-arm the drawdown limit is measured from the NAV at the re-arm
+    (a new peak), not from the peak before the fall, so the same fall does not trip it again.
+    """
+
+    after_days: float | None = None
+    recovery: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "after_days": Range(0, 3650),
+        "recovery": between("0", "100"),
+    }
+
+    @property
+    def enabled(self) -> bool:
+        return self.after_days is not None or self.recovery is not None
+
+
 class RiskConfig(_Section, frozen=True):
     """The mandate. The regime may tighten these, never loosen them.
 
@@ -332,6 +355,8 @@ class RiskConfig(_Section, frozen=True):
     deleverage_liquidation_distance: Decimal | None = None
     """Default: ``min_liquidation_distance`` + 0.05 (0.20 with the defaults)."""
     deleverage_buffer: Decimal = Decimal("0.1")
+    rearm: RearmConfig = msgspec.field(default_factory=RearmConfig)
+    """Backtests only: the kill switch's re-arm policy (off by default)."""
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "max_gross_leverage": between("0", "100", low_open=True),

@@ -1,7 +1,9 @@
 """Performance statistics of a run, recorded from its events (live on the bus, or from a journal).
 
 :class:`PerformanceRecorder` consumes PortfolioSnapshot, RiskBudgetChanged, RebalanceDecided,
-OrderFilled, FundingPaid and SessionStarted, and keeps the curves and totals a report needs;
+OrderFilled, FundingPaid and SessionStarted, and keeps the curves and totals a report needs (and,
+through :class:`~ballast.engine.observe.risk_activity.RiskActivityRecorder`, the events that say
+which risk features acted);
 :meth:`PerformanceRecorder.summary` turns them into a :class:`PerformanceSummary`.
 :func:`from_journal` builds the same recorder from any journal, so every run (backtest, paper or
 live) can be reported later; fed the same events, both give identical results.
@@ -50,7 +52,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
@@ -73,6 +75,7 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import base_of
 from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import ns_to_iso
+from ballast.engine.observe.risk_activity import RiskActivity, RiskActivityRecorder
 from ballast.engine.trading.bands import BandRules
 
 UNKNOWN_REGIME: Final = "unknown"
@@ -211,6 +214,8 @@ class Performance:
 
     summary: PerformanceSummary
     series: PerformanceSeries
+    risk: RiskActivity = field(default_factory=RiskActivity)
+    """Which risk features acted (:mod:`ballast.engine.observe.risk_activity`)."""
 
 
 # --------------------------------------------------------------------------- statistics
@@ -321,6 +326,11 @@ class PerformanceRecorder:
         RebalanceDecided,
         OrderFilled,
         FundingPaid,
+        *(
+            t
+            for t in RiskActivityRecorder.CONSUMES
+            if t not in (PortfolioSnapshot, RiskBudgetChanged)
+        ),
     )
 
     def __init__(self, *, sample_interval_ns: int = NS_PER_HOUR) -> None:
@@ -346,11 +356,13 @@ class PerformanceRecorder:
         self._fills = 0
         self._rebalances = 0
         self._funding_by_symbol: dict[str, Decimal] = {}
+        self._risk = RiskActivityRecorder()
 
     # ------------------------------------------------------------------ feeding
 
     def on_event(self, message: Message) -> None:
         """Take one event; events of other types are ignored."""
+        self._risk.on_event(message)
         match message:
             case PortfolioSnapshot():
                 self._on_snapshot(message)
@@ -522,7 +534,13 @@ class PerformanceRecorder:
         )
 
     def result(self, *, risk_free_rate: float = 0.0) -> Performance:
-        return Performance(self.summary(risk_free_rate=risk_free_rate), self.series())
+        return Performance(
+            self.summary(risk_free_rate=risk_free_rate), self.series(), self._risk.result()
+        )
+
+    def risk_activity(self) -> RiskActivity:
+        """Which risk features acted so far."""
+        return self._risk.result()
 
     def _regime_fractions(self) -> tuple[tuple[str, float], ...]:
         total = sum(self._regime_ns.values())
