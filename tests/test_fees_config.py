@@ -257,3 +257,33 @@ def test_a_bad_fee_exits_2_naming_the_key(tmp_path: Path, text: str, key: str) -
     result = ballast("config", "check", str(path))
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{path}: {key}: " in result.stderr
+
+
+def test_a_backtest_states_its_costs_and_charges_them(tmp_path: Path) -> None:
+    path = tmp_path / "study.toml"
+    path.write_text(
+        STUDY.replace("slippage_bps = 0", "slippage_bps = 0\ndata_dir = " + f'"{DATA}"')
+        + '[fees]\npreset = "zero"\n[fees.symbols."BTC/USDT"]\ntaker = 0.0025\n'
+        + '[instruments]\nprecision = "exact"\n'
+    )
+    result = ballast(
+        "backtest",
+        "-c",
+        str(path),
+        "--start",
+        "2022-05-01",
+        "--end",
+        "2022-05-03",
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--no-report",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "costs: fees zero (maker/taker: spot 0 %/0 %, perp 0 %/0 %), own rates for BTC/USDT; "
+        "precision exact; slippage 0 bps"
+    ) in result.stdout.splitlines()
+    # the threshold buys 50 % of 100,000 in BTC at 0.25 %, 30 % in ETH at 0: 125.00 paid
+    [fees_line] = [line for line in result.stdout.splitlines() if line.startswith("Fees paid")]
+    assert fees_line.split()[3] == "125.00"

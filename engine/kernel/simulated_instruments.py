@@ -82,3 +82,27 @@ def with_spec(instrument: Instrument, spec: InstrumentSpecConfig) -> Instrument:
         if spec.min_notional is None
         else plain(spec.min_notional),
     )
+
+
+def describe_costs(config: Config) -> str:
+    """One line of the simulated venue's costs and precision, for a run's header: ``fees
+    binance_vip0 (maker/taker: spot 0.1 %/0.1 %, perp 0.02 %/0.05 %); precision exchange;
+    slippage 2 bps``, naming the overrides there are."""
+    fees = config.fees
+    preset = FEE_PRESETS[fees.preset]
+    spot = _override(preset.spot, fees.spot)
+    perp = _override(preset.perp, fees.perp)
+    text = f"fees {fees.preset}"
+    if fees.spot is not None or fees.perp is not None:
+        text += " overridden"
+    text += f" (maker/taker: spot {_percent(spot)}, perp {_percent(perp)})"
+    if fees.symbols:
+        text += f", own rates for {', '.join(fees.symbols)}"
+    text += f"; precision {config.instruments.precision}"
+    if config.instruments.specs:
+        text += f", own filters for {', '.join(config.instruments.specs)}"
+    return f"{text}; slippage {plain(config.paper.slippage_bps)} bps"
+
+
+def _percent(rates: MarketFees) -> str:
+    return f"{plain(rates.maker * 100)} %/{plain(rates.taker * 100)} %"
