@@ -3,6 +3,7 @@ as the config sets them, an exact mode without any rounding, and the journal rec
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,28 @@ def test_the_loopback_exchange_refuses_simulated_venue_overrides(tmp_path: Path)
     result = ballast("venue", "serve", "-c", str(path), "--synthetic", "1")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{path}: instruments.precision: applies to the simulated venue only" in result.stderr
+
+
+def test_a_simulated_paper_run_trades_with_the_configured_precision_and_fees(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        STUDY.replace(
+            "[paper]\n",
+            f'[paper]\ndata_dir = "{DATA}"\nstart = "2022-05-01"\nend = "2022-05-02"\n'
+            "slippage_bps = 0\n",
+        )
+        + f'[journal]\npath = "{tmp_path / "run.db"}"\n[metrics]\nenabled = false\n'
+        + '[instruments]\nprecision = "exact"\n[fees]\npreset = "zero"\n'
+    )
+    result = ballast("run", "-c", str(path), "--step-s", "0.001", "--max-runtime-s", "4")
+    assert result.returncode == 0, result.stderr
+    journal = asyncio.run(messages(tmp_path / "run.db"))
+    [loaded] = [m for m in journal if isinstance(m, InstrumentsLoaded)]
+    assert {i.symbol: i for i in loaded.instruments} == by_symbol(parse_config(path.read_text()))
+    fills = {f.symbol: f for f in journal if isinstance(f, OrderFilled)}
+    assert set(fills) == {"BTC/USDT", "ETH/USDT"}
+    for symbol, weight in (("BTC/USDT", D("0.5")), ("ETH/USDT", D("0.3"))):
+        assert fills[symbol].qty == weight * D(100_000) / fills[symbol].price
+        assert str(fills[symbol].fee) == "0"

@@ -66,5 +66,7 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
     def fee(
         self, symbol: str, kind: InstrumentKind, liquidity: FeeLiquidity, notional: Decimal
     ) -> Decimal:
-        """The fee for a fill of ``notional`` (quote currency): ``notional × rate``, exact."""
-        return notional * self.rate(symbol, kind, liquidity)
+        """The fee for a fill of ``notional`` (quote currency): ``notional × rate``, exact (a zero
+        fee is 0, not ``0E-23``)."""
+        fee = notional * self.rate(symbol, kind, liquidity)
+        return fee if fee else Decimal(0)
