@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from ballast.engine.app.backtest import load_market, run_backtest, simulated_venue
 from ballast.engine.app.cli.cmd_plan import paper_venue
 from ballast.engine.app.dry_run import dry_run
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.config import Config, json_schema, parse_config
 from ballast.engine.kernel.events import (
     Bar,
     InstrumentsLoaded,
@@ -287,3 +288,21 @@ def test_a_backtest_states_its_costs_and_charges_them(tmp_path: Path) -> None:
     # the threshold buys 50 % of 100,000 in BTC at 0.25 %, 30 % in ETH at 0: 125.00 paid
     [fees_line] = [line for line in result.stdout.splitlines() if line.startswith("Fees paid")]
     assert fees_line.split()[3] == "125.00"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"fees": {"spot": {"maker": -0.001}}},
+        {"fees": {"symbols": {"BTC/USDT": {"taker": 0.5}}}},
+        {"fees": {"preset": "vip42"}},
+        {"instruments": {"specs": {"BTC/USDT": {"lot_size": 0}}}},
+        {"instruments": {"specs": {"BTC/USDT": {"min_notional": -1}}}},
+        {"instruments": {"precision": "approximate"}},
+    ],
+)
+def test_the_schema_states_the_bounds_of_fees_and_specs(document: dict[str, Any]) -> None:
+    validator = Draft202012Validator(json_schema())
+    assert list(validator.iter_errors(document)) != []
+    fine = {"fees": {"spot": {"maker": 0}}, "instruments": {"specs": {"BTC/USDT": {"lot_size": 1}}}}
+    assert list(validator.iter_errors(fine)) == []
