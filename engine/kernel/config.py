@@ -25,6 +25,7 @@ from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import Mode
+from ballast.engine.kernel.fee_presets import DEFAULT_FEE_PRESET, FeePresetName
 from ballast.engine.kernel.instruments import base_of, quote_of
 from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.kernel.timefmt import parse_time
@@ -115,9 +116,38 @@ class VenueConfig(_Section, frozen=True):
             )
 
 
+class InstrumentSpecConfig(_Section, frozen=True):
+    """Exchange filters of one symbol (``[instruments.specs."BTC/USDT"]``), each replacing the
+    exchange's own; unset keys keep it. ``min_qty`` defaults to the lot size."""
+
+    lot_size: Decimal | None = None
+    tick_size: Decimal | None = None
+    min_qty: Decimal | None = None
+    min_notional: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "lot_size": between("0", "1000000000", low_open=True),
+        "tick_size": between("0", "1000000000", low_open=True),
+        "min_qty": between("0", "1e15"),
+        "min_notional": _AMOUNT,
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if all(getattr(self, name) is None for name in self.__struct_fields__):
+            raise ValueError("lot_size: no filter set (lot_size, tick_size, min_qty, min_notional)")
+
+
 class InstrumentsConfig(_Section, frozen=True):
+    """The symbols traded and, on the simulated venue, their filters: ``precision = "exchange"``
+    (the exchange's lot, tick and minimums, with ``specs`` overriding them per symbol) or
+    ``"exact"`` (no lot or tick rounding, no minimum quantity or notional: fractional quantities
+    at exact prices)."""
+
     spot: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     perp: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT:USDT", "ETH/USDT:USDT"])
+    precision: Literal["exchange", "exact"] = "exchange"
+    specs: dict[str, InstrumentSpecConfig] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.spot and not self.perp:
@@ -138,6 +168,16 @@ class InstrumentsConfig(_Section, frozen=True):
                     )
                 if symbol in symbols[:index]:
                     raise ValueError(f"{kind}[{index}]: {symbol!r} is listed twice")
+        for symbol in self.specs:
+            if symbol not in (*self.spot, *self.perp):
+                raise ValueError(
+                    f"specs.{toml_key(symbol)}: {symbol!r} is not a listed spot or perp symbol"
+                )
+            if self.precision == "exact":
+                raise ValueError(
+                    f"specs.{toml_key(symbol)}: precision = 'exact' has no lot, tick or "
+                    "minimum to override; remove the spec or set precision = 'exchange'"
+                )
 
     def quotes(self) -> list[tuple[str, str]]:
         """(key, quote asset) of every instrument: ("instruments.spot[0]", "USDT"), …"""
@@ -150,6 +190,47 @@ class InstrumentsConfig(_Section, frozen=True):
     def assets(self) -> set[str]:
         """The base assets traded: BTC for BTC/USDT and BTC/USDT:USDT."""
         return {base_of(symbol) for symbol in [*self.spot, *self.perp]}
+
+
+class FeeRatesConfig(_Section, frozen=True):
+    """Maker and/or taker rate, fractions of notional (0.001 = 0.1 %); an unset one keeps the
+    rate it overrides."""
+
+    maker: Decimal | None = None
+    taker: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "maker": between("0", "0.1"),
+        "taker": between("0", "0.1"),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.maker is None and self.taker is None:
+            raise ValueError("maker: set maker and/or taker")
+
+
+class FeesConfig(_Section, frozen=True):
+    """Trading fees of the simulated venue: the named ``preset``
+    (:data:`~ballast.engine.kernel.fee_presets.FEE_PRESETS`), then ``spot`` / ``perp`` rates of
+    one market type, then ``symbols`` rates of one symbol, each overriding the one before. The
+    planner, the simulated exchange and the journal's instruments use the same figures."""
+
+    preset: FeePresetName = DEFAULT_FEE_PRESET
+    spot: FeeRatesConfig | None = None
+    perp: FeeRatesConfig | None = None
+    symbols: dict[str, FeeRatesConfig] = msgspec.field(default_factory=dict)
+
+    def overrides(self) -> list[str]:
+        """The keys that change today's (Binance VIP 0) fees: ``fees.preset``, ``fees.spot``, …"""
+        keys = [] if self.preset == DEFAULT_FEE_PRESET else ["fees.preset"]
+        keys += [f"fees.{kind}" for kind in ("spot", "perp") if getattr(self, kind) is not None]
+        return keys + [f"fees.symbols.{toml_key(symbol)}" for symbol in self.symbols]
+
+
+def toml_key(key: str) -> str:
+    """``key`` as one part of a TOML dotted key: ``BTC`` as is, ``"BTC/USDT"`` quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
 
 
 class StrategyConfig(_Section, frozen=True):
@@ -527,6 +608,7 @@ class Config(_Section, frozen=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
     rebalance: RebalanceConfig = msgspec.field(default_factory=RebalanceConfig)
+    fees: FeesConfig = msgspec.field(default_factory=FeesConfig)
 
     RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
 
@@ -604,7 +686,39 @@ def _rebalance_rules_agree(config: Config) -> None:
         )
 
 
-_CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded, _rebalance_rules_agree)
+def simulated_venue_overrides(config: Config) -> list[str]:
+    """The keys that set fees or instrument filters other than the exchange's own; only the
+    simulated venue applies them (a live venue, and the loopback exchange, serve their own)."""
+    keys = config.fees.overrides()
+    if config.instruments.precision != "exchange":
+        keys.append("instruments.precision")
+    keys += [f"instruments.specs.{toml_key(symbol)}" for symbol in config.instruments.specs]
+    return keys
+
+
+def _fees_name_traded_symbols(config: Config) -> None:
+    """Per-symbol fees name a listed instrument; fee and filter overrides are for the simulated
+    venue only (a live venue charges its own fees and has its own filters)."""
+    listed = (*config.instruments.spot, *config.instruments.perp)
+    for symbol in config.fees.symbols:
+        if symbol not in listed:
+            raise ValueError(
+                f"fees.symbols.{toml_key(symbol)}: {symbol!r} is not a listed spot or perp symbol"
+            )
+    overrides = simulated_venue_overrides(config)
+    if overrides and config.venue.kind != "simulated":
+        raise ValueError(
+            f"{overrides[0]}: applies to the simulated venue only; venue.kind "
+            f"{config.venue.kind!r} trades with the exchange's own fees and filters"
+        )
+
+
+_CROSS_CHECKS: Final = (
+    _quote_matches_instruments,
+    _assets_are_traded,
+    _rebalance_rules_agree,
+    _fees_name_traded_symbols,
+)
 """Checks across sections, run after every section is valid on its own. Each raises
 ``ValueError("key.path: problem")``."""
 
@@ -662,7 +776,7 @@ def _find_dict_key(data: Any, path: str) -> str:
             msgspec.convert(trial, type=Config)
         except msgspec.ValidationError as exc:
             if f"{head}[...]" in str(exc):
-                return path.replace("[...]", f".{key}", 1)
+                return path.replace("[...]", f".{toml_key(key)}", 1)
     return path
 
 
@@ -672,7 +786,8 @@ def _config_error(exc: msgspec.ValidationError, source: str, text_in: str | byte
     key, problem = ("", text) if match is None else (_key_path(match["path"]), match["problem"])
     if "[...]" in key:
         key = _find_dict_key(tomllib.loads(_as_text(text_in)), key)
-    field = re.match(r"^(?P<field>[^\s:`']+): (?P<rest>.*)$", problem, re.DOTALL)
+    # "field: problem"; a quoted part of the field may hold a colon (fees.symbols."B/U:U")
+    field = re.match(r"^(?P<field>(?:[^\s:`'\"]|\"[^\"]*\")+): (?P<rest>.*)$", problem, re.DOTALL)
     if field is not None:  # __post_init__ names its field: "field: problem"
         sub = field["field"]
         key = sub if sub.startswith(f"{key}.") or not key else f"{key}.{sub}"
@@ -832,13 +947,13 @@ def json_schema() -> dict[str, Any]:
 
 
 def _sections() -> list[type[_Section]]:
-    """Config and the struct type of each of its sections."""
+    """Config, the struct type of each of its sections, and the tables within sections."""
     sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
-    nested: list[type[_Section]] = [AssetBandConfig]  # tables of sections: [bands.assets.X]
+    tables: list[type[_Section]] = [AssetBandConfig, InstrumentSpecConfig, FeeRatesConfig]
     return [
         Config,
         *(s for s in sections if isinstance(s, type) and issubclass(s, _Section)),
-        *nested,
+        *tables,
     ]
 
 

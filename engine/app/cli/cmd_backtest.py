@@ -28,6 +28,7 @@ from ballast.engine.app.cli.progress import BacktestProgress
 from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.simulated_instruments import describe_costs
 from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso
 from ballast.engine.observe.performance import format_comparison, format_summary
 from ballast.engine.observe.risk_settings import risk_settings_line
@@ -128,6 +129,7 @@ async def run_all(
     print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}")
     for line in bundle.report().lines():
         print(f"  {line}")
+    print(f"costs: {describe_costs(config)}")
     allocation = initial_allocation(config)
     runs = []
     for name, path in zip(names, paths, strict=True):
