@@ -11,6 +11,10 @@ targets, which are always inside any band, so the rebalancer leaves the portfoli
 
 Params: ``weights`` (asset → weight; the Rebalancer passes the config's ``[targets]`` when
 ``[strategy.params]`` is empty) and, for ``calendar``, ``every_days``.
+
+The backtest runs both with the default ``[rebalance]`` rule whatever the study's. Calendar and
+hybrid rebalancing for any strategy (these baselines' rule included) are the rebalancer's:
+``[rebalance] trigger = "calendar" | "hybrid"`` with ``every_days``.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ SOL = 0.1
 [bands]
 abs_pp = 4
 rel = 0.2
+combine = "narrower"
 rebalance_to = "edge"
 
 [risk]

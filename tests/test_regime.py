@@ -197,7 +197,9 @@ def test_calm_budget_widens_bands_so_btc_may_drift_to_47_percent() -> None:
 
 
 def test_normal_budget_is_the_configuration() -> None:
-    budget = RiskBudget.derive(RiskConfig(), BandsConfig(abs_pp=D(5), rel=D("0.2")), "normal")
+    budget = RiskBudget.derive(
+        RiskConfig(), BandsConfig(abs_pp=D(5), rel=D("0.2"), combine="narrower"), "normal"
+    )
     assert (budget.band_abs, budget.band_rel) == (D("0.05"), D("0.2"))
     assert budget.max_gross_leverage == D(3)
 

@@ -641,7 +641,10 @@ def _signed(side: Side, qty: Decimal) -> Decimal:
 
 
 def _adverse_tick(price: Decimal, tick: Decimal, side: Side) -> Decimal:
-    """``price`` on the tick, rounded against the taker (buys up, sells down), at least 1 tick."""
+    """``price`` on the tick, rounded against the taker (buys up, sells down), at least 1 tick;
+    as it is with no tick (0: exact precision)."""
+    if not tick:
+        return price
     rounding = ROUND_CEILING if side == "buy" else ROUND_FLOOR
     on_tick = (price / tick).to_integral_value(rounding=rounding) * tick
     return max(on_tick, tick)

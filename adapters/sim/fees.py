@@ -17,6 +17,7 @@ from typing import Literal
 
 import msgspec
 
+from ballast.engine.kernel.fee_presets import DEFAULT_FEE_PRESET, FEE_PRESETS
 from ballast.engine.kernel.instruments import Instrument, InstrumentKind
 
 FeeLiquidity = Literal["maker", "taker"]
@@ -32,8 +33,9 @@ class FeeRates(msgspec.Struct, frozen=True, kw_only=True):
         return self.maker if liquidity == "maker" else self.taker
 
 
-BINANCE_SPOT = FeeRates(maker=Decimal("0.001"), taker=Decimal("0.001"))
-BINANCE_USDM = FeeRates(maker=Decimal("0.0002"), taker=Decimal("0.0005"))
+_BINANCE = FEE_PRESETS[DEFAULT_FEE_PRESET]
+BINANCE_SPOT = FeeRates(maker=_BINANCE.spot.maker, taker=_BINANCE.spot.taker)
+BINANCE_USDM = FeeRates(maker=_BINANCE.perp.maker, taker=_BINANCE.perp.taker)
 
 
 class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,5 +66,7 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True):
     def fee(
         self, symbol: str, kind: InstrumentKind, liquidity: FeeLiquidity, notional: Decimal
     ) -> Decimal:
-        """The fee for a fill of ``notional`` (quote currency): ``notional × rate``, exact."""
-        return notional * self.rate(symbol, kind, liquidity)
+        """The fee for a fill of ``notional`` (quote currency): ``notional × rate``, exact (a zero
+        fee is 0, not ``0E-23``)."""
+        fee = notional * self.rate(symbol, kind, liquidity)
+        return fee if fee else Decimal(0)

@@ -40,16 +40,18 @@ from ballast.adapters.data.bundle import (
     TimeLike,
 )
 from ballast.adapters.sim.config import Latency, SimConfig
+from ballast.adapters.sim.fees import FeeSchedule
 from ballast.adapters.sim.slippage import SlippageConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app import backtest_journal
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, Clock, SimulatedClock
-from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.config import BandsConfig, Config, RebalanceConfig
 from ballast.engine.kernel.events import DataRejected, KillSwitchTriggered
-from ballast.engine.kernel.instruments import base_of, binance_defaults
+from ballast.engine.kernel.instruments import base_of
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.kernel.journal_lock import JournalLock
+from ballast.engine.kernel.simulated_instruments import simulated_instruments
 from ballast.engine.observe.performance import Performance, PerformanceRecorder
 
 Progress = Callable[[int, int], None]
@@ -78,14 +80,17 @@ class BacktestRun:
 
 def simulated_venue(config: Config, clock: Clock) -> SimulatedVenue:
     """The simulated exchange backtests, paper runs and ``ballast plan`` trade on: ``config``'s
-    instruments with Binance's filters, and :func:`sim_config` (one unified account)."""
-    instruments = binance_defaults(assets_of(config), config.venue.quote)
-    return SimulatedVenue(instruments, clock, sim_config(config))
+    instruments with Binance's filters and ``[fees]``, ``[instruments]`` precision and specs
+    applied (:func:`~ballast.engine.kernel.simulated_instruments.simulated_instruments`), and
+    :func:`sim_config` (one unified account)."""
+    return SimulatedVenue(simulated_instruments(config), clock, sim_config(config))
 
 
 def sim_config(config: Config) -> SimConfig:
-    """The simulated exchange of ``[paper]``: balances, fixed slippage, order latency."""
+    """The simulated exchange of ``[paper]``: balances, fixed slippage, order latency, and the
+    fees of its instruments (``[fees]``: each instrument charged its own maker/taker rate)."""
     return SimConfig(
+        fees=FeeSchedule.from_instruments(simulated_instruments(config)),
         balances=dict(config.paper.balances),
         slippage=SlippageConfig(model="fixed", bps=config.paper.slippage_bps),
         latency=Latency(fill_ns=config.paper.latency_ms * NS_PER_MILLISECOND),
@@ -270,9 +275,10 @@ def variant(config: Config, strategy: str, allocation: dict[str, Decimal]) -> Co
         else config.execution,
     )
     if strategy in BASELINES:
+        # The baselines keep their own rules: the study's [rebalance] is not theirs.
         risk = msgspec.structs.replace(config.risk, drawdown_limit=Decimal(1))
-        changed = msgspec.structs.replace(changed, risk=risk)
+        changed = msgspec.structs.replace(changed, risk=risk, rebalance=RebalanceConfig())
     if strategy == "calendar":
-        bands = msgspec.structs.replace(config.bands, abs_pp=Decimal("0.1"), rel=None)
+        bands = BandsConfig(abs_pp=Decimal("0.1"), rebalance_to=config.bands.rebalance_to)
         changed = msgspec.structs.replace(changed, bands=bands)
     return changed

@@ -26,6 +26,7 @@ from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
 from ballast.engine.kernel.errors import ConfigError
 from ballast.engine.kernel.events import Mode
+from ballast.engine.kernel.fee_presets import DEFAULT_FEE_PRESET, FeePresetName
 from ballast.engine.kernel.instruments import base_of, quote_of
 from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.kernel.timefmt import parse_time
@@ -116,9 +117,38 @@ class VenueConfig(_Section, frozen=True):
             )
 
 
+class InstrumentSpecConfig(_Section, frozen=True):
+    """Exchange filters of one symbol (``[instruments.specs."BTC/USDT"]``), each replacing the
+    exchange's own; unset keys keep it. ``min_qty`` defaults to the lot size."""
+
+    lot_size: Decimal | None = None
+    tick_size: Decimal | None = None
+    min_qty: Decimal | None = None
+    min_notional: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "lot_size": between("0", "1000000000", low_open=True),
+        "tick_size": between("0", "1000000000", low_open=True),
+        "min_qty": between("0", "1e15"),
+        "min_notional": _AMOUNT,
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if all(getattr(self, name) is None for name in self.__struct_fields__):
+            raise ValueError("lot_size: no filter set (lot_size, tick_size, min_qty, min_notional)")
+
+
 class InstrumentsConfig(_Section, frozen=True):
+    """The symbols traded and, on the simulated venue, their filters: ``precision = "exchange"``
+    (the exchange's lot, tick and minimums, with ``specs`` overriding them per symbol) or
+    ``"exact"`` (no lot or tick rounding, no minimum quantity or notional: fractional quantities
+    at exact prices)."""
+
     spot: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     perp: list[str] = msgspec.field(default_factory=lambda: ["BTC/USDT:USDT", "ETH/USDT:USDT"])
+    precision: Literal["exchange", "exact"] = "exchange"
+    specs: dict[str, InstrumentSpecConfig] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.spot and not self.perp:
@@ -139,6 +169,16 @@ class InstrumentsConfig(_Section, frozen=True):
                     )
                 if symbol in symbols[:index]:
                     raise ValueError(f"{kind}[{index}]: {symbol!r} is listed twice")
+        for symbol in self.specs:
+            if symbol not in (*self.spot, *self.perp):
+                raise ValueError(
+                    f"specs.{toml_key(symbol)}: {symbol!r} is not a listed spot or perp symbol"
+                )
+            if self.precision == "exact":
+                raise ValueError(
+                    f"specs.{toml_key(symbol)}: precision = 'exact' has no lot, tick or "
+                    "minimum to override; remove the spec or set precision = 'exchange'"
+                )
 
     def quotes(self) -> list[tuple[str, str]]:
         """(key, quote asset) of every instrument: ("instruments.spot[0]", "USDT"), …"""
@@ -153,6 +193,47 @@ class InstrumentsConfig(_Section, frozen=True):
         return {base_of(symbol) for symbol in [*self.spot, *self.perp]}
 
 
+class FeeRatesConfig(_Section, frozen=True):
+    """Maker and/or taker rate, fractions of notional (0.001 = 0.1 %); an unset one keeps the
+    rate it overrides."""
+
+    maker: Decimal | None = None
+    taker: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "maker": between("0", "0.1"),
+        "taker": between("0", "0.1"),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.maker is None and self.taker is None:
+            raise ValueError("maker: set maker and/or taker")
+
+
+class FeesConfig(_Section, frozen=True):
+    """Trading fees of the simulated venue: the named ``preset``
+    (:data:`~ballast.engine.kernel.fee_presets.FEE_PRESETS`), then ``spot`` / ``perp`` rates of
+    one market type, then ``symbols`` rates of one symbol, each overriding the one before. The
+    planner, the simulated exchange and the journal's instruments use the same figures."""
+
+    preset: FeePresetName = DEFAULT_FEE_PRESET
+    spot: FeeRatesConfig | None = None
+    perp: FeeRatesConfig | None = None
+    symbols: dict[str, FeeRatesConfig] = msgspec.field(default_factory=dict)
+
+    def overrides(self) -> list[str]:
+        """The keys that change today's (Binance VIP 0) fees: ``fees.preset``, ``fees.spot``, …"""
+        keys = [] if self.preset == DEFAULT_FEE_PRESET else ["fees.preset"]
+        keys += [f"fees.{kind}" for kind in ("spot", "perp") if getattr(self, kind) is not None]
+        return keys + [f"fees.symbols.{toml_key(symbol)}" for symbol in self.symbols]
+
+
+def toml_key(key: str) -> str:
+    """``key`` as one part of a TOML dotted key: ``BTC`` as is, ``"BTC/USDT"`` quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+
+
 class StrategyConfig(_Section, frozen=True):
     """A built-in strategy name or ``module:Class``, with its parameters."""
 
@@ -160,22 +241,160 @@ class StrategyConfig(_Section, frozen=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class BandsConfig(_Section, frozen=True):
-    """Tolerance around each target: absolute (percentage points) and/or relative (fraction)."""
+BandCombine = Literal["narrower", "wider"]
+DEFAULT_ABS_PP: Final = Decimal(5)
+"""The band when ``[bands]`` sets neither ``abs_pp`` nor ``rel``: ±5 percentage points."""
+_BAND_RANGES: Final[Mapping[str, Range]] = {
+    "abs_pp": between("0", "100", low_open=True, high_open=True),
+    "rel": _OPEN_FRACTION,
+}
 
-    abs_pp: Decimal | None = Decimal(5)
+
+def _check_band_rule(abs_pp: Decimal | None, rel: Decimal | None, combine: str | None) -> None:
+    """Both widths need the rule that combines them written out; a rule needs both widths."""
+    if abs_pp is not None and rel is not None and combine is None:
+        raise ValueError(
+            "combine: abs_pp and rel are both set; say how they combine: combine = "
+            "'narrower' (the nearer edge of the two) or 'wider' (the farther one)"
+        )
+    if combine is not None and (abs_pp is None or rel is None):
+        missing = "abs_pp" if abs_pp is None else "rel"
+        raise ValueError(
+            f"combine: {combine!r} combines abs_pp and rel; it needs both set ({missing} is not)"
+        )
+
+
+class EffectiveBand(msgspec.Struct, frozen=True, kw_only=True):
+    """The band rule in force for an asset: ``abs_pp`` (percentage points) and/or ``rel``
+    (fraction of the target), ``combine`` when both are set, and ``source``: the config key that
+    set it (``bands``, ``bands.assets.BTC``) or ``default`` (nothing set: ±5 pp)."""
+
+    abs_pp: Decimal | None
+    rel: Decimal | None
+    combine: BandCombine
+    source: str
+
+    def describe(self) -> str:
+        """``±5 pp``, ``±25 % of target``, ``narrower of ±5 pp and ±25 % of target``."""
+        parts = [
+            *([f"±{self.abs_pp.normalize():f} pp"] if self.abs_pp is not None else []),
+            *([f"±{(self.rel * 100).normalize():f} % of target"] if self.rel is not None else []),
+        ]
+        if len(parts) == 2:
+            return f"{self.combine} of {parts[0]} and {parts[1]}"
+        return parts[0]
+
+
+class AssetBandConfig(_Section, frozen=True):
+    """One asset's band (``[bands.assets.BTC]``): replaces ``[bands]``'s ``abs_pp``, ``rel`` and
+    ``combine`` for that asset as a whole (nothing is inherited)."""
+
+    abs_pp: Decimal | None = None
     rel: Decimal | None = None
-    rebalance_to: Literal["target", "edge"] = "target"
+    combine: BandCombine | None = None
 
-    RANGES: ClassVar[Mapping[str, Range]] = {
-        "abs_pp": between("0", "100", low_open=True, high_open=True),
-        "rel": _OPEN_FRACTION,
-    }
+    RANGES: ClassVar[Mapping[str, Range]] = _BAND_RANGES
 
     def __post_init__(self) -> None:
-        if self.abs_pp is None and self.rel is None:
-            raise ValueError("abs_pp: at least one of abs_pp or rel must be set")
         super().__post_init__()
+        if self.abs_pp is None and self.rel is None:
+            raise ValueError("abs_pp: an asset's band sets abs_pp and/or rel")
+        _check_band_rule(self.abs_pp, self.rel, self.combine)
+
+
+class BandsConfig(_Section, frozen=True):
+    """Tolerance around each target, stated explicitly: absolute (``abs_pp``, percentage points),
+    relative (``rel``, a fraction of the target), or both with ``combine`` = ``"narrower"`` or
+    ``"wider"``. Nothing set: ±5 pp. ``assets`` overrides the band of single assets."""
+
+    abs_pp: Decimal | None = None
+    rel: Decimal | None = None
+    combine: BandCombine | None = None
+    rebalance_to: Literal["target", "edge"] = "target"
+    assets: dict[str, AssetBandConfig] = msgspec.field(default_factory=dict)
+
+    RANGES: ClassVar[Mapping[str, Range]] = _BAND_RANGES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_band_rule(self.abs_pp, self.rel, self.combine)
+        for asset in self.assets:
+            if not _ASSET.fullmatch(asset):
+                raise ValueError(f"assets.{asset}: {asset!r} is not an asset name like 'BTC'")
+
+    def band(self, asset: str | None = None) -> EffectiveBand:
+        """The band rule for ``asset`` (its override, else ``[bands]``, else ±5 pp); ``None``:
+        the rule of every asset without an override."""
+        own = self.assets.get(asset) if asset is not None else None
+        if own is not None:
+            return EffectiveBand(
+                abs_pp=own.abs_pp,
+                rel=own.rel,
+                combine=own.combine or "narrower",
+                source=f"bands.assets.{asset}",
+            )
+        if self.abs_pp is None and self.rel is None:
+            return EffectiveBand(
+                abs_pp=DEFAULT_ABS_PP, rel=None, combine="narrower", source="default"
+            )
+        return EffectiveBand(
+            abs_pp=self.abs_pp, rel=self.rel, combine=self.combine or "narrower", source="bands"
+        )
+
+
+class RebalanceConfig(_Section, frozen=True):
+    """When the rebalancer looks and what it trades.
+
+    ``trigger``: ``"threshold"`` (every snapshot, against the bands), ``"calendar"`` (at the first
+    snapshot of every period of ``every_days`` counted from the first snapshot, every asset back
+    to target whatever the drift; the bands are not used) or ``"hybrid"`` (the band check, but
+    only at those calendar dates). ``scope``: ``"breached"`` (trade only the assets out of their
+    band) or ``"all"`` (when any asset is out of its band, every asset goes back to target).
+    Dates are counted from the first snapshot of a run (a restarted run counts anew). Whatever
+    the trigger, the risk reactions act at once: the kill switch, deleveraging, and a stressed
+    budget closing overlay longs.
+    """
+
+    trigger: Literal["threshold", "calendar", "hybrid"] = "threshold"
+    scope: Literal["breached", "all"] = "breached"
+    every_days: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {"every_days": between("0", "3650", low_open=True)}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trigger == "threshold" and self.every_days is not None:
+            raise ValueError(
+                "every_days: only for trigger = 'calendar' or 'hybrid' (trigger is 'threshold')"
+            )
+        if self.trigger != "threshold" and self.every_days is None:
+            raise ValueError(
+                f"every_days: trigger = {self.trigger!r} needs its period in days "
+                "(e.g. every_days = 30)"
+            )
+
+
+class RearmConfig(_Section, frozen=True):
+    """Backtests only: when the kill switch re-arms by itself (``[risk.rearm]``; live it stays
+    manual, and ``ballast run`` refuses a config that sets it). Off when neither key is set.
+
+    ``after_days``: at least this long after the kill switch fired; ``recovery``: NAV at least
+    this fraction above its lowest snapshot since it fired (0.05 = 5 % off the trough). With both
+    set, both must hold. After a re-arm the drawdown limit is measured from the NAV at the re-arm
+    (a new peak), not from the peak before the fall, so the same fall does not trip it again.
+    """
+
+    after_days: float | None = None
+    recovery: Decimal | None = None
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "after_days": Range(0, 3650),
+        "recovery": between("0", "100"),
+    }
+
+    @property
+    def enabled(self) -> bool:
+        return self.after_days is not None or self.recovery is not None
 
 
 class RiskConfig(_Section, frozen=True):
@@ -218,6 +437,8 @@ class RiskConfig(_Section, frozen=True):
     deleverage_liquidation_distance: Decimal | None = None
     """Default: ``min_liquidation_distance`` + 0.05 (0.20 with the defaults)."""
     deleverage_buffer: Decimal = Decimal("0.1")
+    rearm: RearmConfig = msgspec.field(default_factory=RearmConfig)
+    """Backtests only: the kill switch's re-arm policy (off by default)."""
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "max_gross_leverage": between("0", "100", low_open=True),
@@ -400,6 +621,8 @@ class Config(_Section, frozen=True):
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+    rebalance: RebalanceConfig = msgspec.field(default_factory=RebalanceConfig)
+    fees: FeesConfig = msgspec.field(default_factory=FeesConfig)
 
     RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
 
@@ -455,7 +678,61 @@ def _assets_are_traded(config: Config) -> None:
             )
 
 
-_CROSS_CHECKS: Final = (_quote_matches_instruments, _assets_are_traded)
+def _rebalance_rules_agree(config: Config) -> None:
+    """Band overrides name traded assets; "back to target" settings do not meet "to the edge"."""
+    traded = config.instruments.assets()
+    for asset in config.bands.assets:
+        if asset not in traded:
+            listed = ", ".join(sorted(traded))
+            raise ValueError(f"bands.assets.{asset}: {asset} is not traded (instruments: {listed})")
+    if config.bands.rebalance_to != "edge":
+        return
+    rebalance = config.rebalance
+    if rebalance.scope == "all":
+        raise ValueError(
+            "rebalance.scope: 'all' brings every asset back to target, but bands.rebalance_to is "
+            "'edge'; set one of them differently"
+        )
+    if rebalance.trigger == "calendar":
+        raise ValueError(
+            "bands.rebalance_to: 'edge' needs a band, and trigger = 'calendar' uses none (every "
+            "asset goes back to target); use rebalance_to = 'target' or trigger = 'hybrid'"
+        )
+
+
+def simulated_venue_overrides(config: Config) -> list[str]:
+    """The keys that set fees or instrument filters other than the exchange's own; only the
+    simulated venue applies them (a live venue, and the loopback exchange, serve their own)."""
+    keys = config.fees.overrides()
+    if config.instruments.precision != "exchange":
+        keys.append("instruments.precision")
+    keys += [f"instruments.specs.{toml_key(symbol)}" for symbol in config.instruments.specs]
+    return keys
+
+
+def _fees_name_traded_symbols(config: Config) -> None:
+    """Per-symbol fees name a listed instrument; fee and filter overrides are for the simulated
+    venue only (a live venue charges its own fees and has its own filters)."""
+    listed = (*config.instruments.spot, *config.instruments.perp)
+    for symbol in config.fees.symbols:
+        if symbol not in listed:
+            raise ValueError(
+                f"fees.symbols.{toml_key(symbol)}: {symbol!r} is not a listed spot or perp symbol"
+            )
+    overrides = simulated_venue_overrides(config)
+    if overrides and config.venue.kind != "simulated":
+        raise ValueError(
+            f"{overrides[0]}: applies to the simulated venue only; venue.kind "
+            f"{config.venue.kind!r} trades with the exchange's own fees and filters"
+        )
+
+
+_CROSS_CHECKS: Final = (
+    _quote_matches_instruments,
+    _assets_are_traded,
+    _rebalance_rules_agree,
+    _fees_name_traded_symbols,
+)
 """Checks across sections, run after every section is valid on its own. Each raises
 ``ValueError("key.path: problem")``."""
 
@@ -513,7 +790,7 @@ def _find_dict_key(data: Any, path: str) -> str:
             msgspec.convert(trial, type=Config)
         except msgspec.ValidationError as exc:
             if f"{head}[...]" in str(exc):
-                return path.replace("[...]", f".{key}", 1)
+                return path.replace("[...]", f".{toml_key(key)}", 1)
     return path
 
 
@@ -523,7 +800,8 @@ def _config_error(exc: msgspec.ValidationError, source: str, text_in: str | byte
     key, problem = ("", text) if match is None else (_key_path(match["path"]), match["problem"])
     if "[...]" in key:
         key = _find_dict_key(tomllib.loads(_as_text(text_in)), key)
-    field = re.match(r"^(?P<field>[^\s:`']+): (?P<rest>.*)$", problem, re.DOTALL)
+    # "field: problem"; a quoted part of the field may hold a colon (fees.symbols."B/U:U")
+    field = re.match(r"^(?P<field>(?:[^\s:`'\"]|\"[^\"]*\")+): (?P<rest>.*)$", problem, re.DOTALL)
     if field is not None:  # __post_init__ names its field: "field: problem"
         sub = field["field"]
         key = sub if sub.startswith(f"{key}.") or not key else f"{key}.{sub}"
@@ -646,7 +924,18 @@ def config_to_json(config: Config) -> str:
 
 
 def config_from_json(text: str) -> Config:
-    return msgspec.json.decode(text, type=Config)
+    """A config as :func:`config_to_json` stored it. A journal written before ``bands.combine``
+    existed ran abs_pp and rel together as the narrower band: read so."""
+    data = msgspec.json.decode(text)
+    bands = data.get("bands") if isinstance(data, dict) else None
+    if (
+        isinstance(bands, dict)
+        and "combine" not in bands
+        and bands.get("abs_pp") is not None
+        and bands.get("rel") is not None
+    ):
+        bands["combine"] = "narrower"
+    return msgspec.convert(data, type=Config)
 
 
 _DECIMAL_SCHEMA: Final = {"type": "string", "format": "decimal"}
@@ -672,9 +961,14 @@ def json_schema() -> dict[str, Any]:
 
 
 def _sections() -> list[type[_Section]]:
-    """Config and the struct type of each of its sections."""
+    """Config, the struct type of each of its sections, and the tables within sections."""
     sections = [type(getattr(Config(), name)) for name in Config.__struct_fields__]
-    return [Config, *(s for s in sections if isinstance(s, type) and issubclass(s, _Section))]
+    tables: list[type[_Section]] = [AssetBandConfig, InstrumentSpecConfig, FeeRatesConfig]
+    return [
+        Config,
+        *(s for s in sections if isinstance(s, type) and issubclass(s, _Section)),
+        *tables,
+    ]
 
 
 def _numbers_as_numbers(node: Any) -> Any:

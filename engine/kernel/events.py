@@ -81,6 +81,7 @@ VetoReason = Literal[
     "precision",
     "min_notional",
     "reduce_only",
+    "reduce_in_flight",
     "max_order_notional",
     "max_asset_weight",
     "max_net_leverage",

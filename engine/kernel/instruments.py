@@ -12,12 +12,18 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
+from ballast.engine.kernel.fee_presets import DEFAULT_FEE_PRESET, FEE_PRESETS
+
 InstrumentKind = Literal["spot", "perp"]
 _ZERO = Decimal(0)
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):
-    """A tradable instrument with its exchange filters and default fees (fractions of notional)."""
+    """A tradable instrument with its exchange filters and default fees (fractions of notional).
+
+    A ``lot_size`` or ``tick_size`` of 0 is no step: quantities (prices) are taken as they are,
+    exactly (the simulated venue's ``precision = "exact"``).
+    """
 
     symbol: str
     kind: InstrumentKind
@@ -36,11 +42,15 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
 
     def round_qty(self, qty: Decimal) -> Decimal:
         """Round a non-negative quantity down to the lot size (never trade more than asked)."""
+        if not self.lot_size:
+            return qty
         steps = (qty / self.lot_size).to_integral_value(rounding=ROUND_DOWN)
         return plain(steps * self.lot_size) if steps else _ZERO
 
     def round_price(self, price: Decimal, *, side: str | None = None) -> Decimal:
         """Round to the tick: down for buys, up for sells (never worse than asked), else nearest."""
+        if not self.tick_size:
+            return price
         ratio = price / self.tick_size
         if side == "buy":
             steps = ratio.to_integral_value(rounding=ROUND_FLOOR)
@@ -54,14 +64,14 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
         """Why an order of ``qty`` at ``price`` would be rejected by the exchange, or None."""
         if qty <= 0:
             return f"quantity {qty} is not positive"
-        if qty % self.lot_size != 0:
+        if self.lot_size and qty % self.lot_size != 0:
             return f"quantity {qty} is not a multiple of lot size {self.lot_size}"
         if qty < self.min_qty:
             return f"quantity {qty} is below minimum quantity {self.min_qty}"
         if price is not None:
             if price <= 0:
                 return f"price {price} is not positive"
-            if price % self.tick_size != 0:
+            if self.tick_size and price % self.tick_size != 0:
                 return f"price {price} is not a multiple of tick size {self.tick_size}"
             if qty * price < self.min_notional:
                 return f"notional {qty * price} is below minimum notional {self.min_notional}"
@@ -147,11 +157,12 @@ def binance_defaults(assets: Iterable[str], quote: str = "USDT") -> list[Instrum
         "ETH": (Decimal("0.01"), Decimal("0.0001"), Decimal("0.01"), Decimal("0.001"), Decimal(20)),
     }
     generic = (Decimal("0.0001"), Decimal("0.01"), Decimal("0.0001"), Decimal("0.1"), Decimal(5))
+    fees = FEE_PRESETS[DEFAULT_FEE_PRESET]
     out: list[Instrument] = []
     for asset in assets:
         s_tick, s_lot, p_tick, p_lot, p_min = known.get(asset, generic)
-        spot = _Filters(s_tick, s_lot, Decimal(5), Decimal("0.001"), Decimal("0.001"))
-        perp = _Filters(p_tick, p_lot, p_min, Decimal("0.0002"), Decimal("0.0005"))
+        spot = _Filters(s_tick, s_lot, Decimal(5), fees.spot.maker, fees.spot.taker)
+        perp = _Filters(p_tick, p_lot, p_min, fees.perp.maker, fees.perp.taker)
         out += [_instrument("spot", asset, quote, spot), _instrument("perp", asset, quote, perp)]
     return out
 

@@ -70,7 +70,7 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.redaction import redact
 from ballast.engine.kernel.timefmt import ns_to_iso
-from ballast.engine.trading.planner import band_width
+from ballast.engine.trading.bands import BandRules
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ class LiveView(Actor):
         targets: Mapping[str, Decimal] | None = None,
         band_abs: Decimal | None = Decimal("0.05"),
         band_rel: Decimal | None = None,
+        band_rules: BandRules | None = None,
         max_gross_leverage: Decimal = Decimal(3),
         refresh_per_second: float = REFRESH_PER_SECOND,
         title: str = "Ballast",
@@ -194,6 +195,7 @@ class LiveView(Actor):
         self.state = ViewState(
             quote=quote, band_abs=band_abs, band_rel=band_rel, max_gross=max_gross_leverage
         )
+        self.band_rules = band_rules or BandRules()
         self.targets: dict[str, Decimal] = dict(targets or {})
         for asset in sorted(self.targets):
             self._row(asset)
@@ -222,7 +224,7 @@ class LiveView(Actor):
         data_time: Callable[[], int | None] | None = None,
         title: str = "Ballast",
     ) -> LiveView:
-        bands = config.bands
+        bands = config.bands.band()  # the rule of assets without their own
         return cls(
             bus,
             clock,
@@ -232,6 +234,7 @@ class LiveView(Actor):
             targets=config.targets,
             band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED,
             band_rel=bands.rel,
+            band_rules=BandRules.of(config),
             max_gross_leverage=config.risk.max_gross_leverage,
             data_time=data_time,
             title=title,
@@ -368,7 +371,9 @@ class LiveView(Actor):
         return row
 
     def _set_target(self, asset: str, row: AssetRow, target: Decimal) -> None:
-        width = band_width(target, self.state.band_abs, self.state.band_rel)
+        state = self.state
+        regime = state.regime if state.regime in ("calm", "stressed") else "normal"
+        width = self.band_rules.width(asset, target, state.band_abs, state.band_rel, regime)
         row.target, row.band_low, row.band_high = target, target - width, target + width
 
     def on_market(self, event: QuoteTick | Bar) -> None:

@@ -15,8 +15,8 @@ target; gross leverage = Σ (|spot value| + |perp notional|) / NAV; net leverage
 
 Targets are those of the latest ``RebalanceDecided`` that listed the asset, else the configured
 ``[targets]`` (a held asset without a target has target 0, as in the planner); bands are
-target ± the band width of the risk budget in force
-(:func:`ballast.engine.trading.planner.band_width`).
+target ± the band width of the risk budget in force, by the config's band rules (an asset's
+own rule, how abs and rel combine: :class:`ballast.engine.trading.bands.BandRules`).
 
 Cost per event. Market data (the hot path) only records the newest event time per symbol (in
 :class:`~ballast.engine.observe.health.Health`) and counts ``ts_init − ts_event`` into a plain
@@ -95,10 +95,10 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.redaction import redact
 from ballast.engine.observe.health import Health
+from ballast.engine.trading.bands import BandRules
 from ballast.engine.trading.margin import default_margin_table
 from ballast.engine.trading.measures import Book
 from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
-from ballast.engine.trading.planner import band_width
 from ballast.engine.trading.pretrade import REASON_CODES
 from ballast.engine.trading.venue import VenueStats
 
@@ -510,6 +510,7 @@ class MetricsExporter(Actor):
         targets: Mapping[str, Decimal] | None = None,
         band_abs: Decimal | None = Decimal("0.05"),
         band_rel: Decimal | None = None,
+        band_rules: BandRules | None = None,
         leverage_cap: Decimal = Decimal(3),
         mode: str = "spot",
         strategy: str = "",
@@ -531,6 +532,8 @@ class MetricsExporter(Actor):
         self.registry.register(_ScrapeCollector(self))
         self.targets: dict[str, Decimal] = dict(targets or {})
         self.band_abs, self.band_rel = band_abs, band_rel
+        self.band_rules = band_rules or BandRules()
+        self._regime = "normal"
         self._labels: dict[str, LabelValues] = {}
         self._assets: dict[str, _AssetSeries] = {}
         self._liquidation_symbols: set[str] = set()
@@ -547,7 +550,7 @@ class MetricsExporter(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> MetricsExporter:
-        bands = config.bands
+        bands = config.bands.band()  # the rule of assets without their own
         return cls(
             bus,
             clock,
@@ -556,6 +559,7 @@ class MetricsExporter(Actor):
             targets=config.targets,
             band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED,
             band_rel=bands.rel,
+            band_rules=BandRules.of(config),
             leverage_cap=config.risk.max_gross_leverage,
             mode=config.execution.mode,
             strategy=config.strategy.name,
@@ -720,7 +724,8 @@ class MetricsExporter(Actor):
 
     def _set_target(self, asset: str, series: _AssetSeries) -> None:
         target = self.targets.get(asset, _ZERO)
-        series.set_target(target, band_width(target, self.band_abs, self.band_rel))
+        width = self.band_rules.width(asset, target, self.band_abs, self.band_rel, self._regime)
+        series.set_target(target, width)
 
     def _liquidation(self, snapshot: PortfolioSnapshot) -> None:
         """Each perp's distance to liquidation, computed from the snapshot with the engine's
@@ -755,6 +760,7 @@ class MetricsExporter(Actor):
         m.volatility.set(float(event.volatility))
         m.cap.set(float(event.max_gross_leverage))
         m.overlay.set(float(event.overlay_scale))
+        self._regime = event.regime
         self._set_band(event.band_abs, event.band_rel)
         for asset, series in self._assets.items():
             self._set_target(asset, series)

@@ -1,7 +1,9 @@
 """Performance statistics of a run, recorded from its events (live on the bus, or from a journal).
 
 :class:`PerformanceRecorder` consumes PortfolioSnapshot, RiskBudgetChanged, RebalanceDecided,
-OrderFilled, FundingPaid and SessionStarted, and keeps the curves and totals a report needs;
+OrderFilled, FundingPaid and SessionStarted, and keeps the curves and totals a report needs (and,
+through :class:`~ballast.engine.observe.risk_activity.RiskActivityRecorder`, the events that say
+which risk features acted);
 :meth:`PerformanceRecorder.summary` turns them into a :class:`PerformanceSummary`.
 :func:`from_journal` builds the same recorder from any journal, so every run (backtest, paper or
 live) can be reported later; fed the same events, both give identical results.
@@ -35,7 +37,7 @@ Conventions (crypto trades every day):
 - **Rebalances**: RebalanceDecided events that carry at least one intent.
 - **Targets and bands** are known from RebalanceDecided (target, band edges per asset); between
   decisions a RiskBudgetChanged moves the band around the last target to its new widths, as the
-  planner would (``band_width``).
+  planner would (the session's band rules, from its SessionStarted config: ``BandRules``).
 - **Regime time**: the fraction of the window spent in each regime of RiskBudgetChanged; time
   before the first one counts as ``"unknown"``.
 - **Several sessions in one journal**: a SessionStarted restarts the Portfolio's books. The
@@ -50,14 +52,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar, Final
 
+import msgspec
+
 from ballast.engine.kernel.bus import Bus, Subscription
 from ballast.engine.kernel.clock import DAYS_PER_YEAR, NS_PER_DAY, NS_PER_HOUR, NS_PER_YEAR
+from ballast.engine.kernel.config import config_from_json
 from ballast.engine.kernel.events import (
     FundingPaid,
     Message,
@@ -70,9 +75,20 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import base_of
 from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import ns_to_iso
-from ballast.engine.trading.planner import band_width
+from ballast.engine.observe.risk_activity import RiskActivity, RiskActivityRecorder
+from ballast.engine.trading.bands import BandRules
 
 UNKNOWN_REGIME: Final = "unknown"
+
+
+def _band_rules(config_json: str) -> BandRules:
+    """The band rules of a session's recorded config (the default rules if it does not read)."""
+    try:
+        return BandRules.of(config_from_json(config_json)) if config_json else BandRules()
+    except (ValueError, TypeError, msgspec.MsgspecError):
+        return BandRules()
+
+
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
 
@@ -198,6 +214,8 @@ class Performance:
 
     summary: PerformanceSummary
     series: PerformanceSeries
+    risk: RiskActivity = field(default_factory=RiskActivity)
+    """Which risk features acted (:mod:`ballast.engine.observe.risk_activity`)."""
 
 
 # --------------------------------------------------------------------------- statistics
@@ -308,6 +326,11 @@ class PerformanceRecorder:
         RebalanceDecided,
         OrderFilled,
         FundingPaid,
+        *(
+            t
+            for t in RiskActivityRecorder.CONSUMES
+            if t not in (PortfolioSnapshot, RiskBudgetChanged)
+        ),
     )
 
     def __init__(self, *, sample_interval_ns: int = NS_PER_HOUR) -> None:
@@ -328,15 +351,18 @@ class PerformanceRecorder:
         self._regime = UNKNOWN_REGIME
         self._regime_ns: dict[str, int] = {}
         self._clock_ns: int | None = None
+        self._bands = BandRules()  # the session's band rules (its SessionStarted's config)
         self._turnover = _ZERO
         self._fills = 0
         self._rebalances = 0
         self._funding_by_symbol: dict[str, Decimal] = {}
+        self._risk = RiskActivityRecorder()
 
     # ------------------------------------------------------------------ feeding
 
     def on_event(self, message: Message) -> None:
         """Take one event; events of other types are ignored."""
+        self._risk.on_event(message)
         match message:
             case PortfolioSnapshot():
                 self._on_snapshot(message)
@@ -350,6 +376,7 @@ class PerformanceRecorder:
                 self._on_funding(message)
             case SessionStarted():
                 self._restarted = self._last is not None
+                self._bands = _band_rules(message.config_json)
 
     def attach(self, bus: Bus) -> list[Subscription]:
         """Subscribe :meth:`on_event` to every consumed type on ``bus``."""
@@ -423,9 +450,9 @@ class PerformanceRecorder:
             self._regimes.append(
                 RegimeChange(event.ts_event, event.regime, event.max_gross_leverage)
             )
-        for history in self._targets.values():
+        for asset, history in self._targets.items():
             target = history[-1].target
-            width = band_width(target, event.band_abs, event.band_rel)
+            width = self._bands.width(asset, target, event.band_abs, event.band_rel, event.regime)
             self._add_target(
                 history, TargetPoint(event.ts_event, target, target - width, target + width)
             )
@@ -507,7 +534,13 @@ class PerformanceRecorder:
         )
 
     def result(self, *, risk_free_rate: float = 0.0) -> Performance:
-        return Performance(self.summary(risk_free_rate=risk_free_rate), self.series())
+        return Performance(
+            self.summary(risk_free_rate=risk_free_rate), self.series(), self._risk.result()
+        )
+
+    def risk_activity(self) -> RiskActivity:
+        """Which risk features acted so far."""
+        return self._risk.result()
 
     def _regime_fractions(self) -> tuple[tuple[str, float], ...]:
         total = sum(self._regime_ns.values())

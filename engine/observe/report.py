@@ -4,10 +4,14 @@
 :class:`~ballast.engine.observe.performance.Performance`):
 
 - the equity curve (NAV, optionally on a log scale) over a drawdown panel, with calm and stressed
-  regimes shaded;
-- each asset's net weight against its target, with the band shaded and rebalances marked;
+  regimes shaded (each regime's periods as merged spans);
+- each asset's net weight (from its first non-zero value) against its target, the band shaded as
+  spans (unless too narrow to see), rebalances marked;
 - gross leverage against the regime's leverage cap;
 - cumulative funding, fees and their net;
+- on every chart, where the kill switch fired and where it re-armed (or was reset);
+- under each run's table, which risk features acted
+  (:mod:`ballast.engine.observe.risk_activity`);
 
 and, for two runs or more, every equity curve (and drawdown) on one chart plus the comparison
 table. The HTML page embeds the same PNGs as base64 data URIs: no external asset, readable offline.
@@ -35,7 +39,9 @@ from matplotlib import dates as mdates
 from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.typing import RcKeyType
 
@@ -48,6 +54,7 @@ from ballast.engine.observe.performance import (
     TargetPoint,
     summary_rows,
 )
+from ballast.engine.observe.risk_activity import RiskActivity
 
 DPI: Final = 110
 WIDTH_IN: Final = 11.0
@@ -69,6 +76,10 @@ FEES_COLOUR: Final = "#d62728"
 FUNDING_COLOUR: Final = "#2ca02c"
 NET_COLOUR: Final = "#333333"
 CAP_COLOUR: Final = "#d62728"
+KILL_COLOUR: Final = "#b00020"
+REARM_COLOUR: Final = "#2ca02c"
+BAND_VISIBLE: Final = 0.05
+"""A band narrower than this share of its panel's height is not drawn (nor in the legend)."""
 _STYLE: Final[dict[RcKeyType, Any]] = {
     "font.size": 9.5,
     "axes.titlesize": 12,
@@ -137,20 +148,69 @@ def _span(series: PerformanceSeries) -> tuple[int, int]:
     return series.points[0].ts_ns, series.points[-1].ts_ns
 
 
-def _shade_regimes(ax: Axes, series: PerformanceSeries) -> list[Patch]:
-    """Shade calm and stressed periods; return legend handles for the regimes shaded."""
-    start, end = _span(series)
-    shaded: set[str] = set()
-    changes = series.regimes
-    for i, change in enumerate(changes):
-        colour = REGIME_COLOURS.get(change.regime)
-        stop = changes[i + 1].ts_ns if i + 1 < len(changes) else end
-        left, right = max(change.ts_ns, start), min(stop, end)
-        if colour is None or right <= left:
+def _spans(changes: Sequence[tuple[int, Any]], start: int, end: int) -> list[tuple[int, int, Any]]:
+    """(left, right, state) runs of a step series of (ts, state) changes clipped to [start, end],
+    consecutive equal states merged into one run."""
+    runs: list[tuple[int, int, Any]] = []
+    for i, (ts, state) in enumerate(changes):
+        stop = changes[i + 1][0] if i + 1 < len(changes) else end
+        left, right = max(ts, start), min(stop, end)
+        if right <= left:
             continue
-        ax.axvspan(*_times([left, right]), color=colour, alpha=0.08, linewidth=0)
-        shaded.add(change.regime)
+        if runs and runs[-1][2] == state and runs[-1][1] >= left:
+            runs[-1] = (runs[-1][0], right, state)
+        else:
+            runs.append((left, right, state))
+    return runs
+
+
+def _x(ns: int) -> float:
+    return float(mdates.date2num(_times([ns])[0]))
+
+
+def _shade_regimes(ax: Axes, series: PerformanceSeries) -> list[Patch]:
+    """Shade calm and stressed periods, each regime one collection of merged spans (no seams
+    between hours of the same regime); return legend handles for the regimes shaded."""
+    start, end = _span(series)
+    runs = _spans([(c.ts_ns, c.regime) for c in series.regimes], start, end)
+    shaded: list[str] = []
+    for regime, colour in REGIME_COLOURS.items():
+        boxes = [
+            [(_x(left), 0.0), (_x(left), 1.0), (_x(right), 1.0), (_x(right), 0.0)]
+            for left, right, state in runs
+            if state == regime
+        ]
+        if not boxes:
+            continue
+        spans = PolyCollection(
+            boxes,
+            facecolors=colour,
+            alpha=0.08,
+            linewidths=0,
+            antialiased=False,
+            transform=ax.get_xaxis_transform(),
+        )
+        ax.add_collection(spans, autolim=False)
+        shaded.append(regime)
     return [Patch(color=REGIME_COLOURS[r], alpha=0.2, label=f"{r} regime") for r in sorted(shaded)]
+
+
+def _mark_kill_switch(ax: Axes, risk: RiskActivity, colour: str = KILL_COLOUR) -> list[Line2D]:
+    """A vertical line where the kill switch fired (and a dotted one where it re-armed or was
+    reset); legend handles for what was drawn."""
+    handles: list[Line2D] = []
+    for kill in risk.kills:
+        line = ax.axvline(_times([kill.fired_ns])[0], color=colour, linewidth=1.2, linestyle="--")
+        if not handles:
+            line.set_label("kill switch")
+            handles.append(line)
+    resets = [(k.reset_ns, k.reset_by) for k in risk.kills if k.reset_ns is not None]
+    for index, (reset_ns, by) in enumerate(resets):
+        line = ax.axvline(_times([reset_ns])[0], color=REARM_COLOUR, linewidth=1.2, linestyle=":")
+        if index == 0:
+            line.set_label("re-armed" if by.startswith("rearm") else "kill switch reset")
+            handles.append(line)
+    return handles
 
 
 def _asset_colours(assets: Sequence[str]) -> dict[str, str]:
@@ -166,13 +226,14 @@ def _new_figure(rows: int, height_ratios: Sequence[float], height: float) -> Fig
 
 
 def _legend(ax: Axes, handles: Sequence[Any] | None = None) -> None:
-    """One row of legend entries above the plot, right-aligned (the title is on the left)."""
+    """Legend entries above the plot, right-aligned (the title is on the left): one row, or two
+    when there are more than five."""
     entries = list(handles) if handles is not None else ax.get_legend_handles_labels()[0]
     ax.legend(
         handles=entries,
         loc="lower right",
         bbox_to_anchor=(1.0, 1.0),
-        ncols=max(1, len(entries)),
+        ncols=max(1, len(entries) if len(entries) <= 5 else -(-len(entries) // 2)),
         borderaxespad=0.3,
     )
 
@@ -208,10 +269,12 @@ def equity_figure(
     handles = _shade_regimes(top, series)
     _shade_regimes(bottom, series)
     (line,) = top.plot(x, nav, _dots(x), color=colour, label="NAV")
+    kills = _mark_kill_switch(top, perf.risk)
+    _mark_kill_switch(bottom, perf.risk)
     _money_axis(top, nav, log=log_scale)
     top.set_title(f"{name}: equity{' (log scale)' if log_scale else ''}")
     top.set_ylabel(f"NAV ({quote})")
-    _legend(top, [line, *handles])
+    _legend(top, [line, *kills, *handles])
     _drawdown_panel(bottom, series.points, colour)
     _mark_max_drawdown(bottom, summary)
     _date_axis(bottom)
@@ -258,39 +321,68 @@ def weights_figure(name: str, perf: Performance) -> Figure | None:
     fig = _new_figure(len(assets), [1] * len(assets), 1.2 + 2.0 * len(assets))
     for ax, asset in zip(fig.axes, assets, strict=True):
         _weight_panel(ax, series, asset, colours[asset])
+        _legend(ax, [*ax.get_legend_handles_labels()[0], *_mark_kill_switch(ax, perf.risk)])
     fig.axes[0].set_title(f"{name}: weights vs targets")
     _date_axis(fig.axes[-1])
     return fig
 
 
 def _weight_panel(ax: Axes, series: PerformanceSeries, asset: str, colour: str) -> None:
+    """The weight line from the asset's first non-zero weight on (an all-cash start is not a
+    fall from 0 %), its band as spans, its target, rebalances marked."""
     points = series.points
-    x = _times([p.ts_ns for p in points])
-    weights = _floats([p.weight(asset) for p in points])
+    weights_all = [p.weight(asset) for p in points]
+    first = next((i for i, w in enumerate(weights_all) if w != 0), 0)
+    shown = points[first:]
+    x = _times([p.ts_ns for p in shown])
+    weights = _floats(weights_all[first:])
     ax.plot(x, weights, _dots(x), color=colour, label=f"{asset} weight")
-    _target_band(ax, series.targets.get(asset, ()), points[-1].ts_ns, colour)
-    marks = [m.ts_ns for m in series.rebalances if asset in m.assets]
+    _target_band(ax, series.targets.get(asset, ()), points[-1].ts_ns, colour, weights)
+    marks = [m.ts_ns for m in series.rebalances if asset in m.assets and m.ts_ns >= shown[0].ts_ns]
     if marks:
-        at = np.interp(_floats(marks), _floats([p.ts_ns for p in points]), weights)
+        at = np.interp(_floats(marks), _floats([p.ts_ns for p in shown]), weights)
         ax.plot(_times(marks), at, "o", color=colour, markersize=4, mfc="white", label="rebalance")
     ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     ax.set_ylabel(f"{asset} (% of NAV)")
-    _legend(ax)
 
 
-def _target_band(ax: Axes, targets: Sequence[TargetPoint], end_ns: int, colour: str) -> None:
+def _target_band(
+    ax: Axes,
+    targets: Sequence[TargetPoint],
+    end_ns: int,
+    colour: str,
+    weights: np.ndarray[Any, np.dtype[np.float64]],
+) -> None:
+    """The band as spans of constant edges (merged), unless it is too narrow to see on this
+    panel, and the target as a step line."""
     if not targets:
         return
+    end = max(end_ns, targets[-1].ts_ns)
+    runs = _spans([(t.ts_ns, (t.band_low, t.band_high)) for t in targets], targets[0].ts_ns, end)
+    heights = [float(high - low) for _, _, (low, high) in runs]
+    values = [*weights, *(float(t.target) for t in targets)]
+    panel = (max(values) - min(values)) if values else 0.0
+    if runs and max(heights) > BAND_VISIBLE * max(panel, max(heights)):
+        boxes = [
+            [(_x(a), float(lo)), (_x(a), float(hi)), (_x(b), float(hi)), (_x(b), float(lo))]
+            for a, b, (lo, hi) in runs
+        ]
+        band = PolyCollection(
+            boxes, facecolors=colour, alpha=0.15, linewidths=0, antialiased=False, label="band"
+        )
+        ax.add_collection(band)
     ts = [t.ts_ns for t in targets]
-    ts.append(max(end_ns, ts[-1]))
-    last = targets[-1]
-    extended = [*targets, last]
-    x = _times(ts)
-    low = _floats([t.band_low for t in extended])
-    high = _floats([t.band_high for t in extended])
-    ax.fill_between(x, low, high, step="post", color=colour, alpha=0.15, linewidth=0, label="band")
-    target = _floats([t.target for t in extended])
-    ax.step(x, target, where="post", color="#333333", linestyle="--", linewidth=1, label="target")
+    ts.append(end)
+    target = _floats([t.target for t in [*targets, targets[-1]]])
+    ax.step(
+        _times(ts),
+        target,
+        where="post",
+        color="#333333",
+        linestyle="--",
+        linewidth=1,
+        label="target",
+    )
 
 
 def leverage_figure(name: str, perf: Performance) -> Figure:
@@ -301,7 +393,7 @@ def leverage_figure(name: str, perf: Performance) -> Figure:
     handles = _shade_regimes(ax, series)
     x = _times([p.ts_ns for p in series.points])
     (line,) = ax.plot(x, _floats([p.gross_leverage for p in series.points]), label="gross leverage")
-    lines = [line, *_cap_line(ax, series), *handles]
+    lines = [line, *_cap_line(ax, series), *_mark_kill_switch(ax, perf.risk), *handles]
     ax.set_ylim(bottom=0)
     ax.set_title(f"{name}: gross leverage")
     ax.set_ylabel("Gross leverage (× NAV)")
@@ -336,6 +428,7 @@ def costs_figure(name: str, perf: Performance, *, quote: str = "USDT") -> Figure
     ax.plot(x, funding, color=FUNDING_COLOUR, label="funding received (+) / paid (−)")
     ax.plot(x, -fees, color=FEES_COLOUR, label="fees paid (shown negative)")
     ax.plot(x, funding - fees, color=NET_COLOUR, linestyle=":", label="funding − fees")
+    _mark_kill_switch(ax, perf.risk)
     ax.set_title(f"{name}: cumulative funding and fees")
     ax.set_ylabel(quote)
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
@@ -364,6 +457,9 @@ def comparison_figure(
         everything.extend(y)
         top.plot(x, y, color=colour, label=name)
         bottom.plot(x, _floats([-p.drawdown * 100 for p in points]), color=colour, linewidth=1)
+        for ax in (top, bottom):
+            for kill in _mark_kill_switch(ax, perf.risk, colour):
+                kill.set_label(f"{name}: {kill.get_label()}")
     _money_axis(top, np.array(everything, dtype=np.float64), log=log_scale)
     top.set_title(f"Equity of {len(runs)} runs{' (log scale)' if log_scale else ''}")
     top.set_ylabel(f"NAV ({quote})" if same_start else "Growth of 100")
@@ -426,6 +522,12 @@ def _table_html(header: Sequence[str], summaries: Sequence[PerformanceSummary], 
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _risk_html(risk: RiskActivity) -> str:
+    """Which risk features acted, one item each (or that none did)."""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in risk.lines())
+    return f'<h3>Risk features that acted</h3>\n<ul class="risk">{items}</ul>'
+
+
 def _img_html(chart: _Chart) -> str:
     data = base64.b64encode(chart.png).decode("ascii")
     return (
@@ -449,6 +551,8 @@ table.summary thead th { background: #f0f0f0; text-align: right; }
 table.summary thead th:first-child, table.summary tbody th { text-align: left; font-weight: 600; }
 table.summary td { text-align: right; white-space: nowrap; }
 table.summary tbody tr:nth-child(even) { background: #f9f9f9; }
+h3 { font-size: 15px; margin: 20px 0 6px; }
+ul.risk { margin: 0; padding-left: 20px; font-size: 14px; }
 """
 
 
@@ -519,6 +623,11 @@ def _sections(named: Mapping[str, Performance], opt: _Options) -> tuple[list[str
         run_charts = _run_charts(name, _slug(name, taken), perf, colour, opt)
         charts.extend(run_charts)
         table = _table_html(("Metric", name), [perf.summary], opt.quote)
-        body = [_img_html(run_charts[0]), table, *(_img_html(c) for c in run_charts[1:])]
+        body = [
+            _img_html(run_charts[0]),
+            table,
+            _risk_html(perf.risk),
+            *(_img_html(c) for c in run_charts[1:]),
+        ]
         sections.append(f"<h2>{html.escape(name)}</h2>\n" + "\n".join(body))
     return sections, charts

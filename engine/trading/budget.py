@@ -51,10 +51,11 @@ class RiskBudget:
         """The budget for ``regime`` under ``risk`` (the mandate) and the configured ``bands``."""
         band_scale = _band_scale(risk, regime)
         stressed = regime == "stressed"
+        band = bands.band()  # the rule of every asset without one of its own
         return cls(
             regime=regime,
-            band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED * band_scale,
-            band_rel=None if bands.rel is None else bands.rel * band_scale,
+            band_abs=None if band.abs_pp is None else band.abs_pp / _HUNDRED * band_scale,
+            band_rel=None if band.rel is None else band.rel * band_scale,
             max_gross_leverage=_leverage_cap(risk.max_gross_leverage, risk, stressed=stressed),
             overlay_scale=_ZERO if stressed else _ONE,
             allow_overlay_longs=not stressed,

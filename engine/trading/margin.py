@@ -230,7 +230,8 @@ def account_liquidation_price(
 ) -> Decimal | None:
     """The mark of ``symbol`` at which the cross account (quote ``wallet`` balance and the perp
     ``holdings``, every other position held at its mark) reaches maintenance; None if flat or
-    never. Rounded to ``tick`` when given (longs down, shorts up; None if that is not positive)."""
+    never. Rounded to ``tick`` when given and not 0 (longs down, shorts up; None if that is not
+    positive)."""
     own = next((h for h in holdings if h.symbol == symbol and h.qty != 0), None)
     if own is None:
         return None
@@ -242,7 +243,7 @@ def account_liquidation_price(
         equity_others=wallet + sum((h.unrealized for h in others), _ZERO),
         mm_others=sum((table.maintenance(h.symbol, h.notional) for h in others), _ZERO),
     )
-    if raw is None or tick is None:
+    if raw is None or not tick:
         return raw
     rounding = ROUND_FLOOR if own.qty > 0 else ROUND_CEILING
     price = (raw / tick).to_integral_value(rounding=rounding) * tick

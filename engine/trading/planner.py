@@ -1,8 +1,14 @@
 """Rebalance planning: pure functions from a valued portfolio and targets to exact orders.
 
 Bands. For a target weight ``t`` the band half-width is ``band_abs`` (a fraction: 5 pp = 0.05),
-``band_rel × |t|``, or the narrower of the two when both are set (whichever is hit first). A weight
-strictly outside ``t ± width`` is a breach; on the band edge is inside (MISSION example 3).
+``band_rel × |t|``, or, when both are set, the narrower (whichever is hit first) or the wider of
+the two, as the config's ``combine`` says; an asset may have a rule of its own
+(:mod:`ballast.engine.trading.bands`). A weight strictly outside ``t ± width`` is a breach; on the
+band edge is inside (MISSION example 3).
+
+Scope. ``"breached"``: only the assets out of their band are traded. ``"all"``: when any asset is
+out of its band, every asset is traded back to its target. A calendar date (``calendar_date``)
+trades every asset back to target whatever its drift.
 
 Sizing rule (MISSION example 2): the exposure to trade is ``goal × NAV − current exposure``, with
 ``goal`` the target (``rebalance_to = "target"``) or just inside the nearer band edge (``"edge"``:
@@ -56,6 +62,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final, Literal, NamedTuple
 
+from ballast.engine.kernel.config import BandCombine
 from ballast.engine.kernel.events import (
     AssetAction,
     AssetDecision,
@@ -75,6 +82,9 @@ from ballast.engine.kernel.instruments import (
     symbol_of,
 )
 from ballast.engine.strategy.api import ResolvedTarget
+from ballast.engine.trading.bands import BandSpec, band_width
+
+__all__ = ["band_width"]
 
 Leg = InstrumentKind
 _ZERO = Decimal(0)
@@ -103,6 +113,15 @@ class BudgetView:
     allow_overlay_longs: bool = True
     regime: Regime = "normal"
     max_gross_leverage: Decimal | None = None  # the gross cap in force (auto avoids breaking it)
+    combine: BandCombine = "narrower"  # how band_abs and band_rel combine when both are set
+    asset_bands: Mapping[str, BandSpec] = field(default_factory=dict)  # per-asset rules, scaled
+
+    def width(self, asset: str, target: Decimal) -> Decimal:
+        """Half-width of ``asset``'s band around ``target``: its own rule, else the budget's."""
+        own = self.asset_bands.get(asset)
+        if own is not None:
+            return own.width(target)
+        return band_width(target, self.band_abs, self.band_rel, self.combine)
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,8 @@ class PlanInputs:
     perp_leverage: Mapping[str, Decimal] = field(default_factory=dict)  # asset → venue leverage
     default_leverage: Decimal = Decimal(10)
     margin_buffer: Decimal = Decimal("0.05")  # share of the margin balance no plan commits
+    scope: Literal["breached", "all"] = "breached"  # all: any breach trades every asset
+    calendar_date: bool = False  # a calendar date: every asset back to target, no band check
 
 
 @dataclass(frozen=True)
@@ -162,13 +183,6 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.intents
-
-
-def band_width(target: Decimal, band_abs: Decimal | None, band_rel: Decimal | None) -> Decimal:
-    widths = [
-        w for w in (band_abs, None if band_rel is None else band_rel * abs(target)) if w is not None
-    ]
-    return min(widths) if widths else _ZERO
 
 
 def excess(exposure: Decimal, goal_weight: Decimal, nav: Decimal) -> Decimal:
@@ -220,6 +234,7 @@ class _Planner:
         self.reserve = account.reserve
         self._perp_left = {a.asset: a.perp_qty for a in inp.snapshot.assets}
         self.cut = False  # set when the account cut an order down (see _fit)
+        self.everything = ""  # why every asset goes back to target (calendar, scope all), if so
         self.gross = sum(
             (abs(a.spot_value) + abs(a.perp_notional) for a in inp.snapshot.assets), _ZERO
         )  # Σ |spot| + Σ |perp notional| after the plan's orders so far
@@ -390,12 +405,25 @@ class _Planner:
         if target.spot is not None:
             self._two_legs(state, target)
             return
-        width = band_width(target.net, self.inp.budget.band_abs, self.inp.budget.band_rel)
+        width = self.inp.budget.width(asset, target.net)
         low, high = target.net - width, target.net + width
         weight = state.weight
         action: AssetAction = "hold"
-        if weight > high or weight < low:
-            goal = _goal(weight, target.net, width, self.inp.rebalance_to)
+        breached = weight > high or weight < low
+        if self.everything and not breached:
+            delta = target.net * self.nav - state.net_exposure
+            if delta != 0:
+                self.plan.notes.append(
+                    f"{asset} weight {_pct(weight)} inside {_pct(target.net)} ± {_pct(width)}, "
+                    f"back to target ({self.everything}): trade {delta:+.2f} {self.inp.quote}"
+                )
+                action = self._route(state, delta, target, self.everything)
+        elif breached:
+            goal = (
+                target.net
+                if self.everything
+                else _goal(weight, target.net, width, self.inp.rebalance_to)
+            )
             delta = goal * self.nav - state.net_exposure
             why = (
                 f"{asset} weight {_pct(weight)} outside {_pct(target.net)} ± {_pct(width)}: "
@@ -409,6 +437,21 @@ class _Planner:
             elif state.perp_qty < 0:
                 action = self._unwind_short(state, target, target.net + width * UNWIND_FRACTION)
         self.plan.assets.append(_decision(asset, weight, target.net, low, high, action))
+
+    def breached(self, target: ResolvedTarget) -> bool:
+        """Whether ``target.asset`` is out of its band (either leg, for explicit spot legs)."""
+        state = self.states.get(target.asset) or _empty_state(target.asset)
+        budget = self.inp.budget
+        if target.spot is None:
+            legs = [(state.weight, target.net)]
+        else:
+            perp_weight = state.perp_notional / self.nav if self.nav else _ZERO
+            legs = [(state.spot_weight, target.spot), (perp_weight, target.net - target.spot)]
+        for weight, goal in legs:
+            width = budget.width(target.asset, goal)
+            if not goal - width <= weight <= goal + width:
+                return True
+        return False
 
     def _effective_mode(self, target: ResolvedTarget) -> Mode:
         if target.prefer == "spot":
@@ -599,11 +642,16 @@ class _Planner:
             ("spot", state.spot_weight, target.spot),
             ("perp", perp_weight, perp_target),
         ):
-            width = band_width(goal_t, budget.band_abs, budget.band_rel)
-            if goal_t - width <= weight <= goal_t + width:
+            width = budget.width(state.asset, goal_t)
+            inside = goal_t - width <= weight <= goal_t + width
+            if inside and not self.everything:
                 continue
-            goal = _goal(weight, goal_t, width, self.inp.rebalance_to)
+            goal = (
+                goal_t if self.everything else _goal(weight, goal_t, width, self.inp.rebalance_to)
+            )
             delta = (goal - weight) * self.nav
+            if delta == 0:
+                continue
             why = (
                 f"{state.asset} {leg} weight {_pct(weight)} outside {_pct(goal_t)} ± {_pct(width)}"
             )
@@ -619,7 +667,7 @@ class _Planner:
             else:
                 self._perp(state, delta, why)
                 actions.append("perp")
-        width = band_width(target.net, budget.band_abs, budget.band_rel)
+        width = budget.width(state.asset, target.net)
         self.plan.assets.append(
             _decision(
                 state.asset,
@@ -753,7 +801,8 @@ def _decision(
 
 def plan_rebalance(inp: PlanInputs, decision_id: str) -> Plan:
     """Band check every targeted asset (and every held asset without a target, whose target is
-    0) and plan the trades back."""
+    0) and plan the trades back: only the breached ones (scope ``"breached"``), or every asset
+    when any is breached (scope ``"all"``) or at a calendar date."""
     planner = _Planner(inp, decision_id)
     if inp.snapshot.nav <= 0:
         planner.plan.notes.append("NAV is not positive: nothing planned")
@@ -764,6 +813,14 @@ def plan_rebalance(inp: PlanInputs, decision_id: str) -> Plan:
         or ResolvedTarget(asset=a, net=_ZERO, spot=None, core_floor=_ZERO, prefer="auto")
         for a in assets
     }
+    if inp.calendar_date:
+        planner.everything = "calendar date"
+        planner.plan.notes.append("calendar date: every asset back to target")
+    elif inp.scope == "all":
+        out = [a for a in assets if planner.breached(targets[a])]
+        if out:
+            planner.everything = f"scope all: {', '.join(out)} out of band"
+            planner.plan.notes.append(f"{planner.everything}: every asset back to target")
     for asset in sorted(assets, key=lambda a: _buying(planner, targets[a])):
         planner.asset(asset, targets[asset])
     planner.plan.assets.sort(key=lambda d: d.asset)

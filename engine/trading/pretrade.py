@@ -17,8 +17,11 @@ numbers). Checks run in this order:
    price is then rounded to the tick, never to a worse price).
 5. ``precision`` / ``min_notional``: quantity rounded down to the lot, at least the minimum
    quantity, notional at the mark (and at the limit price) at least the minimum notional.
-6. Reduce-only intents: ``reduce_only`` (must shrink the position, at most to zero). They skip
-   the exposure-increasing checks below.
+6. Reduce-only intents: ``reduce_only`` (must shrink the position, at most to zero), then
+   ``reduce_in_flight`` (at most the position minus the unfilled quantity of the reduce-only
+   orders already in flight for the same symbol, ``reducing``: a second close of the same
+   exposure, such as the kill switch's close-everything order after an approved deleveraging
+   sell, is cut to what is left or vetoed). They skip the exposure-increasing checks below.
 7. ``max_order_notional``, ``max_asset_weight``, ``max_net_leverage``, ``max_gross_leverage``,
    ``max_margin_usage``, ``liquidation_distance``, ``max_daily_turnover``: each cuts the quantity
    down to what fits (rounded down to the lot), or vetoes with its own code when what fits is below
@@ -142,6 +145,7 @@ class _Book:
     in_flight: Mapping[str, Decimal]
     turnover_today: Decimal
     margin: MarginTable
+    reducing: Mapping[str, Decimal]
 
     @property
     def sign(self) -> Decimal:
@@ -169,6 +173,7 @@ def check(
     budget: RiskBudget,
     mandate: RiskConfig,
     in_flight: Mapping[str, Decimal] = _NO_FLIGHT,
+    reducing: Mapping[str, Decimal] = _NO_FLIGHT,
     turnover_today: Decimal = _ZERO,
     kill_switch: bool = False,
     margin: MarginTable | None = None,
@@ -179,6 +184,8 @@ def check(
     ``margin``: leverage (initial margin) per perp symbol; default: :func:`default_margin_table`.
     ``unreconciled``: what the open reconciliation mismatch is about, or why intents are held
     until the venue caught up and reconciled (None: reconciled).
+    ``reducing``: unfilled quantity (signed, buy > 0) of the reduce-only orders in flight, by
+    symbol.
     """
     with localcontext(_CTX):
         if unreconciled is not None:
@@ -211,6 +218,7 @@ def check(
             in_flight,
             turnover_today,
             margin if margin is not None else _DEFAULT_MARGIN,
+            reducing,
         )
         return _size(book)
 
@@ -311,6 +319,28 @@ def _reduce_only(book: _Book) -> _Limit | Vetoed:
             f"position {position}",
         )
     return _Limit("reduce_only", abs(position), f"position is {position}")
+
+
+def _reduce_in_flight(book: _Book) -> _Limit | Vetoed:
+    """What the position leaves after the reduce-only orders already in flight on the same side
+    (the order's own direction) have filled."""
+    state = book.state()
+    position = _ZERO
+    if state is not None:
+        position = state.perp_qty if book.instrument.is_perp else state.spot_qty
+    pending = book.reducing.get(book.intent.symbol, _ZERO) * book.sign
+    if pending <= 0:
+        return _Limit("reduce_in_flight", _INFINITY, "")
+    rest = abs(position) - pending
+    detail = (
+        f"position {position}, reduce-only {book.intent.side} of {pending} already in flight "
+        f"for {book.intent.symbol}"
+    )
+    if rest <= 0:
+        return Vetoed(
+            "reduce_in_flight", f"{detail}: this {book.intent.qty} would close it a second time"
+        )
+    return _Limit("reduce_in_flight", rest, detail)
 
 
 def _order_notional(book: _Book) -> _Limit:
@@ -492,7 +522,7 @@ def _daily_turnover(book: _Book) -> _Limit:
 
 
 _Check = Callable[[_Book], _Limit | Vetoed]
-_REDUCE_ONLY_LIMITS: Final[tuple[_Check, ...]] = (_reduce_only,)
+_REDUCE_ONLY_LIMITS: Final[tuple[_Check, ...]] = (_reduce_only, _reduce_in_flight)
 _EXPOSURE_LIMITS: Final[tuple[_Check, ...]] = (
     _order_notional,
     _asset_weight,

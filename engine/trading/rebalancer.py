@@ -19,6 +19,13 @@ from its position reports, less ``margin_buffer``). An order the venue refuses f
 margin or balance frees its asset for the next check, re-planned on fresh figures; the very same
 order is never sent again.
 
+When it looks (``[rebalance] trigger``): at every snapshot (``"threshold"``), or only at the first
+snapshot of every period of ``every_days`` counted from the first one: ``"calendar"`` then trades
+every asset back to target whatever its drift, ``"hybrid"`` checks the bands there. The strategy
+is asked for targets at every snapshot all the same. What it trades (``scope``): only the assets
+out of band, or every asset when any is out (see
+:func:`~ballast.engine.trading.planner.plan_rebalance`).
+
 It also reacts without any band breach: when the budget turns off overlay longs (stressed regime)
 it closes them, and when the kill switch fires it flattens every perp with reduce-only orders.
 A per-asset cooldown (event time) prevents churn while orders fill and prices settle.
@@ -26,13 +33,14 @@ A per-asset cooldown (event time) prevents churn while orders fill and prices se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import (
@@ -61,6 +69,7 @@ from ballast.engine.kernel.instruments import Instrument, base_of
 from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext
 from ballast.engine.strategy.guard import GuardedStrategy
 from ballast.engine.strategy.registry import load_strategy, strategy_params
+from ballast.engine.trading.bands import BandRules, BandSpec
 from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.planner import (
     BudgetView,
@@ -73,7 +82,8 @@ from ballast.engine.trading.planner import (
     plan_reduce,
 )
 
-_HUNDRED = Decimal(100)
+Trigger = Literal["threshold", "calendar", "hybrid"]
+Scope = Literal["breached", "all"]
 
 
 class Rebalancer(Actor):
@@ -96,6 +106,10 @@ class Rebalancer(Actor):
         report_holds: bool = False,
         margin_buffer: Decimal = Decimal("0.05"),
         perp_leverage: Decimal = Decimal(10),
+        band_rules: BandRules | None = None,
+        trigger: Trigger = "threshold",
+        scope: Scope = "breached",
+        every_ns: int | None = None,
     ) -> None:
         super().__init__(bus, clock)
         self.report_holds = report_holds  # also publish decisions without orders (ballast plan)
@@ -107,7 +121,19 @@ class Rebalancer(Actor):
         self.cooldown_ns = int(cooldown_s * NS_PER_SECOND)
         self.retry_vetoed_ns = int(retry_vetoed_s * NS_PER_SECOND)
         self.quote = quote
-        self.budget = BudgetView(band_abs=band_abs, band_rel=band_rel)
+        self.band_rules = band_rules or BandRules()  # how widths combine, per-asset rules
+        self.budget = BudgetView(
+            band_abs=band_abs,
+            band_rel=band_rel,
+            combine=self.band_rules.combine,
+            asset_bands=self.band_rules.for_regime("normal"),
+        )
+        self.trigger: Trigger = trigger
+        self.scope: Scope = scope
+        if trigger != "threshold" and (every_ns is None or every_ns <= 0):
+            raise ValueError(f"every_ns: trigger {trigger!r} needs a period, got {every_ns}")
+        self.every_ns = every_ns or 0
+        self._next_date_ns: int | None = None  # the next calendar date (None: the first snapshot)
         self.budget_event: RiskBudgetChanged | None = None
         self.instruments: dict[str, Instrument] = {}
         self.funding: dict[str, Decimal] = {}
@@ -145,14 +171,18 @@ class Rebalancer(Actor):
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Rebalancer:
         strategy = load_strategy(config.strategy.name, strategy_params(config))
         bands = config.bands
+        default = BandSpec.of(bands.band())
+        rebalance = config.rebalance
+        every = rebalance.every_days
         return cls(
             bus,
             clock,
             strategy=strategy,
             strategy_name=config.strategy.name,
             mode=config.execution.mode,
-            band_abs=None if bands.abs_pp is None else bands.abs_pp / _HUNDRED,
-            band_rel=bands.rel,
+            band_abs=default.band_abs,
+            band_rel=default.band_rel,
+            band_rules=BandRules.of(config),
             rebalance_to=bands.rebalance_to,
             cooldown_s=config.execution.cooldown_s,
             retry_vetoed_s=config.execution.check_interval_s,
@@ -163,6 +193,9 @@ class Rebalancer(Actor):
             ),
             margin_buffer=config.execution.margin_buffer,
             perp_leverage=config.execution.perp_leverage,
+            trigger=rebalance.trigger,
+            scope=rebalance.scope,
+            every_ns=None if every is None else int(every * NS_PER_DAY),
         )
 
     # ------------------------------------------------------------------ inputs
@@ -187,6 +220,8 @@ class Rebalancer(Actor):
             allow_overlay_longs=event.allow_overlay_longs,
             regime=event.regime,
             max_gross_leverage=event.max_gross_leverage,
+            combine=self.band_rules.combine,
+            asset_bands=self.band_rules.for_regime(event.regime),
         )
         snapshot = self.snapshot
         if event.allow_overlay_longs or snapshot is None or self.kill_switch:
@@ -283,7 +318,17 @@ class Rebalancer(Actor):
             self._publish_strategy_failure()
             return
         self._resolved = targets.resolve()
-        plan = plan_rebalance(self._inputs(snapshot, self._resolved), self._peek_id())
+        date = self._calendar_date(snapshot.ts_event)
+        if self.trigger != "threshold" and not date:
+            return  # between calendar dates nothing is checked
+        inputs = dataclasses.replace(
+            self._inputs(snapshot, self._resolved),
+            scope=self.scope,
+            calendar_date=self.trigger == "calendar",
+        )
+        plan = plan_rebalance(inputs, self._peek_id())
+        if date:
+            plan.notes.insert(0, f"{self.trigger} check (every {self._every_text()})")
         self._drop_cooling(plan, snapshot.ts_event)
         self._drop_refused(plan)
         if plan.intents or self.report_holds:
@@ -291,6 +336,23 @@ class Rebalancer(Actor):
             self._publish(plan, "band", targets.note, snapshot.ts_event)
 
     # ------------------------------------------------------------------ helpers
+
+    def _calendar_date(self, now: int) -> bool:
+        """Whether ``now`` is a calendar date (calendar and hybrid triggers): the first snapshot,
+        then the first one at or after every period since. Moves the next date on."""
+        if self.trigger == "threshold":
+            return False
+        if self._next_date_ns is not None and now < self._next_date_ns:
+            return False
+        start = now if self._next_date_ns is None else self._next_date_ns
+        while start <= now:
+            start += self.every_ns
+        self._next_date_ns = start
+        return True
+
+    def _every_text(self) -> str:
+        days = Decimal(self.every_ns) / NS_PER_DAY
+        return f"{days.normalize():f} days"
 
     def _context(self, snapshot: PortfolioSnapshot) -> StrategyContext:
         spot = {a.asset: a.spot_price for a in snapshot.assets}

@@ -51,6 +51,19 @@ perp mark). While it is on only reduce-only intents pass. A KillSwitchReset clea
 is still breached at the next snapshot it trips again (an operator cannot reset a live breach
 away).
 
+Re-arm, in backtests only (``[risk.rearm]``, off by default; ``ballast run`` refuses it, live the
+reset stays an operator's): at each snapshot while a ``drawdown`` or ``liquidation_distance`` kill
+switch is on, once ``after_days`` have passed since it fired and NAV is ``recovery`` above its
+lowest snapshot since then (each condition only when set), the risk actor publishes a
+KillSwitchReset (``by`` = ``rearm: ...``). From then on the drawdown limit is measured from the
+NAV at the re-arm (its own running peak), not from the peak before the fall. A
+``handler_failed`` kill switch never re-arms by itself.
+
+Duplicate reduce-only orders: a reduce-only intent may not take more than the position minus
+the unfilled quantity of the reduce-only orders already approved for the same symbol (the kill
+switch's close-everything order after a deleveraging one, both selling the same position):
+cut to the rest, or vetoed ``reduce_in_flight`` when nothing is left.
+
 Definitions used (see :mod:`ballast.engine.trading.pretrade`,
 :mod:`ballast.engine.trading.measures`): NAV = cash + Σ spot value +
 Σ perp unrealised PnL; net exposure(asset) = spot value + perp notional; weight = net exposure /
@@ -179,6 +192,14 @@ class RiskManager(Actor):
         self._stale: set[str] = set()
         self._asked: dict[str, int] = {}
         """asset → ts_event of the last DeleverageRequired for it."""
+        self._reducing: set[str] = set()
+        """Intent ids of the approved reduce-only intents (live ones)."""
+        self._fired_ns: int | None = None
+        """ts_event of the kill switch in force (None: off)."""
+        self._trough: Decimal | None = None
+        """Lowest NAV seen since the kill switch in force fired (re-arm policy)."""
+        self._peak: Decimal | None = None
+        """After a re-arm: the running peak NAV the drawdown limit is measured from."""
         self._subscribe_all()
 
     @classmethod
@@ -233,6 +254,17 @@ class RiskManager(Actor):
             sign = Decimal(1) if order.side == "buy" else Decimal(-1)
             notional = sign * (order.qty - order.filled_qty) * price
             out[order.symbol] = out.get(order.symbol, _ZERO) + notional
+        return out
+
+    def reducing_in_flight(self) -> dict[str, Decimal]:
+        """Unfilled quantity (signed, buy > 0) of the approved reduce-only orders, by symbol."""
+        out: dict[str, Decimal] = {}
+        for order in self.orders.live():
+            if order.intent_id not in self._reducing:
+                continue
+            sign = Decimal(1) if order.side == "buy" else Decimal(-1)
+            rest = sign * (order.qty - order.filled_qty)
+            out[order.symbol] = out.get(order.symbol, _ZERO) + rest
         return out
 
     def book(self) -> Book | None:
@@ -335,12 +367,14 @@ class RiskManager(Actor):
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self.snapshot = snapshot
-        if snapshot.drawdown >= self.risk.drawdown_limit:
+        self._maybe_rearm(snapshot)
+        drawdown, peak = self._drawdown(snapshot)
+        if drawdown >= self.risk.drawdown_limit:
             self._trip(
                 snapshot.ts_event,
                 "drawdown",
-                f"drawdown {snapshot.drawdown:.4f} >= limit {self.risk.drawdown_limit} "
-                f"(NAV {snapshot.nav}, peak {snapshot.peak_nav})",
+                f"drawdown {drawdown:.4f} >= limit {self.risk.drawdown_limit} "
+                f"(NAV {snapshot.nav}, peak {peak})",
             )
         self._check_liquidation(snapshot, snapshot.ts_event)
         if self.kill_switch is None:
@@ -366,10 +400,41 @@ class RiskManager(Actor):
                 return price
         return snapshot_mark
 
+    def _drawdown(self, snapshot: PortfolioSnapshot) -> tuple[Decimal, Decimal]:
+        """(drawdown, the peak it is measured from): the snapshot's, or after a re-arm the fall
+        from the running peak since the re-arm."""
+        if self._peak is None:
+            return snapshot.drawdown, snapshot.peak_nav
+        self._peak = max(self._peak, snapshot.nav)
+        if self._peak <= 0:
+            return _ZERO, self._peak
+        return 1 - snapshot.nav / self._peak, self._peak
+
+    def _maybe_rearm(self, snapshot: PortfolioSnapshot) -> None:
+        """The backtest re-arm policy (module docstring)."""
+        policy = self.risk.rearm
+        fired = self._fired_ns
+        if not policy.enabled or self.kill_switch in (None, "handler_failed") or fired is None:
+            return
+        nav = snapshot.nav
+        trough = nav if self._trough is None else min(self._trough, nav)
+        self._trough = trough
+        waited = snapshot.ts_event - fired
+        if policy.after_days is not None and waited < int(policy.after_days * NS_PER_DAY):
+            return
+        if policy.recovery is not None and nav < trough * (1 + policy.recovery):
+            return
+        days = Decimal(waited) / NS_PER_DAY
+        detail = f"rearm: {days:.1f} days after it fired, NAV {nav} vs trough {trough}"
+        self.kill_switch = None
+        self._peak = nav
+        self.publish(KillSwitchReset(ts_event=snapshot.ts_event, ts_init=self.now(), by=detail))
+
     def _trip(self, ts_ns: int, reason: KillSwitchReason, detail: str) -> None:
         if self.kill_switch is not None:
             return
         self.kill_switch = reason
+        self._fired_ns, self._trough = ts_ns, None
         self.publish(
             KillSwitchTriggered(ts_event=ts_ns, ts_init=self.now(), reason=reason, detail=detail)
         )
@@ -387,9 +452,11 @@ class RiskManager(Actor):
     def on_kill_switch(self, event: KillSwitchTriggered) -> None:
         if self.kill_switch is None:
             self.kill_switch = event.reason
+            self._fired_ns, self._trough = event.ts_event, None
 
     def on_kill_switch_reset(self, event: KillSwitchReset) -> None:
         self.kill_switch = None
+        self._fired_ns = self._trough = None
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -466,6 +533,7 @@ class RiskManager(Actor):
             budget=self.budget,
             mandate=self.risk,
             in_flight=self.in_flight(),
+            reducing=self.reducing_in_flight(),
             turnover_today=self.turnover_today(now),
             kill_switch=self.kill_switch is not None,
             margin=self.margin,
@@ -483,6 +551,8 @@ class RiskManager(Actor):
                 ts_event=ts_event, ts_init=now, intent=verdict.intent, cut_reason=verdict.cut_reason
             )
             self._value(verdict.intent)
+            if verdict.intent.reduce_only:
+                self._reducing.add(verdict.intent.intent_id)
             self.orders.apply(approved)  # in flight before the next intent is checked
             self.publish(approved)
             return
@@ -509,6 +579,7 @@ class RiskManager(Actor):
         for transition in self.orders.apply(message):
             if transition.ended:
                 self._valued_at.pop(transition.intent_id, None)
+                self._reducing.discard(transition.intent_id)
 
     def on_filled(self, fill: OrderFilled) -> None:
         self._add_turnover(fill.ts_event, fill.qty * fill.price)

@@ -29,8 +29,10 @@ from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.kernel.bar_interval import interval_label
 from ballast.engine.kernel.config import Config
+from ballast.engine.kernel.simulated_instruments import describe_costs
 from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso
 from ballast.engine.observe.performance import format_comparison, format_summary
+from ballast.engine.observe.risk_settings import risk_settings_line
 from ballast.engine.strategy.registry import strategy_class
 
 
@@ -135,6 +137,7 @@ async def run_all(
     print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}, {bars} bars")
     for line in bundle.report().lines():
         print(f"  {line}")
+    print(f"costs: {describe_costs(config)}")
     allocation = initial_allocation(config)
     runs = []
     for name, path in zip(names, paths, strict=True):
@@ -158,32 +161,16 @@ def journal_of(journal: Path, index: int, name: str) -> Path:
 
 
 def print_results(runs: Sequence[BacktestRun], config: Config) -> None:
+    """The summary: the risk settings line, the table, then per run the risk features that acted
+    (from its recorded events) and its journal."""
     quote = config.venue.quote
+    print(risk_settings_line(config))
     if len(runs) == 1:
         print(format_summary(runs[0].performance.summary, title=runs[0].name, quote=quote))
     else:
         print(format_comparison({r.name: r.performance.summary for r in runs}, quote=quote))
     for run in runs:
-        for kill in run.kill_switches:
-            print(
-                f"{run.name}: kill switch fired {ns_to_iso(kill.ts_event)[:16]} ({kill.reason}: "
-                f"{kill.detail}); overlay flattened, no new risk opened afterwards"
-            )
-    for run in runs:
-        for line in rejection_lines(run):
-            print(line)
+        for line in run.performance.risk.lines():
+            print(f"{run.name}: {line}")
     for run in runs:
         print(f"journal {run.name}: {run.journal}")
-
-
-def rejection_lines(run: BacktestRun) -> list[str]:
-    """``threshold: data rejected: BTC/USDT price_jump 1 (first 2023-03-10 13:00)`` per symbol
-    and reason: market data the engine never used."""
-    firsts: dict[tuple[str, str], int] = {}
-    for event in run.rejected:
-        firsts.setdefault((event.symbol, event.reason), event.ts_event)
-    return [
-        f"{run.name}: data rejected: {symbol} {reason} {count} "
-        f"(first {format_ts(firsts[(symbol, reason)])})"
-        for (symbol, reason), count in sorted(run.rejections().items())
-    ]

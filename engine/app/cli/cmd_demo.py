@@ -70,6 +70,8 @@ from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.live_view import live_view
 from ballast.engine.observe.performance import from_journal
+from ballast.engine.observe.risk_activity import from_journal as risk_activity
+from ballast.engine.observe.risk_settings import risk_settings_line
 
 LIVE_CONFIG: Final = "demo_live.toml"
 BACKTEST_CONFIG: Final = "demo.toml"
@@ -212,6 +214,9 @@ async def live_demo(out: Path, data: Path | None, *, step_s: float) -> int:
     summary = await demo_summary(journal_path)
     for line in summary.lines(config.venue.quote):
         print(line)
+    print(f"  {risk_settings_line(config)}")
+    for line in (await risk_activity(journal_path)).lines():
+        print(f"  risk: {line}")
     await _write_report(journal_path, out / "report", quote=config.venue.quote)
     if not await _verified(journal_path):
         return exits.FAILURE

@@ -54,7 +54,7 @@ from ballast.engine.app.service import host_port, journal_path, metrics_server, 
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.config import Config, config_from_json, require_secrets
 from ballast.engine.kernel.config_diff import differing, shown
-from ballast.engine.kernel.errors import BallastError
+from ballast.engine.kernel.errors import BallastError, ConfigError
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.kernel.timefmt import ns_to_iso
 from ballast.engine.observe.http_server import parse_address
@@ -133,6 +133,12 @@ def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
 
 async def run_cmd(args: argparse.Namespace) -> int:
     config = load_checked_config(args.config)
+    if config.risk.rearm.enabled:
+        raise ConfigError(
+            "risk.rearm",
+            "backtests only: the kill switch of a running engine is reset by an operator",
+            source=str(args.config),
+        )
     if not args.verbose:
         logging.getLogger().setLevel(config.engine.log_level)
     if config.venue.kind != "simulated":

@@ -36,7 +36,7 @@ from ballast.engine.app.venue_serve import (
     new_key_pair,
     position_path,
 )
-from ballast.engine.kernel.config import Config, load_secrets
+from ballast.engine.kernel.config import Config, load_secrets, simulated_venue_overrides
 from ballast.engine.kernel.errors import BallastError, ConfigError
 from ballast.engine.kernel.instruments import is_perp
 from ballast.engine.kernel.timefmt import ns_to_iso
@@ -165,6 +165,14 @@ def key_pair(config: Config) -> tuple[str, str, bool]:
 
 async def serve_cmd(args: argparse.Namespace) -> int:
     config = load_checked_config(args.config)
+    overrides = simulated_venue_overrides(config)
+    if overrides:
+        raise ConfigError(
+            overrides[0],
+            "applies to the simulated venue only; the loopback exchange serves Binance's own "
+            "fees and filters",
+            source=str(args.config),
+        )
     key, secret, made_up = key_pair(config)
     stop = asyncio.Event()
     try:
