@@ -260,7 +260,7 @@ timestamp,funding_rate,mark_price
 
 def test_asset_without_perp_is_spot_only(tmp_path: Path) -> None:
     _write(tmp_path / "SOL_USDT.csv", "date,open,high,low,close,volume\n2024-01-01,1,2,1,2,3")
-    bundle = MarketBundle.load(tmp_path, ["SOL"])
+    bundle = MarketBundle.load(tmp_path, ["SOL"], interval_s=86_400)  # one row: no spacing to see
     assert [type(e).__name__ for e in bundle.events()] == ["Bar"]
     assert bundle.settlements == []
 

@@ -103,6 +103,7 @@ def test_plan_without_market_data_names_the_folder_and_the_key(tmp_path: Path) -
     proc = ballast("plan", "-c", str(config))
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        f"ballast: plan: {tmp_path / 'empty'}: no spot klines for BTC (tried btcusdt_spot_1h.csv "
-        "or BTC_USDT.csv); set [paper] data_dir to the folder of the market data"
+        f"ballast: plan: {tmp_path / 'empty'}: no spot klines for BTC (tried "
+        "btcusdt_spot_<interval>.csv or BTC_USDT.csv or BTC-USDT.csv); set [paper] data_dir "
+        "to the folder of the market data"
     )

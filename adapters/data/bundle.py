@@ -30,12 +30,19 @@ near ``start`` still see the settlement made just before ``start`` (the rate was
 emitted (and neither is its mark).
 
 **Files** for asset ``A`` and quote ``Q`` (e.g. BTC, USDT) in the data folder, first match wins
-(``<label>`` = ``1m``, ``5m``, ``1h``, ``4h``, ``1d``... from the bar interval):
+(``<label>`` = ``1m``, ``5m``, ``1h``, ``4h``, ``1d``, ``1w``... the bar interval when one is
+given; else any label, if only one file of the asset has such a name):
 
-- spot klines: ``aq_spot_<label>.csv`` (lower case, as bundled) or ``A_Q.csv``;
+- spot klines: ``aq_spot_<label>.csv`` (lower case, as bundled), ``A_Q.csv`` or ``A-Q.csv`` (as
+  Yahoo names its downloads, e.g. ``BTC-USD.csv``);
 - perp klines: ``aq_perp_<label>.csv`` or ``A_Q_Q.csv`` (the symbol ``A/Q:Q`` with ``/`` and ``:``
   replaced by ``_``); optional: an asset without perp data is spot only;
 - funding: ``aq_perp_funding_8h.csv`` or ``A_Q_Q_funding.csv``; required when perp klines exist.
+
+**Bar interval**: given (``interval_s``), or detected per file from the spacing of its candles
+(:func:`ballast.adapters.data.klines.load_klines`), then the same for every file (else
+:class:`DataError` naming each file's); bars are stamped at their close and gaps are judged against
+that interval.
 
 **No usable data is an error**, never a skip: a missing spot file, a missing perp (or funding)
 file of an asset listed in ``perp_assets``, a file with a header and no rows, or a series with no
@@ -48,14 +55,16 @@ marks (the rate of the settlement before it stays in force), and listed in the r
 ``start`` would have carried).
 
 The generic ``<SYMBOL>.csv`` files are any OHLCV CSV
-:func:`ballast.adapters.data.klines.load_klines` reads (``timestamp,open,high,low,close,volume``,
-candle open times) and any funding CSV
+:func:`ballast.adapters.data.klines.load_klines` reads (the generic layout
+``timestamp,open,high,low,close,volume`` with candle open times, or a Yahoo download) and any
+funding CSV
 :func:`ballast.adapters.data.funding.load_funding` reads.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -65,6 +74,7 @@ from pathlib import Path
 from ballast.adapters.data.funding import FundingSeries, funding_gaps, load_funding
 from ballast.adapters.data.gaps import Coverage, DataReport, RejectedPoint
 from ballast.adapters.data.klines import DataError, KlineSeries, load_klines
+from ballast.engine.kernel.bar_interval import interval_label
 from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND
 from ballast.engine.kernel.events import Bar, MarketData, MarkPriceUpdated
 from ballast.engine.kernel.instruments import is_perp, perp_symbol, spot_of, spot_symbol
@@ -122,14 +132,6 @@ def to_ns(moment: TimeLike) -> int:
         raise DataError(str(exc)) from None
 
 
-def interval_label(interval_s: int) -> str:
-    """``60`` → ``1m``, ``3600`` → ``1h``, ``86400`` → ``1d`` (as in Binance file names)."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if interval_s % size == 0:
-            return f"{interval_s // size}{unit}"
-    return f"{interval_s}s"
-
-
 def symbol_file(symbol: str) -> str:
     """``BTC/USDT:USDT`` → ``BTC_USDT_USDT`` (a symbol as a file name)."""
     return symbol.replace("/", "_").replace(":", "_")
@@ -180,12 +182,13 @@ class MarketBundle:
         *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
-        interval_s: int = 3600,
+        interval_s: int | None = None,
         perp_assets: Iterable[str] = (),
         max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
     ) -> MarketBundle:
         """Load the CSV files of ``assets`` from ``folder`` (names in the module docstring); the
-        perp and funding files of ``perp_assets`` are required, the others' optional."""
+        perp and funding files of ``perp_assets`` are required, the others' optional. Bars are
+        ``interval_s`` long, or (None) each file's own interval, detected from its times."""
         root = Path(folder)
         required = set(perp_assets)
         spot: list[KlineSeries] = []
@@ -198,6 +201,8 @@ class MarketBundle:
                 symbol = perp_symbol(asset, quote)
                 perp.append(load_klines(files.perp, symbol, interval_s))
                 funding.append(load_funding(files.funding, symbol))
+        if interval_s is None:
+            _require_one_interval([*spot, *perp])
         return cls.from_series(
             spot, perp, funding, start=start, end=end, max_abs_funding_rate=max_abs_funding_rate
         )
@@ -307,6 +312,20 @@ def _wanted(start: int | None, end: int | None) -> str:
     bounds = [f"from {ns_to_iso(start)[:16]}"] if start is not None else []
     bounds += [f"before {ns_to_iso(end)[:16]}"] if end is not None else []
     return " ".join(bounds)
+
+
+def _require_one_interval(series: Sequence[KlineSeries]) -> None:
+    """Files whose detected intervals differ are refused: one study runs on one bar interval
+    (a daily file beside hourly ones is a mistake to point out, not to trade through)."""
+    intervals = {s.interval_s for s in series if s.bars}
+    if len(intervals) > 1:
+        found = ", ".join(
+            f"{Path(s.source).name or s.symbol} {interval_label(s.interval_s)}" for s in series
+        )
+        raise DataError(
+            f"bars of different intervals ({found}): give files of one interval, or choose it "
+            f'with [paper] bar_interval (e.g. "1d") or --bar-interval'
+        )
 
 
 def _require_rows(
@@ -434,21 +453,29 @@ class _AssetFiles:
 
     @classmethod
     def find(
-        cls, root: Path, asset: str, quote: str, interval_s: int, *, perp: bool = False
+        cls, root: Path, asset: str, quote: str, interval_s: int | None, *, perp: bool = False
     ) -> _AssetFiles:
-        """The files of ``asset``; ``perp``: its perp klines (and so funding) are required."""
-        pair, label = f"{asset}{quote}".lower(), interval_label(interval_s)
+        """The files of ``asset``; ``perp``: its perp klines (and so funding) are required.
+        ``interval_s`` None: a bundled-style name of any interval (``aq_spot_1d.csv``), if only
+        one."""
+        pair = f"{asset}{quote}".lower()
         spot_sym, perp_sym = (
             symbol_file(spot_symbol(asset, quote)),
             symbol_file(perp_symbol(asset, quote)),
         )
-        spot = _first_file(root, [f"{pair}_spot_{label}.csv", f"{spot_sym}.csv"])
-        perps = [f"{pair}_perp_{label}.csv", f"{perp_sym}.csv"]
+        yahoo = f"{asset}-{quote}.csv"
+        label = (
+            interval_label(interval_s) if interval_s is not None else _label_in(root, pair, quote)
+        )
+        spot_named = [f"{pair}_spot_{label}.csv"]
+        spot = _first_file(root, [*spot_named, f"{spot_sym}.csv", yahoo])
+        perp_named = [f"{pair}_perp_{label}.csv"]
+        perps = [*perp_named, f"{perp_sym}.csv"]
         klines = _first_file(root, perps)
         names = [f"{pair}_perp_funding_8h.csv", f"{perp_sym}_funding.csv"]
         funding = _first_file(root, names)
         if spot is None:
-            tried = f"{pair}_spot_{label}.csv or {spot_sym}.csv"
+            tried = " or ".join([*spot_named, f"{spot_sym}.csv", yahoo])
             raise DataError(f"{root}: no spot klines for {asset} (tried {tried})")
         if perp and klines is None:
             raise DataError(
@@ -460,6 +487,35 @@ class _AssetFiles:
                 f"{root}: {klines.name} has no funding file (tried {' or '.join(names)})"
             )
         return cls(spot, klines, funding)
+
+
+def _label_in(root: Path, pair: str, quote: str) -> str:
+    """The interval label of the bundled-style names (``btcusdt_spot_1h.csv``) when none is given:
+    the one of the pair's spot files, else of its perp files (:class:`DataError` if they have
+    several: the interval must then be chosen); else, to name the file missing, the one of the
+    folder's other files in ``quote`` if they agree; else ``<interval>``."""
+    for pattern in (f"{pair}_spot_*.csv", f"{pair}_perp_*.csv"):
+        files = sorted(p.name for p in root.glob(pattern) if _label_of(p) is not None)
+        labels = sorted({label for name in files if (label := _label_of(Path(name)))})
+        if len(labels) > 1:
+            raise DataError(
+                f"{root}: bars of several intervals ({', '.join(files)}): choose one with [paper] "
+                f'bar_interval (e.g. "1d") or --bar-interval'
+            )
+        if labels:
+            return labels[0]
+    others = {label for p in root.glob(f"*{quote.lower()}_*_*.csv") if (label := _label_of(p))}
+    return others.pop() if len(others) == 1 else "<interval>"
+
+
+def _label_of(file: Path) -> str | None:
+    """The interval label of a ``<pair>_spot_<label>.csv`` or ``<pair>_perp_<label>.csv`` file
+    (None for another name, e.g. ``btcusdt_perp_funding_8h.csv``)."""
+    match = _LABELLED.fullmatch(file.name)
+    return None if match is None else match[1]
+
+
+_LABELLED = re.compile(r"[a-z0-9]+_(?:spot|perp)_(\d+[smhdw])\.csv")
 
 
 def _first_file(root: Path, names: list[str]) -> Path | None:

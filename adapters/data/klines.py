@@ -1,22 +1,40 @@
-"""Kline (OHLCV candle) CSV loaders: Binance spot and perp exports, and generic OHLCV files.
+"""Kline (OHLCV candle) CSV loaders: Binance spot and perp exports, Yahoo-style daily files and
+a generic OHLCV layout.
 
-Accepted headers (case-insensitive): a time column (``timestamp``, ``date``, ``open_time``,
-``time``, ``datetime``) then ``open, high, low, close, volume``; extra columns are ignored.
-Times are candle open times: ISO 8601 (naive means UTC) or Unix epoch seconds/milliseconds.
-Prices stay exact (Decimal parsed from the text). Gaps are reported, never filled silently
-(:mod:`ballast.adapters.data.gaps`; a kline gap's ``after_ns`` is the open time of the candle before
-it).
+**The generic OHLCV layout** (also what the bundled and Binance files are): a header row, then one
+row per candle, oldest first. Headers are case-insensitive; the columns may come in any order and
+extra columns are ignored:
+
+- a time column: ``timestamp``, ``date``, ``open_time``, ``time`` or ``datetime``: the candle's
+  **open** time, ISO 8601 (``2024-01-31``, ``2024-01-31T08:00``, ``2024-01-31 08:00:00+00:00``;
+  naive means UTC) or Unix epoch seconds/milliseconds/microseconds/nanoseconds;
+- ``open``, ``high``, ``low``, ``close``, ``volume``: prices in the quote asset, volume in the base
+  asset, as decimal text (kept exact).
+
+A **Yahoo Finance** download (``Date,Open,High,Low,Close,Adj Close,Volume``, e.g. ``BTC-USD.csv``)
+is read as is: ``Close`` is the price, ``Adj Close`` is ignored (for crypto it equals ``Close``), a
+row of ``null`` prices (a day Yahoo has no data for) is a missing bar, reported as a gap.
+
+**The bar interval** is the median spacing of the open times, from one minute to one week
+(:mod:`ballast.engine.kernel.bar_interval`), unless the caller gives it (``[paper] bar_interval``,
+``--bar-interval``). Each bar is stamped at its **close**: open time + interval (a daily candle
+opening 2024-01-01 is known, and stamped, at 2024-01-02T00:00Z). Gaps are judged against that
+interval and reported, never filled (:mod:`ballast.adapters.data.gaps`; a kline gap's ``after_ns``
+is the open time of the candle before it).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
 from ballast.adapters.data.gaps import Coverage, Gap, find_gaps, missing_between
+from ballast.engine.kernel.bar_interval import check_bar_interval
 from ballast.engine.kernel.clock import NS_PER_SECOND
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import Bar
@@ -26,6 +44,7 @@ __all__ = [
     "DataError",
     "Gap",
     "KlineSeries",
+    "detect_interval",
     "load_klines",
     "parse_timestamp",
     "read_csv",
@@ -109,43 +128,87 @@ def read_header(rows: Iterator[tuple[int, list[str]]]) -> list[str]:
     return [] if first is None else [h.strip().lower() for h in first[1]]
 
 
-def load_klines(path: str | Path, symbol: str, interval_s: int = 3600) -> KlineSeries:
-    """Load a kline CSV. Each Bar's ``ts_event`` is its close time (open + interval).
+def load_klines(path: str | Path, symbol: str, interval_s: int | None = None) -> KlineSeries:
+    """Load a kline CSV (layouts in the module docstring). Each Bar's ``ts_event`` is its close
+    time (open + interval); ``interval_s`` None: the median spacing of the open times.
 
     Raises :class:`DataError` (with ``file:line``) for an unreadable row, a non-positive or
-    non-finite price, high < low, a negative volume, or a time that does not increase.
+    non-finite price, high < low, a negative volume, or a time that does not increase; and (naming
+    the file) when the interval is outside one minute .. one week or cannot be told (one row).
     """
     file = Path(path)
     rows = read_csv(file)
     cols = _columns(read_header(rows), file)
+    candles: list[_Candle] = []
+    for line_no, row in rows:
+        where = f"{file}:{line_no}"
+        candle = _parse_candle(row, cols, where)
+        if candles and candle[0] <= candles[-1][0]:
+            raise DataError(f"{where}: time does not increase ({row[cols[0]]})")
+        candles.append(candle)
+    priced = [c for c in candles if c[1] is not None]
+    if not candles:  # only a header: no data, which the bundle refuses naming the file
+        return KlineSeries(symbol, interval_s or 0, [], [], str(file))
+    if interval_s is None:
+        interval_s = detect_interval([c[0] for c in candles], file)
+    else:
+        _check_interval(interval_s, file)
     interval_ns = interval_s * NS_PER_SECOND
     bars: list[Bar] = []
     gaps: list[Gap] = []
-    for line_no, row in rows:
-        where = f"{file}:{line_no}"
-        bar = _parse_bar(row, cols, symbol, interval_s, where)
+    for open_ns, prices in priced:
+        assert prices is not None
+        closed = open_ns + interval_ns
         if bars:
-            prev = bars[-1].ts_event
-            if bar.ts_event <= prev:
-                raise DataError(f"{where}: time does not increase ({row[cols[0]]})")
-            missing = missing_between(prev, bar.ts_event, interval_ns)
+            missing = missing_between(bars[-1].ts_event, closed, interval_ns)
             if missing > 0:
-                gaps.append(Gap(prev - interval_ns, missing))
-        bars.append(bar)
+                gaps.append(Gap(bars[-1].ts_event - interval_ns, missing))
+        bars.append(Bar(closed, closed, symbol, interval_s, *prices))
     return KlineSeries(symbol, interval_s, bars, gaps, str(file))
 
 
-def _parse_bar(row: list[str], cols: _Cols, symbol: str, interval_s: int, where: str) -> Bar:
+def detect_interval(open_times: list[int], file: Path | str = "") -> int:
+    """The bar interval (seconds) of candles opening at ``open_times`` (ns, increasing): the
+    median spacing, which a few gaps do not move. :class:`DataError` when it cannot be told (fewer
+    than two candles) or is outside one minute .. one week."""
+    if len(open_times) < 2:
+        raise DataError(
+            f"{file}: fewer than two bars cannot show their interval: set [paper] bar_interval "
+            f'(e.g. "1d") or --bar-interval'
+        )
+    steps = [b - a for a, b in itertools.pairwise(open_times)]
+    seconds = statistics.median_low(steps) // NS_PER_SECOND
+    _check_interval(seconds, file, detected=True)
+    return seconds
+
+
+def _check_interval(seconds: int, file: Path | str, *, detected: bool = False) -> None:
     try:
-        closed = parse_timestamp(row[cols[0]]) + interval_s * NS_PER_SECOND
-        o, h, lo, c, v = (Decimal(row[i]) for i in cols[1:])
+        check_bar_interval(seconds)
+    except ValueError as exc:
+        how = " (the median spacing of its times)" if detected else ""
+        raise DataError(f"{file}: {exc}{how}") from None
+
+
+_Prices = tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
+_Candle = tuple[int, _Prices | None]
+"""(open time ns, (open, high, low, close, volume) or None for a row of ``null`` prices)."""
+
+
+def _parse_candle(row: list[str], cols: _Cols, where: str) -> _Candle:
+    try:
+        opened = parse_timestamp(row[cols[0]])
+        cells = [row[i].strip() for i in cols[1:]]
+        if all(cell.lower() == "null" for cell in cells[:4]):
+            return opened, None
+        o, h, lo, c, v = (Decimal(cell) for cell in cells)
     except (IndexError, ArithmeticError, DataError) as exc:
         raise DataError(f"{where}: bad row {row!r}: {exc}") from None
     if not all(p.is_finite() and p > 0 for p in (o, h, lo, c)) or h < lo:
         raise DataError(f"{where}: impossible prices o={o} h={h} l={lo} c={c}")
     if not v.is_finite() or v < 0:
         raise DataError(f"{where}: impossible volume {v}")
-    return Bar(closed, closed, symbol, interval_s, o, h, lo, c, v)
+    return opened, (o, h, lo, c, v)
 
 
 _Cols = tuple[int, int, int, int, int, int]

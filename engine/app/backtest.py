@@ -104,17 +104,24 @@ def assets_of(config: Config) -> list[str]:
 
 
 def load_market(
-    config: Config, folder: str | Path, *, start: TimeLike | None, end: TimeLike | None
+    config: Config,
+    folder: str | Path,
+    *,
+    start: TimeLike | None,
+    end: TimeLike | None,
+    interval_s: int | None = None,
 ) -> MarketBundle:
     """The market data of ``config``'s instruments in ``folder``: every configured spot and perp
     must have data (a perp its funding too), funding rates beyond ``risk.max_abs_funding_rate``
-    are left out and reported."""
+    are left out and reported. Bars are ``interval_s`` long, else ``[paper] bar_interval``, else
+    each file's own interval, detected from its times."""
     return MarketBundle.load(
         folder,
         assets_of(config),
         config.venue.quote,
         start=start,
         end=end,
+        interval_s=interval_s if interval_s is not None else config.paper.bar_interval_s,
         perp_assets=sorted({base_of(s) for s in config.instruments.perp}),
         max_abs_funding_rate=config.risk.max_abs_funding_rate,
     )
@@ -140,16 +147,18 @@ async def run_backtest(
     *,
     name: str,
     journal_path: Path | None,
-    interval_s: int = 3600,
+    interval_s: int | None = None,
     progress: Progress | None = None,
     force: bool = False,
 ) -> BacktestRun:
-    """Run ``config``'s strategy over ``bundle``; writes a new journal at ``journal_path`` (None:
+    """Run ``config``'s strategy over ``bundle`` (bars of ``interval_s``, default the bundle's
+    interval: :func:`for_bars`); writes a new journal at ``journal_path`` (None:
     no journal, for benchmarks; such a run cannot be replayed). A file already there is replaced
     if it is a backtest journal, or with ``force`` if it is not a paper or live journal
     (:mod:`ballast.engine.app.backtest_journal`); else JournalReplaceError."""
     started = time.perf_counter()
-    source, config = config, for_bars(config, interval_s)
+    interval = bundle.interval_s if interval_s is None else interval_s
+    source, config = config, for_bars(config, interval)
     first, _ = bundle.span()
     clock = SimulatedClock(first - 1)
     venue = simulated_venue(config, clock)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
+from ballast.engine.kernel.bar_interval import parse_bar_interval
 from ballast.engine.kernel.calendar_windows import parse_calendar
 from ballast.engine.kernel.config_ranges import Range, between, check_ranges, json_number
 from ballast.engine.kernel.errors import ConfigError
@@ -564,6 +565,9 @@ class PaperConfig(_Section, frozen=True):
     end: str | None = None
     slippage_bps: Decimal = Decimal(2)
     latency_ms: int = 0
+    bar_interval: str | None = None
+    """The bars' interval (``1m`` .. ``1w``, see :mod:`ballast.engine.kernel.bar_interval`);
+    None: each data file's own, detected from the spacing of its times."""
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "balances": _AMOUNT,
@@ -578,6 +582,16 @@ class PaperConfig(_Section, frozen=True):
         start, end = _moment("start", self.start), _moment("end", self.end)
         if start is not None and end is not None and not start < end:
             raise ValueError(f"end: must be after start ({self.start}), got {self.end}")
+        if self.bar_interval is not None:
+            try:
+                parse_bar_interval(self.bar_interval)
+            except ValueError as exc:
+                raise ValueError(f"bar_interval: {exc}") from None
+
+    @property
+    def bar_interval_s(self) -> int | None:
+        """``bar_interval`` in seconds (None: detected from the data)."""
+        return None if self.bar_interval is None else parse_bar_interval(self.bar_interval)
 
 
 class EngineConfig(_Section, frozen=True):

@@ -23,10 +23,11 @@ from ballast.engine.app.backtest_journal import DEFAULT_PATH as DEFAULT_JOURNAL
 from ballast.engine.app.backtest_journal import ensure_replaceable
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
-from ballast.engine.app.cli.options import time_option
+from ballast.engine.app.cli.options import BAR_INTERVAL_HELP, bar_interval_option, time_option
 from ballast.engine.app.cli.progress import BacktestProgress
 from ballast.engine.app.cli.report_extra import write_runs_report
 from ballast.engine.app.config_check import load_checked_config
+from ballast.engine.kernel.bar_interval import interval_label
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.simulated_instruments import describe_costs
 from ballast.engine.kernel.timefmt import TIME_FORMS, ns_to_iso
@@ -50,6 +51,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=time_option,
         metavar="TIME",
         help="end time, exclusive (default: [paper] end or all)",
+    )
+    parser.add_argument(
+        "--bar-interval", type=bar_interval_option, metavar="INTERVAL", help=BAR_INTERVAL_HELP
     )
     parser.add_argument(
         "--journal",
@@ -94,6 +98,7 @@ async def backtest_cmd(args: argparse.Namespace) -> int:
         end=config.paper.end if args.end is None else args.end,
         journal=Path(args.journal) if args.journal else DEFAULT_JOURNAL,
         force=args.force,
+        interval_s=args.bar_interval,
     )
     print_results(runs, config)
     if not args.no_report:
@@ -118,15 +123,18 @@ async def run_all(
     end: int | str | None,
     journal: Path,
     force: bool = False,
+    interval_s: int | None = None,
 ) -> list[BacktestRun]:
-    """Run every named strategy over the same data; journals beside ``journal``. Every journal
-    path is checked before anything runs (:mod:`ballast.engine.app.backtest_journal`)."""
+    """Run every named strategy over the same data (bars of ``interval_s``, default ``[paper]
+    bar_interval`` or detected); journals beside ``journal``. Every journal path is checked before
+    anything runs (:mod:`ballast.engine.app.backtest_journal`)."""
     paths = [journal_of(journal, index, name) for index, name in enumerate(names)]
     for path in paths:
         await asyncio.to_thread(ensure_replaceable, path, force=force)
-    bundle = load_market(config, data, start=start, end=end)
+    bundle = load_market(config, data, start=start, end=end, interval_s=interval_s)
     first, last = bundle.span()
-    print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}")
+    bars = interval_label(bundle.interval_s)
+    print(f"data: {data} {ns_to_iso(first)[:16]} → {ns_to_iso(last)[:16]}, {bars} bars")
     for line in bundle.report().lines():
         print(f"  {line}")
     print(f"costs: {describe_costs(config)}")

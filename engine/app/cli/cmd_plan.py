@@ -11,13 +11,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 
 from ballast.adapters.data.klines import DataError
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.app.backtest import load_market, simulated_venue
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
-from ballast.engine.app.cli.options import time_option
+from ballast.engine.app.cli.options import BAR_INTERVAL_HELP, bar_interval_option, time_option
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.dry_run import DryRun, dry_run
 from ballast.engine.kernel.clock import SimulatedClock
@@ -34,6 +35,10 @@ _PCT = Decimal(100)
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("plan", help="print the orders a rebalance would send, send nothing")
     parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("--data", help="data folder, as backtest's (default: [paper] data_dir)")
+    parser.add_argument(
+        "--bar-interval", type=bar_interval_option, metavar="INTERVAL", help=BAR_INTERVAL_HELP
+    )
     parser.add_argument(
         "--at",
         type=time_option,
@@ -46,7 +51,8 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def plan_cmd(args: argparse.Namespace) -> int:
     config = load_checked_config(args.config)
-    venue, market = paper_venue(config, args.at)
+    folder = Path(args.data) if args.data else None
+    venue, market = paper_venue(config, args.at, data=folder, interval_s=args.bar_interval)
     result = await dry_run(config, venue, market)
     if result.snapshot is None:
         print("ballast plan: no portfolio snapshot: some held asset has no price", file=sys.stderr)
@@ -55,15 +61,19 @@ async def plan_cmd(args: argparse.Namespace) -> int:
     return exits.FAILURE if result.failures else exits.OK
 
 
-def paper_venue(config: Config, at: int | None) -> tuple[SimulatedVenue, list[Bar]]:
-    """The simulated account of ``[paper]``, priced at the last bars of its data at ``at``
-    (epoch ns)."""
+def paper_venue(
+    config: Config, at: int | None, *, data: Path | None = None, interval_s: int | None = None
+) -> tuple[SimulatedVenue, list[Bar]]:
+    """The simulated account of ``[paper]``, priced at the last bars at ``at`` (epoch ns) of its
+    data, read as ``ballast backtest`` reads it (:func:`load_market`): from ``data`` (default
+    ``[paper] data_dir``), bars of ``interval_s`` (default ``[paper] bar_interval`` or detected)."""
     if config.venue.kind == "binance":  # "paper" trades on this very exchange, in-process
         raise BallastError(
             f"plan: venue '{config.venue.kind}' needs its live adapter, not available yet"
         )
     until = at if at is not None else (parse_time(config.paper.end) if config.paper.end else None)
-    market = list(_last_bars(config, until).values())
+    folder = data if data is not None else data_dir(config.paper.data_dir)
+    market = list(_last_bars(config, folder, until, interval_s).values())
     return priced_venue(config, market), market
 
 
@@ -79,16 +89,18 @@ def priced_venue(config: Config, market: Sequence[Bar]) -> SimulatedVenue:
     return venue
 
 
-def _last_bars(config: Config, until: int | None) -> dict[str, Bar]:
+def _last_bars(
+    config: Config, folder: Path, until: int | None, interval_s: int | None
+) -> dict[str, Bar]:
     """The last bar at or before ``until`` of every configured instrument's data (each must have
     one), from ``paper.start`` on, that the market gate accepts: the data is judged in order, as
     a run would, so a rejected bar never prices the plan."""
     start = parse_time(config.paper.start) if config.paper.start else None
     if start is not None and until is not None and start > until:
         start = None
-    folder = data_dir(config.paper.data_dir)
+    end = None if until is None else until + 1
     try:
-        bundle = load_market(config, folder, start=start, end=None if until is None else until + 1)
+        bundle = load_market(config, folder, start=start, end=end, interval_s=interval_s)
         bundle.span()
     except DataError as exc:
         raise DataError(
