@@ -379,8 +379,24 @@ def test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime() -> None:
 # --------------------------------------------------------------------------- growth_optimizer
 
 
+WEEK = {"lookback_h": 168}  # a one-week momentum (the default is 720 h)
+
+
+def strong_run(strategy: Strategy, *, risk: RiskBudgetChanged | None = None) -> TargetSet:
+    """A week and an hour of BTC and ETH both rising 0.05 % an hour (+8.8 % over the lookback):
+    the signal is warm and both assets are strong."""
+    targets = TargetSet(weights={})
+    for hour in range(169):
+        rise = 1 + D("0.0005") * hour
+        prices = {a: p * rise for a, p in PRICES.items()}
+        targets = strategy.targets(context(START_NS + hour * NS_PER_HOUR, prices=prices, risk=risk))
+    return targets
+
+
 def test_growth_optimizer_default_allocation_is_the_mission_example() -> None:
-    targets = GrowthOptimizer().targets(context())
+    """The brief's example is the allocation with both assets strong (issue 12: not before the
+    signal is warm; tests/test_preset_signals.py)."""
+    targets = strong_run(GrowthOptimizer(WEEK))
     assert targets.spot_weights == {"BTC": D("0.35"), "ETH": D("0.25")}
     assert targets.weights == {"BTC": D("0.65"), "ETH": D("0.55")}
     resolved = targets.resolve()
@@ -404,17 +420,19 @@ def feed_prices(
     return targets
 
 
-def test_growth_optimizer_hedges_a_weak_asset_and_keeps_the_long_on_a_strong_one() -> None:
+def test_growth_optimizer_hedges_a_weak_asset_and_holds_only_the_core_of_a_flat_one() -> None:
     falling = [D(50_000) - D(50) * hour for hour in range(169)]  # −16.8 % over the week
-    targets = feed_prices(GrowthOptimizer(), falling)
-    assert nets(targets) == {"BTC": D("0.175"), "ETH": D("0.55")}  # BTC 50 % hedged, ETH long
+    targets = feed_prices(GrowthOptimizer(WEEK), falling)
+    assert nets(targets) == {"BTC": D("0.175"), "ETH": D("0.25")}  # BTC 50 % hedged, ETH core
     assert spots(targets) == {"BTC": D("0.35"), "ETH": D("0.25")}
-    assert "BTC weak (momentum -16.80%): 50% of spot hedged" in targets.note
-    assert "ETH strong (momentum +0.00%): perp long 30.00% of NAV" in targets.note
+    assert "BTC weak (momentum -16.80%, held 0 h of min 168 h): 50% of spot hedged" in targets.note
+    assert "ETH neutral (momentum +0.00%" in targets.note
 
 
 def test_growth_optimizer_weak_asset_recovers_only_at_the_recover_level() -> None:
-    strategy = GrowthOptimizer({"lookback_h": 2, "weak_below": 0.05, "recover_above": 0})
+    strategy = GrowthOptimizer(
+        {"lookback_h": 2, "weak_below": 0.05, "recover_above": 0, "min_hold_h": 0}
+    )
     path = [D(100), D(100), D(94), D(97), D(92), D(95), D(99)]
     observed = []
     for hour, btc in enumerate(path):
@@ -422,30 +440,35 @@ def test_growth_optimizer_weak_asset_recovers_only_at_the_recover_level() -> Non
         observed.append(
             nets(strategy.targets(context(START_NS + hour * NS_PER_HOUR, prices=prices)))["BTC"]
         )
-    # vs two hours before: hour 2 −6 % → weak; hours 3–5 −3 %, −2.1 %, −2.1 % (above −5 % but
-    # below 0: still weak); hour 6 +7.6 % → strong again.
-    weak, strong = D("0.175"), D("0.65")
-    assert observed == [strong, strong, weak, weak, weak, weak, strong]
+    # hours 0–1 warming up (core only); vs two hours before: hour 2 −6 % → weak; hours 3–5 −3 %,
+    # −2.1 %, −2.1 % (above −5 % but below 0: still weak); hour 6 +7.6 % → strong.
+    core, weak, strong = D("0.35"), D("0.175"), D("0.65")
+    assert observed == [core, core, weak, weak, weak, weak, strong]
 
 
 def test_growth_optimizer_scales_longs_with_the_budget_and_drops_them_when_forbidden() -> None:
-    half = GrowthOptimizer().targets(context(risk=budget(overlay_scale=D("0.5"))))
+    half = strong_run(GrowthOptimizer(WEEK), risk=budget(overlay_scale=D("0.5")))
     assert nets(half) == {"BTC": D("0.50"), "ETH": D("0.40")}
-    no_longs = GrowthOptimizer().targets(context(risk=budget("stressed", allow_longs=False)))
+    no_longs = strong_run(GrowthOptimizer(WEEK), risk=budget("stressed", allow_longs=False))
     assert nets(no_longs) == {"BTC": D("0.35"), "ETH": D("0.25")}
-    kill = GrowthOptimizer().targets(context(kill_switch=True))
+    strategy = GrowthOptimizer(WEEK)
+    strong_run(strategy)
+    later = {a: p * D("1.0845") for a, p in PRICES.items()}
+    kill = strategy.targets(context(START_NS + 169 * NS_PER_HOUR, prices=later, kill_switch=True))
     assert nets(kill) == {"BTC": D("0.35"), "ETH": D("0.25")}
 
 
 def test_growth_optimizer_keeps_hedges_when_longs_are_forbidden() -> None:
     falling = [D(50_000) - D(50) * hour for hour in range(169)]
-    targets = feed_prices(GrowthOptimizer(), falling, risk=budget("stressed", allow_longs=False))
+    targets = feed_prices(
+        GrowthOptimizer(WEEK), falling, risk=budget("stressed", allow_longs=False)
+    )
     assert nets(targets) == {"BTC": D("0.175"), "ETH": D("0.25")}
 
 
 def test_growth_optimizer_is_deterministic_for_the_same_sequence_of_contexts() -> None:
     path = [D(50_000) + D(137) * ((hour * 7) % 11 - 5) for hour in range(200)]
-    assert feed_prices(GrowthOptimizer(), path) == feed_prices(GrowthOptimizer(), path)
+    assert feed_prices(GrowthOptimizer(WEEK), path) == feed_prices(GrowthOptimizer(WEEK), path)
 
 
 # --------------------------------------------------------------------------- yield_aggregator
