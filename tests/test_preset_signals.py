@@ -14,10 +14,13 @@ from itertools import pairwise
 import pytest
 
 from ballast.engine.kernel.clock import NS_PER_HOUR
+from ballast.engine.strategy.api import TargetSet
 from ballast.engine.strategy.signal import Latch, Levels, State, TrailingReturn
+from ballast.strategies.conservative_hedger import ConservativeHedger
 from ballast.strategies.growth_optimizer import GrowthOptimizer
+from ballast.strategies.yield_aggregator import YieldAggregator
 from tests.conftest import START_NS
-from tests.test_strategies import PRICES, context, nets
+from tests.test_strategies import PRICES, budget, context, nets, spots
 
 D = Decimal
 H = NS_PER_HOUR
@@ -185,3 +188,89 @@ def test_latch_keeps_a_state_for_its_minimum_hold() -> None:
     after = latch.step("A", at(10), "off")
     assert (after.state, after.changed) == ("off", True)
     assert latch.state("B") == "off"
+
+
+# ------------------------------------------------------------------------------ conservative_hedger
+
+
+def hedged(targets: TargetSet) -> bool:
+    return nets(targets)["BTC"] == 0
+
+
+def test_conservative_hedger_keeps_a_hedge_for_its_minimum_hold() -> None:
+    """On main a stressed regime that flickers hedged and unhedged the whole spot book on every
+    flicker; now a hedge stays on ``min_hold_h`` (default 24 h) after it went on."""
+    hedger = ConservativeHedger()
+    regimes = ["stressed", "normal", "stressed", "normal"] + ["normal"] * 30
+    seen = [
+        hedger.targets(context(at(hour), risk=budget(regime)))  # type: ignore[arg-type]
+        for hour, regime in enumerate(regimes)
+    ]
+    on = [hedged(t) for t in seen]
+    assert on[:24] == [True] * 24  # on at hour 0, kept through the flicker and the hold
+    assert on[24:] == [False] * (len(regimes) - 24)
+    assert "risk alert cleared: spot book still hedged (held 1 h of min 24 h)" in seen[1].note
+    assert "min hold 24 h" in seen[30].note
+    assert "alert at drawdown >= 10.00% until < 5.00%, release rebound 10.00%" in seen[30].note
+
+
+def test_conservative_hedger_never_delays_a_hedge() -> None:
+    hedger = ConservativeHedger({"min_hold_h": 48})
+    assert hedged(hedger.targets(context(at(0), risk=budget("stressed"))))
+    assert not hedged(hedger.targets(context(at(48), risk=budget("normal"))))
+    # a new alert one hour after the release hedges at once
+    assert hedged(hedger.targets(context(at(49), kill_switch=True)))
+
+
+def test_conservative_hedger_flips_are_bounded_under_a_flickering_alert() -> None:
+    hedger = ConservativeHedger({"min_hold_h": 24})
+    flicker = [
+        hedged(hedger.targets(context(at(h), risk=budget("stressed" if h % 2 else "normal"))))
+        for h in range(24 * 10)
+    ]
+    flips = changes([D(int(x)) for x in flicker])
+    assert len(flips) <= 2 * 10  # at most one hedge (on, then off) per held day
+    on_spells = [b - a for a, b in pairwise(flips) if flicker[a]]
+    assert all(spell >= 24 for spell in on_spells)
+
+
+# ------------------------------------------------------------------------------ yield_aggregator
+
+HIGH = D("0.0002")  # per 8 h: 21.9 % APR, above the 15 % entry
+LOW = D("0.00004")  # 4.38 % APR, below the 5 % exit
+
+
+def carry(strategy: YieldAggregator, hour: int, rate: Decimal) -> TargetSet:
+    return strategy.targets(context(at(hour), funding={"BTC": rate, "ETH": rate}))
+
+
+def test_yield_aggregator_opens_no_carry_before_its_funding_window_is_filled() -> None:
+    """On main the first funding rate above 15 % APR opened a 25 % carry per asset at once."""
+    strategy = YieldAggregator()
+    seen = [carry(strategy, hour, HIGH) for hour in range(74)]
+    for hour in range(72):
+        assert spots(seen[hour]) == {"BTC": D(0), "ETH": D(0)}, hour
+        assert f"BTC carry off (warming up: {hour} of 72 h of funding)" in seen[hour].note
+    assert spots(seen[72]) == {"BTC": D("0.25"), "ETH": D("0.25")}
+    assert "BTC carry on (funding 21.9% APR)" in seen[72].note
+    assert "carry on above 15.0% APR, off below 5.0% (mean of 72 h), min hold 72 h" in (
+        seen[72].note
+    )
+
+
+def test_yield_aggregator_one_high_settlement_does_not_open_a_carry() -> None:
+    strategy = YieldAggregator()
+    for hour in range(100):
+        targets = carry(strategy, hour, HIGH if hour == 80 else LOW)
+        assert spots(targets)["BTC"] == 0, hour
+
+
+def test_yield_aggregator_holds_a_carry_for_its_minimum_hold() -> None:
+    strategy = YieldAggregator({"funding_window_h": 8, "min_hold_h": 48})
+    rates = [HIGH] * 9 + [LOW] * 60
+    seen = [spots(carry(strategy, hour, rate))["BTC"] for hour, rate in enumerate(rates)]
+    opened = seen.index(D("0.25"))
+    closed = seen.index(D(0), opened)
+    assert closed - opened == 48  # the mean fell below the exit long before
+    note = carry(YieldAggregator({"funding_window_h": 8, "min_hold_h": 48}), 0, LOW).note
+    assert "min hold 48 h" in note

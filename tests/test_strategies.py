@@ -299,7 +299,8 @@ def test_conservative_hedger_hedges_the_whole_spot_book_during_an_alert(
 
 
 def test_conservative_hedger_drawdown_alert_clears_only_below_the_clear_level() -> None:
-    hedger = ConservativeHedger({"alert_drawdown": 0.10, "clear_drawdown": 0.05})
+    # every context at the same instant: no minimum hold here (tests/test_preset_signals.py)
+    hedger = ConservativeHedger({"alert_drawdown": 0.10, "clear_drawdown": 0.05, "min_hold_h": 0})
     observed = [
         nets(hedger.targets(context(drawdown=D(dd))))["BTC"]
         for dd in ("0.08", "0.10", "0.07", "0.05", "0.049", "0.07")
@@ -318,7 +319,7 @@ def test_conservative_hedger_releases_a_drawdown_hedge_when_the_core_rebounds() 
     """Issue 16 item 7: fully hedged, NAV (so the drawdown) is frozen above the clear level; the
     hedge comes off when the core's prices are 10 % above their low since the alert, and the
     alert does not come back at once on the old drawdown."""
-    hedger = ConservativeHedger()
+    hedger = ConservativeHedger({"min_hold_h": 0})
     path = [  # (BTC price, ETH price, drawdown as the frozen hedged NAV shows it)
         ("40000", "2000", "0.10"),  # alert: hedge
         ("36000", "1800", "0.0522"),  # falls further: hedged, NAV frozen
@@ -338,7 +339,7 @@ def test_conservative_hedger_releases_a_drawdown_hedge_when_the_core_rebounds() 
 
 
 def test_conservative_hedger_hedges_again_on_a_new_fall_from_the_hedged_peak() -> None:
-    hedger = ConservativeHedger({"release_rebound": 0.10})
+    hedger = ConservativeHedger({"release_rebound": 0.10, "min_hold_h": 0})
     hedger.targets(context(prices={"BTC": D(40_000), "ETH": D(2_000)}, drawdown=D("0.10")))
     hedger.targets(context(prices={"BTC": D(30_000), "ETH": D(1_500)}, drawdown=D("0.10")))
     released = hedger.targets(
@@ -359,7 +360,7 @@ def test_conservative_hedger_hedges_again_on_a_new_fall_from_the_hedged_peak() -
 
 def test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime() -> None:
     """Issue 16 (item 4, the carry): zero net exposure is not force-unwound by the regime."""
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     funding = {"BTC": HIGH, "ETH": HIGH}
     carry_spots(strategy, funding=funding)
     ctx = context(funding=funding, risk=budget("stressed", overlay_scale=ZERO, allow_longs=False))
@@ -477,6 +478,8 @@ def test_growth_optimizer_is_deterministic_for_the_same_sequence_of_contexts() -
 HIGH = D("0.0002")  # 21.9 % APR > 15 %
 MIDDLE = D("0.0001")  # 10.95 % APR: between exit and enter
 LOW = D("0.00004")  # 4.38 % APR < 5 %
+# These contexts share one instant: the latest rate alone, no hold (tests/test_preset_signals.py).
+RAW = {"funding_window_h": 0, "min_hold_h": 0}
 
 
 def carry_spots(strategy: YieldAggregator, **ctx: Any) -> dict[str, Decimal | None]:
@@ -486,14 +489,14 @@ def carry_spots(strategy: YieldAggregator, **ctx: Any) -> dict[str, Decimal | No
 
 
 def test_yield_aggregator_enters_the_carry_above_enter_apr() -> None:
-    targets = YieldAggregator().targets(context(funding={"BTC": HIGH, "ETH": MIDDLE}))
+    targets = YieldAggregator(RAW).targets(context(funding={"BTC": HIGH, "ETH": MIDDLE}))
     assert spots(targets) == {"BTC": D("0.25"), "ETH": ZERO}
     assert nets(targets) == {"BTC": ZERO, "ETH": ZERO}  # long spot + perp short of the same size
     assert "BTC carry on (funding 21.9% APR)" in targets.note
 
 
 def test_yield_aggregator_carry_has_hysteresis() -> None:
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     observed = [
         carry_spots(strategy, funding={"BTC": rate})["BTC"]
         for rate in (MIDDLE, HIGH, MIDDLE, LOW, MIDDLE, HIGH)
@@ -502,7 +505,7 @@ def test_yield_aggregator_carry_has_hysteresis() -> None:
 
 
 def test_yield_aggregator_keeps_its_state_without_a_funding_rate() -> None:
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     carry_spots(strategy, funding={"BTC": HIGH, "ETH": HIGH})
     assert carry_spots(strategy, funding={}) == {"BTC": D("0.25"), "ETH": D("0.25")}
 
@@ -511,7 +514,7 @@ def test_yield_aggregator_unwinds_its_carry_on_the_kill_switch_only() -> None:
     """The regime's overlay scale sizes a new carry (an open one is kept whole in a stressed
     regime: test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime); the kill switch
     unwinds every carry."""
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     funding = {"BTC": HIGH, "ETH": HIGH}
     assert carry_spots(strategy, funding=funding, risk=budget(overlay_scale=D("0.5"))) == {
         "BTC": D("0.125"),
@@ -522,7 +525,9 @@ def test_yield_aggregator_unwinds_its_carry_on_the_kill_switch_only() -> None:
 
 
 def test_yield_aggregator_keeps_a_directional_core_beside_the_carry() -> None:
-    strategy = YieldAggregator({"core": {"BTC": 0.1}, "assets": ["BTC"], "carry_weight": 0.4})
+    strategy = YieldAggregator(
+        {"core": {"BTC": 0.1}, "assets": ["BTC"], "carry_weight": 0.4, **RAW}
+    )
     targets = strategy.targets(context(funding={"BTC": HIGH}))
     assert nets(targets) == {"BTC": D("0.1")}
     assert spots(targets) == {"BTC": D("0.5")}

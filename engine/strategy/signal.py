@@ -10,6 +10,8 @@ parameters in the decision's reason.
   is filled (:attr:`Reading.warmup`).
 - :class:`Levels`: three states (``up``, ``flat``, ``down``) from a value, with different levels
   to enter and to leave each of ``up`` and ``down``.
+- :class:`TrailingMean`: the mean of each key's value over a window (e.g. funding rates), ``None``
+  until the window is filled.
 - :class:`Latch`: a state per key that changes at most once per minimum holding period.
 
 All of them are deterministic functions of the sequence of values they are shown.
@@ -82,6 +84,38 @@ class TrailingReturn:
         if first_ts > cutoff or first_price <= 0:
             return Reading(value=None, seen_ns=seen, lookback_ns=self.lookback_ns)
         return Reading(value=price / first_price - _ONE, seen_ns=seen, lookback_ns=self.lookback_ns)
+
+
+class TrailingMean:
+    """Mean of each key's value over the last ``window_ns``, one sample per ``sample_ns``.
+
+    Until a sample at least ``window_ns`` old is remembered the reading has no value (warm-up).
+    A window of 0 reads the latest value alone (no warm-up).
+    """
+
+    def __init__(self, window_ns: int, sample_ns: int) -> None:
+        if window_ns < 0 or sample_ns <= 0:
+            raise ValueError(f"bad window {window_ns} or sample {sample_ns}")
+        self.window_ns = window_ns
+        self.sample_ns = sample_ns
+        self._samples: dict[str, deque[tuple[int, Decimal]]] = {}
+
+    def update(self, key: str, ts_ns: int, value: Decimal) -> Reading:
+        """Record ``value`` at ``ts_ns`` (if a sample is due) and read the window's mean."""
+        if self.window_ns == 0:
+            return Reading(value=value, seen_ns=0, lookback_ns=0)
+        samples = self._samples.setdefault(key, deque())
+        if not samples or ts_ns - samples[-1][0] >= self.sample_ns:
+            samples.append((ts_ns, value))
+        cutoff = ts_ns - self.window_ns
+        while len(samples) > 1 and samples[1][0] <= cutoff:
+            samples.popleft()
+        seen = max(0, ts_ns - samples[0][0])
+        if samples[0][0] > cutoff:
+            return Reading(value=None, seen_ns=seen, lookback_ns=self.window_ns)
+        inside = [v for t, v in samples if t > cutoff] or [samples[-1][1]]
+        mean = sum(inside, Decimal(0)) / len(inside)
+        return Reading(value=mean, seen_ns=seen, lookback_ns=self.window_ns)
 
 
 # ------------------------------------------------------------------------------ hysteresis
@@ -158,14 +192,19 @@ class Latch:
     """A state per key that changes at most once per ``min_hold_ns``.
 
     Every key starts in ``initial``, which may be left at once (it was never chosen); a state
-    entered by a change is kept for at least ``min_hold_ns`` whatever is asked meanwhile.
+    entered by a change is kept for at least ``min_hold_ns`` whatever is asked meanwhile. With
+    ``held``, only those states are kept (e.g. a hedge is held, but entering one is never
+    delayed); the others may be left at once.
     """
 
-    def __init__(self, initial: str, min_hold_ns: int) -> None:
+    def __init__(
+        self, initial: str, min_hold_ns: int, *, held: frozenset[str] | None = None
+    ) -> None:
         if min_hold_ns < 0:
             raise ValueError(f"min_hold_ns must be >= 0, got {min_hold_ns}")
         self.initial = initial
         self.min_hold_ns = min_hold_ns
+        self.held = held
         self._state: dict[str, tuple[str, int | None]] = {}  # key → (state, entered at)
 
     def state(self, key: str) -> str:
@@ -175,6 +214,8 @@ class Latch:
         """Ask for ``wanted`` at ``ts_ns``: granted unless the current state is still held."""
         state, since = self._state.get(key, (self.initial, None))
         held = None if since is None else max(0, ts_ns - since)
+        if self.held is not None and state not in self.held:
+            held = None  # a state that is not held may be left at once
         if wanted == state or (held is not None and held < self.min_hold_ns):
             return Held(
                 state=state,
