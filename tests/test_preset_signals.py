@@ -10,10 +10,16 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
+from ballast.adapters.data.bundle import MarketBundle
+from ballast.engine.app.backtest import run_backtest
 from ballast.engine.kernel.clock import NS_PER_HOUR
+from ballast.engine.kernel.config import parse_config
+from ballast.engine.kernel.events import OrderFilled, RebalanceDecided
+from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.strategy.api import TargetSet
 from ballast.engine.strategy.signal import Latch, Levels, State, TrailingReturn
 from ballast.strategies.conservative_hedger import ConservativeHedger
@@ -22,6 +28,7 @@ from ballast.strategies.yield_aggregator import YieldAggregator
 from tests.conftest import START_NS
 from tests.test_strategies import PRICES, budget, context, nets, spots
 
+ROOT = Path(__file__).resolve().parents[1]
 D = Decimal
 H = NS_PER_HOUR
 CORE = {"BTC": D("0.35"), "ETH": D("0.25")}
@@ -274,3 +281,30 @@ def test_yield_aggregator_holds_a_carry_for_its_minimum_hold() -> None:
     assert closed - opened == 48  # the mean fell below the exit long before
     note = carry(YieldAggregator({"funding_window_h": 8, "min_hold_h": 48}), 0, LOW).note
     assert "min hold 48 h" in note
+
+
+# ------------------------------------------------------------------------------ through the engine
+
+
+async def test_a_growth_backtest_sends_no_perp_order_while_its_signal_warms_up(
+    tmp_path: Path,
+) -> None:
+    """Four days of the bundled data through the real backtest: on main the first decision bought
+    30 % of NAV in perp longs per asset ("BTC strong (warming up)"); now only the spot core, and
+    the journal's decisions say why."""
+    config = parse_config('[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n')
+    bundle = MarketBundle.load(
+        ROOT / "data" / "market", ["BTC", "ETH"], start="2022-06-13", end="2022-06-17"
+    )
+    journal = tmp_path / "growth.db"
+    await run_backtest(config, bundle, name="growth", journal_path=journal)
+    async with JournalReader(journal) as reader:
+        messages = await reader.messages()
+    decisions = [m for m in messages if isinstance(m, RebalanceDecided)]
+    assert decisions
+    assert all("warming up" in d.reasoning for d in decisions)
+    assert "BTC warming up: 0 of 720 h: no signal position (spot core only)" in (
+        decisions[0].reasoning
+    )
+    fills = [m for m in messages if isinstance(m, OrderFilled)]
+    assert {f.symbol for f in fills} == {"BTC/USDT", "ETH/USDT"}  # spot only, no perp
