@@ -22,6 +22,13 @@ core weight (prices only, so buying or selling spot does not move it). After suc
 release the drawdown is measured from the NAV at the release (the hedged peak) and its highs since,
 so the alert comes back only on a new fall of ``alert_drawdown``, not at once on the old drawdown.
 
+Minimum hold. A hedge that went on is kept at least ``min_hold_h`` hours, even if its alert clears
+sooner (a stressed regime that flickers, a drawdown that crosses ``clear_drawdown`` and back), so
+the whole spot book is not hedged and unhedged, paying fees and slippage, on every flicker. A new
+alert hedges at once: a hedge reduces risk and is never delayed. The alert's signals have their
+own warm-up and hysteresis (the regime's in the risk budget; the drawdown's is ``alert_drawdown``
+/ ``clear_drawdown``). Every decision's reason states these parameters.
+
 Params (``[strategy.params]``), all optional:
 
 - ``core`` (asset → spot weight; the rest is stablecoin cash). Default ``{BTC = 0.5, ETH = 0.3}``:
@@ -30,6 +37,7 @@ Params (``[strategy.params]``), all optional:
 - ``clear_drawdown`` (fraction, ≤ ``alert_drawdown``). Default 0.05.
 - ``hedge_ratio`` (fraction of the spot book shorted while alerted, in (0, 1]). Default 1.
 - ``release_rebound`` (fraction; 0 turns the rule off). Default 0.10.
+- ``min_hold_h`` (hours a hedge is kept once on; 0 turns the rule off). Default 24.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.strategy.api import (
     Strategy,
     StrategyContext,
@@ -49,6 +58,9 @@ from ballast.engine.strategy.api import (
     check_weights,
     parse_params,
 )
+from ballast.engine.strategy.signal import Latch
+
+_MAX_HOLD_H = 5 * 8760
 
 
 def _default_core() -> dict[str, Decimal]:
@@ -61,6 +73,7 @@ class ConservativeHedgerParams(StrategyParams, frozen=True):
     clear_drawdown: Decimal = Decimal("0.05")
     hedge_ratio: Decimal = Decimal(1)
     release_rebound: Decimal = Decimal("0.10")
+    min_hold_h: int = 24
 
     def __post_init__(self) -> None:
         check_weights("core", self.core)
@@ -68,6 +81,10 @@ class ConservativeHedgerParams(StrategyParams, frozen=True):
         check_fraction("clear_drawdown", self.clear_drawdown, high=self.alert_drawdown)
         check_fraction("hedge_ratio", self.hedge_ratio)
         check_fraction("release_rebound", self.release_rebound)
+        if not 0 <= self.min_hold_h <= _MAX_HOLD_H:
+            raise ValueError(
+                f"min_hold_h: must be between 0 and {_MAX_HOLD_H}, got {self.min_hold_h}"
+            )
 
 
 class ConservativeHedger(Strategy):
@@ -83,18 +100,29 @@ class ConservativeHedger(Strategy):
         self._core_ref: dict[str, Decimal] = {}  # prices when the drawdown alert went on
         self._hedged_peak: Decimal | None = None  # NAV high since the last rebound release
         self._released = ""  # why the hedge last came off by the trend rule (for the note)
+        self._hedge = Latch("off", self.settings.min_hold_h * NS_PER_HOUR, held=frozenset({"on"}))
 
     def targets(self, context: StrategyContext) -> TargetSet:
         core = dict(self.settings.core)
         reasons = self.alert_reasons(context)
-        hedges = {asset: self.settings.hedge_ratio for asset in core} if reasons else {}
+        held = self._hedge.step("book", context.ts_ns, "on" if reasons else "off")
+        hedged = held.state == "on"
+        hedges = {asset: self.settings.hedge_ratio for asset in core} if hedged else {}
         if reasons:
             note = f"risk alert ({', '.join(reasons)}): spot book hedged with perp shorts"
+        elif hedged:
+            note = f"risk alert cleared: spot book still hedged ({held.hold})"
         else:
             note = "no risk alert: spot core, no overlay"
         if self._released:
             note = f"{self._released}; {note}"
             self._released = ""
+        s = self.settings
+        note += (
+            f"; alert at drawdown >= {s.alert_drawdown:.2%} until < {s.clear_drawdown:.2%}, "
+            f"release rebound {s.release_rebound:.2%}, stressed regime or kill switch, "
+            f"min hold {s.min_hold_h} h"
+        )
         return TargetSet(
             weights=core,
             spot_weights=dict(core),

@@ -4,11 +4,16 @@ The idea: a basis (carry) trade per asset — long spot plus a perp short of the
 exposure — collects funding while the funding rate is positive. Up to 50 % of NAV sits in spot
 (two assets × 25 %), the other 50 % stays in stablecoins as margin/collateral for the shorts.
 
-For each asset in ``assets``, with ``apr = MarketView.annualised_funding(asset)``:
+For each asset in ``assets``, with ``apr`` the mean of ``MarketView.annualised_funding(asset)``
+over the last ``funding_window_h`` hours (one sample per 8 hours):
 
+- warm-up: no carry is opened until the window is filled (the reason says
+  ``warming up: 16 of 72 h``); one settlement's rate is noise, and a carry that is unwound a day
+  later costs four trades' fees for a few hours of funding;
 - the carry is switched on when ``apr > enter_apr`` and off when ``apr < exit_apr``; in between
   the previous state holds (hysteresis, kept in the instance), and an asset without a funding
   rate in the context keeps its state;
+- minimum hold: a carry switched on (or off) stays so at least ``min_hold_h`` hours;
 - while on: ``spot_weights[a] = core[a] + carry`` and ``weights[a] = core[a]`` (the perp short
   makes up the difference), with ``carry = carry_weight × overlay_scale`` for a carry not yet
   open and ``carry = carry_weight`` for one already open (the snapshot shows a perp short): the
@@ -27,6 +32,11 @@ Params (``[strategy.params]``), all optional:
 - ``core`` (asset → directional spot weight, also the core floor). Default none.
 - ``enter_apr`` (annualised funding that switches the carry on). Default 0.15.
 - ``exit_apr`` (annualised funding below which it is unwound, ≤ ``enter_apr``). Default 0.05.
+- ``funding_window_h`` (hours of funding averaged, also the warm-up; 0: the latest rate alone).
+  Default 72 (nine 8-hour settlements).
+- ``min_hold_h`` (hours a carry is kept on, or off, once switched). Default 72.
+
+Every decision's reason states these parameters.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from ballast.engine.kernel.clock import NS_PER_HOUR
 from ballast.engine.strategy.api import (
     Strategy,
     StrategyContext,
@@ -46,10 +57,12 @@ from ballast.engine.strategy.api import (
     check_weights,
     parse_params,
 )
+from ballast.engine.strategy.signal import Latch, TrailingMean
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _MAX_APR: Final = Decimal(100)
+_MAX_HOURS: Final = 5 * 8760
 
 
 def _default_assets() -> list[str]:
@@ -62,12 +75,18 @@ class YieldAggregatorParams(StrategyParams, frozen=True):
     core: dict[str, Decimal] = msgspec.field(default_factory=dict)
     enter_apr: Decimal = Decimal("0.15")
     exit_apr: Decimal = Decimal("0.05")
+    funding_window_h: int = 72
+    min_hold_h: int = 72
 
     def __post_init__(self) -> None:
         check_fraction("carry_weight", self.carry_weight)
         check_weights("core", self.core)
         check_fraction("enter_apr", self.enter_apr, high=_MAX_APR)
         check_fraction("exit_apr", self.exit_apr, low=-_MAX_APR, high=self.enter_apr)
+        for key in ("funding_window_h", "min_hold_h"):
+            hours = getattr(self, key)
+            if not 0 <= hours <= _MAX_HOURS:
+                raise ValueError(f"{key}: must be between 0 and {_MAX_HOURS}, got {hours}")
         spot = sum(self.core.values(), _ZERO) + self.carry_weight * len(set(self.assets))
         if spot > _ONE:
             raise ValueError(f"carry_weight: core plus all carries is {spot} of NAV, more than 1")
@@ -82,9 +101,16 @@ class YieldAggregator(Strategy):
         super().__init__(params)
         self.settings = parse_params(YieldAggregatorParams, params)
         self.carrying: set[str] = set()
+        self._funding = TrailingMean(self.settings.funding_window_h * NS_PER_HOUR, 8 * NS_PER_HOUR)
+        self._carry = Latch("off", self.settings.min_hold_h * NS_PER_HOUR)
 
     def targets(self, context: StrategyContext) -> TargetSet:
         notes = [self._update_carry(context, asset) for asset in sorted(set(self.settings.assets))]
+        s = self.settings
+        notes.append(
+            f"carry on above {s.enter_apr:.1%} APR, off below {s.exit_apr:.1%} "
+            f"(mean of {s.funding_window_h} h), min hold {s.min_hold_h} h"
+        )
         scale = _carry_scale(context)
         core = self.settings.core
         assets = sorted(set(core) | set(self.settings.assets))
@@ -109,12 +135,25 @@ class YieldAggregator(Strategy):
         if asset not in context.market.funding_rates:
             state = "on" if asset in self.carrying else "off"
             return f"{asset} carry {state} (no funding rate)"
-        apr = context.market.annualised_funding(asset)
+        reading = self._funding.update(
+            asset, context.ts_ns, context.market.annualised_funding(asset)
+        )
+        state = "on" if asset in self.carrying else "off"
+        if reading.value is None:
+            return f"{asset} carry {state} ({reading.warmup} of funding)"
+        apr = reading.value
+        wanted = state
         if apr > self.settings.enter_apr:
-            self.carrying.add(asset)
+            wanted = "on"
         elif apr < self.settings.exit_apr:
+            wanted = "off"
+        held = self._carry.step(asset, context.ts_ns, wanted)
+        if held.state == "on":
+            self.carrying.add(asset)
+        else:
             self.carrying.discard(asset)
-        return f"{asset} carry {'on' if asset in self.carrying else 'off'} (funding {apr:.1%} APR)"
+        hold = f", {wanted} asked, {held.hold}" if held.blocked else ""
+        return f"{asset} carry {held.state} (funding {apr:.1%} APR{hold})"
 
 
 def _open_carries(context: StrategyContext) -> set[str]:

@@ -43,7 +43,13 @@ from tests.support.market_data import (
 
 PAPER = load_config(ROOT / "examples" / "paper.toml")
 D = Decimal
-GROWTH = parse_config('[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n')
+# A growth optimizer with perp longs open from its second day on, so that funding is paid (issue
+# 12: the default signal warms up for 30 days and then goes long only on +5 % momentum).
+GROWTH = parse_config(
+    '[strategy]\nname = "growth_optimizer"\n'
+    "params = { lookback_h = 24, strong_above = 0, fade_below = -1, min_hold_h = 0 }\n"
+    '[execution]\nmode = "auto"\n'
+)
 TRAIL = (
     RiskBudgetChanged,
     RebalanceDecided,

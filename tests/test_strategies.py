@@ -299,7 +299,8 @@ def test_conservative_hedger_hedges_the_whole_spot_book_during_an_alert(
 
 
 def test_conservative_hedger_drawdown_alert_clears_only_below_the_clear_level() -> None:
-    hedger = ConservativeHedger({"alert_drawdown": 0.10, "clear_drawdown": 0.05})
+    # every context at the same instant: no minimum hold here (tests/test_preset_signals.py)
+    hedger = ConservativeHedger({"alert_drawdown": 0.10, "clear_drawdown": 0.05, "min_hold_h": 0})
     observed = [
         nets(hedger.targets(context(drawdown=D(dd))))["BTC"]
         for dd in ("0.08", "0.10", "0.07", "0.05", "0.049", "0.07")
@@ -318,7 +319,7 @@ def test_conservative_hedger_releases_a_drawdown_hedge_when_the_core_rebounds() 
     """Issue 16 item 7: fully hedged, NAV (so the drawdown) is frozen above the clear level; the
     hedge comes off when the core's prices are 10 % above their low since the alert, and the
     alert does not come back at once on the old drawdown."""
-    hedger = ConservativeHedger()
+    hedger = ConservativeHedger({"min_hold_h": 0})
     path = [  # (BTC price, ETH price, drawdown as the frozen hedged NAV shows it)
         ("40000", "2000", "0.10"),  # alert: hedge
         ("36000", "1800", "0.0522"),  # falls further: hedged, NAV frozen
@@ -338,7 +339,7 @@ def test_conservative_hedger_releases_a_drawdown_hedge_when_the_core_rebounds() 
 
 
 def test_conservative_hedger_hedges_again_on_a_new_fall_from_the_hedged_peak() -> None:
-    hedger = ConservativeHedger({"release_rebound": 0.10})
+    hedger = ConservativeHedger({"release_rebound": 0.10, "min_hold_h": 0})
     hedger.targets(context(prices={"BTC": D(40_000), "ETH": D(2_000)}, drawdown=D("0.10")))
     hedger.targets(context(prices={"BTC": D(30_000), "ETH": D(1_500)}, drawdown=D("0.10")))
     released = hedger.targets(
@@ -359,7 +360,7 @@ def test_conservative_hedger_hedges_again_on_a_new_fall_from_the_hedged_peak() -
 
 def test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime() -> None:
     """Issue 16 (item 4, the carry): zero net exposure is not force-unwound by the regime."""
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     funding = {"BTC": HIGH, "ETH": HIGH}
     carry_spots(strategy, funding=funding)
     ctx = context(funding=funding, risk=budget("stressed", overlay_scale=ZERO, allow_longs=False))
@@ -379,8 +380,24 @@ def test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime() -> None:
 # --------------------------------------------------------------------------- growth_optimizer
 
 
+WEEK = {"lookback_h": 168}  # a one-week momentum (the default is 720 h)
+
+
+def strong_run(strategy: Strategy, *, risk: RiskBudgetChanged | None = None) -> TargetSet:
+    """A week and an hour of BTC and ETH both rising 0.05 % an hour (+8.8 % over the lookback):
+    the signal is warm and both assets are strong."""
+    targets = TargetSet(weights={})
+    for hour in range(169):
+        rise = 1 + D("0.0005") * hour
+        prices = {a: p * rise for a, p in PRICES.items()}
+        targets = strategy.targets(context(START_NS + hour * NS_PER_HOUR, prices=prices, risk=risk))
+    return targets
+
+
 def test_growth_optimizer_default_allocation_is_the_mission_example() -> None:
-    targets = GrowthOptimizer().targets(context())
+    """The brief's example is the allocation with both assets strong (issue 12: not before the
+    signal is warm; tests/test_preset_signals.py)."""
+    targets = strong_run(GrowthOptimizer(WEEK))
     assert targets.spot_weights == {"BTC": D("0.35"), "ETH": D("0.25")}
     assert targets.weights == {"BTC": D("0.65"), "ETH": D("0.55")}
     resolved = targets.resolve()
@@ -404,17 +421,19 @@ def feed_prices(
     return targets
 
 
-def test_growth_optimizer_hedges_a_weak_asset_and_keeps_the_long_on_a_strong_one() -> None:
+def test_growth_optimizer_hedges_a_weak_asset_and_holds_only_the_core_of_a_flat_one() -> None:
     falling = [D(50_000) - D(50) * hour for hour in range(169)]  # −16.8 % over the week
-    targets = feed_prices(GrowthOptimizer(), falling)
-    assert nets(targets) == {"BTC": D("0.175"), "ETH": D("0.55")}  # BTC 50 % hedged, ETH long
+    targets = feed_prices(GrowthOptimizer(WEEK), falling)
+    assert nets(targets) == {"BTC": D("0.175"), "ETH": D("0.25")}  # BTC 50 % hedged, ETH core
     assert spots(targets) == {"BTC": D("0.35"), "ETH": D("0.25")}
-    assert "BTC weak (momentum -16.80%): 50% of spot hedged" in targets.note
-    assert "ETH strong (momentum +0.00%): perp long 30.00% of NAV" in targets.note
+    assert "BTC weak (momentum -16.80%, held 0 h of min 168 h): 50% of spot hedged" in targets.note
+    assert "ETH neutral (momentum +0.00%" in targets.note
 
 
 def test_growth_optimizer_weak_asset_recovers_only_at_the_recover_level() -> None:
-    strategy = GrowthOptimizer({"lookback_h": 2, "weak_below": 0.05, "recover_above": 0})
+    strategy = GrowthOptimizer(
+        {"lookback_h": 2, "weak_below": 0.05, "recover_above": 0, "min_hold_h": 0}
+    )
     path = [D(100), D(100), D(94), D(97), D(92), D(95), D(99)]
     observed = []
     for hour, btc in enumerate(path):
@@ -422,30 +441,35 @@ def test_growth_optimizer_weak_asset_recovers_only_at_the_recover_level() -> Non
         observed.append(
             nets(strategy.targets(context(START_NS + hour * NS_PER_HOUR, prices=prices)))["BTC"]
         )
-    # vs two hours before: hour 2 −6 % → weak; hours 3–5 −3 %, −2.1 %, −2.1 % (above −5 % but
-    # below 0: still weak); hour 6 +7.6 % → strong again.
-    weak, strong = D("0.175"), D("0.65")
-    assert observed == [strong, strong, weak, weak, weak, weak, strong]
+    # hours 0–1 warming up (core only); vs two hours before: hour 2 −6 % → weak; hours 3–5 −3 %,
+    # −2.1 %, −2.1 % (above −5 % but below 0: still weak); hour 6 +7.6 % → strong.
+    core, weak, strong = D("0.35"), D("0.175"), D("0.65")
+    assert observed == [core, core, weak, weak, weak, weak, strong]
 
 
 def test_growth_optimizer_scales_longs_with_the_budget_and_drops_them_when_forbidden() -> None:
-    half = GrowthOptimizer().targets(context(risk=budget(overlay_scale=D("0.5"))))
+    half = strong_run(GrowthOptimizer(WEEK), risk=budget(overlay_scale=D("0.5")))
     assert nets(half) == {"BTC": D("0.50"), "ETH": D("0.40")}
-    no_longs = GrowthOptimizer().targets(context(risk=budget("stressed", allow_longs=False)))
+    no_longs = strong_run(GrowthOptimizer(WEEK), risk=budget("stressed", allow_longs=False))
     assert nets(no_longs) == {"BTC": D("0.35"), "ETH": D("0.25")}
-    kill = GrowthOptimizer().targets(context(kill_switch=True))
+    strategy = GrowthOptimizer(WEEK)
+    strong_run(strategy)
+    later = {a: p * D("1.0845") for a, p in PRICES.items()}
+    kill = strategy.targets(context(START_NS + 169 * NS_PER_HOUR, prices=later, kill_switch=True))
     assert nets(kill) == {"BTC": D("0.35"), "ETH": D("0.25")}
 
 
 def test_growth_optimizer_keeps_hedges_when_longs_are_forbidden() -> None:
     falling = [D(50_000) - D(50) * hour for hour in range(169)]
-    targets = feed_prices(GrowthOptimizer(), falling, risk=budget("stressed", allow_longs=False))
+    targets = feed_prices(
+        GrowthOptimizer(WEEK), falling, risk=budget("stressed", allow_longs=False)
+    )
     assert nets(targets) == {"BTC": D("0.175"), "ETH": D("0.25")}
 
 
 def test_growth_optimizer_is_deterministic_for_the_same_sequence_of_contexts() -> None:
     path = [D(50_000) + D(137) * ((hour * 7) % 11 - 5) for hour in range(200)]
-    assert feed_prices(GrowthOptimizer(), path) == feed_prices(GrowthOptimizer(), path)
+    assert feed_prices(GrowthOptimizer(WEEK), path) == feed_prices(GrowthOptimizer(WEEK), path)
 
 
 # --------------------------------------------------------------------------- yield_aggregator
@@ -454,6 +478,8 @@ def test_growth_optimizer_is_deterministic_for_the_same_sequence_of_contexts() -
 HIGH = D("0.0002")  # 21.9 % APR > 15 %
 MIDDLE = D("0.0001")  # 10.95 % APR: between exit and enter
 LOW = D("0.00004")  # 4.38 % APR < 5 %
+# These contexts share one instant: the latest rate alone, no hold (tests/test_preset_signals.py).
+RAW = {"funding_window_h": 0, "min_hold_h": 0}
 
 
 def carry_spots(strategy: YieldAggregator, **ctx: Any) -> dict[str, Decimal | None]:
@@ -463,14 +489,14 @@ def carry_spots(strategy: YieldAggregator, **ctx: Any) -> dict[str, Decimal | No
 
 
 def test_yield_aggregator_enters_the_carry_above_enter_apr() -> None:
-    targets = YieldAggregator().targets(context(funding={"BTC": HIGH, "ETH": MIDDLE}))
+    targets = YieldAggregator(RAW).targets(context(funding={"BTC": HIGH, "ETH": MIDDLE}))
     assert spots(targets) == {"BTC": D("0.25"), "ETH": ZERO}
     assert nets(targets) == {"BTC": ZERO, "ETH": ZERO}  # long spot + perp short of the same size
     assert "BTC carry on (funding 21.9% APR)" in targets.note
 
 
 def test_yield_aggregator_carry_has_hysteresis() -> None:
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     observed = [
         carry_spots(strategy, funding={"BTC": rate})["BTC"]
         for rate in (MIDDLE, HIGH, MIDDLE, LOW, MIDDLE, HIGH)
@@ -479,7 +505,7 @@ def test_yield_aggregator_carry_has_hysteresis() -> None:
 
 
 def test_yield_aggregator_keeps_its_state_without_a_funding_rate() -> None:
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     carry_spots(strategy, funding={"BTC": HIGH, "ETH": HIGH})
     assert carry_spots(strategy, funding={}) == {"BTC": D("0.25"), "ETH": D("0.25")}
 
@@ -488,7 +514,7 @@ def test_yield_aggregator_unwinds_its_carry_on_the_kill_switch_only() -> None:
     """The regime's overlay scale sizes a new carry (an open one is kept whole in a stressed
     regime: test_yield_aggregator_keeps_an_open_carry_in_a_stressed_regime); the kill switch
     unwinds every carry."""
-    strategy = YieldAggregator()
+    strategy = YieldAggregator(RAW)
     funding = {"BTC": HIGH, "ETH": HIGH}
     assert carry_spots(strategy, funding=funding, risk=budget(overlay_scale=D("0.5"))) == {
         "BTC": D("0.125"),
@@ -499,7 +525,9 @@ def test_yield_aggregator_unwinds_its_carry_on_the_kill_switch_only() -> None:
 
 
 def test_yield_aggregator_keeps_a_directional_core_beside_the_carry() -> None:
-    strategy = YieldAggregator({"core": {"BTC": 0.1}, "assets": ["BTC"], "carry_weight": 0.4})
+    strategy = YieldAggregator(
+        {"core": {"BTC": 0.1}, "assets": ["BTC"], "carry_weight": 0.4, **RAW}
+    )
     targets = strategy.targets(context(funding={"BTC": HIGH}))
     assert nets(targets) == {"BTC": D("0.1")}
     assert spots(targets) == {"BTC": D("0.5")}
