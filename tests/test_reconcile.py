@@ -148,6 +148,54 @@ def test_an_event_the_last_statement_already_holds_is_not_counted_twice() -> Non
     assert book.differences() == []
 
 
+def funding_at(ts: int, symbol: str, amount: str) -> FundingPaid:
+    return FundingPaid(ts, ts, symbol, D(1), D(2000), D("0.0001"), D(amount), "USDT")
+
+
+def test_an_event_of_the_statements_millisecond_it_does_not_hold_is_explained() -> None:
+    """Two payments settled in one millisecond, each followed by its statement; the engine
+    adopted the first statement (BTC's payment in it), then died. After the restart ETH's
+    payment arrives with the statement's venue time: it may or may not be in it. The venue's new
+    statement shows it was not: explained, no mismatch (the bug the kill campaign found)."""
+    same_ms = tick()
+    book = fold(
+        *started(balance("USDT", "1000"), position("BTC/USDT:USDT", "1", "40000")),
+        BalanceUpdated(same_ms, same_ms, "spot", "USDT", D("996"), D(0)),  # BTC's payment in it
+        loaded(),  # killed before ETH's statement; a restart
+        funding_at(same_ms, "BTC/USDT:USDT", "-4"),
+        funding_at(same_ms, "ETH/USDT:USDT", "-1.680690296"),
+        balance("USDT", "994.319309704"),
+    )
+    assert book.holdings["USDT"] == D(996)  # both taken as in the statement
+    assert book.differences() == []
+
+
+def test_a_tie_explains_only_its_own_amount() -> None:
+    same_ms = tick()
+    book = fold(
+        *started(balance("USDT", "1000")),
+        BalanceUpdated(same_ms, same_ms, "spot", "USDT", D("996"), D(0)),
+        loaded(),
+        funding_at(same_ms, "ETH/USDT:USDT", "-1.68"),
+        balance("USDT", "994.31"),  # 0.01 more gone than the payment explains
+    )
+    assert book.differences() == [Difference("balance:USDT", D(996), D("994.31"))]
+
+
+def test_a_later_statement_clears_the_ties_it_holds() -> None:
+    same_ms = tick()
+    book = fold(
+        *started(balance("USDT", "1000")),
+        BalanceUpdated(same_ms, same_ms, "spot", "USDT", D("996"), D(0)),
+        funding_at(same_ms, "ETH/USDT:USDT", "-1.68"),
+        balance("USDT", "994.32"),  # a later statement, trusted (outside a window)
+        loaded(),
+        balance("USDT", "996"),  # the venue now says 1.68 more: no tie explains that any more
+    )
+    assert book.ties == {}
+    assert book.differences() == [Difference("balance:USDT", D("994.32"), D(996))]
+
+
 def test_positions_are_the_fills_own_whatever_order_the_statements_come_in() -> None:
     book = fold(
         loaded(),

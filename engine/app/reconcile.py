@@ -97,6 +97,9 @@ class Difference:
         return f"{self.subject} journal {self.journal_value} venue {self.venue_value}"
 
 
+MAX_TIES: Final = 12
+"""The ties of an asset whose subsets may explain a difference (the latest ones): 4,096 sums."""
+
 FLOAT_DIGITS: Final = Decimal("1e-14")
 """Relative difference below which a venue's figure equals the journal's: a client that
 parses amounts as binary floats (ccxt's unified balances) states ~16 significant digits."""
@@ -120,10 +123,16 @@ class ReconcileBook:
 
     Order of facts. A venue may state a balance that already holds a fill or a funding payment
     before that event reaches the engine (another socket, a REST lookup after the stream's
-    notice). An event whose venue time (``ts_event``) is not after the last adopted statement of
+    notice). An event whose venue time (``ts_event``) is before the last adopted statement of
     the wallet it settles in is taken as already in it; the wallet of a perp's cash is
     ``"futures"`` when the venue keeps a separate futures wallet of that asset (a non-zero
-    statement), else ``"spot"`` (a unified account). Perp positions are the fills' own: the sum
+    statement), else ``"spot"`` (a unified account). An event at the *same* venue time as that
+    statement (venues stamp to the millisecond: two funding payments settled together, each
+    followed by its statement, or two fills of one instant) may or may not be in it; it is taken
+    as in it, and kept as a **tie**: when the book and the venue differ on that asset by exactly
+    the sum of some of its ties (at most :data:`MAX_TIES` are tried), the ties explain the
+    difference (the statement held some of them, not all). A later statement clears the ties
+    it supersedes. Perp positions are the fills' own: the sum
     of the fills since the opening statement (exactly once each, whatever order the streams
     deliver them in); a position statement is adopted only at the opening (before the venue's
     first ``caught_up``) and at a resolution.
@@ -156,11 +165,22 @@ class ReconcileBook:
         self.has_past = False
         self.known_orders: set[str] = set()
         """Client order ids the journal knows (sent by this engine, or reported by the venue)."""
+        self.ties: dict[tuple[AccountKind, str], list[Decimal]] = {}
+        """(wallet, asset) → the deltas of the events taken as in the last adopted statement
+        because they have its venue time (one sum per event): see the class docstring."""
+        self._event: dict[tuple[AccountKind, str], Decimal] = {}
+        """The tie deltas of the event being folded, summed per (wallet, asset)."""
 
     # ------------------------------------------------------------------ events
 
     def apply(self, message: Message) -> None:
         """Fold one event (others are ignored)."""
+        self._fold(message)
+        for key, delta in self._event.items():
+            self.ties.setdefault(key, []).append(delta)
+        self._event.clear()
+
+    def _fold(self, message: Message) -> None:
         if isinstance(message, SubmitOrder | OrderEvent):
             self.known_orders.add(getattr(message, "client_order_id", ""))
         if isinstance(message, OrderFilled):
@@ -219,7 +239,7 @@ class ReconcileBook:
         self.reported[key] = event.free + event.locked
         self.reported_at[key] = event.ts_event
         if not self.window or self.opening:
-            self.adopted_at[key] = event.ts_event
+            self._adopt_at(key, event.ts_event)
             self.holdings[event.asset] = self.venue_balance(event.asset)
 
     def position(self, event: PositionUpdated) -> None:
@@ -233,13 +253,20 @@ class ReconcileBook:
         self.open.clear()
         self.window = self.stale  # a gap since the check began: the next caught_up checks again
         self.opening = False
-        self.adopted_at.update(self.reported_at)
+        for key, ts in self.reported_at.items():
+            self._adopt_at(key, ts)
         for asset in {asset for _, asset in self.reported}:
             self.holdings[asset] = self.venue_balance(asset)
         for symbol, (qty, entry) in self.reported_positions.items():
             position = self.positions.get(symbol)
             if position is None or position.qty != qty:
                 self._adopt_position(symbol, qty, entry)
+
+    def _adopt_at(self, key: tuple[AccountKind, str], ts_event: int) -> None:
+        """A statement of ``key`` at ``ts_event`` is adopted: it holds the earlier ties."""
+        if ts_event != self.adopted_at.get(key):
+            self.ties.pop(key, None)
+        self.adopted_at[key] = ts_event
 
     def _adopt_position(self, symbol: str, qty: Decimal, entry: Decimal) -> None:
         position = self.positions.setdefault(symbol, Position())
@@ -253,7 +280,11 @@ class ReconcileBook:
     def _book(self, wallet: AccountKind, asset: str, delta: Decimal, ts_event: int) -> None:
         """Add ``delta`` unless the last adopted statement of the wallet already holds it."""
         self.has_past = True
-        if ts_event <= self.adopted_at.get((wallet, asset), -1):
+        adopted = self.adopted_at.get((wallet, asset), -1)
+        if ts_event == adopted:
+            key = (wallet, asset)
+            self._event[key] = self._event.get(key, _ZERO) + delta
+        if ts_event <= adopted:
             return
         self.holdings[asset] = self.holdings.get(asset, _ZERO) + delta
 
@@ -268,7 +299,7 @@ class ReconcileBook:
         assets = set(self.holdings) | {asset for _, asset in self.reported}
         for asset in sorted(assets):
             mine, theirs = self.holdings.get(asset, _ZERO), self.venue_balance(asset)
-            if not same(mine, theirs):
+            if not same(mine, theirs) and not self._ties_explain(asset, mine, theirs):
                 out.append(Difference(f"balance:{asset}", mine, theirs))
         for symbol in sorted(set(self.positions) | set(self.reported_positions)):
             position = self.positions.get(symbol)
@@ -277,6 +308,16 @@ class ReconcileBook:
             if not same(mine, theirs):
                 out.append(Difference(f"position:{symbol}", mine, theirs))
         return out
+
+    def _ties_explain(self, asset: str, mine: Decimal, theirs: Decimal) -> bool:
+        """Some of the asset's ties (class docstring), added to the book, give the venue's
+        figure: the last statement did not hold them."""
+        ties = [d for (_, a), deltas in sorted(self.ties.items()) if a == asset for d in deltas]
+        ties = ties[-MAX_TIES:]
+        sums = {_ZERO}
+        for delta in ties:
+            sums |= {total + delta for total in sums}
+        return any(total and same(mine + total, theirs) for total in sums)
 
     def missing_from(self, statements: Iterable[Message]) -> list[tuple[AccountKind, str] | str]:
         """The (account, asset) balances and perp symbols the venue stated as non-zero before
