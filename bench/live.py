@@ -303,9 +303,11 @@ class LiveResult:
     steps: list[RateStep]
     stats: dict[str, Any]
     parts_ns: dict[str, list[int]]
-    """Quote → order split in three (engine side on the same monotonic clock): ``in``: quote
+    """Quote → order split in four (engine side on the same monotonic clock): ``in``: quote
     sent → QuoteTick dispatched on the engine's bus; ``decide``: → SubmitOrder published;
-    ``out``: → order at the exchange (journal commits, ccxt's create_order, HTTP)."""
+    ``durable``: → the command fsync'd in the journal and handed to the venue adapter (its
+    ``OrderSubmitted``, published just before the send); ``out``: → order at the exchange
+    (ccxt's create_order, HTTP)."""
 
 
 async def _bench(workdir: Path) -> LiveResult:
@@ -333,15 +335,17 @@ async def _bench(workdir: Path) -> LiveResult:
         finally:
             await engine.stop()
     submits: list[int] = stats.pop("submits", [])
-    parts: dict[str, list[int]] = {"in": [], "decide": [], "out": []}
+    sends: list[int] = stats.pop("sends", [])
+    parts: dict[str, list[int]] = {"in": [], "decide": [], "durable": [], "out": []}
     for trip in trips:
         dispatched = seen.get(str(trip.number))
-        if dispatched is None or trip.order_index >= len(submits):
+        if dispatched is None or trip.order_index >= min(len(submits), len(sends)):
             continue
-        submitted = submits[trip.order_index]
+        submitted, sent = submits[trip.order_index], sends[trip.order_index]
         parts["in"].append(dispatched - trip.sent_ns)
         parts["decide"].append(submitted - dispatched)
-        parts["out"].append(trip.arrived_ns - submitted)
+        parts["durable"].append(sent - submitted)
+        parts["out"].append(trip.arrived_ns - sent)
     latencies = [trip.arrived_ns - trip.sent_ns for trip in trips]
     return LiveResult(latencies, missed, steps, stats, parts)
 
@@ -366,6 +370,7 @@ def main() -> None:
         for name, what in (
             ("in", "exchange → engine bus"),
             ("decide", "→ SubmitOrder"),
+            ("durable", "→ durable, to the adapter"),
             ("out", "→ order at the exchange"),
         ):
             values = sorted(result.parts_ns[name])
@@ -410,7 +415,7 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
     from ballast.engine.app.session import Session
     from ballast.engine.kernel.commands import SubmitOrder
     from ballast.engine.kernel.config import parse_config
-    from ballast.engine.kernel.events import OrderFilled
+    from ballast.engine.kernel.events import OrderFilled, OrderSubmitted
     from ballast.engine.kernel.journal import Journal
     from ballast.engine.trading.portfolio import Portfolio
 
@@ -428,6 +433,7 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
     )
     seen: dict[int, int] = {}
     submits: list[int] = []
+    sends: list[int] = []
     commits_ns: list[int] = []
     counts = {"orders": 0, "fills": 0}
 
@@ -437,6 +443,9 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
     def on_submit(command: SubmitOrder) -> None:
         submits.append(time.perf_counter_ns())
         counts["orders"] += 1
+
+    def on_send(event: OrderSubmitted) -> None:
+        sends.append(time.perf_counter_ns())
 
     def on_commit(seconds: float, records: int) -> None:
         commits_ns.append(int(seconds * NS_PER_SECOND))
@@ -456,6 +465,7 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
         session = Session(config, clock, journal=journal, venue=venue)
         session.bus.subscribe(QuoteTick, on_quote, name="bench.quote")
         session.bus.subscribe(SubmitOrder, on_submit, name="bench.submit")
+        session.bus.subscribe(OrderSubmitted, on_send, name="bench.send")
         session.bus.subscribe(OrderFilled, on_fill, name="bench.fill")
         journal.commit_observers.append(on_commit)
         async with session:
@@ -474,6 +484,7 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
                         {
                             **counts,
                             "submits": submits,
+                            "sends": sends,
                             "commit_p50_ns": percentile(commits, 50),
                             "commit_p99_ns": percentile(commits, 99),
                         }

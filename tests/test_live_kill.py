@@ -18,6 +18,7 @@ after a restart, or a traceback in an engine's log fails the campaign too."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import signal
@@ -58,8 +59,14 @@ TRADING: Overrides = {
     "paper": {"start": "2022-05-01"},  # the falls of May and June 2022 first
     "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
-    "risk": {"stale_after_s": 2},
+    # the drawdown kill switch (20 % by default) would end the trading a few kills in: the
+    # campaign is about restarts while trading, so it trades on to the end
+    "risk": {"stale_after_s": 2, "drawdown_limit": 0.9},
 }
+
+SEED = int(os.environ.get("BALLAST_KILL_SEED", "11"))
+"""The default campaign's seed (``BALLAST_KILL_SEED=N`` runs another plan; the slow one adds
+1100)."""
 
 WEIGHT_LIMIT = 24_000
 """Ten times Binance's futures limit: a restart costs ~250 weight, the campaign restarts every
@@ -203,11 +210,17 @@ async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -
     ]
 
 
-def assert_every_kill_point_landed(landed: list[str]) -> None:
+def assert_kills_landed_while_trading(landed: list[str], planned: list[Kill]) -> None:
     """Kills landed at a random moment, right after an order was journaled and right after a
-    fill, each at least once."""
+    fill, each at least once; and the engine traded throughout: at least three quarters of the
+    kills planned on an order or a fill found one within 5 s of their restart."""
     missing = {"random", "after_submit", "after_fill"} - set(landed)
     assert not missing, landed
+    on_trades = [
+        (k.point, got) for k, got in zip(planned, landed, strict=True) if k.point != "random"
+    ]
+    hit = sum(point == got for point, got in on_trades)
+    assert hit * 4 >= len(on_trades) * 3, f"{hit} of {len(on_trades)} landed: {landed}"
 
 
 def report(result: Campaign) -> None:
@@ -220,32 +233,21 @@ def report(result: Campaign) -> None:
         kind = re.sub(r"\b(run \d+|last run|seq \d+|bl-[\w-]+)\b", "…", symptom)
         kinds.setdefault(kind, []).append(symptom)
     shown = "; ".join(f"{len(seen)}× {seen[0]}" for seen in kinds.values())
-    if kinds and all(kind.startswith("ReconcileMismatch") for kind in kinds):
-        pytest.xfail(f"{OPEN_RECONCILE_BUG}: {shown}")
     assert not kinds, shown
-
-
-OPEN_RECONCILE_BUG = (
-    "open bug (issue 11's note, CHANGELOG 'Known open'): after some restarts the reconcile finds "
-    "the journal's USDT one funding payment (emitted by the restart's catch-up) above the "
-    "venue's, and trading halts; every hard check above passed"
-)
 
 
 async def test_the_engine_killed_20_times_while_trading_loses_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:
-    result = await campaign(tmp_path, kills=20, seed=11)
-    assert len(result.landed) == 20
+    result = await campaign(tmp_path, kills=20, seed=SEED)
     report(result)
-    assert_every_kill_point_landed(result.landed)
+    assert_kills_landed_while_trading(result.landed, plan(20, SEED))
 
 
 @pytest.mark.slow
 async def test_the_engine_killed_50_times_while_trading_loses_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:
-    result = await campaign(tmp_path, kills=50, seed=1111)
-    assert len(result.landed) == 50
+    result = await campaign(tmp_path, kills=50, seed=SEED + 1100)
     report(result)
-    assert_every_kill_point_landed(result.landed)
+    assert_kills_landed_while_trading(result.landed, plan(50, SEED + 1100))

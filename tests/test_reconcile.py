@@ -42,11 +42,12 @@ from tests.test_risk_actor import Desk, desk_on, small_book, vetoed
 D = Decimal
 VenueKind = Literal["simulated", "paper", "binance"]
 T = 1_700_000_000_000_000_000
-_TICKS = itertools.count(T)
+_TICKS = itertools.count(T - 10**12)
 
 
 def tick() -> int:
-    """The next venue time: each fact in a test happens after the one before."""
+    """The next venue time: each fact in a test happens after the one before, and before the
+    in-memory venue's clock (``T``): its account, read over "REST", is newer."""
     return next(_TICKS)
 
 
@@ -145,6 +146,94 @@ def test_an_event_the_last_statement_already_holds_is_not_counted_twice() -> Non
         loaded(),
         balance("USDT", "996"),
     )
+    assert book.differences() == []
+
+
+def funding_at(ts: int, symbol: str, amount: str) -> FundingPaid:
+    return FundingPaid(ts, ts, symbol, D(1), D(2000), D("0.0001"), D(amount), "USDT")
+
+
+def test_an_event_of_the_statements_millisecond_it_does_not_hold_is_explained() -> None:
+    """Two payments settled in one millisecond, each followed by its statement; the engine
+    adopted the first statement (BTC's payment in it), then died. After the restart ETH's
+    payment arrives with the statement's venue time: it may or may not be in it. The venue's new
+    statement shows it was not: explained, no mismatch (the bug the kill campaign found)."""
+    opening = started(balance("USDT", "1000"), position("BTC/USDT:USDT", "1", "40000"))
+    same_ms = tick()
+    book = fold(
+        *opening,
+        BalanceUpdated(same_ms, same_ms, "spot", "USDT", D("996"), D(0)),  # BTC's payment in it
+        loaded(),  # killed before ETH's statement; a restart
+        funding_at(same_ms, "BTC/USDT:USDT", "-4"),
+        funding_at(same_ms, "ETH/USDT:USDT", "-1.680690296"),
+        balance("USDT", "994.319309704"),
+    )
+    assert book.holdings["USDT"] == D(996)  # both taken as in the statement
+    assert book.differences() == []
+
+
+def test_a_tie_explains_only_its_own_amount() -> None:
+    opening = started(balance("USDT", "1000"))
+    same_ms = tick()
+    book = fold(
+        *opening,
+        BalanceUpdated(same_ms, same_ms, "spot", "USDT", D("996"), D(0)),
+        loaded(),
+        funding_at(same_ms, "ETH/USDT:USDT", "-1.68"),
+        balance("USDT", "994.31"),  # 0.01 more gone than the payment explains
+    )
+    assert book.differences() == [Difference("balance:USDT", D(996), D("994.31"))]
+
+
+def test_a_later_statement_clears_the_ties_it_holds() -> None:
+    opening = started(balance("USDT", "1000"))
+    same_ms = tick()
+    book = fold(
+        *opening,
+        BalanceUpdated(same_ms, same_ms, "spot", "USDT", D("996"), D(0)),
+        funding_at(same_ms, "ETH/USDT:USDT", "-1.68"),
+        balance("USDT", "994.32"),  # a later statement, trusted (outside a window)
+        loaded(),
+        balance("USDT", "996"),  # the venue now says 1.68 more: no tie explains that any more
+    )
+    assert book.ties == {}
+    assert book.differences() == [Difference("balance:USDT", D("994.32"), D(996))]
+
+
+def test_a_resolution_keeps_what_came_after_the_statement_it_adopts() -> None:
+    """The check agreed on a statement; before its resolution was folded, a payment later than
+    the statement arrived. Adopting the statement keeps the payment (the kill campaign's second
+    bug: the payment vanished from the book, a mismatch at every later check)."""
+    opening = started(balance("USDT", "1000"))
+    paid = FundingPaid(tick(), 0, "BTC/USDT:USDT", D(1), D(40000), D("0.0001"), D(1), "USDT")
+    book = fold(
+        *opening,
+        loaded(),  # a restart
+        paid,
+        balance("USDT", "1001"),  # the statement the check agrees on
+        caught_up(),
+        funding_at(tick(), "ETH/USDT:USDT", "-0.12"),  # later than it
+        ReconcileResolved(T, T, "memory", "agrees"),
+    )
+    assert not book.window
+    assert book.holdings["USDT"] == D("1000.88")
+    book.apply(balance("USDT", "1000.88"))
+    assert book.differences() == []
+
+
+def test_an_older_statement_arriving_late_does_not_replace_a_newer_one() -> None:
+    """A REST read of the account, answered before a payment, delivered after the stream's
+    statement that holds the payment: the older view is not the venue's latest."""
+    opening = started(balance("USDT", "1000"))
+    read_at = tick()
+    book = fold(
+        *opening,
+        loaded(),
+        balance("USDT", "999.88"),  # the stream: the payment in it
+        BalanceUpdated(read_at, read_at, "spot", "USDT", D(1000), D(0)),  # the REST read
+        funding_at(read_at, "BTC/USDT:USDT", "-0.12"),  # paid just after the read
+    )
+    assert book.venue_balance("USDT") == D("999.88")
     assert book.differences() == []
 
 

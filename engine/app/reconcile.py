@@ -97,6 +97,9 @@ class Difference:
         return f"{self.subject} journal {self.journal_value} venue {self.venue_value}"
 
 
+MAX_TIES: Final = 12
+"""The ties of an asset whose subsets may explain a difference (the latest ones): 4,096 sums."""
+
 FLOAT_DIGITS: Final = Decimal("1e-14")
 """Relative difference below which a venue's figure equals the journal's: a client that
 parses amounts as binary floats (ccxt's unified balances) states ~16 significant digits."""
@@ -120,13 +123,24 @@ class ReconcileBook:
 
     Order of facts. A venue may state a balance that already holds a fill or a funding payment
     before that event reaches the engine (another socket, a REST lookup after the stream's
-    notice). An event whose venue time (``ts_event``) is not after the last adopted statement of
+    notice). An event whose venue time (``ts_event``) is before the last adopted statement of
     the wallet it settles in is taken as already in it; the wallet of a perp's cash is
     ``"futures"`` when the venue keeps a separate futures wallet of that asset (a non-zero
-    statement), else ``"spot"`` (a unified account). Perp positions are the fills' own: the sum
-    of the fills since the opening statement (exactly once each, whatever order the streams
-    deliver them in); a position statement is adopted only at the opening (before the venue's
-    first ``caught_up``) and at a resolution.
+    statement), else ``"spot"`` (a unified account). An event at the *same* venue time as that
+    statement (venues stamp to the millisecond: two funding payments settled together, each
+    followed by its statement, or two fills of one instant) may or may not be in it; it is taken
+    as in it, and kept as a **tie**: when the book and the venue differ on that asset by exactly
+    the sum of some of its ties (at most :data:`MAX_TIES` are tried), the ties explain the
+    difference (the statement held some of them, not all). A later statement clears the ties
+    it supersedes. A statement older than the one held for its wallet (a REST read answered
+    before the stream's latest, delivered after it) is not the venue's view and is dropped; and
+    adopting a statement keeps on top of it the events already booked that are later than it
+    (facts delivered before the statement that it does not hold: a payment that arrived while
+    a check's resolution was on its way), the perp fills alike for a position.
+
+    Perp positions are the fills' own: the sum of the fills since the opening statement
+    (exactly once each, whatever order the streams deliver them in); a position statement is
+    adopted only at the opening (before the venue's first ``caught_up``) and at a resolution.
     """
 
     def __init__(self) -> None:
@@ -141,6 +155,13 @@ class ReconcileBook:
         """Venue time of the last statement adopted into the book, per (account, asset)."""
         self.reported_positions: dict[str, tuple[Decimal, Decimal]] = {}
         """The venue's latest statement per perp symbol: (quantity, entry price)."""
+        self.reported_positions_at: dict[str, int] = {}
+        self.recent: dict[tuple[AccountKind, str], list[tuple[int, Decimal]]] = {}
+        """(wallet, asset) → (venue time, delta) of the events booked after the last adopted
+        statement: an adoption keeps those later than the statement on top of it."""
+        self.recent_trades: dict[str, list[tuple[int, Decimal, Decimal]]] = {}
+        """Perp symbol → (venue time, signed quantity, price) of the fills since the opening (or
+        the last adopted statement): an adoption keeps those later than the statement."""
         self.opened = False
         """The venue caught up once: position statements are no longer adopted (the opening
         account of a fresh start is)."""
@@ -156,11 +177,22 @@ class ReconcileBook:
         self.has_past = False
         self.known_orders: set[str] = set()
         """Client order ids the journal knows (sent by this engine, or reported by the venue)."""
+        self.ties: dict[tuple[AccountKind, str], list[Decimal]] = {}
+        """(wallet, asset) → the deltas of the events taken as in the last adopted statement
+        because they have its venue time (one sum per event): see the class docstring."""
+        self._event: dict[tuple[AccountKind, str], Decimal] = {}
+        """The tie deltas of the event being folded, summed per (wallet, asset)."""
 
     # ------------------------------------------------------------------ events
 
     def apply(self, message: Message) -> None:
         """Fold one event (others are ignored)."""
+        self._fold(message)
+        for key, delta in self._event.items():
+            self.ties.setdefault(key, []).append(delta)
+        self._event.clear()
+
+    def _fold(self, message: Message) -> None:
         if isinstance(message, SubmitOrder | OrderEvent):
             self.known_orders.add(getattr(message, "client_order_id", ""))
         if isinstance(message, OrderFilled):
@@ -200,6 +232,7 @@ class ReconcileBook:
         ts = fill.ts_event
         perp = is_perp(fill.symbol)
         if perp:
+            self.recent_trades.setdefault(fill.symbol, []).append((ts, signed, fill.price))
             position = self.positions.setdefault(fill.symbol, Position())
             settle = settle_of(fill.symbol)
             self._book(
@@ -216,35 +249,76 @@ class ReconcileBook:
     def balance(self, event: BalanceUpdated) -> None:
         self.has_past = True
         key = (event.account, event.asset)
+        if event.ts_event < self.reported_at.get(key, -1):
+            return  # an older view than the one held (a REST read overtaken by the stream)
         self.reported[key] = event.free + event.locked
         self.reported_at[key] = event.ts_event
+        booked = self.recent.get(key)
+        if booked:  # those before it are in it, and in any later statement
+            booked[:] = [b for b in booked if b[0] >= event.ts_event]
         if not self.window or self.opening:
-            self.adopted_at[key] = event.ts_event
-            self.holdings[event.asset] = self.venue_balance(event.asset)
+            self._adopt_at(key, event.ts_event)
+            self._adopt_balance(event.asset)
 
     def position(self, event: PositionUpdated) -> None:
         self.has_past = True
+        if event.ts_event < self.reported_positions_at.get(event.symbol, -1):
+            return  # an older view than the one held
         self.reported_positions[event.symbol] = (event.qty, event.entry_price)
+        self.reported_positions_at[event.symbol] = event.ts_event
+        trades = self.recent_trades.get(event.symbol)
+        if trades:  # those before it are in it, and in any later statement
+            trades[:] = [t for t in trades if t[0] >= event.ts_event]
         if not self.opened and (not self.window or self.opening):
-            self._adopt_position(event.symbol, event.qty, event.entry_price)  # the opening
+            self._adopt_position(event.symbol)  # the opening
 
     def resolve(self) -> None:
         """The venue's view becomes the book (a check agreed, or the operator accepted it)."""
         self.open.clear()
         self.window = self.stale  # a gap since the check began: the next caught_up checks again
         self.opening = False
-        self.adopted_at.update(self.reported_at)
+        for key, ts in self.reported_at.items():
+            self._adopt_at(key, ts)
         for asset in {asset for _, asset in self.reported}:
-            self.holdings[asset] = self.venue_balance(asset)
-        for symbol, (qty, entry) in self.reported_positions.items():
-            position = self.positions.get(symbol)
-            if position is None or position.qty != qty:
-                self._adopt_position(symbol, qty, entry)
+            self._adopt_balance(asset)
+        for symbol in self.reported_positions:
+            self._adopt_position(symbol)
 
-    def _adopt_position(self, symbol: str, qty: Decimal, entry: Decimal) -> None:
-        position = self.positions.setdefault(symbol, Position())
-        if (position.qty, position.entry_price) != (qty, entry):
-            position.qty, position.cost = qty, qty * entry
+    def _adopt_at(self, key: tuple[AccountKind, str], ts_event: int) -> None:
+        """A statement of ``key`` at ``ts_event`` is adopted: it holds the earlier ties."""
+        if ts_event != self.adopted_at.get(key):
+            self.ties.pop(key, None)
+        self.adopted_at[key] = ts_event
+        later: list[tuple[int, Decimal]] = []
+        for ts, delta in self.recent.pop(key, ()):
+            if ts > ts_event:
+                later.append((ts, delta))
+            elif ts == ts_event:  # booked, now taken as in the statement: a tie
+                self.ties.setdefault(key, []).append(delta)
+        if later:
+            self.recent[key] = later
+
+    def _adopt_balance(self, asset: str) -> None:
+        """The asset's holding becomes the venue's statements, plus the events booked that are
+        later than the statement of their wallet (they arrived before it, it does not hold
+        them)."""
+        later = (d for (_, a), booked in self.recent.items() if a == asset for _, d in booked)
+        self.holdings[asset] = self.venue_balance(asset) + sum(later, _ZERO)
+
+    def _adopt_position(self, symbol: str) -> None:
+        """The perp's position becomes the venue's statement, plus the fills later than it."""
+        qty, entry = self.reported_positions[symbol]
+        stated_at = self.reported_positions_at.get(symbol, -1)
+        later = [t for t in self.recent_trades.pop(symbol, ()) if t[0] > stated_at]
+        position = Position()
+        position.qty, position.cost = qty, qty * entry
+        for _, signed, price in later:
+            position.trade(signed, price)
+        current = self.positions.setdefault(symbol, Position())
+        if current.qty != position.qty:  # the same quantity keeps the fills' exact cost basis
+            current.qty, current.cost = position.qty, position.cost
+        if later:
+            self.recent_trades[symbol] = later
 
     def _wallet(self, asset: str, *, perp: bool) -> AccountKind:
         """Where a perp's cash settles: the futures wallet if the venue keeps one for it."""
@@ -253,9 +327,14 @@ class ReconcileBook:
     def _book(self, wallet: AccountKind, asset: str, delta: Decimal, ts_event: int) -> None:
         """Add ``delta`` unless the last adopted statement of the wallet already holds it."""
         self.has_past = True
-        if ts_event <= self.adopted_at.get((wallet, asset), -1):
+        adopted = self.adopted_at.get((wallet, asset), -1)
+        if ts_event == adopted:
+            key = (wallet, asset)
+            self._event[key] = self._event.get(key, _ZERO) + delta
+        if ts_event <= adopted:
             return
         self.holdings[asset] = self.holdings.get(asset, _ZERO) + delta
+        self.recent.setdefault((wallet, asset), []).append((ts_event, delta))
 
     # ------------------------------------------------------------------ views
 
@@ -268,7 +347,7 @@ class ReconcileBook:
         assets = set(self.holdings) | {asset for _, asset in self.reported}
         for asset in sorted(assets):
             mine, theirs = self.holdings.get(asset, _ZERO), self.venue_balance(asset)
-            if not same(mine, theirs):
+            if not same(mine, theirs) and not self._ties_explain(asset, mine, theirs):
                 out.append(Difference(f"balance:{asset}", mine, theirs))
         for symbol in sorted(set(self.positions) | set(self.reported_positions)):
             position = self.positions.get(symbol)
@@ -277,6 +356,16 @@ class ReconcileBook:
             if not same(mine, theirs):
                 out.append(Difference(f"position:{symbol}", mine, theirs))
         return out
+
+    def _ties_explain(self, asset: str, mine: Decimal, theirs: Decimal) -> bool:
+        """Some of the asset's ties (class docstring), added to the book, give the venue's
+        figure: the last statement did not hold them."""
+        ties = [d for (_, a), deltas in sorted(self.ties.items()) if a == asset for d in deltas]
+        ties = ties[-MAX_TIES:]
+        sums = {_ZERO}
+        for delta in ties:
+            sums |= {total + delta for total in sums}
+        return any(total and same(mine + total, theirs) for total in sums)
 
     def missing_from(self, statements: Iterable[Message]) -> list[tuple[AccountKind, str] | str]:
         """The (account, asset) balances and perp symbols the venue stated as non-zero before

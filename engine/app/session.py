@@ -22,7 +22,13 @@ from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import Clock, SimulatedClock
 from ballast.engine.kernel.config import Config, config_to_json
 from ballast.engine.kernel.errors import ConfigError
-from ballast.engine.kernel.events import InstrumentsLoaded, Message, SessionStarted, SessionStopped
+from ballast.engine.kernel.events import (
+    InstrumentsLoaded,
+    Message,
+    OrderSubmitted,
+    SessionStarted,
+    SessionStopped,
+)
 from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.journal import Journal, JournalReader
 from ballast.engine.kernel.plugins import load_object
@@ -255,7 +261,7 @@ class Session:
         :meth:`mute_market` was called)."""
         if self.venue_filter is not None and not self.venue_filter(event):
             return self.bus.last_seq
-        if event.stream in ("order", "account"):
+        if event.stream in ("order", "account") and not isinstance(event, OrderSubmitted):
             return await self.bus.publish_durable(event)
         if self.market_muted and event.stream == "market":
             return self.bus.last_seq
