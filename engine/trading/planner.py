@@ -124,6 +124,11 @@ class BudgetView:
         return band_width(target, self.band_abs, self.band_rel, self.combine)
 
 
+EXACT_DUST: Final = Decimal("1e-12")
+"""An instrument without a lot (``instruments.precision = "exact"``) trades any quantity: a trade
+of at most this share of NAV is the rounding of a division, not a rebalance, and is skipped."""
+
+
 @dataclass(frozen=True)
 class PlanInputs:
     snapshot: PortfolioSnapshot
@@ -273,6 +278,12 @@ class _Planner:
             qty = min(qty, abs(self._perp_left.get(asset, _ZERO)))
         order = _Order(asset, leg, side, price, instrument, reduce)
         qty = self._fit(order, qty)
+        if not instrument.lot_size and qty * price <= EXACT_DUST * abs(self.inp.snapshot.nav):
+            self.plan.notes.append(
+                f"{asset}: {leg} trade of {qty * price:.2E} {self.inp.quote} is rounding of the "
+                "exact arithmetic (below 1E-12 of NAV), skipped"
+            )
+            return _ZERO
         if qty * price < instrument.min_notional or qty < instrument.min_qty:
             self.plan.notes.append(
                 f"{asset}: {leg} trade of {abs(delta):.2f} {self.inp.quote} is below the minimum "

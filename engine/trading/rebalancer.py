@@ -415,6 +415,15 @@ class Rebalancer(Actor):
                 plan.notes.append(f"{order.asset}: {intent_id} was never sent, not waited for")
         cooling = {a for a, until in self._cooling.items() if until > now}
         busy = self._busy_assets()
+        if busy and self.scope == "all" and plan.intents:
+            # one rebalance of every asset at a time: the weights of a book half-way through
+            # one (some orders filled, others not) are no breach
+            plan.notes.append(
+                f"scope all: orders in flight for {', '.join(sorted(busy))}; the next rebalance "
+                "waits for them"
+            )
+            plan.intents.clear()
+            return
         kept = [i for i in plan.intents if base_of(i.symbol) not in cooling | busy]
         if len(kept) < len(plan.intents):
             if cooling:
