@@ -600,8 +600,12 @@ class Journal:
             self._fsync_wal()
 
     def _fsync_wal(self) -> None:
-        """Flush the write-ahead log (and once, the directory entry) to stable storage. The
-        descriptors stay open until :meth:`close` (see ``_sync_fds``)."""
+        """Flush the write-ahead log (and once, the database file and the directory entry) to
+        stable storage. The database file needs no flush per commit: a commit writes only the
+        WAL, and with ``synchronous=NORMAL`` SQLite itself syncs the database file after each
+        checkpoint (and the WAL header when the log is reused); an fsync of the unchanged file
+        cost 0.08 ms (p99 0.6 ms) on every order. The descriptors stay open until
+        :meth:`close` (see ``_sync_fds``)."""
         for suffix in ("-wal", ""):
             fd = self._sync_fds.get(suffix)
             if fd is None:
@@ -609,6 +613,8 @@ class Journal:
                 if not target.exists():
                     continue
                 fd = self._sync_fds[suffix] = os.open(target, os.O_RDONLY)
+            elif suffix == "":
+                continue  # flushed once, when first opened
             os.fsync(fd)
         if not self._dir_synced:
             fd = os.open(self.path.parent, os.O_RDONLY)
