@@ -107,6 +107,22 @@ def test_a_spec_rounds_to_its_lot_and_tick() -> None:
     assert btc.violation(D("0.002"), D(20_000)) == "notional 40.000 is below minimum notional 50"
 
 
+def test_a_contract_size_counts_the_perps_lot_and_minimum_in_contracts() -> None:
+    """A perp of 0.01 BTC per contract, traded by the contract, at least 5 contracts."""
+    got = by_symbol(
+        parse_config('[instruments.specs."BTC/USDT:USDT"]\ncontract_size = "0.01"\nmin_qty = 5\n')
+    )
+    perp = got["BTC/USDT:USDT"]
+    assert (perp.lot_size, perp.min_qty) == (D("0.01"), D("0.05"))
+    assert perp.round_qty(D("0.123")) == D("0.12")
+    assert perp.violation(D("0.04"), None) is not None  # 4 contracts, below the minimum
+    assert perp.violation(D("0.015"), None) is not None  # not a whole contract
+    lots = by_symbol(
+        parse_config('[instruments.specs."BTC/USDT:USDT"]\ncontract_size = 0.001\nlot_size = 10\n')
+    )["BTC/USDT:USDT"]
+    assert (lots.lot_size, lots.min_qty) == (D("0.01"), D("0.01"))
+
+
 def test_the_simulated_exchange_fills_on_the_specs_tick_and_refuses_off_lot_sizes() -> None:
     config = parse_config(SPECS + "[paper]\nslippage_bps = 1\n")
     venue = simulated_venue(config, SimulatedClock(T0))
@@ -225,6 +241,14 @@ async def test_an_exact_backtest_buys_the_target_weights_exactly(tmp_path: Path)
         ('[instruments.specs."BTC/USDT"]\nlot = 1\n', 'instruments.specs."BTC/USDT".lot'),
         ('[instruments.specs."SOL/USDT"]\nlot_size = 1\n', 'instruments.specs."SOL/USDT"'),
         ('[instruments]\nprecision = "approximate"\n', "instruments.precision"),
+        (
+            '[instruments.specs."BTC/USDT"]\ncontract_size = 0.01\n',
+            'instruments.specs."BTC/USDT".contract_size',
+        ),
+        (
+            '[instruments.specs."BTC/USDT:USDT"]\ncontract_size = 0\n',
+            'instruments.specs."BTC/USDT:USDT".contract_size',
+        ),
         (
             '[instruments]\nprecision = "exact"\n[instruments.specs."BTC/USDT"]\nlot_size = 1\n',
             'instruments.specs."BTC/USDT"',

@@ -119,18 +119,27 @@ class VenueConfig(_Section, frozen=True):
 
 class InstrumentSpecConfig(_Section, frozen=True):
     """Exchange filters of one symbol (``[instruments.specs."BTC/USDT"]``), each replacing the
-    exchange's own; unset keys keep it. ``min_qty`` defaults to the lot size."""
+    exchange's own; unset keys keep it. ``min_qty`` defaults to the lot size.
+
+    ``contract_size`` (perps): the base units one contract holds. Ballast counts every quantity
+    in base units (a linear perp's notional is quantity × price), so a contract size turns the
+    lot and the minimum quantity into base units: with ``contract_size`` set, ``lot_size``
+    (default 1) and ``min_qty`` (default the lot) count contracts, and an order is a whole number
+    of lots of ``lot_size × contract_size`` base units. The journal's ``InstrumentsLoaded``
+    records the resulting filters in base units."""
 
     lot_size: Decimal | None = None
     tick_size: Decimal | None = None
     min_qty: Decimal | None = None
     min_notional: Decimal | None = None
+    contract_size: Decimal | None = None
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "lot_size": between("0", "1000000000", low_open=True),
         "tick_size": between("0", "1000000000", low_open=True),
         "min_qty": between("0", "1e15"),
         "min_notional": _AMOUNT,
+        "contract_size": between("0", "1000000000", low_open=True),
     }
 
     def __post_init__(self) -> None:
@@ -178,6 +187,11 @@ class InstrumentsConfig(_Section, frozen=True):
                 raise ValueError(
                     f"specs.{toml_key(symbol)}: precision = 'exact' has no lot, tick or "
                     "minimum to override; remove the spec or set precision = 'exchange'"
+                )
+            if self.specs[symbol].contract_size is not None and symbol not in self.perp:
+                raise ValueError(
+                    f"specs.{toml_key(symbol)}.contract_size: {symbol!r} is spot; a contract "
+                    "size is a perp's"
                 )
 
     def quotes(self) -> list[tuple[str, str]]:

@@ -41,7 +41,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -562,7 +562,10 @@ class Journal:
             try:
                 sync = durable and self._durable_seq < last
                 if batch or sync:
-                    await self._require_conn()._execute(self._write_sync, batch, sync)
+                    on_its_thread = cast(
+                        "Callable[..., Awaitable[None]]", self._require_conn()._execute
+                    )
+                    await on_its_thread(self._write_sync, batch, sync)
             except (sqlite3.Error, OSError) as exc:
                 self._failure = exc
                 self._progress.set()

@@ -69,10 +69,21 @@ def exact(instrument: Instrument) -> Instrument:
 def with_spec(instrument: Instrument, spec: InstrumentSpecConfig) -> Instrument:
     """``instrument`` with the filters ``spec`` sets; its minimum quantity follows a new lot size
     unless the spec sets it too."""
+    if spec.contract_size is not None:  # lot and minimum in contracts (InstrumentSpecConfig)
+        size = spec.contract_size
+        lot = plain((spec.lot_size if spec.lot_size is not None else Decimal(1)) * size)
+        min_qty = lot if spec.min_qty is None else spec.min_qty * size
+        return _filters(instrument, spec, lot, min_qty)
     lot = instrument.lot_size if spec.lot_size is None else plain(spec.lot_size)
     min_qty = spec.min_qty
     if min_qty is None:
         min_qty = lot if spec.lot_size is not None else instrument.min_qty
+    return _filters(instrument, spec, lot, min_qty)
+
+
+def _filters(
+    instrument: Instrument, spec: InstrumentSpecConfig, lot: Decimal, min_qty: Decimal
+) -> Instrument:
     return msgspec.structs.replace(
         instrument,
         lot_size=lot,
