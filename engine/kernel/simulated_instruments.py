@@ -75,10 +75,11 @@ def with_spec(instrument: Instrument, spec: InstrumentSpecConfig) -> Instrument:
         min_qty = lot if spec.min_qty is None else spec.min_qty * size
         return _filters(instrument, spec, lot, min_qty)
     lot = instrument.lot_size if spec.lot_size is None else plain(spec.lot_size)
-    min_qty = spec.min_qty
-    if min_qty is None:
-        min_qty = lot if spec.lot_size is not None else instrument.min_qty
-    return _filters(instrument, spec, lot, min_qty)
+    if spec.min_qty is not None:
+        least = spec.min_qty
+    else:
+        least = lot if spec.lot_size is not None else instrument.min_qty
+    return _filters(instrument, spec, lot, least)
 
 
 def _filters(
