@@ -47,7 +47,6 @@ from ballast.engine.app.bundled import data_dir, example_config, market_data
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.cmd_backtest import print_results, run_all
 from ballast.engine.app.cli.report_extra import REPORT_EXTRA, write_runs_report
-from ballast.engine.app.live_run import run_live, venue_state_path
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.bus import Bus
@@ -275,6 +274,8 @@ async def run_live_demo(
     """``ballast run`` on ``config`` (:func:`~ballast.engine.app.live_run.run_live`, kind paper),
     stopped once the exchange has sent the last hour of data and the last orders are answered;
     then the engine's book against the exchange's durable state."""
+    from ballast.engine.app.live_run import run_live  # ccxt: imported when used (CLI start-up)
+
     first_ns, last_ns = load_market(
         config, data_dir(config.paper.data_dir), start=config.paper.start, end=config.paper.end
     ).span()
@@ -351,6 +352,8 @@ async def _stop_when_done(
 async def exchange_state(config: Config) -> dict[str, Any]:
     """The paper exchange's ``/_loopback/state`` after the run, from its durable state (the
     loopback core rebuilt from the log it keeps beside the journal)."""
+    from ballast.engine.app.live_run import venue_state_path
+
     clock = LiveClock()
     core = LoopbackCore(
         binance_defaults(assets_of(config), config.venue.quote),
