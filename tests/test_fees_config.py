@@ -14,37 +14,23 @@ from ballast.engine.app.backtest import load_market, run_backtest, simulated_ven
 from ballast.engine.app.cli.cmd_plan import paper_venue
 from ballast.engine.app.dry_run import dry_run
 from ballast.engine.kernel.clock import SimulatedClock
-from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config, json_schema, parse_config
 from ballast.engine.kernel.events import (
-    Bar,
     InstrumentsLoaded,
     OrderFilled,
     PortfolioSnapshot,
-    Side,
 )
-from ballast.engine.kernel.instruments import Instrument, binance_defaults
-from ballast.engine.kernel.journal import JournalReader
+from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.simulated_instruments import simulated_instruments
 from tests.support.cli import ballast
+from tests.support.sim_orders import DATA, T0, by_symbol, flat_bar, market_order, messages
 
 D = Decimal
-DATA = Path(__file__).resolve().parents[1] / "data" / "market"
-T0 = 1_700_000_000_000_000_000
-
-
-def by_symbol(config: Config) -> dict[str, Instrument]:
-    return {i.symbol: i for i in simulated_instruments(config)}
 
 
 def rates(config: Config, symbol: str) -> tuple[Decimal, Decimal]:
     inst = by_symbol(config)[symbol]
     return inst.maker_fee, inst.taker_fee
-
-
-async def messages(path: Path) -> list[Any]:
-    async with JournalReader(path) as reader:
-        return await reader.messages()
 
 
 # ------------------------------------------------------------------ the schedule
@@ -120,28 +106,6 @@ async def test_the_planner_sizes_a_buy_with_the_symbols_own_fee() -> None:
     assert bought["0.02"] < bought["0.001"]
 
 
-def spot_bar(symbol: str, close: str) -> Bar:
-    c = D(close)
-    return Bar(T0, T0, symbol, 3600, c, c, c, c, D(1))
-
-
-def market_order(symbol: str, side: Side, qty: str) -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=T0,
-        ts_init=T0,
-        intent_id="i-1",
-        client_order_id="c-1",
-        symbol=symbol,
-        side=side,
-        order_type="market",
-        qty=D(qty),
-        price=None,
-        reduce_only=False,
-        post_only=False,
-        time_in_force="GTC",
-    )
-
-
 @pytest.mark.parametrize(
     ("symbol", "expected"),
     [("BTC/USDT:USDT", D("0.0007")), ("ETH/USDT:USDT", D("0.0004")), ("BTC/USDT", D(0))],
@@ -159,7 +123,7 @@ slippage_bps = 0
 """
     )
     venue = simulated_venue(config, SimulatedClock(T0))
-    venue.exchange.on_market(spot_bar(symbol, "2000"))
+    venue.exchange.on_market(flat_bar(symbol, "2000"))
     events = venue.exchange.submit(market_order(symbol, "buy", "1.5"), T0)
     [fill] = [e for e in events if isinstance(e, OrderFilled)]
     assert (fill.price, fill.qty) == (D(2000), D("1.5"))

@@ -6,62 +6,25 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ballast.engine.app.backtest import load_market, run_backtest, simulated_venue
 from ballast.engine.kernel.clock import SimulatedClock
-from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.config import parse_config
 from ballast.engine.kernel.events import (
-    Bar,
     InstrumentsLoaded,
     OrderFilled,
     OrderRejected,
     PortfolioSnapshot,
     RebalanceDecided,
-    Side,
 )
-from ballast.engine.kernel.instruments import Instrument, binance_defaults
-from ballast.engine.kernel.journal import JournalReader
+from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.simulated_instruments import simulated_instruments
 from tests.support.cli import ballast
+from tests.support.sim_orders import DATA, T0, by_symbol, flat_bar, market_order, messages
 
 D = Decimal
-DATA = Path(__file__).resolve().parents[1] / "data" / "market"
-T0 = 1_700_000_000_000_000_000
-
-
-def by_symbol(config: Config) -> dict[str, Instrument]:
-    return {i.symbol: i for i in simulated_instruments(config)}
-
-
-async def messages(path: Path) -> list[Any]:
-    async with JournalReader(path) as reader:
-        return await reader.messages()
-
-
-def bar(symbol: str, close: str) -> Bar:
-    c = D(close)
-    return Bar(T0, T0, symbol, 3600, c, c, c, c, D(1))
-
-
-def market_order(symbol: str, side: Side, qty: str, cid: str = "c-1") -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=T0,
-        ts_init=T0,
-        intent_id=f"i-{cid}",
-        client_order_id=cid,
-        symbol=symbol,
-        side=side,
-        order_type="market",
-        qty=D(qty),
-        price=None,
-        reduce_only=False,
-        post_only=False,
-        time_in_force="GTC",
-    )
 
 
 SPECS = """
@@ -126,11 +89,11 @@ def test_a_contract_size_counts_the_perps_lot_and_minimum_in_contracts() -> None
 def test_the_simulated_exchange_fills_on_the_specs_tick_and_refuses_off_lot_sizes() -> None:
     config = parse_config(SPECS + "[paper]\nslippage_bps = 1\n")
     venue = simulated_venue(config, SimulatedClock(T0))
-    venue.exchange.on_market(bar("BTC/USDT", "20000"))
+    venue.exchange.on_market(flat_bar("BTC/USDT", "20000"))
     events = venue.exchange.submit(market_order("BTC/USDT", "buy", "0.01"), T0)
     [fill] = [e for e in events if isinstance(e, OrderFilled)]
     assert fill.price == D("20002")  # 20000 + 1 bps = 20002.0, on the 0.5 tick
-    venue.exchange.on_market(bar("BTC/USDT", "20000.1"))
+    venue.exchange.on_market(flat_bar("BTC/USDT", "20000.1"))
     events = venue.exchange.submit(market_order("BTC/USDT", "sell", "0.01", "c-2"), T0)
     [fill] = [e for e in events if isinstance(e, OrderFilled)]
     assert fill.price == D("19998")  # 20000.1 − 2.00001 = 19998.09999, down to the tick
@@ -191,7 +154,7 @@ def test_exact_precision_has_no_lot_tick_or_minimum() -> None:
 def test_exact_precision_fills_a_fractional_quantity_at_the_exact_price() -> None:
     config = parse_config('[instruments]\nprecision = "exact"\n[paper]\nslippage_bps = 0\n')
     venue = simulated_venue(config, SimulatedClock(T0))
-    venue.exchange.on_market(bar("BTC/USDT", "20000.123456789"))
+    venue.exchange.on_market(flat_bar("BTC/USDT", "20000.123456789"))
     events = venue.exchange.submit(market_order("BTC/USDT", "buy", "0.000123456789"), T0)
     [fill] = [e for e in events if isinstance(e, OrderFilled)]
     assert (fill.qty, fill.price) == (D("0.000123456789"), D("20000.123456789"))
