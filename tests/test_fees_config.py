@@ -23,7 +23,15 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.simulated_instruments import simulated_instruments
 from tests.support.cli import ballast
-from tests.support.sim_orders import DATA, T0, by_symbol, flat_bar, market_order, messages
+from tests.support.sim_orders import (
+    DATA,
+    T0,
+    THRESHOLD_STUDY,
+    by_symbol,
+    flat_bar,
+    market_order,
+    messages,
+)
 
 D = Decimal
 
@@ -133,23 +141,7 @@ slippage_bps = 0
 # ------------------------------------------------------------------ backtests
 
 
-STUDY = """
-[strategy]
-name = "threshold"
-[targets]
-BTC = 0.5
-ETH = 0.3
-[bands]
-abs_pp = 2
-[execution]
-mode = "spot"
-cooldown_s = 0
-[risk]
-drawdown_limit = 1
-[paper]
-balances = {USDT = 100000}
-slippage_bps = 0
-"""
+STUDY = THRESHOLD_STUDY + "slippage_bps = 0\n"
 
 
 async def test_a_zero_fee_backtest_pays_no_fee_and_its_nav_is_the_frictionless_arithmetic(

@@ -22,7 +22,15 @@ from ballast.engine.kernel.events import (
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.simulated_instruments import simulated_instruments
 from tests.support.cli import ballast
-from tests.support.sim_orders import DATA, T0, by_symbol, flat_bar, market_order, messages
+from tests.support.sim_orders import (
+    DATA,
+    T0,
+    THRESHOLD_STUDY,
+    by_symbol,
+    flat_bar,
+    market_order,
+    messages,
+)
 
 D = Decimal
 
@@ -102,22 +110,7 @@ def test_the_simulated_exchange_fills_on_the_specs_tick_and_refuses_off_lot_size
     assert "lot size 0.001" in rejected.reason
 
 
-STUDY = """
-[strategy]
-name = "threshold"
-[targets]
-BTC = 0.5
-ETH = 0.3
-[bands]
-abs_pp = 2
-[execution]
-mode = "spot"
-cooldown_s = 0
-[risk]
-drawdown_limit = 1
-[paper]
-balances = {USDT = 100000}
-"""
+STUDY = THRESHOLD_STUDY
 
 
 async def test_a_backtest_trades_and_journals_the_specs(tmp_path: Path) -> None:

@@ -17,6 +17,25 @@ from ballast.engine.kernel.simulated_instruments import simulated_instruments
 T0 = 1_700_000_000_000_000_000
 DATA = Path(__file__).resolve().parents[2] / "data" / "market"
 
+THRESHOLD_STUDY = """
+[strategy]
+name = "threshold"
+[targets]
+BTC = 0.5
+ETH = 0.3
+[bands]
+abs_pp = 2
+[execution]
+mode = "spot"
+cooldown_s = 0
+[risk]
+drawdown_limit = 1
+[paper]
+balances = {USDT = 100000}
+"""
+"""A spot threshold study on the bundled data (no kill switch, no cooldown); ``[paper]`` last,
+so a test may append its keys."""
+
 
 def by_symbol(config: Config) -> dict[str, Instrument]:
     return {i.symbol: i for i in simulated_instruments(config)}
