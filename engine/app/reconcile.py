@@ -56,6 +56,7 @@ from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.kernel.bus import Bus, Subscription
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.errors import JournalUnwritableError
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
@@ -482,6 +483,10 @@ class Reconciler:
                 await self.check()
             except VenueError as exc:
                 log.warning("reconcile: cannot read the venue's account: %s", redact(str(exc)))
+                delay = self.recheck_s
+                continue
+            except JournalUnwritableError as exc:  # checked again once the disk takes writes
+                log.warning("reconcile: %s", exc)
                 delay = self.recheck_s
                 continue
             delay = self.recheck_s if self.book.open or not self._pending else self.grace_s
