@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import signal
 import sqlite3
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,9 +32,34 @@ import pytest
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.errors import JournalUnwritableError
-from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.events import JournalWriteChanged, OrderRejected, OrderVetoed, QuoteTick
 from ballast.engine.kernel.journal import Journal, JournalReader
-from tests.support.journal_faults import immutable, immutable_supported, journal_files
+from tests.support.cli import ballast
+from tests.support.journal_faults import (
+    PipedEngine,
+    engine_piped,
+    file_size_limit,
+    immutable,
+    immutable_supported,
+    journal_files,
+)
+from tests.support.live_exchange import (
+    Exchange,
+    ExchangeState,
+    JournalView,
+    book_differences,
+    caught_up,
+    count_in,
+    duplicate_orders,
+    exchange_serving,
+    journal_problems,
+    last_seq,
+    live_config,
+    lost_fills,
+    read_journal,
+    until_settled,
+)
+from tests.support.paper_config import Overrides
 from tests.support.reliability import record, size
 from tests.support.waiting import eventually
 
@@ -151,3 +179,175 @@ async def test_an_unwritable_journal_holds_producers_at_the_high_water_mark_and_
     assert max_backlog <= high_water + 1
     assert on_disk(path) == list(range(1, total + 1))
     assert drained_s < 10
+
+
+# ------------------------------------------------------------------------------ live
+
+
+STEP_S = 0.05
+STALL_S = 1.0
+"""How long each fault lasts once the engine noticed it (the market moves on meanwhile: the
+engine would trade)."""
+TRADING: Overrides = {
+    "paper": {"start": "2022-05-01"},  # the falls of May and June 2022: it trades often
+    "bands": {"abs_pp": 0.5},
+    "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
+    "risk": {"stale_after_s": 2, "drawdown_limit": 0.9},
+}
+WEIGHT_LIMIT = 24_000
+
+
+def after_catch_up(journal: JournalView, state: ExchangeState) -> list[str]:
+    return [
+        *journal_problems(journal),
+        *duplicate_orders(journal, state),
+        *lost_fills(journal, state),
+    ]
+
+
+def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
+    open_orders = [f"open at the exchange: {o.client_order_id}" for o in state.open_orders()]
+    return [*open_orders, *after_catch_up(journal, state), *book_differences(journal, state)]
+
+
+def not_durable(journal: JournalView, state: ExchangeState) -> list[str]:
+    """Orders of ours at the exchange whose SubmitOrder the journal on disk lacks: sent before
+    they were durable."""
+    durable = {s.client_order_id for s in journal.submits}
+    return [o.client_order_id for o in state.ours() if o.client_order_id not in durable]
+
+
+def tracebacks(text: str) -> list[str]:
+    """The last line of each traceback in a log (what was raised)."""
+    lines = text.splitlines()
+    found = []
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            rest = (x for x in lines[index + 1 :] if not x.startswith((" ", "\t")))
+            found.append(next(rest, line).strip())
+    return found
+
+
+async def metric(engine: PipedEngine, name: str) -> float:
+    text = (await engine.get("/metrics")).body.decode()
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
+    assert found is not None, f"no {name} in /metrics"
+    return float(found.group(1))
+
+
+async def until_metric(engine: PipedEngine, name: str, value: float, *, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while await metric(engine, name) != value:
+        assert engine.proc.returncode is None, f"engine exited: {engine.stderr()}"
+        assert time.monotonic() < deadline, f"{name} not {value} within {within_s} s"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Counts:
+    full: int = 0
+    readonly: int = 0
+    orders_refused: int = 0
+    """Intents vetoed ``journal_unwritable`` or orders rejected ``journal:`` (never sent)."""
+
+
+async def one_fault(
+    kind: str, engine: PipedEngine, exchange: Exchange, journal_path: Path, counts: Counts
+) -> None:
+    """The fault on, until the engine says so; the market runs STALL_S more; nothing sent that is
+    not durable, nothing committed lost; the fault off; the engine writes and trades again."""
+    before = await read_journal(journal_path)
+    fault = (
+        file_size_limit(engine.proc.pid, 1)
+        if kind == "full"
+        else immutable(*journal_files(journal_path))
+    )
+    with fault:
+        await until_metric(engine, "ballast_journal_writable", 0, within_s=10)
+        await asyncio.sleep(STALL_S)
+        ready = await engine.get("/readyz")
+        assert ready.status == 503, ready.body
+        assert b"journal_unwritable" in ready.body, ready.body
+        state = await exchange.state()
+        during = await read_journal(journal_path)
+        assert not_durable(during, state) == []
+        committed = before.messages
+        assert during.messages[: len(committed)] == committed  # what was committed stays
+        assert engine.proc.returncode is None, engine.stderr()
+    assert engine.logged(f"journal {journal_path} cannot be written"), engine.stderr()
+    await until_metric(engine, "ballast_journal_writable", 1, within_s=10)
+    assert await metric(engine, "ballast_journal_write_failures_total") >= 1
+    if kind == "full":
+        counts.full += 1
+    else:
+        counts.readonly += 1
+
+
+async def test_a_live_engine_whose_journal_fills_up_or_turns_read_only_sends_nothing_and_resumes(
+    tmp_path: Path,
+) -> None:
+    """Disk full (the engine's file size limit lowered under it: EFBIG) and read-only
+    (``chattr +i``, where permitted), each ``size(1, 3)`` times during one live run."""
+    journal_path = tmp_path / "journal.db"
+    readonly_skip = immutable_supported(tmp_path)
+    rounds = size(1, 3)
+    plan = ["full", "readonly"] * rounds if readonly_skip is None else ["full"] * rounds
+    counts = Counts()
+    served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
+    async with exchange_serving(
+        tmp_path, served, step_s=STEP_S, weight_limit=WEIGHT_LIMIT
+    ) as exchange:
+        config = live_config(
+            tmp_path,
+            rest_url=exchange.rest_url,
+            ws_url=exchange.ws_url,
+            sections={**TRADING, "metrics": {"enabled": True}},
+        )
+        async with engine_piped(tmp_path, config, "--metrics-address=127.0.0.1:0") as engine:
+            await engine.served()
+            await caught_up(journal_path, 0, engine)
+            await eventually(
+                lambda: count_in(journal_path, "OrderFilled") > 0, within_s=30, what="a fill"
+            )
+            for kind in plan:
+                await one_fault(kind, engine, exchange, journal_path, counts)
+                await until_settled(
+                    journal_path, exchange, after_catch_up, within_s=20, what=f"after {kind}"
+                )
+                # trading re-opens: an order sent (durable first) after the fault
+                since = last_seq(journal_path)
+                await eventually(
+                    lambda since=since: count_in(journal_path, "SubmitOrder", since_seq=since) > 0,  # type: ignore[misc]
+                    within_s=20,
+                    what=f"an order after {kind}",
+                )
+            await exchange.pause()
+            journal, _ = await until_settled(
+                journal_path, exchange, at_rest, within_s=30, what="at rest"
+            )
+            exit_code = await engine.stop(signal.SIGTERM)
+        crashes = int(exit_code != 0) + len(tracebacks(engine.stderr()))
+        state = await exchange.state()
+    journal = await read_journal(journal_path)
+    refused = [
+        *(v for v in journal.of(OrderVetoed) if v.reason == "journal_unwritable"),
+        *(r for r in journal.of(OrderRejected) if r.reason.startswith("journal:")),
+    ]
+    changes = journal.of(JournalWriteChanged)
+    verified = ballast("replay", "--verify", str(journal_path), cwd=tmp_path, timeout_s=300)
+    record(
+        "journal_faults",
+        **{"faults.journal_full": counts.full, "faults.journal_readonly": counts.readonly},
+        lost_fills=len(lost_fills(journal, state)),
+        journal_gaps=0 if journal.gap_free else 1,
+        duplicate_orders=len(duplicate_orders(journal, state)),
+        crashes=crashes,
+    )
+    assert exit_code == 0, engine.stderr()
+    assert crashes == 0, tracebacks(engine.stderr())
+    assert at_rest(journal, state) == []
+    assert [c.writable for c in changes] == [False, True] * len(plan)
+    assert refused, "no intent met the unwritable journal: the faults tested nothing"
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    if readonly_skip is not None:
+        pytest.skip(f"disk full tested; read-only not: {readonly_skip}")
