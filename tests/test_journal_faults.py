@@ -139,10 +139,39 @@ async def test_a_journal_made_read_only_is_a_state_and_writes_everything_in_orde
         assert "SQLITE_IOERR" in states[0]
     assert on_disk(path) == list(range(1, n + 1))
     async with JournalReader(path) as reader:
-        assert (await reader.stats()).gap_free
+        stats = await reader.stats()
         messages = await reader.messages()
+    lost = n - len(messages)
+    record(
+        "journal_faults_unit",
+        **{"faults.journal_readonly": rounds},
+        journal_gaps=0 if stats.gap_free else 1 + lost,
+    )
+    assert stats.gap_free
     assert messages == [quote(i) for i in range(1, n + 1)]
-    record("journal_faults_unit", **{"faults.journal_readonly": rounds}, journal_gaps=0)
+
+
+async def test_a_journal_closed_while_unwritable_says_what_it_could_not_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping while the disk still refuses: close tries once more, closes the file, keeps what
+    was committed and raises, with the records it could not write logged (a restart resumes from
+    the last written record and catches up with the venue)."""
+    require_immutable(tmp_path)
+    path = tmp_path / "journal.db"
+    journal = await Journal(path, flush_interval_s=0.01).open()
+    for i in range(1, 6):
+        journal.append(quote(i))
+    await journal.sync()
+    with immutable(*journal_files(path)):
+        for i in range(6, 9):
+            journal.append(quote(i))
+        with pytest.raises(JournalUnwritableError, match=str(path)):
+            await journal.close()
+    assert on_disk(path) == [1, 2, 3, 4, 5]
+    assert "closed with 3 record(s) not written" in caplog.text
+    async with Journal(path) as again:  # the next run appends after the last written record
+        assert again.last_seq == 5
 
 
 async def test_an_unwritable_journal_holds_producers_at_the_high_water_mark_and_drops_nothing(
