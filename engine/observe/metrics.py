@@ -832,6 +832,7 @@ class MetricsExporter(Actor):
         self.venue_name = event.venue
         self.m.reconnects.labels(self.label("venue", event.venue))
         self.health.instruments_loaded = True
+        self.health.journal_error = None  # a session starts on a journal it could write
 
     # ------------------------------------------------------------------ live venue
 

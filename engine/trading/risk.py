@@ -34,7 +34,8 @@ reaches the same verdicts.
 Journal unwritable: while the journal cannot be written (a ``JournalWriteChanged`` with
 ``writable`` False: disk full, read-only), every intent is vetoed (``journal_unwritable``),
 reduce-only ones too: an order is sent only once its ``SubmitOrder`` is durable, and nothing is
-until the disk accepts writes again (the next ``JournalWriteChanged``). An input event, so replay
+until the disk accepts writes again (the next ``JournalWriteChanged``, or a session's start: a
+killed session may leave the unwritable one as its last record). An input event, so replay
 reaches the same verdicts.
 
 Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
@@ -305,6 +306,9 @@ class RiskManager(Actor):
 
     def on_instruments(self, event: InstrumentsLoaded) -> None:
         self.instruments.update({i.symbol: i for i in event.instruments})
+        # A session starts on a journal it could write (its SessionStarted is durable): an
+        # unwritable state a killed session left as its last word is over.
+        self.journal_error = None
         if self.await_reconcile:  # a session starts: hold until the venue caught up + reconciled
             self._hold(HELD_START)
 
