@@ -63,7 +63,7 @@ from tests.support.live_exchange import (
     until_settled,
 )
 from tests.support.paper_config import Overrides
-from tests.support.reliability import record, size
+from tests.support.reliability import full, record, size
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.reliability
@@ -304,6 +304,7 @@ class Counts:
     full: int = 0
     readonly: int = 0
     refused: int = 0
+    kills: int = 0
     """Faults during which an intent was seen vetoed ``journal_unwritable`` (the first fault
     waits for one; the later ones only look)."""
 
@@ -354,8 +355,10 @@ async def test_a_live_engine_whose_journal_fills_up_or_turns_read_only_sends_not
     tmp_path: Path,
 ) -> None:
     """Disk full (a file size limit everywhere; a full loop-mounted ext4 where permitted) and
-    read-only (``chattr +i``, where permitted), each ``size(1, 3)`` times during one live run.
-    Skipped at its end (after everything else passed) when a kind could not be tested here."""
+    read-only (``chattr +i``, where permitted), each ``size(1, 3)`` times during one live run; at
+    full size (``make reliability``) the engine is then killed during one more disk-full fault
+    and restarted (the fills it could not journal come back from the exchange). Skipped at its
+    end (after everything else passed) when a kind could not be tested here."""
     mount_skip = mount_supported(tmp_path)
     with contextlib.ExitStack() as stack:
         folder = tmp_path
@@ -365,7 +368,7 @@ async def test_a_live_engine_whose_journal_fills_up_or_turns_read_only_sends_not
         kinds = ["size_limit"]
         kinds += ["enospc"] if mount_skip is None else []
         kinds += ["readonly"] if readonly_skip is None else []
-        counts = await live_run(tmp_path, folder / "journal.db", kinds * size(1, 3))
+        counts = await live_run(tmp_path, folder / "journal.db", kinds * size(1, 3), kill=full())
     skipped = [reason for reason in (mount_skip, readonly_skip) if reason is not None]
     if skipped:
         pytest.skip(f"tested {counts}; not tested here: {'; '.join(skipped)}")
@@ -386,7 +389,34 @@ async def quiet(journal_path: Path, exchange: Exchange) -> JournalView:
         assert time.monotonic() < deadline, "still trading 30 s after the market paused"
 
 
-async def live_run(tmp_path: Path, journal_path: Path, plan: list[str]) -> Counts:
+async def rest_and_stop(
+    engine: PipedEngine, exchange: Exchange, journal_path: Path
+) -> tuple[int, JournalView]:
+    """Pause the market, wait until the engine rests, stop it: its exit code, the journal then."""
+    await exchange.pause()
+    rested = await quiet(journal_path, exchange)
+    return await engine.stop(signal.SIGTERM), rested
+
+
+async def killed_while_unwritable(engine: PipedEngine, counts: Counts) -> None:
+    """A disk-full fault, an intent refused (or STALL_S), then SIGKILL: what waited in memory is
+    lost with the process (never acknowledged: no order went out on it)."""
+    vetoed = await metric(engine, "ballast_vetoes_total", VETO_LABEL)
+    with file_size_limit(engine.proc.pid, 1):
+        await until_metric(engine, "ballast_journal_writable", 0, within_s=10)
+        await refused_while(engine, vetoed, within_s=STALL_S)
+        engine.kill()
+        assert await engine.proc.wait() == -signal.SIGKILL
+    counts.full += 1
+    counts.kills += 1
+
+
+async def live_run(
+    tmp_path: Path, journal_path: Path, plan: list[str], *, kill: bool = False
+) -> Counts:
+    """The faults of ``plan`` one after the other in one live run; with ``kill``, then one more
+    (disk full) during which the engine is killed, and a restart that must catch up with the
+    exchange (no fill lost) and rest with the same book."""
     counts = Counts()
     served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
     async with exchange_serving(
@@ -402,6 +432,7 @@ async def live_run(tmp_path: Path, journal_path: Path, plan: list[str]) -> Count
                 "journal": {"path": str(journal_path)},
             },
         )
+        logs: list[str] = []
         async with engine_piped(tmp_path, config, "--metrics-address=127.0.0.1:0") as engine:
             await engine.served()
             await caught_up(journal_path, 0, engine)
@@ -420,10 +451,23 @@ async def live_run(tmp_path: Path, journal_path: Path, plan: list[str]) -> Count
                     within_s=20,
                     what=f"an order after {kind}",
                 )
-            await exchange.pause()
-            rested = await quiet(journal_path, exchange)
-            exit_code = await engine.stop(signal.SIGTERM)
-        crashes = int(exit_code != 0) + len(tracebacks(engine.stderr()))
+            if kill:
+                await killed_while_unwritable(engine, counts)
+            else:
+                exit_code, rested = await rest_and_stop(engine, exchange, journal_path)
+        logs.append(engine.stderr())
+        if kill:  # restarted on a journal that lacks what the killed engine could not write
+            before = last_seq(journal_path)
+            args = ("--metrics-address=127.0.0.1:0",)
+            async with engine_piped(tmp_path, config, *args, log="engine-2.log") as engine:
+                await engine.served()
+                await caught_up(journal_path, before, engine)
+                await until_settled(
+                    journal_path, exchange, after_catch_up, within_s=20, what="the restart"
+                )
+                exit_code, rested = await rest_and_stop(engine, exchange, journal_path)
+            logs.append(engine.stderr())
+        crashes = int(exit_code != 0) + sum(len(tracebacks(log)) for log in logs)
         state = await exchange.state()
     journal = await read_journal(journal_path)
     refused = [
@@ -439,9 +483,10 @@ async def live_run(tmp_path: Path, journal_path: Path, plan: list[str]) -> Count
         journal_gaps=0 if journal.gap_free else 1,
         duplicate_orders=len(duplicate_orders(journal, state)),
         crashes=crashes,
+        kills=counts.kills,
     )
-    assert exit_code == 0, engine.stderr()
-    assert crashes == 0, tracebacks(engine.stderr())
+    assert exit_code == 0, logs[-1]
+    assert crashes == 0, [tracebacks(log) for log in logs]
     after_rest = [
         f"{type(m).__name__} {getattr(m, 'client_order_id', '')} {getattr(m, 'reason', '')}"
         for m in journal.messages[len(rested.messages) :]
