@@ -98,6 +98,9 @@ class ExchangeSpec:
     unified ticker). ccxt's ``watch_*`` calls only wake on the next message
     and hand over its cache, so an update that arrives while the venue is busy would wait for
     the next one (the last balance of a burst: forever); the hooks see every message."""
+    ws_orders: bool = False
+    """The exchange takes orders over its WebSocket API (ccxt.pro's ``create_order_ws``) on the
+    spot and perp markets we trade."""
     reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
     """Forget the ccxt client's user-stream credential of ``api`` after a drop, so the
     reconnect asks for a fresh one (an expired listenKey would be refused forever)."""
@@ -428,6 +431,7 @@ BINANCE = ExchangeSpec(
     advertised_limit=_binance_advertised_limit,
     tap=_binance_tap,
     reset_user_stream=_binance_reset_user_stream,
+    ws_orders=True,
     funding_mark=lambda row: (row.get("info") or {}).get("markPrice"),
     exceptions={
         "-1013": ccxt_errors.InvalidOrder,
