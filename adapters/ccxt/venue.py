@@ -259,6 +259,7 @@ class CcxtVenue(Venue):
         funding_after_ns: int | None = None,
         seen_funding: Collection[tuple[str, int]] = (),
         order_transport: OrderTransport = "rest",
+        request_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
         if (rest_url is None) != (ws_url is None):
@@ -266,6 +267,7 @@ class CcxtVenue(Venue):
         if order_transport == "websocket" and not spec.ws_orders:
             raise ValueError(f"{spec.id} takes no orders over WebSocket: order_transport 'rest'")
         self.order_transport: OrderTransport = order_transport
+        self._timeout_ms = max(1, round(request_timeout_s * 1000))
         self.spec = spec
         self.name = name
         self.clock = clock
@@ -335,6 +337,7 @@ class CcxtVenue(Venue):
             "apiKey": self._api_key,
             "secret": self._api_secret,
             "enableRateLimit": False,
+            "timeout": self._timeout_ms,
             "options": {
                 **dict(self.spec.options),
                 "warnOnFetchOpenOrdersWithoutSymbol": False,

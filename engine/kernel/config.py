@@ -75,6 +75,8 @@ class VenueConfig(_Section, frozen=True):
     ``shutdown_timeout_s``: on SIGTERM/SIGINT, how long orders being sent may take to finish.
     ``order_transport``: ``"rest"`` (an HTTP request per order) or ``"websocket"`` (the exchange's
     WebSocket API on a connection kept open: Binance ``order.place``; no HTTP round trip).
+    ``request_timeout_s``: how long a request (REST, or an order over the WebSocket API) may go
+    unanswered before its outcome counts as unknown (ccxt's ``timeout``).
     """
 
     kind: Literal["simulated", "paper", "binance"] = "simulated"
@@ -87,10 +89,12 @@ class VenueConfig(_Section, frozen=True):
     silent_order_s: float = 10.0
     shutdown_timeout_s: float = 10.0
     order_transport: OrderTransport = "rest"
+    request_timeout_s: float = 10.0
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "silent_order_s": Range(1, 3600),
         "shutdown_timeout_s": Range(0, 600),
+        "request_timeout_s": Range(0.1, 120),
     }
 
     def __post_init__(self) -> None:
