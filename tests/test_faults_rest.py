@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from ccxt.base.errors import (
     RequestTimeout,
 )
 
+from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.adapters.loopback.faults import (
     KINDS,
     PARAMS,
@@ -36,12 +40,34 @@ from ballast.adapters.loopback.faults import (
     FaultSpecError,
     parse_spec,
 )
+from ballast.engine.kernel.clock import NS_PER_MINUTE, NS_PER_SECOND, SimulatedClock
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.events import Message, OrderAccepted, OrderRejected
+from ballast.engine.trading.order_tracker import OrderTracker
+from ballast.engine.trading.venue import VenueError
+from tests.conftest import START_NS
 from tests.support.cli import ballast
 from tests.support.http_get import http_get
 from tests.support.live_exchange import (
+    Exchange,
+    ExchangeState,
+    JournalView,
+    book_differences,
+    caught_up,
+    count_in,
+    duplicate_orders,
+    engine_running,
+    exchange_serving,
+    journal_problems,
     live_config,
+    lost_fills,
+    read_journal,
+    until_settled,
 )
-from tests.support.loopback import Loopback, loopback_exchange
+from tests.support.loopback import API_KEY, SECRET, Loopback, loopback_exchange
+from tests.support.paper_config import Overrides
+from tests.support.reliability import record, size
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.reliability
 
@@ -230,14 +256,14 @@ async def test_an_injected_reduce_only_reject() -> None:
 
 async def test_timeouts_hold_the_answer_past_the_clients_timeout() -> None:
     async with loopback_exchange() as lb:
-        client = lb.new_client(timeout=300)
+        client = lb.new_client(timeout=200)
         await client.load_markets()
-        await faults_on(lb, "timeout=1,hold_s=0.6")
+        await faults_on(lb, "timeout=1,hold_s=0.4")
         with pytest.raises(RequestTimeout):
             await client.create_order(PERP, "market", "buy", 0.01, None, {"newClientOrderId": "t1"})
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.4)
         assert lb.core.order(PERP, client_id="t1") is None  # refused unprocessed
-        await faults_on(lb, "timeout_after=1,hold_s=0.6")
+        await faults_on(lb, "timeout_after=1,hold_s=0.4")
         with pytest.raises(RequestTimeout):
             await client.create_order(PERP, "market", "buy", 0.01, None, {"newClientOrderId": "t2"})
         assert lb.core.order(PERP, client_id="t2") is not None  # processed at once
@@ -275,3 +301,238 @@ async def test_the_control_route_reads_and_changes_the_plan() -> None:
         assert read["seed"] == 5
         assert read["rates"] == {"rest_5xx": 1.0}
         assert read["counts"] == {"rest_5xx": 1}
+
+
+# ------------------------------------------------------------------------------ the venue
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[Message] = []
+
+    async def __call__(self, event: Message) -> int:
+        self.events.append(event)
+        return len(self.events)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def venue_on(lb: Loopback, sink: Sink) -> CcxtVenue:
+    venue = CcxtVenue(
+        BINANCE,
+        spot=[SPOT],
+        perp=[PERP],
+        api_key=API_KEY,
+        api_secret=SECRET,
+        clock=lb.clock,
+        rest_url=lb.server.rest_url,
+        ws_url=lb.server.ws_url,
+    )
+    venue.attach(sink)
+    return venue
+
+
+def market_order(coid: str, symbol: str = PERP) -> SubmitOrder:
+    now = time.time_ns()
+    return SubmitOrder(
+        now, now, intent_id=coid, client_order_id=coid, symbol=symbol, side="buy",
+        order_type="market", qty=Decimal("0.01"), price=None, reduce_only=False,
+        post_only=False, time_in_force="IOC",
+    )  # fmt: skip
+
+
+async def test_the_venue_trades_on_an_exchange_whose_clock_is_behind() -> None:
+    async with loopback_exchange() as lb:
+        await faults_on(lb, "skew_ms=-3000")  # our requests look 3 s early to it
+        sink = Sink()
+        async with venue_on(lb, sink) as venue:
+            await venue.connect()
+            await venue.submit(market_order("bl-s1"))
+        assert lb.core.order(PERP, client_id="bl-s1") is not None
+        assert [e.client_order_id for e in sink.of(OrderAccepted)] == ["bl-s1"]
+        assert not sink.of(OrderRejected)
+
+
+async def test_a_refused_timestamp_makes_the_venue_measure_the_clock_again() -> None:
+    async with loopback_exchange() as lb:
+        sink = Sink()
+        async with venue_on(lb, sink) as venue:
+            await venue.connect()
+            await faults_on(lb, "skew_ms=-5000")  # the exchange's clock jumps back
+            await venue.submit(market_order("bl-s2", SPOT))
+        assert lb.core.order(SPOT, client_id="bl-s2") is not None
+        assert not sink.of(OrderRejected)
+
+
+async def test_a_5xx_on_an_order_is_an_unknown_outcome_never_a_rejection() -> None:
+    async with loopback_exchange() as lb:
+        sink = Sink()
+        async with venue_on(lb, sink) as venue:
+            await venue.connect()
+            await faults_on(lb, "rest_5xx=1")
+            said = []
+            for n in range(12):  # 500 -1001, 502 (HTML), 503 -1008, each several times
+                with pytest.raises(VenueError) as caught:
+                    await venue.submit(market_order(f"bl-u{n}", (SPOT, PERP)[n % 2]))
+                said.append(str(caught.value))
+            assert all(any(code in text for text in said) for code in ("-1001", "502", "-1008"))
+            await faults_on(lb, "rest_5xx_after=1")
+            with pytest.raises(VenueError, match="-1007"):
+                await venue.submit(market_order("bl-u99"))
+            await faults_on(lb, "")
+            found = await venue.order_status("bl-u99", PERP)
+        assert not sink.of(OrderRejected)  # the router looks each up and resends if absent
+        assert found is not None
+        assert found.filled_qty == Decimal("0.01")
+        assert lb.server.faults.counts == {"rest_5xx": 12, "rest_5xx_after": 1}
+
+
+async def test_a_short_retry_after_holds_calls_that_long_not_the_whole_minute() -> None:
+    clock = SimulatedClock(START_NS - START_NS % NS_PER_MINUTE)
+    budget = WeightBudget(100, 0.8, clock)
+    budget.block(2)  # an injected 429: "Retry-After: 2", the window's weight far from spent
+    waiting = asyncio.create_task(budget.acquire(1))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    clock.advance_to(clock.now_ns() + 2 * NS_PER_SECOND)
+    await asyncio.wait_for(waiting, 1)  # not the next minute
+    budget.block(None)  # a 429 that names no wait: the rest of the window
+    again = asyncio.create_task(budget.acquire(1))
+    clock.advance_to(clock.now_ns() + 5 * NS_PER_SECOND)
+    await asyncio.sleep(0.05)
+    assert not again.done()
+    clock.advance_to(clock.now_ns() + NS_PER_MINUTE)
+    await asyncio.wait_for(again, 1)
+
+
+# ------------------------------------------------------------------------------ the live path
+
+STEP_S = 0.05
+TRADING: Overrides = {
+    "paper": {"start": "2022-05-01"},  # the falls of May and June 2022: it trades
+    "bands": {"abs_pp": 0.5},
+    "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
+    "risk": {"stale_after_s": 2, "drawdown_limit": 0.9},
+}
+WEIGHT_LIMIT = 24_000
+SKEW = "skew_ms=-3000"
+"""The exchange's clock 3 s behind the engine's: past the 1 s Binance allows ahead."""
+TIMING = "hold_s=1.5,slow_ms=150,retry_after_s=1"
+"""A held answer outlasts no client timeout here (ccxt's is 10 s; the full size holds 11 s):
+a client's timeout is tested in-process above."""
+PHASES: tuple[tuple[str, ...], ...] = (
+    ("rest_5xx=0.25", "rest_429=0.05", "rest_418=0.03", "slow=0.2"),
+    ("rest_5xx_after=0.3", "timeout_after=0.25", "timeout=0.25"),
+    ("reject_margin=0.25", "reject_notional=0.25", "reject_precision=0.25"),
+)
+"""Each phase until every one of its kinds was injected (at most :data:`PHASE_S`): the fast
+size covers every kind the engine's requests can meet; the full size then runs them all at once
+for :data:`MIXED_S`."""
+MIXED = ",".join(
+    (
+        "rest_5xx=0.05", "rest_5xx_after=0.06", "rest_429=0.02", "rest_418=0.01",
+        "timeout=0.02", "timeout_after=0.03", "slow=0.1", "reject_margin=0.03",
+        "reject_notional=0.03", "reject_precision=0.03", "reject_reduce_only=0.2",
+    )
+)  # fmt: skip
+PHASE_S = 20.0
+MIXED_S = size(0, 120)
+FULL_TIMING = "hold_s=11,slow_ms=300,retry_after_s=2"
+SEED = 14
+
+
+def in_flight(journal: JournalView) -> list[str]:
+    """Orders the journal holds as sent and not ended (the router may still send or look one
+    up: the exchange's state read now may miss it)."""
+    tracker = OrderTracker()
+    for message in journal.messages:
+        tracker.apply(message)
+    return [f"in flight: {o.client_order_id} ({o.state})" for o in tracker.working()]
+
+
+def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
+    open_orders = [f"open at the exchange: {o.client_order_id}" for o in state.open_orders()]
+    return [
+        *open_orders,
+        *in_flight(journal),
+        *journal_problems(journal),
+        *duplicate_orders(journal, state),
+        *lost_fills(journal, state),
+        *book_differences(journal, state),
+    ]
+
+
+async def injected(exchange: Exchange) -> dict[str, int]:
+    counts: dict[str, int] = (await exchange.request("GET", "/_loopback/faults")).json()["counts"]
+    return counts
+
+
+async def switch(exchange: Exchange, *entries: str) -> None:
+    status, text = await post_plan(exchange.rest_url, {"spec": ",".join(entries)})
+    assert status == 200, text
+
+
+def tracebacks(text: str) -> int:
+    return text.count("Traceback (most recent call last)")
+
+
+async def test_the_engine_trades_through_rest_faults_and_doubles_nothing(tmp_path: Path) -> None:
+    journal_path = tmp_path / "journal.db"
+    served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
+    args = ("--faults", SKEW, "--fault-seed", str(SEED))
+    async with exchange_serving(
+        tmp_path, served, step_s=STEP_S, weight_limit=WEIGHT_LIMIT, args=args
+    ) as exchange:
+        config = live_config(
+            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
+        )
+        async with engine_running(tmp_path, config) as engine:
+            await caught_up(journal_path, 0, engine)  # its clock 3 s ahead of the exchange's
+            await eventually(  # trading: the start's account check agreed
+                lambda: count_in(journal_path, "ReconcileResolved") > 0, within_s=20
+            )
+            submits = count_in(journal_path, "SubmitOrder")
+            for phase in PHASES:
+                await switch(exchange, *phase, TIMING, SKEW)
+                kinds = [entry.partition("=")[0] for entry in phase]
+                before = await injected(exchange)
+                deadline = time.monotonic() + PHASE_S
+                while True:
+                    assert engine.proc.returncode is None, engine.stderr()
+                    now = await injected(exchange)
+                    if all(now.get(k, 0) > before.get(k, 0) for k in kinds):
+                        break
+                    assert time.monotonic() < deadline, f"{phase}: injected only {now}"
+                    await asyncio.sleep(0.2)
+            if MIXED_S:
+                await switch(exchange, MIXED, FULL_TIMING, SKEW)
+                deadline = time.monotonic() + MIXED_S
+                while time.monotonic() < deadline:
+                    assert engine.proc.returncode is None, engine.stderr()
+                    await asyncio.sleep(0.5)
+            await switch(exchange, SKEW)
+            traded = count_in(journal_path, "SubmitOrder") - submits
+            await exchange.pause()
+            journal, state = await until_settled(
+                journal_path, exchange, at_rest, within_s=30, what="the book at rest"
+            )
+            assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
+        counts = await injected(exchange)
+    journal = await read_journal(journal_path)
+    duplicates = duplicate_orders(journal, state)
+    lost = lost_fills(journal, state)
+    gaps = journal_problems(journal)
+    crashes = tracebacks(engine.stderr()) + (engine.proc.returncode != 0)
+    record(
+        "faults_rest",
+        **{f"faults.{kind}": n for kind, n in counts.items()},
+        duplicate_orders=len(duplicates),
+        lost_fills=len(lost),
+        journal_gaps=len(gaps),
+        crashes=crashes,
+    )
+    assert (duplicates, lost, gaps, crashes) == ([], [], [], 0), engine.stderr()
+    assert book_differences(journal, state) == []  # the journal after the stop too
+    assert traded >= len(PHASES), f"only {traded} orders under faults"
+    assert counts["clock_skew"] > traded
