@@ -51,7 +51,8 @@ account afresh (every balance and position); then ``caught_up`` with what it fou
 **Statements after fills.** A fill and the balance it moved come on different sockets (Binance's
 unified account: a perp fill's USDT on the spot socket), in any order; once fills have been quiet
 for 250 ms the venue reads the account over REST and states every balance and position afresh, so
-a statement that predates a booked fill is corrected without waiting for the next one.
+a statement that predates a booked fill is corrected without waiting for the next one; one the
+streams overtook while it was read (a slow answer) is read again rather than emitted.
 
 **Funding.** A settlement (announced on the user stream, or a next funding time that moved on)
 makes the venue read the income endpoint (one call for every perp, paged by ``startTime``) and
@@ -74,7 +75,10 @@ silent).
 
 **Errors.** An exchange rejection (ccxt ``InvalidOrder``, ``InsufficientFunds``, ...) is an
 ``OrderRejected`` with a readable reason; a transport failure (``NetworkError``, timeout, a 429
-still refused after waiting its ``Retry-After``) raises :class:`VenueError` (outcome unknown).
+still refused after waiting its ``Retry-After``, any HTTP 5xx whatever its code: Binance says the
+execution status is then unknown) raises :class:`VenueError` (outcome unknown). Signed calls
+carry the exchange's time (ccxt measures the clocks' difference with the markets, and again
+when the exchange refuses a timestamp, -1021).
 A resend of a client order id the exchange already has ("duplicate") is looked up, never
 placed twice.
 
