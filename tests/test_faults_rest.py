@@ -15,6 +15,7 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,20 @@ from ballast.adapters.loopback.faults import (
     FaultSpecError,
     parse_spec,
 )
+from ballast.engine.app.reconcile import Reconciler
+from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_MINUTE, NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.events import Message, OrderAccepted, OrderRejected
+from ballast.engine.kernel.events import (
+    InstrumentsLoaded,
+    Message,
+    OrderAccepted,
+    OrderRejected,
+    ReconcileResolved,
+    VenueConnectionChanged,
+)
+from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.kernel.journal import Journal
 from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.venue import VenueError
 from tests.conftest import START_NS
@@ -65,6 +77,7 @@ from tests.support.live_exchange import (
     until_settled,
 )
 from tests.support.loopback import API_KEY, SECRET, Loopback, loopback_exchange
+from tests.support.memory_venue import InMemoryVenue
 from tests.support.paper_config import Overrides
 from tests.support.reliability import record, size
 from tests.support.waiting import eventually
@@ -404,6 +417,40 @@ async def test_a_short_retry_after_holds_calls_that_long_not_the_whole_minute() 
     assert not again.done()
     clock.advance_to(clock.now_ns() + NS_PER_MINUTE)
     await asyncio.wait_for(again, 1)
+
+
+class FlakyAccount(InMemoryVenue):
+    """The in-memory venue whose next ``failures`` account reads fail like a 5xx."""
+
+    failures = 0
+
+    async def account(self) -> Sequence[Message]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise VenueError("memory: account: HTTP 503, outcome unknown")
+        return await super().account()
+
+
+async def test_a_failed_account_read_after_caught_up_is_tried_again_soon(tmp_path: Path) -> None:
+    """Trading is held until the start's check agrees: a 5xx on its read must not hold it for
+    a whole ``recheck_s`` (here 60 s)."""
+    clock = SimulatedClock(START_NS)
+    venue = FlakyAccount(binance_defaults(["BTC"]), {"USDT": Decimal(1000)}, clock)
+    async with Journal(tmp_path / "j.db") as journal:
+        bus = Bus(clock, journal)
+        reconciler = Reconciler(bus, clock, venue, grace_s=0.05, recheck_s=60)
+        reconciler.install()
+        resolved: list[Message] = []
+        bus.subscribe(ReconcileResolved, resolved.append)
+        instruments = tuple((await venue.instruments()).values())
+        bus.publish(InstrumentsLoaded(START_NS, START_NS, "memory", instruments))
+        for event in await venue.account():  # the opening account
+            bus.publish(event)
+        venue.failures = 2  # the check's first two reads fail
+        bus.publish(VenueConnectionChanged(START_NS, START_NS, "memory", "rest", "caught_up"))
+        await eventually(lambda: bool(resolved), within_s=5, what="the check after two failures")
+        await reconciler.close()
+    assert venue.failures == 0
 
 
 # ------------------------------------------------------------------------------ the live path
