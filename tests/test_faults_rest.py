@@ -461,13 +461,13 @@ TRADING: Overrides = {
     "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
     "risk": {"stale_after_s": 2, "drawdown_limit": 0.9},
+    "venue": {"request_timeout_s": 2},  # a held answer (hold_s) outlasts it: a real timeout
 }
 WEIGHT_LIMIT = 24_000
 SKEW = "skew_ms=-3000"
 """The exchange's clock 3 s behind the engine's: past the 1 s Binance allows ahead."""
-TIMING = "hold_s=1.5,slow_ms=150,retry_after_s=1"
-"""A held answer outlasts no client timeout here (ccxt's is 10 s; the full size holds 11 s):
-a client's timeout is tested in-process above."""
+TIMING = "hold_s=2.5,slow_ms=150,retry_after_s=1"
+"""A held answer outlasts the engine's ``venue.request_timeout_s`` (2 s): the client times out."""
 PHASES: tuple[tuple[str, ...], ...] = (
     ("rest_5xx=0.25", "rest_429=0.05", "rest_418=0.03", "slow=0.2"),
     ("rest_5xx_after=0.3", "timeout_after=0.25", "timeout=0.25"),
@@ -485,7 +485,7 @@ MIXED = ",".join(
 )  # fmt: skip
 PHASE_S = 20.0
 MIXED_S = size(0, 120)
-FULL_TIMING = "hold_s=11,slow_ms=300,retry_after_s=2"
+FULL_TIMING = "hold_s=2.5,slow_ms=300,retry_after_s=2"
 SEED = 14
 
 

@@ -73,6 +73,13 @@ context is never changed.
 status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` while it stays
 silent).
 
+**Order transport.** ``order_transport="rest"`` sends each order as a REST request;
+``"websocket"`` (an exchange whose spec says ``ws_orders``) over its WebSocket API
+(``create_order_ws``, Binance ``order.place``) on a connection kept open, which saves the HTTP
+round trip. Either way an order is one weighted call, a duplicate client order id is looked up, and
+an answer that does not come within the client's ``timeout`` is a transport failure (outcome
+unknown: the router's resend with the same client order id resolves it).
+
 **Errors.** An exchange rejection (ccxt ``InvalidOrder``, ``InsufficientFunds``, ...) is an
 ``OrderRejected`` with a readable reason; a transport failure (``NetworkError``, timeout, a 429
 still refused after waiting its ``Retry-After``, any HTTP 5xx whatever its code: Binance says the
@@ -112,6 +119,7 @@ from ccxt.base.errors import (
     NetworkError,
     OperationFailed,
     RateLimitExceeded,
+    RequestTimeout,
 )
 
 from ballast.adapters.ccxt.convert import ZERO, amount, dec, ms_to_ns, order_state
@@ -124,6 +132,7 @@ from ballast.adapters.ccxt.exchanges import (
 from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
@@ -262,10 +271,16 @@ class CcxtVenue(Venue):
         silent_order_s: float = 10.0,
         funding_after_ns: int | None = None,
         seen_funding: Collection[tuple[str, int]] = (),
+        order_transport: OrderTransport = "rest",
+        request_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
         if (rest_url is None) != (ws_url is None):
             raise ValueError("rest_url and ws_url go together")
+        if order_transport == "websocket" and not spec.ws_orders:
+            raise ValueError(f"{spec.id} takes no orders over WebSocket: order_transport 'rest'")
+        self.order_transport: OrderTransport = order_transport
+        self._timeout_ms = max(1, round(request_timeout_s * 1000))
         self.spec = spec
         self.name = name
         self.clock = clock
@@ -338,6 +353,7 @@ class CcxtVenue(Venue):
             "apiKey": self._api_key,
             "secret": self._api_secret,
             "enableRateLimit": False,
+            "timeout": self._timeout_ms,
             "options": {
                 **dict(self.spec.options),
                 "warnOnFetchOpenOrdersWithoutSymbol": False,
@@ -764,11 +780,14 @@ class CcxtVenue(Venue):
             else:
                 params["timeInForce"] = order.time_in_force
         api = "futures" if is_perp(order.symbol) else "spot"
+        create = client.create_order
+        if self.order_transport == "websocket":
+            create = self._ws_create(client)
         try:
             reply = await self._call(
                 api,
                 "order",
-                client.create_order,
+                create,
                 order.symbol,
                 order.order_type,
                 order.side,
@@ -791,6 +810,19 @@ class CcxtVenue(Venue):
             return
         known.answered = True
         await self._on_orders([reply])
+
+    @staticmethod
+    def _ws_create(client: Any) -> Callable[..., Awaitable[Any]]:
+        """``create_order_ws`` within the client's timeout (ccxt waits for a WebSocket answer
+        forever; REST calls time out after ``timeout`` ms)."""
+
+        async def create(*args: Any) -> Any:
+            try:
+                return await asyncio.wait_for(client.create_order_ws(*args), client.timeout / 1000)
+            except TimeoutError:
+                raise RequestTimeout(f"no answer to the order in {client.timeout} ms") from None
+
+        return create
 
     async def _resolve_duplicate(self, coid: str, symbol: str) -> None:
         """The exchange already has this client order id: report what it knows of it."""
