@@ -423,6 +423,10 @@ BINANCE = ExchangeSpec(
         # (a task of its own, per user-stream connection) costs request weight and compares the
         # venue's decimal strings with 0 (a TypeError nobody awaits)
         "watchPositions": {"fetchPositionsSnapshot": False},
+        # signed requests carry our clock; Binance refuses one 1 s ahead of its own (-1021):
+        # ccxt measures the difference when it loads the markets (one GET /api/v3/time) and
+        # signs with the exchange's time (the venue measures again on a -1021)
+        "adjustForTimeDifference": True,
     },
     url_builder=_binance_urls,
     # Binance's published request weights of the calls the venue makes.

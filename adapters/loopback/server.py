@@ -64,6 +64,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from ballast.adapters.loopback import faults as fault_plan
 from ballast.adapters.loopback import wire
 from ballast.adapters.loopback.ccxt_config import loopback_ccxt_config
 from ballast.adapters.loopback.core import (
@@ -89,6 +90,7 @@ from ballast.adapters.loopback.errors import (
     refusal,
     unknown_order,
 )
+from ballast.adapters.loopback.faults import FaultPlan, InjectedError, endpoint_of
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import (
@@ -187,6 +189,7 @@ class LoopbackServer:
         spot_weight_limit: int = 6000,
         recv_window_ms_max: int = 60_000,
         ban_s: float = 120.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.core = core
         self.host = host
@@ -214,6 +217,9 @@ class LoopbackServer:
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
         self._ws_orders: set[asyncio.Task[None]] = set()
+        self.faults = faults if faults is not None else FaultPlan()
+        """Injected faults (issue 14; :mod:`~ballast.adapters.loopback.faults`), off by default."""
+        fault_plan.register(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -387,7 +393,15 @@ class LoopbackServer:
                     params[_API_KEY] = self._check_key(request)
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
-                result = await handler(params, futures)
+                reduce_only = params.get("reduceOnly", "").lower() == "true"
+                where = endpoint_of(request.method, request.path)
+                fault = self.faults.rest_fault(where, futures=futures, reduce_only=reduce_only)
+                if fault is None:
+                    result = await handler(params, futures)
+                else:
+                    result = await self.faults.serve(fault, lambda: handler(params, futures))
+            except InjectedError as exc:
+                return exc.response(headers)
             except (_TooMuchWeight, _Banned) as exc:
                 headers["Retry-After"] = exc.retry_after
                 return web.json_response(exc.body(), status=exc.status, headers=headers)
@@ -444,7 +458,8 @@ class LoopbackServer:
             raise illegal("recvWindow")
         if int(window) > self.recv_window_ms_max:
             raise BinanceError(-1131, f"recvWindow must be less than {self.recv_window_ms_max}.")
-        now = int(time.time() * 1000)
+        now = self.faults.wall_ms(time.time())
+        self.faults.judged_on_skew()
         if int(stamp) >= now + 1000:
             raise BinanceError(
                 -1021, "Timestamp for this request was 1000ms ahead of the server's time."
@@ -478,7 +493,7 @@ class LoopbackServer:
         return {}
 
     async def _time(self, params: dict[str, str], futures: bool) -> Any:
-        return {"serverTime": int(time.time() * 1000)}
+        return {"serverTime": self.faults.wall_ms(time.time())}
 
     async def _spot_info(self, params: dict[str, str], futures: bool) -> Any:
         return wire.exchange_info(self.core, False, self._now_ms(), self.spot_weight_limit)
@@ -961,7 +976,7 @@ class LoopbackServer:
             elif method == "ping":
                 result = {}
             elif method == "time":
-                result = {"serverTime": int(time.time() * 1000)}
+                result = {"serverTime": self.faults.wall_ms(time.time())}
             else:
                 raise BinanceError(-1020, "This operation is not supported.")
         except BinanceError as exc:
