@@ -56,6 +56,7 @@ from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.kernel.bus import Bus, Subscription
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.errors import JournalUnwritableError
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
@@ -490,6 +491,10 @@ class Reconciler:
                 failures += 1
                 first = max(self.grace_s, _READ_RETRY_S)
                 delay = min(self.recheck_s, first * 2 ** min(failures - 1, 16))
+                continue
+            except JournalUnwritableError as exc:  # checked again once the disk takes writes
+                log.warning("reconcile: %s", exc)
+                delay = self.recheck_s
                 continue
             failures = 0
             delay = self.recheck_s if self.book.open or not self._pending else self.grace_s
