@@ -332,6 +332,10 @@ def describe_fault(exc: BaseException) -> str:
     return " ".join(f"{name}: {exc}".split())
 
 
+_flush_data: Final = getattr(os, "fdatasync", os.fsync)
+"""fdatasync where the OS has it (Linux), else fsync."""
+
+
 def _retrieve_exception(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()
@@ -762,7 +766,9 @@ class Journal:
                 fd = self._sync_fds[suffix] = os.open(target, os.O_RDONLY)
             elif suffix == "":
                 continue  # flushed once, when first opened
-            os.fsync(fd)
+            # the WAL's data and size (what a reader needs), not its times: SQLite's own choice
+            # on Linux; a reused WAL (overwritten after a checkpoint) then needs no inode write
+            _flush_data(fd)
         if not self._dir_synced:
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:
