@@ -1,0 +1,155 @@
+"""``python -m bench.peers --peer-python .venv-peers/bin/python``: the peer comparison.
+
+Runs Ballast (journal off, journal on) and NautilusTrader interleaved, each run in a fresh
+subprocess (round after round: Ballast journal off, Nautilus, Ballast journal on, Nautilus), and
+prints every run's bar-events/s, the medians, the ratio "Nautilus time / Ballast time" per case
+(above 1: Ballast is faster), end-to-end times, peak RSS, and what each side traded (orders,
+fills, months with fills) so that a reader sees both did the work.
+
+Environment: ``BALLAST_PEERS_ROUNDS`` (default 3) rounds; ``BALLAST_PEERS_MONTHS=N`` only the
+first N months of the bundled data (a quick look while developing; default: all of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import machine_line
+from bench.peers.scenario import BAND_PP, CASH, DATA, START, TARGETS
+
+ROOT = Path(__file__).resolve().parents[2]
+PEER_SCRIPT = Path(__file__).resolve().with_name("nautilus_side.py")
+Result = dict[str, Any]
+
+
+def months_later(start: str, months: int) -> str:
+    """``start`` (ISO) plus ``months`` calendar months, ISO."""
+    moment = datetime.fromisoformat(start)
+    index = moment.month - 1 + months
+    return moment.replace(year=moment.year + index // 12, month=index % 12 + 1).isoformat()
+
+
+def _json_of(command: Sequence[str]) -> Result:
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    result: Result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def ballast(journal: str, end: str | None) -> Result:
+    command = [sys.executable, "-m", "bench.peers.ballast_side", "--journal", journal]
+    return _json_of([*command, *(["--end", end] if end else [])])
+
+
+def nautilus(python: str, end: str | None) -> Result:
+    command = [python, str(PEER_SCRIPT), "--data", str(DATA), "--start", START]
+    for asset, (kind, weight) in TARGETS.items():
+        command += ["--target", f"{asset}:{kind}:{weight}"]
+    command += ["--band-pp", str(BAND_PP), "--cash", str(CASH)]
+    return _json_of([*command, *(["--end", end] if end else [])])
+
+
+def rate(result: Result) -> float:
+    return float(result["bar_events"]) / float(result["seconds"])
+
+
+def run_line(result: Result) -> str:
+    orders = "?" if result["orders"] is None else f"{result['orders']:,}"
+    return (
+        f"  {result['side']:<19} {rate(result):>9,.0f} bar-events/s  run {result['seconds']:6.1f} s"
+        f"  end to end {result['total_seconds']:6.1f} s  peak RSS {result['peak_rss_mib']:6.0f} MiB"
+        f"  orders {orders:>5} fills {result['fills']:>5,}  months with fills "
+        f"{len(result['fill_months'])}{months_of_data(result)}"
+        f"  final NAV {float(result['final_nav']):,.2f}"
+    )
+
+
+def months_of_data(result: Result) -> str:
+    data = result.get("data_months")
+    return f"/{data}" if data is not None else ""
+
+
+def median(results: Sequence[Result], key: str) -> float:
+    return statistics.median(float(r[key]) for r in results)
+
+
+def summary(runs: dict[str, list[Result]], span: str) -> list[str]:
+    peer = runs["nautilus"]
+    peer_s, peer_e2e = median(peer, "seconds"), median(peer, "total_seconds")
+    lines = [
+        "| case | Ballast bar-events/s (median) | NautilusTrader bar-events/s (median) "
+        "| Nautilus time / Ballast time (run; end to end) | peak RSS Ballast / Nautilus |",
+        "|---|---|---|---|---|",
+    ]
+    for case in ("ballast-journal-off", "ballast-journal-on"):
+        ours = runs[case]
+        ours_s, ours_e2e = median(ours, "seconds"), median(ours, "total_seconds")
+        lines.append(
+            f"| {span}, journal {case.rsplit('-', 1)[1]} "
+            f"| {statistics.median(rate(r) for r in ours):,.0f} "
+            f"| {statistics.median(rate(r) for r in peer):,.0f}"
+            f"{' (no journal)' if case.endswith('on') else ''} "
+            f"| {peer_s / ours_s:.2f}; {peer_e2e / ours_e2e:.2f} "
+            f"| {median(ours, 'peak_rss_mib'):,.0f} / {median(peer, 'peak_rss_mib'):,.0f} MiB |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__)
+    parser.add_argument("--peer-python", required=True, help="the Python of .venv-peers")
+    args = parser.parse_args(argv)
+    rounds = int(os.environ.get("BALLAST_PEERS_ROUNDS", "3"))
+    months = os.environ.get("BALLAST_PEERS_MONTHS")
+    end = months_later(START, int(months)) if months else None
+    print(machine_line())
+    print(
+        "== peers: the same threshold rebalance (BTC 40 % spot, ETH 20 % perp, ±"
+        f"{BAND_PP} pp, {CASH:,} USDT) on the bundled hourly data"
+        f"{f' (first {months} months)' if months else ''}, {rounds} interleaved rounds =="
+    )
+    runs: dict[str, list[Result]] = {
+        "ballast-journal-off": [],
+        "nautilus": [],
+        "ballast-journal-on": [],
+    }
+    started = time.perf_counter()
+    for index in range(rounds):
+        print(f" round {index + 1}/{rounds}")
+        for result in (
+            ballast("off", end),
+            nautilus(args.peer_python, end),
+            ballast("on", end),
+            nautilus(args.peer_python, end),
+        ):
+            runs[result["side"]].append(result)
+            print(run_line(result), flush=True)
+    first = runs["ballast-journal-on"][0]
+    print(
+        f" events per run: {first['bar_events']:,} bar events + {first['mark_events']:,} marks "
+        f"(Ballast) / {runs['nautilus'][0]['bar_events']:,} bars + "
+        f"{runs['nautilus'][0]['mark_events']:,} marks (Nautilus); "
+        f"Ballast's kill switch fired {max(r['kill_switches'] for r in runs['ballast-journal-on'])}"
+        " times"
+    )
+    for side in ("ballast-journal-on", "nautilus"):
+        print(f" fills per month, {side}: {runs[side][0]['fill_months']}")
+    for line in summary(runs, f"first {months} months hourly" if months else "2 y hourly"):
+        print(line)
+    print(f" total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
