@@ -40,10 +40,13 @@ def months_later(start: str, months: int) -> str:
 
 
 def _json_of(command: Sequence[str]) -> Result:
+    started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    process_s = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result: Result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = process_s  # with the interpreter's start and the imports
     return result
 
 
@@ -68,7 +71,8 @@ def run_line(result: Result) -> str:
     orders = "?" if result["orders"] is None else f"{result['orders']:,}"
     return (
         f"  {result['side']:<19} {rate(result):>9,.0f} bar-events/s  run {result['seconds']:6.1f} s"
-        f"  end to end {result['total_seconds']:6.1f} s  peak RSS {result['peak_rss_mib']:6.0f} MiB"
+        f"  end to end {result['total_seconds']:5.1f} s (process {result['process_seconds']:.1f} s)"
+        f"  peak RSS {result['peak_rss_mib']:6.0f} MiB"
         f"  orders {orders:>5} fills {result['fills']:>5,}  months with fills "
         f"{len(result['fill_months'])}{months_of_data(result)}"
         f"  final NAV {float(result['final_nav']):,.2f}"
