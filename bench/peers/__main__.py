@@ -75,7 +75,7 @@ def run_line(result: Result) -> str:
         f"  peak RSS {result['peak_rss_mib']:6.0f} MiB"
         f"  orders {orders:>5} fills {result['fills']:>5,}  months with fills "
         f"{len(result['fill_months'])}{months_of_data(result)}"
-        f"  final NAV {float(result['final_nav']):,.2f}"
+        f"  fees {float(result['fees']):,.2f}  final NAV {float(result['final_nav']):,.2f}"
     )
 
 

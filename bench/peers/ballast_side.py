@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             "data_months": len({month_of(t) for t in bar_times}),
             "kill_switches": len(result.kill_switches),
             "final_nav": str(summary.final_nav),
+            "fees": str(summary.fees_paid),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         },
         sys.stdout,

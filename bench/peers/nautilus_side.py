@@ -14,7 +14,7 @@ given the scenario's figures on its command line (``bench/peers/scenario.py`` is
   outside target ± band, a market order back to target (quantity rounded to the lot).
 
 Prints one JSON object: bar events, mark events, seconds of ``engine.run()`` and end to end,
-orders, fills, fills per month, final NAV and peak RSS.
+orders, fills, fills per month, fees, final NAV and peak RSS.
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ class Rebalance(Strategy):  # type: ignore[misc]
         self.marked = {InstrumentId.from_str(text) for text in config.marks}
         self.orders_sent = 0
         self.fills = 0
+        self.fees = Decimal(0)
         self.fill_months: Counter[str] = Counter()
         self.checks = 0
 
@@ -221,6 +222,7 @@ class Rebalance(Strategy):  # type: ignore[misc]
 
     def on_order_filled(self, event: Any) -> None:
         self.fills += 1
+        self.fees += event.commission.as_decimal()
         month = datetime.fromtimestamp(event.ts_event / 1e9, UTC).strftime("%Y-%m")
         self.fill_months[month] += 1
 
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "checks": strategy.checks,
         "fill_months": dict(sorted(strategy.fill_months.items())),
         "final_nav": str(nav),
+        "fees": str(strategy.fees),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     json.dump(result, sys.stdout)
