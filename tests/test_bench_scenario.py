@@ -1,7 +1,8 @@
 """The benchmark scenario (``bench/peers/scenario.py``, run by ``make bench`` and ``make
 bench-peers``) keeps trading for the whole run, so every actor is measured (issue 13): fills in
 every month of a slice through the 2022 crash, on spot and perp, and the kill switch never fires.
-The peer's script stays free of Ballast (it runs in its own environment)."""
+The peer's script stays free of Ballast (it runs in its own environment), and the synthetic
+minute market reaches it through CSV files that read back as the very same events."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 from ballast.engine.app.backtest import load_market, run_backtest
-from ballast.engine.kernel.events import OrderFilled
+from ballast.engine.kernel.events import Bar, OrderFilled
 from ballast.engine.kernel.journal import JournalReader
 from bench.peers.__main__ import months_later
 from bench.peers.ballast_side import journal_activity, month_of
+from bench.peers.minutes import minute_market, write_csv
 from bench.peers.scenario import DATA, TARGETS, scenario_config
 
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "peers" / "nautilus_side.py"
@@ -55,3 +57,14 @@ def test_peer_script_imports_nothing_of_ballast() -> None:
 def test_months_later_counts_calendar_months() -> None:
     assert months_later("2022-04-18T00:00+00:00", 2) == "2022-06-18T00:00:00+00:00"
     assert months_later("2022-11-18T00:00+00:00", 3) == "2023-02-18T00:00:00+00:00"
+
+
+def test_minute_market_written_as_csv_reads_back_as_the_same_events(tmp_path: Path) -> None:
+    market = minute_market(1)
+    written = write_csv(market, tmp_path)
+    config = scenario_config()
+    loaded = load_market(config, tmp_path, start=None, end=None, interval_s=60)
+    expected = list(market.bundle().events())
+    assert written == 4 * 24 * 60
+    assert list(loaded.events()) == expected
+    assert sum(1 for e in expected if isinstance(e, Bar)) == written

@@ -7,7 +7,10 @@ prints every run's bar-events/s, the medians, the ratio "Nautilus time / Ballast
 fills, months with fills) so that a reader sees both did the work.
 
 Environment: ``BALLAST_PEERS_ROUNDS`` (default 3) rounds; ``BALLAST_PEERS_MONTHS=N`` only the
-first N months of the bundled data (a quick look while developing; default: all of it).
+first N months of the bundled data (a quick look while developing; default: all of it);
+``BALLAST_PEERS_MINUTE_DAYS=365`` adds the synthetic 1-minute year of ``make bench``, journal on
+(opt-in: minutes per run, over 1 GB for Nautilus), ``BALLAST_PEERS_MINUTE_ROUNDS`` (default 1)
+rounds of it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine_line
+from bench.peers.minutes import minute_market, write_csv
 from bench.peers.scenario import BAND_PP, CASH, DATA, START, TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,17 +55,47 @@ def _json_of(command: Sequence[str]) -> Result:
     return result
 
 
-def ballast(journal: str, end: str | None) -> Result:
+def ballast(journal: str, end: str | None, data: Path = DATA, interval_s: int = 3600) -> Result:
     command = [sys.executable, "-m", "bench.peers.ballast_side", "--journal", journal]
+    command += ["--data", str(data), "--interval-s", str(interval_s)]
     return _json_of([*command, *(["--end", end] if end else [])])
 
 
-def nautilus(python: str, end: str | None) -> Result:
-    command = [python, str(PEER_SCRIPT), "--data", str(DATA), "--start", START]
+def nautilus(python: str, end: str | None, data: Path = DATA, interval_s: int = 3600) -> Result:
+    command = [python, str(PEER_SCRIPT), "--data", str(data), "--start", START]
     for asset, (kind, weight) in TARGETS.items():
         command += ["--target", f"{asset}:{kind}:{weight}"]
-    command += ["--band-pp", str(BAND_PP), "--cash", str(CASH)]
+    command += ["--band-pp", str(BAND_PP), "--cash", str(CASH), "--interval-s", str(interval_s)]
     return _json_of([*command, *(["--end", end] if end else [])])
+
+
+def minute_case(python: str, days: int, rounds: int) -> None:
+    """The synthetic 1-minute case, journal on (opt-in: it takes minutes and Nautilus holds every
+    bar in memory, over 1 GB for a year)."""
+    print(f"== peers: synthetic {days} d of 1-minute bars (make bench's, seed 7), journal on ==")
+    runs: dict[str, list[Result]] = {"ballast-journal-on": [], "nautilus": []}
+    with tempfile.TemporaryDirectory(prefix="ballast-peers-") as tmp:
+        written = write_csv(minute_market(days), Path(tmp))
+        print(f" wrote {written:,} bars to CSV (both sides read them)")
+        for index in range(rounds):
+            print(f" round {index + 1}/{rounds}")
+            for result in (
+                ballast("on", None, Path(tmp), 60),
+                nautilus(python, None, Path(tmp), 60),
+            ):
+                runs[result["side"]].append(result)
+                print(run_line(result), flush=True)
+    ours, peer = runs["ballast-journal-on"], runs["nautilus"]
+    print(
+        f"| synthetic {days} d 1-minute, journal on "
+        f"| {statistics.median(rate(r) for r in ours):,.0f} bar-events/s, run "
+        f"{median(ours, 'seconds'):.1f} s, end to end {median(ours, 'total_seconds'):.1f} s "
+        f"| {statistics.median(rate(r) for r in peer):,.0f} bar-events/s, run "
+        f"{median(peer, 'seconds'):.1f} s, end to end {median(peer, 'total_seconds'):.1f} s "
+        f"| {median(peer, 'seconds') / median(ours, 'seconds'):.2f}; "
+        f"{median(peer, 'total_seconds') / median(ours, 'total_seconds'):.2f} "
+        f"| {median(ours, 'peak_rss_mib'):,.0f} / {median(peer, 'peak_rss_mib'):,.0f} MiB |"
+    )
 
 
 def rate(result: Result) -> float:
@@ -151,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f" fills per month, {side}: {runs[side][0]['fill_months']}")
     for line in summary(runs, f"first {months} months hourly" if months else "2 y hourly"):
         print(line)
+    minute_days = os.environ.get("BALLAST_PEERS_MINUTE_DAYS")
+    if minute_days:
+        minute_case(
+            args.peer_python,
+            int(minute_days),
+            int(os.environ.get("BALLAST_PEERS_MINUTE_ROUNDS", "1")),
+        )
     print(f" total {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -62,15 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journal", choices=("on", "off"), required=True)
     parser.add_argument("--start", default=START)
     parser.add_argument("--end", default=None, help="first excluded bar close time (ISO)")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the CSV files")
+    parser.add_argument("--interval-s", type=int, default=3600, help="bar interval")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     config = scenario_config()
-    bundle = load_market(config, DATA, start=args.start, end=args.end, interval_s=3600)
+    interval = args.interval_s
+    bundle = load_market(config, args.data, start=args.start, end=args.end, interval_s=interval)
     with tempfile.TemporaryDirectory(prefix="ballast-peers-") as tmp:
         journal = Path(tmp) / "bench.db" if args.journal == "on" else None
         loaded = time.perf_counter()
         result = run(
-            run_backtest(config, bundle, name="bench-peers", journal_path=journal, interval_s=3600)
+            run_backtest(
+                config, bundle, name="bench-peers", journal_path=journal, interval_s=interval
+            )
         )
         ran = time.perf_counter()
         activity = journal_activity(journal) if journal is not None else run_activity(result)

@@ -74,7 +74,8 @@ FEES = {
     "spot": (Decimal("0.001"), Decimal("0.001")),
     "perp": (Decimal("0.0002"), Decimal("0.0005")),
 }
-HOUR_NS = 3_600_000_000_000
+STEPS = {3600: ("1-HOUR", "1h"), 60: ("1-MINUTE", "1m")}
+"""Bar interval (s) → NautilusTrader's bar step, the CSV files' label."""
 
 
 def instrument(asset: str, kind: str) -> Any:
@@ -128,16 +129,17 @@ def _ns(text: str) -> int:
 
 
 def load_bars(
-    path: Path, inst: Any, start_ns: int, end_ns: int | None
+    path: Path, inst: Any, interval_s: int, start_ns: int, end_ns: int | None
 ) -> tuple[BarType, list[Any]]:
-    """The CSV's candles as bars stamped at their close (open + 1 h), within [start, end)."""
-    bar_type = BarType.from_str(f"{inst.id}-1-HOUR-LAST-EXTERNAL")
+    """The CSV's candles as bars stamped at their close (open + interval), within [start, end)."""
+    bar_type = BarType.from_str(f"{inst.id}-{STEPS[interval_s][0]}-LAST-EXTERNAL")
+    interval_ns = interval_s * 1_000_000_000
     bars = []
     with path.open(newline="") as handle:
         rows = csv.reader(handle)
         next(rows)
         for row in rows:
-            ts = _ns(row[0]) + HOUR_NS
+            ts = _ns(row[0]) + interval_ns
             if ts < start_ns or (end_ns is not None and ts >= end_ns):
                 continue
             o, h, low, c = (inst.make_price(float(x)) for x in row[1:5])
@@ -237,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cash", type=Decimal, required=True)
     parser.add_argument("--start", default="2022-04-18T00:00+00:00")
     parser.add_argument("--end", default=None, help="first excluded bar close time (ISO)")
+    parser.add_argument("--interval-s", type=int, choices=sorted(STEPS), default=3600)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     start_ns = _ns(args.start)
@@ -265,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("spot", "perp"):
             inst = instrument(asset, kind)
             engine.add_instrument(inst)
-            name = f"{asset.lower()}usdt_{kind}_1h.csv"
-            bar_type, bars = load_bars(args.data / name, inst, start_ns, end_ns)
+            name = f"{asset.lower()}usdt_{kind}_{STEPS[args.interval_s][1]}.csv"
+            bar_type, bars = load_bars(args.data / name, inst, args.interval_s, start_ns, end_ns)
             bar_types.append(str(bar_type))
             data.extend(bars)
             bar_count += len(bars)
