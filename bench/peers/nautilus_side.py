@@ -212,6 +212,10 @@ class Rebalance(Strategy):  # type: ignore[misc]
             weight = held * price / nav
             if abs(weight - target) <= self.band:
                 continue
+            if self.cache.orders_inflight_count(
+                instrument_id=instrument_id
+            ) or self.cache.orders_open_count(instrument_id=instrument_id):
+                continue  # an order of this instrument is on its way: no second one
             inst = self.cache.instrument(instrument_id)
             step = inst.size_increment.as_decimal()
             delta = ((target * nav / price - held) / step).to_integral_value(ROUND_DOWN) * step
