@@ -94,7 +94,7 @@ def main(argv: Sequence[str] = ()) -> int:
     tests = subprocess.run(command, cwd=ROOT, env=env, check=False)
     wall_s = time.monotonic() - begin
     totals = add_up(collect(out))
-    found = problems(totals, expected=expected, tests_failed=tests.returncode != 0)
+    found = problems(totals, expected=expected, pytest_status=tests.returncode)
     table = render(
         totals,
         found=found,

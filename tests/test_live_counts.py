@@ -88,8 +88,12 @@ def test_fills_booked_once_as_the_exchange_made_them_are_not_lost() -> None:
 
 
 def test_missing_wrong_and_doubled_fills_are_lost() -> None:
-    booked = journal(fill("bl-1", "t1"), fill("bl-1", "t2", price="59999"), fill("bl-2", "t3"),
-                     fill("bl-2", "t3"))  # fmt: skip
+    booked = journal(
+        fill("bl-1", "t1"),
+        fill("bl-1", "t2", price="59999"),
+        fill("bl-2", "t3"),
+        fill("bl-2", "t3"),
+    )
     state = exchange(
         ["bl-1", "bl-2", "bl-3"],
         [

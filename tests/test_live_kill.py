@@ -27,7 +27,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,7 +35,7 @@ import pytest
 
 from ballast.engine.kernel.events import SessionStarted
 from tests.support.cli import ballast
-from tests.support.live_counts import duplicate_order_count, journal_gap_count, lost_fill_count
+from tests.support.live_counts import recorded, tracebacks
 from tests.support.live_exchange import (
     Engine,
     Exchange,
@@ -59,7 +58,7 @@ from tests.support.live_exchange import (
     until_settled,
 )
 from tests.support.paper_config import Overrides
-from tests.support.reliability import record, size
+from tests.support.reliability import size
 from tests.support.waiting import eventually
 
 STEP_S = 0.05
@@ -122,20 +121,6 @@ def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
     return [*open_orders, *after_catch_up(journal, state), *book_differences(journal, state)]
 
 
-def tracebacks(text: str) -> list[str]:
-    """The last line of each traceback in a log (what was raised)."""
-    found = []
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("Traceback"):
-            end = next(
-                (j for j in range(index + 1, len(lines)) if not lines[j].startswith((" ", "\t"))),
-                len(lines) - 1,
-            )
-            found.append(lines[end].strip())
-    return found
-
-
 @dataclass
 class Campaign:
     """Where each kill landed, and the symptoms seen (mismatches, orders before the venue caught
@@ -177,7 +162,8 @@ async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
         config = live_config(
             tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
         )
-        try:
+        async with recorded("kills", journal_path, exchange, "engine-*.log") as counts:
+            counts["kills"] = 0
             for index, kill in enumerate(plan(kills, seed)):
                 before = last_seq(journal_path)
                 async with engine_running(tmp_path, config, log=f"engine-{index}.log") as engine:
@@ -193,37 +179,13 @@ async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
                     result.landed.append(
                         await kill_at(kill, journal_path, last_seq(journal_path), engine)
                     )
+                    counts["kills"] = len(result.landed)
                 result.known += [f"run {index}: {t}" for t in tracebacks(engine.stderr())]
                 journal = await read_journal(journal_path)
                 problems = always(journal, await exchange.state())
                 assert not problems, f"after kill {index} ({kill}): {problems}"
             result.known += await finish(tmp_path, exchange, config, kills)
-        finally:  # what was measured goes into the table even when a check failed
-            await record_counts(tmp_path, exchange, kills=len(result.landed))
     return result
-
-
-async def record_counts(tmp_path: Path, exchange: Exchange, *, kills: int) -> None:
-    """Record the kills and what the journal and the exchange show now: duplicate orders, lost
-    fills, journal gaps, tracebacks in the engines' logs (``crashes``). When the exchange or the
-    journal cannot be read (the campaign failed on it), the kills alone."""
-    journal_path = tmp_path / "journal.db"
-    crashes = sum(len(tracebacks(log.read_text())) for log in tmp_path.glob("engine-*.log"))
-    try:
-        state = await exchange.state()
-        journal = await read_journal(journal_path)
-        gaps = journal_gap_count(journal_path)
-    except (AssertionError, KeyError, OSError, sqlite3.Error, ValueError):
-        record("kills", kills=kills, crashes=crashes)
-        return
-    record(
-        "kills",
-        kills=kills,
-        duplicate_orders=duplicate_order_count(journal, state),
-        lost_fills=lost_fill_count(journal, state),
-        journal_gaps=gaps,
-        crashes=crashes,
-    )
 
 
 async def finish(tmp_path: Path, exchange: Exchange, config: Path, kills: int) -> list[str]:

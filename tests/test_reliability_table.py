@@ -62,9 +62,15 @@ def test_growth_takes_the_largest_not_the_sum() -> None:
 
 def test_a_clean_campaign_with_every_part_passes() -> None:
     totals = add_up(every_part(duplicate_orders=0, lost_fills=0, rss_growth_pct=4.99))
-    assert problems(totals, tests_failed=False) == []
-    shown = render(totals, found=[], wall_s=600, when="2026-12-03 06:00 UTC", commit="abc1234",
-                   command="make reliability")  # fmt: skip
+    assert problems(totals, pytest_status=0) == []
+    shown = render(
+        totals,
+        found=[],
+        wall_s=600,
+        when="2026-12-03 06:00 UTC",
+        commit="abc1234",
+        command="make reliability",
+    )
     assert "PASSED" in shown
     assert "commit abc1234" in shown
     assert "wall 10.0 min" in shown
@@ -73,28 +79,33 @@ def test_a_clean_campaign_with_every_part_passes() -> None:
 @pytest.mark.parametrize("key", SHOULD_BE_ZERO)
 def test_a_non_zero_should_be_zero_count_fails_the_campaign(key: str) -> None:
     records = [*every_part(), rec("kills", **{key: 1})]
-    found = problems(add_up(records), tests_failed=False)
+    found = problems(add_up(records), pytest_status=0)
     assert found == [f"{key} = 1 (should be zero)"]
-    assert "FAILED" in render(add_up(records), found=found, wall_s=1, when="", commit="",
-                              command="")  # fmt: skip
+    assert "FAILED" in render(
+        add_up(records), found=found, wall_s=1, when="", commit="", command=""
+    )
 
 
 def test_growth_at_the_limit_fails_the_campaign() -> None:
-    found = problems(add_up([*every_part(), rec("soak", fd_growth_pct=5.0)]), tests_failed=False)
+    found = problems(add_up([*every_part(), rec("soak", fd_growth_pct=5.0)]), pytest_status=0)
     assert found == ["fd_growth_pct = 5.00 (limit: below 5)"]
 
 
 def test_parts_that_left_no_record_are_named() -> None:
     records = [r for r in every_part(kills=1) if r["part"] not in ("soak", "secrets")]
-    assert problems(add_up(records), tests_failed=False) == [
+    assert problems(add_up(records), pytest_status=0) == [
         "parts that left no record: soak, secrets"
     ]
-    assert problems(add_up(records), expected=["kills"], tests_failed=False) == []
+    assert problems(add_up(records), expected=["kills"], pytest_status=0) == []
 
 
 def test_a_failed_test_fails_the_campaign() -> None:
-    found = problems(add_up(every_part()), tests_failed=True)
-    assert len(found) == 1 and "failed" in found[0]
+    found = problems(add_up(every_part()), pytest_status=1)
+    assert found == ["a test of the campaign failed (see pytest's report above)"]
+    # no test collected (5), interrupted (2): the campaign did not run
+    assert problems(add_up(every_part()), pytest_status=5) == [
+        "pytest exited with status 5 (see its output above)"
+    ]
 
 
 def test_a_malformed_record_is_an_error_naming_it() -> None:
@@ -147,8 +158,18 @@ def campaign(tmp_path: Path, secrets: int) -> subprocess.CompletedProcess[str]:
     test_file.write_text(textwrap.dedent(CAMPAIGN).replace("SECRETS", str(secrets)))
     (folder / "pytest.ini").write_text(INI)
     return subprocess.run(
-        [sys.executable, "-m", "tests.reliability_campaign", "--out", str(tmp_path / "out"),
-         "--expect", "kills,soak,secrets", "--workers", "0", str(test_file)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.reliability_campaign",
+            "--out",
+            str(tmp_path / "out"),
+            "--expect",
+            "kills,soak,secrets",
+            "--workers",
+            "0",
+            str(test_file),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -30,6 +30,9 @@ EXPECTED_PARTS: Final = (
 )
 """Every part the full campaign must hear from (a record each at least)."""
 
+BUDGET_S: Final = 20 * 60
+"""The campaign's wall-time budget on 2 cores (issue 14), shown beside the measured wall."""
+
 GROWTH_SUFFIX: Final = "_growth_pct"
 
 ROWS: Final = (
@@ -91,12 +94,14 @@ def add_up(records: Iterable[Mapping[str, object]]) -> Totals:
 
 
 def problems(
-    totals: Totals, *, expected: Sequence[str] = EXPECTED_PARTS, tests_failed: bool
+    totals: Totals, *, expected: Sequence[str] = EXPECTED_PARTS, pytest_status: int
 ) -> list[str]:
-    """What fails the campaign (empty: it passed)."""
+    """What fails the campaign (empty: it passed); ``pytest_status``: pytest's exit status."""
     found: list[str] = []
-    if tests_failed:
+    if pytest_status == 1:
         found.append("a test of the campaign failed (see pytest's report above)")
+    elif pytest_status:
+        found.append(f"pytest exited with status {pytest_status} (see its output above)")
     missing = [part for part in expected if part not in totals.parts]
     if missing:
         found.append(f"parts that left no record: {', '.join(missing)}")
@@ -149,7 +154,7 @@ def render(
     """The table (Markdown), the detail per part, and the verdict."""
     lines = [
         f"Reliability campaign: `{command}`, {when}, commit {commit}, "
-        f"wall {wall_s / 60:.1f} min ({wall_s:.0f} s)",
+        f"wall {wall_s / 60:.1f} min ({wall_s:.0f} s; budget {BUDGET_S // 60} min)",
         "",
         "| what | count |",
         "| --- | ---: |",
@@ -158,9 +163,7 @@ def render(
         "Per part (records: counts):",
     ]
     for part in sorted(totals.by_part):
-        counts = ", ".join(
-            f"{k}={_shown(k, v)}" for k, v in sorted(totals.by_part[part].items())
-        )
+        counts = ", ".join(f"{k}={_shown(k, v)}" for k, v in sorted(totals.by_part[part].items()))
         lines.append(f"- {part} ({totals.parts[part]}): {counts or 'no counts'}")
     if not totals.by_part:
         lines.append("- none")
