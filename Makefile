@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-backtest test test-fast lint typecheck bench bench-peers clean prometheus
+.PHONY: venv demo demo-backtest test test-fast lint typecheck bench bench-peers reliability clean prometheus
 
 venv: $(STAMP)
 
@@ -68,6 +68,13 @@ $(PEERS_STAMP):
 
 bench-peers: $(STAMP) $(PEERS_STAMP)
 	$(PY) -m bench.peers --peer-python $(PEERS_VENV)/bin/python
+
+# The reliability campaign: every test marked `reliability` at its full size (BALLAST_RELIABILITY=full),
+# pytest-xdist on the machine's cores, then one table of what they counted; exits 1 when a count that
+# must be zero is not, a growth reaches 5 %, a test fails or a part left no record
+# (tests/reliability_campaign.py; `make reliability RELIABILITY_ARGS="--expect kills tests/test_live_kill.py"`).
+reliability: $(STAMP)
+	$(PY) -m tests.reliability_campaign $(RELIABILITY_ARGS)
 
 # Debian's prometheus + prometheus-alertmanager (prometheus, promtool, amtool) for the monitoring
 # integration test; needs root. `make test` installs them itself when root, else skips that test.

@@ -8,7 +8,11 @@ the connections (``POST /_loopback/drop``), and steps the market, which fills th
 engine's user stream is down. The engine (``ballast run``, ``venue.kind = "binance"``) must journal
 the disconnect and the reconnect (``VenueConnectionChanged``), count it
 (``venue_reconnects_total``), and book every fill exactly once; at the end its book equals the
-exchange's."""
+exchange's.
+
+A part of the reliability campaign: it records the drops it made (``faults.ws_drop``) and what
+the journal and the exchange show at its end (duplicate orders, lost fills, journal gaps,
+tracebacks)."""
 
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from ballast.engine.kernel.events import OrderFilled, VenueConnectionChanged
+from tests.support.live_counts import recorded
 from tests.support.live_exchange import (
     Engine,
     Exchange,
@@ -105,12 +112,17 @@ async def metric(engine: Engine, name: str) -> float:
     return sum(values)
 
 
+@pytest.mark.reliability
 async def test_dropped_connections_between_an_order_and_its_fill_lose_no_fill(
     tmp_path: Path,
 ) -> None:
     journal_path = tmp_path / "journal.db"
     served = live_config(tmp_path, name="exchange.toml", sections=STEPPED)
-    async with exchange_serving(tmp_path, served, step_s=MANUAL_STEP_S) as exchange:
+    async with (
+        exchange_serving(tmp_path, served, step_s=MANUAL_STEP_S) as exchange,
+        recorded("live_disconnect", journal_path, exchange) as counts,
+    ):
+        counts["faults.ws_drop"] = 0
         config = live_config(
             tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=STEPPED
         )
@@ -121,6 +133,7 @@ async def test_dropped_connections_between_an_order_and_its_fill_lose_no_fill(
                 resting = await order_resting(journal_path, exchange, engine)
                 before = last_seq(journal_path)
                 await exchange.drop(which)
+                counts["faults.ws_drop"] += 1
                 await exchange.step()  # the resting orders fill now, the user stream down
                 state = await exchange.state()
                 filled = {t.client_order_id for t in state.trades} | {
@@ -144,6 +157,7 @@ async def test_dropped_connections_between_an_order_and_its_fill_lose_no_fill(
             # a drop of the public streams while nothing is in flight: quotes come back
             quotes = count_in(journal_path, "QuoteTick")
             await exchange.drop("public")
+            counts["faults.ws_drop"] += 1
             for _ in range(3):
                 await exchange.step()
             deadline = time.monotonic() + 20

@@ -13,7 +13,12 @@ restart, once the venue has caught up: every trade of ours at the exchange is in
 exactly once. At the end, with the market paused and one last engine settled: the engine's
 balances and positions equal the exchange's exactly, and the journal of every session replays
 with ``--verify``. A ReconcileMismatch, an order sent before the venue caught up and reconciled
-after a restart, or a traceback in an engine's log fails the campaign too."""
+after a restart, or a traceback in an engine's log fails the campaign too.
+
+Size (tests/support/reliability.py): ``make test`` runs one campaign of 20 kills; ``make
+reliability`` runs 200 kills as :data:`CAMPAIGNS` campaigns of 25, each with its own exchange,
+journal and seed, which pytest-xdist runs side by side. Each campaign records what it measured at
+its end (kills, duplicate orders, lost fills, journal gaps, tracebacks), before it asserts."""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import pytest
 
 from ballast.engine.kernel.events import SessionStarted
 from tests.support.cli import ballast
+from tests.support.live_counts import recorded, tracebacks
 from tests.support.live_exchange import (
     Engine,
     Exchange,
@@ -52,6 +58,7 @@ from tests.support.live_exchange import (
     until_settled,
 )
 from tests.support.paper_config import Overrides
+from tests.support.reliability import size
 from tests.support.waiting import eventually
 
 STEP_S = 0.05
@@ -65,8 +72,13 @@ TRADING: Overrides = {
 }
 
 SEED = int(os.environ.get("BALLAST_KILL_SEED", "11"))
-"""The default campaign's seed (``BALLAST_KILL_SEED=N`` runs another plan; the slow one adds
-1100)."""
+"""The first campaign's seed (``BALLAST_KILL_SEED=N`` runs other plans; campaign i adds 1100 i)."""
+
+KILLS = size(20, 200)
+CAMPAIGNS = size(1, 8)
+"""The kills are split into this many independent campaigns (one exchange each): the cost of a
+kill is mostly the restarted engine's start (~2 s: imports, markets, catch-up), which two cores
+overlap better across campaigns than one after the other."""
 
 WEIGHT_LIMIT = 24_000
 """Ten times Binance's futures limit: a restart costs ~250 weight, the campaign restarts every
@@ -107,20 +119,6 @@ def after_catch_up(journal: JournalView, state: ExchangeState) -> list[str]:
 def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
     open_orders = [f"open at the exchange: {o.client_order_id}" for o in state.open_orders()]
     return [*open_orders, *after_catch_up(journal, state), *book_differences(journal, state)]
-
-
-def tracebacks(text: str) -> list[str]:
-    """The last line of each traceback in a log (what was raised)."""
-    found = []
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("Traceback"):
-            end = next(
-                (j for j in range(index + 1, len(lines)) if not lines[j].startswith((" ", "\t"))),
-                len(lines) - 1,
-            )
-            found.append(lines[end].strip())
-    return found
 
 
 @dataclass
@@ -164,26 +162,29 @@ async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
         config = live_config(
             tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
         )
-        for index, kill in enumerate(plan(kills, seed)):
-            before = last_seq(journal_path)
-            async with engine_running(tmp_path, config, log=f"engine-{index}.log") as engine:
-                await caught_up(journal_path, before, engine)
-                if index:  # a restart: it caught up on what the exchange did meanwhile
-                    await until_settled(
-                        journal_path,
-                        exchange,
-                        after_catch_up,
-                        within_s=15,
-                        what=f"restart {index}",
+        async with recorded("kills", journal_path, exchange, "engine-*.log") as counts:
+            counts["kills"] = 0
+            for index, kill in enumerate(plan(kills, seed)):
+                before = last_seq(journal_path)
+                async with engine_running(tmp_path, config, log=f"engine-{index}.log") as engine:
+                    await caught_up(journal_path, before, engine)
+                    if index:  # a restart: it caught up on what the exchange did meanwhile
+                        await until_settled(
+                            journal_path,
+                            exchange,
+                            after_catch_up,
+                            within_s=15,
+                            what=f"restart {index}",
+                        )
+                    result.landed.append(
+                        await kill_at(kill, journal_path, last_seq(journal_path), engine)
                     )
-                result.landed.append(
-                    await kill_at(kill, journal_path, last_seq(journal_path), engine)
-                )
-            result.known += [f"run {index}: {t}" for t in tracebacks(engine.stderr())]
-            journal = await read_journal(journal_path)
-            problems = always(journal, await exchange.state())
-            assert not problems, f"after kill {index} ({kill}): {problems}"
-        result.known += await finish(tmp_path, exchange, config, kills)
+                    counts["kills"] = len(result.landed)
+                result.known += [f"run {index}: {t}" for t in tracebacks(engine.stderr())]
+                journal = await read_journal(journal_path)
+                problems = always(journal, await exchange.state())
+                assert not problems, f"after kill {index} ({kill}): {problems}"
+            result.known += await finish(tmp_path, exchange, config, kills)
     return result
 
 
@@ -236,18 +237,12 @@ def report(result: Campaign) -> None:
     assert not kinds, shown
 
 
-async def test_the_engine_killed_20_times_while_trading_loses_and_doubles_nothing(
-    tmp_path: Path,
+@pytest.mark.reliability
+@pytest.mark.parametrize("part", range(CAMPAIGNS))
+async def test_the_engine_killed_while_trading_loses_and_doubles_nothing(
+    tmp_path: Path, part: int
 ) -> None:
-    result = await campaign(tmp_path, kills=20, seed=SEED)
+    kills, seed = KILLS // CAMPAIGNS, SEED + 1100 * part
+    result = await campaign(tmp_path, kills=kills, seed=seed)
     report(result)
-    assert_kills_landed_while_trading(result.landed, plan(20, SEED))
-
-
-@pytest.mark.slow
-async def test_the_engine_killed_50_times_while_trading_loses_and_doubles_nothing(
-    tmp_path: Path,
-) -> None:
-    result = await campaign(tmp_path, kills=50, seed=SEED + 1100)
-    report(result)
-    assert_kills_landed_while_trading(result.landed, plan(50, SEED + 1100))
+    assert_kills_landed_while_trading(result.landed, plan(kills, seed))

@@ -4,7 +4,11 @@
 (``ballast run``, ``venue.kind = "binance"``, data stale after 1 s) trades on it. The test pauses
 the exchange's market (``POST /_loopback/market/pause``): the engine journals ``DataStale``,
 ``/readyz`` turns not ready naming the stale symbols, and no order reaches the exchange while
-stale. The market resumes (``/resume``): ``/readyz`` is ready again and new orders follow."""
+stale. The market resumes (``/resume``): ``/readyz`` is ready again and new orders follow.
+
+A part of the reliability campaign: it records the market stops (``faults.quotes_stopped``), the
+orders sent on stale data (``orders_on_bad_data``: journaled for a symbol said stale, or reaching
+the exchange while stale) and the engine's tracebacks (``crashes``), before it asserts on them."""
 
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.events import DataStale
+from ballast.engine.kernel.events import DataStale, Message
+from tests.support.live_counts import tracebacks
 from tests.support.live_exchange import (
     Engine,
     count_in,
@@ -26,6 +33,7 @@ from tests.support.live_exchange import (
     until_state,
 )
 from tests.support.paper_config import Overrides
+from tests.support.reliability import record
 from tests.support.waiting import eventually
 
 STEP_S = 0.05
@@ -55,6 +63,24 @@ async def until_ready(engine: Engine, ready: bool, *, within_s: float) -> list[s
         await asyncio.sleep(0.05)
 
 
+def orders_on_stale_data(paused: list[Message]) -> list[str]:
+    """Orders journaled, while the market was paused, for a symbol already said stale, or after
+    the last symbol was (``paused``: the journal from the pause to the resume)."""
+    stale = [m for m in paused if isinstance(m, DataStale)]
+    said: set[str] = set()
+    found = []
+    for message in paused:
+        if isinstance(message, DataStale):
+            said.add(message.symbol)
+        elif isinstance(message, SubmitOrder):
+            if message.symbol in said:
+                found.append(f"{message.client_order_id}: {message.symbol} was said stale")
+            elif stale and message.ts_init >= stale[-1].ts_init:
+                found.append(f"{message.client_order_id}: after the last DataStale")
+    return found
+
+
+@pytest.mark.reliability
 async def test_stale_quotes_stop_the_trading_and_fresh_ones_resume_it(tmp_path: Path) -> None:
     journal_path = tmp_path / "journal.db"
     served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
@@ -80,7 +106,7 @@ async def test_stale_quotes_stop_the_trading_and_fresh_ones_resume_it(tmp_path: 
             assert any(r.startswith("data_stale:") for r in reasons), reasons
             orders_when_stale = len((await exchange.state()).orders)
             await asyncio.sleep(STALE_FOR_S)
-            assert len((await exchange.state()).orders) == orders_when_stale
+            received_while_stale = len((await exchange.state()).orders) - orders_when_stale
             assert (await readiness(engine))[0] == 503
 
             await exchange.resume()
@@ -98,17 +124,19 @@ async def test_stale_quotes_stop_the_trading_and_fresh_ones_resume_it(tmp_path: 
                 what="the order at the exchange",
             )
             assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
-        assert "Traceback" not in engine.stderr(), engine.stderr()
 
     journal = await read_journal(journal_path)
     paused = journal.messages[paused_at:resumed_at]  # seqs paused_at+1 .. resumed_at
-    stale = [m for m in paused if isinstance(m, DataStale)]
-    assert stale, "no DataStale after the pause"
+    on_stale = orders_on_stale_data(paused)
+    raised = tracebacks(engine.stderr())
+    record(
+        "live_stale",
+        **{"faults.quotes_stopped": 1},
+        orders_on_bad_data=len(on_stale) + received_while_stale,
+        crashes=len(raised),
+    )
+    assert not raised, engine.stderr()
+    assert received_while_stale == 0
+    assert any(isinstance(m, DataStale) for m in paused), "no DataStale after the pause"
     # no order for a symbol once it was said stale, none at all once the last one was
-    said: set[str] = set()
-    for message in paused:
-        if isinstance(message, DataStale):
-            said.add(message.symbol)
-        elif isinstance(message, SubmitOrder):
-            assert message.symbol not in said, (message, said)
-            assert message.ts_init < stale[-1].ts_init, (message, stale[-1])
+    assert on_stale == []
