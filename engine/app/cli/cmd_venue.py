@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ballast.adapters.data.klines import DataError
+from ballast.adapters.loopback.stream_faults import KINDS as STREAM_FAULT_KINDS
+from ballast.adapters.loopback.stream_faults import StreamFaultPlan, parse_stream_faults
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.venue_serve import (
@@ -107,7 +109,25 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the spot API's (default: --weight-limit scaled as on Binance, "
         f"{DEFAULT_SPOT_WEIGHT_LIMIT} per {DEFAULT_WEIGHT_LIMIT})",
     )
+    serve.add_argument(
+        "--stream-faults",
+        type=_stream_faults,
+        default={},
+        metavar="SPEC",
+        help="seeded stream-side faults, kind=rate,... (rate: chance per opportunity; kinds: "
+        f"{', '.join(STREAM_FAULT_KINDS)}); also set at POST /_loopback/stream-faults",
+    )
+    serve.add_argument(
+        "--stream-fault-seed", type=int, default=0, metavar="N", help="their seed (default 0)"
+    )
     serve.set_defaults(func=serve_cmd)
+
+
+def _stream_faults(text: str) -> dict[str, float]:
+    try:
+        return parse_stream_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -186,6 +206,7 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             api_secret=secret,
             data_dir=args.data,
             synthetic_seed=args.synthetic,
+            stream_faults=StreamFaultPlan(args.stream_faults, args.stream_fault_seed),
         )
         with _signals(stop):
             async with exchange as handle:
