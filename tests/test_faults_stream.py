@@ -27,6 +27,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.loopback.stream_faults import (
@@ -317,6 +318,64 @@ async def test_an_expired_listen_key_is_refused_until_a_new_post() -> None:
                 assert (await r.json())["listenKey"] == key
             again = await session.ws_connect(f"{server.ws_url}/fws/private/ws?listenKey={key}")
             await again.close()
+
+
+# ------------------------------------------------------------------------------ the venue
+
+
+async def test_a_perp_fill_lost_on_its_stream_is_caught_up_after_a_later_spot_fill() -> None:
+    """The user streams go half-open; a perp order fills (its fill only on the silent futures
+    stream), then a spot order fills a little later (its fill in the REST reply). After the
+    reconnect, the catch-up must still find the perp fill, older than the latest fill booked."""
+    events: list[Any] = []
+
+    async def sink(event: Any) -> int:
+        events.append(event)
+        return len(events)
+
+    def fills() -> list[OrderFilled]:
+        return [e for e in events if isinstance(e, OrderFilled)]
+
+    async with served({}) as (server, faults):
+        now = server.core.clock.now_ns()
+        for symbol in ("BTC/USDT", "BTC/USDT:USDT"):
+            await quote(server, 50000, symbol)
+        mark = Decimal(50000)
+        await server.core.on_market(
+            MarkPriceUpdated(now, now, "BTC/USDT:USDT", mark, mark, Decimal(0), now + 10**12)
+        )
+        venue = CcxtVenue(
+            BINANCE,
+            spot=["BTC/USDT"],
+            perp=["BTC/USDT:USDT"],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=server.core.clock,
+            rest_url=server.rest_url,
+            ws_url=server.ws_url,
+        )
+        venue.attach(sink)
+        async with venue:
+            await venue.connect()
+            await venue.start()
+            await eventually(
+                lambda: any(getattr(e, "state", "") == "caught_up" for e in events), within_s=5
+            )
+            await eventually(lambda: {"user:spot", "user:futures"} <= server.subscriptions())
+            faults.plan.set({"half_open": 1.0}, 0)
+            await venue.submit(market_order("BTC/USDT:USDT", "buy", "0.01", "bl-perp"))
+            await asyncio.sleep(0.02)  # the spot fill is later, to the millisecond
+            await venue.submit(market_order("BTC/USDT", "buy", "0.01", "bl-spot"))
+            assert [f.client_order_id for f in fills()] == ["bl-spot"]
+            assert faults.plan.counts["half_open"] >= 2  # both user sockets went silent
+            faults.plan.set({}, 0)
+            assert await server.drop_connections("user") >= 2
+            await eventually(lambda: len(fills()) == 2, within_s=5, what="the perp fill")
+            await asyncio.sleep(0.2)
+    assert sorted(f.client_order_id for f in fills()) == ["bl-perp", "bl-spot"]
+    assert sorted(f.trade_id for f in fills()) == sorted(
+        str(t.trade_id) for t in server.core.trades
+    )
 
 
 # ------------------------------------------------------------------------------ the live path
