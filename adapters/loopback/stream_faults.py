@@ -25,7 +25,8 @@ decisions to a :class:`~ballast.adapters.loopback.server.LoopbackServer`:
 Switching: :func:`parse_stream_faults` reads ``"kind=rate,..."`` (``ballast venue serve
 --stream-faults``), :func:`install_stream_faults` (before the server starts) attaches the plan and
 the control route ``/_loopback/stream-faults``: ``GET`` the rates, seed and counts by kind,
-``POST`` JSON ``{"rates": {kind: rate}, "seed": n}`` to set them (the counts start over).
+``POST`` JSON ``{"rates": {kind: rate}, "seed": n}`` (or the query
+``?rates=kind=rate,...&seed=n``) to set them (the counts start over).
 
 The partial fills are not part of the exchange's input log (``--state``): a restarted exchange
 replays its orders unsplit.
@@ -232,7 +233,10 @@ class StreamFaults:
         """``GET``: rates, seed, counts by kind; ``POST {"rates": {...}, "seed": n}``: set."""
         if request.method == "POST":
             try:
-                body = await request.json()
+                if "rates" in request.query or "seed" in request.query:
+                    body: Any = dict(request.query)
+                else:
+                    body = await request.json()
                 rates = body.get("rates", {})
                 if isinstance(rates, str):
                     rates = parse_stream_faults(rates)
