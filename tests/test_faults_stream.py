@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import signal
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import ccxt.pro
 import msgspec
 import pytest
 
@@ -39,7 +42,7 @@ from ballast.adapters.loopback.stream_faults import (
     install_stream_faults,
     parse_stream_faults,
 )
-from ballast.adapters.sim.config import SimConfig
+from ballast.adapters.sim.config import Latency, SimConfig
 from ballast.adapters.sim.exchange import SimExchange
 from ballast.engine.kernel.clock import LiveClock
 from ballast.engine.kernel.events import (
@@ -191,10 +194,11 @@ def test_a_split_fill_is_several_trades_that_add_up_to_the_whole(symbol: str) ->
 
 @asynccontextmanager
 async def served(
-    rates: dict[str, float], seed: int = 1
+    rates: dict[str, float], seed: int = 1, *, fill_ns: int = 0
 ) -> AsyncIterator[tuple[LoopbackServer, StreamFaults]]:
     insts = binance_defaults(["BTC"])
-    core = LoopbackCore(insts, SimConfig(balances={"USDT": Decimal(100000)}), LiveClock())
+    config = SimConfig(balances={"USDT": Decimal(100000)}, latency=Latency(fill_ns=fill_ns))
+    core = LoopbackCore(insts, config, LiveClock())
     server = LoopbackServer(core, keys={API_KEY: SECRET})
     faults = install_stream_faults(server, StreamFaultPlan(rates, seed))
     await server.start()
@@ -320,6 +324,46 @@ async def test_an_expired_listen_key_is_refused_until_a_new_post() -> None:
                 assert (await r.json())["listenKey"] == key
             again = await session.ws_connect(f"{server.ws_url}/fws/private/ws?listenKey={key}")
             await again.close()
+
+
+async def test_a_market_order_reply_waits_until_its_fill_was_pushed() -> None:
+    """fill_before_ack: the market order rests until the next price (fill latency); its REST
+    reply is held until the fill has gone out on the user stream."""
+    async with served({"fill_before_ack": 1.0}, fill_ns=1) as (server, faults):
+        await quote(server, 50000, "BTC/USDT")
+        client = ccxt.pro.binance(server.ccxt_config(API_KEY, SECRET))
+        arrivals: list[tuple[str, float]] = []
+        try:
+            await client.load_markets()
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(f"{server.ws_url}/ws-api/v3")
+                params = {"apiKey": API_KEY, "timestamp": int(time.time() * 1000)}
+                payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+                signature = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256)
+                request = {"id": 1, "method": "userDataStream.subscribe.signature",
+                           "params": {**params, "signature": signature.hexdigest()}}  # fmt: skip
+                await ws.send_str(json.dumps(request))
+                assert (await ws.receive_json(timeout=2))["status"] == 200
+
+                async def placed() -> None:
+                    await client.create_order("BTC/USDT", "market", "buy", 0.01, None,
+                                              {"newClientOrderId": "bl-ack"})  # fmt: skip
+                    arrivals.append(("reply", time.monotonic()))
+
+                task = asyncio.ensure_future(placed())
+                await eventually(lambda: "bl-ack" in server.core.orders, within_s=5)
+                await asyncio.sleep(0.2)
+                assert not task.done()  # no fill yet: no reply either
+                await quote(server, 50001, "BTC/USDT")  # the fill
+                while not any(kind == "TRADE" for kind, _ in arrivals):
+                    msg = await ws.receive_json(timeout=2)
+                    arrivals.append((msg["event"].get("x", msg["event"]["e"]), time.monotonic()))
+                await task
+        finally:
+            await client.close()
+    kinds = [kind for kind, _ in arrivals]
+    assert kinds.index("TRADE") < kinds.index("reply"), kinds
+    assert faults.plan.counts["fill_before_ack"] == 1
 
 
 # ------------------------------------------------------------------------------ the venue

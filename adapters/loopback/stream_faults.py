@@ -16,7 +16,7 @@ decisions to a :class:`~ballast.adapters.loopback.server.LoopbackServer`:
 - ``listen_key_expired`` (each message of a futures user-data socket): the listenKey expires now,
   before the message (``listenKeyExpired`` event, its sockets closed, refused until a new
   ``POST /fapi/v1/listenKey``);
-- ``fill_before_ack`` (each order placed): the REST reply to the order waits until the order's
+- ``fill_before_ack`` (each market order placed): the REST reply to the order waits until the order's
   first fill has been pushed on the user streams (at most :attr:`StreamFaults.ack_hold_s`);
 - ``partial_fill`` (each market order): the order fills in 2 to 4 trades at the same price (the
   simulated exchange's :attr:`~ballast.adapters.sim.exchange.SimExchange.split_fills`), each its
@@ -180,7 +180,9 @@ class StreamFaults:
     async def before_reply(self, record: OrderRecord) -> None:
         """Before the REST reply to a new order: with ``fill_before_ack``, wait until its first
         fill has been sent on the user streams (or :attr:`ack_hold_s` passed)."""
-        if not self.plan.active or not self.plan.fires("fill_before_ack"):
+        if record.cmd.order_type != "market" or not self.plan.active:
+            return  # a resting limit order has no fill to send first
+        if not self.plan.fires("fill_before_ack"):
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ack_hold_s
