@@ -16,7 +16,7 @@ decisions to a :class:`~ballast.adapters.loopback.server.LoopbackServer`:
 - ``listen_key_expired`` (each message of a futures user-data socket): the listenKey expires now,
   before the message (``listenKeyExpired`` event, its sockets closed, refused until a new
   ``POST /fapi/v1/listenKey``);
-- ``fill_before_ack`` (each market order placed): the REST reply to the order waits until the order's
+- ``fill_before_ack`` (each market order placed): the REST reply to the order waits until its
   first fill has been pushed on the user streams (at most :attr:`StreamFaults.ack_hold_s`);
 - ``partial_fill`` (each market order): the order fills in 2 to 4 trades at the same price (the
   simulated exchange's :attr:`~ballast.adapters.sim.exchange.SimExchange.split_fills`), each its
