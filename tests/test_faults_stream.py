@@ -441,7 +441,7 @@ TRADING: Overrides = {
         "drawdown_limit": 1,  # a long run of the falling market: no drawdown kill either
     },
 }
-ENGINE: Overrides = {**TRADING, "venue": {"ws_keepalive_s": 1}}
+ENGINE: Overrides = {**TRADING, "venue": {"ws_keepalive_s": 0.5}}
 RATES = {
     "ws_drop": 0.002,
     "half_open": 0.002,
@@ -532,7 +532,7 @@ async def test_the_engine_trades_through_every_stream_fault_and_books_each_fill_
             filled_then = count_in(journal_path, "OrderFilled")
             print(f"faults: phase 1 {time.monotonic() - began:.1f} s", flush=True)
             await trading_until(
-                lambda _, filled: filled >= filled_then + size(3, 20), within_s=size(60, 200)
+                lambda _, filled: filled >= filled_then + size(2, 20), within_s=size(60, 200)
             )
             print(f"faults: phase 2 {time.monotonic() - began:.1f} s", flush=True)
             await exchange.pause()
