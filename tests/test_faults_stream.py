@@ -4,7 +4,7 @@ fills and expired listenKeys (:mod:`ballast.adapters.loopback.stream_faults`).
 
 Unit tests of the plan (deterministic by seed), of the split fills of the simulated exchange, and
 of each kind on an in-process server with a raw WebSocket client; then the live path: ``ballast
-venue serve --stream-faults`` with every kind on under ``ballast run`` (``venue.ws_keepalive_s``
+venue serve --faults`` with every stream kind on under ``ballast run`` (``venue.ws_keepalive_s``
 set so that a half-open socket is noticed): the engine keeps trading, and at rest there is no
 duplicate order, no lost fill, no fill booked twice, the journal is whole and the book equals the
 exchange's. Counts go to the campaign's table (``record("faults_stream", ...)``)."""
@@ -490,7 +490,7 @@ async def test_the_engine_trades_through_every_stream_fault_and_books_each_fill_
     journal_path = tmp_path / "journal.db"
     spec = ",".join(f"{k}={v}" for k, v in RATES.items())
     served_config = live_config(tmp_path, name="exchange.toml", sections=TRADING)
-    args = (f"--stream-faults={spec}", f"--stream-fault-seed={SEED}")
+    args = (f"--faults={spec}", f"--fault-seed={SEED}")
     async with exchange_serving(tmp_path, served_config, step_s=STEP_S, args=args) as exchange:
         config = live_config(
             tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=ENGINE

@@ -22,10 +22,12 @@ decisions to a :class:`~ballast.adapters.loopback.server.LoopbackServer`:
   simulated exchange's :attr:`~ballast.adapters.sim.exchange.SimExchange.split_fills`), each its
   own execution report and ``myTrades`` row.
 
-Switching: :func:`parse_stream_faults` reads ``"kind=rate,..."`` (``ballast venue serve
---stream-faults``), :func:`install_stream_faults` (before the server starts) attaches the plan and
-the control route ``/_loopback/stream-faults``: ``GET`` the rates, seed and counts by kind,
-``POST`` JSON ``{"rates": {kind: rate}, "seed": n}`` (or the query
+Switching: the kinds are registered in :data:`ballast.adapters.loopback.faults.KINDS` (owner
+``"ws"``), so ``ballast venue serve --faults SPEC --fault-seed N`` names them with the REST kinds;
+:func:`stream_plan` takes them out of the parsed spec (:func:`parse_stream_faults` reads a
+stream-only ``"kind=rate,..."``); :func:`install_stream_faults` (before the server starts)
+attaches the plan and the control route ``/_loopback/stream-faults``: ``GET`` the rates, seed and
+counts by kind, ``POST`` JSON ``{"rates": {kind: rate}, "seed": n}`` (or the query
 ``?rates=kind=rate,...&seed=n``) to set them (the counts start over).
 
 The partial fills are not part of the exchange's input log (``--state``): a restarted exchange
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from ballast.adapters.loopback import faults as rest_faults
 from ballast.engine.kernel.commands import SubmitOrder
 
 if TYPE_CHECKING:
@@ -58,6 +61,13 @@ KINDS: Final = (
     "partial_fill",
 )
 """The stream-side fault kinds, in the order the control route lists them."""
+
+STREAM: Final = "ws"
+"""Their owner in the shared registry :data:`ballast.adapters.loopback.faults.KINDS`, so that one
+``ballast venue serve --faults`` spec names REST and stream kinds alike."""
+
+for _kind in KINDS:
+    rest_faults.KINDS.setdefault(_kind, STREAM)
 
 MAX_PIECES: Final = 4
 
@@ -108,6 +118,11 @@ class StreamFaultPlan:
             "rates": dict(self.rates),
             "counts": {kind: self.counts.get(kind, 0) for kind in KINDS},
         }
+
+
+def stream_plan(spec: rest_faults.FaultSpec, seed: int) -> StreamFaultPlan:
+    """The stream kinds of a ``--faults`` spec (the others are the REST side's) as a plan."""
+    return StreamFaultPlan({k: r for k, r in spec.rates.items() if k in KINDS}, seed)
 
 
 def parse_stream_faults(spec: str) -> dict[str, float]:

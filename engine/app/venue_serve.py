@@ -42,6 +42,7 @@ from ballast.adapters.data.synthetic import (
 )
 from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.driver import MarketDriver, StopReason
+from ballast.adapters.loopback.faults import FaultPlan
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.loopback.stream_faults import StreamFaultPlan, install_stream_faults
 from ballast.engine.app.backtest import assets_of, load_market, sim_config
@@ -144,6 +145,7 @@ async def loopback_exchange(
     autostart: bool = True,
     spread_ticks: int = 1,
     stream_faults: StreamFaultPlan | None = None,
+    faults: FaultPlan | None = None,
 ) -> AsyncIterator[LoopbackHandle]:
     """A loopback exchange serving ``config``'s market (module docstring)."""
     bundle = market_of(config, data_dir=data_dir, synthetic_seed=synthetic_seed)
@@ -162,7 +164,9 @@ async def loopback_exchange(
             spread_ticks=spread_ticks,
             position_path=driver_position,
         )
-        server = LoopbackServer(core, host=host, port=port, keys={api_key: api_secret})
+        server = LoopbackServer(
+            core, host=host, port=port, keys={api_key: api_secret}, faults=faults
+        )
         driver.register(server)
         install_stream_faults(server, stream_faults)  # all off unless the plan says
         await server.start()

@@ -58,6 +58,10 @@ _PERP: Final = re.compile(
 )
 
 
+OrderTransport = Literal["rest", "websocket"]
+"""How orders reach a ccxt.pro venue: REST requests, or the exchange's WebSocket API."""
+
+
 class VenueConfig(_Section, frozen=True):
     """Which venue the engine trades on and how it authenticates (environment variable names
     only, never the keys themselves).
@@ -71,6 +75,10 @@ class VenueConfig(_Section, frozen=True):
     ``shutdown_timeout_s``: on SIGTERM/SIGINT, how long orders being sent may take to finish.
     ``ws_keepalive_s``: ping every WebSocket this often and drop one whose pongs stop for twice
     as long (a half-open connection; 0: the exchange client's default, Binance 180 s).
+    ``order_transport``: ``"rest"`` (an HTTP request per order) or ``"websocket"`` (the exchange's
+    WebSocket API on a connection kept open: Binance ``order.place``; no HTTP round trip).
+    ``request_timeout_s``: how long a request (REST, or an order over the WebSocket API) may go
+    unanswered before its outcome counts as unknown (ccxt's ``timeout``).
     """
 
     kind: Literal["simulated", "paper", "binance"] = "simulated"
@@ -83,11 +91,14 @@ class VenueConfig(_Section, frozen=True):
     silent_order_s: float = 10.0
     shutdown_timeout_s: float = 10.0
     ws_keepalive_s: float = 0.0
+    order_transport: OrderTransport = "rest"
+    request_timeout_s: float = 10.0
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "silent_order_s": Range(1, 3600),
         "shutdown_timeout_s": Range(0, 600),
         "ws_keepalive_s": Range(0, 3600),
+        "request_timeout_s": Range(0.1, 120),
     }
 
     def __post_init__(self) -> None:

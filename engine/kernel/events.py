@@ -90,6 +90,7 @@ VetoReason = Literal[
     "liquidation_distance",
     "max_daily_turnover",
     "unreconciled",
+    "journal_unwritable",
 ]
 """Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`)."""
 DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
@@ -610,6 +611,23 @@ class ReconcileResolved(SystemEvent, frozen=True, tag="ReconcileResolved", array
     detail: str
 
 
+class JournalWriteChanged(SystemEvent, frozen=True, tag="JournalWriteChanged", array_like=True):
+    """The journal's writer could not write (``writable`` False: disk full, a read-only file or
+    file system, an I/O error; ``error`` is what the OS or SQLite said) or writes again
+    (``writable`` True; ``failures``: the refused writes since the session opened it). While it
+    cannot write, no intent passes the risk check (``journal_unwritable``): nothing could be made
+    durable before it is sent. Recorded when the journal accepts writes again, at the place it
+    was published (the records between were written with it). An input: a fact about the
+    engine's disk, replayed to the actors like a venue's connection change."""
+
+    role: ClassVar[Role] = "input"
+
+    path: str
+    writable: bool
+    error: str = ""
+    failures: int = 0
+
+
 MarketData = QuoteTick | TradeTick | Bar | MarkPriceUpdated
 AccountData = BalanceUpdated | PositionUpdated | FundingPaid
 OrderData = (
@@ -643,5 +661,6 @@ SystemData = (
     | VenueConnectionChanged
     | ReconcileMismatch
     | ReconcileResolved
+    | JournalWriteChanged
 )
 Event = MarketData | AccountData | OrderData | DecisionData | SystemData

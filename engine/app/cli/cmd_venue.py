@@ -28,8 +28,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ballast.adapters.data.klines import DataError
-from ballast.adapters.loopback.stream_faults import KINDS as STREAM_FAULT_KINDS
-from ballast.adapters.loopback.stream_faults import StreamFaultPlan, parse_stream_faults
+from ballast.adapters.loopback.faults import (
+    KINDS,
+    PARAMS,
+    FaultPlan,
+    FaultSpec,
+    FaultSpecError,
+    parse_spec,
+)
+from ballast.adapters.loopback.stream_faults import stream_plan
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.venue_serve import (
@@ -110,23 +117,28 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         f"{DEFAULT_SPOT_WEIGHT_LIMIT} per {DEFAULT_WEIGHT_LIMIT})",
     )
     serve.add_argument(
-        "--stream-faults",
-        type=_stream_faults,
-        default={},
+        "--faults",
+        type=_faults,
+        default=FaultSpec({}, {}),
         metavar="SPEC",
-        help="seeded stream-side faults, kind=rate,... (rate: chance per opportunity; kinds: "
-        f"{', '.join(STREAM_FAULT_KINDS)}); also set at POST /_loopback/stream-faults",
+        help="inject faults, seeded: KIND=RATE and PARAM=VALUE, comma-separated (e.g. "
+        "rest_5xx=0.05,slow=0.1,skew_ms=-3000; kinds: "
+        + ", ".join(KINDS)
+        + "; params: "
+        + ", ".join(PARAMS)
+        + "); GET/POST /_loopback/faults reads and changes them at run time (the stream kinds: "
+        "/_loopback/stream-faults)",
     )
     serve.add_argument(
-        "--stream-fault-seed", type=int, default=0, metavar="N", help="their seed (default 0)"
+        "--fault-seed", type=int, default=0, metavar="N", help="the faults' seed (default 0)"
     )
     serve.set_defaults(func=serve_cmd)
 
 
-def _stream_faults(text: str) -> dict[str, float]:
+def _faults(text: str) -> FaultSpec:
     try:
-        return parse_stream_faults(text)
-    except ValueError as exc:
+        return parse_spec(text)
+    except FaultSpecError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -206,7 +218,8 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             api_secret=secret,
             data_dir=args.data,
             synthetic_seed=args.synthetic,
-            stream_faults=StreamFaultPlan(args.stream_faults, args.stream_fault_seed),
+            stream_faults=stream_plan(args.faults, args.fault_seed),
+            faults=FaultPlan(args.faults, args.fault_seed),
         )
         with _signals(stop):
             async with exchange as handle:
@@ -252,6 +265,8 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
         )
     futures, spot = weight_limits(args)
     lines.append(f"request weight per minute: futures {futures}, spot {spot}")
+    if args.faults.text:
+        lines.append(f"faults: {args.faults.text} (seed {args.fault_seed})")
     if not _is_loopback(args.host):
         lines.append(f"warning: listening on {args.host}, not only on this machine")
     return lines
