@@ -43,10 +43,12 @@ the router's resume lookup reports it); its fills and its end are reported. Orde
 events are emitted under one lock, so what a stream and a REST reply report about one order
 cannot interleave.
 
-**Catch-up** (start, and after every reconnect of a user channel): own trades since the last fill
-this process emitted (at start: ``fills_after_ns``), oldest first; funding income since then;
-the open orders and every order the venue still holds as working (what changed in the gap); the
-account afresh (every balance and position); then ``caught_up`` with what it found.
+**Catch-up** (start, and after every reconnect of a user channel): each symbol's own trades
+since a minute before the last fill of that symbol this process emitted (never before
+``fills_after_ns``; at start: from it), oldest first, those already emitted dropped; funding
+income since then; the open orders and every order the venue still holds as working (what
+changed in the gap); the account afresh (every balance and position); then ``caught_up`` with
+what it found.
 
 **Statements after fills.** A fill and the balance it moved come on different sockets (Binance's
 unified account: a perp fill's USDT on the spot socket), in any order; once fills have been quiet
@@ -165,6 +167,7 @@ _READY_POLL_S = 0.002
 _HOUSEKEEPING_S = 0.05
 _RATE_LIMIT_RETRIES = 2
 _TRADES_PAGE = 1000
+_CATCH_UP_MARGIN_MS = 60_000
 _FUNDING_GRACE_NS = NS_PER_SECOND
 _ENDED_KEPT = 10_000
 """Ended orders remembered (a resend of one of them is ignored without asking the exchange)."""
@@ -271,6 +274,7 @@ class CcxtVenue(Venue):
         silent_order_s: float = 10.0,
         funding_after_ns: int | None = None,
         seen_funding: Collection[tuple[str, int]] = (),
+        ws_keepalive_s: float = 0.0,
         order_transport: OrderTransport = "rest",
         request_timeout_s: float = 10.0,
     ) -> None:
@@ -292,11 +296,16 @@ class CcxtVenue(Venue):
         self._ws_url = ws_url
         self._testnet = testnet
         self._silent_ns = int(silent_order_s * NS_PER_SECOND)
+        self._keepalive_ms = int(ws_keepalive_s * 1000)
         # nothing journaled (0): the account statement holds the past, fills before now are
         # not this engine's to book
-        self._fills_after_ms = (fills_after_ns or clock.now_ns()) // NS_PER_MILLISECOND
+        self._fills_start_ms = (fills_after_ns or clock.now_ns()) // NS_PER_MILLISECOND
+        self._fills_after_ms: dict[str, int] = {}
+        """Per symbol: the time of the latest fill emitted (each symbol's own: fills of
+        different streams arrive in any order, one stream's gap may be older than another's
+        latest fill)."""
         first_funding_ms = (
-            self._fills_after_ms
+            self._fills_start_ms
             if funding_after_ns is None
             else funding_after_ns // NS_PER_MILLISECOND + 1
         )
@@ -359,6 +368,9 @@ class CcxtVenue(Venue):
                 "warnOnFetchOpenOrdersWithoutSymbol": False,
             },
         }
+        if self._keepalive_ms > 0:
+            # ccxt pings each socket every keepAlive ms and fails it after two missed pongs
+            config["streaming"] = {"keepAlive": self._keepalive_ms}
         if self._rest_url is not None and self._ws_url is not None:
             config["urls"] = self.spec.urls(self._rest_url, self._ws_url)
             # ccxt picks some error tables by Binance's own host names: name the codes here
@@ -1078,7 +1090,8 @@ class CcxtVenue(Venue):
         if coid.startswith("autoclose-") or coid.startswith("adl_autoclose"):
             liquidity = "liquidation"
         if ts_ms is not None:
-            self._fills_after_ms = max(self._fills_after_ms, int(ts_ms))
+            latest = self._fills_after_ms.get(symbol, int(ts_ms))
+            self._fills_after_ms[symbol] = max(latest, int(ts_ms))
         await self.emit(
             OrderFilled(
                 ts,
@@ -1185,7 +1198,7 @@ class CcxtVenue(Venue):
             try:
                 trades: list[Mapping[str, Any]] = []
                 for symbol in (*self.spot, *self.perp):
-                    trades += await self._my_trades(client, symbol, self._fills_after_ms)
+                    trades += await self._my_trades(client, symbol, self._trades_since_ms(symbol))
                 trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
                 before = len(self._seen_trades)
                 await self._on_trades(trades)
@@ -1287,6 +1300,15 @@ class CcxtVenue(Venue):
                 self._filled.set()  # read it again
             else:
                 tries = 0
+
+    def _trades_since_ms(self, symbol: str) -> int:
+        """Where a catch-up reads ``symbol``'s trades from: a margin before its latest fill
+        emitted (a lost message may be a little older than one that came: messages held back
+        or reordered), never before the start's; the ones read again are dropped by trade id."""
+        latest = self._fills_after_ms.get(symbol)
+        if latest is None:
+            return self._fills_start_ms
+        return max(self._fills_start_ms, latest - _CATCH_UP_MARGIN_MS)
 
     async def _my_trades(self, client: Any, symbol: str, since_ms: int) -> list[Mapping[str, Any]]:
         api = "futures" if is_perp(symbol) else "spot"

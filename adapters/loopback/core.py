@@ -81,7 +81,7 @@ _ZERO: Final = Decimal(0)
 LIQUIDATION_ORDER_IDS: Final = 1_000_000_000
 REJECTED_ORDER_IDS: Final = 2_000_000_000
 
-OrderState = Literal["NEW", "FILLED", "CANCELED", "EXPIRED", "REJECTED"]
+OrderState = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "REJECTED"]
 ExecType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED"]
 
 
@@ -119,7 +119,7 @@ class OrderRecord:
 
     @property
     def is_open(self) -> bool:
-        return self.status == "NEW"
+        return self.status in ("NEW", "PARTIALLY_FILLED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +481,10 @@ class LoopbackCore:
         record.executed_qty += event.qty
         record.cum_quote += trade.quote_qty
         record.avg_price = record.cum_quote / record.executed_qty
-        record.status = "FILLED" if record.executed_qty >= record.cmd.qty else "NEW"
+        if record.executed_qty >= record.cmd.qty:
+            record.status = "FILLED"
+        else:  # one trade of several (a split fill)
+            record.status = "PARTIALLY_FILLED"
         record.update_ms = now_ms
         return record, trade
 

@@ -91,6 +91,7 @@ from ballast.adapters.loopback.errors import (
     unknown_order,
 )
 from ballast.adapters.loopback.faults import FaultPlan, InjectedError, endpoint_of
+from ballast.adapters.loopback.stream_faults import StreamFaults
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import (
@@ -148,9 +149,17 @@ class _Socket:
     user: bool = False  # ws-api: subscribed to the spot user data stream
     dropped: bool = False
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    faults: StreamFaults | None = None
 
     def send(self, payload: Any) -> None:
         self.send_text(_dumps(payload))
+
+    def push(self, text: str) -> None:
+        """Queue a stream message (not a reply), through the stream faults if any."""
+        if self.faults is None:
+            self.send_text(text)
+        else:
+            self.faults.push(self, text)
 
     def send_text(self, text: str) -> None:
         """Queue a message; a client that falls ``MAX_BACKLOG`` messages behind is dropped
@@ -216,6 +225,8 @@ class LoopbackServer:
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
+        self.stream_faults: StreamFaults | None = None
+        """Stream-side faults (:mod:`~ballast.adapters.loopback.stream_faults`), if installed."""
         self._ws_orders: set[asyncio.Task[None]] = set()
         self.faults = faults if faults is not None else FaultPlan()
         """Injected faults (issue 14; :mod:`~ballast.adapters.loopback.faults`), off by default."""
@@ -254,6 +265,8 @@ class LoopbackServer:
         self._expiry_task = asyncio.create_task(self._expire_listen_keys(), name="loopback:keys")
 
     async def stop(self) -> None:
+        if self.stream_faults is not None:
+            self.stream_faults.cancel_timers()
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -658,6 +671,8 @@ class LoopbackServer:
             tif="GTC" if kind != "LIMIT" else _tif(tif),
         )  # fmt: skip
         record = await self._place(cmd, futures=False, inst=inst)
+        if self.stream_faults is not None:
+            await self.stream_faults.before_reply(record)
         default = "FULL" if kind in ("MARKET", "LIMIT") else "ACK"
         resp = params.get("newOrderRespType", default).upper()
         return wire.spot_order_reply(record, inst, self.core, resp)
@@ -684,6 +699,8 @@ class LoopbackServer:
             tif=_tif(tif) if kind == "LIMIT" else "GTC",
         )  # fmt: skip
         record = await self._place(cmd, futures=True, inst=inst)
+        if self.stream_faults is not None:
+            await self.stream_faults.before_reply(record)
         return wire.futures_order(record, inst)
 
     def _command(
@@ -875,6 +892,12 @@ class LoopbackServer:
                 sock.send({"e": "listenKeyExpired", "E": self._now_ms(), "listenKey": key})
             sock.queue.put_nowait(None)
 
+    def expire_listen_key(self, key: str) -> None:
+        """Expire ``key`` now (refused until the next ``POST``; its sockets told and closed)."""
+        self._listen_keys.pop(key, None)
+        self._close_listen_key(key, expired=True)
+        self._sockets -= {s for s in self._sockets if s.listen_key == key}  # closing: no more
+
     async def _expire_listen_keys(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.listen_key_ttl_s / 4))
@@ -894,7 +917,7 @@ class LoopbackServer:
                     raise web.HTTPBadRequest(text='{"code":-1125,"msg":"Invalid listenKey."}')
             ws = web.WebSocketResponse(autoping=True)
             await ws.prepare(request)
-            sock = _Socket(ws, request, kind, listen_key=listen_key)
+            sock = _Socket(ws, request, kind, listen_key=listen_key, faults=self.stream_faults)
             self._sockets.add(sock)
             writer = asyncio.create_task(self._writer(sock), name=f"loopback:ws:{kind}")
             try:
@@ -1083,6 +1106,14 @@ class LoopbackServer:
                 out.add("user:futures")
         return out
 
+    def discard_socket(self, sock: _Socket) -> None:
+        """Forget ``sock`` (no more messages are chosen for it); the caller closes it."""
+        self._sockets.discard(sock)
+
+    def user_streams_flushed(self) -> bool:
+        """Every user-data socket has sent all it was given."""
+        return all(s.queue.empty() for s in self._sockets if s.kind == "futures_private" or s.user)
+
     @property
     def connections(self) -> int:
         return len(self._sockets)
@@ -1207,7 +1238,7 @@ def _broadcast(sockets: list[_Socket], payload: Any) -> None:
     if sockets:
         text = _dumps(payload)
         for sock in sockets:
-            sock.send_text(text)
+            sock.push(text)
 
 
 def _control_prices(

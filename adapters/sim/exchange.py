@@ -56,6 +56,11 @@ account ``"spot"``; base asset first, then USDT, reported once per fill, also fo
 ``PositionUpdated`` for perps (signed qty, entry, mark, unrealised PnL, initial margin used,
 liquidation price estimate).
 
+**Split fills** (off unless :attr:`SimExchange.split_fills` is set; the loopback exchange's
+``partial_fill`` fault): a taker fill of a market order is made of several trades at the same
+price, each with its own trade id, fee and events, the quantity cut in lot-size multiples (the
+last piece takes the rest). Backtests never set it.
+
 **Funding**: :meth:`settle_funding` pays ``−qty × mark × rate`` (rate > 0: longs pay) to USDT.
 
 **Liquidation**: after every market data update and funding settlement,
@@ -71,7 +76,7 @@ update, not at a bar's intrabar extremes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Final
 
@@ -133,6 +138,8 @@ class SimExchange:
         self._accepted = 0
         self._trades = 0
         self._liquidations = 0
+        self.split_fills: Callable[[SubmitOrder], int] | None = None
+        """How many trades a market order's taker fill is cut into (None or 1: one)."""
 
     # ------------------------------------------------------------------------------- queries
 
@@ -475,18 +482,36 @@ class SimExchange:
         if liquidity == "maker" and self._reduce_only_problem(cmd, inst) is not None:
             return self._cancel(order, "reduce-only order would no longer reduce", now)
         self._release(order)
-        fee = self._fees.fee(cmd.symbol, inst.kind, liquidity, cmd.qty * price)
         self._close_filled(order, price)
-        fill = self._fill_event(order, price, fee, liquidity, now)
-        if inst.is_perp:
-            self._settle_perp(cmd.symbol, _signed(cmd.side, cmd.qty), price, fee)
-            return [
-                fill,
-                self._balance_event(self.quote, now),
-                self._position_event(cmd.symbol, now),
-            ]
-        self._settle_spot(inst, cmd.side, cmd.qty, price, fee)
-        return [fill, self._balance_event(inst.base, now), self._balance_event(self.quote, now)]
+        events: list[Message] = []
+        for qty in self._pieces(order, inst, liquidity):
+            fee = self._fees.fee(cmd.symbol, inst.kind, liquidity, qty * price)
+            events.append(self._fill_event(order, price, fee, liquidity, now, qty=qty))
+            if inst.is_perp:
+                self._settle_perp(cmd.symbol, _signed(cmd.side, qty), price, fee)
+                events += [
+                    self._balance_event(self.quote, now),
+                    self._position_event(cmd.symbol, now),
+                ]
+            else:
+                self._settle_spot(inst, cmd.side, qty, price, fee)
+                events += [
+                    self._balance_event(inst.base, now),
+                    self._balance_event(self.quote, now),
+                ]
+        return events
+
+    def _pieces(self, order: SimOrder, inst: Instrument, liquidity: FeeLiquidity) -> list[Decimal]:
+        """The quantities of the trades one fill is made of (see Split fills)."""
+        cmd = order.cmd
+        if self.split_fills is None or liquidity != "taker" or cmd.order_type != "market":
+            return [cmd.qty]
+        count = self.split_fills(cmd)
+        piece = inst.round_qty(cmd.qty / count) if count > 1 else _ZERO
+        if piece <= 0:
+            return [cmd.qty]
+        pieces = [piece] * (count - 1)
+        return [*pieces, cmd.qty - sum(pieces, _ZERO)]
 
     def _close_filled(self, order: SimOrder, price: Decimal) -> None:
         order.state, order.filled_qty, order.avg_price = "filled", order.cmd.qty, price
@@ -564,7 +589,14 @@ class SimExchange:
     # ------------------------------------------------------------------------------ reporting
 
     def _fill_event(
-        self, order: SimOrder, price: Decimal, fee: Decimal, liquidity: Liquidity, now: int
+        self,
+        order: SimOrder,
+        price: Decimal,
+        fee: Decimal,
+        liquidity: Liquidity,
+        now: int,
+        *,
+        qty: Decimal | None = None,
     ) -> OrderFilled:
         self._trades += 1
         cmd = order.cmd
@@ -576,7 +608,7 @@ class SimExchange:
             trade_id=f"t-{self._trades}",
             symbol=cmd.symbol,
             side=cmd.side,
-            qty=cmd.qty,
+            qty=cmd.qty if qty is None else qty,
             price=price,
             fee=fee,
             fee_asset=self.quote,

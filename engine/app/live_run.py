@@ -291,6 +291,7 @@ async def run_live(
             fills_after_ns=past.fills_after_ns if past is not None else started_ns,
             seen_trade_ids=past.seen_trade_ids if past is not None else (),
             silent_order_s=config.venue.silent_order_s,
+            ws_keepalive_s=config.venue.ws_keepalive_s,
             funding_after_ns=past.funding_after_ns if past is not None else started_ns,
             seen_funding=past.funding_seen if past is not None else (),
             order_transport=config.venue.order_transport,

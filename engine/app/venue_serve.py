@@ -44,6 +44,7 @@ from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.driver import MarketDriver, StopReason
 from ballast.adapters.loopback.faults import FaultPlan
 from ballast.adapters.loopback.server import LoopbackServer
+from ballast.adapters.loopback.stream_faults import StreamFaultPlan, install_stream_faults
 from ballast.engine.app.backtest import assets_of, load_market, sim_config
 from ballast.engine.app.bundled import data_dir as bundled_data_dir
 from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_SECOND, LiveClock
@@ -143,6 +144,7 @@ async def loopback_exchange(
     synthetic_seed: int | None = None,
     autostart: bool = True,
     spread_ticks: int = 1,
+    stream_faults: StreamFaultPlan | None = None,
     faults: FaultPlan | None = None,
 ) -> AsyncIterator[LoopbackHandle]:
     """A loopback exchange serving ``config``'s market (module docstring)."""
@@ -166,6 +168,7 @@ async def loopback_exchange(
             core, host=host, port=port, keys={api_key: api_secret}, faults=faults
         )
         driver.register(server)
+        install_stream_faults(server, stream_faults)  # all off unless the plan says
         await server.start()
         stack.push_async_callback(server.stop)
         handle = LoopbackHandle(

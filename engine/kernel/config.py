@@ -73,6 +73,8 @@ class VenueConfig(_Section, frozen=True):
     e.g. a ``ballast venue serve``; the keys are read from ``api_key_env``/``api_secret_env``).
     ``silent_order_s``: an open order with no news for this long is looked up at the venue.
     ``shutdown_timeout_s``: on SIGTERM/SIGINT, how long orders being sent may take to finish.
+    ``ws_keepalive_s``: ping every WebSocket this often and drop one whose pongs stop for twice
+    as long (a half-open connection; 0: the exchange client's default, Binance 180 s).
     ``order_transport``: ``"rest"`` (an HTTP request per order) or ``"websocket"`` (the exchange's
     WebSocket API on a connection kept open: Binance ``order.place``; no HTTP round trip).
     ``request_timeout_s``: how long a request (REST, or an order over the WebSocket API) may go
@@ -88,12 +90,14 @@ class VenueConfig(_Section, frozen=True):
     testnet: bool = False
     silent_order_s: float = 10.0
     shutdown_timeout_s: float = 10.0
+    ws_keepalive_s: float = 0.0
     order_transport: OrderTransport = "rest"
     request_timeout_s: float = 10.0
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "silent_order_s": Range(1, 3600),
         "shutdown_timeout_s": Range(0, 600),
+        "ws_keepalive_s": Range(0, 3600),
         "request_timeout_s": Range(0.1, 120),
     }
 

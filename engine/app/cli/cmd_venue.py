@@ -36,6 +36,7 @@ from ballast.adapters.loopback.faults import (
     FaultSpecError,
     parse_spec,
 )
+from ballast.adapters.loopback.stream_faults import stream_plan
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.venue_serve import (
@@ -125,7 +126,8 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         + ", ".join(KINDS)
         + "; params: "
         + ", ".join(PARAMS)
-        + "); GET/POST /_loopback/faults reads and changes them at run time",
+        + "); GET/POST /_loopback/faults reads and changes them at run time (the stream kinds: "
+        "/_loopback/stream-faults)",
     )
     serve.add_argument(
         "--fault-seed", type=int, default=0, metavar="N", help="the faults' seed (default 0)"
@@ -216,6 +218,7 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             api_secret=secret,
             data_dir=args.data,
             synthetic_seed=args.synthetic,
+            stream_faults=stream_plan(args.faults, args.fault_seed),
             faults=FaultPlan(args.faults, args.fault_seed),
         )
         with _signals(stop):
