@@ -89,6 +89,13 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--synthetic", type=int, metavar="SEED", help="serve a seeded synthetic market instead"
     )
     serve.add_argument(
+        "--interval-s",
+        type=_interval,
+        metavar="SECONDS",
+        help="bar interval of the --synthetic market in seconds (default 3600; 1: a quote "
+        "every second of data time, e.g. for a soak at --step-s 0)",
+    )
+    serve.add_argument(
         "--exit-when-done", action="store_true", help="stop once the market data is exhausted"
     )
     serve.add_argument(
@@ -127,6 +134,16 @@ def _step(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be >= 0 and finite, got {text}")
+    return value
+
+
+def _interval(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
 
 
@@ -173,6 +190,8 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             "fees and filters",
             source=str(args.config),
         )
+    if args.interval_s is not None and args.synthetic is None:
+        raise ConfigError("--interval-s", "sets the bar interval of a --synthetic market only")
     key, secret, made_up = key_pair(config)
     stop = asyncio.Event()
     try:
@@ -186,6 +205,7 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             api_secret=secret,
             data_dir=args.data,
             synthetic_seed=args.synthetic,
+            interval_s=args.interval_s,
         )
         with _signals(stop):
             async with exchange as handle:
@@ -211,6 +231,8 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
     symbols = sorted(handle.core.exchange.instruments, key=lambda s: (is_perp(s), s))
     first, last = handle.bundle.span()
     source = f"synthetic seed {args.synthetic}" if args.synthetic is not None else "data"
+    if args.synthetic is not None and args.interval_s is not None:
+        source += f" ({args.interval_s} s bars)"
     if args.synthetic is None:
         source = str(args.data if args.data is not None else config.paper.data_dir)
     lines = [
