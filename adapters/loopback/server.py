@@ -87,6 +87,7 @@ from ballast.adapters.loopback.errors import (
     refusal,
     unknown_order,
 )
+from ballast.adapters.loopback.permissions import RESTRICTIONS_PATH, KeyPermissions
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.events import (
@@ -209,6 +210,8 @@ class LoopbackServer:
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
+        self.permissions = KeyPermissions()
+        """What each key may do (``adapters/loopback/permissions.py``)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -289,6 +292,7 @@ class LoopbackServer:
             ("GET", "/api/v3/openOrders", "signed", _per_symbol(6, 80), self._open_orders),
             ("GET", "/api/v3/allOrders", "signed", _w(20), self._all_orders),
             ("GET", "/api/v3/myTrades", "signed", _w(20), self._my_trades),
+            ("GET", RESTRICTIONS_PATH, "signed", _w(1), self._api_restrictions),
         ]
         futures: list[tuple[str, str, Security, Callable[[dict[str, str]], int], Any]] = [
             ("GET", "/fapi/v1/ping", "public", _w(1), self._ping),
@@ -377,6 +381,8 @@ class LoopbackServer:
                     raise _TooMuchWeight(limit(), ip, retry)
                 if security != "public":
                     params[_API_KEY] = self._check_key(request)
+                    if not self.permissions.may(params[_API_KEY], request.method, request.path):
+                        raise invalid_key()
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
                 result = await handler(params, futures)
@@ -400,6 +406,12 @@ class LoopbackServer:
 
     def used_weight(self, market: Market, ip: str = "127.0.0.1") -> int:
         return self._weights.get((ip, market, int(time.time() // 60)), 0)
+
+    async def _api_restrictions(self, params: dict[str, str], futures: bool) -> Any:
+        key = params[_API_KEY]
+        if not self.permissions.answers(key):
+            raise web.HTTPNotFound()
+        return self.permissions.restrictions(key)
 
     # ------------------------------------------------------------------ auth
 

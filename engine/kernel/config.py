@@ -563,6 +563,20 @@ class MetricsConfig(_Section, frozen=True):
             raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
 
 
+class SecurityConfig(_Section, frozen=True):
+    """What the engine may do with the keys it is given (``[security]``).
+
+    ``read_only``: the engine connects, tracks, plans and journals, but never sends an order:
+    every intent the pre-trade check would approve is vetoed with reason ``read_only`` and the
+    would-be order in its detail (a key without trade permission is enough).
+    ``refuse_withdrawal_keys``: on a start with real keys (``venue.kind = "binance"``), exit
+    instead of only warning when the exchange says the key can withdraw.
+    """
+
+    read_only: bool = False
+    refuse_withdrawal_keys: bool = False
+
+
 # [paper] data_dir by default: relative to the working folder, else the data bundled with Ballast.
 DEFAULT_DATA_DIR = "data/market"
 
@@ -637,6 +651,7 @@ class Config(_Section, frozen=True):
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
     rebalance: RebalanceConfig = msgspec.field(default_factory=RebalanceConfig)
     fees: FeesConfig = msgspec.field(default_factory=FeesConfig)
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
 
     RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ballast.adapters.data.klines import DataError
+from ballast.adapters.loopback.permissions import KEY_RESTRICTIONS
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.venue_serve import (
@@ -94,6 +95,14 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="bar interval of the --synthetic market in seconds (default 3600; 1: a quote "
         "every second of data time, e.g. for a soak at --step-s 0)",
+    )
+    serve.add_argument(
+        "--key-restriction",
+        choices=KEY_RESTRICTIONS,
+        default="trade",
+        help="what the served key may do, as GET /sapi/v1/account/apiRestrictions says and the "
+        "exchange enforces: trade (default: read and trade, no withdrawals), withdraw (also "
+        "withdraw), read (no orders: -2015), unanswered (trade; the query is not answered)",
     )
     serve.add_argument(
         "--exit-when-done", action="store_true", help="stop once the market data is exhausted"
@@ -211,6 +220,7 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             async with exchange as handle:
                 # before anyone knows where it is: every exchangeInfo advertises these
                 handle.server.weight_limit, handle.server.spot_weight_limit = weight_limits(args)
+                handle.server.permissions.by_key[key] = args.key_restriction
                 print(f"listening {handle.rest_url} {handle.ws_url}", flush=True)
                 if made_up:
                     print(f"export {config.venue.api_key_env}={key}", flush=True)
@@ -253,6 +263,7 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
         )
     futures, spot = weight_limits(args)
     lines.append(f"request weight per minute: futures {futures}, spot {spot}")
+    lines.append(f"key restriction: {args.key_restriction}")
     if not _is_loopback(args.host):
         lines.append(f"warning: listening on {args.host}, not only on this machine")
     return lines
