@@ -15,14 +15,18 @@ Each key of the loopback exchange has one of these :data:`KeyRestriction` s:
 - ``unanswered``: trades, and the exchange does not answer the restrictions query (HTTP 404, as
   a venue without that endpoint): the engine cannot check.
 
-``ballast venue serve --key-restriction R`` sets the restriction of the key pair it serves.
+``ballast venue serve --key-restriction R`` sets the restriction of the key pair it serves;
+``POST /_loopback/keys?restriction=R`` changes the restriction of every key while it runs (a key's
+permissions revoked under a running engine).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, cast, get_args
+
+from aiohttp import web
 
 KeyRestriction = Literal["trade", "withdraw", "read", "unanswered"]
 KEY_RESTRICTIONS: Final[tuple[str, ...]] = get_args(KeyRestriction)
@@ -82,3 +86,12 @@ class KeyPermissions:
             "enableFixApiTrade": False,
             "enableFixReadOnly": False,
         }
+
+    async def control(self, request: web.Request) -> web.StreamResponse:
+        """``POST /_loopback/keys?restriction=R``: every key gets restriction R from now on."""
+        restriction = request.query.get("restriction", "")
+        if restriction not in KEY_RESTRICTIONS:
+            raise web.HTTPBadRequest(text=f"restriction: one of {', '.join(KEY_RESTRICTIONS)}")
+        self.default = cast(KeyRestriction, restriction)
+        self.by_key.clear()
+        return web.json_response({"restriction": restriction})

@@ -38,7 +38,8 @@ Binance does it:
   ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
   optional ``"index"``, ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both
   in one body: the quote first), ``POST /_loopback/funding`` (JSON
-  ``{"symbol", "rate", "mark"}``), plus whatever :meth:`LoopbackServer.add_control` adds.
+  ``{"symbol", "rate", "mark"}``), ``POST /_loopback/keys?restriction=R`` (what the keys may do:
+  ``adapters/loopback/permissions.py``), plus whatever :meth:`LoopbackServer.add_control` adds.
 
 See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
 the spot account only).
@@ -338,6 +339,7 @@ class LoopbackServer:
         r.add_get("/_loopback/state", self._ctl_state)
         r.add_post("/_loopback/price", self._ctl_price)
         r.add_post("/_loopback/funding", self._ctl_funding)
+        r.add_post("/_loopback/keys", self.permissions.control)
         for method, path, handler in self._controls:
             r.add_route(method, path, handler)
 
