@@ -4,9 +4,11 @@ journals, and never sends an order.
 As a user runs it: ``ballast run`` on a live venue (``ballast venue serve``, a key that may
 trade) with prices moving through tight bands: the strategy decides rebalances, each would-be
 order is journaled as an ``OrderVetoed`` with reason ``read_only`` naming the order, the journal
-holds no ``SubmitOrder`` and the exchange received no order at all. In process: a key without
-trade permission (the loopback exchange refuses its orders, -2015, as Binance does) is enough for
-everything a read-only engine does at the venue (connect, streams, catch-up, account).
+holds no ``SubmitOrder`` and the exchange received no order at all. Its config leaves
+``[metrics] address`` out: the engine listens on 127.0.0.1:9464, and on nothing else. In
+process: a key without trade permission (the loopback exchange refuses its orders, -2015, as
+Binance does) is enough for everything a read-only engine does at the venue (connect, streams,
+catch-up, account).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from ccxt.base.errors import AuthenticationError
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
+from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
     Message,
     OrderIntent,
@@ -27,6 +30,7 @@ from ballast.engine.kernel.events import (
     VenueConnectionChanged,
 )
 from ballast.engine.trading.pretrade import Approved, read_only_veto
+from tests.support.listening import listening
 from tests.support.live_exchange import (
     count_in,
     engine_running,
@@ -56,9 +60,18 @@ async def test_a_read_only_engine_plans_and_journals_but_the_exchange_gets_no_or
     served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
     async with exchange_serving(tmp_path, served, step_s=0.05) as exchange:
         config = live_config(
-            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
+            tmp_path,
+            rest_url=exchange.rest_url,
+            ws_url=exchange.ws_url,
+            sections={**TRADING, "metrics": {"enabled": True}},
         )
+        # [metrics] address left out: the default, which must be loopback only
+        lines = config.read_text().splitlines()
+        config.write_text("\n".join(x for x in lines if not x.startswith("address =")) + "\n")
+        assert load_config(config).metrics.address == Config().metrics.address
         async with engine_running(tmp_path, config) as engine:
+            await engine.served()
+            sockets = listening(engine.proc.pid)
             await eventually(
                 lambda: count_in(journal_path, "OrderVetoed") >= 6,
                 within_s=60,
@@ -66,6 +79,7 @@ async def test_a_read_only_engine_plans_and_journals_but_the_exchange_gets_no_or
             )
             assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
         state = await exchange.state()
+    assert sockets == [("127.0.0.1", 9464)], sockets  # metrics and health, loopback only
     journal = await read_journal(journal_path)
     assert state.orders == [], state.orders
     assert state.trades == []
