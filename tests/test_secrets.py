@@ -14,6 +14,9 @@ through the paths where a secret could slip out:
 - SIGABRT: the crash report (the stacks of the threads);
 - ``ballast journal export`` of the journal.
 
+And a key pasted in the config where the name of its variable belongs is refused (exit 2) without
+being echoed.
+
 Then every file the run left (logs, the journal's raw bytes with its ``-wal``/``-shm``, the
 export), every answer read, and every output (stdout, stderr) is scanned for the key, the secret
 and the wrong secret, as text and in their obvious encodings (``tests/support/secrets_scan.py``).
@@ -26,12 +29,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from ballast.engine.kernel.config import looks_like_a_credential
 from ballast.engine.kernel.events import OrderRejected, VenueConnectionChanged
 from tests.support.live_exchange import (
+    BALLAST,
     ROOT,
     Engine,
     Exchange,
@@ -170,3 +176,23 @@ async def test_no_key_or_secret_in_logs_journal_metrics_or_errors(tmp_path: Path
     hits = scan(blobs, {"key": key, "secret": secret, "wrong secret": wrong_secret})
     record("secrets", secrets_found=len(hits))
     assert hits == [], hits
+
+
+@pytest.mark.parametrize("where", ["api_key_env", "api_secret_env"])
+def test_a_key_pasted_where_its_variable_name_belongs_is_refused_without_echoing_it(
+    tmp_path: Path, where: str
+) -> None:
+    key, _ = distinctive_pair()
+    config = tmp_path / "pasted.toml"
+    config.write_text(f'[venue]\nkind = "binance"\n{where} = "{key}"\n')
+    done = subprocess.run(
+        [str(BALLAST), "config", "check", str(config)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"venue.{where}" in done.stderr.decode()
+    assert scan({"stdout": done.stdout, "stderr": done.stderr}, {"key": key}) == []
+    assert not looks_like_a_credential("BALLAST_API_SECRET")
+    assert not looks_like_a_credential("binanceapikeyforthemainaccount")

@@ -58,6 +58,18 @@ _PERP: Final = re.compile(
 )
 
 
+def looks_like_a_credential(text: str) -> bool:
+    """A long run of mixed-case letters and digits without an underscore: an API key or secret
+    pasted where the name of its environment variable belongs (never echoed in an error)."""
+    return (
+        len(text) >= 24
+        and text.isalnum()
+        and any(c.isdigit() for c in text)
+        and any(c.islower() for c in text)
+        and any(c.isupper() for c in text)
+    )
+
+
 class VenueConfig(_Section, frozen=True):
     """Which venue the engine trades on and how it authenticates (environment variable names
     only, never the keys themselves).
@@ -91,6 +103,11 @@ class VenueConfig(_Section, frozen=True):
         if not _ASSET.fullmatch(self.quote):
             raise ValueError(f"quote: {self.quote!r} is not an asset name like 'USDT'")
         for name in ("api_key_env", "api_secret_env"):
+            if looks_like_a_credential(getattr(self, name)):
+                raise ValueError(
+                    f"{name}: looks like a key itself, not the name of an environment variable "
+                    "(value not shown); put the key in an environment variable and its name here"
+                )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", getattr(self, name)):
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not an environment variable")
         for name, schemes in (
