@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-backtest test test-fast lint typecheck bench clean prometheus
+.PHONY: venv demo demo-backtest test test-fast lint typecheck bench bench-peers clean prometheus
 
 venv: $(STAMP)
 
@@ -53,10 +53,26 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# The peer benchmark: the same rebalance on Ballast and NautilusTrader, interleaved runs, each in a
+# fresh subprocess. NautilusTrader lives in its own environment (.venv-peers), not a dependency;
+# its script (bench/peers/nautilus_side.py) imports nothing of Ballast and reads the same CSVs.
+# BALLAST_PEERS_ROUNDS (default 3) rounds; BALLAST_PEERS_MONTHS=N runs the first N months only.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+NAUTILUS    ?= nautilus_trader==1.221.0
+
+$(PEERS_STAMP):
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(NAUTILUS)'
+	touch $(PEERS_STAMP)
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(PY) -m bench.peers --peer-python $(PEERS_VENV)/bin/python
+
 # Debian's prometheus + prometheus-alertmanager (prometheus, promtool, amtool) for the monitoring
 # integration test; needs root. `make test` installs them itself when root, else skips that test.
 prometheus: $(STAMP)
 	$(PY) -m tests.support.prometheus
 
 clean:
-	rm -rf $(VENV) var .typecheck build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) var .typecheck build .pytest_cache .mypy_cache .ruff_cache

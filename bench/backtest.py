@@ -7,6 +7,10 @@ year of 1-minute bars for BTC and ETH spot + perps (about 2.1 million bar events
 under 30 s. ``python -m bench backtest`` measures one month of 1-minute bars (the full year
 takes minutes at the current speed); ``BALLAST_BENCH_FULL_YEAR=1`` measures the whole year.
 
+The scenario is :mod:`bench.peers.scenario`'s, the one ``make bench-peers`` runs beside
+NautilusTrader: a threshold rebalance that trades in every month and never trips the kill switch,
+so that every actor is measured for the whole run.
+
 Each figure is printed beside its floor (``bench/backtest_floor.py``): the same events through the
 same bus and journal to handlers that do nothing.
 """
@@ -22,13 +26,11 @@ from pathlib import Path
 from ballast.adapters.data.bundle import MarketBundle
 from ballast.adapters.data.synthetic import SyntheticConfig, SyntheticMarket
 from ballast.engine.app.backtest import BacktestRun, run_backtest
-from ballast.engine.kernel.config import Config, parse_config
+from ballast.engine.kernel.config import Config
 from bench.backtest_floor import floor
 from bench.backtest_floor import line as floor_line
 from bench.common import run, verdict
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "market"
-GROWTH = '[strategy]\nname = "growth_optimizer"\n[execution]\nmode = "auto"\n'
+from bench.peers.scenario import DATA, scenario_config
 
 
 def _bars(bundle: MarketBundle) -> int:
@@ -43,7 +45,11 @@ def _line(label: str, run_: BacktestRun, bars: int, target: float | None) -> str
     )
     if target is not None:
         text += f" (target >= {target:,.0f}) {verdict(rate >= target)}"
-    return text
+    summary = run_.performance.summary
+    return (
+        f"{text}\n    traded: {summary.fills:,} fills, {summary.rebalances:,} rebalances, "
+        f"kill switch fired {len(run_.kill_switches)} times"
+    )
 
 
 def _measure(
@@ -55,8 +61,11 @@ def _measure(
 
 
 def main() -> None:
-    print("== backtest: full actor pipeline + simulated venue, growth_optimizer, auto mode ==")
-    config = parse_config(GROWTH)
+    print(
+        "== backtest: full actor pipeline + simulated venue, the bench scenario (threshold, "
+        "BTC 40 % spot, ETH 20 % perp, ±1 pp; bench/peers/scenario.py), trading all along =="
+    )
+    config = scenario_config()
     with tempfile.TemporaryDirectory(prefix="ballast-bench-") as tmp:
         hourly = MarketBundle.load(DATA, ["BTC", "ETH"])
         bars = _bars(hourly)

@@ -53,6 +53,7 @@ from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.sim.config import SimConfig
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, LiveClock
+from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import QuoteTick
 from ballast.engine.kernel.instruments import binance_defaults
 from bench.common import percentile, run, verdict
@@ -62,7 +63,13 @@ LOW: Final = Decimal(50_000)
 HIGH: Final = Decimal(50_500)
 TICK: Final = Decimal("0.01")
 ORDERS: Final = 300
-WARMUP_ORDERS: Final = 20
+"""Quote → order trips measured per order transport."""
+WARMUP_ORDERS: Final = 10
+"""Trips not measured after each engine start (connections, caches)."""
+TRANSPORTS: Final[tuple[OrderTransport, ...]] = ("websocket", "rest")
+BLOCKS: Final = 3
+"""The transports take turns: ``BLOCKS`` engine starts each, ``ORDERS / BLOCKS`` trips per start
+(the machine's speed drifts; interleaving compares them under the same conditions)."""
 GAP_S: Final = 0.03
 ORDER_TIMEOUT_S: Final = 5.0
 TARGET_P99_MS: Final = 5.0
@@ -137,6 +144,11 @@ class _ProbedServer(LoopbackServer):
 
         return probed
 
+    def _on_ws_api(self, sock: Any, msg: Any) -> None:
+        if isinstance(msg, dict) and msg.get("method") == "order.place":
+            self.probe.order(time.perf_counter_ns())
+        super()._on_ws_api(sock, msg)
+
     def send_queue(self) -> int:
         """Messages waiting in the public sockets' writer queues."""
         return sum(sock.queue.qsize() for sock in self._sockets if sock.public)
@@ -187,7 +199,9 @@ class _Engine:
         self.proc = proc
 
     @classmethod
-    async def start(cls, server: LoopbackServer, workdir: Path) -> _Engine:
+    async def start(
+        cls, server: LoopbackServer, workdir: Path, transport: OrderTransport
+    ) -> _Engine:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -196,6 +210,7 @@ class _Engine:
             server.rest_url,
             server.ws_url,
             str(workdir),
+            transport,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 26,  # one JSON line per answer: every quote's arrival time
@@ -241,12 +256,13 @@ class _Trip:
     order_index: int
 
 
-async def _quote_to_order(quotes: _Quotes, probe: _Probe) -> tuple[list[_Trip], int]:
+async def _quote_to_order(quotes: _Quotes, probe: _Probe, orders: int) -> tuple[list[_Trip], int]:
     """Quote → order arrival, one quote at a time; and the quotes that brought no order within
-    the timeout."""
+    the timeout. A trip's ``order_index`` counts the orders of this engine."""
     trips: list[_Trip] = []
     missed = 0
-    for i in range(WARMUP_ORDERS + ORDERS):
+    first = len(probe.arrivals)
+    for i in range(WARMUP_ORDERS + orders):
         probe.arrived.clear()
         before = len(probe.arrivals)
         number = await quotes.send(HIGH if i % 2 == 0 else LOW)
@@ -256,7 +272,7 @@ async def _quote_to_order(quotes: _Quotes, probe: _Probe) -> tuple[list[_Trip], 
             missed += 1
             continue
         if i >= WARMUP_ORDERS:
-            trips.append(_Trip(number, quotes.sent[number], probe.arrivals[before], before))
+            trips.append(_Trip(number, quotes.sent[number], probe.arrivals[before], before - first))
         await asyncio.sleep(GAP_S)
     return trips, missed
 
@@ -296,18 +312,49 @@ async def _rate_step(
     )
 
 
-@dataclass(frozen=True)
-class LiveResult:
-    latencies_ns: list[int]
-    missed: int
-    steps: list[RateStep]
-    stats: dict[str, Any]
-    parts_ns: dict[str, list[int]]
+@dataclass
+class TransportResult:
+    """Quote → order trips of the engines that sent their orders one way."""
+
+    latencies_ns: list[int] = field(default_factory=list)
+    missed: int = 0
+    parts_ns: dict[str, list[int]] = field(
+        default_factory=lambda: {"in": [], "decide": [], "durable": [], "out": []}
+    )
     """Quote → order split in four (engine side on the same monotonic clock): ``in``: quote
     sent → QuoteTick dispatched on the engine's bus; ``decide``: → SubmitOrder published;
     ``durable``: → the command fsync'd in the journal and handed to the venue adapter (its
     ``OrderSubmitted``, published just before the send); ``out``: → order at the exchange
-    (ccxt's create_order, HTTP)."""
+    (ccxt's create_order over HTTP, or create_order_ws on the open WebSocket)."""
+    commits_ns: list[int] = field(default_factory=list)
+    orders: int = 0
+    fills: int = 0
+
+    def add(
+        self, trips: list[_Trip], missed: int, seen: dict[str, int], stats: dict[str, Any]
+    ) -> None:
+        submits: list[int] = stats["submits"]
+        sends: list[int] = stats["sends"]
+        self.missed += missed
+        self.commits_ns += stats["commits_ns"]
+        self.orders += stats["orders"]
+        self.fills += stats["fills"]
+        for trip in trips:
+            self.latencies_ns.append(trip.arrived_ns - trip.sent_ns)
+            dispatched = seen.get(str(trip.number))
+            if dispatched is None or trip.order_index >= min(len(submits), len(sends)):
+                continue
+            submitted, sent = submits[trip.order_index], sends[trip.order_index]
+            self.parts_ns["in"].append(dispatched - trip.sent_ns)
+            self.parts_ns["decide"].append(submitted - dispatched)
+            self.parts_ns["durable"].append(sent - submitted)
+            self.parts_ns["out"].append(trip.arrived_ns - sent)
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    transports: dict[OrderTransport, TransportResult]
+    steps: list[RateStep]
 
 
 async def _bench(workdir: Path) -> LiveResult:
@@ -319,35 +366,34 @@ async def _bench(workdir: Path) -> LiveResult:
     server.probe = probe = _Probe()
     quotes = _Quotes(core, clock)
     await quotes.send(LOW)
+    results: dict[OrderTransport, TransportResult] = {t: TransportResult() for t in TRANSPORTS}
+    steps: list[RateStep] = []
     async with server:
-        engine = await _Engine.start(server, workdir)
-        try:
-            trips, missed = await _quote_to_order(quotes, probe)
-            first, last = trips[0].number if trips else 0, trips[-1].number if trips else 0
-            seen = (await engine.ask(f"seen {first} {last}"))["seen"]
-            steps = []
-            for rate in RATES:
-                step = await _rate_step(quotes, server, engine, rate)
-                steps.append(step)
-                if not step.sustained:
-                    break
-            stats = await engine.ask("stats")
-        finally:
-            await engine.stop()
-    submits: list[int] = stats.pop("submits", [])
-    sends: list[int] = stats.pop("sends", [])
-    parts: dict[str, list[int]] = {"in": [], "decide": [], "durable": [], "out": []}
-    for trip in trips:
-        dispatched = seen.get(str(trip.number))
-        if dispatched is None or trip.order_index >= min(len(submits), len(sends)):
-            continue
-        submitted, sent = submits[trip.order_index], sends[trip.order_index]
-        parts["in"].append(dispatched - trip.sent_ns)
-        parts["decide"].append(submitted - dispatched)
-        parts["durable"].append(sent - submitted)
-        parts["out"].append(trip.arrived_ns - sent)
-    latencies = [trip.arrived_ns - trip.sent_ns for trip in trips]
-    return LiveResult(latencies, missed, steps, stats, parts)
+        for block in range(BLOCKS):
+            for transport in TRANSPORTS:
+                folder = workdir / f"{transport}-{block}"
+                folder.mkdir()
+                engine = await _Engine.start(server, folder, transport)
+                try:
+                    trips, missed = await _quote_to_order(quotes, probe, ORDERS // BLOCKS)
+                    first = trips[0].number if trips else 0
+                    last = trips[-1].number if trips else 0
+                    seen = (await engine.ask(f"seen {first} {last}"))["seen"]
+                    if block == BLOCKS - 1 and transport == TRANSPORTS[0]:
+                        for rate in RATES:
+                            step = await _rate_step(quotes, server, engine, rate)
+                            steps.append(step)
+                            if not step.sustained:
+                                break
+                    stats = await engine.ask("stats")
+                finally:
+                    await engine.stop()
+                results[transport].add(trips, missed, seen, stats)
+    return LiveResult(results, steps)
+
+
+def _ms(values: list[int], q: float) -> float:
+    return percentile(sorted(values), q) / NS_PER_MILLISECOND
 
 
 def main() -> None:
@@ -357,14 +403,20 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="ballast-bench-live-") as tmp:
         result = run(_bench(Path(tmp)))
-    missed, steps, stats = result.missed, result.steps, result.stats
-    v = sorted(result.latencies_ns)
-    if v:
-        ms = [percentile(v, q) / NS_PER_MILLISECOND for q in (50, 90, 99)]
+    print(
+        f"  {BLOCKS} engine starts per order transport, taking turns; {ORDERS // BLOCKS} "
+        f"trips measured per start"
+    )
+    for transport, r in result.transports.items():
+        v = sorted(r.latencies_ns)
+        if not v:
+            print(f"  [{transport}] quote → order: no order arrived ({r.missed} quotes sent)")
+            continue
+        goal = f"  p99 target <= {TARGET_P99_MS:g} ms {verdict(_ms(v, 99) <= TARGET_P99_MS)}"
         print(
-            f"  quote → order: p50 {ms[0]:.2f} ms, p90 {ms[1]:.2f} ms, p99 {ms[2]:.2f} ms, "
-            f"max {v[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(v)}, {missed} quotes without an "
-            f"order)  p99 target <= {TARGET_P99_MS:g} ms {verdict(ms[2] <= TARGET_P99_MS)}"
+            f"  [{transport}] quote → order: p50 {_ms(v, 50):.2f} ms, p90 {_ms(v, 90):.2f} ms, "
+            f"p99 {_ms(v, 99):.2f} ms, max {v[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(v)}, "
+            f"{r.missed} quotes without an order){goal if transport == 'websocket' else ''}"
         )
         parts = []
         for name, what in (
@@ -373,21 +425,15 @@ def main() -> None:
             ("durable", "→ durable, to the adapter"),
             ("out", "→ order at the exchange"),
         ):
-            values = sorted(result.parts_ns[name])
-            parts.append(
-                f"{what} p50 {percentile(values, 50) / NS_PER_MILLISECOND:.2f} / p99 "
-                f"{percentile(values, 99) / NS_PER_MILLISECOND:.2f} ms"
-            )
+            values = r.parts_ns[name]
+            parts.append(f"{what} p50 {_ms(values, 50):.2f} / p99 {_ms(values, 99):.2f} ms")
         print(f"    split: {'; '.join(parts)}")
-    else:
-        print(f"  quote → order: no order arrived ({missed} quotes sent)")
-    print(
-        f"  engine: {stats.get('orders', 0):,} orders sent, {stats.get('fills', 0):,} fills; "
-        f"journal commit (fsync) p50 {stats.get('commit_p50_ns', 0) / NS_PER_MILLISECOND:.2f} ms"
-        f", p99 {stats.get('commit_p99_ns', 0) / NS_PER_MILLISECOND:.2f} ms"
-    )
+        print(
+            f"    engines: {r.orders:,} orders sent, {r.fills:,} fills; journal commit (fsync) "
+            f"p50 {_ms(r.commits_ns, 50):.2f} ms, p99 {_ms(r.commits_ns, 99):.2f} ms"
+        )
     best: RateStep | None = None
-    for step in steps:
+    for step in result.steps:
         print(
             f"  {step.rate:>6,} quotes/s: lag p50 {step.lag_p50_ms:.2f} ms, p99 "
             f"{step.lag_p99_ms:.2f} ms, {step.delivered:,}/{step.sent:,} delivered, exchange "
@@ -408,7 +454,9 @@ def main() -> None:
 # ---------------------------------------------------------------------------- the engine side
 
 
-async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
+async def _engine_main(
+    rest_url: str, ws_url: str, workdir: Path, transport: OrderTransport
+) -> None:
     """The child: a live session on the exchange at ``rest_url``; answers the parent's lines."""
     from ballast.adapters.ccxt.exchanges import EXCHANGES
     from ballast.adapters.ccxt.venue import CcxtVenue
@@ -430,6 +478,7 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
         clock=clock,
         rest_url=rest_url,
         ws_url=ws_url,
+        order_transport=transport,
     )
     seen: dict[int, int] = {}
     submits: list[int] = []
@@ -479,23 +528,15 @@ async def _engine_main(rest_url: str, ws_url: str, workdir: Path) -> None:
                     low, high = int(line[1]), int(line[2])
                     answer({"seen": {n: t for n, t in seen.items() if low <= n <= high}})
                 elif line[0] == "stats":
-                    commits = sorted(commits_ns)
-                    answer(
-                        {
-                            **counts,
-                            "submits": submits,
-                            "sends": sends,
-                            "commit_p50_ns": percentile(commits, 50),
-                            "commit_p99_ns": percentile(commits, 99),
-                        }
-                    )
+                    answer({**counts, "submits": submits, "sends": sends, "commits_ns": commits_ns})
                 elif line[0] == "stop":
                     answer({"stopped": True})
                     break
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "engine":
-        run(_engine_main(sys.argv[2], sys.argv[3], Path(sys.argv[4])))
+    if len(sys.argv) == 6 and sys.argv[1] == "engine" and sys.argv[5] in ("rest", "websocket"):
+        transport: OrderTransport = "rest" if sys.argv[5] == "rest" else "websocket"
+        run(_engine_main(sys.argv[2], sys.argv[3], Path(sys.argv[4]), transport))
     else:
         main()

@@ -286,6 +286,26 @@ async def test_quotes_stop_then_resume(rig: Rig) -> None:
         assert last.ts_event == rig.clock.now_ns() // NS_PER_MILLISECOND * NS_PER_MILLISECOND
 
 
+async def test_spot_and_perp_quotes_of_one_market_id_keep_their_own_symbols(rig: Rig) -> None:
+    """``BTCUSDT`` names the spot and the perp market; the socket a quote came on says which."""
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        await subscribed(rig.lb, "btcusdt@bookticker")
+        await rig.lb.quote(SPOT, "50000", "50000.02")
+        await rig.lb.quote(PERP, "50010.1", "50010.2")
+
+        def quotes() -> list[tuple[str, Decimal, Decimal]]:
+            ticks = [e for e in rig.sink.events if isinstance(e, QuoteTick)]
+            return sorted((e.symbol, e.bid, e.ask) for e in ticks)
+
+        await eventually(lambda: len(quotes()) >= 2, what="both quotes")
+        assert quotes() == [
+            (SPOT, Decimal(50000), Decimal("50000.02")),
+            (PERP, Decimal("50010.1"), Decimal("50010.2")),
+        ]
+
+
 async def test_marks_carry_the_funding_rate_and_next_funding_time(rig: Rig) -> None:
     venue = rig.venue()
     async with venue:

@@ -38,6 +38,7 @@ from ballast.engine.kernel.events import (
     HandlerFailed,
     InstrumentsLoaded,
     IntentApproved,
+    JournalWriteChanged,
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -352,6 +353,7 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         VenueConnectionChanged(t, t + 25, "binance", "user:futures", "disconnected", "EOF", 2),
         ReconcileMismatch(t, t + 25, "binance", "balance:BTC", "1.5", "1.25", "unexplained"),
         ReconcileResolved(t, t + 25, "binance", "balances and positions agree"),
+        JournalWriteChanged(t, t + 25, "var/journal.db", False, "SQLITE_FULL: disk full", 3),
         SubmitOrder(
             t,
             t + 26,

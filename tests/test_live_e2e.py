@@ -16,6 +16,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from ballast.engine.kernel.events import (
     OrderRejected,
     RebalanceDecided,
@@ -67,14 +69,18 @@ def settled(journal: JournalView, state: ExchangeState) -> list[str]:
     return problems
 
 
+@pytest.mark.parametrize("transport", ["rest", "websocket"])
 async def test_the_engine_trades_through_ccxt_on_the_loopback_exchange_and_books_what_it_did(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     journal_path = tmp_path / "journal.db"
     served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
     async with exchange_serving(tmp_path, served, step_s=STEP_S) as exchange:
         engine_config = live_config(
-            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
+            tmp_path,
+            rest_url=exchange.rest_url,
+            ws_url=exchange.ws_url,
+            sections={**TRADING, "venue": {"order_transport": transport}},
         )
         async with engine_running(tmp_path, engine_config) as engine:
             await eventually(

@@ -61,6 +61,7 @@ REQUIRED_ALERTS = {
     "BallastVenueDown",
     "BallastVenueReconnecting",
     "BallastReconcileMismatch",
+    "BallastJournalUnwritable",
 }
 UNCOUNTED: tuple[str, ...] = ()
 """Exported, but nothing increments them yet: an alert on one could never fire (the venue

@@ -17,6 +17,7 @@ from ballast.engine.kernel.events import (
     HandlerFailed,
     InstrumentsLoaded,
     IntentApproved,
+    JournalWriteChanged,
     KillSwitchTriggered,
     MarkPriceUpdated,
     Message,
@@ -478,3 +479,29 @@ def test_a_failed_handler_of_another_actor_does_not_trip_it(sim_clock: Simulated
     bus.publish(filled("i1", "0.5", START_NS))
     assert [f.handler for f in desk.of(HandlerFailed)] == ["MyDashboard.on_fill"]
     assert desk.of(KillSwitchTriggered) == []
+
+
+# ---------------------------------------------------------------------- journal unwritable
+
+
+async def test_an_unwritable_journal_vetoes_every_intent_until_it_writes_or_a_session_starts(
+    sim_clock: SimulatedClock,
+) -> None:
+    desk = desk_on(sim_clock)
+    async with desk.risk:
+        desk.given(small_book())
+        now = sim_clock.now_ns()
+        full = JournalWriteChanged(now, now, "j.db", False, "SQLITE_FULL: disk is full", 1)
+        desk.bus.publish(full)
+        desk.decide(
+            intent("BTC/USDT", "buy", "0.1"), intent("BTC/USDT", "sell", "0.5", reduce_only=True)
+        )
+        for verdict in desk.verdicts():
+            assert "SQLITE_FULL" in vetoed(verdict, "journal_unwritable").detail
+        desk.bus.publish(JournalWriteChanged(now, now, "j.db", True, "", 4))
+        desk.decide(intent("BTC/USDT", "buy", "0.1"))
+        approved(desk.verdicts()[-1])
+        desk.bus.publish(full)  # a killed session's last record; the next session starts
+        desk.instruments()
+        desk.decide(intent("BTC/USDT", "buy", "0.1"))
+        approved(desk.verdicts()[-1])

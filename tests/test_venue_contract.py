@@ -37,6 +37,7 @@ from ballast.adapters.sim import FeeSchedule, SimConfig
 from ballast.adapters.sim.venue import SimulatedVenue
 from ballast.engine.kernel.clock import NS_PER_SECOND, Clock, SimulatedClock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import (
     BalanceUpdated,
     MarkPriceUpdated,
@@ -176,6 +177,7 @@ class CcxtHarness:
     apart on the simulated clock the exchange lives on (plus a mark for a perp)."""
 
     skips: ClassVar[dict[str, str]] = dict(SimHarness.skips)
+    transport: ClassVar[OrderTransport] = "rest"
 
     def __init__(self) -> None:
         self.venue: CcxtVenue | None = None
@@ -212,6 +214,7 @@ class CcxtHarness:
             clock=clock,
             rest_url=self.server.rest_url,
             ws_url=self.server.ws_url,
+            order_transport=self.transport,
         )
         self.stack.push_async_callback(self.venue.close)
         await self.venue.connect()
@@ -274,10 +277,17 @@ class CcxtHarness:
         self.venue = None
 
 
+class CcxtWebSocketOrdersHarness(CcxtHarness):
+    """The same, with orders over the exchange's WebSocket API (``create_order_ws``)."""
+
+    transport: ClassVar[OrderTransport] = "websocket"
+
+
 HARNESSES = [
     pytest.param(MemoryHarness, id="memory"),
     pytest.param(SimHarness, id="sim"),
     pytest.param(CcxtHarness, id="ccxt"),
+    pytest.param(CcxtWebSocketOrdersHarness, id="ccxt-ws-orders"),
 ]
 
 

@@ -54,6 +54,7 @@ WRITTEN_TAGS = frozenset(
         "VenueConnectionChanged",
         "ReconcileMismatch",
         "ReconcileResolved",
+        "JournalWriteChanged",
         "SubmitOrder",
         "CancelOrder",
     }

@@ -98,6 +98,9 @@ class ExchangeSpec:
     unified ticker). ccxt's ``watch_*`` calls only wake on the next message
     and hand over its cache, so an update that arrives while the venue is busy would wait for
     the next one (the last balance of a burst: forever); the hooks see every message."""
+    ws_orders: bool = False
+    """The exchange takes orders over its WebSocket API (ccxt.pro's ``create_order_ws``) on the
+    spot and perp markets we trade."""
     reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
     """Forget the ccxt client's user-stream credential of ``api`` after a drop, so the
     reconnect asks for a fresh one (an expired listenKey would be refused forever)."""
@@ -297,7 +300,38 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
 
         return then
 
-    after("handle_bids_asks", tickers("quote"))
+    symbols: dict[tuple[bool, str], str] = {}
+
+    def symbol_of(spot: bool, market_id: Any) -> str | None:
+        """The unified symbol of a stream's market id (``BTCUSDT`` is both the spot and the
+        perp market: the socket says which)."""
+        found = symbols.get((spot, market_id))
+        if found is None:
+            for market in (client.markets or {}).values():
+                symbols[(bool(market.get("spot")), market.get("id"))] = market["symbol"]
+            found = symbols.get((spot, market_id))
+        return found
+
+    def quotes(ws: Any, message: Any) -> None:
+        """``bookTicker`` → the fields the venue reads, straight from the message (ccxt just
+        parsed it for its own cache; parsing it again cost as much as the rest of the hop)."""
+        spot = client.is_spot_url(ws)
+        for raw in message if isinstance(message, list) else [message]:
+            if not isinstance(raw, Mapping):
+                continue
+            push(
+                "quote",
+                {
+                    "symbol": symbol_of(spot, raw.get("s")),
+                    "timestamp": raw.get("E"),
+                    "bid": raw.get("b"),
+                    "ask": raw.get("a"),
+                    "bidVolume": raw.get("B"),
+                    "askVolume": raw.get("A"),
+                },
+            )
+
+    after("handle_bids_asks", quotes)
     after("handle_mark_prices", tickers("mark"))
 
 
@@ -389,6 +423,10 @@ BINANCE = ExchangeSpec(
         # (a task of its own, per user-stream connection) costs request weight and compares the
         # venue's decimal strings with 0 (a TypeError nobody awaits)
         "watchPositions": {"fetchPositionsSnapshot": False},
+        # signed requests carry our clock; Binance refuses one 1 s ahead of its own (-1021):
+        # ccxt measures the difference when it loads the markets (one GET /api/v3/time) and
+        # signs with the exchange's time (the venue measures again on a -1021)
+        "adjustForTimeDifference": True,
     },
     url_builder=_binance_urls,
     # Binance's published request weights of the calls the venue makes.
@@ -428,6 +466,7 @@ BINANCE = ExchangeSpec(
     advertised_limit=_binance_advertised_limit,
     tap=_binance_tap,
     reset_user_stream=_binance_reset_user_stream,
+    ws_orders=True,
     funding_mark=lambda row: (row.get("info") or {}).get("markPrice"),
     exceptions={
         "-1013": ccxt_errors.InvalidOrder,

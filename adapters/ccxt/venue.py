@@ -51,7 +51,8 @@ account afresh (every balance and position); then ``caught_up`` with what it fou
 **Statements after fills.** A fill and the balance it moved come on different sockets (Binance's
 unified account: a perp fill's USDT on the spot socket), in any order; once fills have been quiet
 for 250 ms the venue reads the account over REST and states every balance and position afresh, so
-a statement that predates a booked fill is corrected without waiting for the next one.
+a statement that predates a booked fill is corrected without waiting for the next one; one the
+streams overtook while it was read (a slow answer) is read again rather than emitted.
 
 **Funding.** A settlement (announced on the user stream, or a next funding time that moved on)
 makes the venue read the income endpoint (one call for every perp, paged by ``startTime``) and
@@ -72,9 +73,19 @@ context is never changed.
 status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` while it stays
 silent).
 
+**Order transport.** ``order_transport="rest"`` sends each order as a REST request;
+``"websocket"`` (an exchange whose spec says ``ws_orders``) over its WebSocket API
+(``create_order_ws``, Binance ``order.place``) on a connection kept open, which saves the HTTP
+round trip. Either way an order is one weighted call, a duplicate client order id is looked up, and
+an answer that does not come within the client's ``timeout`` is a transport failure (outcome
+unknown: the router's resend with the same client order id resolves it).
+
 **Errors.** An exchange rejection (ccxt ``InvalidOrder``, ``InsufficientFunds``, ...) is an
 ``OrderRejected`` with a readable reason; a transport failure (``NetworkError``, timeout, a 429
-still refused after waiting its ``Retry-After``) raises :class:`VenueError` (outcome unknown).
+still refused after waiting its ``Retry-After``, any HTTP 5xx whatever its code: Binance says the
+execution status is then unknown) raises :class:`VenueError` (outcome unknown). Signed calls
+carry the exchange's time (ccxt measures the clocks' difference with the markets, and again
+when the exchange refuses a timestamp, -1021).
 A resend of a client order id the exchange already has ("duplicate") is looked up, never
 placed twice.
 
@@ -86,6 +97,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import decimal
 import logging
 import math
@@ -103,9 +115,11 @@ from ccxt.base.errors import (
     BaseError,
     DDoSProtection,
     ExchangeError,
+    InvalidNonce,
     NetworkError,
     OperationFailed,
     RateLimitExceeded,
+    RequestTimeout,
 )
 
 from ballast.adapters.ccxt.convert import ZERO, amount, dec, ms_to_ns, order_state
@@ -118,6 +132,7 @@ from ballast.adapters.ccxt.exchanges import (
 from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
+from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
@@ -162,6 +177,10 @@ _FUNDING_SHARE = 0.75
 poll costs 30 + 1 per perp: at 2400 per minute, one every 1.3 s with two perps)."""
 _REFRESH_QUIET_S = 0.25
 """After a burst of fills: the account is read once fills have been quiet this long."""
+_STATEMENT_TRIES = 5
+"""Statements after fills read in a row when each fails or is overtaken by the streams."""
+_STATEMENT_RETRY_S = 1.0
+"""Wait before reading a failed statement after fills again."""
 _STATEMENT_REUSE_NS = 5 * NS_PER_SECOND
 """connect()'s spot statement stands for an account() called this soon after it (one request of
 weight 20 less per start)."""
@@ -184,6 +203,9 @@ def backoff_s(attempt: int, rng: random.Random) -> float:
 
 
 _Watch = Callable[[], Awaitable[Any]]
+
+_HTTP_STATUS: contextvars.ContextVar[int] = contextvars.ContextVar("ccxt_http_status", default=0)
+"""The HTTP status of the last REST answer of the current task (ccxt's exceptions lack it)."""
 
 
 @dataclass
@@ -249,10 +271,16 @@ class CcxtVenue(Venue):
         silent_order_s: float = 10.0,
         funding_after_ns: int | None = None,
         seen_funding: Collection[tuple[str, int]] = (),
+        order_transport: OrderTransport = "rest",
+        request_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
         if (rest_url is None) != (ws_url is None):
             raise ValueError("rest_url and ws_url go together")
+        if order_transport == "websocket" and not spec.ws_orders:
+            raise ValueError(f"{spec.id} takes no orders over WebSocket: order_transport 'rest'")
+        self.order_transport: OrderTransport = order_transport
+        self._timeout_ms = max(1, round(request_timeout_s * 1000))
         self.spec = spec
         self.name = name
         self.clock = clock
@@ -313,6 +341,9 @@ class CcxtVenue(Venue):
         self._connect_statement: tuple[int, Any] | None = None
         self._filled = asyncio.Event()
         """A fill was emitted since the last statement after fills."""
+        self._news = 0
+        """Fills, balances and positions the streams reported (a statement read while this
+        moved is older than what the streams said: not emitted)."""
         """(when, spot balance) of connect()'s credential check, for the first account()."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -322,6 +353,7 @@ class CcxtVenue(Venue):
             "apiKey": self._api_key,
             "secret": self._api_secret,
             "enableRateLimit": False,
+            "timeout": self._timeout_ms,
             "options": {
                 **dict(self.spec.options),
                 "warnOnFetchOpenOrdersWithoutSymbol": False,
@@ -371,6 +403,8 @@ class CcxtVenue(Venue):
             request_body: Any,
         ) -> Any:
             self._observe_response(code, url, headers, body)
+            with contextlib.suppress(TypeError, ValueError):
+                _HTTP_STATUS.set(int(code))  # this call's task: read by _call on an error
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         client.on_rest_response = on_rest_response
@@ -500,10 +534,11 @@ class CcxtVenue(Venue):
             with contextlib.suppress(TypeError, ValueError):
                 budget.observe(int(used))
         if code in (429, 418):
+            retry_after: float | None
             try:
-                retry_after = float(lowered.get("retry-after", 1))
-            except (TypeError, ValueError):
-                retry_after = 1.0
+                retry_after = float(lowered["retry-after"])
+            except (KeyError, TypeError, ValueError):
+                retry_after = None
             budget.block(retry_after)
 
     async def _call(
@@ -515,16 +550,29 @@ class CcxtVenue(Venue):
         **kwargs: Any,
     ) -> T:
         """One REST call within the weight budget. A 429 is waited out (``Retry-After``) and
-        retried; still refused, or any other transport failure, raises VenueError. Exchange
-        errors (refusals) propagate as ccxt raised them."""
+        retried; still refused, or any other transport failure, raises VenueError. An answer
+        with HTTP status 5xx is a transport failure whatever its error code (Binance: the
+        execution status is unknown, the request may have been processed). A timestamp the
+        exchange refuses (-1021, its clock and ours apart) makes the client measure the time
+        difference again, and the call is sent once more. Exchange errors (refusals) propagate
+        as ccxt raised them."""
         weight = self.spec.weight(api, call)
+        resynced = False
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             await self._budgets[api].acquire(weight)
+            _HTTP_STATUS.set(0)
             try:
                 # ccxt sets rounding and traps on the decimal context it finds (its
                 # decimal_to_precision): the caller's must stay as it was
                 with decimal.localcontext():
                     return await fn(*args, **kwargs)
+            except InvalidNonce as e:
+                if resynced or attempt == _RATE_LIMIT_RETRIES:
+                    raise VenueError(
+                        self._text(f"{self.name}: {call}: {type(e).__name__}: {e}")
+                    ) from None
+                resynced = True
+                await self._resync_clock(call)
             except (RateLimitExceeded, DDoSProtection) as e:
                 if attempt == _RATE_LIMIT_RETRIES:
                     raise VenueError(
@@ -535,6 +583,11 @@ class CcxtVenue(Venue):
                     self._text(f"{self.name}: {call}: {type(e).__name__}: {e}")
                 ) from None
             except ExchangeError as e:
+                status = _HTTP_STATUS.get()
+                if status >= 500:
+                    raise VenueError(
+                        self._text(f"{self.name}: {call}: HTTP {status}, outcome unknown: {e}")
+                    ) from None
                 if e.__cause__ is not None and not isinstance(e.__cause__, BaseError):
                     # ccxt wraps an aiohttp failure without an answer as ExchangeError
                     raise VenueError(
@@ -542,6 +595,18 @@ class CcxtVenue(Venue):
                     ) from None
                 raise
         raise AssertionError("unreachable")
+
+    async def _resync_clock(self, call: str) -> None:
+        """Measure the exchange's clock again (ccxt signs with our time less the difference)."""
+        client = self._require_client()
+        log.warning(
+            "%s: %s: timestamp refused; measuring the exchange's clock again", self.name, call
+        )
+        try:
+            with decimal.localcontext():
+                await client.load_time_difference()
+        except BaseError as e:
+            raise VenueError(self._text(f"{self.name}: {call}: clock sync failed: {e}")) from None
 
     # ------------------------------------------------------------------ markets, account
 
@@ -730,11 +795,14 @@ class CcxtVenue(Venue):
             else:
                 params["timeInForce"] = order.time_in_force
         api = "futures" if is_perp(order.symbol) else "spot"
+        create = client.create_order
+        if self.order_transport == "websocket":
+            create = self._ws_create(client)
         try:
             reply = await self._call(
                 api,
                 "order",
-                client.create_order,
+                create,
                 order.symbol,
                 order.order_type,
                 order.side,
@@ -757,6 +825,19 @@ class CcxtVenue(Venue):
             return
         known.answered = True
         await self._on_orders([reply])
+
+    @staticmethod
+    def _ws_create(client: Any) -> Callable[..., Awaitable[Any]]:
+        """``create_order_ws`` within the client's timeout (ccxt waits for a WebSocket answer
+        forever; REST calls time out after ``timeout`` ms)."""
+
+        async def create(*args: Any) -> Any:
+            try:
+                return await asyncio.wait_for(client.create_order_ws(*args), client.timeout / 1000)
+            except TimeoutError:
+                raise RequestTimeout(f"no answer to the order in {client.timeout} ms") from None
+
+        return create
 
     async def _resolve_duplicate(self, coid: str, symbol: str) -> None:
         """The exchange already has this client order id: report what it knows of it."""
@@ -1030,6 +1111,7 @@ class CcxtVenue(Venue):
             )
         )
         self._filled.set()
+        self._news += 1
 
     async def _on_balance(
         self, api: AccountApi, balance: Mapping[str, Any], *, fresh: bool
@@ -1038,6 +1120,7 @@ class CcxtVenue(Venue):
         them when ``fresh``: the account after a catch-up)."""
         now = self.clock.now_ns()
         events = self._balances(api, balance, now, rest=False)
+        self._news += 1
         async with self._lock:
             for event in events:
                 key = (event.account, event.asset)
@@ -1049,6 +1132,7 @@ class CcxtVenue(Venue):
 
     async def _on_positions(self, positions: Sequence[Mapping[str, Any]]) -> None:
         now = self.clock.now_ns()
+        self._news += 1
         async with self._lock:
             for p in positions:
                 if p.get("symbol") in self._instruments:
@@ -1155,11 +1239,17 @@ class CcxtVenue(Venue):
                 )
             )
 
-    async def _emit_statement(self, account: Sequence[Message], held: Collection[str]) -> None:
+    async def _emit_statement(
+        self, account: Sequence[Message], held: Collection[str], *, news: int | None = None
+    ) -> bool:
         """The account afresh (every balance and position, changed or not: a statement the
         streams delivered out of order is corrected); a perp of ``held`` (non-zero before the
-        statement was read) that it does not list is flat."""
+        statement was read) that it does not list is flat. With ``news`` (the streams' count
+        when the statement was read): nothing is emitted if the streams reported since (the
+        statement predates what they said); returns whether it was emitted."""
         async with self._lock:
+            if news is not None and news != self._news:
+                return False
             for event in account:
                 if isinstance(event, BalanceUpdated):
                     self._last_balance[(event.account, event.asset)] = (event.free, event.locked)
@@ -1173,12 +1263,19 @@ class CcxtVenue(Venue):
                 await self.emit(
                     PositionUpdated(now, now, symbol, ZERO, ZERO, mark, ZERO, ZERO, None)
                 )
+        return True
 
     async def _refresh_after_fills(self) -> None:
         """A statement over REST once fills have been quiet for :data:`_REFRESH_QUIET_S`. The
         streams bring a fill and the balance it moved on different sockets (Binance's unified
         account: a perp fill's USDT on the spot socket), in any order: a statement that predates
-        a fill the engine booked would leave its cash off until the next statement."""
+        a fill the engine booked would leave its cash off until the next statement.
+
+        A statement read while the streams reported a fill, a balance or a position (its
+        answer slow, the exchange's reply overtaken) is older than what they said: it is not
+        emitted, and read again (at most :data:`_STATEMENT_TRIES` times in a row). A failed
+        read is tried again after :data:`_STATEMENT_RETRY_S` (until one succeeds or as often)."""
+        tries = 0
         while True:
             await self._filled.wait()
             quiet = False
@@ -1188,13 +1285,23 @@ class CcxtVenue(Venue):
                     await asyncio.wait_for(self._filled.wait(), _REFRESH_QUIET_S)
                 except TimeoutError:
                     quiet = True
+            tries += 1
             try:
                 async with self._catch_up_lock:
                     held = {symbol for symbol, qty in self._positions.items() if qty != 0}
+                    news = self._news
                     account = await self.account()
-                    await self._emit_statement(account, held)
+                    if await self._emit_statement(account, held, news=news):
+                        tries = 0
+                        continue
+                log.info("%s: statement after fills overtaken by the streams", self.name)
             except (VenueError, ExchangeError) as e:
                 log.warning("%s: statement after fills: %s", self.name, self._text(f"{e}"))
+                await asyncio.sleep(_STATEMENT_RETRY_S)
+            if tries < _STATEMENT_TRIES:
+                self._filled.set()  # read it again
+            else:
+                tries = 0
 
     async def _my_trades(self, client: Any, symbol: str, since_ms: int) -> list[Mapping[str, Any]]:
         api = "futures" if is_perp(symbol) else "spot"

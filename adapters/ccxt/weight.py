@@ -20,6 +20,8 @@ import math
 
 from ballast.engine.kernel.clock import NS_PER_MINUTE, NS_PER_SECOND, Clock
 
+_NO_RETRY_AFTER_S = 1.0
+"""The wait after a 429/418 that named none (and the rest of the window)."""
 _POLL_S = 0.02
 """How often a waiting call looks at the clock again (at most; less when the wait is shorter)."""
 
@@ -90,10 +92,14 @@ class WeightBudget:
         self._roll()
         self.used = max(self.used, used)
 
-    def block(self, retry_after_s: float) -> None:
-        """A 429/418: no call before ``retry_after_s`` from now."""
+    def block(self, retry_after_s: float | None) -> None:
+        """A 429/418: no call before ``retry_after_s`` from now, as the exchange said (its
+        weight count, a response header, still resyncs the window); without a Retry-After, not
+        before a second from now and the next window."""
         self.rate_limited += 1
-        until = self.clock.now_ns() + int(max(retry_after_s, 0.0) * NS_PER_SECOND)
+        wait_s = _NO_RETRY_AFTER_S if retry_after_s is None else retry_after_s
+        until = self.clock.now_ns() + int(max(wait_s, 0.0) * NS_PER_SECOND)
         self._blocked_until_ns = max(self._blocked_until_ns, until)
         self._roll()
-        self.used = max(self.used, self.budget)
+        if retry_after_s is None:
+            self.used = max(self.used, self.budget)

@@ -29,6 +29,8 @@ Binance does it:
   ``/fws/private/ws?listenKey=K`` (``ORDER_TRADE_UPDATE``, ``ACCOUNT_UPDATE``); spot user data
   through the WS-API ``/ws-api/v3`` method ``userDataStream.subscribe.signature`` (events
   ``{"subscriptionId": 0, "event": {...}}``: ``executionReport``, ``outboundAccountPosition``).
+  Orders over the WS-API: ``order.place`` on ``/ws-api/v3`` (spot) and ``/ws-fapi/v1``
+  (USDⓈ-M), signed in its parameters, checked and answered as the REST endpoint.
   Stream messages are formatted when the core reports the change and queued per socket, so each
   socket sees them in the order they happened; a socket more than ``MAX_BACKLOG`` messages behind
   is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
@@ -63,6 +65,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from ballast.adapters.loopback import faults as fault_plan
 from ballast.adapters.loopback import wire
 from ballast.adapters.loopback.ccxt_config import loopback_ccxt_config
 from ballast.adapters.loopback.core import (
@@ -88,6 +91,7 @@ from ballast.adapters.loopback.errors import (
     refusal,
     unknown_order,
 )
+from ballast.adapters.loopback.faults import FaultPlan, InjectedError, endpoint_of
 from ballast.adapters.loopback.permissions import RESTRICTIONS_PATH, KeyPermissions
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
@@ -104,6 +108,8 @@ from ballast.engine.kernel.instruments import Instrument
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SocketKind = Literal["spot", "futures", "futures_private", "ws_api", "ws_fapi"]
+"""``ws_api``: spot WS-API ``/ws-api/v3``; ``ws_fapi``: USDⓈ-M WS-API ``/ws-fapi/v1``."""
 Market = Literal["spot", "futures"]
 Security = Literal["public", "key", "signed"]
 
@@ -138,7 +144,7 @@ class _Socket:
 
     ws: web.WebSocketResponse
     request: web.Request
-    kind: Literal["spot", "futures", "futures_private", "ws_api"]
+    kind: SocketKind
     streams: set[str] = field(default_factory=set)
     listen_key: str = ""
     user: bool = False  # ws-api: subscribed to the spot user data stream
@@ -185,6 +191,7 @@ class LoopbackServer:
         spot_weight_limit: int = 6000,
         recv_window_ms_max: int = 60_000,
         ban_s: float = 120.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.core = core
         self.host = host
@@ -211,6 +218,10 @@ class LoopbackServer:
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
+        self._ws_orders: set[asyncio.Task[None]] = set()
+        self.faults = faults if faults is not None else FaultPlan()
+        """Injected faults (issue 14; :mod:`~ballast.adapters.loopback.faults`), off by default."""
+        fault_plan.register(self)
         self.permissions = KeyPermissions()
         """What each key may do (``adapters/loopback/permissions.py``)."""
 
@@ -255,6 +266,8 @@ class LoopbackServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry_task
             self._expiry_task = None
+        for task in list(self._ws_orders):
+            task.cancel()
         for sock in list(self._sockets):
             sock.queue.put_nowait(None)
             with contextlib.suppress(Exception):
@@ -335,6 +348,7 @@ class LoopbackServer:
         for path in ("/fws/private/ws", "/fws/private/ws/{n}"):
             r.add_get(path, self._ws_handler("futures_private"))
         r.add_get("/ws-api/v3", self._ws_handler("ws_api"))
+        r.add_get("/ws-fapi/v1", self._ws_handler("ws_fapi"))
         r.add_post("/_loopback/drop", self._ctl_drop)
         r.add_get("/_loopback/state", self._ctl_state)
         r.add_post("/_loopback/price", self._ctl_price)
@@ -387,7 +401,15 @@ class LoopbackServer:
                         raise invalid_key()
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
-                result = await handler(params, futures)
+                reduce_only = params.get("reduceOnly", "").lower() == "true"
+                where = endpoint_of(request.method, request.path)
+                fault = self.faults.rest_fault(where, futures=futures, reduce_only=reduce_only)
+                if fault is None:
+                    result = await handler(params, futures)
+                else:
+                    result = await self.faults.serve(fault, lambda: handler(params, futures))
+            except InjectedError as exc:
+                return exc.response(headers)
             except (_TooMuchWeight, _Banned) as exc:
                 headers["Retry-After"] = exc.retry_after
                 return web.json_response(exc.body(), status=exc.status, headers=headers)
@@ -450,7 +472,8 @@ class LoopbackServer:
             raise illegal("recvWindow")
         if int(window) > self.recv_window_ms_max:
             raise BinanceError(-1131, f"recvWindow must be less than {self.recv_window_ms_max}.")
-        now = int(time.time() * 1000)
+        now = self.faults.wall_ms(time.time())
+        self.faults.judged_on_skew()
         if int(stamp) >= now + 1000:
             raise BinanceError(
                 -1021, "Timestamp for this request was 1000ms ahead of the server's time."
@@ -484,7 +507,7 @@ class LoopbackServer:
         return {}
 
     async def _time(self, params: dict[str, str], futures: bool) -> Any:
-        return {"serverTime": int(time.time() * 1000)}
+        return {"serverTime": self.faults.wall_ms(time.time())}
 
     async def _spot_info(self, params: dict[str, str], futures: bool) -> Any:
         return wire.exchange_info(self.core, False, self._now_ms(), self.spot_weight_limit)
@@ -876,7 +899,7 @@ class LoopbackServer:
 
     # ------------------------------------------------------------------ WebSockets
 
-    def _ws_handler(self, kind: Literal["spot", "futures", "futures_private", "ws_api"]) -> Handler:
+    def _ws_handler(self, kind: SocketKind) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             listen_key = ""
             if kind == "futures_private":
@@ -927,7 +950,7 @@ class LoopbackServer:
         except ValueError:
             sock.send({"error": {"code": -1100, "msg": "Malformed request."}, "id": None})
             return
-        if sock.kind == "ws_api":
+        if sock.kind in ("ws_api", "ws_fapi"):
             self._on_ws_api(sock, msg)
             return
         method = str(msg.get("method", "")).upper()
@@ -949,8 +972,15 @@ class LoopbackServer:
         req_id = msg.get("id")
         method = str(msg.get("method", ""))
         params = msg.get("params") or {}
+        if method == "order.place":
+            task = asyncio.create_task(self._ws_order_place(sock, req_id, params))
+            self._ws_orders.add(task)
+            task.add_done_callback(self._ws_orders.discard)
+            return
         try:
-            if method == "userDataStream.subscribe.signature":
+            if not isinstance(params, Mapping):
+                raise BinanceError(-1130, "Invalid data sent for a parameter.")
+            if method == "userDataStream.subscribe.signature" and sock.kind == "ws_api":
                 self._check_ws_api_signature(params)
                 sock.user = True
                 result: Any = {"subscriptionId": 0}
@@ -960,13 +990,42 @@ class LoopbackServer:
             elif method == "ping":
                 result = {}
             elif method == "time":
-                result = {"serverTime": int(time.time() * 1000)}
+                result = {"serverTime": self.faults.wall_ms(time.time())}
             else:
                 raise BinanceError(-1020, "This operation is not supported.")
         except BinanceError as exc:
             sock.send({"id": req_id, "status": exc.status, "error": exc.body()})
             return
         sock.send({"id": req_id, "status": 200, "result": result})
+
+    async def _ws_order_place(self, sock: _Socket, req_id: Any, params: Any) -> None:
+        """WS-API ``order.place``: the parameters of ``POST /api/v3/order`` (spot, on
+        ``/ws-api/v3``) or ``POST /fapi/v1/order`` (USDⓈ-M, on ``/ws-fapi/v1``) with ``apiKey``,
+        ``timestamp`` and ``signature`` among them; the same checks, weight (1, on the same IP
+        budget as REST) and answer as the REST endpoint, as ``{"id", "status", "result"}``."""
+        futures = sock.kind == "ws_fapi"
+        market: Market = "futures" if futures else "spot"
+        self.requests += 1
+        limit = self.weight_limit if futures else self.spot_weight_limit
+        used = self._count_weight(sock.request, market, 1)
+        try:
+            if not isinstance(params, Mapping):
+                raise BinanceError(-1130, "Invalid data sent for a parameter.")
+            if used > limit:
+                raise _TooMuchWeight(
+                    limit, sock.request.remote or "", str(60 - int(time.time()) % 60)
+                )
+            self._check_ws_api_signature(params)
+            flat = {k: _ws_value(v) for k, v in params.items() if k not in ("apiKey", "signature")}
+            flat[_API_KEY] = str(params["apiKey"])
+            create = self._futures_create if futures else self._spot_create
+            result = await create(flat, futures)
+        except BinanceError as exc:
+            sock.send({"id": req_id, "status": exc.status, "error": exc.body()})
+            return
+        limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                   "limit": limit, "count": used}]  # fmt: skip
+        sock.send({"id": req_id, "status": 200, "result": result, "rateLimits": limits})
 
     # ------------------------------------------------------------------ stream fan-out
 

@@ -296,6 +296,8 @@ async def run_live(
             silent_order_s=config.venue.silent_order_s,
             funding_after_ns=past.funding_after_ns if past is not None else started_ns,
             seen_funding=past.funding_seen if past is not None else (),
+            order_transport=config.venue.order_transport,
+            request_timeout_s=config.venue.request_timeout_s,
         )
         close_venue = _once(venue.close)
         stack.push_async_callback(close_venue)

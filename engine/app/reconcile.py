@@ -56,6 +56,7 @@ from ballast.engine.app.catch_up import CatchUpClock
 from ballast.engine.kernel.bus import Bus, Subscription
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.errors import JournalUnwritableError
 from ballast.engine.kernel.events import (
     AccountKind,
     BalanceUpdated,
@@ -77,6 +78,9 @@ from ballast.engine.trading.venue import Venue, VenueError
 log = logging.getLogger(__name__)
 
 _ZERO: Final = Decimal(0)
+_READ_RETRY_S: Final = 0.5
+"""A check whose read of the venue failed (a 5xx, a timeout) is tried again after this, doubling
+up to ``recheck_s``: trading stays held meanwhile."""
 _MAX_DETAIL: Final = 2000
 
 
@@ -476,14 +480,23 @@ class Reconciler:
         """Check after the grace; a difference is confirmed by a second check after the grace
         (the same difference again), then checked every ``recheck_s`` while it is open."""
         delay = self.grace_s
+        failures = 0
         while self.book.window and not self.book.stale:
             await asyncio.sleep(delay)
             try:
                 await self.check()
             except VenueError as exc:
                 log.warning("reconcile: cannot read the venue's account: %s", redact(str(exc)))
+                # a failed read is no difference: tried again soon, backing off to recheck_s
+                failures += 1
+                first = max(self.grace_s, _READ_RETRY_S)
+                delay = min(self.recheck_s, first * 2 ** min(failures - 1, 16))
+                continue
+            except JournalUnwritableError as exc:  # checked again once the disk takes writes
+                log.warning("reconcile: %s", exc)
                 delay = self.recheck_s
                 continue
+            failures = 0
             delay = self.recheck_s if self.book.open or not self._pending else self.grace_s
 
     async def check(self) -> list[Difference]:

@@ -7,6 +7,7 @@ actor factory), never in global mode flags.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -21,9 +22,10 @@ from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import Clock, SimulatedClock
 from ballast.engine.kernel.config import Config, config_to_json
-from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.errors import ConfigError, JournalUnwritableError
 from ballast.engine.kernel.events import (
     InstrumentsLoaded,
+    JournalWriteChanged,
     Message,
     OrderSubmitted,
     SessionStarted,
@@ -141,6 +143,26 @@ class Session:
         by whoever ends the session); an exception leaving the session records ``error: …``."""
         if resume_from and not isinstance(clock, CatchUpClock):
             raise TypeError("a resumed session needs a CatchUpClock")
+        if journal is not None:
+            journal.state_observers.append(self._journal_state)
+
+    def _journal_state(self, error: str | None) -> None:
+        """The journal became unwritable (``error``) or writable again (None): a
+        ``JournalWriteChanged`` for the actors (the risk actor vetoes every intent meanwhile)."""
+        journal = self.journal
+        if journal is None or self.bus.journal is None:
+            return  # not while catching up on the journal's past
+        now = self.clock.now_ns()
+        self.bus.publish(
+            JournalWriteChanged(
+                now,
+                now,
+                path=str(journal.path),
+                writable=error is None,
+                error=error or "",
+                failures=journal.write_failures,
+            )
+        )
 
     async def __aenter__(self) -> Self:
         now = self.clock.now_ns()
@@ -189,13 +211,18 @@ class Session:
             self.stop_reason = f"error: {type(e).__name__}"
         for actor in reversed(self.actors):
             await actor.stop()
+        if self.journal is not None:
+            with contextlib.suppress(ValueError):
+                self.journal.state_observers.remove(self._journal_state)
         now = self.clock.now_ns()
         if self.journal is None or not self.journal.failed:
-            await self.bus.publish_durable(
-                SessionStopped(
-                    ts_event=now, ts_init=now, session_id=self.session_id, reason=self.stop_reason
-                )
+            stopped = SessionStopped(
+                ts_event=now, ts_init=now, session_id=self.session_id, reason=self.stop_reason
             )
+            try:
+                await self.bus.publish_durable(stopped)
+            except JournalUnwritableError as exc:  # closing the journal tries a last time
+                log.error("session %s stopped; %s", self.session_id, exc)
 
     def _source_json(self) -> str:
         if self.source is None:
@@ -262,7 +289,13 @@ class Session:
         if self.venue_filter is not None and not self.venue_filter(event):
             return self.bus.last_seq
         if event.stream in ("order", "account") and not isinstance(event, OrderSubmitted):
-            return await self.bus.publish_durable(event)
+            seq = self.bus.publish(event)
+            # An unwritable journal (disk full) keeps the event pending in order and writes it
+            # when it can; meanwhile nothing is sent (the risk actor vetoes every intent) and a
+            # restart catches the venue's fills up over REST from the last one written.
+            with contextlib.suppress(JournalUnwritableError):
+                await self.bus.sync(seq)
+            return seq
         if self.market_muted and event.stream == "market":
             return self.bus.last_seq
         return await self.bus.send(event)

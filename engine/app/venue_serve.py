@@ -43,6 +43,7 @@ from ballast.adapters.data.synthetic import (
 )
 from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.driver import MarketDriver, StopReason
+from ballast.adapters.loopback.faults import FaultPlan
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.engine.app.backtest import assets_of, load_market, sim_config
 from ballast.engine.app.bundled import data_dir as bundled_data_dir
@@ -161,6 +162,7 @@ async def loopback_exchange(
     interval_s: int | None = None,
     autostart: bool = True,
     spread_ticks: int = 1,
+    faults: FaultPlan | None = None,
 ) -> AsyncIterator[LoopbackHandle]:
     """A loopback exchange serving ``config``'s market (module docstring)."""
     bundle = market_of(
@@ -181,7 +183,9 @@ async def loopback_exchange(
             spread_ticks=spread_ticks,
             position_path=driver_position,
         )
-        server = LoopbackServer(core, host=host, port=port, keys={api_key: api_secret})
+        server = LoopbackServer(
+            core, host=host, port=port, keys={api_key: api_secret}, faults=faults
+        )
         driver.register(server)
         await server.start()
         stack.push_async_callback(server.stop)

@@ -132,16 +132,19 @@ class LiveClock(Clock):
 
     def __init__(self) -> None:
         super().__init__()
-        self._handles: dict[int, asyncio.TimerHandle] = {}
+        self._handles: dict[int, asyncio.Handle] = {}
 
     def now_ns(self) -> int:
         return time.time_ns()
 
     def _schedule(self, deadline: _Deadline) -> None:
         loop = asyncio.get_running_loop()
-        delay_s = max(0, deadline.at_ns - self.now_ns()) / NS_PER_SECOND
+        delay_ns = deadline.at_ns - self.now_ns()
         key = id(deadline)
-        self._handles[key] = loop.call_later(delay_s, self._on_due, deadline)
+        if delay_ns <= 0:  # due already (a price snapshot at its quote's time): next callback
+            self._handles[key] = loop.call_soon(self._on_due, deadline)
+        else:
+            self._handles[key] = loop.call_later(delay_ns / NS_PER_SECOND, self._on_due, deadline)
 
     def _on_due(self, deadline: _Deadline) -> None:
         self._handles.pop(id(deadline), None)

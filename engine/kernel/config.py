@@ -70,6 +70,10 @@ def looks_like_a_credential(text: str) -> bool:
     )
 
 
+OrderTransport = Literal["rest", "websocket"]
+"""How orders reach a ccxt.pro venue: REST requests, or the exchange's WebSocket API."""
+
+
 class VenueConfig(_Section, frozen=True):
     """Which venue the engine trades on and how it authenticates (environment variable names
     only, never the keys themselves).
@@ -81,6 +85,10 @@ class VenueConfig(_Section, frozen=True):
     e.g. a ``ballast venue serve``; the keys are read from ``api_key_env``/``api_secret_env``).
     ``silent_order_s``: an open order with no news for this long is looked up at the venue.
     ``shutdown_timeout_s``: on SIGTERM/SIGINT, how long orders being sent may take to finish.
+    ``order_transport``: ``"rest"`` (an HTTP request per order) or ``"websocket"`` (the exchange's
+    WebSocket API on a connection kept open: Binance ``order.place``; no HTTP round trip).
+    ``request_timeout_s``: how long a request (REST, or an order over the WebSocket API) may go
+    unanswered before its outcome counts as unknown (ccxt's ``timeout``).
     """
 
     kind: Literal["simulated", "paper", "binance"] = "simulated"
@@ -92,10 +100,13 @@ class VenueConfig(_Section, frozen=True):
     testnet: bool = False
     silent_order_s: float = 10.0
     shutdown_timeout_s: float = 10.0
+    order_transport: OrderTransport = "rest"
+    request_timeout_s: float = 10.0
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "silent_order_s": Range(1, 3600),
         "shutdown_timeout_s": Range(0, 600),
+        "request_timeout_s": Range(0.1, 120),
     }
 
     def __post_init__(self) -> None:

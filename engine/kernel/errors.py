@@ -36,6 +36,11 @@ class JournalClosedError(JournalError):
     """An append was attempted on a closed or failed journal."""
 
 
+class JournalUnwritableError(JournalError):
+    """The journal cannot be written for now (disk full, read-only, an I/O error): what is not
+    written stays pending in order and the writer retries; nothing waiting on it is durable."""
+
+
 class JournalLockedError(JournalError):
     """Another writer holds the journal: a journal has one writer at a time."""
 

@@ -91,6 +91,7 @@ VetoReason = Literal[
     "max_daily_turnover",
     "unreconciled",
     "read_only",
+    "journal_unwritable",
 ]
 """Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`);
 ``read_only``: the risk actor of a read-only engine (``[security] read_only``) refuses every
@@ -613,6 +614,23 @@ class ReconcileResolved(SystemEvent, frozen=True, tag="ReconcileResolved", array
     detail: str
 
 
+class JournalWriteChanged(SystemEvent, frozen=True, tag="JournalWriteChanged", array_like=True):
+    """The journal's writer could not write (``writable`` False: disk full, a read-only file or
+    file system, an I/O error; ``error`` is what the OS or SQLite said) or writes again
+    (``writable`` True; ``failures``: the refused writes since the session opened it). While it
+    cannot write, no intent passes the risk check (``journal_unwritable``): nothing could be made
+    durable before it is sent. Recorded when the journal accepts writes again, at the place it
+    was published (the records between were written with it). An input: a fact about the
+    engine's disk, replayed to the actors like a venue's connection change."""
+
+    role: ClassVar[Role] = "input"
+
+    path: str
+    writable: bool
+    error: str = ""
+    failures: int = 0
+
+
 MarketData = QuoteTick | TradeTick | Bar | MarkPriceUpdated
 AccountData = BalanceUpdated | PositionUpdated | FundingPaid
 OrderData = (
@@ -646,5 +664,6 @@ SystemData = (
     | VenueConnectionChanged
     | ReconcileMismatch
     | ReconcileResolved
+    | JournalWriteChanged
 )
 Event = MarketData | AccountData | OrderData | DecisionData | SystemData

@@ -12,6 +12,16 @@ Writing (:class:`Journal`):
   each order and fill (a fifth of a backtest's time) would protect nothing.
 - Back-pressure: ``wait_writable`` blocks a producer while more than ``high_water`` records are
   waiting for the disk. Nothing is ever dropped.
+- A write the disk refuses for want of a resource (disk full, a read-only file or file system, a
+  file size limit, an I/O error: :func:`resource_fault`) is a state, not the end: the journal is
+  *unwritable* (:attr:`Journal.writable`, :attr:`Journal.write_failures`, the
+  ``state_observers`` are told, an error is logged naming the file and what the OS or SQLite
+  said); the batch goes back to the head of the pending records, appends go on buffering (up to
+  ``high_water``, then producers wait), ``sync`` raises :class:`JournalUnwritableError` at once
+  (nothing waiting on it may act: the router sends no order it could not make durable), and the
+  writer retries with backoff (up to :data:`RETRY_MAX_S`). When a write succeeds the pending
+  records reach the disk in their order, gap-free, and the observers are told. Any other failure
+  (a damaged file, a file moved away) fails the journal for good: appends then raise.
 
 Owning: a journal has one writer. ``open`` takes an OS-level lock
 (:mod:`ballast.engine.kernel.journal_lock`) held until ``close``; a second writer is refused with
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -58,10 +69,13 @@ from ballast.engine.kernel.errors import (
     JournalCorruptError,
     JournalError,
     JournalSchemaError,
+    JournalUnwritableError,
 )
 from ballast.engine.kernel.events import Message
 from ballast.engine.kernel.journal_lock import JournalLock
 from ballast.engine.kernel.upcast import UPCASTERS, VERSION_KEY, RecordDecoder, Upcasters
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 
@@ -83,6 +97,16 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 """
 _INSERT: Final = "INSERT INTO events (seq, type, ts_event, ts_init, payload) VALUES (?, ?, ?, ?, ?)"
+
+RETRY_MAX_S: Final = 1.0
+"""The longest wait between two attempts of an unwritable journal (the first after
+``flush_interval_s``, then doubling)."""
+
+_RESOURCE_CODES: Final = frozenset({3, 5, 6, 8, 10, 13, 14})
+"""SQLite primary result codes of a write refused for want of a resource that may come back:
+SQLITE_PERM, BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN."""
+_READONLY_DBMOVED: Final = 8 | (4 << 8)
+"""SQLITE_READONLY_DBMOVED: the file was moved or deleted under the writer (never comes back)."""
 
 Row = tuple[int, str, int, int, bytes]
 StoredRow = tuple[int, bytes]
@@ -288,6 +312,30 @@ def _remove(path: Path) -> None:
             Path(f"{path}{suffix}").unlink()
 
 
+def resource_fault(exc: BaseException) -> bool:
+    """Whether a failed write is one the disk may accept later (full, read-only, a size limit,
+    an I/O error, a lock) rather than a damaged or vanished file."""
+    if isinstance(exc, OSError):
+        return True
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return True
+    return code != _READONLY_DBMOVED and code & 0xFF in _RESOURCE_CODES
+
+
+def describe_fault(exc: BaseException) -> str:
+    """What the OS or SQLite said, on one line: ``SQLITE_FULL: database or disk is full``,
+    ``OSError [Errno 28] No space left on device``."""
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    return " ".join(f"{name}: {exc}".split())
+
+
+_flush_data: Final = getattr(os, "fdatasync", os.fsync)
+"""fdatasync where the OS has it (Linux), else fsync."""
+
+
 def _retrieve_exception(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()
@@ -348,6 +396,14 @@ class Journal:
         self.commit_seconds_total = 0.0
         self.commit_observers: list[Callable[[float, int], None]] = []
         """Called after each commit with (its duration in seconds, its record count): metrics."""
+        self.state_observers: list[Callable[[str | None], None]] = []
+        """Called when the journal becomes unwritable (with what the OS or SQLite said) and when
+        it is writable again (with None); module docstring."""
+        self.write_failures = 0
+        """Writes refused for want of a resource (each attempt counts), since open."""
+        self._stall: BaseException | None = None
+        self._stall_since = 0.0
+        self._stall_failures = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -414,7 +470,17 @@ class Journal:
             return
         try:
             if self._failure is None:
-                await self._sync_to(self._seq)
+                try:
+                    await self._sync_to(self._seq)
+                except JournalUnwritableError:
+                    log.error(
+                        "journal %s closed with %d record(s) not written (%s): the next run "
+                        "resumes from its last written record and catches up with the venue",
+                        self.path,
+                        self.backlog,
+                        self.write_error,
+                    )
+                    raise
         finally:
             if self._flusher is not None:
                 self._flusher.cancel()
@@ -468,6 +534,18 @@ class Journal:
     def backlog(self) -> int:
         return self._seq - self._committed_seq
 
+    @property
+    def writable(self) -> bool:
+        """False while the disk refuses the journal's writes (the writer retries) or after the
+        journal failed for good."""
+        return self._stall is None and self._failure is None
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the journal cannot be written (what the OS or SQLite said), or None."""
+        fault = self._stall if self._stall is not None else self._failure
+        return describe_fault(fault) if fault is not None else None
+
     # ------------------------------------------------------------------ writing
 
     def append(self, message: Message) -> int:
@@ -509,7 +587,10 @@ class Journal:
         if not self.durable_sync:
             self._raise_if_failed()
             return self._durable_seq
-        return await self._sync_to(self._seq if seq is None else seq)
+        target = self._seq if seq is None else seq
+        if self._stall is not None and self._durable_seq < target:
+            raise self._unwritable()
+        return await self._sync_to(target)
 
     async def _sync_to(self, target: int) -> int:
         if self._durable_seq < target:
@@ -535,13 +616,22 @@ class Journal:
         self.meta[key] = value
 
     async def _flush_loop(self) -> None:
+        retry_s = self.flush_interval_s
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            if self._stall is not None:  # retry on the backoff, not on each append's wake-up
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, max(RETRY_MAX_S, self.flush_interval_s))
+            else:
+                retry_s = self.flush_interval_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
-            if self._pending:
+            if self._pending or self._stall is not None:
                 try:
-                    await self._write(durable=False)
+                    # once unwritable, a retry that succeeds also makes everything durable
+                    await self._write(durable=self._stall is not None)
+                except JournalUnwritableError:
+                    continue  # still refused: the records stay pending, retried after a wait
                 except JournalError:
                     return  # _failure is set; appends now raise, waiters are woken
 
@@ -559,17 +649,27 @@ class Journal:
             batch, self._pending = self._pending, []
             last = batch[-1][0] if batch else self._committed_seq
             started = time.perf_counter()
+            committed = [False]
             try:
                 sync = durable and self._durable_seq < last
                 if batch or sync:
                     on_its_thread = cast(
                         "Callable[..., Awaitable[None]]", self._require_conn()._execute
                     )
-                    await on_its_thread(self._write_sync, batch, sync)
+                    await on_its_thread(self._write_sync, batch, sync, committed)
             except (sqlite3.Error, OSError) as exc:
-                self._failure = exc
+                if committed[0]:  # the commit went through; its fsync did not
+                    self._committed_seq = last
+                elif batch:  # back to the head of the pending records, in order
+                    self._pending[:0] = batch
                 self._progress.set()
-                raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
+                if not resource_fault(exc):
+                    self._failure = exc
+                    raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
+                self._stalled(exc)
+                raise self._unwritable() from exc
+            if self._stall is not None:
+                self._recovered(len(batch))
             if batch:
                 elapsed = time.perf_counter() - started
                 self.commits += 1
@@ -582,7 +682,52 @@ class Journal:
                 self._durable_seq = last
             self._progress.set()
 
-    def _write_sync(self, batch: Sequence[Row], sync: bool) -> None:
+    def _stalled(self, exc: BaseException) -> None:
+        """A write was refused for want of a resource: unwritable until one succeeds."""
+        self.write_failures += 1
+        self._stall_failures += 1
+        first = self._stall is None
+        self._stall = exc
+        if not first:
+            return
+        self._stall_since = time.monotonic()
+        what = describe_fault(exc)
+        log.error(
+            "journal %s cannot be written (%s): no order is sent until it can; %d record(s) "
+            "wait in memory, retried every %g s at most",
+            self.path,
+            what,
+            self.backlog,
+            max(RETRY_MAX_S, self.flush_interval_s),
+        )
+        self._tell(what)
+
+    def _recovered(self, written: int) -> None:
+        log.warning(
+            "journal %s writable again after %.1f s and %d refused write(s); %d pending "
+            "record(s) written in order",
+            self.path,
+            time.monotonic() - self._stall_since,
+            self._stall_failures,
+            written,
+        )
+        self._stall = None
+        self._stall_failures = 0
+        self._tell(None)
+
+    def _tell(self, error: str | None) -> None:
+        for observe in self.state_observers:
+            try:
+                observe(error)
+            except Exception:  # an observer never breaks the journal
+                log.exception("journal state observer failed")
+
+    def _unwritable(self) -> JournalUnwritableError:
+        return JournalUnwritableError(
+            f"{self.path}: journal cannot be written ({self.write_error}); not durable"
+        )
+
+    def _write_sync(self, batch: Sequence[Row], sync: bool, committed: list[bool]) -> None:
         """One batch, on the connection's own thread, in one hand-over: the transaction and,
         when ``sync``, the fsync of the WAL. (aiosqlite runs each ``execute`` as a separate
         hand-over to its thread and back; a durable write took four: BEGIN, the inserts, COMMIT,
@@ -591,6 +736,8 @@ class Journal:
         pyproject.toml and exercised by every test that writes a journal.)"""
         raw: sqlite3.Connection = self._require_conn()._conn
         if batch:
+            if raw.in_transaction:  # left open by an earlier failure whose ROLLBACK failed too
+                raw.execute("ROLLBACK")
             raw.execute("BEGIN IMMEDIATE")
             try:
                 raw.executemany(_INSERT, batch)
@@ -599,6 +746,7 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     raw.execute("ROLLBACK")
                 raise
+            committed[0] = True
         if sync:
             self._fsync_wal()
 
@@ -618,7 +766,9 @@ class Journal:
                 fd = self._sync_fds[suffix] = os.open(target, os.O_RDONLY)
             elif suffix == "":
                 continue  # flushed once, when first opened
-            os.fsync(fd)
+            # the WAL's data and size (what a reader needs), not its times: SQLite's own choice
+            # on Linux; a reused WAL (overwritten after a checkpoint) then needs no inode write
+            _flush_data(fd)
         if not self._dir_synced:
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:

@@ -22,7 +22,8 @@ stale (older than ``stale_after_s`` or flagged), and not halted. Otherwise
 :meth:`Health.readiness` names why, with short codes (``instruments_not_loaded``,
 ``account_not_loaded``, ``venue_down:VENUE:STREAM``, ``reconcile_mismatch:SUBJECT``,
 ``no_market_data``, ``no_data:SYMBOL``, ``data_stale:SYMBOL``, ``kill_switch:REASON``,
-``strategy_halted``, ``trading_held:start`` / ``trading_held:reconciling`` /
+``strategy_halted``, ``journal_unwritable`` (disk full or read-only: no order is sent until the
+journal can be written), ``trading_held:start`` / ``trading_held:reconciling`` /
 ``trading_held:gap:VENUE:CHANNEL``).
 ``kill_switch:handler_failed`` means a handler of an actor that owns money state (portfolio, risk,
 router) raised: the metric ``ballast_handler_errors_total{actor}`` says which.
@@ -73,6 +74,8 @@ class Health:
         """``venue:stream`` of the live venue's streams that are down."""
         self.mismatches: set[str] = set()
         """Subjects of the open reconciliation mismatches."""
+        self.journal_error: str | None = None
+        """Why the journal cannot be written (``JournalWriteChanged``), None while it can."""
         self.trading_held: Callable[[], str | None] | None = None
         """Why intents are held (a short code), None when they are not; set by the composition
         root to read the risk actor's hold
@@ -154,6 +157,8 @@ class Health:
 
     def _halt_reasons(self) -> list[str]:
         reasons = [] if self.kill_switch is None else [f"kill_switch:{self.kill_switch}"]
+        if self.journal_error is not None:
+            reasons.append("journal_unwritable")
         held = self.trading_held() if self.trading_held is not None else None
         if held is not None:
             reasons.append(f"trading_held:{_code(held)}")

@@ -70,6 +70,7 @@ from ballast.engine.kernel.events import (
     DataStale,
     FundingPaid,
     InstrumentsLoaded,
+    JournalWriteChanged,
     KillSwitchReset,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -476,6 +477,18 @@ class _ScrapeCollector(Collector):
             "Records committed to the journal by this process (records)",
             value=written,
         )
+        yield GaugeMetricFamily(
+            "ballast_journal_writable",
+            "1 while the journal accepts writes, 0 while the disk refuses them (full, read-only, "
+            "an I/O error: no order is sent meanwhile) (boolean)",
+            value=1 if journal is None or journal.writable else 0,
+        )
+        yield CounterMetricFamily(
+            "ballast_journal_write_failures",
+            "Journal writes the disk refused (full, read-only, an I/O error), each retry "
+            "counting (count)",
+            value=journal.write_failures if journal is not None else 0,
+        )
         yield self._handler_errors(bus)
 
     def _handler_errors(self, bus: Bus) -> Metric:
@@ -636,6 +649,7 @@ class MetricsExporter(Actor):
         self.subscribe(InstrumentsLoaded, self.on_instruments)
         self.subscribe(BalanceUpdated, self.on_balance)
         self.subscribe(VenueConnectionChanged, self.on_connection)
+        self.subscribe(JournalWriteChanged, self.on_journal)
         self.subscribe(ReconcileMismatch, self.on_mismatch)
         self.subscribe(ReconcileResolved, self.on_resolved)
 
@@ -818,6 +832,7 @@ class MetricsExporter(Actor):
         self.venue_name = event.venue
         self.m.reconnects.labels(self.label("venue", event.venue))
         self.health.instruments_loaded = True
+        self.health.journal_error = None  # a session starts on a journal it could write
 
     # ------------------------------------------------------------------ live venue
 
@@ -833,6 +848,9 @@ class MetricsExporter(Actor):
         sent = self._sent.pop(getattr(event, "client_order_id", ""), None)
         if sent is not None:
             self.m.round_trip.observe(max(0, event.ts_init - sent) / NS_PER_SECOND)
+
+    def on_journal(self, event: JournalWriteChanged) -> None:
+        self.health.journal_error = None if event.writable else (event.error or "not writable")
 
     def on_connection(self, event: VenueConnectionChanged) -> None:
         """A stream that comes back after a drop is a reconnect. ``caught_up`` (the REST

@@ -31,6 +31,13 @@ position the venue no longer holds), and the hold lasts the venue's catch-up plu
 grace. The hold follows only journaled inputs, so a replay (and a resumed session's catch-up)
 reaches the same verdicts.
 
+Journal unwritable: while the journal cannot be written (a ``JournalWriteChanged`` with
+``writable`` False: disk full, read-only), every intent is vetoed (``journal_unwritable``),
+reduce-only ones too: an order is sent only once its ``SubmitOrder`` is durable, and nothing is
+until the disk accepts writes again (the next ``JournalWriteChanged``, or a session's start: a
+killed session may leave the unwritable one as its last record). An input event, so replay
+reaches the same verdicts.
+
 Liquidation distance: computed here, for every perp position, from the snapshot re-valued at the
 latest perp marks (:mod:`ballast.engine.trading.measures`) with the simulated exchange's own
 tiered-margin formula (:mod:`ballast.engine.trading.margin`); the venue's liquidation estimate,
@@ -91,6 +98,7 @@ from ballast.engine.kernel.events import (
     HandlerFailed,
     InstrumentsLoaded,
     IntentApproved,
+    JournalWriteChanged,
     KillSwitchReason,
     KillSwitchReset,
     KillSwitchTriggered,
@@ -119,7 +127,7 @@ from ballast.engine.trading.margin import MarginTable, default_margin_table
 from ballast.engine.trading.measures import Book, Liquidation
 from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
 from ballast.engine.trading.order_tracker import OrderTracker
-from ballast.engine.trading.pretrade import Approved, Verdict, check, read_only_veto
+from ballast.engine.trading.pretrade import Approved, Verdict, Vetoed, check, read_only_veto
 from ballast.engine.trading.regime import (
     DEFAULT_WARMUP,
     RegimeClassifier,
@@ -186,6 +194,8 @@ class RiskManager(Actor):
         stream dropped), ``reconciling`` (caught up; the reconcile has not agreed yet); None:
         not held."""
         self._caught_up = False
+        self.journal_error: str | None = None
+        """Why the journal cannot be written (from ``JournalWriteChanged``); None: it can."""
         self.stale_threshold_ns = int(risk.stale_after_s * NS_PER_SECOND)
         self.orders = OrderTracker()  # the orders of the intents it approved
         self._valued_at: dict[str, Decimal] = {}
@@ -237,6 +247,7 @@ class RiskManager(Actor):
         self.subscribe(ReconcileMismatch, self.on_mismatch)
         self.subscribe(ReconcileResolved, self.on_resolved)
         self.subscribe(VenueConnectionChanged, self.on_connection)
+        self.subscribe(JournalWriteChanged, self.on_journal)
 
     async def on_start(self) -> None:
         now = self.now()
@@ -299,6 +310,9 @@ class RiskManager(Actor):
 
     def on_instruments(self, event: InstrumentsLoaded) -> None:
         self.instruments.update({i.symbol: i for i in event.instruments})
+        # A session starts on a journal it could write (its SessionStarted is durable): an
+        # unwritable state a killed session left as its last word is over.
+        self.journal_error = None
         if self.await_reconcile:  # a session starts: hold until the venue caught up + reconciled
             self._hold(HELD_START)
 
@@ -491,6 +505,19 @@ class RiskManager(Actor):
             self._caught_up = True
             self.held = HELD_RECONCILING
 
+    def on_journal(self, event: JournalWriteChanged) -> None:
+        if event.writable:
+            if self.journal_error is not None:
+                self.log.warning("journal %s writable again: trading resumes", event.path)
+            self.journal_error = None
+        else:
+            self.log.error(
+                "journal %s cannot be written (%s): every intent is vetoed until it can",
+                event.path,
+                event.error,
+            )
+            self.journal_error = event.error or "not writable"
+
     def _hold(self, reason: str) -> None:
         self.held = reason
         self._caught_up = False
@@ -526,6 +553,12 @@ class RiskManager(Actor):
 
     def check(self, intent: OrderIntent) -> Verdict:
         """The pre-trade verdict for ``intent`` against the current state (no side effects)."""
+        if self.journal_error is not None:
+            return Vetoed(
+                "journal_unwritable",
+                f"the journal cannot be written ({self.journal_error}): no order is sent until "
+                "it can be made durable",
+            )
         now = self.now()
         seen = self.marks.get(intent.symbol)
         return check(

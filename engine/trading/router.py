@@ -11,6 +11,11 @@ an order, live or finished, is not sent again. The router's
 :class:`~ballast.engine.trading.order_tracker.OrderTracker` is driven only by its own commands and
 the order events on the bus, so it evolves identically in replay.
 
+Journal unwritable (disk full, read-only: ``JournalUnwritableError``): the command is not sent; an
+``OrderRejected`` (reason ``journal: …``) follows it in the journal, so the order is closed for
+the tracker, the rebalancer and a restart alike (both records reach the disk together when it
+accepts writes again, or neither does).
+
 Transport failures (``VenueError``: the outcome is unknown). The router looks the order up by its
 client order id and publishes the answer as ``OrderStatusReported`` (state ``unknown`` when the
 venue never received it). It resends, with the same client order id, only when the venue does not
@@ -35,7 +40,7 @@ from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config
-from ballast.engine.kernel.errors import JournalError
+from ballast.engine.kernel.errors import JournalError, JournalUnwritableError
 from ballast.engine.kernel.events import (
     IntentApproved,
     OrderEvent,
@@ -160,6 +165,14 @@ class OrderRouter(Actor):
             await self.bus.sync(seq)
         except JournalError as exc:
             self.log.error("%s not sent: journal not durable: %s", cmd.client_order_id, exc)
+            if isinstance(exc, JournalUnwritableError):  # the journal goes on: close the order
+                now = self.now()
+                reason = f"journal: not durable, never sent: {exc}"
+                self.publish(
+                    OrderRejected(
+                        now, now, cmd.client_order_id, cmd.symbol, redact(reason)[:_MAX_REASON]
+                    )
+                )
             return
         error = ""
         for attempt in range(1, self.max_attempts + 1):

@@ -28,6 +28,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ballast.adapters.data.klines import DataError
+from ballast.adapters.loopback.faults import (
+    KINDS,
+    PARAMS,
+    FaultPlan,
+    FaultSpec,
+    FaultSpecError,
+    parse_spec,
+)
 from ballast.adapters.loopback.permissions import KEY_RESTRICTIONS
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
@@ -123,7 +131,29 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the spot API's (default: --weight-limit scaled as on Binance, "
         f"{DEFAULT_SPOT_WEIGHT_LIMIT} per {DEFAULT_WEIGHT_LIMIT})",
     )
+    serve.add_argument(
+        "--faults",
+        type=_faults,
+        default=FaultSpec({}, {}),
+        metavar="SPEC",
+        help="inject faults, seeded: KIND=RATE and PARAM=VALUE, comma-separated (e.g. "
+        "rest_5xx=0.05,slow=0.1,skew_ms=-3000; kinds: "
+        + ", ".join(KINDS)
+        + "; params: "
+        + ", ".join(PARAMS)
+        + "); GET/POST /_loopback/faults reads and changes them at run time",
+    )
+    serve.add_argument(
+        "--fault-seed", type=int, default=0, metavar="N", help="the faults' seed (default 0)"
+    )
     serve.set_defaults(func=serve_cmd)
+
+
+def _faults(text: str) -> FaultSpec:
+    try:
+        return parse_spec(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -214,6 +244,7 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             api_secret=secret,
             data_dir=args.data,
             synthetic_seed=args.synthetic,
+            faults=FaultPlan(args.faults, args.fault_seed),
             interval_s=args.interval_s,
         )
         with _signals(stop):
@@ -263,6 +294,8 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
         )
     futures, spot = weight_limits(args)
     lines.append(f"request weight per minute: futures {futures}, spot {spot}")
+    if args.faults.text:
+        lines.append(f"faults: {args.faults.text} (seed {args.fault_seed})")
     lines.append(f"key restriction: {args.key_restriction}")
     if not _is_loopback(args.host):
         lines.append(f"warning: listening on {args.host}, not only on this machine")
