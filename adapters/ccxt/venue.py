@@ -447,6 +447,21 @@ class CcxtVenue(Venue):
             await self._drop_client()
             raise VenueError(self._text(f"{self.name}: connect failed: {e}")) from None
 
+    async def key_restrictions(self) -> Mapping[str, Any]:
+        """What the exchange says the API key may do (Binance: ``GET
+        /sapi/v1/account/apiRestrictions``, e.g. ``enableWithdrawals``); VenueError when it does
+        not say (no such endpoint, a refusal, a transport failure)."""
+        client = self._require_client()
+        try:
+            answer = await self._call(
+                "spot", "apiRestrictions", client.sapiGetAccountApiRestrictions
+            )
+        except BaseError as e:
+            raise VenueError(self._text(f"{self.name}: apiRestrictions: {e}")) from None
+        if not isinstance(answer, Mapping):
+            raise VenueError(f"{self.name}: apiRestrictions: not an object: {type(answer)}")
+        return answer
+
     async def _drop_client(self) -> None:
         for timer in self._timers:
             timer.cancel()

@@ -40,7 +40,8 @@ Binance does it:
   ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
   optional ``"index"``, ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both
   in one body: the quote first), ``POST /_loopback/funding`` (JSON
-  ``{"symbol", "rate", "mark"}``), plus whatever :meth:`LoopbackServer.add_control` adds.
+  ``{"symbol", "rate", "mark"}``), ``POST /_loopback/keys?restriction=R`` (what the keys may do:
+  ``adapters/loopback/permissions.py``), plus whatever :meth:`LoopbackServer.add_control` adds.
 
 See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
 the spot account only).
@@ -91,6 +92,7 @@ from ballast.adapters.loopback.errors import (
     unknown_order,
 )
 from ballast.adapters.loopback.faults import FaultPlan, InjectedError, endpoint_of
+from ballast.adapters.loopback.permissions import RESTRICTIONS_PATH, KeyPermissions
 from ballast.adapters.loopback.stream_faults import StreamFaults
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND
 from ballast.engine.kernel.commands import SubmitOrder
@@ -231,6 +233,8 @@ class LoopbackServer:
         self.faults = faults if faults is not None else FaultPlan()
         """Injected faults (issue 14; :mod:`~ballast.adapters.loopback.faults`), off by default."""
         fault_plan.register(self)
+        self.permissions = KeyPermissions()
+        """What each key may do (``adapters/loopback/permissions.py``)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -315,6 +319,7 @@ class LoopbackServer:
             ("GET", "/api/v3/openOrders", "signed", _per_symbol(6, 80), self._open_orders),
             ("GET", "/api/v3/allOrders", "signed", _w(20), self._all_orders),
             ("GET", "/api/v3/myTrades", "signed", _w(20), self._my_trades),
+            ("GET", RESTRICTIONS_PATH, "signed", _w(1), self._api_restrictions),
         ]
         futures: list[tuple[str, str, Security, Callable[[dict[str, str]], int], Any]] = [
             ("GET", "/fapi/v1/ping", "public", _w(1), self._ping),
@@ -361,6 +366,7 @@ class LoopbackServer:
         r.add_get("/_loopback/state", self._ctl_state)
         r.add_post("/_loopback/price", self._ctl_price)
         r.add_post("/_loopback/funding", self._ctl_funding)
+        r.add_post("/_loopback/keys", self.permissions.control)
         for method, path, handler in self._controls:
             r.add_route(method, path, handler)
 
@@ -404,6 +410,8 @@ class LoopbackServer:
                     raise _TooMuchWeight(limit(), ip, retry)
                 if security != "public":
                     params[_API_KEY] = self._check_key(request)
+                    if not self.permissions.may(params[_API_KEY], request.method, request.path):
+                        raise invalid_key()
                 if security == "signed":
                     self._check_signature(request, request.query_string, body, params)
                 reduce_only = params.get("reduceOnly", "").lower() == "true"
@@ -435,6 +443,12 @@ class LoopbackServer:
 
     def used_weight(self, market: Market, ip: str = "127.0.0.1") -> int:
         return self._weights.get((ip, market, int(time.time() // 60)), 0)
+
+    async def _api_restrictions(self, params: dict[str, str], futures: bool) -> Any:
+        key = params[_API_KEY]
+        if not self.permissions.answers(key):
+            raise web.HTTPNotFound()
+        return self.permissions.restrictions(key)
 
     # ------------------------------------------------------------------ auth
 

@@ -9,7 +9,9 @@ seconds per bar time, with API keys generated for this run) and trades on it thr
 the journal (``<journal>.venue.db``), so it survives a restart with the engine.
 ``venue.kind = "binance"`` connects the same adapter to Binance (``venue.testnet``: its sandbox),
 or to any Binance-compatible exchange at ``venue.rest_url``/``venue.ws_url`` (a ``ballast venue
-serve``), with the keys read from the environment variables the config names.
+serve``), with the keys read from the environment variables the config names; at start it
+asks the exchange whether the key can withdraw and warns loudly if so
+(:mod:`ballast.engine.app.key_permissions`).
 
 Restart = resume + reconcile. A journal of earlier live sessions on the same venue is resumed:
 the session's actors catch up on it (:mod:`ballast.engine.app.catch_up`); the venue is told the
@@ -44,6 +46,7 @@ from ballast.adapters.ccxt.exchanges import EXCHANGES
 from ballast.adapters.ccxt.venue import CcxtVenue
 from ballast.engine.app.bundled import data_dir as bundled_data_dir
 from ballast.engine.app.catch_up import CatchUpClock
+from ballast.engine.app.key_permissions import check_key, report
 from ballast.engine.app.reconcile import Reconciler
 from ballast.engine.app.service import host_port, journal_path, metrics_server, resume_point
 from ballast.engine.app.session import Session
@@ -300,6 +303,8 @@ async def run_live(
         close_venue = _once(venue.close)
         stack.push_async_callback(close_venue)
         await venue.connect()
+        # real keys: can this one withdraw? (the paper exchange's keys are this run's own)
+        key_check = await check_key(venue.key_restrictions) if kind == "binance" else None
         session = Session(
             config,
             clock,
@@ -314,6 +319,9 @@ async def run_live(
         reconciler.install()
         stack.push_async_callback(reconciler.close)
         server = await stack.enter_async_context(metrics_server(session, metrics_address))
+        if key_check is not None:
+            registry = server.exporter.registry if server is not None else None
+            report(key_check, refuse=config.security.refuse_withdrawal_keys, registry=registry)
         if server is not None:
             server.exporter.venue_stats = venue.stats
             server.health.trading_held = partial(trading_held, session)

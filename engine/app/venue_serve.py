@@ -12,10 +12,11 @@ and the live runner's ``venue.kind = "paper"``).
   accepting the one API key pair given;
 - the market driver (:mod:`ballast.adapters.loopback.driver`) replaying ``[paper]``'s market data
   (``data_dir`` or ``paper.data_dir``, cut to ``paper.start`` .. ``paper.end``) or, with
-  ``synthetic_seed``, a seeded synthetic market of the config's assets, one bar time every
-  ``step_s`` seconds. With a ``state_path`` the driver keeps its position beside it
-  (``<state>.driver.json``): a restarted exchange goes on after the last step it sent. A position
-  file without its state file is stale (the exchange starts over) and is removed.
+  ``synthetic_seed``, a seeded synthetic market of the config's assets (bars of ``interval_s``
+  seconds, default hourly), one bar time every ``step_s`` seconds. With a ``state_path`` the
+  driver keeps its position beside it (``<state>.driver.json``): a restarted exchange goes on
+  after the last step it sent. A position file without its state file is stale (the exchange
+  starts over) and is removed.
 
 and yields a :class:`LoopbackHandle`. ``autostart`` sends the first step (so the exchange has
 prices when the handle is returned) and starts the driver's task; otherwise the caller starts it
@@ -94,28 +95,40 @@ def new_key_pair() -> tuple[str, str]:
 
 
 def market_of(
-    config: Config, *, data_dir: Path | None = None, synthetic_seed: int | None = None
+    config: Config,
+    *,
+    data_dir: Path | None = None,
+    synthetic_seed: int | None = None,
+    interval_s: int | None = None,
 ) -> MarketBundle:
     """The market the exchange serves: ``[paper]``'s data (or ``data_dir``) cut to
-    ``paper.start`` .. ``paper.end``, or a seeded synthetic market of the config's assets."""
+    ``paper.start`` .. ``paper.end``, or a seeded synthetic market of the config's assets (bars
+    of ``interval_s`` seconds, hourly by default)."""
     paper = config.paper
     if synthetic_seed is not None:
-        return synthetic_market(config, synthetic_seed)
+        return synthetic_market(config, synthetic_seed, interval_s=interval_s)
+    if interval_s is not None:
+        raise ValueError("interval_s: only for a synthetic market (the data has its own bars)")
     folder = data_dir if data_dir is not None else bundled_data_dir(paper.data_dir)
     return load_market(config, folder, start=paper.start, end=paper.end)
 
 
-def synthetic_market(config: Config, seed: int) -> MarketBundle:
+def synthetic_market(config: Config, seed: int, *, interval_s: int | None = None) -> MarketBundle:
     """A seeded synthetic market (:mod:`ballast.adapters.data.synthetic`) of the config's assets
     (BTC and ETH as the generator knows them, others at 10 with the generic tick of
-    :func:`binance_defaults`), hourly, from ``paper.start`` (default 2024-01-01) to ``paper.end``
-    (default a year later)."""
+    :func:`binance_defaults`), hourly (or one bar every ``interval_s`` seconds: 1 gives the
+    1-second quotes of a soak), from ``paper.start`` (default 2024-01-01) to ``paper.end``
+    (default a year of hourly bars: :data:`SYNTHETIC_BARS` bars)."""
     known = {spec.name: spec for spec in DEFAULT_ASSETS}
     ticks = {i.base: i.tick_size for i in binance_defaults(assets_of(config)) if i.kind == "spot"}
     specs = tuple(
         known.get(asset) or AssetSpec(asset, 10.0, tick=ticks[asset]) for asset in assets_of(config)
     )
     base = SyntheticConfig()
+    if interval_s is not None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s: must be > 0 seconds, got {interval_s}")
+        base = SyntheticConfig(interval_s=interval_s)
     grid = base.funding_interval_h * NS_PER_HOUR
     start = base.start_ns
     if config.paper.start is not None:
@@ -125,7 +138,12 @@ def synthetic_market(config: Config, seed: int) -> MarketBundle:
         step = base.interval_s * NS_PER_SECOND
         bars = max(1, (parse_time(config.paper.end) - start) // step - 1)
     synthetic = SyntheticConfig(
-        seed=seed, assets=specs, quote=config.venue.quote, start_ns=start, bars=bars
+        seed=seed,
+        assets=specs,
+        quote=config.venue.quote,
+        start_ns=start,
+        bars=bars,
+        interval_s=base.interval_s,
     )
     return SyntheticMarket(synthetic).bundle()
 
@@ -142,13 +160,16 @@ async def loopback_exchange(
     api_secret: str,
     data_dir: Path | None = None,
     synthetic_seed: int | None = None,
+    interval_s: int | None = None,
     autostart: bool = True,
     spread_ticks: int = 1,
     stream_faults: StreamFaultPlan | None = None,
     faults: FaultPlan | None = None,
 ) -> AsyncIterator[LoopbackHandle]:
     """A loopback exchange serving ``config``'s market (module docstring)."""
-    bundle = market_of(config, data_dir=data_dir, synthetic_seed=synthetic_seed)
+    bundle = market_of(
+        config, data_dir=data_dir, synthetic_seed=synthetic_seed, interval_s=interval_s
+    )
     bundle.span()  # no bars in the data (or in paper.start .. paper.end): fail now
     instruments = binance_defaults(assets_of(config), config.venue.quote)
     clock = LiveClock()

@@ -58,6 +58,18 @@ _PERP: Final = re.compile(
 )
 
 
+def looks_like_a_credential(text: str) -> bool:
+    """A long run of mixed-case letters and digits without an underscore: an API key or secret
+    pasted where the name of its environment variable belongs (never echoed in an error)."""
+    return (
+        len(text) >= 24
+        and text.isalnum()
+        and any(c.isdigit() for c in text)
+        and any(c.islower() for c in text)
+        and any(c.isupper() for c in text)
+    )
+
+
 OrderTransport = Literal["rest", "websocket"]
 """How orders reach a ccxt.pro venue: REST requests, or the exchange's WebSocket API."""
 
@@ -106,6 +118,11 @@ class VenueConfig(_Section, frozen=True):
         if not _ASSET.fullmatch(self.quote):
             raise ValueError(f"quote: {self.quote!r} is not an asset name like 'USDT'")
         for name in ("api_key_env", "api_secret_env"):
+            if looks_like_a_credential(getattr(self, name)):
+                raise ValueError(
+                    f"{name}: looks like a key itself, not the name of an environment variable "
+                    "(value not shown); put the key in an environment variable and its name here"
+                )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", getattr(self, name)):
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not an environment variable")
         for name, schemes in (
@@ -578,6 +595,20 @@ class MetricsConfig(_Section, frozen=True):
             raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
 
 
+class SecurityConfig(_Section, frozen=True):
+    """What the engine may do with the keys it is given (``[security]``).
+
+    ``read_only``: the engine connects, tracks, plans and journals, but never sends an order:
+    every intent the pre-trade check would approve is vetoed with reason ``read_only`` and the
+    would-be order in its detail (a key without trade permission is enough).
+    ``refuse_withdrawal_keys``: on a start with real keys (``venue.kind = "binance"``), exit
+    instead of only warning when the exchange says the key can withdraw.
+    """
+
+    read_only: bool = False
+    refuse_withdrawal_keys: bool = False
+
+
 # [paper] data_dir by default: relative to the working folder, else the data bundled with Ballast.
 DEFAULT_DATA_DIR = "data/market"
 
@@ -652,6 +683,7 @@ class Config(_Section, frozen=True):
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
     rebalance: RebalanceConfig = msgspec.field(default_factory=RebalanceConfig)
     fees: FeesConfig = msgspec.field(default_factory=FeesConfig)
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
 
     RANGES: ClassVar[Mapping[str, Range]] = {"targets": between("0", "100")}
 

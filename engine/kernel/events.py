@@ -90,9 +90,12 @@ VetoReason = Literal[
     "liquidation_distance",
     "max_daily_turnover",
     "unreconciled",
+    "read_only",
     "journal_unwritable",
 ]
-"""Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`)."""
+"""Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`);
+``read_only``: the risk actor of a read-only engine (``[security] read_only``) refuses every
+intent the check approved."""
 DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
 """Which limit a :class:`DeleverageRequired` brings back (:mod:`ballast.engine.trading.risk`)."""
 KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed"]

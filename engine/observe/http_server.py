@@ -37,6 +37,7 @@ from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.config import Config
 from ballast.engine.observe.health import Health
 from ballast.engine.observe.metrics import MetricsExporter
+from ballast.engine.observe.process_metrics import register_process_metrics
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,11 @@ async def serve_metrics(
 
     Enter it before the session itself, so the exporter sees the session's start (instruments,
     account): ``async with serve_metrics(session), session: ...``. The exporter is
-    ``server.exporter``.
+    ``server.exporter``. Its registry also has the process's metrics (RSS, open file
+    descriptors, asyncio tasks: :mod:`ballast.engine.observe.process_metrics`).
     """
     host, port = parse_address(address or session.config.metrics.address)
     exporter = MetricsExporter.from_config(session.config, session.bus, session.clock)
+    register_process_metrics(exporter.registry)
     async with exporter, MetricsServer(exporter, host=host, port=port) as server:
         yield server

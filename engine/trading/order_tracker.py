@@ -88,6 +88,12 @@ _BINANCE_ALLOWED: Final = re.compile(r"[.A-Z:/a-z0-9_-]")
 _BINANCE_ID: Final = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _ZERO: Final = Decimal(0)
 _KEEP_PROBLEMS: Final = 1000
+KEEP_FINISHED: Final = 10_000
+"""Finished orders (terminal states) a tracker remembers, the most recently finished; an older
+one is forgotten, so the trackers of a long-running engine stay bounded (three trackers that
+kept every order, vetoed intents included, grew without end). Far more than any late message
+needs: a message about a forgotten order is an unknown one (``problems``); a venue report of it
+adopts it again, finished."""
 
 _Key = tuple[str, str]
 """A record's key: ("intent", intent id), or ("order", client order id) for an order found at
@@ -168,10 +174,14 @@ class Transition:
 class OrderTracker:
     """Every order its owner planned, approved, sent or found at the venue (module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_finished: int = KEEP_FINISHED) -> None:
+        if keep_finished < 1:
+            raise ValueError(f"keep_finished: must be >= 1, got {keep_finished}")
         self._orders: dict[_Key, TrackedOrder] = {}
         self._live: dict[_Key, None] = {}  # the live ones, in the order they were first heard of
         self._by_client_id: dict[str, _Key] = {}
+        self.keep_finished = keep_finished
+        self._finished: deque[_Key] = deque()  # the finished ones, in the order they finished
         self.problems: deque[Transition] = deque(maxlen=_KEEP_PROBLEMS)
         """The latest refused moves (most recent last), for diagnostics."""
 
@@ -369,6 +379,22 @@ class OrderTracker:
         self._orders[key] = order
         if order.live:
             self._live[key] = None
+        else:
+            self._finish_key(key)
+
+    def _finish_key(self, key: _Key) -> None:
+        """``key`` finished: remembered among the latest :attr:`keep_finished`; the oldest
+        finished order beyond them is forgotten."""
+        self._live.pop(key, None)
+        self._finished.append(key)
+        while len(self._finished) > self.keep_finished:
+            old = self._finished.popleft()
+            order = self._orders.get(old)
+            if order is None or order.live:
+                continue  # terminal states never move: defensive only
+            del self._orders[old]
+            if order.client_order_id and self._by_client_id.get(order.client_order_id) == old:
+                del self._by_client_id[order.client_order_id]
 
     def _move(
         self,
@@ -389,8 +415,8 @@ class OrderTracker:
             client_order_id=client_order_id or order.client_order_id,
             reason=reason or order.reason,
         )
-        if state in TERMINAL_STATES:
-            self._live.pop(key, None)
+        if state in TERMINAL_STATES and order.state not in TERMINAL_STATES:
+            self._finish_key(key)
         coid = client_order_id or order.client_order_id
         return Transition(coid, order.state, state, intent_id=order.intent_id)
 

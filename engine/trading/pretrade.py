@@ -124,6 +124,20 @@ class Vetoed:
 Verdict = Approved | Vetoed
 
 
+def read_only_veto(approved: Approved) -> Vetoed:
+    """What a read-only engine (``[security] read_only``) makes of an approved intent: a veto
+    naming the order it would have sent (after the checks' cuts), so the journal explains it."""
+    intent = approved.intent
+    price = "" if intent.price is None else f" at {_plain(intent.price)}"
+    flags = " reduce-only" if intent.reduce_only else ""
+    cut = f" (cut: {approved.cut_reason})" if approved.cut_reason else ""
+    return Vetoed(
+        "read_only",
+        f"read-only mode ([security] read_only = true): would {intent.side} "
+        f"{_plain(intent.qty)} {intent.symbol} {intent.order_type}{price}{flags}{cut}; not sent",
+    )
+
+
 @dataclass(frozen=True)
 class _Limit:
     code: VetoReason

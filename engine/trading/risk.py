@@ -127,7 +127,7 @@ from ballast.engine.trading.margin import MarginTable, default_margin_table
 from ballast.engine.trading.measures import Book, Liquidation
 from ballast.engine.trading.money_state import MONEY_STATE_OWNERS
 from ballast.engine.trading.order_tracker import OrderTracker
-from ballast.engine.trading.pretrade import Approved, Verdict, Vetoed, check
+from ballast.engine.trading.pretrade import Approved, Verdict, Vetoed, check, read_only_veto
 from ballast.engine.trading.regime import (
     DEFAULT_WARMUP,
     RegimeClassifier,
@@ -162,8 +162,11 @@ class RiskManager(Actor):
         margin: MarginTable | None = None,
         quote: str = "USDT",
         await_reconcile: bool = False,
+        read_only: bool = False,
     ) -> None:
         super().__init__(bus, clock)
+        self.read_only = read_only
+        """Veto every intent the check approves (``[security] read_only``): no order is sent."""
         self.risk = risk
         self.margin = margin if margin is not None else default_margin_table()
         self.quote = quote
@@ -221,6 +224,7 @@ class RiskManager(Actor):
             bands=config.bands,
             quote=config.venue.quote,
             await_reconcile=config.venue.kind in LIVE_VENUES,
+            read_only=config.security.read_only,
         )
 
     def _subscribe_all(self) -> None:
@@ -579,6 +583,8 @@ class RiskManager(Actor):
         simulated clock reaches the same verdicts at the same event times as the live run did,
         where ``now()`` is a little later than the decision."""
         now = self.now()
+        if isinstance(verdict, Approved) and self.read_only:
+            verdict = read_only_veto(verdict)
         if isinstance(verdict, Approved):
             approved = IntentApproved(
                 ts_event=ts_event, ts_init=now, intent=verdict.intent, cut_reason=verdict.cut_reason

@@ -36,6 +36,7 @@ from ballast.adapters.loopback.faults import (
     FaultSpecError,
     parse_spec,
 )
+from ballast.adapters.loopback.permissions import KEY_RESTRICTIONS
 from ballast.adapters.loopback.stream_faults import stream_plan
 from ballast.engine.app.cli import exits
 from ballast.engine.app.config_check import load_checked_config
@@ -96,6 +97,21 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     market.add_argument("--data", type=Path, metavar="DIR", help="market data folder")
     market.add_argument(
         "--synthetic", type=int, metavar="SEED", help="serve a seeded synthetic market instead"
+    )
+    serve.add_argument(
+        "--interval-s",
+        type=_interval,
+        metavar="SECONDS",
+        help="bar interval of the --synthetic market in seconds (default 3600; 1: a quote "
+        "every second of data time, e.g. for a soak at --step-s 0)",
+    )
+    serve.add_argument(
+        "--key-restriction",
+        choices=KEY_RESTRICTIONS,
+        default="trade",
+        help="what the served key may do, as GET /sapi/v1/account/apiRestrictions says and the "
+        "exchange enforces: trade (default: read and trade, no withdrawals), withdraw (also "
+        "withdraw), read (no orders: -2015), unanswered (trade; the query is not answered)",
     )
     serve.add_argument(
         "--exit-when-done", action="store_true", help="stop once the market data is exhausted"
@@ -162,6 +178,16 @@ def _step(text: str) -> float:
     return value
 
 
+def _interval(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 def _weight(text: str) -> int:
     try:
         value = int(text)
@@ -205,6 +231,8 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             "fees and filters",
             source=str(args.config),
         )
+    if args.interval_s is not None and args.synthetic is None:
+        raise ConfigError("--interval-s", "sets the bar interval of a --synthetic market only")
     key, secret, made_up = key_pair(config)
     stop = asyncio.Event()
     try:
@@ -220,11 +248,13 @@ async def serve_cmd(args: argparse.Namespace) -> int:
             synthetic_seed=args.synthetic,
             stream_faults=stream_plan(args.faults, args.fault_seed),
             faults=FaultPlan(args.faults, args.fault_seed),
+            interval_s=args.interval_s,
         )
         with _signals(stop):
             async with exchange as handle:
                 # before anyone knows where it is: every exchangeInfo advertises these
                 handle.server.weight_limit, handle.server.spot_weight_limit = weight_limits(args)
+                handle.server.permissions.by_key[key] = args.key_restriction
                 print(f"listening {handle.rest_url} {handle.ws_url}", flush=True)
                 if made_up:
                     print(f"export {config.venue.api_key_env}={key}", flush=True)
@@ -245,6 +275,8 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
     symbols = sorted(handle.core.exchange.instruments, key=lambda s: (is_perp(s), s))
     first, last = handle.bundle.span()
     source = f"synthetic seed {args.synthetic}" if args.synthetic is not None else "data"
+    if args.synthetic is not None and args.interval_s is not None:
+        source += f" ({args.interval_s} s bars)"
     if args.synthetic is None:
         source = str(args.data if args.data is not None else config.paper.data_dir)
     lines = [
@@ -267,6 +299,7 @@ def _described(config: Config, handle: LoopbackHandle, args: argparse.Namespace)
     lines.append(f"request weight per minute: futures {futures}, spot {spot}")
     if args.faults.text:
         lines.append(f"faults: {args.faults.text} (seed {args.fault_seed})")
+    lines.append(f"key restriction: {args.key_restriction}")
     if not _is_loopback(args.host):
         lines.append(f"warning: listening on {args.host}, not only on this machine")
     return lines

@@ -1,12 +1,21 @@
-"""``ballast``: entry point, argument parsing and error → exit-code mapping."""
+"""``ballast``: entry point, argument parsing and error → exit-code mapping.
+
+A crash is reported without the secrets: an unexpected exception prints its traceback through
+:func:`~ballast.engine.kernel.redaction.redact` (exit 1), and a fatal signal (SIGSEGV, SIGABRT,
+SIGBUS, SIGILL, SIGFPE) prints the stacks of the threads (:mod:`faulthandler`: file names, lines
+and function names, never values)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
+import io
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -77,6 +86,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if not faulthandler.is_enabled():
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            faulthandler.enable()  # a stderr without a file descriptor has no crash report
     try:
         return _run(args.func, args)
     except ConfigError as exc:
@@ -93,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exits.FAILURE
     except BrokenPipeError:
         return _stdout_closed()
+    except Exception:
+        crash = redact(traceback.format_exc())
+        print(f"ballast: crashed (a bug, please report it):\n{crash}", file=sys.stderr, end="")
+        return exits.FAILURE
 
 
 def _stdout_closed() -> int:
