@@ -53,6 +53,7 @@ from ballast.engine.kernel.events import (
     VenueConnectionChanged,
 )
 from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.trading.venue import VenueError
 from tests.support.live_exchange import (
     ExchangeState,
     JournalView,
@@ -422,6 +423,58 @@ async def test_a_perp_fill_lost_on_its_stream_is_caught_up_after_a_later_spot_fi
     assert sorted(f.trade_id for f in fills()) == sorted(
         str(t.trade_id) for t in server.core.trades
     )
+
+
+async def test_an_order_over_the_ws_api_left_unanswered_times_out_and_its_resend_is_one_order() -> (
+    None
+):
+    """Orders over the WebSocket API: the socket goes half-open after the order reached the
+    exchange, so its answer never comes. The venue gives up after ``request_timeout_s`` (outcome
+    unknown), fails that connection; the router's resend (same client order id) goes on a fresh
+    one, is refused as a duplicate and looked up: one order, one fill."""
+    events: list[Any] = []
+
+    async def sink(event: Any) -> int:
+        events.append(event)
+        return len(events)
+
+    async with served({}) as (server, faults):
+        await quote(server, 50000, "BTC/USDT")
+        venue = CcxtVenue(
+            BINANCE,
+            spot=["BTC/USDT"],
+            perp=[],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=server.core.clock,
+            rest_url=server.rest_url,
+            ws_url=server.ws_url,
+            order_transport="websocket",
+            request_timeout_s=0.5,
+        )
+        venue.attach(sink)
+        async with venue:
+            await venue.connect()
+            await venue.start()
+            await eventually(
+                lambda: any(getattr(e, "state", "") == "caught_up" for e in events), within_s=5
+            )
+            faults.plan.set({"half_open": 1.0}, 0)
+            order = market_order("BTC/USDT", "buy", "0.01", "bl-silent")
+            started = time.monotonic()
+            with pytest.raises(VenueError, match="no answer to the order"):
+                await venue.submit(order)
+            assert 0.4 < time.monotonic() - started < 3
+            assert faults.plan.counts["half_open"] >= 1
+            assert sorted(server.core.orders) == ["bl-silent"]
+            faults.plan.set({}, 0)
+            await venue.submit(order)  # the router's resend: a fresh connection, a duplicate
+            await eventually(
+                lambda: any(isinstance(e, OrderFilled) for e in events), what="the fill"
+            )
+            await asyncio.sleep(0.2)
+    assert sorted(server.core.orders) == ["bl-silent"]
+    assert [f.client_order_id for f in events if isinstance(f, OrderFilled)] == ["bl-silent"]
 
 
 # ------------------------------------------------------------------------------ the live path

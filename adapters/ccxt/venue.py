@@ -841,13 +841,24 @@ class CcxtVenue(Venue):
     @staticmethod
     def _ws_create(client: Any) -> Callable[..., Awaitable[Any]]:
         """``create_order_ws`` within the client's timeout (ccxt waits for a WebSocket answer
-        forever; REST calls time out after ``timeout`` ms)."""
+        forever; REST calls time out after ``timeout`` ms). A connection that left an order
+        unanswered is taken for dead (half-open): it is failed, so the resend and the streams
+        it carries (spot user data) reconnect, rather than wait on it again."""
 
-        async def create(*args: Any) -> Any:
+        async def create(symbol: str, *args: Any) -> Any:
             try:
-                return await asyncio.wait_for(client.create_order_ws(*args), client.timeout / 1000)
+                return await asyncio.wait_for(
+                    client.create_order_ws(symbol, *args), client.timeout / 1000
+                )
             except TimeoutError:
-                raise RequestTimeout(f"no answer to the order in {client.timeout} ms") from None
+                error = RequestTimeout(f"no answer to the order in {client.timeout} ms")
+                kind = "linear" if is_perp(symbol) else "spot"
+                with contextlib.suppress(AttributeError, KeyError, TypeError):
+                    url = client.urls["api"]["ws"]["ws-api"][kind]
+                    connection = client.clients.get(url)
+                    if connection is not None:
+                        connection.on_error(error)
+                raise error from None
 
         return create
 
