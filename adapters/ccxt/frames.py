@@ -8,12 +8,16 @@ open and silent (its quotes, or its fills, stop) until a keep-alive notices, if 
 
 :func:`guard_frames` wraps the frame handler of every ccxt WebSocket client the exchange creates:
 a frame whose decoding or handling raises is dropped, reported to ``on_bad(url, frame, error)``,
-and the socket goes on reading.
+and the socket goes on reading. A frame holding a number with a three-digit exponent
+(``"1e999999999"``) is dropped the same way before ccxt sees it: ccxt's string arithmetic
+(``Precise``) computes ``10 ** exponent`` for it and blocks the event loop for as long as that takes
+(forever, for such a number); no exchange writes amounts with exponents.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -23,6 +27,14 @@ BadFrame = Callable[[str, Any, BaseException], None]
 """``(client url, the frame as received, the exception)``."""
 
 _GUARDED: Final = "_ballast_frames_guarded"
+_HUGE_EXPONENT: Final = re.compile(
+    r'(?:"[-+]?\d*\.?\d+[eE][-+]?\d{3,}"|[:\[,]\s*-?\d*\.?\d+[eE][-+]?\d{3,})'
+)
+"""A number (bare, or a string that is one) with an exponent of three digits or more."""
+
+
+class HugeExponent(ValueError):
+    """A frame holding a number no exchange sends (module docstring)."""
 
 
 def guard_frames(exchange: Any, on_bad: BadFrame) -> None:
@@ -48,6 +60,9 @@ def _guard(ws_client: Any, url: str, on_bad: BadFrame) -> None:
 
     def guarded(data: Any) -> None:
         try:
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            if isinstance(text, str) and _HUGE_EXPONENT.search(text):
+                raise HugeExponent("a number with an exponent of three digits or more")
             handle(data)
         except Exception as e:  # one bad frame must not stop the socket
             try:

@@ -398,7 +398,7 @@ class CcxtVenue(Venue):
 
         client.on_rest_response = on_rest_response
         self.spec.tap(client, self._push)
-        guard_frames(client, lambda url, frame, error: self._push("unreadable", (url, frame, error)))
+        guard_frames(client, lambda url, text, error: self._push("unreadable", (url, text, error)))
         timers = self._timers
         schedule = client.delay
 
@@ -1389,9 +1389,7 @@ class CcxtVenue(Venue):
         )
         log.warning("%s: %s", self.name, detail)
         now = self.clock.now_ns()
-        await self.emit(
-            VenueMessageRejected(now, now, self.name, channel, "unknown_order", detail)
-        )
+        await self.emit(VenueMessageRejected(now, now, self.name, channel, "unknown_order", detail))
         self._unreadable[channel] = self._unreadable.get(channel, 0) + 1
         self._unreadable_seen.set()
 

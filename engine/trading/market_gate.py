@@ -10,10 +10,11 @@ dispatched:
 - ``MarkPriceUpdated``: the funding rate within ``risk.max_abs_funding_rate``, then the mark
   against the symbol's ``mark`` series.
 
-Before those, any of them stamped more than ``max_ahead_ns`` (default
-:data:`MAX_AHEAD_NS`, five minutes) after the clock is rejected (``future_timestamp``): a
-malformed exchange time would otherwise freeze its series (every true point after it would be
-out of order). A backtest's data is never ahead of its clock.
+On a live venue (``venue.kind`` ``binance`` or ``paper``), before those, any of them stamped more
+than ``max_ahead_ns`` (:data:`MAX_AHEAD_NS`, five minutes) after the clock is rejected
+(``future_timestamp``): a malformed exchange time would otherwise freeze its series (every true
+point after it would be out of order). Off (None) elsewhere: a simulated venue's data may be
+judged before its clock reaches it.
 
 An accepted message is delivered as usual. A rejected one is delivered to no subscriber (no
 estimator, ledger, strategy, rebalancer or metric sees it) and a :class:`DataRejected` naming
@@ -54,7 +55,11 @@ class MarketGate:
     """Judges market data for one bus (see the module docstring); ``guard`` keeps the counts."""
 
     def __init__(
-        self, clock: Clock, guard: MarketGuard | None = None, *, max_ahead_ns: int = MAX_AHEAD_NS
+        self,
+        clock: Clock,
+        guard: MarketGuard | None = None,
+        *,
+        max_ahead_ns: int | None = None,
     ) -> None:
         self.clock = clock
         self.guard = guard if guard is not None else MarketGuard()
@@ -72,7 +77,8 @@ class MarketGate:
         guard = MarketGuard(
             risk.max_price_deviation, max_abs_funding_rate=risk.max_abs_funding_rate
         )
-        return cls(clock, guard)
+        live = config.venue.kind in ("binance", "paper")
+        return cls(clock, guard, max_ahead_ns=MAX_AHEAD_NS if live else None)
 
     def install(self, bus: Bus) -> MarketGate:
         bus.set_gate(self.screen)
@@ -84,9 +90,10 @@ class MarketGate:
         if judge is None:
             return None
         symbol = str(getattr(event, "symbol", ""))
-        rejection = self.guard.check_time(
-            symbol, event.ts_event, self.clock.now_ns(), self.max_ahead_ns
-        )
+        rejection = None
+        if self.max_ahead_ns is not None:
+            now = self.clock.now_ns()
+            rejection = self.guard.check_time(symbol, event.ts_event, now, self.max_ahead_ns)
         if rejection is None:
             rejection = judge(event)
         if rejection is None:

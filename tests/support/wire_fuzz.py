@@ -125,6 +125,7 @@ def market_frame(draw: st.DrawFn) -> Frame:
         choices += ["future", "backwards", "huge_time", "garbage_time"]
     if kind == "mark":
         choices += ["funding_rate", "funding_time"]
+    value: Any
     how = draw(st.sampled_from(choices))
     bad, series = True, ""
     what = f"{kind} {how}"
@@ -139,7 +140,9 @@ def market_frame(draw: st.DrawFn) -> Frame:
         msg[field] = value
         what += f" {field}={value!r}"
     elif how == "missing":
-        field = draw(st.sampled_from((*prices, "s", "B", "A") if kind != "mark" else ("p", "s", "r")))
+        field = draw(
+            st.sampled_from((*prices, "s", "B", "A") if kind != "mark" else ("p", "s", "r"))
+        )
         del msg[field]
         bad = field not in ("B", "A")  # a missing size reads as 0: harmless
         what += f" {field}"
