@@ -61,8 +61,8 @@ from tests.support.wire_fuzz import (
 
 pytestmark = pytest.mark.reliability
 
-MARKET_EXAMPLES = size(40, 1000)
-USER_EXAMPLES = size(15, 300)
+MARKET_EXAMPLES = size(80, 2000)
+USER_EXAMPLES = size(30, 500)
 
 
 def fuzz_settings(examples: int) -> settings:

@@ -48,6 +48,7 @@ T = TypeVar("T")
 SPOT: Final = "BTC/USDT"
 PERP: Final = "BTC/USDT:USDT"
 BALANCES: Final = {"USDT": "50000", "BTC": "1"}
+WEIGHT_LIMIT: Final = 10_000_000
 TRUE_NAV: Final = Decimal(50000) + (BASE_BID + BASE_ASK) / 2
 CONFIG: Final = """
 [venue]
@@ -134,7 +135,15 @@ class LiveRig:
         self._loop.set_exception_handler(self._on_loop_error)
         self._stop = asyncio.Event()
         instruments = binance_defaults(["BTC"])
-        async with loopback_exchange(instruments=instruments, balances=BALANCES, prices=None) as lb:
+        # request weight is not under test here: every unreadable user message costs a REST
+        # catch-up, a few hundred of them would wait minutes on Binance's limits
+        async with loopback_exchange(
+            instruments=instruments,
+            balances=BALANCES,
+            prices=None,
+            weight_limit=WEIGHT_LIMIT,
+            spot_weight_limit=WEIGHT_LIMIT,
+        ) as lb:
             self.lb = lb
             await self._true_prices(0)
             clock = CatchUpClock()
