@@ -52,6 +52,7 @@ WRITTEN_TAGS = frozenset(
         "SessionStopped",
         "FeedAdvanced",
         "VenueConnectionChanged",
+        "VenueMessageRejected",
         "ReconcileMismatch",
         "ReconcileResolved",
         "JournalWriteChanged",

@@ -104,6 +104,9 @@ class ExchangeSpec:
     reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
     """Forget the ccxt client's user-stream credential of ``api`` after a drop, so the
     reconnect asks for a fresh one (an expired listenKey would be refused forever)."""
+    channel_of_url: Callable[[Any, str], str] = field(default=lambda client, url: "market")
+    """The channel a ccxt WebSocket client's URL carries: ``"market"``, ``"user:spot"`` or
+    ``"user:futures"`` (where an unreadable message came from)."""
     funding_mark: Callable[[Mapping[str, Any]], Any] = field(default=lambda row: None)
     """The mark price of a ``fetch_funding_rate_history`` row (the settlement's), if given."""
     futures_paths: tuple[str, ...] = ()
@@ -257,8 +260,8 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
             result = handled(ws, message)
             try:
                 then(ws, message)
-            except Exception:  # a tap must never break ccxt's own handling
-                log.exception("%s: stream hook %s failed", client.id, name)
+            except Exception as e:  # a tap must never break ccxt's own handling
+                push("unreadable", (str(getattr(ws, "url", "")), message, e))
             return result
 
         setattr(client, name, hooked)
@@ -333,6 +336,50 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
 
     after("handle_bids_asks", quotes)
     after("handle_mark_prices", tickers("mark"))
+
+    handle_message = client.handle_message
+
+    def recognised(ws: Any, message: Any) -> Any:
+        # ccxt drops what it does not recognise without a word: say so (the frame guard of
+        # ballast.adapters.ccxt.frames reports what it fails on)
+        if _binance_unrecognised(message):
+            error = ValueError("a message without an event type")
+            push("unreadable", (str(getattr(ws, "url", "")), message, error))
+            return None
+        return handle_message(ws, message)
+
+    client.handle_message = recognised
+
+
+def _binance_unrecognised(message: Any) -> bool:
+    """A stream message ccxt would drop silently: not an object (a list is an array of events,
+    handled or failed on), or an object without an event type (``e``) that is neither a reply
+    (``id``, ``result``, ``error``, ``status``) nor a spot bookTicker (``a`` and ``b``)."""
+    if isinstance(message, list):
+        return False
+    if not isinstance(message, Mapping):
+        return True
+    value: Any = message
+    if message.get("stream") is not None and isinstance(message.get("data"), Mapping):
+        value = message["data"]
+    if isinstance(value.get("event"), Mapping):
+        value = value["event"]
+    if any(key in value for key in ("id", "result", "error", "status")):
+        return False
+    if value.get("e") is not None:
+        return False
+    return not ("a" in value and "b" in value)
+
+
+def _binance_channel_of_url(client: Any, url: str) -> str:
+    """The spot user stream comes over the WS-API socket, the futures one over the listenKey
+    socket (``...?listenKey=``); every other socket carries market data."""
+    try:
+        if url == client.urls["api"]["ws"]["ws-api"]["spot"]:
+            return "user:spot"
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return "user:futures" if "listenKey" in url or "/private" in url else "market"
 
 
 def _binance_advertised_limit(url: str, body: Any) -> int | None:
@@ -465,6 +512,7 @@ BINANCE = ExchangeSpec(
     futures_paths=("/fapi/",),
     advertised_limit=_binance_advertised_limit,
     tap=_binance_tap,
+    channel_of_url=_binance_channel_of_url,
     reset_user_stream=_binance_reset_user_stream,
     ws_orders=True,
     funding_mark=lambda row: (row.get("info") or {}).get("markPrice"),

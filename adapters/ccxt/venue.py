@@ -101,6 +101,7 @@ import asyncio
 import contextlib
 import contextvars
 import decimal
+import json
 import logging
 import math
 import random
@@ -124,13 +125,22 @@ from ccxt.base.errors import (
     RequestTimeout,
 )
 
-from ballast.adapters.ccxt.convert import ZERO, amount, dec, ms_to_ns, order_state
+from ballast.adapters.ccxt.convert import (
+    ZERO,
+    amount,
+    dec,
+    market_price,
+    ms_to_ns,
+    order_state,
+    strict_ms_to_ns,
+)
 from ballast.adapters.ccxt.exchanges import (
     AccountApi,
     ExchangeSpec,
     is_duplicate,
     is_unknown_order,
 )
+from ballast.adapters.ccxt.frames import guard_frames
 from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
@@ -152,6 +162,7 @@ from ballast.engine.kernel.events import (
     QuoteTick,
     Side,
     VenueConnectionChanged,
+    VenueMessageRejected,
 )
 from ballast.engine.kernel.instruments import Instrument, is_perp, plain, quote_of
 from ballast.engine.kernel.redaction import redact
@@ -188,6 +199,9 @@ _STATEMENT_REUSE_NS = 5 * NS_PER_SECOND
 """connect()'s spot statement stands for an account() called this soon after it (one request of
 weight 20 less per start)."""
 _FUNDING_MATCH_MS = 60_000
+_SHOWN_CHARS = 200
+"""An unreadable message is shown in its VenueMessageRejected up to this many characters."""
+_UNREADABLE_RETRY_S = 1.0
 """A settlement's income record and its funding-rate record are at most this far apart."""
 
 
@@ -227,6 +241,9 @@ class _Order:
     last_news_ns: int = 0
     ours: bool = False
     """Sent by this process (its silence is looked into, a catch-up checks it)."""
+    streamed_only: bool = False
+    """Known only from the user stream (not sent by this process, never seen over REST): its
+    streamed fills are not booked from the stream (:meth:`CcxtVenue._order_known`)."""
 
 
 @dataclass
@@ -349,6 +366,12 @@ class CcxtVenue(Venue):
         self._closing = False
         self._connect_statement: tuple[int, Any] | None = None
         self._filled = asyncio.Event()
+        self._unreadable: dict[str, int] = {}
+        """User channel → unreadable messages since its last catch-up (one catch-up reads them
+        all: a burst of bad messages costs one)."""
+        self._unreadable_seen = asyncio.Event()
+        self._market_ts: dict[tuple[str, str], int] = {}
+        """(kind, symbol) → the last exchange time of a market update (:meth:`_market_time`)."""
         """A fill was emitted since the last statement after fills."""
         self._news = 0
         """Fills, balances and positions the streams reported (a statement read while this
@@ -421,6 +444,7 @@ class CcxtVenue(Venue):
 
         client.on_rest_response = on_rest_response
         self.spec.tap(client, self._push)
+        guard_frames(client, lambda url, text, error: self._push("unreadable", (url, text, error)))
         timers = self._timers
         schedule = client.delay
 
@@ -483,6 +507,7 @@ class CcxtVenue(Venue):
             self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
         self._spawn(self._housekeeping(), f"{self.name}:housekeeping")
         self._spawn(self._refresh_after_fills(), f"{self.name}:statements")
+        self._spawn(self._catch_up_after_unreadable(), f"{self.name}:unreadable")
         await self._catch_up("start")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -700,10 +725,15 @@ class CcxtVenue(Venue):
                     continue
                 if api == "spot":
                     free = dec(entry.get("free"), None)
+                    if not rest and (free is None or entry.get("used") is None):
+                        # a streamed row ccxt could not read (the stream always says both)
+                        raise ValueError(f"{code} balance without free or locked")
                     if free is None:
                         free = amount(entry.get("total")) - amount(entry.get("used"))
                     rows[code] = (free, amount(entry.get("used")))
                 else:  # the futures wallet: the streamed wallet balance (``wb``) is the total
+                    if not rest and entry.get("total") is None:
+                        raise ValueError(f"{code} wallet balance missing")
                     rows[code] = (amount(entry.get("total")), ZERO)
         return [
             BalanceUpdated(ts, now, account, asset, free, locked)
@@ -1000,7 +1030,9 @@ class CcxtVenue(Venue):
             now = self.clock.now_ns()
             await self.emit(OrderRejected(now, now, coid, symbol, reason))
 
-    async def _on_orders(self, orders: Sequence[Mapping[str, Any]]) -> None:
+    async def _on_orders(
+        self, orders: Sequence[Mapping[str, Any]], *, streamed: bool = False
+    ) -> None:
         """Order updates (REST replies, lookups, the stream): accepted once, then fills of a
         reply that carries them (spot ``fills``), then canceled/rejected once."""
         for order in orders:
@@ -1019,8 +1051,11 @@ class CcxtVenue(Venue):
                         "sell" if order.get("side") == "sell" else "buy",
                         amount(order.get("amount")),
                         accepted=True,
+                        streamed_only=streamed,
                     )
                     self._orders[coid] = known
+                elif not streamed:
+                    known.streamed_only = False
                 known.answered = True
                 known.last_news_ns = now
                 if venue_id:
@@ -1094,6 +1129,16 @@ class CcxtVenue(Venue):
         symbol = str(trade.get("symbol") or (order or {}).get("symbol"))
         if symbol not in self._instruments:
             return
+        # read before the trade counts as seen: an unreadable one is read again by a catch-up
+        fee = trade.get("fee") or {}
+        if not isinstance(fee, Mapping):
+            raise ValueError(f"trade {tid}: fee {fee!r}")
+        qty, price = amount(trade.get("amount")), amount(trade.get("price"))
+        fee_cost = amount(fee.get("cost"))
+        if not (qty.is_finite() and qty > 0 and price.is_finite() and price > 0):
+            raise ValueError(f"trade {tid}: quantity {qty} at price {price}")
+        if not fee_cost.is_finite():
+            raise ValueError(f"trade {tid}: fee {fee_cost}")
         self._seen_trades.add(str(tid))
         venue_id = str(trade.get("order") or (order or {}).get("id") or "")
         known = self._orders.get(coid)
@@ -1111,13 +1156,13 @@ class CcxtVenue(Venue):
                 self._by_venue_id[venue_id] = coid
             known.last_news_ns = now
             await self._accept(coid, known, ts, now)
-        fee = trade.get("fee") or {}
         liquidity: Liquidity = "maker" if trade.get("takerOrMaker") == "maker" else "taker"
         if coid.startswith("autoclose-") or coid.startswith("adl_autoclose"):
             liquidity = "liquidation"
-        if ts_ms is not None:
-            latest = self._fills_after_ms.get(symbol, int(ts_ms))
-            self._fills_after_ms[symbol] = max(latest, int(ts_ms))
+        if ts_ms is not None:  # never past the clock: a time from the future would skip fills
+            seen_ms = min(ts // NS_PER_MILLISECOND, now // NS_PER_MILLISECOND)
+            latest = self._fills_after_ms.get(symbol, seen_ms)
+            self._fills_after_ms[symbol] = max(latest, seen_ms)
         await self.emit(
             OrderFilled(
                 ts,
@@ -1127,9 +1172,9 @@ class CcxtVenue(Venue):
                 str(tid),
                 symbol,
                 side,
-                amount(trade.get("amount")),
-                amount(trade.get("price")),
-                amount(fee.get("cost")),
+                qty,
+                price,
+                fee_cost,
                 str(fee.get("currency") or quote_of(symbol)),
                 liquidity,
             )
@@ -1158,9 +1203,15 @@ class CcxtVenue(Venue):
         now = self.clock.now_ns()
         self._news += 1
         async with self._lock:
+            # a streamed position ccxt could not read is not booked (the stream says them all)
             for p in positions:
-                if p.get("symbol") in self._instruments:
-                    await self.emit(self._position(p, now))
+                missing = [k for k in ("entryPrice", "unrealizedPnl") if p.get(k) is None]
+                if missing:
+                    raise ValueError(f"{p.get('symbol')} position without {', '.join(missing)}")
+            ours = [p for p in positions if p.get("symbol") in self._instruments]
+            events = [self._position(p, now) for p in ours]
+            for event in events:
+                await self.emit(event)
 
     async def _on_funding(
         self,
@@ -1440,19 +1491,19 @@ class CcxtVenue(Venue):
             try:
                 await self._report(kind, item)
             except Exception as e:  # one bad update must not stop the reports of the others
-                log.error(
-                    "%s: %s update not reported: %s: %s",
-                    self.name,
-                    kind,
-                    type(e).__name__,
-                    self._text(str(e)),
-                )
+                await self._unreadable_update(self._channel_of(kind, item), item, e)
 
     async def _report(self, kind: str, item: Any) -> None:
-        if kind == "order":
-            await self._on_orders([item])
+        if kind == "unreadable":
+            url, frame, error = item
+            await self._unreadable_update(self.spec.channel_of_url(self._client, url), frame, error)
+        elif kind == "order":
+            await self._on_orders([item], streamed=True)
         elif kind == "trade":
-            await self._on_trades([item])
+            if self._order_known(item):
+                await self._on_trades([item])
+            else:  # not this process's order, or not a real one: the exchange's REST says
+                await self._unknown_order_fill(item)
         elif kind == "balance":
             api, balance, raw = item
             if isinstance(raw, Mapping) and self.spec.is_funding_update(raw):
@@ -1461,9 +1512,97 @@ class CcxtVenue(Venue):
         elif kind == "positions":
             await self._on_positions(item)
         elif kind == "quote":
-            await self._on_quotes({item.get("symbol"): item})
+            await self._on_quotes({self._market_symbol(item): item})
         elif kind == "mark":
-            await self._on_marks({item.get("symbol"): item})
+            await self._on_marks({self._market_symbol(item): item})
+
+    def _market_symbol(self, ticker: Mapping[str, Any]) -> str:
+        """The symbol of a streamed ticker; one the exchange does not list is unreadable (a
+        market it lists that we do not trade is not ours to report: ignored)."""
+        symbol = ticker.get("symbol")
+        if not isinstance(symbol, str) or symbol not in (self._client.markets or {}):
+            raise ValueError(f"unknown symbol {symbol!r}")
+        return symbol
+
+    def _order_known(self, trade: Mapping[str, Any]) -> bool:
+        """Whether a streamed trade is of an order this venue knows (sent, looked up or reported
+        by the exchange)."""
+        coid = self.spec.trade_client_order_id(trade)
+        if coid is None:
+            coid = self._by_venue_id.get(str(trade.get("order") or ""))
+        known = None if coid is None else self._orders.get(coid)
+        return known is not None and not known.streamed_only
+
+    async def _unknown_order_fill(self, trade: Mapping[str, Any]) -> None:
+        """A streamed fill of an order this venue does not know is not booked from the stream:
+        a catch-up reads the account's trades over REST and reports it if the exchange has it."""
+        channel = self._channel_of("trade", trade)
+        coid = self.spec.trade_client_order_id(trade)
+        detail = self._text(
+            f"fill {trade.get('id')} of unknown order {coid or trade.get('order')!s} "
+            f"({trade.get('symbol')}): read again over REST"
+        )
+        log.warning("%s: %s", self.name, detail)
+        now = self.clock.now_ns()
+        await self.emit(VenueMessageRejected(now, now, self.name, channel, "unknown_order", detail))
+        self._unreadable[channel] = self._unreadable.get(channel, 0) + 1
+        self._unreadable_seen.set()
+
+    def _channel_of(self, kind: str, item: Any) -> str:
+        """The channel a parsed stream update came on: ``market`` or ``user:<api>``."""
+        if kind in ("quote", "mark"):
+            return "market"
+        if kind == "balance" and isinstance(item, tuple) and item:
+            return f"user:{item[0]}"
+        first = item[0] if kind == "positions" and isinstance(item, list) and item else item
+        symbol = first.get("symbol") if isinstance(first, Mapping) else None
+        return "user:futures" if kind == "positions" or is_perp(str(symbol)) else "user:spot"
+
+    async def _unreadable_update(self, channel: str, message: Any, error: BaseException) -> None:
+        """A stream message that could not be read: dropped, reported
+        (``VenueMessageRejected``); on a user channel, a catch-up over REST follows
+        (:meth:`_catch_up_after_unreadable`)."""
+        reason = "malformed_json" if isinstance(error, json.JSONDecodeError) else "unreadable"
+        shown = message if isinstance(message, str) else repr(message)
+        cut = shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "..."
+        detail = self._text(f"{type(error).__name__}: {error}; message: {cut}")
+        log.warning("%s: %s message dropped: %s", self.name, channel, detail)
+        now = self.clock.now_ns()
+        await self.emit(VenueMessageRejected(now, now, self.name, channel, reason, detail))
+        if channel.startswith("user:"):
+            self._unreadable[channel] = self._unreadable.get(channel, 0) + 1
+            self._unreadable_seen.set()
+
+    async def _catch_up_after_unreadable(self) -> None:
+        """One catch-up for the unreadable user-stream messages since the last one (what they
+        said is read again over REST); a failed one is retried."""
+        while True:
+            await self._unreadable_seen.wait()
+            self._unreadable_seen.clear()
+            counts, self._unreadable = self._unreadable, {}
+            why = ", ".join(
+                f"{n} {c} message(s) not booked from the stream" for c, n in sorted(counts.items())
+            )
+            try:
+                await self._catch_up(why)
+            except (VenueError, ExchangeError) as e:
+                log.warning("%s: catch-up after %s: %s", self.name, why, self._text(f"{e}"))
+                for channel, n in counts.items():
+                    self._unreadable[channel] = self._unreadable.get(channel, 0) + n
+                self._unreadable_seen.set()
+                await asyncio.sleep(_UNREADABLE_RETRY_S)
+
+    def _market_time(self, kind: str, symbol: str, ms: Any, now: int) -> int:
+        """A market update's exchange time in ns. One without (or with one ccxt could not read)
+        takes the last exchange time of its series, or the clock's if there is none: stamped
+        by our clock, a series stamped by the exchange's would take every later point for out
+        of order (the clocks differ)."""
+        key = (kind, symbol)
+        ts = strict_ms_to_ns(ms, -1)
+        if ts == -1:
+            return self._market_ts.get(key, now)
+        self._market_ts[key] = ts
+        return ts
 
     async def _on_quotes(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
         """Every quote the exchange sent (a lagging engine coalesces market data itself)."""
@@ -1472,12 +1611,12 @@ class CcxtVenue(Venue):
             t = tickers.get(symbol)
             if t is None:
                 continue
-            bid, ask = dec(t.get("bid"), None), dec(t.get("ask"), None)
+            bid, ask = market_price(t.get("bid")), market_price(t.get("ask"))
             if bid is None or ask is None:
-                continue
+                raise ValueError(f"{symbol} quote without {'bid' if bid is None else 'ask'}")
             await self.emit(
                 QuoteTick(
-                    ms_to_ns(t.get("timestamp"), now),
+                    self._market_time("quote", symbol, t.get("timestamp"), now),
                     now,
                     symbol,
                     bid,
@@ -1491,13 +1630,21 @@ class CcxtVenue(Venue):
         now = self.clock.now_ns()
         for symbol in self.perp:
             t = tickers.get(symbol)
-            fields = None if t is None else self.spec.mark_fields(t)
-            if t is None or fields is None:
+            if t is None:
                 continue
-            mark = amount(fields.mark)
-            rate = amount(fields.funding_rate)
-            self._marks[symbol] = (mark, rate)
-            next_ms = int(fields.next_funding_ms or 0)
+            fields = self.spec.mark_fields(t)
+            if fields is None:
+                raise ValueError(f"{symbol} mark update without a mark price")
+            if fields.funding_rate is None:
+                raise ValueError(f"{symbol} mark update without a funding rate")
+            mark, rate = market_price(fields.mark), market_price(fields.funding_rate)
+            if mark is None or rate is None:
+                raise ValueError(f"{symbol} mark update without a mark price or funding rate")
+            index = market_price(fields.index)
+            ts = self._market_time("mark", symbol, t.get("timestamp"), now)
+            next_ms = strict_ms_to_ns(fields.next_funding_ms or 0, 0) // NS_PER_MILLISECOND
+            if mark.is_finite() and mark > 0 and rate.is_finite():
+                self._marks[symbol] = (mark, rate)
             if next_ms:
                 previous = self._next_funding_ms.get(symbol)
                 if previous is not None and next_ms > previous:
@@ -1506,11 +1653,11 @@ class CcxtVenue(Venue):
                 self._next_funding_ms[symbol] = next_ms
             await self.emit(
                 MarkPriceUpdated(
-                    ms_to_ns(t.get("timestamp"), now),
+                    ts,
                     now,
                     symbol,
                     mark,
-                    amount(fields.index if fields.index is not None else fields.mark),
+                    index if index is not None and index.is_finite() else mark,
                     rate,
                     next_ms * NS_PER_MILLISECOND,
                 )

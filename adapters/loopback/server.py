@@ -1132,6 +1132,11 @@ class LoopbackServer:
     def connections(self) -> int:
         return len(self._sockets)
 
+    def open_sockets(self) -> list[_Socket]:
+        """The open WebSockets (their queues feed their writers in order: see
+        :mod:`ballast.adapters.loopback.inject`)."""
+        return [s for s in self._sockets if not s.dropped]
+
     async def drop_connections(self, which: Literal["all", "public", "user"] = "all") -> int:
         """Close WebSockets abruptly (no close frame, like a network drop); returns how many."""
         chosen = [s for s in self._sockets if which == "all" or (which == "public") == s.public]

@@ -101,7 +101,12 @@ DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage
 KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed"]
 """Why the risk actor tripped the kill switch (:mod:`ballast.engine.trading.risk`)."""
 DataRejectReason = Literal[
-    "non_positive_price", "crossed_quote", "out_of_order", "price_jump", "implausible_funding_rate"
+    "non_positive_price",
+    "crossed_quote",
+    "out_of_order",
+    "price_jump",
+    "implausible_funding_rate",
+    "future_timestamp",
 ]
 """Why a market data point was rejected (:mod:`ballast.engine.trading.market_guard`)."""
 LinkState = Literal["connected", "disconnected", "caught_up"]
@@ -590,6 +595,22 @@ class VenueConnectionChanged(
     attempt: int = 0
 
 
+class VenueMessageRejected(SystemEvent, frozen=True, tag="VenueMessageRejected", array_like=True):
+    """A live venue received a stream message it could not read (malformed JSON, a field missing
+    or of the wrong type, a handler that failed on it) and dropped it. ``channel``: ``"market"``
+    or the user channel (``"user:spot"``, ``"user:futures"``); on a user channel the venue then
+    catches up over REST (a ``caught_up`` names why). ``reason``: ``malformed_json``,
+    ``unreadable``; ``detail``: the error and the start of the message. An input: a fact the
+    venue reported."""
+
+    role: ClassVar[Role] = "input"
+
+    venue: str
+    channel: str
+    reason: str
+    detail: str
+
+
 class ReconcileMismatch(SystemEvent, frozen=True, tag="ReconcileMismatch", array_like=True):
     """After a restart or a gap, the venue's account disagrees with the journal's and no fill,
     order or funding the venue reports explains it. Trading stays halted until a later
@@ -662,6 +683,7 @@ SystemData = (
     | SessionStopped
     | FeedAdvanced
     | VenueConnectionChanged
+    | VenueMessageRejected
     | ReconcileMismatch
     | ReconcileResolved
     | JournalWriteChanged

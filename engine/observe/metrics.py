@@ -93,6 +93,7 @@ from ballast.engine.kernel.events import (
     StrategyFailed,
     TradeTick,
     VenueConnectionChanged,
+    VenueMessageRejected,
 )
 from ballast.engine.kernel.redaction import redact
 from ballast.engine.observe.health import Health
@@ -337,6 +338,13 @@ class _Catalogue:
             "ballast_data_rejected_total",
             "Market data points rejected, by reason (count)",
             ["reason"],
+            registry=r,
+        )
+        self.venue_rejected = Counter(
+            "ballast_venue_messages_rejected_total",
+            "Venue stream messages that could not be read and were dropped, by venue, channel "
+            "and reason (count)",
+            ["venue", "channel", "reason"],
             registry=r,
         )
         self.commit = Histogram(
@@ -650,6 +658,7 @@ class MetricsExporter(Actor):
         self.subscribe(BalanceUpdated, self.on_balance)
         self.subscribe(VenueConnectionChanged, self.on_connection)
         self.subscribe(JournalWriteChanged, self.on_journal)
+        self.subscribe(VenueMessageRejected, self.on_venue_message_rejected)
         self.subscribe(ReconcileMismatch, self.on_mismatch)
         self.subscribe(ReconcileResolved, self.on_resolved)
 
@@ -866,6 +875,11 @@ class MetricsExporter(Actor):
         self._links[key] = up
         self.m.connected.labels(venue, stream).set(1 if up else 0)
         self.health.on_link(f"{event.venue}:{event.channel}", up)
+
+    def on_venue_message_rejected(self, event: VenueMessageRejected) -> None:
+        venue, channel = self.label("venue", event.venue), self.label("stream", event.channel)
+        reason = self.label("venue_rejected", event.reason)
+        self.m.venue_rejected.labels(venue, channel, reason).inc()
 
     def on_mismatch(self, event: ReconcileMismatch) -> None:
         self.health.on_mismatch(event.subject)

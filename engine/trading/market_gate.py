@@ -10,6 +10,12 @@ dispatched:
 - ``MarkPriceUpdated``: the funding rate within ``risk.max_abs_funding_rate``, then the mark
   against the symbol's ``mark`` series.
 
+On a live venue (``venue.kind`` ``binance`` or ``paper``), before those, any of them stamped more
+than ``max_ahead_ns`` (:data:`MAX_AHEAD_NS`, five minutes) after the clock is rejected
+(``future_timestamp``): a malformed exchange time would otherwise freeze its series (every true
+point after it would be out of order). Off (None) elsewhere: a simulated venue's data may be
+judged before its clock reaches it.
+
 An accepted message is delivered as usual. A rejected one is delivered to no subscriber (no
 estimator, ledger, strategy, rebalancer or metric sees it) and a :class:`DataRejected` naming
 the symbol, the reason, the detail and the journal seq of the rejected record is published in its
@@ -21,10 +27,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import Clock
+from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import (
     Bar,
@@ -40,13 +46,24 @@ log = logging.getLogger("ballast.MarketGate")
 
 _Judge = Callable[[Any], Rejection | None]
 
+MAX_AHEAD_NS: Final = 300 * NS_PER_SECOND
+"""How far after the engine's clock a market data point may be stamped (clock skew between an
+exchange and the engine is milliseconds to seconds)."""
+
 
 class MarketGate:
     """Judges market data for one bus (see the module docstring); ``guard`` keeps the counts."""
 
-    def __init__(self, clock: Clock, guard: MarketGuard | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        guard: MarketGuard | None = None,
+        *,
+        max_ahead_ns: int | None = None,
+    ) -> None:
         self.clock = clock
         self.guard = guard if guard is not None else MarketGuard()
+        self.max_ahead_ns = max_ahead_ns
         self._judges: dict[type[MarketEvent], _Judge] = {
             QuoteTick: self._quote,
             Bar: self._bar,
@@ -60,7 +77,8 @@ class MarketGate:
         guard = MarketGuard(
             risk.max_price_deviation, max_abs_funding_rate=risk.max_abs_funding_rate
         )
-        return cls(clock, guard)
+        live = config.venue.kind in ("binance", "paper")
+        return cls(clock, guard, max_ahead_ns=MAX_AHEAD_NS if live else None)
 
     def install(self, bus: Bus) -> MarketGate:
         bus.set_gate(self.screen)
@@ -69,10 +87,17 @@ class MarketGate:
     def screen(self, seq: int, event: MarketEvent) -> DataRejected | None:
         """None if ``event`` is accepted, else the DataRejected to publish in its place."""
         judge = self._judges.get(type(event))
-        rejection = None if judge is None else judge(event)
-        if rejection is None:
+        if judge is None:
             return None
         symbol = str(getattr(event, "symbol", ""))
+        rejection = None
+        if self.max_ahead_ns is not None:
+            now = self.clock.now_ns()
+            rejection = self.guard.check_time(symbol, event.ts_event, now, self.max_ahead_ns)
+        if rejection is None:
+            rejection = judge(event)
+        if rejection is None:
+            return None
         log.warning("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)
         return DataRejected(
             ts_event=event.ts_event,

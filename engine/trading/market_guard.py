@@ -15,6 +15,10 @@ lie within ``max_deviation`` of the first of them. With the default of 3, the fi
 are rejected and the third is accepted. A point back inside the band clears the unconfirmed ones;
 an out-of-band point inconsistent with them starts a new confirmation run.
 
+A point stamped more than ``max_ahead_ns`` after the engine's clock is rejected
+(``future_timestamp``, :meth:`MarketGuard.check_time`): accepted, it would become its series' last
+time and every true point after it would be ``out_of_order``.
+
 A funding rate (of a perp's mark update) is rejected when it is not finite or its magnitude is
 above ``max_abs_funding_rate`` per funding interval (``implausible_funding_rate``): real rates stay
 far below the venues' caps (Binance: ±0.75 % to ±3 % per interval), a rate of 5.0 is a data error.
@@ -38,6 +42,7 @@ CROSSED: Final[DataRejectReason] = "crossed_quote"
 OUT_OF_ORDER: Final[DataRejectReason] = "out_of_order"
 PRICE_JUMP: Final[DataRejectReason] = "price_jump"
 FUNDING_RATE: Final[DataRejectReason] = "implausible_funding_rate"
+FUTURE: Final[DataRejectReason] = "future_timestamp"
 DEFAULT_MAX_ABS_FUNDING_RATE: Final = Decimal("0.03")
 
 _TWO: Final = Decimal(2)
@@ -114,6 +119,17 @@ class MarketGuard:
             shown = "/".join(str(p) for p in prices)
             return self._reject(symbol, NON_POSITIVE, f"bar o/h/l/c {shown} not all positive")
         return self.check(symbol, prices[3], ts_ns)
+
+    def check_time(
+        self, symbol: str, ts_ns: int, now_ns: int, max_ahead_ns: int
+    ) -> Rejection | None:
+        """Reject a point stamped more than ``max_ahead_ns`` after ``now_ns``."""
+        ahead = ts_ns - now_ns
+        if ahead <= max_ahead_ns:
+            return None
+        return self._reject(
+            symbol, FUTURE, f"stamped {ahead} ns ahead of the clock (max {max_ahead_ns} ns)"
+        )
 
     def check_funding(self, symbol: str, rate: Decimal) -> Rejection | None:
         """Check a funding rate per interval (it has no series: each settlement stands alone)."""
