@@ -23,7 +23,8 @@ EXPECTED_PARTS: Final = (
     "live_stale",  # tests/test_live_stale.py
     "faults_rest",  # tests/test_faults_rest.py
     "faults_stream",  # tests/test_faults_stream.py
-    "fuzz_live",  # tests/test_fuzz_live.py
+    "fuzz_live_market",  # tests/test_fuzz_live.py (market data on the wire)
+    "fuzz_live_user",  # tests/test_fuzz_live.py (user-stream messages)
     "journal_faults",  # tests/test_journal_faults.py
     "soak",  # tests/test_soak.py
     "secrets",  # tests/test_secrets.py
