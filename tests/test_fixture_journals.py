@@ -30,7 +30,15 @@ from tests.support.growth_v1 import GrowthOptimizer as GrowthV1
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MISSING = "<missing>"
-ADDED_SINCE_V1 = frozenset({"VenueConnectionChanged", "ReconcileMismatch", "ReconcileResolved"})
+ADDED_SINCE_V1 = frozenset(
+    {
+        "VenueConnectionChanged",
+        "ReconcileMismatch",
+        "ReconcileResolved",
+        "JournalWriteChanged",
+        "VenueMessageRejected",
+    }
+)
 """Message types added after the fixtures were written (new types need no upcaster; their
 round trip is in tests/test_journal.py). Add every new type here."""
 

@@ -64,6 +64,7 @@ from ballast.engine.kernel.events import (
     TimerFired,
     TradeTick,
     VenueConnectionChanged,
+    VenueMessageRejected,
 )
 from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.journal import KIND_KEY, SCHEMA_VERSION, Journal, JournalReader, Record
@@ -354,6 +355,9 @@ def one_of_each(ts: int = START_NS) -> list[Message]:
         ReconcileMismatch(t, t + 25, "binance", "balance:BTC", "1.5", "1.25", "unexplained"),
         ReconcileResolved(t, t + 25, "binance", "balances and positions agree"),
         JournalWriteChanged(t, t + 25, "var/journal.db", False, "SQLITE_FULL: disk full", 3),
+        VenueMessageRejected(
+            t, t + 25, "binance", "user:spot", "malformed_json", 'JSONDecodeError: {"e":'
+        ),
         SubmitOrder(
             t,
             t + 26,

@@ -72,12 +72,14 @@ class MarketGate:
         }
 
     @classmethod
-    def from_config(cls, config: Config, clock: Clock) -> MarketGate:
+    def from_config(cls, config: Config, clock: Clock, *, history: bool = False) -> MarketGate:
+        """The gate of ``config``'s venue; ``history``: screening recorded data (``ballast plan``
+        over a data folder), where times are judged against each other, not against a clock."""
         risk = config.risk
         guard = MarketGuard(
             risk.max_price_deviation, max_abs_funding_rate=risk.max_abs_funding_rate
         )
-        live = config.venue.kind in ("binance", "paper")
+        live = config.venue.kind in ("binance", "paper") and not history
         return cls(clock, guard, max_ahead_ns=MAX_AHEAD_NS if live else None)
 
     def install(self, bus: Bus) -> MarketGate:

@@ -106,7 +106,7 @@ def _last_bars(
         raise DataError(
             f"plan: {exc}; set [paper] data_dir to the folder of the market data"
         ) from None
-    gate = MarketGate.from_config(config, SimulatedClock(0))
+    gate = MarketGate.from_config(config, SimulatedClock(0), history=True)
     last: dict[str, Bar] = {}
     for event in bundle.events():
         if gate.screen(0, event) is None and isinstance(event, Bar):
