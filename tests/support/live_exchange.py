@@ -155,15 +155,22 @@ class Process:
 
 
 @contextlib.asynccontextmanager
-async def _spawn(
-    args: Sequence[str], log: Path, cwd: Path, *, program: Sequence[str] = (str(BALLAST),)
+async def spawn_process(
+    args: Sequence[str],
+    log: Path,
+    cwd: Path,
+    *,
+    program: Sequence[str] = (str(BALLAST),),
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Process]:
+    """``PROGRAM ARGS`` (``ENV`` unless ``env``), stdout piped, stderr to ``log``; killed on exit
+    if still running."""
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
             *program,
             *args,
             cwd=cwd,
-            env=ENV,
+            env=ENV if env is None else dict(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
@@ -243,7 +250,7 @@ async def exchange_serving(
         command.append(f"--weight-limit={weight_limit}")
     program: tuple[str, ...] = (str(BALLAST), "venue", "serve")
     log = tmp_path / "exchange.log"
-    async with _spawn([*command, *args], log, tmp_path, program=program) as process:
+    async with spawn_process([*command, *args], log, tmp_path, program=program) as process:
         exchange = Exchange(process.proc, process.log)
         line = await exchange.line("listening ", within_s=60)
         assert exchange.lines == [line], exchange.lines  # the first line, as documented
@@ -275,7 +282,9 @@ async def engine_running(
     tmp_path: Path, config_file: Path, *args: str, log: str = "engine.log"
 ) -> AsyncIterator[Engine]:
     """``ballast run -c CONFIG ARGS`` in tmp_path; killed on exit if still running."""
-    async with _spawn(["run", "-c", str(config_file), *args], tmp_path / log, tmp_path) as process:
+    async with spawn_process(
+        ["run", "-c", str(config_file), *args], tmp_path / log, tmp_path
+    ) as process:
         yield Engine(process.proc, process.log)
 
 

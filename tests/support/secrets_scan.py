@@ -13,16 +13,15 @@ variables a config names) and returns it as a :class:`~tests.support.live_exchan
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
 import secrets
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.support.live_exchange import BALLAST, Process
+from tests.support.live_exchange import Process, spawn_process
 
 
 def forms(value: str) -> dict[str, bytes]:
@@ -72,27 +71,9 @@ def distinctive_pair() -> tuple[str, str]:
     return token(), token()
 
 
-@contextlib.asynccontextmanager
-async def spawn(
+def spawn(
     args: Sequence[str], log: Path, cwd: Path, env: Mapping[str, str]
-) -> AsyncIterator[Process]:
+) -> contextlib.AbstractAsyncContextManager[Process]:
     """``ballast ARGS`` with environment ``env``, stdout piped, stderr to ``log``; killed on exit
     if still running."""
-    with log.open("ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            str(BALLAST),
-            *args,
-            cwd=cwd,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-        )
-    running = Process(proc, log)
-    try:
-        yield running
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+    return spawn_process(args, log, cwd, env=env)
