@@ -93,3 +93,11 @@ async def test_ws_orders_count_on_the_ip_weight_budget_and_are_refused_past_it()
         assert lb.server.used_weight("spot") == 30
         with pytest.raises(ccxt.RateLimitExceeded, match="-1003"):
             await lb.client.create_order_ws(SPOT, "market", "buy", 0.01)
+
+
+async def test_a_read_only_key_is_refused_over_the_ws_api_as_on_rest(lb: Loopback) -> None:
+    lb.server.permissions.default = "read"
+    for symbol in (SPOT, PERP):
+        with pytest.raises(ccxt.AuthenticationError, match="-2015"):
+            await lb.client.create_order_ws(symbol, "market", "buy", 0.01)
+    assert (await lb.state())["orders"] == []

@@ -1039,8 +1039,13 @@ class LoopbackServer:
                     limit, sock.request.remote or "", str(60 - int(time.time()) % 60)
                 )
             self._check_ws_api_signature(params)
+            key = str(params["apiKey"])
+            if not self.permissions.may(
+                key, "POST", "/fapi/v1/order" if futures else "/api/v3/order"
+            ):
+                raise invalid_key()  # a read-only key, as on REST
             flat = {k: _ws_value(v) for k, v in params.items() if k not in ("apiKey", "signature")}
-            flat[_API_KEY] = str(params["apiKey"])
+            flat[_API_KEY] = key
             create = self._futures_create if futures else self._spot_create
             result = await create(flat, futures)
         except BinanceError as exc:
