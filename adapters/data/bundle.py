@@ -174,6 +174,17 @@ class MarketSeries:
             _require_one_interval([*spot, *perp])
         return cls(tuple(spot), tuple(perp), tuple(funding))
 
+    def between(self, start: TimeLike | None, end: TimeLike | None) -> MarketSeries:
+        """Only the bars closing in ``[start, end)``, every funding settlement (the marks at
+        ``start`` need the one before it): what any bundle within that range is cut from."""
+        lo = None if start is None else to_ns(start)
+        hi = None if end is None else to_ns(end)
+        return MarketSeries(
+            tuple(s.between(lo, hi) for s in self.spot),
+            tuple(s.between(lo, hi) for s in self.perp),
+            self.funding,
+        )
+
     def bundle(
         self,
         *,

@@ -2,13 +2,15 @@
 on a local process pool (the default: one worker per core), or on a Ray cluster.
 
 The market series go to each place once: a pool worker gets them when it starts (its
-initializer), Ray holds them once in the cluster's object store (``ray.put``) and every task gets
-the reference; a task itself carries only its config (JSON) and date range."""
+initializer; the series are pickled once for all workers), Ray holds them once in the cluster's
+object store (``ray.put``) and every task gets the reference; a task itself carries only its
+config (JSON) and date range."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -41,9 +43,9 @@ class InProcess:
 _SERIES: MarketSeries | None = None
 
 
-def _init_worker(series: MarketSeries) -> None:
+def _init_worker(payload: bytes) -> None:
     global _SERIES
-    _SERIES = series
+    _SERIES = pickle.loads(payload)
 
 
 def _pool_task(task: Task) -> Record:
@@ -67,7 +69,7 @@ class LocalPool:
             min(self.workers, len(tasks)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.series,),
+            initargs=(pickle.dumps(self.series, protocol=pickle.HIGHEST_PROTOCOL),),
         ) as pool:
             futures = [pool.submit(_pool_task, task) for task in tasks]
             try:

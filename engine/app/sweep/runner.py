@@ -102,7 +102,8 @@ class Runner:
         self.store = ResultStore(options.out)
         self.data = data_fingerprint(self.series)
         self.code = code_version()
-        self.executor = executor_for(self.series, options)
+        shipped = self.series.between(options.start, options.end)  # what the tasks may need
+        self.executor = executor_for(shipped, options)
         self.outcome = Outcome()
 
     def span(self) -> tuple[int, int, int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from pathlib import Path
 from typing import Final
 
@@ -22,8 +21,17 @@ _PACKAGES: Final = ("engine", "adapters", "strategies")
 
 
 def data_fingerprint(series: MarketSeries) -> str:
-    """A hash of the loaded market series (every bar, settlement and gap)."""
-    return hashlib.sha256(pickle.dumps(series, protocol=5)).hexdigest()
+    """A hash of the market data: every series' symbol and bar interval and the bytes of the file
+    it was loaded from."""
+    digest = hashlib.sha256()
+    for kind, group in (("spot", series.spot), ("perp", series.perp)):
+        for klines in group:
+            digest.update(f"{kind} {klines.symbol} {klines.interval_s}\n".encode())
+            digest.update(Path(klines.source).read_bytes())
+    for funding in series.funding:
+        digest.update(f"funding {funding.symbol}\n".encode())
+        digest.update(Path(funding.source).read_bytes())
+    return digest.hexdigest()
 
 
 def code_version() -> str:
