@@ -76,9 +76,10 @@ def test_the_same_grid_gives_the_same_table(
     outputs = []
     for out, workers in (("a", "1"), ("b", "2")):
         argv = ["sweep", "-c", str(config), "--grid", str(grid), "--out", str(tmp_path / out)]
-        assert main([*argv, "--workers", workers, "--no-report"]) == 0
+        report = [] if out == "a" else ["--no-report"]
+        assert main([*argv, "--workers", workers, *report]) == 0
         printed = capsys.readouterr().out
-        outputs.append(printed[printed.index("top ") :])
+        outputs.append(printed[printed.index("top ") :].split("report: ")[0])
     assert outputs[0] == outputs[1]
     best = outputs[0].split("its neighbours")[1]
     assert best.count("\n v000") == 2, "in a 2 x 2 grid every point has two neighbours"
@@ -87,6 +88,10 @@ def test_the_same_grid_gives_the_same_table(
     assert len(first) == 4
     assert first[0]["bands.abs_pp"] == "2"
     assert first[0]["targets.BTC"] == "0.4"
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert 'alt="sharpe heatmap"' in page
+    assert 'alt="equity of the top variants"' in page
+    assert not (tmp_path / "b" / "report.html").exists()
     import pyarrow.parquet as pq
 
     parquet = pq.read_table(tmp_path / "a" / "results.parquet").to_pylist()

@@ -74,7 +74,7 @@ def heatmap_figure(
     grid = np.full((len(ys), len(xs)), np.nan)
     for (cx, cy), value in cells.items():
         grid[ys.index(cy), xs.index(cx)] = value
-    fig = Figure(figsize=(min(WIDTH_IN, 2.0 + 1.1 * len(xs)), 1.6 + 0.55 * len(ys)))
+    fig = Figure(figsize=(min(WIDTH_IN, max(7.0, 2.0 + 1.1 * len(xs))), 2.0 + 0.55 * len(ys)))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="viridis_r" if lower else "viridis", aspect="auto", origin="lower")
     ax.set_xticks(range(len(xs)), xs)
@@ -93,7 +93,7 @@ def heatmap_figure(
             color="white",
         )
     fig.colorbar(image, ax=ax, label=metric)
-    ax.set_title(f"{metric} over {x} × {y} (best over the other parameters)")
+    ax.set_title(f"{metric} over {x} × {y}")
     fig.tight_layout()
     return fig
 
@@ -145,7 +145,10 @@ def write_sweep_report(
         if axes is not None and not choices:
             png = _png(heatmap_figure(ranked, variants, metric, *axes), DPI)
             chart = _Chart("heatmap.png", f"{metric} heatmap", png)
-            sections.append(f"<h2>{html.escape(metric)} by parameter</h2>\n{_img_html(chart)}")
+            sections.append(
+                f"<h2>{html.escape(metric)} by parameter</h2>\n<p>each cell: the best variant with "
+                f"those two values, over the other parameters</p>\n{_img_html(chart)}"
+            )
         if ranked and not choices:
             png = _png(equity_figure(ranked[:top], quote), DPI)
             chart = _Chart("equity.png", "equity of the top variants", png)
