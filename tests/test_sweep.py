@@ -17,6 +17,7 @@ from ballast.engine.app.cli.main import main
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.sweep.configs import base_document
 from ballast.engine.app.sweep.grid import WalkForward, parse_grid
+from ballast.engine.app.sweep.runner import prepare
 from ballast.engine.app.sweep.toml_text import toml_text
 from ballast.engine.app.sweep.variants import variants
 from ballast.engine.app.sweep.windows import windows
@@ -140,6 +141,13 @@ def test_ranges_and_the_seeded_random_sample() -> None:
     assert all(full[v.id] == v for v in sample), "a sampled variant has its grid id"
     other = variants(parse_grid(GRID_18 + "[random]\nsamples = 5\nseed = 8\n"))
     assert [v.id for v in other] != [v.id for v in sample]
+
+
+def test_the_example_grid_works_with_the_demo_config() -> None:
+    setup = prepare(EXAMPLES / "demo.toml", EXAMPLES / "sweep.grid.toml")
+    assert len(setup.variants) == len(setup.configs) == 12
+    assert {c.bands.abs_pp for c in setup.configs.values()} == {3, 5, 8}
+    assert {c.execution.mode for c in setup.configs.values()} == {"spot", "auto"}
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "research.toml", "paper.toml"])
