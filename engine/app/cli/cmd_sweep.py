@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from ballast.adapters.data.gaps import format_ts
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.options import BAR_INTERVAL_HELP, bar_interval_option, time_option
@@ -73,6 +74,8 @@ def sweep_cmd(args: argparse.Namespace) -> int:
         return _usage(f"--workers must be at least 1, got {args.workers}")
     if args.top < 1:
         return _usage(f"--top must be at least 1, got {args.top}")
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        return _usage(f"--start {format_ts(args.start)} is not before --end {format_ts(args.end)}")
     sweep = prepare(args.config, args.grid)  # every variant checked: a bad one exits 2
     heatmap = None
     if args.heatmap is not None:
