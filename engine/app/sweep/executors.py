@@ -3,8 +3,8 @@ on a local process pool (the default: one worker per core), or on a Ray cluster.
 
 The market series go to each place once: a pool worker gets them when it starts (its
 initializer; the series are pickled once for all workers), Ray holds them once in the cluster's
-object store (``ray.put``) and every task gets the reference; a task itself carries only its
-config (JSON) and date range."""
+object store (``ray.put``) and every task gets the reference (a Ray worker process reads it once
+and keeps it for its next tasks); a task itself carries only its config (JSON) and date range."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ class RayCluster:
         try:
             remote = ray.remote(_ray_task)
             series = ray.put(self.series)  # once, in the object store; tasks get the reference
-            pending = [remote.remote(series, task) for task in tasks]
+            # in a list: Ray passes the reference itself, the worker reads it once (_ray_task)
+            pending = [remote.remote([series], task) for task in tasks]
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 done(ray.get(ready[0]))
@@ -113,7 +114,19 @@ class RayCluster:
                 ray.shutdown()
 
 
-def _ray_task(series: MarketSeries, task: Task) -> Record:
+_RAY_SERIES: dict[str, MarketSeries] = {}
+
+
+def _ray_task(reference: list[Any], task: Task) -> Record:
+    """A Ray worker reads the series from the object store once (Ray reuses its worker
+    processes), not once per task."""
+    import ray
+
+    key = reference[0].hex()
+    series = _RAY_SERIES.get(key)
+    if series is None:
+        _RAY_SERIES.clear()
+        series = _RAY_SERIES[key] = ray.get(reference[0])
     return run_task(series, task)
 
 
