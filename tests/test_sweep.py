@@ -17,13 +17,16 @@ from ballast.engine.app.cli.main import main
 from ballast.engine.app.config_check import load_checked_config
 from ballast.engine.app.sweep.configs import base_document
 from ballast.engine.app.sweep.grid import WalkForward, parse_grid
-from ballast.engine.app.sweep.runner import prepare
+from ballast.engine.app.sweep.runner import Outcome, prepare
+from ballast.engine.app.sweep.table import rows
 from ballast.engine.app.sweep.toml_text import toml_text
 from ballast.engine.app.sweep.variants import variants
 from ballast.engine.app.sweep.windows import windows
 from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_HOUR
 from ballast.engine.kernel.config import load_config, parse_config
 from ballast.engine.kernel.errors import ConfigError
+from ballast.engine.kernel.events import OrderFilled
+from ballast.engine.kernel.journal import JournalReader
 from ballast.engine.kernel.timefmt import parse_time
 from tests.support.sweep_case import DATA, END, START, config_text, sweep, write
 
@@ -141,6 +144,23 @@ def test_ranges_and_the_seeded_random_sample() -> None:
     assert all(full[v.id] == v for v in sample), "a sampled variant has its grid id"
     other = variants(parse_grid(GRID_18 + "[random]\nsamples = 5\nseed = 8\n"))
     assert [v.id for v in other] != [v.id for v in sample]
+
+
+async def test_kept_journals_are_the_runs_journals(tmp_path: Path) -> None:
+    config, grid = write(tmp_path, '[grid]\n"bands.abs_pp" = [2, 5]\n')
+    outcome = await asyncio.to_thread(sweep, config, grid, tmp_path / "out", keep_journals=True)
+    for record in outcome.records:
+        assert record.journal == str(tmp_path / "out" / "journals" / f"{record.variant}.db")
+        async with JournalReader(Path(record.journal)) as reader:
+            fills = [m for m in await reader.messages() if isinstance(m, OrderFilled)]
+        assert len(fills) == record.metrics["fills"]
+    rows = _table_rows(outcome)
+    assert [row["journal"] for row in rows] == [r.journal for r in outcome.records]
+
+
+def _table_rows(outcome: Outcome) -> list[dict[str, object]]:
+    spec = {v.id: v for v in variants(parse_grid('[grid]\n"bands.abs_pp" = [2, 5]\n'))}
+    return rows(outcome.records, spec)
 
 
 def test_the_example_grid_works_with_the_demo_config() -> None:

@@ -53,7 +53,13 @@ def write(folder: Path, grid: str = GRID) -> tuple[Path, Path]:
 
 
 def sweep(
-    config: Path, grid: Path, out: Path, *, workers: int = 1, ray: str | None = None
+    config: Path,
+    grid: Path,
+    out: Path,
+    *,
+    workers: int = 1,
+    ray: str | None = None,
+    keep_journals: bool = False,
 ) -> Outcome:
     """The sweep through its runner, as ``ballast sweep`` runs it (no progress bar)."""
 
@@ -62,7 +68,15 @@ def sweep(
         yield lambda record: None
 
     setup = prepare(config, grid)
-    options = Options(out=out, data=DATA, start=START, end=END, workers=workers, ray=ray)
+    options = Options(
+        out=out,
+        data=DATA,
+        start=START,
+        end=END,
+        workers=workers,
+        ray=ray,
+        keep_journals=keep_journals,
+    )
     return Runner(setup, options, progress=quiet, say=lambda line: None).run()
 
 
