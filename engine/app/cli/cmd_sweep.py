@@ -25,7 +25,7 @@ from ballast.engine.app.sweep.table import (
     write_csv,
     write_parquet,
 )
-from ballast.engine.app.sweep.task import METRICS
+from ballast.engine.app.sweep.task import LOWER_IS_BETTER, METRICS
 from ballast.engine.app.sweep.variants import size
 from ballast.engine.kernel.timefmt import TIME_FORMS
 
@@ -56,7 +56,14 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--bar-interval", type=bar_interval_option, metavar="INTERVAL", help=BAR_INTERVAL_HELP
     )
-    parser.add_argument("--metric", default="sharpe", choices=METRICS, help="rank by (sharpe)")
+    parser.add_argument(
+        "--metric",
+        default="sharpe",
+        choices=METRICS,
+        metavar="METRIC",
+        help=f"rank by (default sharpe; lower is better for {', '.join(sorted(LOWER_IS_BETTER))}): "
+        + ", ".join(METRICS),
+    )
     parser.add_argument("--top", type=int, default=5, help="variants in the tables (5)")
     parser.add_argument("--heatmap", metavar="KEY,KEY", help="the report's two heatmap axes")
     parser.add_argument("--keep-journals", action="store_true", help="keep every run's journal")
