@@ -365,10 +365,12 @@ class RiskManager(Actor):
 
     def _reassess(self, ts_ns: int) -> None:
         """Classify the regime now; publish a RiskBudgetChanged if the budget changed."""
-        reading = self.classifier.classify(ts_ns, self.estimator.annualised, self.estimator.samples)
-        budget = self._budget_of(reading.regime)
+        estimator = self.estimator
+        assessment = self.classifier.assess(ts_ns, estimator.annualised, estimator.samples)
+        budget = self._budget_of(assessment.regime)
         if budget == self.budget:
             return
+        reading = self.classifier.reading(assessment)
         self.budget = budget
         self.publish(
             budget.to_event(
