@@ -162,6 +162,8 @@ class RegimeClassifier:
     def assess(self, ts_ns: int, volatility: Decimal, samples: int) -> RegimeAssessment:
         """:meth:`classify` without the reason's text (formatted by :meth:`reading` only when
         wanted: the risk actor asks at every sample and needs the text only on a change)."""
+        regime: Regime
+        rule: int
         if samples < self.warmup:
             regime, rule = "normal", _WARMUP
         else:
