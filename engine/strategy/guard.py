@@ -110,8 +110,9 @@ def _read_only_market(market: MarketView) -> MarketView:
 
 def _read_only_values(struct: msgspec.Struct) -> dict[str, Any]:
     copies: dict[str, Any] = {}
-    for field, value in msgspec.structs.asdict(struct).items():
-        if isinstance(value, Mapping):
+    for field in struct.__struct_fields__:
+        value = getattr(struct, field)
+        if type(value) is dict or isinstance(value, Mapping):
             copies[field] = MappingProxyType(dict(value))
         elif isinstance(value, list):
             copies[field] = tuple(value)
@@ -158,12 +159,13 @@ def target_set_problem(
 def _decimal_table_problem(
     field: str, table: object, low: Decimal, high: Decimal, assets: frozenset[str] | None
 ) -> str | None:
-    if not isinstance(table, Mapping):
+    if type(table) is not dict and not isinstance(table, Mapping):
         return f"{field} is a {type(table).__name__}, not a mapping of asset to Decimal"
     for asset, value in table.items():
-        problem = _asset_problem(field, asset, assets)
-        if problem is not None:
-            return problem
+        if type(asset) is not str or not asset or (assets is not None and asset not in assets):
+            problem = _asset_problem(field, asset, assets)
+            if problem is not None:
+                return problem
         if not isinstance(value, Decimal):
             return f"{field}[{asset!r}] is {value!r} ({type(value).__name__}), not a Decimal"
         if not value.is_finite() or not low <= value <= high:
@@ -180,7 +182,7 @@ def _asset_problem(field: str, asset: object, assets: frozenset[str] | None) -> 
 
 
 def _prefer_problem(prefer: object, assets: frozenset[str] | None) -> str | None:
-    if not isinstance(prefer, Mapping):
+    if type(prefer) is not dict and not isinstance(prefer, Mapping):
         return f"prefer is a {type(prefer).__name__}, not a mapping of asset to preference"
     for asset, value in prefer.items():
         problem = _asset_problem("prefer", asset, assets)
