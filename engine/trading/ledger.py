@@ -249,17 +249,49 @@ class Ledger:
 
     # ------------------------------------------------------------------ market data
 
-    @_exact
+    # The marks are the hot path of a backtest (every bar): once the ledger is open and the asset
+    # priced, a re-mark books Δprice × qty through the exact context's own methods (the same
+    # operations, rounding and traps as inside @_exact, without switching the thread's context).
+
     def mark_spot(self, asset: str, price: Decimal) -> None:
         """Revalue the spot holding of ``asset``: Δprice × qty is price PnL."""
         if asset in self.cash_assets:
             return
+        old = self.spot_prices.get(asset)
+        if old is None or self.nav0 is None:
+            self._mark_spot(asset, price)
+            return
+        self.spot_prices[asset] = price
+        qty = self.holdings.get(asset, _ZERO)
+        try:
+            moved = _EXACT.multiply(_EXACT.subtract(price, old), qty)
+            self.price_pnl = _EXACT.add(self.price_pnl, moved)
+        except Inexact as exc:
+            raise LedgerError("mark_spot: result needs more than 100 digits") from exc
+
+    @_exact
+    def _mark_spot(self, asset: str, price: Decimal) -> None:
         self._set_spot_price(asset, price)
         self._settle(valuation=False)
 
-    @_exact
     def mark_perp(self, asset: str, mark: Decimal) -> None:
         """Revalue the perp position of ``asset``: Δmark × qty is price PnL."""
+        old = self.perp_marks.get(asset)
+        if old is None or self.nav0 is None:
+            self._mark_perp(asset, mark)
+            return
+        self.perp_marks[asset] = mark
+        pos = self.positions.get(asset)
+        if pos is None or pos.qty == 0:
+            return
+        try:
+            moved = _EXACT.multiply(_EXACT.subtract(mark, old), pos.qty)
+            self.price_pnl = _EXACT.add(self.price_pnl, moved)
+        except Inexact as exc:
+            raise LedgerError("mark_perp: result needs more than 100 digits") from exc
+
+    @_exact
+    def _mark_perp(self, asset: str, mark: Decimal) -> None:
         self._set_perp_mark(asset, mark)
         self._settle(valuation=False)
 
