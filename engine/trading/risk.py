@@ -190,6 +190,8 @@ class RiskManager(Actor):
         """asset → its perp instrument, built from ``instruments`` once per InstrumentsLoaded."""
         self._symbol_kinds: dict[str, tuple[str, bool]] = {}
         """symbol → (its base asset, is it a perp): parsed once per symbol."""
+        self._regime_symbols: dict[str, bool] = {}
+        """symbol → whether its prices feed the volatility estimator (``_is_regime_symbol``)."""
         self.marks: dict[str, tuple[Decimal, int]] = {}
         self.snapshot: PortfolioSnapshot | None = None
         self.kill_switch: KillSwitchReason | None = None
@@ -347,7 +349,10 @@ class RiskManager(Actor):
             return  # older than what we have
         self.marks[symbol] = (price, ts_ns)
         self._stale.discard(symbol)
-        if self._is_regime_symbol(symbol) and self.estimator.update(ts_ns, price):
+        regime = self._regime_symbols.get(symbol)
+        if regime is None:
+            regime = self._regime_symbols[symbol] = self._is_regime_symbol(symbol)
+        if regime and self.estimator.update(ts_ns, price):
             self._reassess(ts_ns)
 
     def _is_regime_symbol(self, symbol: str) -> bool:
@@ -442,10 +447,10 @@ class RiskManager(Actor):
     def _perp_mark(self, asset: str, snapshot_mark: Decimal) -> Decimal:
         """The fresher of the snapshot's perp price and the latest perp mark seen."""
         since = self.snapshot.ts_event if self.snapshot is not None else 0
-        kind_of = self._kind_of
+        kinds, kind_of = self._symbol_kinds, self._kind_of
         for symbol, (price, ts) in self.marks.items():
             if ts >= since:
-                base, perp = kind_of(symbol)
+                base, perp = kinds.get(symbol) or kind_of(symbol)
                 if perp and base == asset:
                     return price
         return snapshot_mark
