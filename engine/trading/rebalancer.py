@@ -316,7 +316,7 @@ class Rebalancer(Actor):
         if targets is None:
             self._publish_strategy_failure()
             return
-        self._resolved = targets.resolve()
+        self._resolved = self.strategy.resolved  # targets.resolve(), as the guard's check made it
         date = self._calendar_date(snapshot.ts_event)
         if self.trigger != "threshold" and not date:
             return  # between calendar dates nothing is checked
