@@ -373,7 +373,7 @@ class RiskManager(Actor):
         estimator = self.estimator
         assessment = self.classifier.assess(ts_ns, estimator.annualised, estimator.samples)
         budget = self._budget_of(assessment.regime)
-        if budget == self.budget:
+        if budget is self.budget or budget == self.budget:
             return
         reading = self.classifier.reading(assessment)
         self.budget = budget
