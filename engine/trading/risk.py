@@ -431,7 +431,10 @@ class RiskManager(Actor):
             self._deleverage(snapshot.ts_event)
 
     def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
-        if not any(state.perp_qty for state in snapshot.assets):
+        for state in snapshot.assets:
+            if state.perp_qty:
+                break
+        else:
             return  # no perp position: nothing can be liquidated
         for liquidation in self.liquidations():
             distance = liquidation.distance
