@@ -229,7 +229,9 @@ async def _connect(path: Path, *, create: bool) -> aiosqlite.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"{path}: cannot create the journal's folder: {exc}") from exc
-    connecting = aiosqlite.connect(path, isolation_level=None)
+    # check_same_thread=False: a durable write may run on the event loop's thread (Journal's
+    # ``durable_on_loop``); every write is serialised by the writer's lock either way.
+    connecting = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn = await connecting
     except sqlite3.Error as exc:
@@ -390,6 +392,7 @@ class Journal:
         flush_interval_s: float = 0.05,
         high_water: int = 262_144,
         durable_sync: bool = True,
+        durable_on_loop: bool = False,
         kind: str | None = None,
         lock: JournalLock | None = None,
         upcasters: Upcasters = UPCASTERS,
@@ -400,6 +403,11 @@ class Journal:
         self.path = Path(path)
         self.durable_sync = durable_sync
         """False: ``sync`` does not wait for the disk; only ``close`` does (module docstring)."""
+        self.durable_on_loop = durable_on_loop
+        """True: a durable write (``sync``: an order, a fill) runs on the event loop's own thread
+        instead of being handed to SQLite's thread and back; group commits stay on that thread.
+        The loop waits for the fsync that the order it carries waits for anyway, and saves the two
+        thread wake-ups of the hand-over ([journal] durable_write = "loop")."""
         self.index_at_close = not durable_sync if index_at_close is None else index_at_close
         """True (by default a journal without ``durable_sync``: a backtest's): the type index of
         a journal this writer creates is built by ``close``, from the whole table, instead of
@@ -687,9 +695,10 @@ class Journal:
     async def set_meta(self, key: str, value: str) -> None:
         conn = self._require_conn()
         try:
-            await conn.execute(
-                "INSERT OR REPLACE INTO ballast_meta (key, value) VALUES (?, ?)", (key, value)
-            )
+            async with self._lock:  # never inside a batch written on the loop's thread
+                await conn.execute(
+                    "INSERT OR REPLACE INTO ballast_meta (key, value) VALUES (?, ?)", (key, value)
+                )
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: cannot write meta {key!r}: {exc}") from exc
         self.meta[key] = value
@@ -731,7 +740,9 @@ class Journal:
             committed = [False]
             try:
                 sync = durable and self._durable_seq < last
-                if batch or sync:
+                if (batch or sync) and durable and self.durable_on_loop:
+                    self._write_sync(batch, sync, committed)
+                elif batch or sync:
                     on_its_thread = cast(
                         "Callable[..., Awaitable[None]]", self._require_conn()._execute
                     )
@@ -807,7 +818,8 @@ class Journal:
         )
 
     def _write_sync(self, batch: Sequence[Row], sync: bool, committed: list[bool]) -> None:
-        """One batch, on the connection's own thread, in one hand-over: the transaction and,
+        """One batch, on the connection's own thread in one hand-over (or on the loop's thread
+        with ``durable_on_loop``): the transaction and,
         when ``sync``, the fsync of the WAL. (aiosqlite runs each ``execute`` as a separate
         hand-over to its thread and back; a durable write took four: BEGIN, the inserts, COMMIT,
         the fsync, each a wake-up of both threads, on the path of every order and fill. Its
