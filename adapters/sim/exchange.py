@@ -86,7 +86,7 @@ from ballast.adapters.sim.account import Wallet
 from ballast.adapters.sim.config import SimConfig
 from ballast.adapters.sim.fees import FeeLiquidity
 from ballast.adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
-from ballast.adapters.sim.market import MarketBoard, Touch
+from ballast.adapters.sim.market import MarketBoard, Touch, touch_of
 from ballast.adapters.sim.orders import SimOrder, order_submitted, shape_problem
 from ballast.adapters.sim.slippage import slippage_model, slipped
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
@@ -277,12 +277,13 @@ class SimExchange:
     def on_market(self, event: MarketData) -> list[Message]:
         """Update prices; fill due market orders and touched resting orders of the symbol (in
         submission order); then check for liquidation. Events are stamped ``event.ts_event``."""
-        touch = self._market.apply(event)
+        touches = self._market.update(event)
         now = event.ts_event
         if event.symbol in self._open_symbols:
             self._solvent = False  # its mark may have moved
         events: list[Message] = []
-        if touch is not None and self._open:
+        touch = touch_of(event) if touches and self._open else None
+        if touch is not None:
             for order in [o for o in self._open.values() if o.cmd.symbol == event.symbol]:
                 events += self._on_touch(order, touch, now)
         if self._solvent or not self._open_symbols:
