@@ -87,10 +87,8 @@ class SymbolMarket:
             self.bid, self.ask = event.bid, event.ask
             self.last = (event.bid + event.ask) / _TWO
             return True
-        if isinstance(event, TradeTick):
-            self.last, self.bid, self.ask = event.price, None, None
-            return True
-        return False
+        self.last, self.bid, self.ask = event.price, None, None  # a TradeTick
+        return True
 
 
 def touch_of(event: MarketData) -> Touch | None:
