@@ -35,6 +35,8 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.instruments import base_of, binance_defaults
 from ballast.engine.trading.ledger import Ledger
+from ballast.engine.trading.margin import account_liquidation_price, default_margin_table
+from ballast.engine.trading.measures import Book
 from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
 from tests.test_pretrade import snapshot
@@ -340,3 +342,37 @@ def test_the_actors_liquidation_price_equals_the_exchanges_at_every_mark(
         again = {liq.symbol: liq.price for liq in risk.liquidations()}
         assert again == {s: liq.price for s, liq in actor.items()}
     assume(compared > 0)
+
+
+# ------------------------------------------------- remembered prices (issue 13: speed)
+
+
+def _fresh(book: Book, symbol: str) -> Decimal | None:
+    inst = book.perps.get(base_of(symbol))
+    tick = inst.tick_size if inst is not None else None
+    return account_liquidation_price(symbol, book.holdings(), book.snapshot.cash, book.table, tick)
+
+
+def test_a_remembered_liquidation_price_follows_the_snapshot_and_the_other_positions_marks() -> (
+    None
+):
+    table = default_margin_table()
+    perps = {i.base: i for i in INSTRUMENTS if i.is_perp}
+    two = {"BTC": (D(0), D(60_000), D(-1), D(60_000)), "ETH": (D(0), D(3_000), D(5), D(3_000))}
+    books = [
+        Book(short_book("80660"), perps, table),
+        Book(short_book("80660"), perps, table, {"BTC": D(61_000)}),  # own mark: same price
+        Book(short_book("80660", usdt="12000"), perps, table),  # more cash: further away
+        Book(snapshot(D(10_000), two), perps, table),
+        Book(snapshot(D(10_000), two), perps, table, {"ETH": D(2_000)}),  # the other one fell
+        Book(snapshot(D(10_000), two), {}, table),  # no instruments: not on a tick
+    ]
+    seen = []
+    for book in books * 2:
+        for liquidation in book.liquidations():
+            want = _fresh(book, liquidation.symbol)
+            assert str(liquidation.price) == str(want), (liquidation, want)
+            seen.append((liquidation.symbol, liquidation.price))
+    btc = [price for symbol, price in seen[:7] if symbol == "BTC/USDT:USDT"]
+    assert btc[0] == btc[1] == D("69701.5")
+    assert len(set(btc)) == 4  # 10k cash, 12k cash, with ETH at 3,000, with ETH at 2,000

@@ -737,6 +737,93 @@ def test_liquidation_cancels_open_perp_orders_and_closes_every_position() -> Non
     assert ex.position_qty(PERP) == ex.position_qty(ETH_PERP) == 0
 
 
+def test_a_funding_payment_that_eats_the_margin_liquidates_at_once() -> None:
+    ex = make("1500")
+    ex.set_leverage(PERP, D(50))
+    ex.on_bar(bar(PERP, "40000", T0))
+    ex.submit(order("c1", PERP, "buy", "1.5"), T0)  # im 1 200, fee 30
+    assert ex.on_bar(bar(PERP, "40000", T0 + 1)) == []  # margin 1 470 > maintenance 250
+    events = ex.settle_funding(PERP, D("0.025"), D(40000), T0 + 2)  # the long pays 1 500
+    assert kinds(events)[:2] == ["FundingPaid", "BalanceUpdated"]
+    assert one(events, OrderFilled).liquidity == "liquidation"
+    assert ex.position_qty(PERP) == 0
+
+
+def test_a_fill_far_from_the_mark_is_liquidated_on_the_next_update_of_any_symbol() -> None:
+    ex = make("1500")
+    ex.set_leverage(PERP, D(50))
+    ex.on_bar(bar(SPOT, "40000", T0))
+    ex.on_bar(bar(ETH_PERP, "2500", T0))
+    ex.submit(order("eth", ETH_PERP, "buy", "1"), T0)
+    assert ex.on_bar(bar(ETH_PERP, "2500", T0 + 1)) == []  # the account is checked: solvent
+    ex.on_bar(bar(PERP, "40000", T0 + 2))
+    assert ex.on_mark(MarkPriceUpdated(T0 + 3, T0 + 3, PERP, D(44000), D(0), D(0), 0)) == []
+    # a short sold at the last price, 4 000 under the mark: the account is under water at once
+    assert one(ex.submit(order("btc", PERP, "sell", "1"), T0 + 4), PositionUpdated).qty == -1
+
+    events = ex.on_bar(bar(SPOT, "40000", T0 + 5))
+
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert [(f.symbol, f.liquidity) for f in fills] == [
+        (PERP, "liquidation"),
+        (ETH_PERP, "liquidation"),
+    ]
+
+
+liquidation_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("bar"), st.sampled_from([SPOT, PERP, ETH_SPOT, ETH_PERP]),
+                  st.integers(-300, 300)),
+        st.tuples(st.just("mark"), st.sampled_from([PERP, ETH_PERP]), st.integers(-300, 300)),
+        st.tuples(st.just("order"), st.sampled_from([SPOT, PERP, ETH_SPOT, ETH_PERP]),
+                  st.sampled_from(["buy", "sell"]), st.integers(1, 250), st.booleans()),
+        st.tuples(st.just("fund"), st.sampled_from([PERP, ETH_PERP]), st.integers(-3000, 3000)),
+    ),
+    min_size=10,
+    max_size=60,
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(liquidation_steps)
+def test_after_every_price_update_and_funding_an_account_with_positions_is_above_maintenance(
+    actions: list[tuple[Any, ...]],
+) -> None:
+    """Whatever came before (fills, spot bars, marks of one perp while another is held, funding):
+    the liquidation check after each price update and funding payment leaves no account at or
+    under maintenance."""
+    ex = make("1500", btc="0.2")
+    ex.set_leverage(PERP, D(50))
+    ex.set_leverage(ETH_PERP, D(50))
+    prices = {SPOT: D(40000), PERP: D(40010), ETH_SPOT: D(2500), ETH_PERP: D(2501)}
+    for symbol, price in prices.items():
+        ex.on_bar(bar(symbol, str(price), T0))
+    liquidations = 0
+    for i, action in enumerate(actions, start=1):
+        now, kind, symbol = T0 + i * HOUR, action[0], action[1]
+        tick = ex.instruments[symbol].tick_size
+        if kind == "order":
+            qty = str(UNITS[symbol] * action[3])
+            ex.submit(order(f"o{i}", symbol, action[2], qty, reduce_only=action[4]), now)
+            continue
+        moved = prices[symbol] * (1 + D(action[2]) / 10_000)
+        price = prices[symbol] = max(tick, (moved / tick).to_integral_value() * tick)
+        if kind == "bar":
+            events = ex.on_bar(bar(symbol, str(price), now))
+        elif kind == "mark":
+            events = ex.on_mark(MarkPriceUpdated(now, now, symbol, price, price, D(0), 0))
+        elif ex.position_qty(symbol) != 0:
+            events = ex.settle_funding(symbol, D(action[2]) / 100_000, price, now)
+        else:
+            continue  # no payment, no check
+        liquidations += sum(
+            1 for e in events if isinstance(e, OrderFilled) and e.liquidity == "liquidation"
+        )
+        held = [s for s in (PERP, ETH_PERP) if ex.position_qty(s) != 0]
+        assert not held or ex.margin_balance() > ex.maintenance_margin(), (i, action)
+    assert liquidations <= len(actions)
+
+
 # ---------------------------------------------------------------------------------- account
 
 

@@ -289,6 +289,32 @@ async def test_a_resting_limit_order_is_filled_right_after_the_bar_that_touches_
     assert fill.fee == D("0.1") * D(49000) * D("0.001")
 
 
+async def test_when_the_sink_fails_on_a_bar_what_the_bar_caused_waits_for_the_next_drain(
+    sim_clock: SimulatedClock,
+) -> None:
+    venue, sink = venue_on(sim_clock)
+    await at(sim_clock, venue, T0, bar(SPOT, "50000", T0))
+    await venue.submit(order("c1", "buy", "0.1", price="49000"))
+    seen = len(sink.events)
+    failing = True
+
+    async def flaky(event: Message) -> int:
+        if failing:
+            raise RuntimeError("sink down")
+        return await sink(event)
+
+    venue.attach(flaky)
+    with pytest.raises(RuntimeError, match="sink down"):
+        await at(sim_clock, venue, T0 + HOUR, bar(SPOT, "49500", T0 + HOUR, low="48900"))
+    assert venue.undelivered == 3
+    failing = False
+
+    assert await venue.drain() == 3
+
+    assert sink.since(seen) == ["OrderFilled", "BalanceUpdated", "BalanceUpdated"]
+    assert venue.undelivered == 0
+
+
 async def test_closing_a_perp_realises_its_pnl_into_the_one_usdt_balance(
     sim_clock: SimulatedClock,
 ) -> None:

@@ -71,7 +71,9 @@ each position is closed at its mark (bankruptcy simplified to the mark) and char
 what is left and its insurance fund absorbs the rest; here the wallet can end below zero); per
 position, events ``OrderFilled`` (liquidity ``"liquidation"``, client order id ``liquidation-<n>``),
 ``BalanceUpdated``, ``PositionUpdated`` (qty 0). Liquidation is evaluated at the mark after each
-update, not at a bar's intrabar extremes.
+update, not at a bar's intrabar extremes. The check is skipped, with the same outcome, while no
+position is open or nothing it depends on (the USDT balance, the positions, the marks of the open
+positions) has changed since a check that found the account above maintenance.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ from ballast.adapters.sim.account import Wallet
 from ballast.adapters.sim.config import SimConfig
 from ballast.adapters.sim.fees import FeeLiquidity
 from ballast.adapters.sim.margin import MarginTable, PerpHolding, account_liquidation_price
-from ballast.adapters.sim.market import MarketBoard, Touch
+from ballast.adapters.sim.market import MarketBoard, Touch, touch_of
 from ballast.adapters.sim.orders import SimOrder, order_submitted, shape_problem
 from ballast.adapters.sim.slippage import slippage_model, slipped
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
@@ -133,6 +135,12 @@ class SimExchange:
         self._market = MarketBoard(self.config.slippage.window)
         self._wallet = Wallet(self.config.balances)
         self._positions: dict[str, Position] = {}
+        self._open_symbols: list[str] = []
+        """The symbols of the open positions, sorted (kept by :meth:`_settle_perp`)."""
+        self._solvent = False
+        """True when the last liquidation check found margin balance > maintenance margin and
+        nothing it depends on (USDT wallet balance, positions, the marks of open positions) has
+        changed since: the next check needs no arithmetic."""
         self._orders: dict[str, SimOrder] = {}
         self._open: dict[str, SimOrder] = {}
         self._accepted = 0
@@ -269,12 +277,17 @@ class SimExchange:
     def on_market(self, event: MarketData) -> list[Message]:
         """Update prices; fill due market orders and touched resting orders of the symbol (in
         submission order); then check for liquidation. Events are stamped ``event.ts_event``."""
-        touch = self._market.apply(event)
+        touches = self._market.update(event)
         now = event.ts_event
+        if event.symbol in self._open_symbols:
+            self._solvent = False  # its mark may have moved
         events: list[Message] = []
+        touch = touch_of(event) if touches and self._open else None
         if touch is not None:
             for order in [o for o in self._open.values() if o.cmd.symbol == event.symbol]:
                 events += self._on_touch(order, touch, now)
+        if self._solvent or not self._open_symbols:
+            return events  # what check_liquidation would find: nothing
         return events + self.check_liquidation(now)
 
     def _on_touch(self, order: SimOrder, touch: Touch, now: int) -> list[Message]:
@@ -354,6 +367,7 @@ class SimExchange:
         else:
             order.locked_asset, order.locked = inst.base, cmd.qty
         self._wallet.lock(order.locked_asset, order.locked)
+        self._solvent = False
         return [self._balance_event(order.locked_asset, now)]
 
     def _cancel(self, order: SimOrder, reason: str, now: int) -> list[Message]:
@@ -371,6 +385,7 @@ class SimExchange:
         if not order.locked:
             return ""
         self._wallet.unlock(order.locked_asset, order.locked)
+        self._solvent = False
         order.locked = _ZERO
         return order.locked_asset
 
@@ -523,10 +538,13 @@ class SimExchange:
         signed = _signed(side, qty)
         self._wallet.add(inst.base, signed)
         self._wallet.add(self.quote, -signed * price - fee)
+        self._solvent = False
 
     def _settle_perp(self, symbol: str, signed_qty: Decimal, price: Decimal, fee: Decimal) -> None:
         realized = self._positions.setdefault(symbol, Position()).trade(signed_qty, price)
         self._wallet.add(self.quote, realized - fee)
+        self._open_symbols = sorted(s for s, p in self._positions.items() if p.qty)
+        self._solvent = False
 
     # ------------------------------------------------------------------- funding, liquidation
 
@@ -541,6 +559,7 @@ class SimExchange:
             return []
         amount = -qty * mark * rate
         self._wallet.add(self.quote, amount)
+        self._solvent = False
         paid = FundingPaid(ts_ns, ts_ns, symbol, qty, mark, rate, amount, self.quote)
         return [paid, self._balance_event(self.quote, ts_ns), *self.check_liquidation(ts_ns)]
 
@@ -548,7 +567,10 @@ class SimExchange:
         """Liquidate every perp position if margin balance <= maintenance margin (see module
         docstring); otherwise no events."""
         symbols = self._open_positions()
-        if not symbols or self.margin_balance() > self.maintenance_margin():
+        if not symbols or self._solvent:
+            return []
+        if self.margin_balance() > self.maintenance_margin():
+            self._solvent = True
             return []
         events: list[Message] = []
         for order in [o for o in self._open.values() if self._is_perp(o.cmd.symbol)]:
@@ -647,7 +669,8 @@ class SimExchange:
         return position.unrealized(mark) if position.qty else _ZERO
 
     def _open_positions(self) -> list[str]:
-        return sorted(s for s, p in self._positions.items() if p.qty)
+        """The symbols of the open positions, sorted (a list the caller must not change)."""
+        return self._open_symbols
 
     def _is_perp(self, symbol: str) -> bool:
         inst = self._instruments.get(symbol)

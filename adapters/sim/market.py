@@ -47,6 +47,9 @@ class SymbolMarket:
     mark_feed: Decimal | None = None
     ranges: deque[Decimal] = field(default_factory=deque)
 
+    def __post_init__(self) -> None:
+        self.ranges = deque(self.ranges, maxlen=max(0, self.window))
+
     @property
     def best_bid(self) -> Decimal | None:
         return self.bid if self.bid is not None else self.last
@@ -68,23 +71,35 @@ class SymbolMarket:
 
     def apply(self, event: MarketData) -> Touch | None:
         """Take in one market data event; return the touch it offers resting orders."""
-        match event:
-            case Bar():
-                self.last, self.bid, self.ask = event.close, None, None
-                self.ranges.append(event.high - event.low)
-                while len(self.ranges) > self.window:
-                    self.ranges.popleft()
-                return Touch(buy_at=event.low, sell_at=event.high)
-            case QuoteTick():
-                self.bid, self.ask = event.bid, event.ask
-                self.last = (event.bid + event.ask) / _TWO
-                return Touch(buy_at=event.ask, sell_at=event.bid)
-            case TradeTick():
-                self.last, self.bid, self.ask = event.price, None, None
-                return Touch(buy_at=event.price, sell_at=event.price)
-            case MarkPriceUpdated():
-                self.mark_feed = event.mark
-                return None
+        return touch_of(event) if self.update(event) else None
+
+    def update(self, event: MarketData) -> bool:
+        """Take in one market data event; return whether it offers a touch (a trading price:
+        :func:`touch_of`), without building it."""
+        if isinstance(event, Bar):
+            self.last, self.bid, self.ask = event.close, None, None
+            self.ranges.append(event.high - event.low)  # the deque keeps the latest ``window``
+            return True
+        if isinstance(event, MarkPriceUpdated):
+            self.mark_feed = event.mark
+            return False
+        if isinstance(event, QuoteTick):
+            self.bid, self.ask = event.bid, event.ask
+            self.last = (event.bid + event.ask) / _TWO
+            return True
+        self.last, self.bid, self.ask = event.price, None, None  # a TradeTick
+        return True
+
+
+def touch_of(event: MarketData) -> Touch | None:
+    """The touch a bar, quote or trade offers resting orders; None for anything else."""
+    if isinstance(event, Bar):
+        return Touch(buy_at=event.low, sell_at=event.high)
+    if isinstance(event, QuoteTick):
+        return Touch(buy_at=event.ask, sell_at=event.bid)
+    if isinstance(event, TradeTick):
+        return Touch(buy_at=event.price, sell_at=event.price)
+    return None
 
 
 class MarketBoard:
@@ -102,6 +117,13 @@ class MarketBoard:
 
     def apply(self, event: MarketData) -> Touch | None:
         return self.get(event.symbol).apply(event)
+
+    def update(self, event: MarketData) -> bool:
+        """:meth:`SymbolMarket.update` of the event's symbol."""
+        market = self._symbols.get(event.symbol)
+        if market is None:
+            market = self.get(event.symbol)
+        return market.update(event)
 
     def price(self, symbol: str) -> Decimal | None:
         """Last price, or None if no price was ever seen."""

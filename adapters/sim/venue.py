@@ -40,7 +40,9 @@ With both at zero (the default) a submit is handled at once and its events are e
 **Delivery.** Every event is first put in one outbox ordered by (delivery time, production order)
 and reaches the sink only through :meth:`drain`, which emits, under a lock, every event due by the
 clock's current time. Production is synchronous, so the sink sees events exactly in the order the
-exchange produced them (delayed ones at their delivery time). ``on_market``, ``submit``,
+exchange produced them (delayed ones at their delivery time). (``on_market`` with no drain under way
+and nothing due skips the outbox for what is due at once and emits it straight away in the same
+order; what a failing sink did not take stays in the outbox.) ``on_market``, ``submit``,
 ``cancel`` and ``settle_funding`` drain before they return. Timer callbacks are synchronous: a
 hand-over runs the exchange and puts the events in the outbox, a delivery deadline only marks them
 due; both then start a drain task on the running event loop (none without a loop: the next drain
@@ -116,6 +118,8 @@ class SimulatedVenue(Venue):
         self._timer_ids = itertools.count(1)
         self._drains: set[asyncio.Task[int]] = set()
         self._lock = asyncio.Lock()
+        self._lockers = 0
+        """Emitters holding or waiting for the lock."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,9 +189,30 @@ class SimulatedVenue(Venue):
         """Let the exchange see ``event``, then emit the event and what it caused (fills of
         touched orders, liquidations), after anything already due."""
         caused = self.exchange.on_market(event)
-        self._post(self.clock.now_ns(), [event])
-        self._report(caused)
-        await self.drain()
+        now = self.clock.now_ns()
+        outbox = self._outbox
+        if self._lockers or (outbox and outbox[0][0] <= now) or self._sink is None:
+            self._post(now, [event])
+            self._report(caused)
+            await self.drain()
+            return
+        # No drain under way or waiting and nothing due before the event (the usual case): the
+        # event and, without an ack latency, what it caused are emitted in production order
+        # without a trip through the outbox, the order a drain would emit them in.
+        produced = self._produced
+        pending: list[_Due] = [(now, next(produced), event)]
+        if self.latency.ack_ns == 0:
+            pending += [(now, next(produced), e) for e in caused]
+        else:
+            self._report(caused)
+        self._lockers += 1
+        try:
+            async with self._lock:
+                await self._emit_in_order(pending)
+                if outbox:  # produced meanwhile (or delayed reports come due): as a drain would
+                    await self._emit_due(None)
+        finally:
+            self._lockers -= 1
 
     async def settle_funding(self, symbol: str, rate: Decimal, mark: Decimal, ts_ns: int) -> None:
         """Settle one funding payment of ``symbol`` (``−qty × mark × rate``) at ``ts_ns`` and emit
@@ -200,17 +225,40 @@ class SimulatedVenue(Venue):
     async def drain(self, until_ns: int | None = None) -> int:
         """Emit every event due by the clock's current time (or ``until_ns``, if later), in
         order; return how many."""
+        if not self._outbox and not self._lock.locked():
+            return 0  # the common case, decided without reading the clock
         if not self._lock.locked() and not self._due(until_ns):
             return 0  # nothing to emit and no drain under way: no need to take the lock
+        self._lockers += 1
+        try:
+            async with self._lock:
+                return await self._emit_due(until_ns)
+        finally:
+            self._lockers -= 1
+
+    async def _emit_due(self, until_ns: int | None) -> int:
+        """Emit what is due, in order (the caller holds the lock); return how many."""
         emitted = 0
-        async with self._lock:
-            while self._due(until_ns):
-                if self._sink is None:
-                    raise VenueError(f"{self.name}: no event sink attached")
-                _, _, event = heapq.heappop(self._outbox)
-                await self.emit(event)
-                emitted += 1
+        while self._due(until_ns):
+            if self._sink is None:
+                raise VenueError(f"{self.name}: no event sink attached")
+            _, _, event = heapq.heappop(self._outbox)
+            await self.emit(event)
+            emitted += 1
         return emitted
+
+    async def _emit_in_order(self, pending: list[_Due]) -> None:
+        """Emit ``pending`` (due now, in production order; the caller holds the lock). If the
+        sink fails, what was not emitted yet goes back to the outbox, as after a failed drain."""
+        emitted = 0
+        try:
+            for _, _, event in pending:
+                emitted += 1
+                await self.emit(event)
+        except BaseException:
+            for item in pending[emitted:]:
+                heapq.heappush(self._outbox, item)
+            raise
 
     def _due(self, until_ns: int | None) -> bool:
         return bool(self._outbox) and self._outbox[0][0] <= self._horizon(until_ns)

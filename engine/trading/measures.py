@@ -117,16 +117,71 @@ class Book:
         return initial / balance if balance > 0 else None
 
     def liquidations(self) -> list[Liquidation]:
-        """Every open perp's liquidation price at the current marks, rounded to its tick."""
-        holdings = self.holdings()
-        wallet = self.snapshot.cash
+        """Every open perp's liquidation price at the current marks, rounded to its tick.
+
+        A position's liquidation price does not depend on its own mark, only on the snapshot
+        (cash, quantities, cost bases), the margin table, the instruments and the other
+        positions' marks: it is remembered per asset and computed again only when one of those
+        is another object than last time (:class:`_Remembered`)."""
+        held = [state for state in self.snapshot.assets if state.perp_qty != 0]
+        if not held:
+            return []
+        insts = tuple(self.perps.get(state.asset) for state in held)
+        holdings: list[PerpHolding] | None = None
         out = []
-        for state in self.snapshot.assets:
-            if state.perp_qty == 0:
-                continue
-            symbol = self.perp_symbol(state.asset)
+        for state in held:
             inst = self.perps.get(state.asset)
-            tick = inst.tick_size if inst is not None else None
-            price = account_liquidation_price(symbol, holdings, wallet, self.table, tick)
+            symbol = inst.symbol if inst is not None else perp_symbol(state.asset, self.quote)
+            others = tuple(self.mark(other) for other in held if other is not state)
+            key = (self.snapshot, self.table, self.quote, insts, others)
+            price = _REMEMBERED.get(state.asset, key)
+            if price is _UNKNOWN:
+                if holdings is None:
+                    holdings = self.holdings()
+                tick = inst.tick_size if inst is not None else None
+                price = account_liquidation_price(
+                    symbol, holdings, self.snapshot.cash, self.table, tick
+                )
+                _REMEMBERED.put(state.asset, key, price)
             out.append(Liquidation(state.asset, symbol, state.perp_qty, self.mark(state), price))
         return out
+
+
+_UNKNOWN: Final = Decimal(-1)
+"""What :meth:`_Remembered.get` answers when it does not know (no liquidation price is negative)."""
+
+
+class _Remembered:
+    """The last liquidation price computed per asset, with the inputs it was computed from. The
+    inputs are compared by identity, not equality: equal Decimals may differ in their digits
+    (``1.0`` and ``1.00``), and so could a result computed from them; an input that is the same
+    object gives the same result. Holding the inputs keeps them alive, so an identity is never
+    reused by another object while it is remembered. One small entry per asset, shared by every
+    book of the process (a dict's get and set are atomic)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[tuple[object, ...], Decimal | None]] = {}
+
+    def get(self, asset: str, key: tuple[object, ...]) -> Decimal | None:
+        entry = self._last.get(asset)
+        if entry is None or not _same_objects(entry[0], key):
+            return _UNKNOWN
+        return entry[1]
+
+    def put(self, asset: str, key: tuple[object, ...], price: Decimal | None) -> None:
+        self._last[asset] = (key, price)
+
+
+def _same_objects(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, tuple) and isinstance(y, tuple):
+            if not _same_objects(x, y):
+                return False
+        elif x is not y:
+            return False
+    return True
+
+
+_REMEMBERED: Final = _Remembered()
