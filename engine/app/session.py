@@ -298,7 +298,20 @@ class Session:
             return seq
         if self.market_muted and event.stream == "market":
             return self.bus.last_seq
+        if self.bus.journal is None:  # nothing to wait for: no coroutine of bus.send
+            return self.bus.publish(event)
         return await self.bus.send(event)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a message is pending or an actor has background work: ``await idle()`` would
+        wait (a driver checks this first, to skip the await when it would return at once)."""
+        if self.bus.pending:
+            return True
+        for actor in self.actors:
+            if actor._tasks:
+                return True
+        return False
 
     async def idle(self) -> None:
         """Wait until no message is pending and no actor has background work."""
