@@ -69,6 +69,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 
 from ballast.adapters.data.funding import FundingSeries, funding_gaps, load_funding
@@ -243,9 +244,12 @@ class MarketBundle:
             for f in funding
             for p in f.points
         ]
-        lists = [s.bars for s in (*spot, *perp)]
+        # One symbol per series: merged by time alone, ties in (spot before perp, symbol) order
+        # (heapq.merge keeps the order of its inputs for equal keys), which is bar_order's.
+        ranked = sorted((*spot, *perp), key=lambda s: (is_perp(s.symbol), s.symbol))
+        lists = [s.bars for s in ranked]
         return cls(
-            lambda: heapq.merge(*lists, key=bar_order),
+            lambda: heapq.merge(*lists, key=_close_time),
             settlements,
             report,
             start=lo,
@@ -292,8 +296,13 @@ class MarketBundle:
         marks = _MarkMaker(self.funding_history)
         previous: tuple[int, bool, str] | None = None
         perps: list[Bar] = []
+        perp_symbols: dict[str, bool] = {}
         for bar in self._bars():
-            key = bar_order(bar)
+            symbol = bar.symbol
+            perp = perp_symbols.get(symbol)
+            if perp is None:
+                perp = perp_symbols[symbol] = is_perp(symbol)
+            key = (bar.ts_event, perp, symbol)  # bar_order(bar)
             if previous is not None and key <= previous:
                 raise DataError(f"bar feed out of order: {key} after {previous}")
             if previous is not None and key[0] != previous[0]:
@@ -383,6 +392,9 @@ def _reported(ts: int, lo: int | None, hi: int | None, carried: int | None) -> b
     if hi is not None and ts >= hi:
         return False
     return lo is None or ts >= lo or carried is None or ts > carried
+
+
+_close_time = attrgetter("ts_event")
 
 
 def bar_order(bar: Bar) -> tuple[int, bool, str]:
