@@ -294,6 +294,7 @@ class MarketBundle:
     def events(self) -> Iterator[MarketData]:
         """The market event stream, lazily (see the module docstring for content and order)."""
         marks = _MarkMaker(self.funding_history)
+        mark, spot_close = marks.mark, marks.spot_close
         previous: tuple[int, bool, str] | None = None
         perps: list[Bar] = []
         perp_symbols: dict[str, bool] = {}
@@ -303,17 +304,21 @@ class MarketBundle:
             if perp is None:
                 perp = perp_symbols[symbol] = is_perp(symbol)
             key = (bar.ts_event, perp, symbol)  # bar_order(bar)
-            if previous is not None and key <= previous:
-                raise DataError(f"bar feed out of order: {key} after {previous}")
-            if previous is not None and key[0] != previous[0]:
-                yield from marks.flush(perps)
+            if previous is not None:
+                if key <= previous:
+                    raise DataError(f"bar feed out of order: {key} after {previous}")
+                if perps and key[0] != previous[0]:  # the marks of the instant before
+                    for perp_bar in perps:
+                        yield mark(perp_bar)
+                    perps.clear()
             previous = key
-            if key[1]:
+            if perp:
                 perps.append(bar)
             else:
-                marks.spot_close(bar)
+                spot_close(bar)
             yield bar
-        yield from marks.flush(perps)
+        for perp_bar in perps:
+            yield mark(perp_bar)
 
 
 def _wanted(start: int | None, end: int | None) -> str:
@@ -426,18 +431,18 @@ class _MarkMaker:
             self._by_symbol.setdefault(s.symbol, []).append(s)
         self._next: dict[str, int] = dict.fromkeys(self._by_symbol, 0)
         self._spot: dict[str, tuple[int, Decimal]] = {}
+        self._spot_of: dict[str, str] = {}
 
     def spot_close(self, bar: Bar) -> None:
         self._spot[bar.symbol] = (bar.ts_event, bar.close)
 
-    def flush(self, perps: list[Bar]) -> Iterator[MarkPriceUpdated]:
-        for bar in perps:
-            yield self._mark(bar)
-        perps.clear()
-
-    def _mark(self, bar: Bar) -> MarkPriceUpdated:
+    def mark(self, bar: Bar) -> MarkPriceUpdated:
+        """The mark of perp ``bar`` (after every bar of its timestamp was seen)."""
         ts = bar.ts_event
-        spot = self._spot.get(spot_of(bar.symbol))
+        spot_symbol = self._spot_of.get(bar.symbol)
+        if spot_symbol is None:
+            spot_symbol = self._spot_of[bar.symbol] = spot_of(bar.symbol)
+        spot = self._spot.get(spot_symbol)
         index = spot[1] if spot is not None and spot[0] == ts else bar.close
         rate, interval_h = self._settled(bar.symbol, ts)
         step = interval_h * NS_PER_HOUR
