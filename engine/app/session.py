@@ -308,7 +308,7 @@ class Session:
         wait (a driver checks this first, to skip the await when it would return at once)."""
         if self.bus.pending:
             return True
-        for actor in self.actors:
+        for actor in self.actors:  # noqa: SIM110 - no generator per call (once per event)
             if actor._tasks:
                 return True
         return False
