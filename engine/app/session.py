@@ -298,9 +298,10 @@ class Session:
             return seq
         if self.market_muted and event.stream == "market":
             return self.bus.last_seq
-        if self.bus.journal is None:  # nothing to wait for: no coroutine of bus.send
-            return self.bus.publish(event)
-        return await self.bus.send(event)
+        seq = self.bus.publish(event)  # bus.send, without its coroutine when it would not wait
+        if self.bus.paced(seq):
+            await self.bus.pace(seq)
+        return seq
 
     @property
     def busy(self) -> bool:

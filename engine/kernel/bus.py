@@ -240,13 +240,27 @@ class Bus:
         yields to the loop once per journal batch so the group commit runs while a tight
         producer (a backtest, a replay) keeps publishing."""
         seq = self.publish(message)
+        if self.paced(seq):
+            await self.pace(seq)
+        return seq
+
+    def paced(self, seq: int) -> bool:
+        """Whether the producer of ``seq`` must ``await pace(seq)`` (what ``send`` does after
+        publishing): the journal is backlogged, or ``seq`` ends one of its batches. False without
+        a journal. A producer publishing many messages checks this and awaits only when True."""
+        journal = self.journal
+        return journal is not None and (
+            journal.backlog > journal.high_water or seq % journal.batch_size == 0
+        )
+
+    async def pace(self, seq: int) -> None:
+        """Wait while the journal is backlogged, or yield to the loop once per journal batch."""
         journal = self.journal
         if journal is not None:
             if journal.backlog > journal.high_water:
                 await journal.wait_writable()
             elif seq % journal.batch_size == 0:
                 await asyncio.sleep(0)
-        return seq
 
     async def publish_durable(self, message: Message) -> int:
         """``publish``, then wait until the message is fsync'd in the journal."""
