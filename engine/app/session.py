@@ -298,9 +298,10 @@ class Session:
             return seq
         if self.market_muted and event.stream == "market":
             return self.bus.last_seq
-        seq = self.bus.publish(event)  # bus.send, without its coroutine when it would not wait
-        if self.bus.paced(seq):
-            await self.bus.pace(seq)
+        bus = self.bus
+        seq = bus.publish(event)  # bus.send, without its coroutine when it would not wait
+        if bus.journal is not None and bus.paced(seq):
+            await bus.pace(seq)
         return seq
 
     @property
