@@ -526,6 +526,22 @@ async def test_sync_makes_everything_durable(tmp_path: Path) -> None:
         assert journal.backlog == 0
 
 
+async def test_a_durable_write_on_the_loops_thread(tmp_path: Path) -> None:
+    """durable_on_loop: the fsync'd batch is written without the hand-over to SQLite's thread;
+    group commits still go there; a reader sees both, in order."""
+    path = tmp_path / "j.db"
+    async with Journal(path, flush_interval_s=IDLE, durable_on_loop=True) as journal:
+        for m in quotes(5):
+            journal.append(m)
+        await journal.commit()  # a group commit: on SQLite's thread
+        journal.append(quote(6))
+        journal.append(quote(7))
+        assert await journal.sync() == 7
+        assert (journal.committed_seq, journal.durable_seq, journal.commits) == (7, 7, 2)
+        await journal.set_meta("note", "after a write on the loop")
+    assert [r.seq for r in await read_all(path)] == list(range(1, 8))
+
+
 async def test_sync_of_an_already_durable_seq_is_a_no_op(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.db", flush_interval_s=IDLE) as journal:
         for m in quotes(3):

@@ -73,6 +73,16 @@ def example_one() -> Ledger:
     return ledger
 
 
+def test_a_remark_needing_more_than_100_digits_is_a_ledger_error() -> None:
+    """The fast re-mark path (no context switch) keeps the exact context's Inexact trap."""
+    ledger = example_one()
+    pnl = ledger.price_pnl
+    ledger.mark_spot("BTC", D(52_000))
+    assert ledger.price_pnl == pnl + D(12_000)
+    with pytest.raises(LedgerError, match="mark_spot: result needs more than 100 digits"):
+        ledger.mark_spot("BTC", D("1." + "1" * 100))
+
+
 # ------------------------------------------------------------------ worked example 1
 
 

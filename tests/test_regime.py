@@ -357,3 +357,23 @@ async def test_calendar_window_forces_stressed(sim_clock: SimulatedClock) -> Non
         sim_clock.advance_to(end + NS_PER_HOUR)
     assert world.regimes == ["normal", "stressed", "normal"]
     assert end <= world.changes[-1].ts_event < end + 15 * NS_PER_SECOND
+
+
+def test_assess_then_reading_is_classify_and_words_only_on_request() -> None:
+    """The risk actor's hot path (assess every sample, reading only on a budget change) classifies
+    exactly as classify does, through warm-up, both hystereses and a calendar window."""
+    window = "2023-11-15T00:00/2023-11-15T02:00"
+    plain, lazy = (classifier(calendar=parse_calendar([window])) for _ in range(2))
+    inside = plain.calendar[0].start_ns
+    steps = [(T0, "2.5", 5), (T0, "0.95", 100), (T0, "0.85", 100), (T0, "0.80", 100)]
+    steps += [(T0, "0.30", 100), (T0, "0.42", 100), (T0, "0.45", 100), (inside, "0.30", 100)]
+    steps += [(inside + 2 * NS_PER_HOUR, "0.30", 100)]
+    for ts, vol, samples in steps:
+        assessment = lazy.assess(ts, D(vol), samples)
+        expected = plain.classify(ts, D(vol), samples)
+        assert assessment.regime == expected.regime
+        assert lazy.reading(assessment) == expected
+    assert (
+        plain.reading(plain.assess(T0, D("0.95"), 100)).reason
+        == "volatility 0.9500 >= stressed 0.90"
+    )

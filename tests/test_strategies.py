@@ -581,6 +581,21 @@ def test_a_healthy_guard_reports_no_failure() -> None:
     assert (guard.halted, guard.error, guard.failure_event(START_NS)) == (False, None, None)
 
 
+def test_the_guard_keeps_the_resolved_targets_of_the_set_it_returns() -> None:
+    targets = TargetSet(
+        weights={"BTC": D("0.5"), "ETH": D("0.2")},
+        spot_weights={"BTC": D("0.6")},
+        hedge_ratios={"ETH": D("0.5")},
+    )
+    guard = GuardedStrategy(Scripted(targets), "scripted")
+    assert guard.resolved == {}
+    returned = guard.call(context())
+    assert returned is not None
+    assert returned is not targets
+    assert guard.resolved == returned.resolve()
+    assert guard.resolved["ETH"].net == D("0.1")
+
+
 def test_a_halted_strategy_does_not_stop_another() -> None:
     broken = GuardedStrategy(Scripted(RuntimeError("boom")), "broken")
     healthy = GuardedStrategy(ConservativeHedger(), "conservative_hedger")

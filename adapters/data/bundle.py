@@ -138,6 +138,72 @@ def symbol_file(symbol: str) -> str:
     return symbol.replace("/", "_").replace(":", "_")
 
 
+@dataclass(frozen=True)
+class MarketSeries:
+    """The loaded series of a data folder, before any date range is cut: what
+    :meth:`MarketBundle.load` reads once, and a sweep ships once to its workers (plain data,
+    picklable), each cutting its own windows with :meth:`bundle`."""
+
+    spot: tuple[KlineSeries, ...]
+    perp: tuple[KlineSeries, ...]
+    funding: tuple[FundingSeries, ...]
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        assets: Iterable[str],
+        quote: str = "USDT",
+        *,
+        interval_s: int | None = None,
+        perp_assets: Iterable[str] = (),
+    ) -> MarketSeries:
+        """The series of :meth:`MarketBundle.load`."""
+        root = Path(folder)
+        required = set(perp_assets)
+        spot: list[KlineSeries] = []
+        perp: list[KlineSeries] = []
+        funding: list[FundingSeries] = []
+        for asset in assets:
+            files = _AssetFiles.find(root, asset, quote, interval_s, perp=asset in required)
+            spot.append(load_klines(files.spot, spot_symbol(asset, quote), interval_s))
+            if files.perp is not None and files.funding is not None:
+                symbol = perp_symbol(asset, quote)
+                perp.append(load_klines(files.perp, symbol, interval_s))
+                funding.append(load_funding(files.funding, symbol))
+        if interval_s is None:
+            _require_one_interval([*spot, *perp])
+        return cls(tuple(spot), tuple(perp), tuple(funding))
+
+    def between(self, start: TimeLike | None, end: TimeLike | None) -> MarketSeries:
+        """Only the bars closing in ``[start, end)``, every funding settlement (the marks at
+        ``start`` need the one before it): what any bundle within that range is cut from."""
+        lo = None if start is None else to_ns(start)
+        hi = None if end is None else to_ns(end)
+        return MarketSeries(
+            tuple(s.between(lo, hi) for s in self.spot),
+            tuple(s.between(lo, hi) for s in self.perp),
+            self.funding,
+        )
+
+    def bundle(
+        self,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
+    ) -> MarketBundle:
+        """The bundle of ``[start, end)``: :meth:`MarketBundle.from_series`."""
+        return MarketBundle.from_series(
+            self.spot,
+            self.perp,
+            self.funding,
+            start=start,
+            end=end,
+            max_abs_funding_rate=max_abs_funding_rate,
+        )
+
+
 class MarketBundle:
     """Market events, funding settlements and a gap report for one backtest (module docstring).
 
@@ -190,23 +256,10 @@ class MarketBundle:
         """Load the CSV files of ``assets`` from ``folder`` (names in the module docstring); the
         perp and funding files of ``perp_assets`` are required, the others' optional. Bars are
         ``interval_s`` long, or (None) each file's own interval, detected from its times."""
-        root = Path(folder)
-        required = set(perp_assets)
-        spot: list[KlineSeries] = []
-        perp: list[KlineSeries] = []
-        funding: list[FundingSeries] = []
-        for asset in assets:
-            files = _AssetFiles.find(root, asset, quote, interval_s, perp=asset in required)
-            spot.append(load_klines(files.spot, spot_symbol(asset, quote), interval_s))
-            if files.perp is not None and files.funding is not None:
-                symbol = perp_symbol(asset, quote)
-                perp.append(load_klines(files.perp, symbol, interval_s))
-                funding.append(load_funding(files.funding, symbol))
-        if interval_s is None:
-            _require_one_interval([*spot, *perp])
-        return cls.from_series(
-            spot, perp, funding, start=start, end=end, max_abs_funding_rate=max_abs_funding_rate
+        series = MarketSeries.load(
+            folder, assets, quote, interval_s=interval_s, perp_assets=perp_assets
         )
+        return series.bundle(start=start, end=end, max_abs_funding_rate=max_abs_funding_rate)
 
     @classmethod
     def from_series(

@@ -36,6 +36,7 @@ import msgspec
 from ballast.adapters.data.bundle import (
     FundingSettlement,
     MarketBundle,
+    MarketSeries,
     SettlementSchedule,
     TimeLike,
 )
@@ -115,15 +116,30 @@ def load_market(
     must have data (a perp its funding too), funding rates beyond ``risk.max_abs_funding_rate``
     are left out and reported. Bars are ``interval_s`` long, else ``[paper] bar_interval``, else
     each file's own interval, detected from its times."""
-    return MarketBundle.load(
+    series = market_series(config, folder, interval_s=interval_s)
+    return market_bundle(config, series, start=start, end=end)
+
+
+def market_series(
+    config: Config, folder: str | Path, *, interval_s: int | None = None
+) -> MarketSeries:
+    """The series :func:`load_market` cuts its bundle from (loaded once; a sweep cuts every
+    window from them)."""
+    return MarketSeries.load(
         folder,
         assets_of(config),
         config.venue.quote,
-        start=start,
-        end=end,
         interval_s=interval_s if interval_s is not None else config.paper.bar_interval_s,
         perp_assets=sorted({base_of(s) for s in config.instruments.perp}),
-        max_abs_funding_rate=config.risk.max_abs_funding_rate,
+    )
+
+
+def market_bundle(
+    config: Config, series: MarketSeries, *, start: TimeLike | None, end: TimeLike | None
+) -> MarketBundle:
+    """``series`` cut to ``[start, end)``, funding screened by ``risk.max_abs_funding_rate``."""
+    return series.bundle(
+        start=start, end=end, max_abs_funding_rate=config.risk.max_abs_funding_rate
     )
 
 

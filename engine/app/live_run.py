@@ -251,6 +251,7 @@ async def run_live(
                 path,
                 batch_size=config.journal.batch_size,
                 flush_interval_s=config.journal.flush_interval_ms / 1000,
+                durable_on_loop=config.journal.durable_write == "loop",
                 kind="live",
             )
         )

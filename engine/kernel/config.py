@@ -71,6 +71,7 @@ def looks_like_a_credential(text: str) -> bool:
 
 
 OrderTransport = Literal["rest", "websocket"]
+DurableWrite = Literal["loop", "thread"]
 """How orders reach a ccxt.pro venue: REST requests, or the exchange's WebSocket API."""
 
 
@@ -569,9 +570,16 @@ class ExecutionConfig(_Section, frozen=True):
 
 
 class JournalConfig(_Section, frozen=True):
+    """``durable_write``: where a live run's durable writes (an order before it is sent, a fill
+    before it is acted on) run: ``"loop"`` on the event loop's own thread (no hand-over to
+    SQLite's thread and back: two thread wake-ups less on the path of every order), ``"thread"``
+    on SQLite's thread like the group commits of market data (the loop keeps serving other
+    sockets during the fsync)."""
+
     path: str = "var/journal.db"
     batch_size: int = 4096
     flush_interval_ms: int = 50
+    durable_write: DurableWrite = "loop"
 
     RANGES: ClassVar[Mapping[str, Range]] = {
         "batch_size": Range(0, 1_000_000, low_open=True),

@@ -312,6 +312,21 @@ class DrawdownTracker:
 # --------------------------------------------------------------------------- recording
 
 
+def _curve_point(
+    snap: PortfolioSnapshot, drawdown: float, fees: Decimal, funding: Decimal, index: float
+) -> CurvePoint:
+    return CurvePoint(
+        ts_ns=snap.ts_event,
+        nav=snap.nav,
+        gross_leverage=snap.gross_leverage,
+        fees_paid=fees,
+        funding_pnl=funding,
+        index=index,
+        drawdown=drawdown,
+        weights=tuple(sorted((a.asset, a.weight) for a in snap.assets)),
+    )
+
+
 class PerformanceRecorder:
     """Accumulates a run's performance from its events (``on_event``), one event at a time.
 
@@ -345,6 +360,10 @@ class PerformanceRecorder:
         self._drawdown = DrawdownTracker()
         self._points: list[CurvePoint] = []
         self._closes: list[DailyClose] = []
+        # The last point and the last close are kept as their inputs and built only once a later
+        # one no longer replaces them (or when read): most snapshots are overwritten by the next.
+        self._point_tail: tuple[PortfolioSnapshot, float, Decimal, Decimal, float] | None = None
+        self._close_tail: tuple[int, int, Decimal, float] | None = None
         self._targets: dict[str, list[TargetPoint]] = {}
         self._regimes: list[RegimeChange] = []
         self._marks: list[RebalanceMark] = []
@@ -409,28 +428,36 @@ class PerformanceRecorder:
             self._index *= float((snap.nav - transfer) / prev.nav)
 
     def _close_day(self, snap: PortfolioSnapshot) -> None:
-        close = DailyClose(snap.ts_event // NS_PER_DAY, snap.ts_event, snap.nav, self._index)
-        if self._closes and self._closes[-1].day == close.day:
-            self._closes[-1] = close
-        else:
-            self._closes.append(close)
+        """The day's close is its last snapshot: a later one of the same day replaces it."""
+        close = (snap.ts_event // NS_PER_DAY, snap.ts_event, snap.nav, self._index)
+        tail = self._close_tail
+        if tail is not None and tail[0] != close[0]:
+            self._closes.append(DailyClose(*tail))
+        self._close_tail = close
+
+    def _daily_closes(self) -> list[DailyClose]:
+        tail = self._close_tail
+        return self._closes if tail is None else [*self._closes, DailyClose(*tail)]
 
     def _sample(self, snap: PortfolioSnapshot, drawdown: float) -> None:
-        point = CurvePoint(
-            ts_ns=snap.ts_event,
-            nav=snap.nav,
-            gross_leverage=snap.gross_leverage,
-            fees_paid=self._fees,
-            funding_pnl=self._funding,
-            index=self._index,
-            drawdown=drawdown,
-            weights=tuple(sorted((a.asset, a.weight) for a in snap.assets)),
-        )
-        points, every = self._points, self.sample_interval_ns
-        if every > 0 and len(points) > 1 and points[-1].ts_ns // every == point.ts_ns // every:
-            points[-1] = point
-        else:
-            points.append(point)
+        """One point per sample interval (its last snapshot), the first two points always kept."""
+        point = (snap, drawdown, self._fees, self._funding, self._index)
+        tail, every = self._point_tail, self.sample_interval_ns
+        if (
+            tail is not None
+            and every > 0
+            and self._points  # with the tail: more than one point
+            and tail[0].ts_event // every == snap.ts_event // every
+        ):
+            self._point_tail = point
+            return
+        if tail is not None:
+            self._points.append(_curve_point(*tail))
+        self._point_tail = point
+
+    def _curve(self) -> list[CurvePoint]:
+        tail = self._point_tail
+        return self._points if tail is None else [*self._points, _curve_point(*tail)]
 
     def _advance(self, ts_ns: int) -> None:
         """Book the time since the last mark to the regime in force."""
@@ -489,11 +516,11 @@ class PerformanceRecorder:
 
     def series(self) -> PerformanceSeries:
         return PerformanceSeries(
-            points=tuple(self._points),
+            points=tuple(self._curve()),
             targets={a: tuple(h) for a, h in sorted(self._targets.items())},
             regimes=tuple(self._regimes),
             rebalances=tuple(self._marks),
-            closes=tuple(self._closes),
+            closes=tuple(self._daily_closes()),
         )
 
     def summary(self, *, risk_free_rate: float = 0.0) -> PerformanceSummary:
@@ -501,10 +528,11 @@ class PerformanceRecorder:
         first, last = self._first, self._last
         if first is None or last is None:
             raise ValueError("no PortfolioSnapshot recorded: nothing to summarise")
-        returns = daily_returns(self._closes, first.ts_event)
+        closes = self._daily_closes()
+        returns = daily_returns(closes, first.ts_event)
         years = (last.ts_event - first.ts_event) / NS_PER_YEAR
         dd = self._drawdown
-        average_nav = sum((c.nav for c in self._closes), _ZERO) / len(self._closes)
+        average_nav = sum((c.nav for c in closes), _ZERO) / len(closes)
         return PerformanceSummary(
             start_ns=first.ts_event,
             end_ns=last.ts_event,

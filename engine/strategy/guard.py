@@ -24,7 +24,14 @@ import msgspec
 from ballast.engine.kernel.errors import StrategyError
 from ballast.engine.kernel.events import StrategyFailed
 from ballast.engine.kernel.redaction import redact
-from ballast.engine.strategy.api import MarketView, Preference, Strategy, StrategyContext, TargetSet
+from ballast.engine.strategy.api import (
+    MarketView,
+    Preference,
+    ResolvedTarget,
+    Strategy,
+    StrategyContext,
+    TargetSet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,9 @@ class GuardedStrategy:
         self.halted = False
         self.error: StrategyError | None = None
         self._failed_last_call = False
+        self.resolved: dict[str, ResolvedTarget] = {}
+        """The resolved targets (:meth:`TargetSet.resolve`) of the last set :meth:`call` returned,
+        as its check resolved them: a caller need not resolve it again."""
 
     def call(self, context: StrategyContext) -> TargetSet | None:
         """The strategy's targets (a detached copy), or None if it failed now or earlier."""
@@ -69,11 +79,12 @@ class GuardedStrategy:
         except (Exception, SystemExit) as exc:
             self._halt(_raised_message(self.name, exc), exc)
             return None
-        problem = target_set_problem(result, self.max_weight, self.assets)
-        if problem is not None:
+        problem, resolved = _check_target_set(result, self.max_weight, self.assets)
+        if problem is not None or resolved is None:
             _discard(result)
             self._halt(f"strategy {self.name!r} returned an invalid target set: {problem}", None)
             return None
+        self.resolved = resolved  # of ``result``, so of its copy: no strategy code runs between
         return copy_target_set(result)
 
     def failure_event(self, ts: int, *, ts_init: int | None = None) -> StrategyFailed | None:
@@ -110,8 +121,9 @@ def _read_only_market(market: MarketView) -> MarketView:
 
 def _read_only_values(struct: msgspec.Struct) -> dict[str, Any]:
     copies: dict[str, Any] = {}
-    for field, value in msgspec.structs.asdict(struct).items():
-        if isinstance(value, Mapping):
+    for field in struct.__struct_fields__:
+        value = getattr(struct, field)
+        if type(value) is dict or isinstance(value, Mapping):
             copies[field] = MappingProxyType(dict(value))
         elif isinstance(value, list):
             copies[field] = tuple(value)
@@ -140,8 +152,15 @@ def target_set_problem(
     NAV); every resolved net target lies within ±``max_weight``; preferences are spot, perp or
     auto; every asset is a known one when ``assets`` is given.
     """
+    return _check_target_set(result, max_weight, assets)[0]
+
+
+def _check_target_set(
+    result: object, max_weight: Decimal, assets: frozenset[str] | None
+) -> tuple[str | None, dict[str, ResolvedTarget] | None]:
+    """(:func:`target_set_problem`, the resolved targets when there is no problem)."""
     if not isinstance(result, TargetSet):
-        return f"expected a TargetSet, got {type(result).__name__}"
+        return f"expected a TargetSet, got {type(result).__name__}", None
     bounds = {
         "weights": (-max_weight, max_weight),
         "spot_weights": (_ZERO, max_weight),
@@ -151,19 +170,23 @@ def target_set_problem(
     for field, (low, high) in bounds.items():
         problem = _decimal_table_problem(field, getattr(result, field), low, high, assets)
         if problem is not None:
-            return problem
-    return _prefer_problem(result.prefer, assets) or _totals_problem(result, max_weight)
+            return problem, None
+    problem = _prefer_problem(result.prefer, assets)
+    if problem is not None:
+        return problem, None
+    return _totals_problem(result, max_weight)
 
 
 def _decimal_table_problem(
     field: str, table: object, low: Decimal, high: Decimal, assets: frozenset[str] | None
 ) -> str | None:
-    if not isinstance(table, Mapping):
+    if type(table) is not dict and not isinstance(table, Mapping):
         return f"{field} is a {type(table).__name__}, not a mapping of asset to Decimal"
     for asset, value in table.items():
-        problem = _asset_problem(field, asset, assets)
-        if problem is not None:
-            return problem
+        if type(asset) is not str or not asset or (assets is not None and asset not in assets):
+            problem = _asset_problem(field, asset, assets)
+            if problem is not None:
+                return problem
         if not isinstance(value, Decimal):
             return f"{field}[{asset!r}] is {value!r} ({type(value).__name__}), not a Decimal"
         if not value.is_finite() or not low <= value <= high:
@@ -180,7 +203,7 @@ def _asset_problem(field: str, asset: object, assets: frozenset[str] | None) -> 
 
 
 def _prefer_problem(prefer: object, assets: frozenset[str] | None) -> str | None:
-    if not isinstance(prefer, Mapping):
+    if type(prefer) is not dict and not isinstance(prefer, Mapping):
         return f"prefer is a {type(prefer).__name__}, not a mapping of asset to preference"
     for asset, value in prefer.items():
         problem = _asset_problem("prefer", asset, assets)
@@ -191,17 +214,20 @@ def _prefer_problem(prefer: object, assets: frozenset[str] | None) -> str | None
     return None
 
 
-def _totals_problem(result: TargetSet, max_weight: Decimal) -> str | None:
+def _totals_problem(
+    result: TargetSet, max_weight: Decimal
+) -> tuple[str | None, dict[str, ResolvedTarget] | None]:
     note: object = result.note  # a strategy may have put anything there
     if not isinstance(note, str):
-        return f"note is a {type(note).__name__}, not a str"
+        return f"note is a {type(note).__name__}, not a str", None
     spot = sum(result.spot_weights.values(), _ZERO)
     if spot > _ONE:
-        return f"spot weights add up to {spot}, more than 1 (spot cannot exceed NAV)"
-    for asset, target in result.resolve().items():
+        return f"spot weights add up to {spot}, more than 1 (spot cannot exceed NAV)", None
+    resolved = result.resolve()
+    for asset, target in resolved.items():
         if abs(target.net) > max_weight:
-            return f"net target of {asset!r} = {target.net} is outside ±{max_weight}"
-    return None
+            return f"net target of {asset!r} = {target.net} is outside ±{max_weight}", None
+    return None, resolved
 
 
 def _raised_message(name: str, exc: BaseException) -> str:

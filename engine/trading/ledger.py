@@ -161,6 +161,10 @@ class PerpPosition(Position):
         return realized
 
 
+_FLAT: Final = PerpPosition()
+"""Read-only stand-in for an asset without a perp position (never booked into)."""
+
+
 class Ledger:
     """Holdings, prices and PnL attribution of one portfolio, in exact decimals.
 
@@ -245,17 +249,49 @@ class Ledger:
 
     # ------------------------------------------------------------------ market data
 
-    @_exact
+    # The marks are the hot path of a backtest (every bar): once the ledger is open and the asset
+    # priced, a re-mark books Δprice × qty through the exact context's own methods (the same
+    # operations, rounding and traps as inside @_exact, without switching the thread's context).
+
     def mark_spot(self, asset: str, price: Decimal) -> None:
         """Revalue the spot holding of ``asset``: Δprice × qty is price PnL."""
         if asset in self.cash_assets:
             return
+        old = self.spot_prices.get(asset)
+        if old is None or self.nav0 is None:
+            self._mark_spot(asset, price)
+            return
+        self.spot_prices[asset] = price
+        qty = self.holdings.get(asset, _ZERO)
+        try:
+            moved = _EXACT.multiply(_EXACT.subtract(price, old), qty)
+            self.price_pnl = _EXACT.add(self.price_pnl, moved)
+        except Inexact as exc:
+            raise LedgerError("mark_spot: result needs more than 100 digits") from exc
+
+    @_exact
+    def _mark_spot(self, asset: str, price: Decimal) -> None:
         self._set_spot_price(asset, price)
         self._settle(valuation=False)
 
-    @_exact
     def mark_perp(self, asset: str, mark: Decimal) -> None:
         """Revalue the perp position of ``asset``: Δmark × qty is price PnL."""
+        old = self.perp_marks.get(asset)
+        if old is None or self.nav0 is None:
+            self._mark_perp(asset, mark)
+            return
+        self.perp_marks[asset] = mark
+        pos = self.positions.get(asset)
+        if pos is None or pos.qty == 0:
+            return
+        try:
+            moved = _EXACT.multiply(_EXACT.subtract(mark, old), pos.qty)
+            self.price_pnl = _EXACT.add(self.price_pnl, moved)
+        except Inexact as exc:
+            raise LedgerError("mark_perp: result needs more than 100 digits") from exc
+
+    @_exact
+    def _mark_perp(self, asset: str, mark: Decimal) -> None:
         self._set_perp_mark(asset, mark)
         self._settle(valuation=False)
 
@@ -521,6 +557,9 @@ class Ledger:
     @_exact
     def margin_used(self) -> Decimal:
         """Σ venue-reported margin, or |perp notional| / leverage where none is known."""
+        return self._margin_used()
+
+    def _margin_used(self) -> Decimal:
         total = _ZERO
         for asset, pos in self.positions.items():
             if pos.margin is not None:
@@ -554,47 +593,65 @@ class Ledger:
     ) -> PortfolioSnapshot:
         """The valued portfolio, exact (nothing rounded). Raises while NAV is undefined.
 
-        A snapshot is a valuation point: it raises the peak NAV to this NAV if higher."""
-        nav = self.nav()
+        A snapshot is a valuation point: it raises the peak NAV to this NAV if higher.
+
+        Each asset's spot value and perp notional are computed once and shared by NAV, the
+        leverages and the asset states (the sums are exact, so the figures are those of
+        :meth:`nav`, :meth:`gross_leverage`, :meth:`net_leverage` and :meth:`asset_state`)."""
+        missing = self._unpriced_list()
+        if missing:
+            raise LedgerError(f"NAV undefined: no price for {', '.join(missing)}")
+        assets = self._asset_list()
+        spot_of, notional_of = self._spot_value, self._perp_notional
+        legs = [(a, spot_of(a), notional_of(a)) for a in assets]
+        cash = self._cash()
+        unrealized = self._unrealized_pnl()
+        nav = cash + sum((s for _, s, _ in legs), _ZERO) + unrealized
         if self.nav0 is not None:
             self.peak_nav = max(self.peak_nav, nav)
+        gross = sum((abs(s) + abs(n) for _, s, n in legs), _ZERO)
+        net = sum((abs(s + n) for _, s, n in legs), _ZERO)
         return PortfolioSnapshot(
             ts_event=ts_event,
             ts_init=ts_event if ts_init is None else ts_init,
             trigger=trigger,
             nav=nav,
-            cash=self._cash(),
-            gross_leverage=self._gross_leverage(nav),
-            net_leverage=self._net_leverage(nav),
-            margin_used=self.margin_used(),
+            cash=cash,
+            gross_leverage=_share(gross, nav),
+            net_leverage=_share(net, nav),
+            margin_used=self._margin_used(),
             realized_pnl=self.realized_pnl,
-            unrealized_pnl=self._unrealized_pnl(),
+            unrealized_pnl=unrealized,
             price_pnl=self.price_pnl,
             funding_pnl=self.funding_pnl,
             fees_paid=self.fees_paid,
             transfers=self.transfers,
             peak_nav=self.peak_nav,
             drawdown=self._drawdown(nav),
-            assets=tuple(self.asset_state(a, nav) for a in self._asset_list()),
+            assets=tuple(self._asset_state(a, nav, s, n) for a, s, n in legs),
         )
 
     @_exact
     def asset_state(self, asset: str, nav: Decimal) -> AssetState:
         """One asset of a snapshot. Unknown prices show as 0."""
-        pos = self.positions.get(asset) or PerpPosition()
-        spot_value = self._spot_value(asset)
-        notional = self._perp_notional(asset)
+        return self._asset_state(asset, nav, self._spot_value(asset), self._perp_notional(asset))
+
+    def _asset_state(
+        self, asset: str, nav: Decimal, spot_value: Decimal, notional: Decimal
+    ) -> AssetState:
+        pos = self.positions.get(asset) or _FLAT
+        mark = self.perp_marks.get(asset)
         net = spot_value + notional
         return AssetState(
             asset=asset,
-            spot_qty=self.spot_qty(asset),
+            spot_qty=self.holdings.get(asset, _ZERO),
             spot_price=self.spot_prices.get(asset, _ZERO),
             spot_value=spot_value,
             perp_qty=pos.qty,
-            perp_price=self.perp_marks.get(asset, _ZERO),
+            perp_price=_ZERO if mark is None else mark,
             perp_notional=notional,
             perp_entry_price=pos.entry_price,
-            perp_unrealized_pnl=self._perp_value(asset),
+            perp_unrealized_pnl=_ZERO if mark is None or pos is _FLAT else pos.unrealized(mark),
             perp_funding=pos.funding,
             perp_liquidation_price=pos.liquidation_price,
             net_exposure=net,

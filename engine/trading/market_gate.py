@@ -91,15 +91,16 @@ class MarketGate:
         judge = self._judges.get(type(event))
         if judge is None:
             return None
-        symbol = str(getattr(event, "symbol", ""))
         rejection = None
         if self.max_ahead_ns is not None:
             now = self.clock.now_ns()
+            symbol = str(getattr(event, "symbol", ""))
             rejection = self.guard.check_time(symbol, event.ts_event, now, self.max_ahead_ns)
         if rejection is None:
             rejection = judge(event)
-        if rejection is None:
-            return None
+            if rejection is None:
+                return None
+        symbol = str(getattr(event, "symbol", ""))
         log.warning("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)
         return DataRejected(
             ts_event=event.ts_event,

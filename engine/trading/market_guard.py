@@ -56,7 +56,7 @@ class Rejection:
     detail: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Series:
     price: Decimal | None = None
     ts_ns: int | None = None
@@ -115,10 +115,11 @@ class MarketGuard:
     ) -> Rejection | None:
         """Check a bar's (open, high, low, close): all must be positive; the close is the price
         checked against the series."""
-        if not all(_positive(p) for p in prices):
-            shown = "/".join(str(p) for p in prices)
-            return self._reject(symbol, NON_POSITIVE, f"bar o/h/l/c {shown} not all positive")
-        return self.check(symbol, prices[3], ts_ns)
+        for p in prices:
+            if not (p.is_finite() and p > 0):
+                shown = "/".join(str(p) for p in prices)
+                return self._reject(symbol, NON_POSITIVE, f"bar o/h/l/c {shown} not all positive")
+        return self._check_series(symbol, prices[3], ts_ns, "last")
 
     def check_time(
         self, symbol: str, ts_ns: int, now_ns: int, max_ahead_ns: int
@@ -145,15 +146,30 @@ class MarketGuard:
         self, symbol: str, price: Decimal, ts_ns: int, *, source: str = "last"
     ) -> Rejection | None:
         """None if ``price`` at ``ts_ns`` is accepted (and becomes the series' last price)."""
-        if not _positive(price):
+        if not (price.is_finite() and price > 0):
             return self._reject(symbol, NON_POSITIVE, f"price {price} is not positive")
-        series = self._series.setdefault((symbol, source), _Series())
-        if series.ts_ns is not None and ts_ns < series.ts_ns:
-            late = series.ts_ns - ts_ns
+        return self._check_series(symbol, price, ts_ns, source)
+
+    def _check_series(
+        self, symbol: str, price: Decimal, ts_ns: int, source: str
+    ) -> Rejection | None:
+        """:meth:`check` of a price already known to be positive (the hot path: one dict lookup,
+        the accept inlined)."""
+        key = (symbol, source)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        last_ts = series.ts_ns
+        if last_ts is not None and ts_ns < last_ts:
+            late = last_ts - ts_ns
             return self._reject(symbol, OUT_OF_ORDER, f"{late} ns older than the last accepted")
-        if series.price is not None and self._deviation(series.price, price) > self.max_deviation:
+        last = series.price
+        if last is not None and abs(price - last) / last > self.max_deviation:
             return self._jump(symbol, series, price, ts_ns)
-        self._accept(series, price, ts_ns)
+        series.price, series.ts_ns = price, ts_ns
+        if series.pending:
+            series.pending.clear()
+        self.accepted += 1
         return None
 
     def _jump(self, symbol: str, series: _Series, price: Decimal, ts_ns: int) -> Rejection | None:

@@ -75,6 +75,8 @@ class Portfolio(Actor):
         self.min_snapshot_interval_ns = min_snapshot_interval_ns
         self._funding_rates: dict[str, Decimal] = {}
         self._marked: set[str] = set()
+        self._kinds: dict[str, tuple[str, bool]] = {}
+        """symbol → (its base asset, is it a perp): parsed once per symbol."""
         self._last_price_snapshot_ns: int | None = None
         self._price_snapshot_armed = False
         self._fills: set[tuple[str, str]] = set()
@@ -110,12 +112,18 @@ class Portfolio(Actor):
 
     def on_mark(self, event: MarkPriceUpdated) -> None:
         self._marked.add(event.symbol)
-        self._funding_rates[base_of(event.symbol)] = event.funding_rate
+        self._funding_rates[self._kind_of(event.symbol)[0]] = event.funding_rate
         self._use_price(event, event.symbol, event.mark)
 
+    def _kind_of(self, symbol: str) -> tuple[str, bool]:
+        kind = self._kinds.get(symbol)
+        if kind is None:
+            kind = self._kinds[symbol] = (base_of(symbol), is_perp(symbol))
+        return kind
+
     def _use_price(self, event: MarketEvent, symbol: str, price: Decimal) -> None:
-        asset = base_of(symbol)
-        if not is_perp(symbol):
+        asset, perp = self._kinds.get(symbol) or self._kind_of(symbol)
+        if not perp:
             self.ledger.mark_spot(asset, price)
         elif isinstance(event, MarkPriceUpdated) or symbol not in self._marked:
             self.ledger.mark_perp(asset, price)

@@ -33,7 +33,6 @@ A per-asset cooldown (event time) prevents churn while orders fill and prices se
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
@@ -317,14 +316,12 @@ class Rebalancer(Actor):
         if targets is None:
             self._publish_strategy_failure()
             return
-        self._resolved = targets.resolve()
+        self._resolved = self.strategy.resolved  # targets.resolve(), as the guard's check made it
         date = self._calendar_date(snapshot.ts_event)
         if self.trigger != "threshold" and not date:
             return  # between calendar dates nothing is checked
-        inputs = dataclasses.replace(
-            self._inputs(snapshot, self._resolved),
-            scope=self.scope,
-            calendar_date=self.trigger == "calendar",
+        inputs = self._inputs(
+            snapshot, self._resolved, scope=self.scope, calendar_date=self.trigger == "calendar"
         )
         plan = plan_rebalance(inputs, self._peek_id())
         if date:
@@ -366,7 +363,14 @@ class Rebalancer(Actor):
             kill_switch=self.kill_switch,
         )
 
-    def _inputs(self, snapshot: PortfolioSnapshot, targets: Mapping[str, Any]) -> PlanInputs:
+    def _inputs(
+        self,
+        snapshot: PortfolioSnapshot,
+        targets: Mapping[str, Any],
+        *,
+        scope: Literal["breached", "all"] = "breached",
+        calendar_date: bool = False,
+    ) -> PlanInputs:
         return PlanInputs(
             snapshot=snapshot,
             targets=targets,
@@ -379,6 +383,8 @@ class Rebalancer(Actor):
             perp_leverage=dict(self.leverage),
             default_leverage=self.default_leverage,
             margin_buffer=self.margin_buffer,
+            scope=scope,
+            calendar_date=calendar_date,
         )
 
     def _peek_id(self) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
 from ballast.engine.kernel.calendar_windows import CalendarWindow
 from ballast.engine.kernel.clock import NS_PER_HOUR, NS_PER_YEAR
@@ -119,6 +119,20 @@ class RegimeReading:
     reason: str
 
 
+_WARMUP: Final = -1
+"""The rule of an assessment made before the warm-up ended."""
+
+
+class RegimeAssessment(NamedTuple):
+    """A classification before its reason is put in words (:meth:`RegimeClassifier.reading`)."""
+
+    regime: Regime
+    volatility: Decimal
+    samples: int
+    rule: int
+    window: CalendarWindow | None
+
+
 class RegimeClassifier:
     """Volatility (and calendar) → regime, with hysteresis and a warm-up (module docstring)."""
 
@@ -143,29 +157,51 @@ class RegimeClassifier:
 
     def classify(self, ts_ns: int, volatility: Decimal, samples: int) -> RegimeReading:
         """The regime at ``ts_ns`` given the current volatility estimate and its sample count."""
-        vol_reading = self._by_volatility(volatility, samples)
-        window = self.window_at(ts_ns)
-        if window is not None:
-            return RegimeReading("stressed", volatility, f"calendar window {window.label}")
-        return vol_reading
+        return self.reading(self.assess(ts_ns, volatility, samples))
 
-    def _by_volatility(self, vol: Decimal, samples: int) -> RegimeReading:
+    def assess(self, ts_ns: int, volatility: Decimal, samples: int) -> RegimeAssessment:
+        """:meth:`classify` without the reason's text (formatted by :meth:`reading` only when
+        wanted: the risk actor asks at every sample and needs the text only on a change)."""
+        regime: Regime
+        rule: int
         if samples < self.warmup:
-            self._vol_regime = "normal"
-            return RegimeReading("normal", vol, f"warm-up ({samples}/{self.warmup} samples)")
-        regime, why = self._next_regime(vol)
+            regime, rule = "normal", _WARMUP
+        else:
+            regime, rule = self._next_regime(volatility)
         self._vol_regime = regime
-        return RegimeReading(regime, vol, f"volatility {vol:.4f} {why}")
+        window = self.window_at(ts_ns) if self.calendar else None
+        if window is not None:
+            regime = "stressed"
+        return RegimeAssessment(regime, volatility, samples, rule, window)
 
-    def _next_regime(self, vol: Decimal) -> tuple[Regime, str]:
-        stressed_exit = self.stressed_vol * STRESSED_EXIT
-        calm_exit = self.calm_vol * CALM_EXIT
+    def reading(self, assessment: RegimeAssessment) -> RegimeReading:
+        """The reading of an assessment, its reason in words."""
+        regime, vol, samples, rule, window = assessment
+        if window is not None:
+            return RegimeReading("stressed", vol, f"calendar window {window.label}")
+        if rule == _WARMUP:
+            return RegimeReading(regime, vol, f"warm-up ({samples}/{self.warmup} samples)")
+        return RegimeReading(regime, vol, f"volatility {vol:.4f} {self._why(rule)}")
+
+    def _next_regime(self, vol: Decimal) -> tuple[Regime, int]:
+        """The volatility regime and the rule (index into :meth:`_why`) that chose it."""
         if vol >= self.stressed_vol:
-            return "stressed", f">= stressed {self.stressed_vol}"
-        if self._vol_regime == "stressed" and vol >= stressed_exit:
-            return "stressed", f">= stressed exit {stressed_exit:.4f} (hysteresis)"
+            return "stressed", 0
+        if self._vol_regime == "stressed" and vol >= self.stressed_vol * STRESSED_EXIT:
+            return "stressed", 1
         if vol < self.calm_vol:
-            return "calm", f"< calm {self.calm_vol}"
-        if self._vol_regime == "calm" and vol <= calm_exit:
-            return "calm", f"<= calm exit {calm_exit:.4f} (hysteresis)"
-        return "normal", f"between calm {self.calm_vol} and stressed {self.stressed_vol}"
+            return "calm", 2
+        if self._vol_regime == "calm" and vol <= self.calm_vol * CALM_EXIT:
+            return "calm", 3
+        return "normal", 4
+
+    def _why(self, rule: int) -> str:
+        if rule == 0:
+            return f">= stressed {self.stressed_vol}"
+        if rule == 1:
+            return f">= stressed exit {self.stressed_vol * STRESSED_EXIT:.4f} (hysteresis)"
+        if rule == 2:
+            return f"< calm {self.calm_vol}"
+        if rule == 3:
+            return f"<= calm exit {self.calm_vol * CALM_EXIT:.4f} (hysteresis)"
+        return f"between calm {self.calm_vol} and stressed {self.stressed_vol}"

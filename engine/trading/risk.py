@@ -117,6 +117,7 @@ from ballast.engine.kernel.events import (
     RebalanceDecided,
     ReconcileMismatch,
     ReconcileResolved,
+    Regime,
     TimerFired,
     VenueConnectionChanged,
 )
@@ -180,8 +181,17 @@ class RiskManager(Actor):
             calendar=parse_calendar(risk.calendar),
             warmup=warmup,
         )
-        self.budget = RiskBudget.derive(risk, bands, "normal")
+        self._budgets: dict[Regime, RiskBudget] = {}
+        """The budget of each regime met so far (a pure function of the frozen risk and bands
+        configs and the regime: derived once, not at every sample)."""
+        self.budget = self._budget_of("normal")
         self.instruments: dict[str, Instrument] = {}
+        self._perps: dict[str, Instrument] | None = None
+        """asset → its perp instrument, built from ``instruments`` once per InstrumentsLoaded."""
+        self._symbol_kinds: dict[str, tuple[str, bool]] = {}
+        """symbol → (its base asset, is it a perp): parsed once per symbol."""
+        self._regime_symbols: dict[str, bool] = {}
+        """symbol → whether its prices feed the volatility estimator (``_is_regime_symbol``)."""
         self.marks: dict[str, tuple[Decimal, int]] = {}
         self.snapshot: PortfolioSnapshot | None = None
         self.kill_switch: KillSwitchReason | None = None
@@ -290,7 +300,9 @@ class RiskManager(Actor):
         marks = {
             s.asset: self._perp_mark(s.asset, s.perp_price) for s in snapshot.assets if s.perp_qty
         }
-        perps = {i.base: i for i in self.instruments.values() if i.is_perp}
+        perps = self._perps
+        if perps is None:
+            perps = self._perps = {i.base: i for i in self.instruments.values() if i.is_perp}
         return Book(snapshot, perps, self.margin, marks, self.quote)
 
     def liquidations(self) -> list[Liquidation]:
@@ -310,6 +322,7 @@ class RiskManager(Actor):
 
     def on_instruments(self, event: InstrumentsLoaded) -> None:
         self.instruments.update({i.symbol: i for i in event.instruments})
+        self._perps = None
         # A session starts on a journal it could write (its SessionStarted is durable): an
         # unwritable state a killed session left as its last word is over.
         self.journal_error = None
@@ -336,26 +349,45 @@ class RiskManager(Actor):
             return  # older than what we have
         self.marks[symbol] = (price, ts_ns)
         self._stale.discard(symbol)
-        if self._is_regime_symbol(symbol) and self.estimator.update(ts_ns, price):
+        regime = self._regime_symbols.get(symbol)
+        if regime is None:
+            regime = self._regime_symbols[symbol] = self._is_regime_symbol(symbol)
+        if regime and self.estimator.update(ts_ns, price):
             self._reassess(ts_ns)
 
     def _is_regime_symbol(self, symbol: str) -> bool:
-        return not is_perp(symbol) and base_of(symbol) == self.risk.regime_asset
+        base, perp = self._kind_of(symbol)
+        return not perp and base == self.risk.regime_asset
+
+    def _kind_of(self, symbol: str) -> tuple[str, bool]:
+        """(base asset, is perp) of ``symbol``, parsed once."""
+        kind = self._symbol_kinds.get(symbol)
+        if kind is None:
+            kind = self._symbol_kinds[symbol] = (base_of(symbol), is_perp(symbol))
+        return kind
 
     # ------------------------------------------------------------------ regime
 
     def _reassess(self, ts_ns: int) -> None:
         """Classify the regime now; publish a RiskBudgetChanged if the budget changed."""
-        reading = self.classifier.classify(ts_ns, self.estimator.annualised, self.estimator.samples)
-        budget = RiskBudget.derive(self.risk, self.bands, reading.regime)
-        if budget == self.budget:
+        estimator = self.estimator
+        assessment = self.classifier.assess(ts_ns, estimator.annualised, estimator.samples)
+        budget = self._budget_of(assessment.regime)
+        if budget is self.budget or budget == self.budget:
             return
+        reading = self.classifier.reading(assessment)
         self.budget = budget
         self.publish(
             budget.to_event(
                 ts_ns, reading.reason, volatility=reading.volatility, ts_init=self.now()
             )
         )
+
+    def _budget_of(self, regime: Regime) -> RiskBudget:
+        budget = self._budgets.get(regime)
+        if budget is None:
+            budget = self._budgets[regime] = RiskBudget.derive(self.risk, self.bands, regime)
+        return budget
 
     # ------------------------------------------------------------------ timer
 
@@ -399,6 +431,11 @@ class RiskManager(Actor):
             self._deleverage(snapshot.ts_event)
 
     def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
+        for state in snapshot.assets:
+            if state.perp_qty:
+                break
+        else:
+            return  # no perp position: nothing can be liquidated
         for liquidation in self.liquidations():
             distance = liquidation.distance
             if distance is not None and distance < self.risk.min_liquidation_distance:
@@ -413,9 +450,12 @@ class RiskManager(Actor):
     def _perp_mark(self, asset: str, snapshot_mark: Decimal) -> Decimal:
         """The fresher of the snapshot's perp price and the latest perp mark seen."""
         since = self.snapshot.ts_event if self.snapshot is not None else 0
+        kinds, kind_of = self._symbol_kinds, self._kind_of
         for symbol, (price, ts) in self.marks.items():
-            if is_perp(symbol) and base_of(symbol) == asset and ts >= since:
-                return price
+            if ts >= since:
+                base, perp = kinds.get(symbol) or kind_of(symbol)
+                if perp and base == asset:
+                    return price
         return snapshot_mark
 
     def _drawdown(self, snapshot: PortfolioSnapshot) -> tuple[Decimal, Decimal]:

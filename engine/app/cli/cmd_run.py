@@ -349,6 +349,7 @@ def _journal(config: Config, path: Path) -> Journal:
         path,
         batch_size=config.journal.batch_size,
         flush_interval_s=config.journal.flush_interval_ms / 1000,
+        durable_on_loop=config.journal.durable_write == "loop",
         kind="paper" if config.venue.kind == "simulated" else "live",
     )
 

@@ -28,6 +28,7 @@ from ballast.engine.app.cli import (
     cmd_plan,
     cmd_replay,
     cmd_run,
+    cmd_sweep,
     cmd_venue,
     exits,
 )
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_run.add(sub)
     cmd_demo.add(sub)
     cmd_backtest.add(sub)
+    cmd_sweep.add(sub)
     cmd_replay.add(sub)
     cmd_plan.add(sub)
     cmd_journal.add(sub)
