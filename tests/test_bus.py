@@ -605,3 +605,17 @@ async def test_send_without_a_journal_publishes(sim_clock: SimulatedClock) -> No
     assert await bus.send(quote()) == 1
     await bus.sync()
     assert seen == [quote()]
+
+
+async def test_paced_says_when_a_producer_must_await_pace(
+    tmp_path: Path, sim_clock: SimulatedClock
+) -> None:
+    bare = Bus(sim_clock)  # without a journal nothing is ever paced
+    assert not bare.paced(bare.publish(quote()))
+    async with Journal(tmp_path / "j.db", batch_size=3) as journal:
+        bus = Bus(sim_clock, journal)
+        seqs = [bus.publish(quote(ts=START_NS + i)) for i in range(1, 7)]
+        # once per journal batch (seqs 3 and 6): the producer yields so the group commit runs
+        assert [bus.paced(seq) for seq in seqs] == [False, False, True, False, False, True]
+        await bus.pace(seqs[2])  # yields once, returns
+        assert await bus.send(quote(ts=START_NS + 7)) == seqs[-1] + 1

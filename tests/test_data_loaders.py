@@ -153,6 +153,23 @@ def test_bundle_stream_content_and_order(real: MarketBundle, real_events: list[M
     )
 
 
+def test_stream_order_does_not_depend_on_the_order_assets_are_given_in() -> None:
+    """Series are merged by close time alone, ties in the (spot before perp, symbol) order the
+    series are put in first: assets given in another order still give the one stream order."""
+    start, end = "2022-05-01T00:00", "2022-05-08T00:00"
+    given = list(MarketBundle.load(DATA, ["ETH", "BTC"], start=start, end=end).events())
+    assert_stream_order(given)
+    assert given == list(MarketBundle.load(DATA, ["BTC", "ETH"], start=start, end=end).events())
+    assert [e.symbol for e in given[:6]] == [
+        "BTC/USDT",
+        "ETH/USDT",
+        "BTC/USDT:USDT",
+        "ETH/USDT:USDT",
+        "BTC/USDT:USDT",
+        "ETH/USDT:USDT",
+    ]
+
+
 def test_marks_never_see_a_future_funding_rate(
     real: MarketBundle, real_events: list[MarketData]
 ) -> None:

@@ -69,6 +69,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 
 from ballast.adapters.data.funding import FundingSeries, funding_gaps, load_funding
@@ -296,9 +297,12 @@ class MarketBundle:
             for f in funding
             for p in f.points
         ]
-        lists = [s.bars for s in (*spot, *perp)]
+        # One symbol per series: merged by time alone, ties in (spot before perp, symbol) order
+        # (heapq.merge keeps the order of its inputs for equal keys), which is bar_order's.
+        ranked = sorted((*spot, *perp), key=lambda s: (is_perp(s.symbol), s.symbol))
+        lists = [s.bars for s in ranked]
         return cls(
-            lambda: heapq.merge(*lists, key=bar_order),
+            lambda: heapq.merge(*lists, key=_close_time),
             settlements,
             report,
             start=lo,
@@ -343,21 +347,31 @@ class MarketBundle:
     def events(self) -> Iterator[MarketData]:
         """The market event stream, lazily (see the module docstring for content and order)."""
         marks = _MarkMaker(self.funding_history)
+        mark, spot_close = marks.mark, marks.spot_close
         previous: tuple[int, bool, str] | None = None
         perps: list[Bar] = []
+        perp_symbols: dict[str, bool] = {}
         for bar in self._bars():
-            key = bar_order(bar)
-            if previous is not None and key <= previous:
-                raise DataError(f"bar feed out of order: {key} after {previous}")
-            if previous is not None and key[0] != previous[0]:
-                yield from marks.flush(perps)
+            symbol = bar.symbol
+            perp = perp_symbols.get(symbol)
+            if perp is None:
+                perp = perp_symbols[symbol] = is_perp(symbol)
+            key = (bar.ts_event, perp, symbol)  # bar_order(bar)
+            if previous is not None:
+                if key <= previous:
+                    raise DataError(f"bar feed out of order: {key} after {previous}")
+                if perps and key[0] != previous[0]:  # the marks of the instant before
+                    for perp_bar in perps:
+                        yield mark(perp_bar)
+                    perps.clear()
             previous = key
-            if key[1]:
+            if perp:
                 perps.append(bar)
             else:
-                marks.spot_close(bar)
+                spot_close(bar)
             yield bar
-        yield from marks.flush(perps)
+        for perp_bar in perps:
+            yield mark(perp_bar)
 
 
 def _wanted(start: int | None, end: int | None) -> str:
@@ -438,6 +452,9 @@ def _reported(ts: int, lo: int | None, hi: int | None, carried: int | None) -> b
     return lo is None or ts >= lo or carried is None or ts > carried
 
 
+_close_time = attrgetter("ts_event")
+
+
 def bar_order(bar: Bar) -> tuple[int, bool, str]:
     """Sort key of the stream: time, spot (False) before perp (True), symbol."""
     return (bar.ts_event, is_perp(bar.symbol), bar.symbol)
@@ -467,18 +484,18 @@ class _MarkMaker:
             self._by_symbol.setdefault(s.symbol, []).append(s)
         self._next: dict[str, int] = dict.fromkeys(self._by_symbol, 0)
         self._spot: dict[str, tuple[int, Decimal]] = {}
+        self._spot_of: dict[str, str] = {}
 
     def spot_close(self, bar: Bar) -> None:
         self._spot[bar.symbol] = (bar.ts_event, bar.close)
 
-    def flush(self, perps: list[Bar]) -> Iterator[MarkPriceUpdated]:
-        for bar in perps:
-            yield self._mark(bar)
-        perps.clear()
-
-    def _mark(self, bar: Bar) -> MarkPriceUpdated:
+    def mark(self, bar: Bar) -> MarkPriceUpdated:
+        """The mark of perp ``bar`` (after every bar of its timestamp was seen)."""
         ts = bar.ts_event
-        spot = self._spot.get(spot_of(bar.symbol))
+        spot_symbol = self._spot_of.get(bar.symbol)
+        if spot_symbol is None:
+            spot_symbol = self._spot_of[bar.symbol] = spot_of(bar.symbol)
+        spot = self._spot.get(spot_symbol)
         index = spot[1] if spot is not None and spot[0] == ts else bar.close
         rate, interval_h = self._settled(bar.symbol, ts)
         step = interval_h * NS_PER_HOUR

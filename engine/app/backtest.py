@@ -189,17 +189,22 @@ async def run_backtest(
         session.bus.subscribe(DataRejected, rejected.append, name="backtest.data_rejected")
         async with session:
             settlements = SettlementSchedule(bundle.settlements)
+            on_market = venue.on_market
+            instant = clock.now_ns()
             for event in bundle.events():
-                if event.ts_event != clock.now_ns():  # within an instant time stands still
-                    await _advance(clock, venue, session, clock.now_ns())  # close the instant
-                    for due in settlements.before(event.ts_event):
+                ts = event.ts_event
+                if ts != instant:  # within an instant time stands still
+                    await _advance(clock, venue, session, instant)  # close the instant
+                    for due in settlements.before(ts):
                         await _settle(clock, venue, session, due)
-                    await _advance(clock, venue, session, event.ts_event)
-                await venue.on_market(event)
-                await session.idle()
+                    await _advance(clock, venue, session, ts)
+                    instant = clock.now_ns()
+                await on_market(event)
+                if session.busy:  # else idle() would return at once: no await
+                    await session.idle()
                 count += 1
                 if progress is not None:
-                    progress(count, event.ts_event)
+                    progress(count, ts)
             await _advance(clock, venue, session, clock.now_ns())
             for due in settlements.before(clock.now_ns() + 1):
                 await _settle(clock, venue, session, due)
@@ -239,7 +244,8 @@ async def _advance(
     while (deadline := clock.next_deadline_ns()) is not None and deadline <= ts_ns:
         clock.advance_to(deadline)
         await venue.drain()
-        await session.idle()
+        if session.busy:
+            await session.idle()
     clock.advance_to(ts_ns)
     await venue.drain()
 

@@ -298,7 +298,22 @@ class Session:
             return seq
         if self.market_muted and event.stream == "market":
             return self.bus.last_seq
-        return await self.bus.send(event)
+        bus = self.bus
+        seq = bus.publish(event)  # bus.send, without its coroutine when it would not wait
+        if bus.journal is not None and bus.paced(seq):
+            await bus.pace(seq)
+        return seq
+
+    @property
+    def busy(self) -> bool:
+        """Whether a message is pending or an actor has background work: ``await idle()`` would
+        wait (a driver checks this first, to skip the await when it would return at once)."""
+        if self.bus.pending:
+            return True
+        for actor in self.actors:  # noqa: SIM110 - no generator per call (once per event)
+            if actor._tasks:
+                return True
+        return False
 
     async def idle(self) -> None:
         """Wait until no message is pending and no actor has background work."""

@@ -173,7 +173,8 @@ class SimulatedClock(Clock):
     def __init__(self, start_ns: int = 0, *, timers: bool = True) -> None:
         super().__init__()
         self._now = start_ns
-        self._heap: list[_Deadline] = []
+        self._heap: list[tuple[int, int, _Deadline]] = []
+        """(deadline, creation order, deadline): compared as plain tuples, in C."""
         self._timers_enabled = timers
 
     def now_ns(self) -> int:
@@ -185,27 +186,30 @@ class SimulatedClock(Clock):
             self._now = ts_ns
 
     def next_deadline_ns(self) -> int | None:
-        while self._heap and self._heap[0].cancelled:
-            heapq.heappop(self._heap)
-        return self._heap[0].at_ns if self._heap else None
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def advance_to(self, ts_ns: int) -> int:
         """Fire due timers up to and including ``ts_ns``, then set the time. Returns fired count."""
         fired = 0
-        while True:
-            nxt = self.next_deadline_ns()
-            if nxt is None or nxt > ts_ns:
-                break
-            deadline = heapq.heappop(self._heap)
-            self._now = max(self._now, deadline.at_ns)
+        heap = self._heap
+        while heap and heap[0][0] <= ts_ns:
+            at_ns, _, deadline = heapq.heappop(heap)
+            if deadline.cancelled:
+                continue
+            if at_ns > self._now:
+                self._now = at_ns
             self._fire(deadline)
             fired += 1
-        self.set_time(ts_ns)
+        if ts_ns > self._now:
+            self._now = ts_ns
         return fired
 
     def _schedule(self, deadline: _Deadline) -> None:
         if self._timers_enabled:
-            heapq.heappush(self._heap, deadline)
+            heapq.heappush(self._heap, (deadline.at_ns, deadline.order, deadline))
 
     def _disarm(self, deadline: _Deadline) -> None:
         """Cancelled deadlines are skipped lazily when they reach the top of the heap."""
