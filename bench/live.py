@@ -510,7 +510,12 @@ async def _engine_main(
         sys.stdout.write(json.dumps(payload) + "\n")
         sys.stdout.flush()
 
-    async with venue, Journal(workdir / "journal.db", kind="live") as journal:
+    journal_file = Journal(
+        workdir / "journal.db",
+        kind="live",
+        durable_on_loop=config.journal.durable_write == "loop",  # as `ballast run` opens it
+    )
+    async with venue, journal_file as journal:
         session = Session(config, clock, journal=journal, venue=venue)
         session.bus.subscribe(QuoteTick, on_quote, name="bench.quote")
         session.bus.subscribe(SubmitOrder, on_submit, name="bench.submit")
