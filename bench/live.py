@@ -460,6 +460,7 @@ async def _engine_main(
     """The child: a live session on the exchange at ``rest_url``; answers the parent's lines."""
     from ballast.adapters.ccxt.exchanges import EXCHANGES
     from ballast.adapters.ccxt.venue import CcxtVenue
+    from ballast.engine.app.live_run import freeze_startup_heap
     from ballast.engine.app.session import Session
     from ballast.engine.kernel.commands import SubmitOrder
     from ballast.engine.kernel.config import parse_config
@@ -527,6 +528,7 @@ async def _engine_main(
             for actor in session.actors:
                 if isinstance(actor, Portfolio):
                     actor.min_snapshot_interval_ns = 0
+            freeze_startup_heap()  # as `ballast run` does once its session has started
             answer({"ready": True})
             while line := (await reader.readline()).decode().split():
                 if line[0] == "seen":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import gc
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -123,15 +124,22 @@ async def test_run_live_in_process_with_a_watcher_stops_when_told(tmp_path: Path
         yield
         seen.append(("left", data_time()))
 
+    frozen: list[int] = []
+
     async def stop_after_a_fill() -> None:
         await eventually(lambda: count_in(tmp_path / "journal.db", "OrderFilled") > 0, within_s=60)
+        frozen.append(gc.get_freeze_count())
         stop.set()
 
+    before = gc.get_freeze_count()
     stopper = asyncio.create_task(stop_after_a_fill())
     result = await run_live(
         config, stop=stop, step_s=0.05, max_runtime_s=60, metrics_address=None, watch=watch
     )
     await stopper
+    # the start-up heap is out of the collector's way while the session trades, back after it
+    assert frozen[0] > before
+    assert gc.get_freeze_count() == 0
     assert result.reason == "completed"
     assert result.resumed is None
     assert [what for what, _ in seen] == ["entered", "left"]
