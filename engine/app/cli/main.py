@@ -32,6 +32,7 @@ from ballast.engine.app.cli import (
     cmd_venue,
     exits,
 )
+from ballast.engine.app.event_loop import loop_factory
 from ballast.engine.kernel.errors import BallastError, ConfigError, JournalError
 from ballast.engine.kernel.redaction import RedactingFilter, redact
 
@@ -70,19 +71,10 @@ def _setup_logging(verbose: bool) -> None:
 def _run(func: Command, args: argparse.Namespace) -> int:
     result = func(args)
     if asyncio.iscoroutine(result):
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(result)
     assert isinstance(result, int)
     return result
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +13,7 @@ import msgspec
 
 from ballast.adapters.data.bundle import MarketSeries
 from ballast.engine.app.backtest import market_bundle, run_backtest
+from ballast.engine.app.event_loop import loop_factory
 from ballast.engine.kernel.config import config_from_json
 from ballast.engine.observe.performance import PerformanceSummary
 
@@ -78,7 +78,7 @@ def metrics_of(summary: PerformanceSummary) -> dict[str, Metric]:
 
 def run_task(series: MarketSeries, task: Task) -> Record:
     """Run ``task`` in this process (its own event loop)."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(_run(series, task))
 
 
@@ -101,12 +101,3 @@ async def _run(series: MarketSeries, task: Task) -> Record:
         journal=task.journal,
         curve=[(c.ts_ns, str(c.nav)) for c in run.performance.series.closes],
     )
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
