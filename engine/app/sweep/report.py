@@ -83,6 +83,9 @@ def heatmap_figure(
     ax.set_ylabel(y)
     ax.grid(False)
     for (cx, cy), value in cells.items():
+        # dark text on the colour map's light end (viridis: yellow), white on its dark end
+        r, g, b, _ = image.cmap(image.norm(np.array(value)))
+        light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
         ax.text(
             xs.index(cx),
             ys.index(cy),
@@ -90,7 +93,7 @@ def heatmap_figure(
             ha="center",
             va="center",
             fontsize=8,
-            color="white",
+            color="black" if light else "white",
         )
     fig.colorbar(image, ax=ax, label=metric)
     ax.set_title(f"{metric} over {x} × {y}")
