@@ -46,7 +46,7 @@ from ballast.engine.app.backtest_journal import inspect
 from ballast.engine.app.bundled import data_dir, example_config, market_data
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.cmd_backtest import print_results, run_all
-from ballast.engine.app.cli.report_extra import REPORT_EXTRA, write_runs_report
+from ballast.engine.app.cli.report_extra import skip_without_charts, write_runs_report
 from ballast.engine.app.replay import replay
 from ballast.engine.app.session import Session
 from ballast.engine.kernel.bus import Bus
@@ -562,9 +562,7 @@ async def _write_report(journal: Path, folder: Path, *, quote: str) -> None:
     try:
         from ballast.engine.observe.report import write_report
     except ImportError as exc:
-        if (exc.name or "").partition(".")[0] not in ("matplotlib", "numpy"):
-            raise
-        print(f"report: skipped, the charts need matplotlib: {REPORT_EXTRA}")
+        skip_without_charts(exc)
         return
     recorder = await from_journal(journal, sample_interval_ns=0)
     if not recorder.snapshots_seen:

@@ -13,7 +13,7 @@ from ballast.adapters.data.gaps import format_ts
 from ballast.engine.app.bundled import data_dir
 from ballast.engine.app.cli import exits
 from ballast.engine.app.cli.options import BAR_INTERVAL_HELP, bar_interval_option, time_option
-from ballast.engine.app.cli.report_extra import REPORT_EXTRA
+from ballast.engine.app.cli.report_extra import skip_without_charts
 from ballast.engine.app.cli.sweep_progress import sweep_progress
 from ballast.engine.app.sweep.executors import ray_missing
 from ballast.engine.app.sweep.runner import Options, Outcome, Runner, Sweep, prepare
@@ -146,9 +146,7 @@ def _write(
     try:
         from ballast.engine.app.sweep.report import write_sweep_report
     except ImportError as exc:
-        if (exc.name or "").partition(".")[0] not in ("matplotlib", "numpy"):
-            raise
-        print(f"report: skipped, the charts need matplotlib: {REPORT_EXTRA}")
+        skip_without_charts(exc)
         return
     page = write_sweep_report(
         out,

@@ -25,11 +25,17 @@ def write_runs_report(
     try:
         from ballast.engine.observe.report import write_report
     except ImportError as exc:
-        if (exc.name or "").partition(".")[0] not in _CHART_MODULES:
-            raise  # a broken install of something else: not the missing extra
-        print(f"report: skipped, the charts need matplotlib: {REPORT_EXTRA}")
+        skip_without_charts(exc)
         return
     files = write_report(
         folder, {run.name: run.performance for run in runs}, title=title, quote=quote
     )
     print(f"report: {files.html}")
+
+
+def skip_without_charts(exc: ImportError) -> None:
+    """Say a report is skipped when ``exc`` is the missing charts extra (matplotlib, numpy);
+    any other import error is a broken install of something else: raised again."""
+    if (exc.name or "").partition(".")[0] not in _CHART_MODULES:
+        raise exc
+    print(f"report: skipped, the charts need matplotlib: {REPORT_EXTRA}")
