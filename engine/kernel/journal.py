@@ -818,9 +818,9 @@ class Journal:
         )
 
     def _write_sync(self, batch: Sequence[Row], sync: bool, committed: list[bool]) -> None:
-        """One batch, on the connection's own thread in one hand-over (or on the loop's thread
-        with ``durable_on_loop``): the transaction and,
-        when ``sync``, the fsync of the WAL. (aiosqlite runs each ``execute`` as a separate
+        """One batch: the transaction and, when ``sync``, the fsync of the WAL, on the
+        connection's own thread in one hand-over (a durable batch with ``durable_on_loop``: on
+        the event loop's thread, no hand-over). (aiosqlite runs each ``execute`` as a separate
         hand-over to its thread and back; a durable write took four: BEGIN, the inserts, COMMIT,
         the fsync, each a wake-up of both threads, on the path of every order and fill. Its
         ``_execute`` runs a function on that thread: a private API of aiosqlite's, pinned in
