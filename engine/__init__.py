@@ -1,3 +1,3 @@
 """Ballast: keeps a crypto spot core plus a perpetual-futures overlay on its risk budget."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from ballast.engine import __version__
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
@@ -178,7 +179,7 @@ def test_a_known_portfolio_state_is_exported(bus: Bus, exporter: MetricsExporter
     assert value(m, "ballast_volatility_annualised_ratio") == pytest.approx(0.55)
     assert value(m, "ballast_budget_band_ratio") == pytest.approx(0.05)
     assert value(m, "ballast_budget_overlay_scale_ratio") == 1
-    assert value(m, "ballast_build_info", version="0.1.0") == 1
+    assert value(m, "ballast_build_info", version=__version__) == 1
 
 
 def test_regime_is_one_hot_and_the_budget_moves_bands_and_cap(
