@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from ballast.engine.kernel.events import QuoteTick
 from ballast.engine.kernel.journal import Journal
 from bench.common import quotes, rate_line, run
 
-N_EVENTS = 500_000
+N_EVENTS = int(os.environ.get("BALLAST_BENCH_BUS_EVENTS", "500000"))
+"""``BALLAST_BENCH_BUS_EVENTS`` makes a quick run (the tests of the comparison use a few)."""
 N_SUBSCRIBERS = 4
 TARGET = 150_000
 
@@ -60,4 +62,9 @@ def main() -> None:
     )
     if durable != N_EVENTS or any(n != N_EVENTS for n in delivered):
         print("  WARNING: not every event was journaled and delivered")
-    print("  " + rate_line(f"bus+journal, {N_SUBSCRIBERS} subscribers", N_EVENTS, elapsed, TARGET))
+    print(
+        "  "
+        + rate_line(
+            f"bus+journal, {N_SUBSCRIBERS} subscribers", N_EVENTS, elapsed, TARGET, key="bus.rate"
+        )
+    )
