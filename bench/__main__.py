@@ -208,7 +208,9 @@ def _compare(
             if befores:
                 before = {f.key: f for f in _median(befores)}
                 when = "first" if index % 2 == 1 else "second"
-                print(f"  beside {label} ({code}), measured in this run, {label} {when}:")
+                if rounds > 1:
+                    when += " in round 1, then alternating; medians"
+                print(f"  beside {label} ({code}), measured in this run, {label} ran {when}:")
             else:
                 fallback = record if record is not None and record.version == label else None
                 if fallback is None and release is not None:
