@@ -77,10 +77,13 @@ def _shown(path: Path) -> str:
 ROUNDS = "BENCH_ROUNDS"
 """Rounds of (today, previous) per benchmark, order alternating (default 1); medians printed."""
 SKIP = "BENCH_PREVIOUS_SKIP"
-SKIP_DEFAULT = "sweep,live"
+SKIP_DEFAULT = "sweep"
 """Benchmarks not run on the previous release by default (its recorded figures stand beside):
-the two longest (2 and 2.5 minutes of the 6 a pass takes on the project's machine). Running
-everything twice takes about 12 minutes; ``BENCH_PREVIOUS_SKIP=`` does."""
+``sweep``, 2 of the 5 minutes a pass takes on the project's machine, whose goal is a ratio
+measured within the run (the pool's speed-up) and whose variants/min are backtests, measured
+beside the release by ``backtest``. ``live``, the next longest (2.5 minutes), stays: its
+latencies swing most with the machine's load, so a recorded figure says least beside them.
+``BENCH_PREVIOUS_SKIP=`` runs all on both (about 12 minutes), ``=sweep,live`` about 7."""
 
 
 def _header() -> None:
@@ -167,8 +170,10 @@ def _compare(
     elif record is not None:
         print(
             f"beside release {record.version}'s figures recorded {record.date} "
-            f"({_shown(record.path)}, commit {record.commit[:7]}): another run, maybe another "
-            "machine; only figures measured in the same run compare within ±20 %"
+            f"({_shown(record.path)}, commit {record.commit[:7]}; "
+            f"{record.conditions or 'no note'}): "
+            "another run, maybe another machine; only figures measured in the same run compare "
+            "within ±20 %"
         )
     started = time.perf_counter()
     table: list[str] = []
@@ -218,7 +223,8 @@ def _compare(
                 if fallback is not None:
                     before = fallback.figures
                     recorded_on = fallback.date[:10]
-                    print(f"  beside {label}'s figures recorded {fallback.date}:")
+                    conditions = f" ({fallback.conditions})" if fallback.conditions else ""
+                    print(f"  beside {label}'s figures recorded {fallback.date}{conditions}:")
                 else:
                     print(f"  {label}: no figures for {name}")
             for f in today:

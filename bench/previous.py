@@ -61,6 +61,8 @@ class Record:
     commit: str
     figures: dict[str, Figure]
     path: Path
+    conditions: str
+    """The load average around the recording and its note, as printed beside its figures."""
 
 
 def git(root: Path, *args: str) -> str | None:
@@ -175,7 +177,16 @@ def code_version(pythonpath: Path | None) -> str:
 def load_record(path: Path) -> Record:
     data: dict[str, Any] = json.loads(path.read_text())
     figures = {f.key: f for f in read_figures(data)}
-    return Record(str(data["version"]), str(data["date"]), str(data["commit"]), figures, path)
+    load = data.get("load_average", {})
+    conditions = ""
+    if load:
+        before, after = load["before"][0], load["after"][0]
+        conditions = f"load average {before:.1f} before, {after:.1f} after"
+    if data.get("note"):
+        conditions = "; ".join(c for c in (conditions, str(data["note"])) if c)
+    return Record(
+        str(data["version"]), str(data["date"]), str(data["commit"]), figures, path, conditions
+    )
 
 
 def recorded(
