@@ -53,7 +53,7 @@ test-fast: $(STAMP)
 # Each figure beside its target or floor and beside the previous release's (the newest v* tag
 # before HEAD, archived into .bench-previous/), measured in the same run: bench/previous.py.
 # BENCH_PREVIOUS=<rev> compares with another revision, BENCH_PREVIOUS=off skips; sweep shows the
-# release's recorded figures (bench/releases/) unless BENCH_PREVIOUS_SKIP= (~12 min; default ~9).
+# release's recorded figures (bench/releases/) unless BENCH_PREVIOUS_SKIP= (~9 min; default ~7).
 bench: $(STAMP)
 	$(PY) -m bench
 

@@ -79,11 +79,11 @@ ROUNDS = "BENCH_ROUNDS"
 SKIP = "BENCH_PREVIOUS_SKIP"
 SKIP_DEFAULT = "sweep"
 """Benchmarks not run on the previous release by default (its recorded figures stand beside):
-``sweep``, 2 of the 5 minutes a pass takes on the project's machine, whose goal is a ratio
-measured within the run (the pool's speed-up) and whose variants/min are backtests, measured
-beside the release by ``backtest``. ``live``, the next longest (2.5 minutes), stays: its
-latencies swing most with the machine's load, so a recorded figure says least beside them.
-``BENCH_PREVIOUS_SKIP=`` runs all on both (about 12 minutes), ``=sweep,live`` about 7."""
+``sweep``, about 2 of the 5-6 minutes a pass takes on the project's machine, whose goal is a
+ratio measured within the run (the pool's speed-up) and whose variants/min are backtests,
+measured beside the release by ``backtest``. ``live``, as long, stays: its latencies swing most
+with the machine's load, so a recorded figure says least beside them. ``make bench`` takes
+about 7 minutes so; ``BENCH_PREVIOUS_SKIP=`` about 9, ``=sweep,live`` about 5."""
 
 
 def _header() -> None:
