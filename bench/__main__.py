@@ -95,6 +95,7 @@ def _in_process(names: list[str], out: Path | None, header: bool) -> int:
     """Today's code in this process, as before the comparison (and each child of it)."""
     if header:
         _header()
+    FIGURES.clear()
     started = time.perf_counter()
     for name in names:
         BENCHMARKS[name]()

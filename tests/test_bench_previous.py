@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import ballast.engine
 from bench.__main__ import BENCHMARKS, Places, main
 from bench.previous import PreviousError, load_record, previous_release, version_key
 
@@ -164,6 +165,33 @@ def test_a_benchmark_the_previous_code_cannot_run_falls_back_to_its_record(
     assert "ModuleNotFoundError" in (tmp_path / "cache" / "v0.0.1" / "bus.log").read_text()
     assert "beside 0.0.1's figures recorded 2026-01-02T03:04Z:" in out
     assert re.search(r"\| 0\.0\.1 recorded 2026-01-02: 1,234 events/s, today/0\.0\.1", out), out
+
+
+def test_json_writes_the_figures_of_this_process_and_off_measures_today_only(
+    tmp_path: Path,
+    quick_bus: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "figures.json"
+    assert main(["bus", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["version"] == ballast.engine.__version__
+    assert data["code"] == ballast.engine.__file__
+    assert [f["key"] for f in data["figures"]] == ["bus.rate", "bus.peak_rss"]
+    rate = data["figures"][0]
+    assert (rate["unit"], rate["better"], rate["target"]) == ("events/s", "higher", 150_000)
+    assert rate["value"] > 0
+    capfd.readouterr()
+
+    monkeypatch.setenv("BENCH_PREVIOUS", "off")
+    repo = tmp_path / "repo"
+    _release_repo(repo, "0.0.1")
+    assert main(["bus"], Places(repo, tmp_path / "cache", tmp_path / "releases")) == 0
+    printed = capfd.readouterr().out
+    assert "bus+journal, 4 subscribers: " in printed
+    assert "0.0.1" not in printed
+    assert not (tmp_path / "cache").exists()
 
 
 def test_the_recorded_figures_of_0_1_0_cover_every_benchmark() -> None:
