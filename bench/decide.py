@@ -31,9 +31,10 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ballast.engine.app.session import Session
+from ballast.engine.kernel.bus import Bus, Handler
 from ballast.engine.kernel.clock import NS_PER_MICROSECOND, LiveClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import parse_config
@@ -59,8 +60,38 @@ class DecideResult:
     missed: int = 0
 
 
+def _time_handlers(bus: Bus, totals: dict[str, list[int]]) -> None:
+    """Wrap every subscription's handler with a CPU timer (``--handlers``): its time per call,
+    nested handlers included (a handler's publish dispatches only when the bus is idle, so
+    nesting is rare)."""
+    cpu = time.thread_time_ns
+
+    def timed(name: str, handler: Handler) -> Handler:
+        calls = totals.setdefault(name, [0, 0])
+
+        def run(message: Any) -> None:
+            t0 = cpu()
+            try:
+                handler(message)
+            finally:
+                calls[0] += 1
+                calls[1] += cpu() - t0
+
+        return run
+
+    for subs in (*bus._subs.values(), bus._all):
+        for sub in subs:
+            key = f"{sub.message_type.__name__}: {sub.name}"
+            sub.handler = timed(key, sub.handler)
+    bus._routes.clear()
+
+
 async def _trips(
-    workdir: Path, trips: int, warmup: int, profiler: cProfile.Profile | None
+    workdir: Path,
+    trips: int,
+    warmup: int,
+    profiler: cProfile.Profile | None,
+    handlers: dict[str, list[int]] | None,
 ) -> DecideResult:
     config = parse_config(ENGINE_TOML, source="bench.decide")
     clock = LiveClock()
@@ -86,6 +117,8 @@ async def _trips(
             for actor in session.actors:
                 if isinstance(actor, Portfolio):
                     actor.min_snapshot_interval_ns = 0
+            if handlers is not None:
+                _time_handlers(bus, handlers)
             ts = clock.now_ns()
             bus.publish(QuoteTick(ts, ts, SYMBOL, LOW - TICK, LOW + TICK, ONE, ONE))
             await session.idle()
@@ -96,6 +129,9 @@ async def _trips(
                 await session.idle()
                 submitted.clear()
                 measured = i >= warmup
+                if i == warmup and handlers is not None:
+                    for calls in handlers.values():
+                        calls[:] = [0, 0]
                 if measured and profiler is not None:
                     profiler.enable()
                 ts = clock.now_ns()
@@ -120,10 +156,13 @@ async def _trips(
 
 
 def measure(
-    trips: int = TRIPS, warmup: int = WARMUP, profiler: cProfile.Profile | None = None
+    trips: int = TRIPS,
+    warmup: int = WARMUP,
+    profiler: cProfile.Profile | None = None,
+    handlers: dict[str, list[int]] | None = None,
 ) -> DecideResult:
     with tempfile.TemporaryDirectory(prefix="ballast-bench-decide-") as tmp:
-        return run(_trips(Path(tmp), trips, warmup, profiler))
+        return run(_trips(Path(tmp), trips, warmup, profiler, handlers))
 
 
 def _us(values: list[int], q: float) -> float:
@@ -158,12 +197,29 @@ def _profile(trips: int, top: int) -> None:
         print(out.getvalue())
 
 
+def _handlers(trips: int) -> None:
+    totals: dict[str, list[int]] = {}
+    result = measure(trips, WARMUP, handlers=totals)
+    print(f"  with handler timers: {summary(result)}")
+    print("  CPU per call and per trip, by message type and handler (all trips' messages):")
+    for name, (calls, ns) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
+        if calls:
+            print(
+                f"    {ns / calls / NS_PER_MICROSECOND:7.1f} us/call "
+                f"{ns / trips / NS_PER_MICROSECOND:7.1f}"
+                f" us/trip  {calls:6,} calls  {name}"
+            )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.decide")
     parser.add_argument("--profile", nargs="?", type=int, const=TRIPS, default=None)
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--handlers", nargs="?", type=int, const=TRIPS, default=None)
     args = parser.parse_args()
-    if args.profile is None:
-        main()
-    else:
+    if args.handlers is not None:
+        _handlers(args.handlers)
+    elif args.profile is not None:
         _profile(args.profile, args.top)
+    else:
+        main()
