@@ -66,6 +66,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from functools import cached_property
 from typing import Final, get_args
 
 import msgspec
@@ -187,6 +188,16 @@ class _Book:
 
     def state(self) -> AssetState | None:
         return next((s for s in self.snapshot.assets if s.asset == self.instrument.base), None)
+
+    @cached_property
+    def all_net_ends(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """:func:`_all_net_ends`, once per check (several limits read it; nobody writes it)."""
+        return _all_net_ends(self)
+
+    @cached_property
+    def flight_legs(self) -> dict[Leg, Decimal]:
+        """:func:`_flight_legs` of the in-flight orders, once per check (read only)."""
+        return _flight_legs(self.in_flight)
 
 
 def check(
@@ -396,7 +407,7 @@ def _asset_weight(book: _Book) -> _Limit:
 
 def _gross_leverage(book: _Book) -> _Limit:
     legs = _legs(book.snapshot)
-    flight = _flight_legs(book.in_flight)
+    flight = book.flight_legs
     own = book.own_leg
     others = sum(
         (
@@ -423,7 +434,7 @@ def _net_leverage(book: _Book) -> _Limit:
     their worst; a reducing order passes up to zero and beyond it only within the cap."""
     asset = book.instrument.base
     others = sum(
-        (max(abs(x) for x in ends) for a, ends in _all_net_ends(book).items() if a != asset),
+        (max(abs(x) for x in ends) for a, ends in book.all_net_ends.items() if a != asset),
         _ZERO,
     )
     own_ends = _net_ends(book)
@@ -451,7 +462,7 @@ def _margin_usage(book: _Book) -> _Limit:
     their worst. Orders that reduce margin usage pass."""
     usage_cap = book.mandate.max_margin_usage
     balance = book.snapshot.cash + sum((s.perp_unrealized_pnl for s in book.snapshot.assets), _ZERO)
-    flight = _flight_legs(book.in_flight)
+    flight = book.flight_legs
     balance -= sum((v for (_, perp), v in flight.items() if not perp and v > 0), _ZERO)
     perps = _perp_ends(book)
     own = book.instrument.symbol
@@ -609,7 +620,7 @@ def _all_net_ends(book: _Book) -> dict[str, tuple[Decimal, Decimal]]:
 
 
 def _net_ends(book: _Book) -> tuple[Decimal, Decimal]:
-    return _all_net_ends(book).get(book.instrument.base, (_ZERO, _ZERO))
+    return book.all_net_ends.get(book.instrument.base, (_ZERO, _ZERO))
 
 
 def _flatten_qty(book: _Book, ends: tuple[Decimal, ...]) -> Decimal:
