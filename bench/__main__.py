@@ -6,7 +6,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import backtest, bus, latency, live, pipeline, replay, sweep, synthetic
+from bench import backtest, bus, decide, latency, live, pipeline, replay, sweep, synthetic
 from bench.common import machine_line, peak_rss_line
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "pipeline": pipeline.main,
     "backtest": backtest.main,
     "synthetic": synthetic.main,
+    "decide": decide.main,
     "live": live.main,
     "sweep": sweep.main,
 }
