@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import backtest, bus, latency, live, pipeline, replay, sweep, synthetic
+from bench import backtest, bus, decide, latency, live, pipeline, replay, sweep, synthetic
 from bench.common import (
     FIGURES,
     Figure,
@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "pipeline": pipeline.main,
     "backtest": backtest.main,
     "synthetic": synthetic.main,
+    "decide": decide.main,
     "live": live.main,
     "sweep": sweep.main,
 }

@@ -542,6 +542,36 @@ async def test_a_durable_write_on_the_loops_thread(tmp_path: Path) -> None:
     assert [r.seq for r in await read_all(path)] == list(range(1, 8))
 
 
+async def test_a_durable_write_on_the_loops_thread_takes_no_loop_iteration(
+    tmp_path: Path,
+) -> None:
+    """The order path's latency: with durable_on_loop and the writer idle, ``sync`` writes and
+    fsyncs inline and returns without a loop iteration (no task on either side of the write),
+    so nothing queued on the loop runs in between; with a group commit in flight on SQLite's
+    thread it waits for it, then writes after it, in order."""
+    path = tmp_path / "j.db"
+    loop = asyncio.get_running_loop()
+    async with Journal(path, flush_interval_s=IDLE, durable_on_loop=True) as journal:
+        journal.append(quote(1))
+        ran: list[int] = []
+        loop.call_soon(ran.append, 1)
+        assert await journal.sync() == 1
+        assert ran == []  # the callback queued before the sync has not run yet
+        assert (journal.durable_seq, journal.commits) == (1, 1)
+        await asyncio.sleep(0)
+        assert ran == [1]
+
+        for i in (2, 3, 4):
+            journal.append(quote(i))
+        group = asyncio.ensure_future(journal.commit())  # on SQLite's thread, holding the lock
+        await asyncio.sleep(0)
+        journal.append(quote(5))
+        assert await journal.sync() == 5
+        await group
+        assert (journal.committed_seq, journal.durable_seq) == (5, 5)
+    assert [r.seq for r in await read_all(path)] == list(range(1, 6))
+
+
 async def test_sync_of_an_already_durable_seq_is_a_no_op(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.db", flush_interval_s=IDLE) as journal:
         for m in quotes(3):

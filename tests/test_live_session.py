@@ -22,6 +22,7 @@ from ballast.engine.kernel.events import (
     Message,
     OrderIntent,
     OrderStatusReported,
+    QuoteTick,
     VenueConnectionChanged,
 )
 from ballast.engine.kernel.instruments import binance_defaults
@@ -171,3 +172,42 @@ async def test_a_graceful_stop_waits_for_an_order_being_sent_no_longer_than_its_
     assert "SubmitOrder" in kinds
     assert "OrderFilled" not in kinds
     assert kinds[-1] == "SessionStopped"
+
+
+async def test_a_venue_delivers_market_data_synchronously_and_the_rest_through_its_sink(
+    tmp_path: Path,
+) -> None:
+    """``Venue.emit_market_now``: a stream handler hands a quote to the session in its own
+    callback (journaled and dispatched before it returns, no loop iteration); an order or account
+    event is refused there (it must be durable before anything acts on it: ``emit``), and so is
+    market data while the journal is backlogged (``emit`` waits for it); a muted session drops
+    market data, as its sink does."""
+    clock = CatchUpClock()
+    venue = StartingVenue(clock)
+    async with Journal(tmp_path / "j.db", kind="live") as journal:
+        session = Session(Config(), clock, journal=journal, venue=venue)
+        async with session:
+            seen: list[Message] = []
+            session.bus.subscribe_all(seen.append)
+            now = clock.now_ns()
+            quote = QuoteTick(now, now, "BTC/USDT", D(50_000), D(50_001), D(1), D(1))
+            before = session.bus.last_seq
+            assert venue.emit_market_now(quote)
+            assert seen == [quote]
+            assert session.bus.last_seq == before + 1
+
+            balance = BalanceUpdated(now, now, "spot", "USDT", D(1000), D(0))
+            assert not venue.emit_market_now(balance)
+            assert seen == [quote]
+
+            journal.high_water = 0
+            journal.append(quote)  # one record waiting for its group commit: backlogged
+            assert not venue.emit_market_now(quote)
+            await journal.commit()
+            assert venue.emit_market_now(quote)
+
+            session.mute_market()
+            count = len(seen)
+            assert venue.emit_market_now(quote)  # taken, and dropped
+            assert len(seen) == count
+    assert not InMemoryVenue(INSTRUMENTS, {}, clock).emit_market_now(quote)  # no session attached

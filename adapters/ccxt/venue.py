@@ -109,7 +109,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import ccxt.pro as ccxtpro
 from ccxt.base.errors import (
@@ -258,6 +258,11 @@ class _Channel:
     """Set at the first message of the current attempt."""
 
 
+_DECIMAL: Final = decimal.Context()
+"""The decimal context the engine's handlers run in when a stream handler delivers market data
+synchronously (a copy each time: ccxt's callbacks run in whatever context ccxt left set)."""
+
+
 async def _own_decimal_context(coro: Awaitable[None]) -> None:
     """Run ``coro`` with a decimal context of its own. A task inherits its creator's context
     object (contextvars copy the reference), and ccxt changes the rounding and traps of the one it
@@ -360,6 +365,8 @@ class CcxtVenue(Venue):
         """A settlement happened that no funding poll has read yet."""
         self._funding_polled_ns = -(2**62)
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._reporting = False
+        """:meth:`_pump` is reporting an update (it may be awaiting): market data queues behind."""
         self._ended: deque[str] = deque()
         self._timers: list[Any] = []
         self._started = False
@@ -873,13 +880,14 @@ class CcxtVenue(Venue):
         """``create_order_ws`` within the client's timeout (ccxt waits for a WebSocket answer
         forever; REST calls time out after ``timeout`` ms). A connection that left an order
         unanswered is taken for dead (half-open): it is failed, so the resend and the streams
-        it carries (spot user data) reconnect, rather than wait on it again."""
+        it carries (spot user data) reconnect, rather than wait on it again. The deadline is on
+        this task (``asyncio.timeout``): ``wait_for`` would run the call in a task of its own,
+        one more loop iteration before the order leaves."""
 
         async def create(symbol: str, *args: Any) -> Any:
             try:
-                return await asyncio.wait_for(
-                    client.create_order_ws(symbol, *args), client.timeout / 1000
-                )
+                async with asyncio.timeout(client.timeout / 1000):
+                    return await client.create_order_ws(symbol, *args)
             except TimeoutError:
                 error = RequestTimeout(f"no answer to the order in {client.timeout} ms")
                 kind = "linear" if is_perp(symbol) else "spot"
@@ -1481,20 +1489,53 @@ class CcxtVenue(Venue):
         return channels
 
     def _push(self, kind: str, item: Any) -> None:
-        """A stream update, queued as ccxt handled it (called synchronously by the hooks)."""
+        """A stream update, as ccxt handles it (called synchronously by the hooks). Market data
+        goes straight to the engine when nothing is waiting before it (the decision it triggers
+        starts in this same loop callback, not one hop later); everything else, and market data
+        behind other updates, is queued for :meth:`_pump`, which reports in arrival order."""
+        if (
+            (kind == "quote" or kind == "mark")
+            and not self._reporting
+            and not self._updates.qsize()
+        ):
+            with decimal.localcontext(_DECIMAL):
+                try:
+                    symbol = self._market_symbol(item)
+                    events: list[Message] = [
+                        *(
+                            self._quote_events({symbol: item})
+                            if kind == "quote"
+                            else self._mark_events({symbol: item})
+                        )
+                    ]
+                except Exception:  # reported by the pump, as it reports every unreadable update
+                    events = []
+                else:
+                    while events and self.emit_market_now(events[0]):
+                        del events[0]
+                    if not events:
+                        return
+                    for event in events:  # not taken now (the journal is backlogged): queued
+                        self._updates.put_nowait(("event", event))
+                    return
         self._updates.put_nowait((kind, item))
 
     async def _pump(self) -> None:
         """Report the stream updates in the order the exchange sent them."""
         while True:
             kind, item = await self._updates.get()
+            self._reporting = True
             try:
                 await self._report(kind, item)
             except Exception as e:  # one bad update must not stop the reports of the others
                 await self._unreadable_update(self._channel_of(kind, item), item, e)
+            finally:
+                self._reporting = False
 
     async def _report(self, kind: str, item: Any) -> None:
-        if kind == "unreadable":
+        if kind == "event":  # market data the engine could not take synchronously
+            await self.emit(item)
+        elif kind == "unreadable":
             url, frame, error = item
             await self._unreadable_update(self.spec.channel_of_url(self._client, url), frame, error)
         elif kind == "order":
@@ -1606,7 +1647,12 @@ class CcxtVenue(Venue):
 
     async def _on_quotes(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
         """Every quote the exchange sent (a lagging engine coalesces market data itself)."""
+        for event in self._quote_events(tickers):
+            await self.emit(event)
+
+    def _quote_events(self, tickers: Mapping[str, Mapping[str, Any]]) -> list[QuoteTick]:
         now = self.clock.now_ns()
+        events = []
         for symbol in (*self.spot, *self.perp):
             t = tickers.get(symbol)
             if t is None:
@@ -1614,7 +1660,7 @@ class CcxtVenue(Venue):
             bid, ask = market_price(t.get("bid")), market_price(t.get("ask"))
             if bid is None or ask is None:
                 raise ValueError(f"{symbol} quote without {'bid' if bid is None else 'ask'}")
-            await self.emit(
+            events.append(
                 QuoteTick(
                     self._market_time("quote", symbol, t.get("timestamp"), now),
                     now,
@@ -1625,9 +1671,15 @@ class CcxtVenue(Venue):
                     amount(t.get("askVolume")),
                 )
             )
+        return events
 
     async def _on_marks(self, tickers: Mapping[str, Mapping[str, Any]]) -> None:
+        for event in self._mark_events(tickers):
+            await self.emit(event)
+
+    def _mark_events(self, tickers: Mapping[str, Mapping[str, Any]]) -> list[MarkPriceUpdated]:
         now = self.clock.now_ns()
+        events = []
         for symbol in self.perp:
             t = tickers.get(symbol)
             if t is None:
@@ -1651,7 +1703,7 @@ class CcxtVenue(Venue):
                     self._funding_wanted.set()  # the funding time passed: a settlement was made
                     self._funding_passed_ms[symbol] = previous
                 self._next_funding_ms[symbol] = next_ms
-            await self.emit(
+            events.append(
                 MarkPriceUpdated(
                     ts,
                     now,
@@ -1662,6 +1714,7 @@ class CcxtVenue(Venue):
                     next_ms * NS_PER_MILLISECOND,
                 )
             )
+        return events
 
     async def _loop(self, channel: _Channel, watch: _Watch) -> None:
         """One watch call in a loop; the channel is up at its first message at the latest."""

@@ -264,7 +264,7 @@ class Session:
         ``account_on_resume`` False leaves the account to ``start()``, which reports it after the
         fills the journal lacks. The actors' ``on_resume`` (the router's order lookups) runs
         after this, so it sees the caught-up fills."""
-        venue.attach(self._venue_sink)
+        venue.attach(self._venue_sink, market_now=self._venue_market_now)
         now = self.clock.now_ns()
         self.bus.publish(
             InstrumentsLoaded(
@@ -303,6 +303,23 @@ class Session:
         if bus.journal is not None and bus.paced(seq):
             await bus.pace(seq)
         return seq
+
+    def _venue_market_now(self, event: Message) -> bool:
+        """:meth:`_venue_sink` for market data, synchronous: False (not taken) when the journal
+        is backlogged, so the venue awaits the sink, which waits for it. Market data only: an
+        order or account event is made durable before anything acts on it (the async sink)."""
+        if event.stream != "market":
+            return False
+        if self.venue_filter is not None and not self.venue_filter(event):
+            return True
+        if self.market_muted:
+            return True
+        bus = self.bus
+        journal = bus.journal
+        if journal is not None and journal.backlog > journal.high_water:
+            return False
+        bus.publish(event)
+        return True
 
     @property
     def busy(self) -> bool:

@@ -57,7 +57,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self, cast
+from typing import Final, NoReturn, Self, cast
 
 import aiosqlite
 import msgspec
@@ -681,7 +681,13 @@ class Journal:
 
     async def _sync_to(self, target: int) -> int:
         if self._durable_seq < target:
-            await self._write(durable=True)
+            if self.durable_on_loop and not self._lock.locked():
+                # written here and now, on the loop's thread: nothing to wait for, so no task
+                # (and no loop iteration) on either side of the write; it cannot be interrupted
+                # half-way either, having no await
+                self._write_batch_here(durable=True)
+            else:
+                await self._write(durable=True)
         return self._durable_seq
 
     async def wait_writable(self) -> None:
@@ -733,6 +739,9 @@ class Journal:
 
     async def _write_batch(self, *, durable: bool) -> None:
         async with self._lock:
+            if durable and self.durable_on_loop:
+                self._write_batch_here(durable=True)
+                return
             self._raise_if_failed()
             batch, self._pending = self._pending, []
             last = batch[-1][0] if batch else self._committed_seq
@@ -740,37 +749,59 @@ class Journal:
             committed = [False]
             try:
                 sync = durable and self._durable_seq < last
-                if (batch or sync) and durable and self.durable_on_loop:
-                    self._write_sync(batch, sync, committed)
-                elif batch or sync:
+                if batch or sync:
                     on_its_thread = cast(
                         "Callable[..., Awaitable[None]]", self._require_conn()._execute
                     )
                     await on_its_thread(self._write_sync, batch, sync, committed)
             except (sqlite3.Error, OSError) as exc:
-                if committed[0]:  # the commit went through; its fsync did not
-                    self._committed_seq = last
-                elif batch:  # back to the head of the pending records, in order
-                    self._pending[:0] = batch
-                self._progress.set()
-                if not resource_fault(exc):
-                    self._failure = exc
-                    raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
-                self._stalled(exc)
-                raise self._unwritable() from exc
-            if self._stall is not None:
-                self._recovered(len(batch))
-            if batch:
-                elapsed = time.perf_counter() - started
-                self.commits += 1
-                self.commit_seconds_total += elapsed
-                for observe in self.commit_observers:
-                    with contextlib.suppress(Exception):  # metrics never break the journal
-                        observe(elapsed, len(batch))
+                self._write_failed(exc, batch, last, committed[0])
+            self._written(batch, last, started, durable=durable)
+
+    def _write_batch_here(self, *, durable: bool) -> None:
+        """:meth:`_write_batch` on the calling (the loop's) thread, without the lock: the caller
+        holds it, or saw it free (nothing can take it before this returns: no await here)."""
+        self._raise_if_failed()
+        batch, self._pending = self._pending, []
+        last = batch[-1][0] if batch else self._committed_seq
+        started = time.perf_counter()
+        committed = [False]
+        try:
+            sync = durable and self._durable_seq < last
+            if batch or sync:
+                self._write_sync(batch, sync, committed)
+        except (sqlite3.Error, OSError) as exc:
+            self._write_failed(exc, batch, last, committed[0])
+        self._written(batch, last, started, durable=durable)
+
+    def _write_failed(
+        self, exc: sqlite3.Error | OSError, batch: list[Row], last: int, committed: bool
+    ) -> NoReturn:
+        if committed:  # the commit went through; its fsync did not
             self._committed_seq = last
-            if durable:
-                self._durable_seq = last
-            self._progress.set()
+        elif batch:  # back to the head of the pending records, in order
+            self._pending[:0] = batch
+        self._progress.set()
+        if not resource_fault(exc):
+            self._failure = exc
+            raise JournalError(f"{self.path}: journal write failed: {exc}") from exc
+        self._stalled(exc)
+        raise self._unwritable() from exc
+
+    def _written(self, batch: list[Row], last: int, started: float, *, durable: bool) -> None:
+        if self._stall is not None:
+            self._recovered(len(batch))
+        if batch:
+            elapsed = time.perf_counter() - started
+            self.commits += 1
+            self.commit_seconds_total += elapsed
+            for observe in self.commit_observers:
+                with contextlib.suppress(Exception):  # metrics never break the journal
+                    observe(elapsed, len(batch))
+        self._committed_seq = last
+        if durable:
+            self._durable_seq = last
+        self._progress.set()
 
     def _stalled(self, exc: BaseException) -> None:
         """A write was refused for want of a resource: unwritable until one succeeds."""

@@ -252,7 +252,9 @@ class OrderTracker:
                 results = (self._report(message),)
             case _:
                 return ()
-        self.problems.extend(r for r in results if not r.ok)
+        for result in results:  # no generator per message
+            if result.problem is not None:
+                self.problems.append(result)
         return results
 
     def abandon(self, intent_id: str, reason: str) -> Transition:
@@ -408,12 +410,20 @@ class OrderTracker:
         order = self._orders[key]
         if state not in MOVES[order.state]:
             return _refused(order, f"illegal transition {order.state} -> {state}")
-        self._orders[key] = replace(
-            order,
-            state=state,
-            qty=order.qty if qty is None else qty,
-            client_order_id=client_order_id or order.client_order_id,
-            reason=reason or order.reason,
+        # Built field by field: dataclasses.replace looks the fields up on every call (this runs
+        # several times per order, on the path from a quote to its order).
+        self._orders[key] = TrackedOrder(
+            client_order_id or order.client_order_id,
+            order.intent_id,
+            order.symbol,
+            order.side,
+            order.qty if qty is None else qty,
+            state,
+            order.since_ns,
+            order.venue_order_id,
+            order.filled_qty,
+            order.avg_price,
+            reason or order.reason,
         )
         if state in TERMINAL_STATES and order.state not in TERMINAL_STATES:
             self._finish_key(key)

@@ -66,6 +66,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from functools import cached_property
 from typing import Final, get_args
 
 import msgspec
@@ -93,6 +94,7 @@ REASON_CODES: Final[frozenset[VetoReason]] = frozenset(get_args(VetoReason))
 _CTX: Final = Context(prec=60, rounding=ROUND_FLOOR)
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
+_MINUS_ONE: Final = Decimal(-1)
 _CENT: Final = Decimal("0.01")
 _BP: Final = Decimal("0.0001")
 _INFINITY: Final = Decimal("Infinity")
@@ -140,9 +142,20 @@ def read_only_veto(approved: Approved) -> Vetoed:
 
 @dataclass(frozen=True)
 class _Limit:
+    """A limit's largest quantity; its detail (numbers for the cut or veto text) is written only
+    when the limit cuts or vetoes (most orders pass most limits: no text for them)."""
+
     code: VetoReason
     max_qty: Decimal
-    detail: str
+    explain: Callable[[], str]
+
+    @property
+    def detail(self) -> str:
+        return self.explain()
+
+
+def _no_detail() -> str:
+    return ""
 
 
 @dataclass(frozen=True)
@@ -163,7 +176,7 @@ class _Book:
 
     @property
     def sign(self) -> Decimal:
-        return Decimal(1) if self.intent.side == "buy" else Decimal(-1)
+        return _ONE if self.intent.side == "buy" else _MINUS_ONE
 
     @property
     def nav(self) -> Decimal:
@@ -175,6 +188,16 @@ class _Book:
 
     def state(self) -> AssetState | None:
         return next((s for s in self.snapshot.assets if s.asset == self.instrument.base), None)
+
+    @cached_property
+    def all_net_ends(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """:func:`_all_net_ends`, once per check (several limits read it; nobody writes it)."""
+        return _all_net_ends(self)
+
+    @cached_property
+    def flight_legs(self) -> dict[Leg, Decimal]:
+        """:func:`_flight_legs` of the in-flight orders, once per check (read only)."""
+        return _flight_legs(self.in_flight)
 
 
 def check(
@@ -332,7 +355,7 @@ def _reduce_only(book: _Book) -> _Limit | Vetoed:
             f"reduce-only {book.intent.side} of {book.intent.symbol} does not reduce "
             f"position {position}",
         )
-    return _Limit("reduce_only", abs(position), f"position is {position}")
+    return _Limit("reduce_only", abs(position), lambda: f"position is {position}")
 
 
 def _reduce_in_flight(book: _Book) -> _Limit | Vetoed:
@@ -344,7 +367,7 @@ def _reduce_in_flight(book: _Book) -> _Limit | Vetoed:
         position = state.perp_qty if book.instrument.is_perp else state.spot_qty
     pending = book.reducing.get(book.intent.symbol, _ZERO) * book.sign
     if pending <= 0:
-        return _Limit("reduce_in_flight", _INFINITY, "")
+        return _Limit("reduce_in_flight", _INFINITY, _no_detail)
     rest = abs(position) - pending
     detail = (
         f"position {position}, reduce-only {book.intent.side} of {pending} already in flight "
@@ -354,13 +377,15 @@ def _reduce_in_flight(book: _Book) -> _Limit | Vetoed:
         return Vetoed(
             "reduce_in_flight", f"{detail}: this {book.intent.qty} would close it a second time"
         )
-    return _Limit("reduce_in_flight", rest, detail)
+    return _Limit("reduce_in_flight", rest, lambda: detail)
 
 
 def _order_notional(book: _Book) -> _Limit:
     reference = max(book.mark, book.price or _ZERO)
     cap = book.mandate.max_order_notional
-    return _Limit("max_order_notional", cap / reference, f"max order notional {_money(cap)}")
+    return _Limit(
+        "max_order_notional", cap / reference, lambda: f"max order notional {_money(cap)}"
+    )
 
 
 def _asset_weight(book: _Book) -> _Limit:
@@ -370,16 +395,19 @@ def _asset_weight(book: _Book) -> _Limit:
     flight = sum((v for s, v in book.in_flight.items() if base_of(s) == asset), _ZERO)
     cap = book.mandate.max_asset_weight * book.nav
     max_qty = _room(book, (net, net + flight), cap, _ZERO)
-    detail = (
-        f"{asset} weight {_ratio(net / book.nav)}, in flight {_money(flight)}, "
-        f"max {book.mandate.max_asset_weight} of NAV {_money(book.nav)}"
-    )
+
+    def detail() -> str:
+        return (
+            f"{asset} weight {_ratio(net / book.nav)}, in flight {_money(flight)}, "
+            f"max {book.mandate.max_asset_weight} of NAV {_money(book.nav)}"
+        )
+
     return _Limit("max_asset_weight", max_qty, detail)
 
 
 def _gross_leverage(book: _Book) -> _Limit:
     legs = _legs(book.snapshot)
-    flight = _flight_legs(book.in_flight)
+    flight = book.flight_legs
     own = book.own_leg
     others = sum(
         (
@@ -393,8 +421,11 @@ def _gross_leverage(book: _Book) -> _Limit:
     own_ends = (own_now, own_now + flight.get(own, _ZERO))
     cap = book.budget.max_gross_leverage * book.nav
     max_qty = max(_room(book, own_ends, cap, others), _flatten_qty(book, _net_ends(book)))
-    gross = others + max(abs(x) for x in own_ends)
-    detail = _leverage_detail("gross", gross, book.budget.max_gross_leverage, book.nav)
+
+    def detail() -> str:
+        gross = others + max(abs(x) for x in own_ends)
+        return _leverage_detail("gross", gross, book.budget.max_gross_leverage, book.nav)
+
     return _Limit("max_gross_leverage", max_qty, detail)
 
 
@@ -403,15 +434,18 @@ def _net_leverage(book: _Book) -> _Limit:
     their worst; a reducing order passes up to zero and beyond it only within the cap."""
     asset = book.instrument.base
     others = sum(
-        (max(abs(x) for x in ends) for a, ends in _all_net_ends(book).items() if a != asset),
+        (max(abs(x) for x in ends) for a, ends in book.all_net_ends.items() if a != asset),
         _ZERO,
     )
     own_ends = _net_ends(book)
     cap = book.budget.max_net_leverage * book.nav
     room = max(cap - others, _ZERO)
     max_qty = min((room - book.sign * x) / book.mark for x in own_ends)
-    net = others + max(abs(x) for x in own_ends)
-    detail = _leverage_detail("net", net, book.budget.max_net_leverage, book.nav)
+
+    def detail() -> str:
+        net = others + max(abs(x) for x in own_ends)
+        return _leverage_detail("net", net, book.budget.max_net_leverage, book.nav)
+
     return _Limit("max_net_leverage", max_qty, detail)
 
 
@@ -428,7 +462,7 @@ def _margin_usage(book: _Book) -> _Limit:
     their worst. Orders that reduce margin usage pass."""
     usage_cap = book.mandate.max_margin_usage
     balance = book.snapshot.cash + sum((s.perp_unrealized_pnl for s in book.snapshot.assets), _ZERO)
-    flight = _flight_legs(book.in_flight)
+    flight = book.flight_legs
     balance -= sum((v for (_, perp), v in flight.items() if not perp and v > 0), _ZERO)
     perps = _perp_ends(book)
     own = book.instrument.symbol
@@ -451,11 +485,14 @@ def _margin_usage(book: _Book) -> _Limit:
         room = balance - others / usage_cap
         spends = book.sign > 0 and others > 0  # without perps a spot buy uses no margin
         max_qty = room / book.mark if spends else _INFINITY
-    usage = "n/a" if balance <= 0 else _ratio(initial / balance)
-    detail = (
-        f"margin usage {usage} incl. in flight (initial margin {_money(initial)}, margin "
-        f"balance {_money(balance)}), max {usage_cap}"
-    )
+
+    def detail() -> str:
+        usage = "n/a" if balance <= 0 else _ratio(initial / balance)
+        return (
+            f"margin usage {usage} incl. in flight (initial margin {_money(initial)}, margin "
+            f"balance {_money(balance)}), max {usage_cap}"
+        )
+
     return _Limit("max_margin_usage", max_qty, detail)
 
 
@@ -472,7 +509,7 @@ def _liquidation_guard(book: _Book) -> _Limit:
     wanted = book.intent.qty
     guarded = inst.is_perp or (book.sign > 0 and holdings)
     if threshold == 0 or not guarded or wanted <= free:
-        return _Limit("liquidation_distance", _INFINITY, "")
+        return _Limit("liquidation_distance", _INFINITY, _no_detail)
 
     def nearest(qty: Decimal) -> Decimal | None:
         after, wallet = _after_trade(book, holdings, qty)
@@ -489,7 +526,7 @@ def _liquidation_guard(book: _Book) -> _Limit:
         return distance is None or distance >= threshold
 
     if safe(wanted):
-        return _Limit("liquidation_distance", _INFINITY, "")
+        return _Limit("liquidation_distance", _INFINITY, _no_detail)
     low, high = free, wanted
     if not safe(low):
         high = low
@@ -501,11 +538,14 @@ def _liquidation_guard(book: _Book) -> _Limit:
             low = middle
         else:
             high = middle
-    now = nearest(_ZERO)
-    detail = (
-        f"nearest liquidation {'none' if now is None else _percent(now)} away, "
-        f"min {_percent(threshold)} after the order"
-    )
+
+    def detail() -> str:
+        now = nearest(_ZERO)
+        return (
+            f"nearest liquidation {'none' if now is None else _percent(now)} away, "
+            f"min {_percent(threshold)} after the order"
+        )
+
     return _Limit("liquidation_distance", low, detail)
 
 
@@ -531,8 +571,11 @@ def _after_trade(
 def _daily_turnover(book: _Book) -> _Limit:
     cap = book.mandate.max_daily_turnover * book.nav
     used = book.turnover_today + sum((abs(v) for v in book.in_flight.values()), _ZERO)
-    detail = f"turnover today {_money(used)} incl. in flight, max {_money(cap)}"
-    return _Limit("max_daily_turnover", (cap - used) / book.mark, detail)
+    return _Limit(
+        "max_daily_turnover",
+        (cap - used) / book.mark,
+        lambda: f"turnover today {_money(used)} incl. in flight, max {_money(cap)}",
+    )
 
 
 _Check = Callable[[_Book], _Limit | Vetoed]
@@ -577,7 +620,7 @@ def _all_net_ends(book: _Book) -> dict[str, tuple[Decimal, Decimal]]:
 
 
 def _net_ends(book: _Book) -> tuple[Decimal, Decimal]:
-    return _all_net_ends(book).get(book.instrument.base, (_ZERO, _ZERO))
+    return book.all_net_ends.get(book.instrument.base, (_ZERO, _ZERO))
 
 
 def _flatten_qty(book: _Book, ends: tuple[Decimal, ...]) -> Decimal:

@@ -24,6 +24,9 @@ from ballast.engine.kernel.instruments import Instrument
 from ballast.engine.kernel.order_state import VenueOrderState
 
 EventSink = Callable[[Message], Awaitable[int]]
+MarketSink = Callable[[Message], bool]
+"""Takes a market data event at once, from a synchronous callback; False when it cannot (the
+journal is backlogged: the venue then hands the event to its :data:`EventSink`, which waits)."""
 
 
 class VenueError(BallastError):
@@ -63,10 +66,21 @@ class Venue(ABC):
 
     def __init__(self) -> None:
         self._sink: EventSink | None = None
+        self._market_sink: MarketSink | None = None
 
-    def attach(self, sink: EventSink) -> None:
-        """Where the venue sends the events it produces (normally ``bus.send``)."""
+    def attach(self, sink: EventSink, *, market_now: MarketSink | None = None) -> None:
+        """Where the venue sends the events it produces (normally ``bus.send``), and optionally
+        where a stream handler may deliver market data synchronously, without a hop through
+        the event loop (a session passes both)."""
         self._sink = sink
+        self._market_sink = market_now
+
+    def emit_market_now(self, event: Message) -> bool:
+        """Deliver a market data event synchronously (from a stream's message handler, so the
+        decision it triggers starts in the same loop callback). False: not taken, the venue
+        must ``await emit(event)`` instead (no synchronous sink, or it would have to wait)."""
+        sink = self._market_sink
+        return sink is not None and sink(event)
 
     async def emit(self, event: Message) -> None:
         if self._sink is None:
