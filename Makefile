@@ -50,6 +50,10 @@ test: lint
 test-fast: $(STAMP)
 	$(PY) -m pytest -q $(PARALLEL) -m "not slow"
 
+# Each figure beside its target or floor and beside the previous release's (the newest v* tag
+# before HEAD, archived into .bench-previous/), measured in the same run: bench/previous.py.
+# BENCH_PREVIOUS=<rev> compares with another revision, BENCH_PREVIOUS=off skips; sweep shows the
+# release's recorded figures (bench/releases/) unless BENCH_PREVIOUS_SKIP= (~9 min; default ~7).
 bench: $(STAMP)
 	$(PY) -m bench
 
@@ -82,4 +86,4 @@ prometheus: $(STAMP)
 	$(PY) -m tests.support.prometheus
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) var .typecheck build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) var .bench-previous .typecheck build .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,6 @@ same bus and journal to handlers that do nothing.
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from ballast.engine.app.backtest import BacktestRun, run_backtest
 from ballast.engine.kernel.config import Config
 from bench.backtest_floor import floor
 from bench.backtest_floor import line as floor_line
-from bench.common import run, verdict
+from bench.common import figure, peak_rss_mib, run, verdict
 from bench.peers.scenario import DATA, scenario_config
 
 
@@ -69,18 +68,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ballast-bench-") as tmp:
         hourly = MarketBundle.load(DATA, ["BTC", "ETH"])
         bars = _bars(hourly)
-        print(
-            _line(
-                "bundled 2 y hourly, journal off",
-                _measure(config, hourly, None, 3600),
-                bars,
-                500_000,
-            )
-        )
+        off = _measure(config, hourly, None, 3600)
+        print(_line("bundled 2 y hourly, journal off", off, bars, 500_000))
         on = _measure(config, hourly, Path(tmp) / "hourly.db", 3600)
         print(_line("bundled 2 y hourly, journal on ", on, bars, 150_000))
-        print(floor_line("2 y hourly, journal off", run(floor(hourly, journal=False)), 500_000))
-        print(floor_line("2 y hourly, journal on ", run(floor(hourly, journal=True)), 150_000))
+        floor_off = run(floor(hourly, journal=False))
+        print(floor_line("2 y hourly, journal off", floor_off, 500_000))
+        floor_on = run(floor(hourly, journal=True))
+        print(floor_line("2 y hourly, journal on ", floor_on, 150_000))
+        for key, label, measured, floor_, target in (
+            ("hourly_off", "2 y hourly, journal off", off, floor_off, 500_000),
+            ("hourly_on", "2 y hourly, journal on", on, floor_on, 150_000),
+        ):
+            floor_rate = floor_[1] / floor_[2]
+            figure(
+                f"backtest.{key}",
+                label,
+                bars / measured.seconds,
+                "bar-events/s",
+                better="higher",
+                target=target,
+                floor=floor_rate,
+            )
+            figure(
+                f"backtest.{key}.floor",
+                f"floor, {label}",
+                floor_rate,
+                "bar-events/s",
+                better="higher",
+            )
         full = os.environ.get("BALLAST_BENCH_FULL_YEAR") == "1"
         days = 365 if full else 30
         minutes = SyntheticMarket(
@@ -90,17 +106,33 @@ def main() -> None:
         one_min = _measure(config, minutes, Path(tmp) / "minutes.db", 60)
         total = time.perf_counter() - started
         bars = _bars(minutes)
-        print(_line(f"synthetic {days} d of 1-minute bars, journal on", one_min, bars, None))
+        label = f"synthetic {days} d of 1-minute bars, journal on"
+        print(_line(label, one_min, bars, None))
+        figure(
+            f"backtest.minutes_{days}d",
+            label,
+            bars / one_min.seconds,
+            "bar-events/s",
+            better="higher",
+        )
         goal = "one year end to end in under 30 s"
         if full:
             ok = verdict(total < 30)
             print(f"  one year of 1-minute bars end to end: {total:.1f} s ({goal}) {ok}")
             _, _, seconds = run(floor(minutes, journal=True))
+            figure(
+                "backtest.year_end_to_end",
+                "one year of 1-minute bars, end to end",
+                total,
+                "s",
+                better="lower",
+                target=30,
+                floor=seconds,
+            )
             print(
                 f"  floor, the same year through bus and journal to do-nothing handlers: "
                 f"{seconds:.1f} s"
             )
         else:
             print(f"  ({goal}: run with BALLAST_BENCH_FULL_YEAR=1 to measure the whole year)")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"  peak memory (maxrss): {peak:.1f} MiB")
+    print(f"  peak memory (maxrss): {peak_rss_mib():.1f} MiB")

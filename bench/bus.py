@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from ballast.engine.kernel.journal import Journal
 from bench.common import quotes, rate_line, run
 
 N_EVENTS = 500_000
+"""``BALLAST_BENCH_BUS_EVENTS`` makes a quick run (the tests of the comparison use a few)."""
 N_SUBSCRIBERS = 4
 TARGET = 150_000
 
@@ -44,13 +46,14 @@ async def _run(path: Path, events: list[QuoteTick]) -> tuple[float, int, list[in
 
 def main() -> None:
     print(f"== bus: publish -> journal -> {N_SUBSCRIBERS} handlers ==")
-    events = quotes(N_EVENTS)  # created before the timed loop
+    n_events = int(os.environ.get("BALLAST_BENCH_BUS_EVENTS", N_EVENTS))
+    events = quotes(n_events)  # created before the timed loop
     with tempfile.TemporaryDirectory(prefix="ballast-bench-") as tmp:
         path = Path(tmp) / "bus.db"
         elapsed, durable, delivered, journal = run(_run(path, events))
         size = sum(p.stat().st_size for p in Path(tmp).iterdir())
     print(
-        f"  {N_EVENTS:,} QuoteTick over 4 symbols, created before timing; timed: "
+        f"  {n_events:,} QuoteTick over 4 symbols, created before timing; timed: "
         "`await bus.send(ev)` for each + final `await journal.sync()` (fsync'd)"
     )
     print(
@@ -58,6 +61,11 @@ def main() -> None:
         f"{journal.commit_seconds_total:.3f} s inside commits, {size / 2**20:.1f} MiB on disk; "
         f"durable seq {durable:,}; delivered per handler {sorted(set(delivered))}"
     )
-    if durable != N_EVENTS or any(n != N_EVENTS for n in delivered):
+    if durable != n_events or any(n != n_events for n in delivered):
         print("  WARNING: not every event was journaled and delivered")
-    print("  " + rate_line(f"bus+journal, {N_SUBSCRIBERS} subscribers", N_EVENTS, elapsed, TARGET))
+    print(
+        "  "
+        + rate_line(
+            f"bus+journal, {N_SUBSCRIBERS} subscribers", n_events, elapsed, TARGET, key="bus.rate"
+        )
+    )

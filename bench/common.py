@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import platform
 import resource
 import sqlite3
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from importlib.metadata import version
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import uvloop
 
@@ -104,8 +107,91 @@ def verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
 
 
-def rate_line(label: str, count: int, seconds: float, target: float) -> str:
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure, as a benchmark prints it and as ``--json`` writes it.
+
+    ``key`` names the figure across releases (``bench/releases/*.json``, the previous release's
+    run): keep it when a label's wording changes, change it when the measurement does. ``target``
+    is the goal (``>=`` for higher-is-better, ``<=`` otherwise), ``floor`` the same run's
+    do-nothing floor under a backtest figure (same unit).
+    """
+
+    key: str
+    label: str
+    value: float
+    unit: str
+    better: Better
+    target: float | None = None
+    floor: float | None = None
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value >= self.target if self.better == "higher" else self.value <= self.target
+
+    def goal_text(self) -> str:
+        """``target >= 150,000 OK``, ``floor 398,448``, both or nothing."""
+        parts = []
+        if self.target is not None:
+            op = ">=" if self.better == "higher" else "<="
+            parts.append(f"target {op} {number(self.target)} {verdict(bool(self.met))}")
+        if self.floor is not None:
+            parts.append(f"floor {number(self.floor)}")
+        return ", ".join(parts)
+
+
+FIGURES: list[Figure] = []
+"""Every figure the benchmarks of this process measured, in order (``python -m bench --json``)."""
+
+
+def figure(
+    key: str,
+    label: str,
+    value: float,
+    unit: str,
+    *,
+    better: Better,
+    target: float | None = None,
+    floor: float | None = None,
+) -> Figure:
+    """Record one figure for the machine-readable output; returns it (for the printed line)."""
+    measured = Figure(key, label, value, unit, better, target, floor)
+    FIGURES.append(measured)
+    return measured
+
+
+def number(value: float) -> str:
+    """A figure as printed: thousands separated above 100, one decimal above 10, else two."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def write_figures(path: Path, figures: Sequence[Figure]) -> None:
+    """The machine-readable output in ``path``: the ``ballast`` measured (its version and where
+    it was imported from) and ``figures``, each a :class:`Figure` as a dict."""
+    import ballast.engine  # the package measured: today's, or a release's on PYTHONPATH
+
+    code = {"version": ballast.engine.__version__, "code": str(Path(ballast.engine.__file__))}
+    figures_ = [asdict(f) for f in figures]
+    path.write_text(json.dumps({**code, "figures": figures_}, indent=1) + "\n")
+
+
+def read_figures(data: dict[str, Any]) -> list[Figure]:
+    """The figures of a ``--json`` file or a release record (unknown fields are an error)."""
+    return [Figure(**item) for item in data["figures"]]
+
+
+def rate_line(label: str, count: int, seconds: float, target: float, *, key: str) -> str:
     rate = count / seconds if seconds > 0 else float("inf")
+    figure(key, label, rate, "events/s", better="higher", target=target)
     return (
         f"{label}: {rate:,.0f} events/s (target >= {target:,.0f}) {verdict(rate >= target)}"
         f"  [{count:,} events in {seconds:.3f} s]"
@@ -121,7 +207,10 @@ def machine_line() -> str:
     )
 
 
-def peak_rss_line() -> str:
+def peak_rss_mib() -> float:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    mib = maxrss / 1024 if sys.platform != "darwin" else maxrss / (1024 * 1024)
-    return f"peak memory (maxrss): {mib:,.1f} MiB"
+    return maxrss / 1024 if sys.platform != "darwin" else maxrss / (1024 * 1024)
+
+
+def peak_rss_line() -> str:
+    return f"peak memory (maxrss): {peak_rss_mib():,.1f} MiB"

@@ -42,7 +42,7 @@ from ballast.engine.kernel.events import QuoteTick
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal
 from ballast.engine.trading.portfolio import Portfolio
-from bench.common import percentile, run
+from bench.common import figure, percentile, run
 from bench.live import ENGINE_TOML, HIGH, LOW, SYMBOL, TICK
 from tests.support.memory_venue import InMemoryVenue
 
@@ -184,7 +184,19 @@ def main() -> None:
         "== decide: QuoteTick published → SubmitOrder published, in process (session, journal, "
         "in-memory venue; the live bench's engine config) =="
     )
-    print(f"  {summary(measure())}")
+    result = measure()
+    print(f"  {summary(result)}")
+    if result.wall_ns:
+        label = "quote → SubmitOrder in process"
+        for clock, values in (("wall", result.wall_ns), ("cpu", result.cpu_ns)):
+            for q in (50, 99):
+                figure(
+                    f"decide.{clock}.p{q}",
+                    f"{label}, {clock} p{q}",
+                    _us(values, q),
+                    "us",
+                    better="lower",
+                )
 
 
 def _profile(trips: int, top: int) -> None:

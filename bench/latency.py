@@ -25,7 +25,7 @@ from ballast.engine.kernel.bus import Bus, Mailbox
 from ballast.engine.kernel.clock import NS_PER_MICROSECOND, NS_PER_SECOND, LiveClock
 from ballast.engine.kernel.events import QuoteTick
 from ballast.engine.kernel.journal import Journal
-from bench.common import PRICES, SIZES, SYMBOLS, percentile, run, verdict
+from bench.common import PRICES, SIZES, SYMBOLS, figure, percentile, run, verdict
 
 RATE = 10_000
 SECONDS = 5.0
@@ -108,9 +108,12 @@ async def _run(path: Path) -> tuple[_Probe, float, int, int]:
         return probe, elapsed, total, journal.commits
 
 
-def _dist(label: str, values_ns: list[int], target_us: float | None) -> str:
+def _dist(label: str, values_ns: list[int], target_us: float | None, key: str | None) -> str:
     v = sorted(values_ns)
     us = [percentile(v, q) / NS_PER_MICROSECOND for q in (50, 90, 99, 99.9)]
+    if key is not None:
+        figure(f"{key}.p50", f"{label}, p50", us[0], "us", better="lower")
+        figure(f"{key}.p99", f"{label}, p99", us[2], "us", better="lower", target=target_us)
     line = (
         f"{label}: p50 {us[0]:.1f} us, p90 {us[1]:.1f} us, p99 {us[2]:.1f} us, "
         f"p99.9 {us[3]:.1f} us, max {v[-1] / NS_PER_MICROSECOND:.1f} us  (n={len(v):,})"
@@ -135,6 +138,14 @@ def main() -> None:
             f"  WARNING: {total:,} published, {len(probe.bus_ns):,} reached the handler, "
             f"{len(probe.box_ns):,} the mailbox consumer"
         )
-    print("  " + _dist("schedule lateness (pacing)", probe.lateness_ns[skip:], None))
-    print("  " + _dist("publish -> bus handler (4th of 4)", probe.bus_ns[skip:], TARGET_P99_US))
-    print("  " + _dist("feed -> handler via Mailbox.get()", probe.box_ns[skip:], None))
+    print("  " + _dist("schedule lateness (pacing)", probe.lateness_ns[skip:], None, None))
+    print(
+        "  "
+        + _dist(
+            "publish -> bus handler (4th of 4)", probe.bus_ns[skip:], TARGET_P99_US, "latency.bus"
+        )
+    )
+    print(
+        "  "
+        + _dist("feed -> handler via Mailbox.get()", probe.box_ns[skip:], None, "latency.mailbox")
+    )

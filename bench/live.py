@@ -56,7 +56,7 @@ from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, LiveC
 from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import QuoteTick
 from ballast.engine.kernel.instruments import binance_defaults
-from bench.common import percentile, run, verdict
+from bench.common import figure, percentile, run, verdict
 
 SYMBOL: Final = "BTC/USDT"
 LOW: Final = Decimal(50_000)
@@ -413,6 +413,17 @@ def main() -> None:
             print(f"  [{transport}] quote → order: no order arrived ({r.missed} quotes sent)")
             continue
         goal = f"  p99 target <= {TARGET_P99_MS:g} ms {verdict(_ms(v, 99) <= TARGET_P99_MS)}"
+        label = f"[{transport}] quote → order"
+        figure(f"live.{transport}.p50", f"{label}, p50", _ms(v, 50), "ms", better="lower")
+        target = TARGET_P99_MS if transport == "websocket" else None
+        figure(
+            f"live.{transport}.p99",
+            f"{label}, p99",
+            _ms(v, 99),
+            "ms",
+            better="lower",
+            target=target,
+        )
         print(
             f"  [{transport}] quote → order: p50 {_ms(v, 50):.2f} ms, p90 {_ms(v, 90):.2f} ms, "
             f"p99 {_ms(v, 99):.2f} ms, max {v[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(v)}, "
@@ -442,6 +453,13 @@ def main() -> None:
         )
         if step.sustained:
             best = step
+    figure(
+        "live.sustained",
+        "sustained quote rate",
+        best.rate if best else 0,
+        "quotes/s",
+        better="higher",
+    )
     if best is None:
         print(f"  sustained quote rate: below {RATES[0]:,} quotes/s")
     else:

@@ -35,7 +35,7 @@ from ballast.engine.trading.portfolio import Portfolio
 from ballast.engine.trading.rebalancer import Rebalancer
 from ballast.engine.trading.risk import RiskManager
 from ballast.engine.trading.router import OrderRouter
-from bench.common import percentile, run, verdict
+from bench.common import figure, percentile, run, verdict
 from tests.support.memory_venue import InMemoryVenue
 
 RATE = 10_000
@@ -161,6 +161,9 @@ def main() -> None:
         print("  no approved intent measured")
         return
     us = [percentile(v, q) / NS_PER_MICROSECOND for q in (50, 90, 99)]
+    label = "snapshot → approved intent"
+    figure("pipeline.p50", f"{label}, p50", us[0], "us", better="lower")
+    figure("pipeline.p99", f"{label}, p99", us[2], "us", better="lower", target=TARGET_P99_US)
     print(
         f"  snapshot → approved intent: p50 {us[0]:.0f} us, p90 {us[1]:.0f} us, "
         f"p99 {us[2]:.0f} us, max {v[-1] / NS_PER_MICROSECOND:.0f} us (n={len(v):,})  "

@@ -17,7 +17,7 @@ from ballast.engine.kernel.clock import NS_PER_MILLISECOND, Clock
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.events import SessionStarted
 from ballast.engine.kernel.journal import Journal, JournalReader
-from bench.common import START_NS, mixed, rate_line, run
+from bench.common import START_NS, figure, mixed, rate_line, run
 
 N_RECORDS = 1_000_000
 TARGET_READ = 500_000
@@ -94,15 +94,30 @@ def main() -> None:
                 n,
                 elapsed,
                 TARGET_READ,
+                key="replay.read",
             )
         )
         n, elapsed = run(_read_one_by_one(path))
+        figure(
+            "replay.one_by_one",
+            "replay, one record per await",
+            n / elapsed,
+            "records/s",
+            better="higher",
+        )
         print(
             f"  one record per await (`async for rec in reader.records()`): {n / elapsed:,.0f} "
             "records/s (no target, for reference)"
         )
         records, inputs, elapsed = run(_replay(path))
         rate = records / elapsed
+        figure(
+            "replay.full",
+            "full replay(path), bus without actors",
+            rate,
+            "records/s",
+            better="higher",
+        )
         print(
             f"  full replay(path), bus without actors: {rate:,.0f} records/s "
             f"({inputs:,} inputs republished; {records:,} records in {elapsed:.3f} s; "

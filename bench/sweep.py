@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ballast.engine.app.sweep.runner import Options, Runner, prepare
 from ballast.engine.app.sweep.task import Record
-from bench.common import verdict
+from bench.common import figure, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "demo.toml"
@@ -71,6 +71,16 @@ def main() -> None:
         gap = "" if cores > 9 else " "
         print(f"  {cores} workers:{gap}  {many:7.1f} variants/min ({cpu:.1f} CPU s)")
     speedup = many / one if one > 0 else 0.0
+    figure("sweep.one_worker", "1 worker", one, "variants/min", better="higher")
+    figure(f"sweep.workers_{cores}", f"{cores} workers", many, "variants/min", better="higher")
+    figure(
+        f"sweep.speedup_{cores}",
+        f"speed-up on {cores} cores",
+        speedup,
+        "x",
+        better="higher",
+        target=GOAL if cores >= 2 else None,
+    )
     print(
         f"  speed-up: {speedup:.2f}× on {cores} cores (goal ≥ {GOAL}× on 2 cores) "
         f"{verdict(speedup >= GOAL) if cores >= 2 else '(one core: no goal)'}"

@@ -9,7 +9,7 @@ import time
 from ballast.adapters.data.synthetic import SyntheticConfig, SyntheticMarket
 from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_SECOND
 from ballast.engine.kernel.events import Bar
-from bench.common import peak_rss_line
+from bench.common import figure, peak_rss_line
 
 INTERVAL_S = 60
 DAYS = 365.0
@@ -27,6 +27,14 @@ def measure(config: SyntheticConfig) -> str:
         else:
             marks += 1
     done = time.perf_counter()
+    figure(
+        "synthetic.pass",
+        "one pass, bars + marks",
+        (bars + marks) / (done - settled),
+        "events/s",
+        better="higher",
+    )
+    figure("synthetic.settlements", "settlements computed", settled - started, "s", better="lower")
     return (
         f"{bars:,} bars + {marks:,} marks in {done - settled:.2f} s, "
         f"{len(bundle.settlements):,} settlements in {settled - started:.2f} s, {peak_rss_line()}"
