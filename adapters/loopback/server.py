@@ -30,7 +30,8 @@ Binance does it:
   through the WS-API ``/ws-api/v3`` method ``userDataStream.subscribe.signature`` (events
   ``{"subscriptionId": 0, "event": {...}}``: ``executionReport``, ``outboundAccountPosition``).
   Orders over the WS-API: ``order.place`` on ``/ws-api/v3`` (spot) and ``/ws-fapi/v1``
-  (USDⓈ-M), signed in its parameters, checked and answered as the REST endpoint.
+  (USDⓈ-M), signed in its parameters, checked and answered as the REST endpoint, with the
+  same injected faults (``adapters/loopback/faults.py``; counted ``ws_api:<kind>``).
   Stream messages are formatted when the core reports the change and queued per socket, so each
   socket sees them in the order they happened; a socket more than ``MAX_BACKLOG`` messages behind
   is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
@@ -1047,7 +1048,18 @@ class LoopbackServer:
             flat = {k: _ws_value(v) for k, v in params.items() if k not in ("apiKey", "signature")}
             flat[_API_KEY] = key
             create = self._futures_create if futures else self._spot_create
-            result = await create(flat, futures)
+            reduce_only = flat.get("reduceOnly", "").lower() == "true"
+            fault = self.faults.rest_fault(
+                "order", futures=futures, reduce_only=reduce_only, transport=fault_plan.WS_API
+            )
+            if fault is None:
+                result = await create(flat, futures)
+            else:
+                result = await self.faults.serve(fault, lambda: create(flat, futures))
+        except InjectedError as exc:
+            now_ms = self.faults.wall_ms(time.time())
+            sock.send({"id": req_id, "status": exc.status, "error": exc.ws_error(now_ms)})
+            return
         except BinanceError as exc:
             sock.send({"id": req_id, "status": exc.status, "error": exc.body()})
             return

@@ -22,6 +22,7 @@ EXPECTED_PARTS: Final = (
     "live_disconnect",  # tests/test_live_disconnect.py
     "live_stale",  # tests/test_live_stale.py
     "faults_rest",  # tests/test_faults_rest.py
+    "faults_ws_api",  # tests/test_faults_ws_api.py
     "faults_stream",  # tests/test_faults_stream.py
     "fuzz_live_market",  # tests/test_fuzz_live.py (market data on the wire)
     "fuzz_live_user",  # tests/test_fuzz_live.py (user-stream messages)
