@@ -37,11 +37,12 @@ Binance does it:
   is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
   timestamp check use the wall clock (what a client's clock is compared against).
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
-  ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
-  ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
-  optional ``"index"``, ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both
-  in one body: the quote first), ``POST /_loopback/funding`` (JSON
-  ``{"symbol", "rate", "mark"}``), ``POST /_loopback/keys?restriction=R`` (what the keys may do:
+  ``GET /_loopback/state`` (with ``ws_api_orders``: the orders that came over the WS-API),
+  ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or ``{"symbol", "price"}`` for a
+  quote, optional ``bid_size``/``ask_size``; ``"mark"`` with optional ``"index"``,
+  ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both in one body: the quote
+  first), ``POST /_loopback/funding`` (JSON ``{"symbol", "rate", "mark"}``),
+  ``POST /_loopback/keys?restriction=R`` (what the keys may do:
   ``adapters/loopback/permissions.py``), plus whatever :meth:`LoopbackServer.add_control` adds.
 
 See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
@@ -228,6 +229,8 @@ class LoopbackServer:
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
+        self.ws_api_orders = 0
+        """``order.place`` requests received over the WS-API (``GET /_loopback/state`` says)."""
         self.stream_faults: StreamFaults | None = None
         """Stream-side faults (:mod:`~ballast.adapters.loopback.stream_faults`), if installed."""
         self._ws_orders: set[asyncio.Task[None]] = set()
@@ -1030,6 +1033,7 @@ class LoopbackServer:
         futures = sock.kind == "ws_fapi"
         market: Market = "futures" if futures else "spot"
         self.requests += 1
+        self.ws_api_orders += 1
         limit = self.weight_limit if futures else self.spot_weight_limit
         used = self._count_weight(sock.request, market, 1)
         try:
@@ -1173,7 +1177,8 @@ class LoopbackServer:
         return web.json_response({"dropped": dropped})
 
     async def _ctl_state(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(wire.state(self.core, self._now_ms()))
+        state = wire.state(self.core, self._now_ms())
+        return web.json_response({**state, "ws_api_orders": self.ws_api_orders})
 
     async def _ctl_price(self, request: web.Request) -> web.StreamResponse:
         """A quote (``bid`` + ``ask``, or ``price`` for both) and/or a mark price update

@@ -19,6 +19,7 @@ from tests.support.reliability import GROWTH_LIMIT_PCT, SHOULD_BE_ZERO
 
 EXPECTED_PARTS: Final = (
     "kills",  # tests/test_live_kill.py
+    "kills_websocket",  # tests/test_live_kill.py (orders over the WebSocket API)
     "live_disconnect",  # tests/test_live_disconnect.py
     "live_stale",  # tests/test_live_stale.py
     "faults_rest",  # tests/test_faults_rest.py
