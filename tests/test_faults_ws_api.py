@@ -160,6 +160,19 @@ async def test_429_and_418_carry_retry_after_in_their_data(
     assert lb.server.faults.counts == {f"ws_api:{kind}": 1}
 
 
+async def test_the_real_weight_limit_over_the_ws_api_says_when_to_retry_too() -> None:
+    async with loopback_exchange(weight_limit=1) as lb, aiohttp.ClientSession() as session:
+        sock = await ws_api(lb, session, futures=True)
+        for n in range(3):
+            reply, _ = await sock.place(f"w{n}")
+            if reply["status"] != 200:
+                break
+        assert (reply["status"], reply["error"]["code"]) == (429, -1003)
+        data = reply["error"]["data"]
+        assert 0 < data["retryAfter"] - data["serverTime"] <= 60_000
+        assert not lb.server.faults.counts  # Binance's own limit, not an injected fault
+
+
 async def test_timeouts_hold_the_reply_with_and_without_processing(lb: Loopback) -> None:
     async with aiohttp.ClientSession() as session:
         sock = await ws_api(lb, session, futures=True)
@@ -319,7 +332,7 @@ async def test_a_timeout_on_the_ws_api_is_an_unknown_outcome_and_the_resend_find
 
 WS_TRADING: Overrides = {
     **TRADING,
-    "venue": {**dict(TRADING["venue"]), "order_transport": "websocket"},
+    "venue": {"request_timeout_s": 2, "order_transport": "websocket"},
 }
 TIMING = "hold_s=2.5,slow_ms=150,retry_after_s=1"
 PHASES: tuple[tuple[str, ...], ...] = (
@@ -401,3 +414,19 @@ async def test_the_engine_trades_over_the_ws_api_through_its_faults_and_doubles_
     assert traded >= len(PHASES), f"only {traded} orders under faults"
     ws_kinds = {k for k in counts if k.startswith("ws_api:")}
     assert ws_kinds >= {f"ws_api:{e.partition('=')[0]}" for p in PHASES for e in p}
+
+
+async def test_a_key_refused_over_the_ws_api_holds_no_later_order(lb: Loopback) -> None:
+    """ccxt raises DDoSProtection for a -2015 once the key has worked: without a ``retryAfter``
+    the venue must not take it for a 429 and hold every call until the next minute."""
+    sink = Sink()
+    async with ws_venue(lb, sink) as venue:
+        await venue.connect()
+        lb.server.permissions.default = "read"
+        with pytest.raises(VenueError, match="-2015"):
+            await venue.submit(market_order("bl-k1", SPOT))
+        lb.server.permissions.default = "trade"
+        started = time.monotonic()
+        await venue.submit(market_order("bl-k2", SPOT))
+        assert time.monotonic() - started < 1
+    assert [e.client_order_id for e in sink.of(OrderAccepted)] == ["bl-k2"]

@@ -886,7 +886,7 @@ class CcxtVenue(Venue):
         forever; REST calls time out after ``timeout`` ms). A connection that left an order
         unanswered is taken for dead (half-open): it is failed, so the resend and the streams
         it carries (spot user data) reconnect, rather than wait on it again. A 429/418 reply
-        holds the API's calls until its ``retryAfter`` (as a REST ``Retry-After`` does)."""
+        holds the API's calls until its ``data.retryAfter`` (as a REST ``Retry-After`` does)."""
 
         async def create(symbol: str, *args: Any) -> Any:
             try:
@@ -894,7 +894,9 @@ class CcxtVenue(Venue):
                     client.create_order_ws(symbol, *args), client.timeout / 1000
                 )
             except (RateLimitExceeded, DDoSProtection) as e:
-                self._budgets[api].block(_ws_retry_after_s(str(e)))
+                retry_after = _ws_retry_after_s(str(e))
+                if retry_after is not None:  # a 429/418 (ccxt says DDoSProtection for a -2015 too)
+                    self._budgets[api].block(retry_after)
                 raise
             except TimeoutError:
                 error = RequestTimeout(f"no answer to the order in {client.timeout} ms")

@@ -1064,6 +1064,12 @@ class LoopbackServer:
             now_ms = self.faults.wall_ms(time.time())
             sock.send({"id": req_id, "status": exc.status, "error": exc.ws_error(now_ms)})
             return
+        except _TooMuchWeight as exc:
+            now_ms = self.faults.wall_ms(time.time())
+            until_ms = now_ms + int(exc.retry_after) * 1000
+            error = {**exc.body(), "data": {"serverTime": now_ms, "retryAfter": until_ms}}
+            sock.send({"id": req_id, "status": exc.status, "error": error})
+            return
         except BinanceError as exc:
             sock.send({"id": req_id, "status": exc.status, "error": exc.body()})
             return
