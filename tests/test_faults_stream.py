@@ -615,4 +615,7 @@ async def test_the_engine_trades_through_every_stream_fault_and_books_each_fill_
     assert max(split.values()) > 1  # a partial fill, every trade of it booked (lost_fills)
     assert repeated_fills(journal) == []
     assert at_rest(journal, state) == []
+    # the orders went over the WebSocket API, the default transport (their replies met
+    # fill_before_ack there)
+    assert state.raw["ws_api_orders"] >= len(state.orders) > 0
     assert sum(1 for m in journal.messages if isinstance(m, BalanceUpdated)) > 0

@@ -15,10 +15,13 @@ balances and positions equal the exchange's exactly, and the journal of every se
 with ``--verify``. A ReconcileMismatch, an order sent before the venue caught up and reconciled
 after a restart, or a traceback in an engine's log fails the campaign too.
 
-Size (tests/support/reliability.py): ``make test`` runs one campaign of 20 kills; ``make
-reliability`` runs 200 kills as :data:`CAMPAIGNS` campaigns of 25, each with its own exchange,
-journal and seed, which pytest-xdist runs side by side. Each campaign records what it measured at
-its end (kills, duplicate orders, lost fills, journal gaps, tracebacks), before it asserts."""
+Size (tests/support/reliability.py): ``make test`` runs one campaign of 20 kills with orders sent
+over REST and one of 10 with orders over the WebSocket API (``venue.order_transport =
+"websocket"``), and a slow-marked one of 20 more over the WebSocket API (another seed); ``make
+reliability`` runs 200 kills over REST and 100 over the WebSocket API as campaigns of 25, each
+with its own exchange, journal and seed, which pytest-xdist runs side by side. Each campaign
+records what it measured at its end (kills, duplicate orders, lost fills, journal gaps,
+tracebacks), before it asserts."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from typing import Literal
 
 import pytest
 
+from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import SessionStarted
 from tests.support.cli import ballast
 from tests.support.live_counts import recorded, tracebacks
@@ -79,6 +83,12 @@ CAMPAIGNS = size(1, 8)
 """The kills are split into this many independent campaigns (one exchange each): the cost of a
 kill is mostly the restarted engine's start (~2 s: imports, markets, catch-up), which two cores
 overlap better across campaigns than one after the other."""
+WS_KILLS = size(10, 100)
+WS_CAMPAIGNS = size(1, 4)
+"""The same with orders over the WebSocket API (fewer: its order path is the only difference)."""
+WS_SLOW_KILLS = 20
+WS_SEED_OFFSET = 50_000
+"""The WebSocket campaigns' seeds: ``SEED + WS_SEED_OFFSET + 1100 i`` (the slow one: ``+ 550``)."""
 
 WEIGHT_LIMIT = 24_000
 """Ten times Binance's futures limit: a restart costs ~250 weight, the campaign restarts every
@@ -128,6 +138,8 @@ class Campaign:
 
     landed: list[str]
     known: list[str]
+    ws_api_orders: int = 0
+    """Orders the exchange received over its WebSocket API."""
 
 
 async def kill_at(kill: Kill, journal_path: Path, since_seq: int, engine: Engine) -> str:
@@ -151,18 +163,27 @@ async def kill_at(kill: Kill, journal_path: Path, since_seq: int, engine: Engine
     return landed
 
 
-async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
-    """Run the campaign (every hard check asserted on the way)."""
+def trading(transport: OrderTransport) -> Overrides:
+    return {**TRADING, "venue": {"order_transport": transport}}
+
+
+async def campaign(
+    tmp_path: Path, *, kills: int, seed: int, transport: OrderTransport = "rest"
+) -> Campaign:
+    """Run the campaign (every hard check asserted on the way), orders sent over
+    ``transport``."""
     journal_path = tmp_path / "journal.db"
-    served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
+    sections = trading(transport)
+    part = "kills" if transport == "rest" else f"kills_{transport}"
+    served = live_config(tmp_path, name="exchange.toml", sections=sections)
     result = Campaign([], [])
     async with exchange_serving(
         tmp_path, served, step_s=STEP_S, weight_limit=WEIGHT_LIMIT
     ) as exchange:
         config = live_config(
-            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
+            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=sections
         )
-        async with recorded("kills", journal_path, exchange, "engine-*.log") as counts:
+        async with recorded(part, journal_path, exchange, "engine-*.log") as counts:
             counts["kills"] = 0
             for index, kill in enumerate(plan(kills, seed)):
                 before = last_seq(journal_path)
@@ -185,6 +206,7 @@ async def campaign(tmp_path: Path, *, kills: int, seed: int) -> Campaign:
                 problems = always(journal, await exchange.state())
                 assert not problems, f"after kill {index} ({kill}): {problems}"
             result.known += await finish(tmp_path, exchange, config, kills)
+        result.ws_api_orders = (await exchange.state()).raw["ws_api_orders"]
     return result
 
 
@@ -246,3 +268,25 @@ async def test_the_engine_killed_while_trading_loses_and_doubles_nothing(
     result = await campaign(tmp_path, kills=kills, seed=seed)
     report(result)
     assert_kills_landed_while_trading(result.landed, plan(kills, seed))
+    assert result.ws_api_orders == 0
+
+
+async def websocket_campaign(tmp_path: Path, kills: int, seed: int) -> None:
+    result = await campaign(tmp_path, kills=kills, seed=seed, transport="websocket")
+    report(result)
+    assert_kills_landed_while_trading(result.landed, plan(kills, seed))
+    assert result.ws_api_orders >= kills // 4  # the orders went over the WS-API
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("part", range(WS_CAMPAIGNS))
+async def test_killed_while_trading_over_the_ws_api_it_loses_and_doubles_nothing(
+    tmp_path: Path, part: int
+) -> None:
+    seed = SEED + WS_SEED_OFFSET + 1100 * part
+    await websocket_campaign(tmp_path, WS_KILLS // WS_CAMPAIGNS, seed)
+
+
+@pytest.mark.slow
+async def test_killed_more_often_while_trading_over_the_ws_api(tmp_path: Path) -> None:
+    await websocket_campaign(tmp_path, WS_SLOW_KILLS, SEED + WS_SEED_OFFSET + 550)

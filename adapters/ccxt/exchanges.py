@@ -290,6 +290,22 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
         if parsed:
             push("positions", parsed)
 
+    ws_error = client.handle_ws_error
+
+    def ws_api_error(ws: Any, message: Any) -> Any:
+        """A WS-API reply with status 5xx: Binance says the execution status is unknown (ccxt
+        reads only the error code, and takes -1008 for a refusal): its request fails as a
+        transport failure, ``ExchangeNotAvailable``, whatever the code."""
+        status = message.get("status") if isinstance(message, Mapping) else None
+        request = message.get("id") if isinstance(message, Mapping) else None
+        if isinstance(status, int) and status >= 500 and request is not None:
+            error = json.dumps(message.get("error"), separators=(",", ":"))
+            text = f"{client.id} WS-API status {status}, outcome unknown: {error}"
+            ws.reject(ccxt_errors.ExchangeNotAvailable(text), str(request))
+            return None
+        return ws_error(ws, message)
+
+    client.handle_ws_error = ws_api_error
     after("handle_my_trade", trade)
     after("handle_order", order)
     after("handle_balance", balance)

@@ -105,6 +105,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,6 +221,18 @@ def backoff_s(attempt: int, rng: random.Random) -> float:
 
 
 _Watch = Callable[[], Awaitable[Any]]
+
+_RETRY_AFTER = re.compile(r'"serverTime":\s*(\d+),\s*"retryAfter":\s*(\d+)')
+
+
+def _ws_retry_after_s(text: str) -> float | None:
+    """The wait a WS-API 429/418 names (``"data": {"serverTime", "retryAfter"}``, both the
+    exchange's ms), in seconds; None if it names none."""
+    found = _RETRY_AFTER.search(text)
+    if found is None:
+        return None
+    return max(0, int(found[2]) - int(found[1])) / 1000
+
 
 _HTTP_STATUS: contextvars.ContextVar[int] = contextvars.ContextVar("ccxt_http_status", default=0)
 """The HTTP status of the last REST answer of the current task (ccxt's exceptions lack it)."""
@@ -846,7 +859,7 @@ class CcxtVenue(Venue):
         api = "futures" if is_perp(order.symbol) else "spot"
         create = client.create_order
         if self.order_transport == "websocket":
-            create = self._ws_create(client)
+            create = self._ws_create(client, api)
         try:
             reply = await self._call(
                 api,
@@ -875,19 +888,24 @@ class CcxtVenue(Venue):
         known.answered = True
         await self._on_orders([reply])
 
-    @staticmethod
-    def _ws_create(client: Any) -> Callable[..., Awaitable[Any]]:
+    def _ws_create(self, client: Any, api: AccountApi) -> Callable[..., Awaitable[Any]]:
         """``create_order_ws`` within the client's timeout (ccxt waits for a WebSocket answer
         forever; REST calls time out after ``timeout`` ms). A connection that left an order
         unanswered is taken for dead (half-open): it is failed, so the resend and the streams
-        it carries (spot user data) reconnect, rather than wait on it again. The deadline is on
-        this task (``asyncio.timeout``): ``wait_for`` would run the call in a task of its own,
-        one more loop iteration before the order leaves."""
+        it carries (spot user data) reconnect, rather than wait on it again. A 429/418 reply
+        holds the API's calls until its ``data.retryAfter`` (as a REST ``Retry-After`` does).
+        The deadline is on this task (``asyncio.timeout``): ``wait_for`` would run the call in
+        a task of its own, one more loop iteration before the order leaves."""
 
         async def create(symbol: str, *args: Any) -> Any:
             try:
                 async with asyncio.timeout(client.timeout / 1000):
                     return await client.create_order_ws(symbol, *args)
+            except (RateLimitExceeded, DDoSProtection) as e:
+                retry_after = _ws_retry_after_s(str(e))
+                if retry_after is not None:  # a 429/418 (ccxt says DDoSProtection for a -2015 too)
+                    self._budgets[api].block(retry_after)
+                raise
             except TimeoutError:
                 error = RequestTimeout(f"no answer to the order in {client.timeout} ms")
                 kind = "linear" if is_perp(symbol) else "spot"

@@ -31,6 +31,20 @@ REST kinds, as Binance answers (HTTP status, ``{"code", "msg"}``):
   -4164), ``reject_precision`` (-1111), ``reject_reduce_only`` (-2022, futures reduce-only
   orders).
 
+The same kinds apply to the WebSocket API (``order.place`` on ``/ws-api/v3`` and
+``/ws-fapi/v1``; the loopback serves no ``order.cancel``): one spec switches both transports, an
+order request draws from the same generator whichever way it came, and the counts say which
+transport got which: a REST fault is counted under its kind (``rest_5xx``), a WS-API fault under
+``ws_api:<kind>`` (``ws_api:rest_5xx``). On the WS-API the error is Binance's WS-API reply
+``{"id", "status": <HTTP status>, "error": {"code", "msg"}}``: ``rest_5xx`` is status 500 -1001,
+502 -1001 "Bad Gateway" or 503 -1008 (unprocessed); ``rest_5xx_after`` 503 -1007 (processed);
+``rest_429`` / ``rest_418`` status 429 / 418 -1003 with ``"data": {"serverTime", "retryAfter"}``
+(``retryAfter``: the exchange's ms time the wait ends, ``retry_after_s`` from now);
+``timeout`` holds the reply ``hold_s`` then answers 503 -1007 unprocessed; ``timeout_after``
+places the order at once and holds the reply ``hold_s`` (a client that timed out hears nothing
+on that socket); ``slow`` delays the reply ``slow_ms``; the rejects answer status 400 with the
+REST endpoint's codes.
+
 And a clock fault: ``skew_ms=N`` sets the exchange's clock N ms off the machine's (``serverTime``
 and the ``timestamp``/``recvWindow`` check of signed requests); ``clock_skew`` counts the signed
 requests judged on the skewed clock.
@@ -84,6 +98,11 @@ PARAMS: dict[str, tuple[float, float, float]] = {
 """Every parameter a spec may set → (default, lowest, highest)."""
 
 SKEW_COUNTER: Final = "clock_skew"
+
+WS_API: Final = "ws_api"
+
+Transport = Literal["rest", "ws_api"]
+"""The way an order request came: a REST request, or a WS-API request (``order.place``)."""
 
 Endpoint = Literal["order", "cancel", "other"]
 """What a REST request does, for which kinds apply: places an order, cancels one, anything
@@ -180,6 +199,15 @@ class InjectedError(BinanceError):
             )
         return web.json_response(self.body(), status=self.status, headers=out)
 
+    def ws_error(self, now_ms: int) -> dict[str, Any]:
+        """The ``error`` of a WS-API reply: ``{"code", "msg"}``, and for a 429/418 ``"data":
+        {"serverTime", "retryAfter"}`` (``retryAfter``: when the wait ends, in ms)."""
+        error = self.body()
+        if self.retry_after:
+            until = now_ms + int(self.retry_after) * 1000
+            error["data"] = {"serverTime": now_ms, "retryAfter": until}
+        return error
+
 
 BACKEND_TIMEOUT: Final = (
     "Timeout waiting for response from backend server. Send status unknown; "
@@ -254,9 +282,16 @@ class FaultPlan:
     # ------------------------------------------------------------------ REST
 
     def rest_fault(
-        self, endpoint: Endpoint, *, futures: bool, reduce_only: bool = False
+        self,
+        endpoint: Endpoint,
+        *,
+        futures: bool,
+        reduce_only: bool = False,
+        transport: Transport = REST,
     ) -> RestFault | None:
-        """The fault for one REST request (None: serve it normally); counted by kind."""
+        """The fault for one REST request, or one WS-API order request (``transport``
+        ``"ws_api"``), None: serve it normally; counted by kind (a WS-API one as
+        ``ws_api:<kind>``)."""
         kinds = [k for k in KINDS if KINDS[k] == REST and self.rate(k) > 0]
         kinds = [
             k for k in kinds if _applies(k, endpoint, futures=futures, reduce_only=reduce_only)
@@ -268,7 +303,7 @@ class FaultPlan:
         for kind in kinds:
             edge += self.rate(kind)
             if roll < edge:
-                self.count(kind)
+                self.count(kind if transport == REST else f"{transport}:{kind}")
                 return self._make(kind, futures)
         return None
 

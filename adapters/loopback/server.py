@@ -30,17 +30,19 @@ Binance does it:
   through the WS-API ``/ws-api/v3`` method ``userDataStream.subscribe.signature`` (events
   ``{"subscriptionId": 0, "event": {...}}``: ``executionReport``, ``outboundAccountPosition``).
   Orders over the WS-API: ``order.place`` on ``/ws-api/v3`` (spot) and ``/ws-fapi/v1``
-  (USDⓈ-M), signed in its parameters, checked and answered as the REST endpoint.
+  (USDⓈ-M), signed in its parameters, checked and answered as the REST endpoint, with the
+  same injected faults (``adapters/loopback/faults.py``; counted ``ws_api:<kind>``).
   Stream messages are formatted when the core reports the change and queued per socket, so each
   socket sees them in the order they happened; a socket more than ``MAX_BACKLOG`` messages behind
   is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
   timestamp check use the wall clock (what a client's clock is compared against).
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
-  ``GET /_loopback/state``, ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or
-  ``{"symbol", "price"}`` for a quote, optional ``bid_size``/``ask_size``; ``"mark"`` with
-  optional ``"index"``, ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both
-  in one body: the quote first), ``POST /_loopback/funding`` (JSON
-  ``{"symbol", "rate", "mark"}``), ``POST /_loopback/keys?restriction=R`` (what the keys may do:
+  ``GET /_loopback/state`` (with ``ws_api_orders``: the orders that came over the WS-API),
+  ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or ``{"symbol", "price"}`` for a
+  quote, optional ``bid_size``/``ask_size``; ``"mark"`` with optional ``"index"``,
+  ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both in one body: the quote
+  first), ``POST /_loopback/funding`` (JSON ``{"symbol", "rate", "mark"}``),
+  ``POST /_loopback/keys?restriction=R`` (what the keys may do:
   ``adapters/loopback/permissions.py``), plus whatever :meth:`LoopbackServer.add_control` adds.
 
 See :mod:`ballast.adapters.loopback.core` for the account model (the USDT wallet is reported on
@@ -227,6 +229,8 @@ class LoopbackServer:
         self._unlisten: Callable[[], None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.requests = 0
+        self.ws_api_orders = 0
+        """``order.place`` requests received over the WS-API (``GET /_loopback/state`` says)."""
         self.stream_faults: StreamFaults | None = None
         """Stream-side faults (:mod:`~ballast.adapters.loopback.stream_faults`), if installed."""
         self._ws_orders: set[asyncio.Task[None]] = set()
@@ -1029,6 +1033,7 @@ class LoopbackServer:
         futures = sock.kind == "ws_fapi"
         market: Market = "futures" if futures else "spot"
         self.requests += 1
+        self.ws_api_orders += 1
         limit = self.weight_limit if futures else self.spot_weight_limit
         used = self._count_weight(sock.request, market, 1)
         try:
@@ -1047,7 +1052,24 @@ class LoopbackServer:
             flat = {k: _ws_value(v) for k, v in params.items() if k not in ("apiKey", "signature")}
             flat[_API_KEY] = key
             create = self._futures_create if futures else self._spot_create
-            result = await create(flat, futures)
+            reduce_only = flat.get("reduceOnly", "").lower() == "true"
+            fault = self.faults.rest_fault(
+                "order", futures=futures, reduce_only=reduce_only, transport=fault_plan.WS_API
+            )
+            if fault is None:
+                result = await create(flat, futures)
+            else:
+                result = await self.faults.serve(fault, lambda: create(flat, futures))
+        except InjectedError as exc:
+            now_ms = self.faults.wall_ms(time.time())
+            sock.send({"id": req_id, "status": exc.status, "error": exc.ws_error(now_ms)})
+            return
+        except _TooMuchWeight as exc:
+            now_ms = self.faults.wall_ms(time.time())
+            until_ms = now_ms + int(exc.retry_after) * 1000
+            error = {**exc.body(), "data": {"serverTime": now_ms, "retryAfter": until_ms}}
+            sock.send({"id": req_id, "status": exc.status, "error": error})
+            return
         except BinanceError as exc:
             sock.send({"id": req_id, "status": exc.status, "error": exc.body()})
             return
@@ -1161,7 +1183,8 @@ class LoopbackServer:
         return web.json_response({"dropped": dropped})
 
     async def _ctl_state(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(wire.state(self.core, self._now_ms()))
+        state = wire.state(self.core, self._now_ms())
+        return web.json_response({**state, "ws_api_orders": self.ws_api_orders})
 
     async def _ctl_price(self, request: web.Request) -> web.StreamResponse:
         """A quote (``bid`` + ``ask``, or ``price`` for both) and/or a mark price update

@@ -88,8 +88,9 @@ class VenueConfig(_Section, frozen=True):
     ``shutdown_timeout_s``: on SIGTERM/SIGINT, how long orders being sent may take to finish.
     ``ws_keepalive_s``: ping every WebSocket this often and drop one whose pongs stop for twice
     as long (a half-open connection; 0: the exchange client's default, Binance 180 s).
-    ``order_transport``: ``"rest"`` (an HTTP request per order) or ``"websocket"`` (the exchange's
-    WebSocket API on a connection kept open: Binance ``order.place``; no HTTP round trip).
+    ``order_transport``: ``"websocket"`` (the default: the exchange's WebSocket API on a
+    connection kept open, Binance ``order.place``; no HTTP round trip) or ``"rest"`` (an HTTP
+    request per order).
     ``request_timeout_s``: how long a request (REST, or an order over the WebSocket API) may go
     unanswered before its outcome counts as unknown (ccxt's ``timeout``).
     """
@@ -104,7 +105,7 @@ class VenueConfig(_Section, frozen=True):
     silent_order_s: float = 10.0
     shutdown_timeout_s: float = 10.0
     ws_keepalive_s: float = 0.0
-    order_transport: OrderTransport = "rest"
+    order_transport: OrderTransport = "websocket"
     request_timeout_s: float = 10.0
 
     RANGES: ClassVar[Mapping[str, Range]] = {

@@ -19,9 +19,11 @@ from tests.support.reliability import GROWTH_LIMIT_PCT, SHOULD_BE_ZERO
 
 EXPECTED_PARTS: Final = (
     "kills",  # tests/test_live_kill.py
+    "kills_websocket",  # tests/test_live_kill.py (orders over the WebSocket API)
     "live_disconnect",  # tests/test_live_disconnect.py
     "live_stale",  # tests/test_live_stale.py
     "faults_rest",  # tests/test_faults_rest.py
+    "faults_ws_api",  # tests/test_faults_ws_api.py
     "faults_stream",  # tests/test_faults_stream.py
     "fuzz_live_market",  # tests/test_fuzz_live.py (market data on the wire)
     "fuzz_live_user",  # tests/test_fuzz_live.py (user-stream messages)
