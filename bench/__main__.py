@@ -6,7 +6,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import backtest, bus, latency, live, pipeline, replay, sweep, synthetic
+from bench import backtest, bus, checkpoint, latency, live, pipeline, replay, sweep, synthetic
 from bench.common import machine_line, peak_rss_line
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "backtest": backtest.main,
     "synthetic": synthetic.main,
     "live": live.main,
+    "checkpoint": checkpoint.main,
     "sweep": sweep.main,
 }
 

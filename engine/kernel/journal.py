@@ -457,17 +457,16 @@ class Journal:
         being kept up to date row by row. A journal cut before its close reads the same without
         it (reading by type scans the table); a later writer without ``index_at_close`` builds
         it when it opens the file."""
-        self.checkpoint_pages = (
-            (CHECKPOINT_PAGES if durable_sync else None)
-            if checkpoint_pages is None
-            else checkpoint_pages
-        )
+        if checkpoint_pages is not None and checkpoint_pages < 0:
+            raise ValueError(f"checkpoint_pages must be 0 or more, not {checkpoint_pages}")
+        if checkpoint_pages is None:
+            checkpoint_pages = CHECKPOINT_PAGES if durable_sync else 0
+        self.checkpoint_pages = checkpoint_pages or None
         """Frames of WAL after which this journal's own checkpointer copies the WAL into the
-        database file, off the write path (module docstring); by default 1000 (SQLite's) for a
-        journal with ``durable_sync``; None (a backtest's journal: every write is a group commit
-        on SQLite's thread anyway): SQLite's automatic checkpoint, in the commits."""
-        if self.checkpoint_pages is not None and self.checkpoint_pages < 1:
-            raise ValueError(f"checkpoint_pages must be at least 1, not {checkpoint_pages}")
+        database file, off the write path (module docstring): by default 1000 (SQLite's) for a
+        journal with ``durable_sync``. None (given 0; by default a backtest's journal, whose
+        writes are all group commits on SQLite's thread anyway): SQLite's automatic checkpoint,
+        in the commits."""
         self.kind = kind
         """The session kind this writer records (``KIND_KEY``); None: not recorded, not checked."""
         self._own_lock = lock is None
@@ -564,19 +563,22 @@ class Journal:
             raise
 
     def _checkpoint_due(self) -> int:
-        """0: no checkpoint due; 1: the WAL holds ``checkpoint_pages`` frames and some are not
-        copied yet (or the ``-shm`` file cannot be read); 2: it holds :data:`CHECKPOINT_STUCK`
-        times as many (durable writes kept coming in during checkpoints, so the WAL was never
-        fully copied and restarted)."""
+        """0: no checkpoint due; 1: the WAL holds ``checkpoint_pages`` frames and an eighth of
+        that is not copied yet (or the ``-shm`` file cannot be read); 2: it holds
+        :data:`CHECKPOINT_STUCK` times as many (durable writes kept coming in during
+        checkpoints, so the WAL was never fully copied and restarted). The eighth: after a
+        checkpoint a durable write came in during, the next waits for a few more frames rather
+        than running (two fsyncs) at each flush."""
         if self.checkpoint_pages is None or self._ckpt_conn is None:
             return 0
         fd = self._sync_fds.get("-shm")
         frames = wal_frames(fd) if fd is not None else None
         if frames is None:
             return 1
-        if not self.checkpoint_pages <= frames[0] > frames[1]:
+        wal, copied = frames
+        if wal < self.checkpoint_pages or wal - copied < max(1, self.checkpoint_pages // 8):
             return 0
-        return 2 if frames[0] >= CHECKPOINT_STUCK * self.checkpoint_pages else 1
+        return 2 if wal >= CHECKPOINT_STUCK * self.checkpoint_pages else 1
 
     async def _checkpoint(self) -> None:
         """One PASSIVE checkpoint, on the checkpointer's thread: it copies what no reader still
