@@ -30,8 +30,9 @@ Writing (:class:`Journal`):
   ``checkpoint_pages`` frames: writers are not blocked by it (they append to the WAL meanwhile).
   Committed records are in the WAL until then, so a crash before or during a checkpoint loses
   nothing. Should durable writes keep the WAL from being fully copied (and restarted) until it
-  holds :data:`CHECKPOINT_STUCK` times that, a checkpoint runs with the writer's lock held (writes
-  wait for it): the bound on its growth. A reader holding a snapshot (an export beside a live
+  holds :data:`CHECKPOINT_STUCK` times that, the checkpoint is followed by a second one for the
+  frames that came in meanwhile, with the writer's lock held (writes wait for it): the bound on
+  its growth. A reader holding a snapshot (an export beside a live
   run) keeps the frames after it from being copied, and the WAL from restarting, until it moves
   on: the WAL grows meanwhile, as it did with SQLite's automatic checkpoint.
 
@@ -389,8 +390,9 @@ CHECKPOINT_PAGES: Final = 1000
 """WAL frames after which a journal with its own checkpointer checkpoints (SQLite's default for
 its automatic checkpoint: about 4 MB of WAL)."""
 CHECKPOINT_STUCK: Final = 4
-"""A WAL of this many times ``checkpoint_pages`` frames is checkpointed with the writer's lock
-held (writes wait for it): the bound on its growth, readers apart."""
+"""A WAL of this many times ``checkpoint_pages`` frames is checkpointed, then what came in
+during that checkpoint is copied with the writer's lock held (writes wait for that short one):
+the bound on its growth, readers apart."""
 _SHM_MX_FRAME: Final = 16
 """Byte offset of ``mxFrame`` (the last valid frame of the WAL) in the wal-index header, the start
 of the ``-shm`` file; native byte order (https://www.sqlite.org/walformat.html, 2.2.1)."""
@@ -865,10 +867,9 @@ class Journal:
             # after a group commit, or each flush interval (durable writes alone fill it too);
             # the next group commit waits for it, orders and fills do not
             if due := self._checkpoint_due():
-                if due == 1:
-                    await self._checkpoint()
-                else:  # no write meanwhile: the whole WAL is copied, the next write restarts it
-                    async with self._lock:
+                await self._checkpoint()
+                if due == 2:  # the rest, what came in during that one, with no write meanwhile:
+                    async with self._lock:  # the whole WAL copied, the next write restarts it
                         await self._checkpoint()
 
     async def _write(self, *, durable: bool) -> None:
