@@ -136,3 +136,36 @@ async def test_a_backtest_journal_keeps_sqlites_automatic_checkpoint(tmp_path: P
         await journal.commit()
         assert journal.checkpoints == 0
         assert db_size(path) > 1000 * 4096
+
+
+def test_wal_frames_reads_the_counts_sqlite_reports(tmp_path: Path) -> None:
+    # The -shm header offsets against SQLite's own answer: PRAGMA wal_checkpoint returns
+    # (busy, frames in the WAL, frames checkpointed).
+    path = tmp_path / "plain.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (x BLOB)")
+        for _ in range(50):
+            writer.execute("INSERT INTO t VALUES (?)", (os.urandom(3000),))
+        reader = sqlite3.connect(path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM t").fetchone()  # holds its snapshot
+            for _ in range(20):
+                writer.execute("INSERT INTO t VALUES (?)", (os.urandom(3000),))
+            before = frames(path)
+            busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert (busy, before[0]) == (0, log)
+            assert 0 < copied < log  # stopped at the reader's snapshot
+            assert frames(path) == (log, copied)
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames(path) == (log, copied) == (log, log)
+    finally:
+        other.close()
+        writer.close()

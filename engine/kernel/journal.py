@@ -555,7 +555,10 @@ class Journal:
         try:
             await conn.execute("PRAGMA wal_autocheckpoint=0")
             self._ckpt_conn = await _connect(self.path, create=False)
-            self._sync_fds["-shm"] = os.open(f"{self.path}-shm", os.O_RDONLY)
+            try:
+                self._sync_fds["-shm"] = os.open(f"{self.path}-shm", os.O_RDONLY)
+            except OSError as exc:  # then a checkpoint at each flush (_checkpoint_due)
+                log.warning("journal %s: its -shm file cannot be read (%s)", self.path, exc)
         except BaseException:
             await self._close_checkpointer()
             await conn.close()
