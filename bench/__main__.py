@@ -20,7 +20,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import backtest, bus, decide, latency, live, pipeline, replay, sweep, synthetic
+from bench import (
+    backtest,
+    bus,
+    checkpoint,
+    decide,
+    latency,
+    live,
+    pipeline,
+    replay,
+    sweep,
+    synthetic,
+)
 from bench.common import (
     FIGURES,
     Figure,
@@ -57,6 +68,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "synthetic": synthetic.main,
     "decide": decide.main,
     "live": live.main,
+    "checkpoint": checkpoint.main,
     "sweep": sweep.main,
 }
 
@@ -78,9 +90,11 @@ def _shown(path: Path) -> str:
 ROUNDS = "BENCH_ROUNDS"
 """Rounds of (today, previous) per benchmark, order alternating (default 1); medians printed."""
 SKIP = "BENCH_PREVIOUS_SKIP"
-SKIP_DEFAULT = "sweep"
+SKIP_DEFAULT = "sweep,checkpoint"
 """Benchmarks not run on the previous release by default (its recorded figures stand beside):
-``sweep``, about 2 of the 5-6 minutes a pass takes on the project's machine, whose goal is a
+``checkpoint``, which measures the release's way itself (SQLite's own checkpoint,
+``sqlite-auto``) beside today's, in one process, and needs today's journal; ``sweep``, about 2
+of the 5-6 minutes a pass takes on the project's machine, whose goal is a
 ratio measured within the run (the pool's speed-up) and whose variants/min are backtests,
 measured beside the release by ``backtest``. ``live``, as long, stays: its latencies swing most
 with the machine's load, so a recorded figure says least beside them. ``make bench`` takes

@@ -199,4 +199,6 @@ def test_the_recorded_figures_of_0_1_0_cover_every_benchmark() -> None:
     assert record.version == "0.1.0"
     assert record.commit.startswith("615f9f5")
     for name in BENCHMARKS:
+        if name == "checkpoint":  # new since 0.1.0; its sqlite-auto mode is 0.1.0's way
+            continue
         assert any(key.startswith(f"{name}.") for key in record.figures), name

@@ -22,6 +22,19 @@ Writing (:class:`Journal`):
   writer retries with backoff (up to :data:`RETRY_MAX_S`). When a write succeeds the pending
   records reach the disk in their order, gap-free, and the observers are told. Any other failure
   (a damaged file, a file moved away) fails the journal for good: appends then raise.
+- Checkpoints (copying the WAL into the database file, so the WAL is reused and stays small): a
+  journal with ``durable_sync`` turns SQLite's automatic checkpoint off (it ran inside whichever
+  COMMIT pushed the WAL past 1000 pages: at times an order's durable write on the loop's thread,
+  milliseconds of copying and fsyncing on the quote → order path). Its flusher instead starts a
+  PASSIVE checkpoint on a second connection, on that connection's own thread, once the WAL holds
+  ``checkpoint_pages`` frames: writers are not blocked by it (they append to the WAL meanwhile).
+  Committed records are in the WAL until then, so a crash before or during a checkpoint loses
+  nothing. Should durable writes keep the WAL from being fully copied (and restarted) until it
+  holds :data:`CHECKPOINT_STUCK` times that, the checkpoint is followed by a second one for the
+  frames that came in meanwhile, with the writer's lock held (writes wait for it): the bound on
+  its growth. A reader holding a snapshot (an export beside a live
+  run) keeps the frames after it from being copied, and the WAL from restarting, until it moves
+  on: the WAL grows meanwhile, as it did with SQLite's automatic checkpoint.
 
 Owning: a journal has one writer. ``open`` takes an OS-level lock
 (:mod:`ballast.engine.kernel.journal_lock`) held until ``close``; a second writer is refused with
@@ -52,6 +65,7 @@ import itertools
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -372,6 +386,36 @@ def _insert(raw: sqlite3.Connection, batch: Sequence[Row]) -> None:
         raw.executemany(_INSERT, batch[whole:])
 
 
+CHECKPOINT_PAGES: Final = 1000
+"""WAL frames after which a journal with its own checkpointer checkpoints (SQLite's default for
+its automatic checkpoint: about 4 MB of WAL)."""
+CHECKPOINT_STUCK: Final = 4
+"""A WAL of this many times ``checkpoint_pages`` frames is checkpointed, then what came in
+during that checkpoint is copied with the writer's lock held (writes wait for that short one):
+the bound on its growth, readers apart."""
+_SHM_MX_FRAME: Final = 16
+"""Byte offset of ``mxFrame`` (the last valid frame of the WAL) in the wal-index header, the start
+of the ``-shm`` file; native byte order (https://www.sqlite.org/walformat.html, 2.2.1)."""
+_SHM_BACKFILL: Final = 96
+"""Byte offset of ``nBackfill`` (WAL frames already copied into the database file)."""
+_SHM_READ: Final = _SHM_BACKFILL + 4
+
+
+def wal_frames(fd: int) -> tuple[int, int] | None:
+    """(frames in the WAL, frames of them checkpointed) from the wal-index header of the ``-shm``
+    file open at ``fd``, or None if it cannot be read. Read without a lock: a hint (the
+    checkpoint itself is SQLite's, under its own locks)."""
+    try:
+        head = os.pread(fd, _SHM_READ, 0)
+    except OSError:
+        return None
+    if len(head) < _SHM_READ:
+        return None
+    order = sys.byteorder
+    mx = int.from_bytes(head[_SHM_MX_FRAME : _SHM_MX_FRAME + 4], order)
+    return mx, int.from_bytes(head[_SHM_BACKFILL:_SHM_READ], order)
+
+
 _flush_data: Final = getattr(os, "fdatasync", os.fsync)
 """fdatasync where the OS has it (Linux), else fsync."""
 
@@ -397,6 +441,7 @@ class Journal:
         lock: JournalLock | None = None,
         upcasters: Upcasters = UPCASTERS,
         index_at_close: bool | None = None,
+        checkpoint_pages: int | None = None,
     ) -> None:
         if kind is not None and kind not in SESSION_KINDS:
             raise ValueError(f"journal kind {kind!r} is not one of {SESSION_KINDS}")
@@ -414,6 +459,16 @@ class Journal:
         being kept up to date row by row. A journal cut before its close reads the same without
         it (reading by type scans the table); a later writer without ``index_at_close`` builds
         it when it opens the file."""
+        if checkpoint_pages is not None and checkpoint_pages < 0:
+            raise ValueError(f"checkpoint_pages must be 0 or more, not {checkpoint_pages}")
+        if checkpoint_pages is None:
+            checkpoint_pages = CHECKPOINT_PAGES if durable_sync else 0
+        self.checkpoint_pages = checkpoint_pages or None
+        """Frames of WAL after which this journal's own checkpointer copies the WAL into the
+        database file, off the write path (module docstring): by default 1000 (SQLite's) for a
+        journal with ``durable_sync``. None (given 0; by default a backtest's journal, whose
+        writes are all group commits on SQLite's thread anyway): SQLite's automatic checkpoint,
+        in the commits."""
         self.kind = kind
         """The session kind this writer records (``KIND_KEY``); None: not recorded, not checked."""
         self._own_lock = lock is None
@@ -435,6 +490,12 @@ class Journal:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._ckpt_conn: aiosqlite.Connection | None = None
+        """The checkpointer's connection (``checkpoint_pages``): it only ever checkpoints."""
+        self.checkpoints = 0
+        """Checkpoints the checkpointer ran since open (``checkpoint_pages``)."""
+        self.checkpoint_seconds_total = 0.0
+        self._checkpoint_failing = False
         self._failure: BaseException | None = None
         self._dir_synced = False
         self._sync_fds: dict[str, int] = {}
@@ -480,8 +541,85 @@ class Journal:
             self._release_lock()
             raise
         self._opened_at_seq = self._seq
+        if self.checkpoint_pages is not None:
+            await self._open_checkpointer()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"journal-flush:{self.path}")
         return self
+
+    async def _open_checkpointer(self) -> None:
+        """SQLite's automatic checkpoint off on the writer's connection; a second connection for
+        the checkpoints, and the ``-shm`` file's descriptor to watch the WAL's length (kept open
+        until close, like ``_sync_fds``: closing a descriptor of the file would drop SQLite's
+        locks on it)."""
+        conn = self._require_conn()
+        try:
+            await conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._ckpt_conn = await _connect(self.path, create=False)
+            try:
+                self._sync_fds["-shm"] = os.open(f"{self.path}-shm", os.O_RDONLY)
+            except OSError as exc:  # then a checkpoint at each flush (_checkpoint_due)
+                log.warning("journal %s: its -shm file cannot be read (%s)", self.path, exc)
+        except BaseException:
+            await self._close_checkpointer()
+            await conn.close()
+            self._conn = None
+            self._close_sync_fds()
+            self._release_lock()
+            raise
+
+    def _checkpoint_due(self) -> int:
+        """0: no checkpoint due; 1: the WAL holds ``checkpoint_pages`` frames and an eighth of
+        that is not copied yet (or the ``-shm`` file cannot be read); 2: it holds
+        :data:`CHECKPOINT_STUCK` times as many (durable writes kept coming in during
+        checkpoints, so the WAL was never fully copied and restarted). The eighth: after a
+        checkpoint a durable write came in during, the next waits for a few more frames rather
+        than running (two fsyncs) at each flush."""
+        if self.checkpoint_pages is None or self._ckpt_conn is None:
+            return 0
+        fd = self._sync_fds.get("-shm")
+        frames = wal_frames(fd) if fd is not None else None
+        if frames is None:
+            return 1
+        wal, copied = frames
+        if wal < self.checkpoint_pages or wal - copied < max(1, self.checkpoint_pages // 8):
+            return 0
+        return 2 if wal >= CHECKPOINT_STUCK * self.checkpoint_pages else 1
+
+    async def _checkpoint(self) -> None:
+        """One PASSIVE checkpoint, on the checkpointer's thread: it copies what no reader still
+        needs, never waits for a lock and never blocks a writer. Run by the flusher between two
+        group commits, so usually no write comes in meanwhile, the WAL is then fully copied and
+        the next write (the group commit that follows) restarts it from its start; a durable
+        write that does come in is not held up (its frames are copied by the next checkpoint).
+        A failure is logged (the records stay in the WAL; the next one retries), never raised."""
+        conn = self._ckpt_conn
+        if conn is None:
+            return
+        started = time.perf_counter()
+        try:
+            # fetched to the end: no statement is left open on the connection
+            await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            if not self._checkpoint_failing:
+                log.warning(
+                    "journal %s: checkpoint failed (%s); the records stay in its WAL, retried",
+                    self.path,
+                    describe_fault(exc),
+                )
+            self._checkpoint_failing = True
+            return
+        self._checkpoint_failing = False
+        self.checkpoints += 1
+        self.checkpoint_seconds_total += time.perf_counter() - started
+        if self._pending:  # commit them now: the WAL restarts in that commit, not an order's
+            self._wake.set()
+
+    async def _close_checkpointer(self) -> None:
+        """After the flusher: a checkpoint under way finishes first (queued on its thread)."""
+        conn, self._ckpt_conn = self._ckpt_conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.close()
 
     async def _check(self, conn: aiosqlite.Connection) -> None:
         """Schema, last seq, integrity (of a file with records) and session kind."""
@@ -573,6 +711,7 @@ class Journal:
                 self._flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._flusher
+            await self._close_checkpointer()  # before the writer's: its close checkpoints last
             async with self._lock:  # a write already under way finishes first
                 await self._conn.close()
                 self._close_sync_fds()
@@ -728,6 +867,13 @@ class Journal:
                     continue  # still refused: the records stay pending, retried after a wait
                 except JournalError:
                     return  # _failure is set; appends now raise, waiters are woken
+            # after a group commit, or each flush interval (durable writes alone fill it too);
+            # the next group commit waits for it, orders and fills do not
+            if due := self._checkpoint_due():
+                await self._checkpoint()
+                if due == 2:  # the rest, what came in during that one, with no write meanwhile:
+                    async with self._lock:  # the whole WAL copied, the next write restarts it
+                        await self._checkpoint()
 
     async def _write(self, *, durable: bool) -> None:
         # The write runs to its end in its own task even if our caller is cancelled (shutdown, a

@@ -101,13 +101,16 @@ def _say(line: str) -> None:
 async def run(path: str, seed: int, limit: int) -> None:
     # Odd seeds (every other file of the campaign) write their durable batches on the event
     # loop's thread ([journal] durable_write = "loop", a live run's default), even ones on
-    # SQLite's thread: both must leave a gap-free durable prefix when killed.
+    # SQLite's thread: both must leave a gap-free durable prefix when killed. The journal's
+    # checkpointer runs every 8 pages of WAL (not 1000), so kills land before, during and after
+    # checkpoints and WAL restarts too.
     async with Journal(
         path,
         batch_size=64,
         flush_interval_s=0.002,
         high_water=512,
         durable_on_loop=seed % 2 == 1,
+        checkpoint_pages=8,
     ) as journal:
         _say(f"ready {journal.opened_at_seq}")
         # The control flow (burst lengths, commit style) differs per reopen; the records do not.
