@@ -349,7 +349,10 @@ MIXED = ",".join(
         "reject_notional=0.03", "reject_precision=0.03", "reject_reduce_only=0.2",
     )
 )  # fmt: skip
-PHASE_S = 30.0
+PHASE_S = 60.0
+"""A phase ends when each of its kinds has fired; a timeout costs `request_timeout_s` and a
+reconnect of the WS-API socket, so on a loaded 2-core machine a phase can take several times its
+usual 5-15 s (30 s was once too short in CI for `timeout` to draw)."""
 MIXED_S = size(0, 120)
 FULL_TIMING = "hold_s=2.5,slow_ms=300,retry_after_s=2"
 
