@@ -783,3 +783,22 @@ async def test_the_callers_decimal_context_is_left_as_it_was(rig: Rig) -> None:
         assert not context.traps[decimal.Underflow]
     context = decimal.getcontext()
     assert (context.rounding, context.traps[decimal.Underflow]) == (decimal.ROUND_HALF_EVEN, False)
+
+
+async def test_orders_over_the_ws_api_find_its_sockets_open_at_start(rig: Rig) -> None:
+    """With ``order_transport = "websocket"`` the venue opens the spot and USDⓈ-M WebSocket API
+    connections when it starts, not with the first order (which would wait for the handshake);
+    over REST it opens no futures WS-API socket."""
+    async with rig.venue(order_transport="websocket") as venue:
+        await started(venue, rig.sink)
+        counts = rig.lb.server.socket_counts()
+        assert (counts.get("ws_api"), counts.get("ws_fapi")) == (1, 1), counts
+        assert (await rig.lb.state())["ws_api_orders"] == 0
+        await venue.submit(order("ws-first", "buy", "0.01", symbol=PERP))
+        await eventually(lambda: len(rig.sink.fills()) == 1, what="the first order's fill")
+        assert rig.lb.server.socket_counts() == counts  # the order used the socket opened
+    await eventually(lambda: not rig.lb.server.socket_counts(), what="every socket closed")
+    async with rig.venue(order_transport="rest") as venue:
+        await venue.start()
+        await eventually(lambda: all(venue.stats().connected.values()), what="channels up")
+        assert "ws_fapi" not in rig.lb.server.socket_counts()

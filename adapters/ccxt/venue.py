@@ -284,6 +284,11 @@ async def _own_decimal_context(coro: Awaitable[None]) -> None:
     await coro
 
 
+def _order_socket_url(client: Any, perp: bool) -> str:
+    """The WebSocket API connection ``create_order_ws`` sends a spot or a perp order on."""
+    return str(client.urls["api"]["ws"]["ws-api"]["linear" if perp else "spot"])
+
+
 def _bind(fn: Callable[..., Awaitable[Any]], *args: Any) -> _Watch:
     return lambda: fn(*args)
 
@@ -528,7 +533,29 @@ class CcxtVenue(Venue):
         self._spawn(self._housekeeping(), f"{self.name}:housekeeping")
         self._spawn(self._refresh_after_fills(), f"{self.name}:statements")
         self._spawn(self._catch_up_after_unreadable(), f"{self.name}:unreadable")
+        if self.order_transport == "websocket":
+            await self._open_order_sockets()
         await self._catch_up("start")
+
+    async def _open_order_sockets(self) -> None:
+        """Orders over the WebSocket API: its connections are opened at start, not by the first
+        order (which would wait for the handshake, and add the connection's tasks mid-run). One
+        that cannot be opened now is opened by the first order, as ccxt does; said in the log."""
+        client = self._require_client()
+        for kind, used in (("spot", self.spot), ("linear", self.perp)):
+            if not used:
+                continue
+            try:
+                url = _order_socket_url(client, kind == "linear")
+                async with asyncio.timeout(client.timeout / 1000):
+                    await client.client(url).connect(client.session, 0)
+            except Exception as e:  # the order path connects on demand
+                log.warning(
+                    "%s: %s order socket not opened at start (%s); the first order opens it",
+                    self.name,
+                    kind,
+                    self._text(f"{type(e).__name__}: {e}"),
+                )
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(_own_decimal_context(coro)))
@@ -908,9 +935,8 @@ class CcxtVenue(Venue):
                 raise
             except TimeoutError:
                 error = RequestTimeout(f"no answer to the order in {client.timeout} ms")
-                kind = "linear" if is_perp(symbol) else "spot"
                 with contextlib.suppress(AttributeError, KeyError, TypeError):
-                    url = client.urls["api"]["ws"]["ws-api"][kind]
+                    url = _order_socket_url(client, is_perp(symbol))
                     connection = client.clients.get(url)
                     if connection is not None:
                         connection.on_error(error)

@@ -37,7 +37,8 @@ Binance does it:
   is dropped. ``E``/``T`` are the core clock's milliseconds; REST ``serverTime`` and the
   timestamp check use the wall clock (what a client's clock is compared against).
 - Control routes (no auth, loopback only): ``POST /_loopback/drop?which=all|public|user``,
-  ``GET /_loopback/state`` (with ``ws_api_orders``: the orders that came over the WS-API),
+  ``GET /_loopback/state`` (with ``ws_api_orders``: the orders that came over the WS-API;
+  ``sockets``: the open WebSockets by kind),
   ``POST /_loopback/price`` (JSON ``{"symbol", "bid", "ask"}`` or ``{"symbol", "price"}`` for a
   quote, optional ``bid_size``/``ask_size``; ``"mark"`` with optional ``"index"``,
   ``"funding_rate"``, ``"next_funding_ms"`` for a mark price update; both in one body: the quote
@@ -1184,7 +1185,17 @@ class LoopbackServer:
 
     async def _ctl_state(self, request: web.Request) -> web.StreamResponse:
         state = wire.state(self.core, self._now_ms())
-        return web.json_response({**state, "ws_api_orders": self.ws_api_orders})
+        return web.json_response(
+            {**state, "ws_api_orders": self.ws_api_orders, "sockets": self.socket_counts()}
+        )
+
+    def socket_counts(self) -> dict[str, int]:
+        """Open WebSockets by kind (``ws_api``, ``ws_fapi``, ``futures_private``, ...)."""
+        counts: dict[str, int] = {}
+        for sock in self._sockets:
+            if not sock.ws.closed:
+                counts[sock.kind] = counts.get(sock.kind, 0) + 1
+        return dict(sorted(counts.items()))
 
     async def _ctl_price(self, request: web.Request) -> web.StreamResponse:
         """A quote (``bid`` + ``ask``, or ``price`` for both) and/or a mark price update
