@@ -888,13 +888,9 @@ class Journal:
             if durable and self.durable_on_loop:
                 self._write_batch_here(durable=True)
                 return
-            self._raise_if_failed()
-            batch, self._pending = self._pending, []
-            last = batch[-1][0] if batch else self._committed_seq
-            started = time.perf_counter()
+            batch, last, started, sync = self._take_batch(durable=durable)
             committed = [False]
             try:
-                sync = durable and self._durable_seq < last
                 if batch or sync:
                     on_its_thread = cast(
                         "Callable[..., Awaitable[None]]", self._require_conn()._execute
@@ -907,18 +903,22 @@ class Journal:
     def _write_batch_here(self, *, durable: bool) -> None:
         """:meth:`_write_batch` on the calling (the loop's) thread, without the lock: the caller
         holds it, or saw it free (nothing can take it before this returns: no await here)."""
-        self._raise_if_failed()
-        batch, self._pending = self._pending, []
-        last = batch[-1][0] if batch else self._committed_seq
-        started = time.perf_counter()
+        batch, last, started, sync = self._take_batch(durable=durable)
         committed = [False]
         try:
-            sync = durable and self._durable_seq < last
             if batch or sync:
                 self._write_sync(batch, sync, committed)
         except (sqlite3.Error, OSError) as exc:
             self._write_failed(exc, batch, last, committed[0])
         self._written(batch, last, started, durable=durable)
+
+    def _take_batch(self, *, durable: bool) -> tuple[list[Row], int, float, bool]:
+        """The pending records to write (taken from the buffer), the last one's seq, the start
+        time, and whether the write must also make them durable (fsync)."""
+        self._raise_if_failed()
+        batch, self._pending = self._pending, []
+        last = batch[-1][0] if batch else self._committed_seq
+        return batch, last, time.perf_counter(), durable and self._durable_seq < last
 
     def _write_failed(
         self, exc: sqlite3.Error | OSError, batch: list[Row], last: int, committed: bool
