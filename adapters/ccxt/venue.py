@@ -1553,14 +1553,11 @@ class CcxtVenue(Venue):
                         )
                     ]
                 except Exception:  # reported by the pump, as it reports every unreadable update
-                    events = []
+                    pass
                 else:
-                    while events and self.emit_market_now(events[0]):
-                        del events[0]
-                    if not events:
-                        return
-                    for event in events:  # not taken now (the journal is backlogged): queued
-                        self._updates.put_nowait(("event", event))
+                    for event in events:  # one not taken (journal backlogged) queues the rest
+                        if self._updates.qsize() or not self.emit_market_now(event):
+                            self._updates.put_nowait(("event", event))
                     return
         self._updates.put_nowait((kind, item))
 
