@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
@@ -17,8 +18,11 @@ from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import SimulatedClock
 from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
+    IntentApproved,
     KillSwitchTriggered,
     Message,
+    OrderIntent,
+    OrderVetoed,
     PortfolioSnapshot,
     RebalanceDecided,
     ReconcileMismatch,
@@ -101,6 +105,40 @@ async def test_plain_mode_prints_one_line_per_rebalance_and_the_live_alerts(
     assert view.enabled
     assert view.failure is None
     assert bus.handler_errors == 0
+
+
+async def test_plain_mode_says_which_orders_of_a_rebalance_were_vetoed_or_cut(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """A rebalance line lists the intents as decided; the pre-trade check's vetoes and cuts that
+    follow get a line each, so a vetoed rebalance does not read like a traded one."""
+    messages = await recorded(tmp_path)
+    first = next(m for m in messages if isinstance(m, RebalanceDecided) and m.intents)
+    intent = first.intents[0]
+    ts = first.ts_event
+    cut = OrderIntent(
+        "int-cut", "ETH/USDT", "buy", Decimal("0.5"), "market", None, False, "rebalance"
+    )
+    out = StringIO()
+    bus = Bus(SimulatedClock(ts))
+    view = LiveView.from_config(demo_config, bus, bus.clock, console=Console(file=out))
+    async with view:
+        feed(
+            bus,
+            [
+                first,
+                OrderVetoed(
+                    ts, ts, intent.intent_id, intent.symbol, "max_order_notional", "3000 > 2500"
+                ),
+                IntentApproved(ts, ts, cut, "max_daily_turnover"),
+            ],
+        )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert " rebalance #1 " in lines[0]
+    assert lines[1].endswith(f"vetoed {intent.symbol}: max_order_notional (3000 > 2500)")
+    assert lines[2].endswith("cut  buy 0.5 ETH/USDT: max_daily_turnover")
+    assert view.state.tally.vetoes == 1
 
 
 async def test_rich_mode_renders_the_panel(tmp_path: Path, demo_config: Config) -> None:

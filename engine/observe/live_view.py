@@ -11,8 +11,9 @@ the same with or without it (replay never builds one). Its handlers only update 
   budget, venue connection per channel and reconnects, order and fill counts, fees and funding,
   and the last few orders, fills, vetoes and rejections.
 - **plain mode** (stdout is a file or a pipe: tests, CI logs, ``| tee``): one compact line per
-  rebalance decision, plus one line for each kill switch, venue disconnection or reconnection and
-  reconcile mismatch; nothing else.
+  rebalance decision, followed by one line for each of its orders the pre-trade check vetoed or
+  cut (the rebalance line lists the intents as decided), plus one line for each regime change,
+  kill switch, venue disconnection or reconnection and reconcile mismatch; nothing else.
 
 It must never slow or break the engine: every handler and every drawing is guarded; the first
 exception is logged once (redacted) and the view turns itself off (unsubscribes, stops drawing,
@@ -434,10 +435,10 @@ class LiveView(Actor):
     def on_approved(self, event: IntentApproved) -> None:
         if event.cut_reason:
             intent = event.intent
-            self._recent(
-                event.ts_event,
-                f"cut  {intent.side} {_qty(intent.qty)} {intent.symbol}: {event.cut_reason}",
-            )
+            text = f"cut  {intent.side} {_qty(intent.qty)} {intent.symbol}: {event.cut_reason}"
+            self._recent(event.ts_event, text)
+            if self.plain:
+                self._line(f"{self._when(event.ts_event)}   {text}")
 
     def on_submit(self, command: SubmitOrder) -> None:
         self.state.tally.orders += 1
@@ -461,6 +462,11 @@ class LiveView(Actor):
     def on_vetoed(self, event: OrderVetoed) -> None:
         self.state.tally.vetoes += 1
         self._recent(event.ts_event, f"veto {event.symbol}: {event.reason}")
+        if self.plain:
+            detail = f" ({redact(event.detail)[:80]})" if event.detail else ""
+            self._line(
+                f"{self._when(event.ts_event)}   vetoed {event.symbol}: {event.reason}{detail}"
+            )
 
     def on_rejected(self, event: OrderRejected) -> None:
         self.state.tally.rejected += 1
