@@ -47,9 +47,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def quote(i: int, ts_ns: int) -> QuoteTick:
-    p = PRICES[i & 63]
-    s = SIZES[i & 15]
-    return QuoteTick(ts_ns, ts_ns, SYMBOLS[i & 3], p, PRICES[(i + 1) & 63], s, SIZES[(i + 3) & 15])
+    """A quote of the cycling price table, never crossed (bid <= ask: the market guard rejects a
+    crossed quote, and a replay of the bench journal would log each one)."""
+    bid, ask = PRICES[i & 63], PRICES[(i + 1) & 63]
+    if ask < bid:
+        bid, ask = ask, bid
+    return QuoteTick(ts_ns, ts_ns, SYMBOLS[i & 3], bid, ask, SIZES[i & 15], SIZES[(i + 3) & 15])
 
 
 def quotes(n: int, *, start_ns: int = START_NS, step_ns: int = 1_000) -> list[QuoteTick]:
