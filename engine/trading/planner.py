@@ -161,6 +161,16 @@ class AccountFigures:
     reserve: Decimal
 
 
+def intent_id_for(decision_id: str, n: int) -> str:
+    """The id of a decision's ``n``-th intent (from 1): ``"<decision id>-<n>"``."""
+    return f"{decision_id}-{n}"
+
+
+def decision_of(intent_id: str) -> str:
+    """The decision an intent id belongs to (see :func:`intent_id_for`)."""
+    return intent_id.rpartition("-")[0]
+
+
 def leverage_of(inp: PlanInputs, asset: str) -> Decimal:
     return inp.perp_leverage.get(asset, inp.default_leverage)
 
@@ -293,7 +303,7 @@ class _Planner:
         self._commit(order, qty)
         self.plan.intents.append(
             OrderIntent(
-                intent_id=f"{self.decision_id}-{len(self.plan.intents) + 1}",
+                intent_id=intent_id_for(self.decision_id, len(self.plan.intents) + 1),
                 symbol=symbol,
                 side=side,
                 qty=qty,
