@@ -86,6 +86,8 @@ STEP_S: Final = 2.0
 LAG_P99_LIMIT_MS: Final = 10.0
 DELIVERED_MIN: Final = 0.99
 QUEUE_LIMIT: Final = 100
+SUBSCRIBE_TIMEOUT_S: Final = 10.0
+QUOTE_STREAM: Final = "btcusdt@bookticker"
 API_KEY: Final = "bench-key"
 API_SECRET: Final = "bench-secret"
 
@@ -133,6 +135,7 @@ class _ProbedServer(LoopbackServer):
     """The loopback server with a timestamp at the entry of its order endpoints."""
 
     probe: _Probe
+    subscribed: asyncio.Event
 
     def _endpoint(
         self,
@@ -160,6 +163,24 @@ class _ProbedServer(LoopbackServer):
     def send_queue(self) -> int:
         """Messages waiting in the public sockets' writer queues."""
         return sum(sock.queue.qsize() for sock in self._sockets if sock.public)
+
+    def subscribers(self) -> set[Any]:
+        """The sockets subscribed to the symbol's book ticker."""
+        return {s for s in self._sockets if s.public and QUOTE_STREAM in s.streams}
+
+    async def new_subscriber(self, before: set[Any]) -> None:
+        """Until a socket not in ``before`` is subscribed to the quotes (at most
+        ``SUBSCRIBE_TIMEOUT_S``): a child's "ready" can reach this process before its SUBSCRIBE
+        frame, and a quote sent in between reaches nobody (a warm-up trip lost to the timeout)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                while not self.subscribers() - before:
+                    self.subscribed.clear()
+                    await self.subscribed.wait()
+
+    def _on_ws_message(self, sock: Any, data: str) -> None:
+        super()._on_ws_message(sock, data)
+        self.subscribed.set()  # maybe a SUBSCRIBE: new_subscriber looks again
 
 
 class _Quotes:
@@ -410,6 +431,7 @@ class Exchange:
         core = LoopbackCore(instruments, config, clock)
         server = _ProbedServer(core, keys={API_KEY: API_SECRET}, weight_limit=1_000_000)
         server.probe = _Probe()
+        server.subscribed = asyncio.Event()
         quotes = _Quotes(core, clock)
         await quotes.send(LOW)
         return cls(server, server.probe, quotes)
@@ -425,7 +447,9 @@ async def measure_floor(
     """One floor child's start: ``WARMUP_ORDERS`` + ``orders`` quote → order trips, added to
     ``into``. The exchange must be serving."""
     quotes = exchange.quotes
+    before = exchange.server.subscribers()
     child = await _Engine.start_floor(exchange.server, kind, transport, quotes.mid)
+    await exchange.server.new_subscriber(before)
     try:
         trips, missed = await _quote_to_order(quotes, exchange.probe, orders)
         stats = await child.ask("stats")
@@ -444,7 +468,9 @@ async def _bench(workdir: Path) -> LiveResult:
     async def engine_block(block: int, transport: OrderTransport) -> None:
         folder = workdir / f"{transport}-{block}"
         folder.mkdir()
+        before = server.subscribers()
         engine = await _Engine.start(server, folder, transport)
+        await server.new_subscriber(before)
         try:
             trips, missed = await _quote_to_order(quotes, probe, ORDERS // BLOCKS)
             first = trips[0].number if trips else 0

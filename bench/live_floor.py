@@ -54,7 +54,6 @@ SIZE: Final = "0.005"
 BAND: Final = Decimal("0.002")
 """A mid that moved more than this share from the last traded price trades (the bench's prices
 alternate 50,000 / 50,500: 1 %)."""
-SUBSCRIBED_WAIT_S: Final = 0.1
 
 
 def floor_args(
@@ -105,8 +104,7 @@ async def _serve(ready: Awaitable[None], stats: _Stats) -> None:
         sys.stdout.write(json.dumps(payload) + "\n")
         sys.stdout.flush()
 
-    await ready
-    await asyncio.sleep(SUBSCRIBED_WAIT_S)  # the SUBSCRIBE frame is through the server
+    await ready  # the parent waits for the exchange to see the subscription too
     gc.collect()
     gc.freeze()  # as the engine child does once started (freeze_startup_heap)
     answer({"ready": True})
