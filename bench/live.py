@@ -60,8 +60,9 @@ from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.sim.config import SimConfig
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, LiveClock
+from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import OrderTransport
-from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.events import QuoteTick, Side
 from ballast.engine.kernel.instruments import binance_defaults
 from bench.common import figure, percentile, run, verdict
 from bench.live_floor import FLOORS, FloorKind, floor_args
@@ -413,7 +414,7 @@ class LiveResult:
     floors: dict[tuple[OrderTransport, FloorKind], FloorResult] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Exchange:
     """The bench's loopback exchange (not yet serving: ``async with exchange.server``), its
     order probe, and the quotes it sends."""
@@ -421,6 +422,7 @@ class Exchange:
     server: _ProbedServer
     probe: _Probe
     quotes: _Quotes
+    rebalances: int = 0
 
     @classmethod
     async def open(cls) -> Exchange:
@@ -435,6 +437,39 @@ class Exchange:
         quotes = _Quotes(core, clock)
         await quotes.send(LOW)
         return cls(server, server.probe, quotes)
+
+    async def rebalance(self) -> None:
+        """The account back on its 50 % BTC target at the last price, with one market order
+        placed in the core (not through the server: the probe does not see it). A floor sells
+        high and buys low by the same amount, so cash builds up (about 140 USDT a start); the
+        engine started next would find its BTC weight inside the band at the first quote."""
+        core = self.quotes.core
+        inst = core.instruments[SYMBOL]
+        btc, usdt = core.exchange.balance("BTC"), core.exchange.balance("USDT")
+        mid = self.quotes.mid
+        excess = btc - (btc * mid + usdt) / 2 / mid  # BTC over the target (< 0: under it)
+        qty = inst.round_qty(abs(excess))
+        if qty * mid < inst.min_notional:
+            return
+        self.rebalances += 1
+        side: Side = "sell" if excess > 0 else "buy"
+        coid = f"bench-rebalance-{self.rebalances}"
+        now = self.quotes.clock.now_ns()
+        order = SubmitOrder(
+            now,
+            now,
+            intent_id=coid,
+            client_order_id=coid,
+            symbol=SYMBOL,
+            side=side,
+            order_type="market",
+            qty=qty,
+            price=None,
+            reduce_only=False,
+            post_only=False,
+            time_in_force="IOC",
+        )
+        await core.submit(order)
 
 
 async def measure_floor(
@@ -455,6 +490,7 @@ async def measure_floor(
         stats = await child.ask("stats")
     finally:
         await child.stop()
+    await exchange.rebalance()
     into.add(trips, missed, stats)
 
 
