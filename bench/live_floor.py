@@ -17,9 +17,14 @@ same environment and API key), and the exchange times them with the same probe, 
   or POSTs the signed form to ``/api/v3/order`` on a kept-alive connection (``rest``). The
   floor of the host, the loopback sockets and aiohttp.
 
-Both sell on a rise and buy on a fall (``SIZE`` BTC at market), so the account stays near where
-the engine left it. The child speaks the engine child's line protocol: ``{"ready": true}`` once
-subscribed, then ``stats`` (orders sent, answers that were errors, the first error) and ``stop``.
+Both sell on a rise and buy on a fall (``SIZE`` BTC at market; selling high and buying low
+builds up cash, which the bench's exchange puts back on target after each start). The child
+speaks the engine child's line protocol: ``{"ready": true}`` once subscribed, then ``stats``
+(orders sent, answers that were errors, the first error) and ``stop``.
+
+The venue takes a quote from a hook in ccxt's message handler (``ExchangeSpec.tap``), the ccxt
+floor from ``watch_bids_asks``'s return, one loop callback later: the floor may be higher than
+the venue's own path by that callback (microseconds), never lower by it.
 
 Only ``ballast`` modules that 0.1.0 has too are used (``make bench`` runs this file on the
 previous release's package as well).
