@@ -30,6 +30,13 @@ valued when it arrives.
    sampled after every quote). A rate is sustained while lag p99 stays ≤ ``LAG_P99_LIMIT_MS``,
    at least 99 % of the quotes arrive and the send queue does not build up; the bench prints
    the highest one.
+3. **Floors**, measured in turns with the engine's starts (each of the three first in one
+   block), with the same probe and as many trips: a child with the venue's own ccxt.pro client
+   doing nothing but watch the quote and send the order (``floor_ccxt``), and one with raw
+   aiohttp frames (``floor_wire``); see :mod:`bench.live_floor`. Each engine figure is printed
+   (and recorded, ``Figure.floor``) beside the ccxt.pro floor, with what the engine adds above
+   it: the part of the quote → order time that is the engine's, and whether the target is
+   reachable at all on this host through ccxt.pro.
 """
 
 from __future__ import annotations
@@ -53,10 +60,12 @@ from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.sim.config import SimConfig
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, LiveClock
+from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import OrderTransport
-from ballast.engine.kernel.events import QuoteTick
+from ballast.engine.kernel.events import QuoteTick, Side
 from ballast.engine.kernel.instruments import binance_defaults
 from bench.common import figure, percentile, run, verdict
+from bench.live_floor import FLOORS, FloorKind, floor_args
 
 SYMBOL: Final = "BTC/USDT"
 LOW: Final = Decimal(50_000)
@@ -78,6 +87,8 @@ STEP_S: Final = 2.0
 LAG_P99_LIMIT_MS: Final = 10.0
 DELIVERED_MIN: Final = 0.99
 QUEUE_LIMIT: Final = 100
+SUBSCRIBE_TIMEOUT_S: Final = 10.0
+QUOTE_STREAM: Final = "btcusdt@bookticker"
 API_KEY: Final = "bench-key"
 API_SECRET: Final = "bench-secret"
 
@@ -125,6 +136,7 @@ class _ProbedServer(LoopbackServer):
     """The loopback server with a timestamp at the entry of its order endpoints."""
 
     probe: _Probe
+    subscribed: asyncio.Event
 
     def _endpoint(
         self,
@@ -153,6 +165,24 @@ class _ProbedServer(LoopbackServer):
         """Messages waiting in the public sockets' writer queues."""
         return sum(sock.queue.qsize() for sock in self._sockets if sock.public)
 
+    def subscribers(self) -> set[Any]:
+        """The sockets subscribed to the symbol's book ticker."""
+        return {s for s in self._sockets if s.public and QUOTE_STREAM in s.streams}
+
+    async def new_subscriber(self, before: set[Any]) -> None:
+        """Until a socket not in ``before`` is subscribed to the quotes (at most
+        ``SUBSCRIBE_TIMEOUT_S``): a child's "ready" can reach this process before its SUBSCRIBE
+        frame, and a quote sent in between reaches nobody (a warm-up trip lost to the timeout)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                while not self.subscribers() - before:
+                    self.subscribed.clear()
+                    await self.subscribed.wait()
+
+    def _on_ws_message(self, sock: Any, data: str) -> None:
+        super()._on_ws_message(sock, data)
+        self.subscribed.set()  # maybe a SUBSCRIBE: new_subscriber looks again
+
 
 class _Quotes:
     """Quotes into the core, each numbered (its bid size) and stamped when it is handed over."""
@@ -162,6 +192,7 @@ class _Quotes:
         self.clock = clock
         self.sent: dict[int, int] = {}
         self.number = 0
+        self.mid = LOW
 
     async def send(self, mid: Decimal) -> int:
         self.number += 1
@@ -169,6 +200,7 @@ class _Quotes:
         now = self.clock.now_ns()
         quote = QuoteTick(now, now, SYMBOL, mid - TICK, mid + TICK, Decimal(number), Decimal(1))
         self.sent[number] = time.perf_counter_ns()
+        self.mid = mid
         await self.core.on_market(quote)
         return number
 
@@ -193,7 +225,8 @@ class RateStep:
 
 
 class _Engine:
-    """The engine child process, talked to over its stdin/stdout (one JSON line per answer)."""
+    """The engine child process, talked to over its stdin/stdout (one JSON line per answer); or
+    a floor child (:mod:`bench.live_floor`), started the same way, speaking the same lines."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -202,15 +235,20 @@ class _Engine:
     async def start(
         cls, server: LoopbackServer, workdir: Path, transport: OrderTransport
     ) -> _Engine:
+        args = ["-m", "bench.live", "engine", server.rest_url, server.ws_url, str(workdir)]
+        return await cls.spawn([*args, transport])
+
+    @classmethod
+    async def start_floor(
+        cls, server: LoopbackServer, kind: FloorKind, transport: OrderTransport, mid: Decimal
+    ) -> _Engine:
+        return await cls.spawn(floor_args(kind, server.rest_url, server.ws_url, transport, mid))
+
+    @classmethod
+    async def spawn(cls, args: list[str]) -> _Engine:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "bench.live",
-            "engine",
-            server.rest_url,
-            server.ws_url,
-            str(workdir),
-            transport,
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 26,  # one JSON line per answer: every quote's arrival time
@@ -351,45 +389,152 @@ class TransportResult:
             self.parts_ns["out"].append(trip.arrived_ns - sent)
 
 
+@dataclass
+class FloorResult:
+    """Quote → order trips of one floor child kind (:mod:`bench.live_floor`) and transport."""
+
+    latencies_ns: list[int] = field(default_factory=list)
+    missed: int = 0
+    orders: int = 0
+    errors: int = 0
+    first_error: str = ""
+
+    def add(self, trips: list[_Trip], missed: int, stats: dict[str, Any]) -> None:
+        self.latencies_ns += [trip.arrived_ns - trip.sent_ns for trip in trips]
+        self.missed += missed
+        self.orders += int(stats["orders"])
+        self.errors += int(stats["errors"])
+        self.first_error = self.first_error or str(stats["first_error"])
+
+
 @dataclass(frozen=True)
 class LiveResult:
     transports: dict[OrderTransport, TransportResult]
     steps: list[RateStep]
+    floors: dict[tuple[OrderTransport, FloorKind], FloorResult] = field(default_factory=dict)
+
+
+@dataclass
+class Exchange:
+    """The bench's loopback exchange (not yet serving: ``async with exchange.server``), its
+    order probe, and the quotes it sends."""
+
+    server: _ProbedServer
+    probe: _Probe
+    quotes: _Quotes
+    rebalances: int = 0
+
+    @classmethod
+    async def open(cls) -> Exchange:
+        """The account on target (50,000 USDT + 1 BTC), the price at ``LOW``."""
+        clock = LiveClock()
+        instruments = [i for i in binance_defaults(["BTC"]) if i.symbol == SYMBOL]
+        config = SimConfig(balances={"USDT": Decimal(50_000), "BTC": Decimal(1)})
+        core = LoopbackCore(instruments, config, clock)
+        server = _ProbedServer(core, keys={API_KEY: API_SECRET}, weight_limit=1_000_000)
+        server.probe = _Probe()
+        server.subscribed = asyncio.Event()
+        quotes = _Quotes(core, clock)
+        await quotes.send(LOW)
+        return cls(server, server.probe, quotes)
+
+    async def rebalance(self) -> None:
+        """The account back on its 50 % BTC target at the last price, with one market order
+        placed in the core (not through the server: the probe does not see it). A floor sells
+        high and buys low by the same amount, so cash builds up (about 140 USDT a start); the
+        engine started next would find its BTC weight inside the band at the first quote."""
+        core = self.quotes.core
+        inst = core.instruments[SYMBOL]
+        btc, usdt = core.exchange.balance("BTC"), core.exchange.balance("USDT")
+        mid = self.quotes.mid
+        excess = btc - (btc * mid + usdt) / 2 / mid  # BTC over the target (< 0: under it)
+        qty = inst.round_qty(abs(excess))
+        if qty * mid < inst.min_notional:
+            return
+        self.rebalances += 1
+        side: Side = "sell" if excess > 0 else "buy"
+        coid = f"bench-rebalance-{self.rebalances}"
+        now = self.quotes.clock.now_ns()
+        order = SubmitOrder(
+            now,
+            now,
+            intent_id=coid,
+            client_order_id=coid,
+            symbol=SYMBOL,
+            side=side,
+            order_type="market",
+            qty=qty,
+            price=None,
+            reduce_only=False,
+            post_only=False,
+            time_in_force="IOC",
+        )
+        await core.submit(order)
+
+
+async def measure_floor(
+    exchange: Exchange,
+    kind: FloorKind,
+    transport: OrderTransport,
+    orders: int,
+    into: FloorResult,
+) -> None:
+    """One floor child's start: ``WARMUP_ORDERS`` + ``orders`` quote → order trips, added to
+    ``into``. The exchange must be serving."""
+    quotes = exchange.quotes
+    before = exchange.server.subscribers()
+    child = await _Engine.start_floor(exchange.server, kind, transport, quotes.mid)
+    await exchange.server.new_subscriber(before)
+    try:
+        trips, missed = await _quote_to_order(quotes, exchange.probe, orders)
+        stats = await child.ask("stats")
+    finally:
+        await child.stop()
+    await exchange.rebalance()
+    into.add(trips, missed, stats)
 
 
 async def _bench(workdir: Path) -> LiveResult:
-    clock = LiveClock()
-    instruments = [i for i in binance_defaults(["BTC"]) if i.symbol == SYMBOL]
-    config = SimConfig(balances={"USDT": Decimal(50_000), "BTC": Decimal(1)})
-    core = LoopbackCore(instruments, config, clock)
-    server = _ProbedServer(core, keys={API_KEY: API_SECRET}, weight_limit=1_000_000)
-    server.probe = probe = _Probe()
-    quotes = _Quotes(core, clock)
-    await quotes.send(LOW)
+    exchange = await Exchange.open()
+    server, probe, quotes = exchange.server, exchange.probe, exchange.quotes
     results: dict[OrderTransport, TransportResult] = {t: TransportResult() for t in TRANSPORTS}
+    floors = {(t, k): FloorResult() for t in TRANSPORTS for k in FLOORS}
     steps: list[RateStep] = []
+
+    async def engine_block(block: int, transport: OrderTransport) -> None:
+        folder = workdir / f"{transport}-{block}"
+        folder.mkdir()
+        before = server.subscribers()
+        engine = await _Engine.start(server, folder, transport)
+        await server.new_subscriber(before)
+        try:
+            trips, missed = await _quote_to_order(quotes, probe, ORDERS // BLOCKS)
+            first = trips[0].number if trips else 0
+            last = trips[-1].number if trips else 0
+            seen = (await engine.ask(f"seen {first} {last}"))["seen"]
+            if block == BLOCKS - 1 and transport == TRANSPORTS[0]:
+                for rate in RATES:
+                    step = await _rate_step(quotes, server, engine, rate)
+                    steps.append(step)
+                    if not step.sustained:
+                        break
+            stats = await engine.ask("stats")
+        finally:
+            await engine.stop()
+        results[transport].add(trips, missed, seen, stats)
+
     async with server:
         for block in range(BLOCKS):
             for transport in TRANSPORTS:
-                folder = workdir / f"{transport}-{block}"
-                folder.mkdir()
-                engine = await _Engine.start(server, folder, transport)
-                try:
-                    trips, missed = await _quote_to_order(quotes, probe, ORDERS // BLOCKS)
-                    first = trips[0].number if trips else 0
-                    last = trips[-1].number if trips else 0
-                    seen = (await engine.ask(f"seen {first} {last}"))["seen"]
-                    if block == BLOCKS - 1 and transport == TRANSPORTS[0]:
-                        for rate in RATES:
-                            step = await _rate_step(quotes, server, engine, rate)
-                            steps.append(step)
-                            if not step.sustained:
-                                break
-                    stats = await engine.ask("stats")
-                finally:
-                    await engine.stop()
-                results[transport].add(trips, missed, seen, stats)
-    return LiveResult(results, steps)
+                # the engine and its floors take turns, each first in one block of three
+                turns: list[FloorKind | None] = [None, *FLOORS]
+                for turn in turns[block % len(turns) :] + turns[: block % len(turns)]:
+                    if turn is None:
+                        await engine_block(block, transport)
+                    else:
+                        floor = floors[(transport, turn)]
+                        await measure_floor(exchange, turn, transport, ORDERS // BLOCKS, floor)
+    return LiveResult(results, steps, floors)
 
 
 def _ms(values: list[int], q: float) -> float:
@@ -403,8 +548,14 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="ballast-bench-live-") as tmp:
         result = run(_bench(Path(tmp)))
+    report(result)
+
+
+def report(result: LiveResult) -> None:
+    """Print the figures of a run, each engine figure beside its floors, and record them."""
     print(
-        f"  {BLOCKS} engine starts per order transport, taking turns; {ORDERS // BLOCKS} "
+        f"  {BLOCKS} engine starts per order transport, taking turns with as many starts of "
+        f"each floor ({', '.join(FLOORS)}: bench/live_floor.py); {ORDERS // BLOCKS} "
         f"trips measured per start"
     )
     for transport, r in result.transports.items():
@@ -414,7 +565,15 @@ def main() -> None:
             continue
         goal = f"  p99 target <= {TARGET_P99_MS:g} ms {verdict(_ms(v, 99) <= TARGET_P99_MS)}"
         label = f"[{transport}] quote → order"
-        figure(f"live.{transport}.p50", f"{label}, p50", _ms(v, 50), "ms", better="lower")
+        under = sorted(result.floors[(transport, "ccxt")].latencies_ns) if result.floors else []
+        figure(
+            f"live.{transport}.p50",
+            f"{label}, p50",
+            _ms(v, 50),
+            "ms",
+            better="lower",
+            floor=_ms(under, 50) if under else None,
+        )
         target = TARGET_P99_MS if transport == "websocket" else None
         figure(
             f"live.{transport}.p99",
@@ -423,6 +582,7 @@ def main() -> None:
             "ms",
             better="lower",
             target=target,
+            floor=_ms(under, 99) if under else None,
         )
         print(
             f"  [{transport}] quote → order: p50 {_ms(v, 50):.2f} ms, p90 {_ms(v, 90):.2f} ms, "
@@ -443,6 +603,7 @@ def main() -> None:
             f"    engines: {r.orders:,} orders sent, {r.fills:,} fills; journal commit (fsync) "
             f"p50 {_ms(r.commits_ns, 50):.2f} ms, p99 {_ms(r.commits_ns, 99):.2f} ms"
         )
+        _print_floors(result, transport, v)
     best: RateStep | None = None
     for step in result.steps:
         print(
@@ -467,6 +628,57 @@ def main() -> None:
             f"  sustained quote rate: {best.rate:,} quotes/s with lag p99 {best.lag_p99_ms:.2f} "
             f"ms (lag p99 <= {LAG_P99_LIMIT_MS:g} ms, >= {DELIVERED_MIN:.0%} delivered)"
         )
+
+
+FLOOR_LABELS: Final[dict[tuple[OrderTransport, FloorKind], str]] = {
+    ("websocket", "ccxt"): "ccxt.pro alone (watch_bids_asks → create_order_ws)",
+    ("rest", "ccxt"): "ccxt.pro alone (watch_bids_asks → create_order)",
+    ("websocket", "wire"): "aiohttp alone (bookTicker frame → order.place frame, no ccxt)",
+    ("rest", "wire"): "aiohttp alone (bookTicker frame → POST /api/v3/order, no ccxt)",
+}
+
+
+def _print_floors(result: LiveResult, transport: OrderTransport, engine_ns: list[int]) -> None:
+    """The floors measured in turns with this transport's engines, each figure recorded, and
+    what the engine adds above the ccxt.pro floor."""
+    for kind in FLOORS:
+        f = result.floors.get((transport, kind))
+        if f is None:
+            continue
+        v = sorted(f.latencies_ns)
+        name = FLOOR_LABELS[(transport, kind)]
+        errors = f" {f.errors} order errors (first: {f.first_error})" if f.errors else ""
+        if not v:
+            print(f"    floor {name}: no order arrived ({f.missed} missed){errors}")
+            continue
+        label = f"[{transport}] floor, {kind}"
+        figure(
+            f"live.{transport}.floor_{kind}.p50", f"{label}, p50", _ms(v, 50), "ms", better="lower"
+        )
+        figure(
+            f"live.{transport}.floor_{kind}.p99", f"{label}, p99", _ms(v, 99), "ms", better="lower"
+        )
+        print(
+            f"    floor {name}: p50 {_ms(v, 50):.2f} ms, p90 {_ms(v, 90):.2f} ms, "
+            f"p99 {_ms(v, 99):.2f} ms, max {v[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(v)}, "
+            f"{f.missed} quotes without an order){errors}"
+        )
+    under = result.floors.get((transport, "ccxt"))
+    if under is None or not under.latencies_ns or not engine_ns:
+        return
+    floor99, engine99 = _ms(under.latencies_ns, 99), _ms(engine_ns, 99)
+    floor50, engine50 = _ms(under.latencies_ns, 50), _ms(engine_ns, 50)
+    line = (
+        f"    the engine adds: p99 {engine99 - floor99:+.2f} ms, p50 {engine50 - floor50:+.2f} ms "
+        f"above the ccxt.pro floor (engine p99 {engine99:.2f} ms, floor p99 {floor99:.2f} ms)"
+    )
+    if transport == "websocket":
+        reachable = floor99 <= TARGET_P99_MS
+        line += (
+            f"; the floor alone {'meets' if reachable else 'misses'} the p99 target "
+            f"<= {TARGET_P99_MS:g} ms on this host"
+        )
+    print(line)
 
 
 # ---------------------------------------------------------------------------- the engine side
