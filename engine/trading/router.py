@@ -76,6 +76,9 @@ class OrderRouter(Actor):
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.orders = OrderTracker()
+        self.stale_updates = 0
+        """Late, out-of-order updates ignored (an acknowledgement or status report arriving
+        after the order moved past it: :attr:`Transition.stale`)."""
         self.subscribe(IntentApproved, self.on_intent_approved)
         for event_type in ORDER_EVENTS:
             self.subscribe(event_type, self.on_order_event)
@@ -149,7 +152,10 @@ class OrderRouter(Actor):
         for transition in self.orders.apply(event):
             if transition.ok:
                 continue
-            level = self.log.debug if transition.before is None else self.log.warning
+            if transition.stale:
+                self.stale_updates += 1
+            quiet = transition.before is None or transition.stale
+            level = self.log.debug if quiet else self.log.warning
             level(
                 "order %s: %s on %s",
                 transition.client_order_id,
