@@ -802,3 +802,36 @@ async def test_orders_over_the_ws_api_find_its_sockets_open_at_start(rig: Rig) -
         await venue.start()
         await eventually(lambda: all(venue.stats().connected.values()), what="channels up")
         assert "ws_fapi" not in rig.lb.server.socket_counts()
+
+
+# ---------------------------------------------------------------------------------- weeks
+
+
+async def test_the_trade_ids_remembered_stay_bounded_and_no_fill_is_lost_or_doubled(
+    rig: Rig,
+) -> None:
+    """A venue that runs for weeks remembers the ids of the trades a catch-up can read again
+    (its symbol's last quarter hour of fills), not every trade since it started. Reconnects with
+    a catch-up in between (which reads again a minute before the latest fill) still drop every
+    fill already emitted and miss none."""
+    venue = rig.venue()
+    async with venue:
+        await started(venue, rig.sink)
+        for n in range(40):
+            rig.clock.advance_to(rig.clock.now_ns() + 60 * NS_PER_SECOND)  # one a minute
+            await venue.submit(order(f"bl-w{n}", "buy", "0.01", symbol=(SPOT, PERP)[n % 2]))
+            await eventually(lambda n=n: len(rig.sink.fills()) == n + 1, what=f"fill {n}")
+            if n % 8 == 7:  # a reconnect and its catch-up, the last fills within its margin
+                caught_up = len(rig.sink.links("caught_up"))
+                await subscribed(rig.lb, "user:spot", "user:futures")
+                await rig.lb.server.drop_connections("user")
+                await eventually(
+                    lambda c=caught_up: len(rig.sink.links("caught_up")) > c, what="a catch-up"
+                )
+        remembered = venue.remembered_trades()
+
+    fills = [f.trade_id for f in rig.sink.fills()]
+    assert sorted(fills) == sorted(await rig.exchange_trades())
+    assert len(fills) == len(set(fills)) == 40
+    # per symbol: the fills of the last 15 minutes (one every 2 minutes), and the one before
+    assert remembered <= 2 * (15 // 2 + 2), remembered
