@@ -149,6 +149,7 @@ from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
 from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.events import (
+    KEY_REFUSED,
     AccountKind,
     BalanceUpdated,
     FundingPaid,
@@ -679,6 +680,8 @@ class CcxtVenue(Venue):
                 resynced = True
                 await self._resync_clock(call)
             except (RateLimitExceeded, DDoSProtection) as e:
+                if self._is_auth_refusal(e):
+                    raise AuthenticationError(str(e)) from None
                 if attempt == _RATE_LIMIT_RETRIES:
                     raise VenueError(
                         self._text(f"{self.name}: {call}: rate limited: {e}")
@@ -700,6 +703,15 @@ class CcxtVenue(Venue):
                     ) from None
                 raise
         raise AssertionError("unreachable")
+
+    def _is_auth_refusal(self, error: BaseException) -> bool:
+        """A "rate limit" that is the exchange refusing the key (Binance -2015, which ccxt
+        reports as DDoSProtection once the key has worked): not a ban to wait out, and the
+        order's outcome is known (refused). An answer with HTTP 429/418 stays a rate limit."""
+        return (
+            _HTTP_STATUS.get() not in (429, 418)
+            and self.spec.error_code(error) in self.spec.auth_codes
+        )
 
     async def _resync_clock(self, call: str) -> None:
         """Measure the exchange's clock again (ccxt signs with our time less the difference)."""
@@ -928,7 +940,7 @@ class CcxtVenue(Venue):
                 return
             known.answered = True
             if isinstance(e, AuthenticationError):
-                reason = f"authentication refused: {self.spec.rejection_reason(e)}"
+                reason = KEY_REFUSED + self.spec.rejection_reason(e)
             else:
                 reason = self.spec.rejection_reason(e)
             await self._reject(coid, order.symbol, self._text(reason))
@@ -950,8 +962,10 @@ class CcxtVenue(Venue):
                 async with asyncio.timeout(client.timeout / 1000):
                     return await client.create_order_ws(symbol, *args)
             except (RateLimitExceeded, DDoSProtection) as e:
+                if self._is_auth_refusal(e):  # ccxt says DDoSProtection for a -2015 too
+                    raise AuthenticationError(str(e)) from None
                 retry_after = _ws_retry_after_s(str(e))
-                if retry_after is not None:  # a 429/418 (ccxt says DDoSProtection for a -2015 too)
+                if retry_after is not None:  # a 429/418
                     self._budgets[api].block(retry_after)
                 raise
             except TimeoutError:

@@ -24,7 +24,7 @@ Each class carries two class-level attributes that are not encoded:
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 import msgspec
 
@@ -98,8 +98,12 @@ VetoReason = Literal[
 intent the check approved."""
 DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
 """Which limit a :class:`DeleverageRequired` brings back (:mod:`ballast.engine.trading.risk`)."""
-KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed"]
+KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed", "key_refused"]
 """Why the risk actor tripped the kill switch (:mod:`ballast.engine.trading.risk`)."""
+KEY_REFUSED: Final = "authentication refused: "
+"""How the reason of an ``OrderRejected`` starts when the venue refused the API key itself
+(invalid, not allowed from this IP, or without the permission for the order): every order would
+be refused the same way, so the risk actor halts trading (``key_refused``)."""
 DataRejectReason = Literal[
     "non_positive_price",
     "crossed_quote",
