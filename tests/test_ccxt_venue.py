@@ -804,6 +804,22 @@ async def test_orders_over_the_ws_api_find_its_sockets_open_at_start(rig: Rig) -
         assert "ws_fapi" not in rig.lb.server.socket_counts()
 
 
+async def test_an_order_on_a_dropped_ws_api_socket_is_a_transport_failure(rig: Rig) -> None:
+    """An order sent over the WebSocket API as the exchange drops the socket: aiohttp's "Cannot
+    write to closing transport" came through ccxt raw (the router took it for a crash, not an
+    unknown outcome to look up and resend); it is a VenueError now."""
+    async with rig.venue(order_transport="websocket") as venue:
+        await started(venue, rig.sink)
+        await subscribed(rig.lb, "user:spot", "user:futures")
+        await rig.lb.server.drop_connections("all")
+        failed: list[VenueError] = []
+        try:
+            await venue.submit(order("bl-d1", "buy", "0.01"))
+        except VenueError as e:  # anything else (aiohttp's error) fails the test
+            failed.append(e)
+    assert all("order" in str(e) for e in failed)
+
+
 # ---------------------------------------------------------------------------------- weeks
 
 

@@ -113,6 +113,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
+import aiohttp
 import ccxt.pro as ccxtpro
 from ccxt.base.errors import (
     AuthenticationError,
@@ -968,6 +969,10 @@ class CcxtVenue(Venue):
                 if retry_after is not None:  # a 429/418
                     self._budgets[api].block(retry_after)
                 raise
+            except (aiohttp.ClientError, ConnectionError) as e:
+                # the socket closed under the order (ccxt lets aiohttp's error through): a
+                # transport failure, outcome unknown, as a REST connection reset is
+                raise NetworkError(f"order socket: {type(e).__name__}: {e}") from None
             except TimeoutError:
                 error = RequestTimeout(f"no answer to the order in {client.timeout} ms")
                 with contextlib.suppress(AttributeError, KeyError, TypeError):
