@@ -77,7 +77,8 @@ status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` wh
 silent).
 
 **Order transport.** ``order_transport="rest"`` sends each order as a REST request;
-``"websocket"`` (an exchange whose spec says ``ws_orders``) over its WebSocket API
+``"websocket"`` (the default, as ``venue.order_transport``'s; an exchange whose spec says
+``ws_orders``) over its WebSocket API
 (``create_order_ws``, Binance ``order.place``) on a connection kept open, which saves the HTTP
 round trip. Either way an order is one weighted call, a duplicate client order id is looked up, and
 an answer that does not come within the client's ``timeout`` is a transport failure (outcome
@@ -148,7 +149,7 @@ from ballast.adapters.ccxt.seen_trades import SeenTrades
 from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
-from ballast.engine.kernel.config import OrderTransport
+from ballast.engine.kernel.config import DEFAULT_ORDER_TRANSPORT, OrderTransport
 from ballast.engine.kernel.events import (
     KEY_REFUSED,
     AccountKind,
@@ -333,7 +334,7 @@ class CcxtVenue(Venue):
         funding_after_ns: int | None = None,
         seen_funding: Collection[tuple[str, int]] = (),
         ws_keepalive_s: float = 0.0,
-        order_transport: OrderTransport = "rest",
+        order_transport: OrderTransport = DEFAULT_ORDER_TRANSPORT,
         request_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
