@@ -12,7 +12,7 @@ import asyncio
 import decimal
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -832,20 +832,25 @@ async def test_the_trade_ids_remembered_stay_bounded_and_no_fill_is_lost_or_doub
     (its symbol's last quarter hour of fills), not every trade since it started. Reconnects with
     a catch-up in between (which reads again a minute before the latest fill) still drop every
     fill already emitted and miss none."""
+
+    def fills_are(count: int) -> Callable[[], bool]:
+        return lambda: len(rig.sink.fills()) == count
+
+    def caught_up_more_than(count: int) -> Callable[[], bool]:
+        return lambda: len(rig.sink.links("caught_up")) > count
+
     venue = rig.venue()
     async with venue:
         await started(venue, rig.sink)
         for n in range(40):
             rig.clock.advance_to(rig.clock.now_ns() + 60 * NS_PER_SECOND)  # one a minute
             await venue.submit(order(f"bl-w{n}", "buy", "0.01", symbol=(SPOT, PERP)[n % 2]))
-            await eventually(lambda n=n: len(rig.sink.fills()) == n + 1, what=f"fill {n}")
+            await eventually(fills_are(n + 1), what=f"fill {n}")
             if n % 8 == 7:  # a reconnect and its catch-up, the last fills within its margin
                 caught_up = len(rig.sink.links("caught_up"))
                 await subscribed(rig.lb, "user:spot", "user:futures")
                 await rig.lb.server.drop_connections("user")
-                await eventually(
-                    lambda c=caught_up: len(rig.sink.links("caught_up")) > c, what="a catch-up"
-                )
+                await eventually(caught_up_more_than(caught_up), what="a catch-up")
         remembered = venue.remembered_trades()
 
     fills = [f.trade_id for f in rig.sink.fills()]
