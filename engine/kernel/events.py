@@ -111,6 +111,7 @@ DataRejectReason = Literal[
     "price_jump",
     "implausible_funding_rate",
     "future_timestamp",
+    "unconfirmed_first",
 ]
 """Why a market data point was rejected (:mod:`ballast.engine.trading.market_guard`)."""
 LinkState = Literal["connected", "disconnected", "caught_up"]
