@@ -11,6 +11,7 @@ from ballast.adapters.ccxt import BINANCE, EXCHANGES, CcxtVenue
 from ballast.adapters.ccxt.convert import dec, order_state
 from ballast.adapters.ccxt.exchanges import is_duplicate, is_unknown_order
 from ballast.engine.kernel.clock import SimulatedClock
+from ballast.engine.kernel.config import VenueConfig
 from tests.conftest import START_NS
 
 
@@ -138,3 +139,9 @@ def test_unified_statuses_map_to_venue_states(status: str, filled: str, state: s
     amount = dec(filled)
     assert amount is not None
     assert order_state(status, amount) == state
+
+
+def test_the_venue_and_the_config_default_to_the_same_order_transport() -> None:
+    """Issue 11: the constructor said "rest" while ``venue.order_transport`` says "websocket"."""
+    assert venue().order_transport == VenueConfig().order_transport == "websocket"
+    assert venue(order_transport="rest").order_transport == "rest"

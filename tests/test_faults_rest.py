@@ -341,6 +341,7 @@ def venue_on(lb: Loopback, sink: Sink) -> CcxtVenue:
         clock=lb.clock,
         rest_url=lb.server.rest_url,
         ws_url=lb.server.ws_url,
+        order_transport="rest",
     )
     venue.attach(sink)
     return venue

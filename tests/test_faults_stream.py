@@ -400,6 +400,7 @@ async def test_a_perp_fill_lost_on_its_stream_is_caught_up_after_a_later_spot_fi
             clock=server.core.clock,
             rest_url=server.rest_url,
             ws_url=server.ws_url,
+            order_transport="rest",
         )
         venue.attach(sink)
         async with venue:

@@ -12,13 +12,18 @@ session of ``tests/test_secrets.py``, which also scans those outputs for the key
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.adapters.loopback.permissions import KeyRestriction
 from ballast.engine.app.key_permissions import GAUGE, KeyCheck, check_key, report
+from ballast.engine.kernel.commands import SubmitOrder
+from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.errors import BallastError
+from ballast.engine.kernel.events import KEY_REFUSED, Message, OrderRejected
 from ballast.engine.trading.venue import VenueError
 from tests.support.loopback import API_KEY, SECRET, loopback_exchange
 
@@ -87,3 +92,65 @@ def test_report_sets_the_gauge_warns_and_refuses_only_a_withdrawing_key(
     assert "WARNING: the API key can WITHDRAW funds" in out
     assert "cannot withdraw" in out
     assert "could not check whether the API key can withdraw (HTTP 404)" in out
+
+
+@pytest.mark.parametrize("transport", ["rest", "websocket"])
+async def test_a_key_that_loses_its_trade_permission_gets_its_orders_refused_not_rate_limited(
+    transport: OrderTransport,
+) -> None:
+    """Binance answers -2015 to a key without the permission for an order; ccxt reports that as
+    DDoSProtection once the key has worked (a "temporary ban"), on REST and on the WebSocket API.
+    The venue names it for what it is: the order is refused for the key (its outcome is known,
+    nothing to look up or wait out), and the reason says so without the secret."""
+    async with loopback_exchange(balances={"USDT": "100000", "BTC": "1"}) as lb:
+        venue = CcxtVenue(
+            BINANCE,
+            spot=["BTC/USDT"],
+            perp=["BTC/USDT:USDT"],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=lb.clock,
+            rest_url=lb.server.rest_url,
+            ws_url=lb.server.ws_url,
+            order_transport=transport,
+        )
+        events: list[Message] = []
+
+        async def sink(event: Message) -> int:
+            events.append(event)
+            return len(events)
+
+        venue.attach(sink)
+        async with venue:
+            await venue.connect()
+            await venue.submit(market_order("bl-k1"))  # the key works: ccxt remembers that
+            assert [type(e) for e in events if isinstance(e, OrderRejected)] == []
+            lb.server.permissions.default = "read"  # the key's trade permission is revoked
+
+            for coid, symbol in (("bl-k2", "BTC/USDT"), ("bl-k3", "BTC/USDT:USDT")):
+                await venue.submit(market_order(coid, symbol))  # no VenueError: not unknown
+
+    rejected = [e for e in events if isinstance(e, OrderRejected)]
+    assert [e.client_order_id for e in rejected] == ["bl-k2", "bl-k3"]
+    for e in rejected:
+        assert e.reason.startswith(KEY_REFUSED + "API key refused"), e.reason
+        assert "-2015" in e.reason
+        assert "rate limit" not in e.reason
+        assert SECRET not in e.reason
+
+
+def market_order(coid: str, symbol: str = "BTC/USDT") -> SubmitOrder:
+    return SubmitOrder(
+        0,
+        0,
+        intent_id=coid,
+        client_order_id=coid,
+        symbol=symbol,
+        side="buy",
+        order_type="market",
+        qty=Decimal("0.01"),
+        price=None,
+        reduce_only=False,
+        post_only=False,
+        time_in_force="IOC",
+    )

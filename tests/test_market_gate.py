@@ -171,3 +171,11 @@ def test_metrics_count_every_verdict_by_reason(world: Consumers) -> None:
     for reason, count in ((FUNDING_RATE, 1), (PRICE_JUMP, 1), (NON_POSITIVE, 1)):
         assert f'ballast_data_rejected_total{{reason="{reason}"}} {count}.0' in text
     assert 'ballast_data_rejected_total{reason="crossed_quote"} 0.0' in text
+
+
+def test_only_a_live_venue_holds_a_symbols_first_quote() -> None:
+    clock = SimulatedClock(START_NS)
+    live = parse_config('[venue]\nkind = "paper"\n')
+    assert MarketGate.from_config(live, clock).guard.confirm_first
+    assert not MarketGate.from_config(live, clock, history=True).guard.confirm_first
+    assert not MarketGate.from_config(parse_config(""), clock).guard.confirm_first

@@ -20,6 +20,10 @@ def quote(ts: int, bid: str = "49999", ask: str = "50001") -> QuoteTick:
 def test_a_live_gate_rejects_a_point_from_the_future_and_keeps_taking_true_ones() -> None:
     config = parse_config('[venue]\nkind = "binance"\n')
     gate = MarketGate.from_config(config, SimulatedClock(NOW))
+    first = gate.screen(0, quote(NOW - 2))  # live, a symbol's first quote waits for the next
+    assert first is not None
+    assert first.reason == "unconfirmed_first"
+    assert gate.screen(0, quote(NOW - 1)) is None
     rejected = gate.screen(1, quote(NOW + MAX_AHEAD_NS + 1))
     assert rejected is not None
     assert rejected.reason == "future_timestamp"

@@ -129,3 +129,32 @@ def test_one_confirmation_accepts_every_jump() -> None:
     guard = MarketGuard(D("0.05"), confirmations=1)
     guard.check(SYM, D(100), 1)
     assert guard.check(SYM, D(200), 2) is None
+
+
+def test_live_a_first_quote_is_traded_on_only_once_the_next_agrees() -> None:
+    """``confirm_first`` (a live venue): nothing to compare the first quote with, so it is held
+    until the next one agrees; the backtest default accepts it at once."""
+    assert MarketGuard(D("0.10")).check_quote(SYM, D(99), D(101), 1) is None
+    guard = MarketGuard(D("0.10"), confirm_first=True)
+
+    held = guard.check_quote(SYM, D(99), D(101), 1)
+    assert reason(held) == "unconfirmed_first"
+    assert guard.last_price(SYM) is None
+    assert guard.check_quote(SYM, D(104), D(106), 2) is None  # 5 % away: agrees
+    assert guard.last_price(SYM) == D(105)
+    assert guard.check_quote(SYM, D(104), D(106), 3) is None  # the usual checks from now on
+    assert guard.reject_count(SYM, "unconfirmed_first") == 1
+
+
+def test_live_an_absurd_first_quote_is_rejected_and_the_series_starts_on_agreeing_ones() -> None:
+    guard = MarketGuard(D("0.10"), confirm_first=True)
+
+    assert reason(guard.check_quote(SYM, D(999), D(1001), 1)) == "unconfirmed_first"  # absurd
+    assert reason(guard.check_quote(SYM, D(99), D(101), 2)) == "unconfirmed_first"  # disagrees
+    assert reason(guard.check_quote(SYM, D(99), D(101), 1)) == OUT_OF_ORDER
+    assert guard.check_quote(SYM, D(100), D(102), 3) is None  # agrees with the one before
+    assert guard.last_price(SYM) == D(101)
+    assert guard.reject_count(SYM, "unconfirmed_first") == 2
+    # each symbol on its own; marks (their own series) are not held
+    assert reason(guard.check_quote("ETH/USDT", D(9), D(11), 3)) == "unconfirmed_first"
+    assert guard.check("BTC/USDT:USDT", D(100), 3, source="mark") is None

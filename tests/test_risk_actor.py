@@ -13,6 +13,7 @@ from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_SECOND, SimulatedCloc
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
 from ballast.engine.kernel.events import (
+    KEY_REFUSED,
     DataStale,
     HandlerFailed,
     InstrumentsLoaded,
@@ -24,6 +25,7 @@ from ballast.engine.kernel.events import (
     OrderCanceled,
     OrderFilled,
     OrderIntent,
+    OrderRejected,
     OrderStatusReported,
     OrderSubmitted,
     OrderVetoed,
@@ -505,3 +507,30 @@ async def test_an_unwritable_journal_vetoes_every_intent_until_it_writes_or_a_se
         desk.instruments()
         desk.decide(intent("BTC/USDT", "buy", "0.1"))
         approved(desk.verdicts()[-1])
+
+
+async def test_an_order_refused_for_the_api_key_halts_trading_with_the_reason(
+    sim_clock: SimulatedClock,
+) -> None:
+    """A key that lost its trade permission (Binance -2015) would get every order refused: the
+    first such rejection trips the kill switch, naming the order and the venue's reason; an
+    ordinary refusal (insufficient balance) does not."""
+    desk = desk_on(sim_clock)
+    async with desk.risk:
+        desk.given(small_book())
+        now = sim_clock.now_ns()
+        desk.bus.publish(
+            OrderRejected(now, now, "bl-d0-0", "BTC/USDT", "insufficient balance (-2010 ...)")
+        )
+        assert desk.of(KillSwitchTriggered) == []
+
+        reason = KEY_REFUSED + "API key refused: invalid, not allowed from this IP, or without"
+        desk.bus.publish(OrderRejected(now, now, "bl-d0-1", "BTC/USDT", reason))
+        desk.bus.publish(OrderRejected(now, now, "bl-d0-2", "BTC/USDT", reason))
+
+        [trip] = desk.of(KillSwitchTriggered)
+        assert trip.reason == "key_refused"
+        assert trip.detail == f"bl-d0-1 BTC/USDT: {reason}"
+        assert desk.risk.kill_switch == "key_refused"
+        desk.decide(intent("BTC/USDT", "buy", "0.1"))
+        vetoed(desk.last(), "kill_switch")

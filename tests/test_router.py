@@ -7,6 +7,7 @@ restarts) → then the commands and events on the bus, and the orders the venue 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from ballast.engine.kernel.events import (
     KillSwitchTriggered,
     Message,
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderIntent,
     OrderRejected,
@@ -35,6 +37,7 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal, JournalReader
+from ballast.engine.kernel.order_state import ReportedOrderState
 from ballast.engine.kernel.redaction import register_secret
 from ballast.engine.trading.order_tracker import is_valid_client_order_id
 from ballast.engine.trading.router import OrderRouter
@@ -556,3 +559,59 @@ async def test_with_the_silent_venue_only_the_command_is_published(journal: Jour
 
     assert [type(m) for m in seen] == [IntentApproved, SubmitOrder]
     assert [c.client_order_id for c in venue.submitted] == ["bl-d1-0"]
+
+
+# ---------------------------------------------------------------------------------- out of order
+
+
+async def test_late_updates_after_the_fill_are_ignored_quietly_and_counted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A live venue's streams and REST answers race: an order's acknowledgement or a status
+    lookup may arrive after its fill was booked. They never move the order back, and they are
+    counted, not warned about."""
+    await world.approve(intent("d1-0"))
+    assert world.router.stale_updates == 0
+
+    def report(state: ReportedOrderState, filled: str) -> OrderStatusReported:
+        return OrderStatusReported(
+            START_NS,
+            START_NS,
+            "bl-d1-0",
+            "v1",
+            SPOT,
+            "buy",
+            Decimal("0.1"),
+            Decimal(filled),
+            None,
+            state,
+        )
+
+    with caplog.at_level(logging.DEBUG):
+        world.bus.publish(OrderAccepted(START_NS, START_NS, "bl-d1-0", "v1", SPOT))
+        world.bus.publish(report("open", "0"))
+        world.bus.publish(report("open", "0.05"))  # a partial fill, seen by a slow lookup
+
+    order = world.router.orders.for_intent("d1-0")
+    assert order is not None
+    assert (order.state, order.filled_qty) == ("filled", Decimal("0.1"))
+    assert world.router.stale_updates == 3
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sum("illegal transition filled ->" in r.getMessage() for r in caplog.records) == 3
+
+
+async def test_a_cancel_after_the_fill_is_still_a_warning(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only an earlier state arriving late is stale; a contradicting end is not."""
+    await world.approve(intent("d1-0"))
+
+    with caplog.at_level(logging.DEBUG):
+        world.bus.publish(OrderCanceled(START_NS, START_NS, "bl-d1-0", SPOT, "expired"))
+
+    order = world.router.orders.for_intent("d1-0")
+    assert order is not None
+    assert order.state == "filled"
+    assert world.router.stale_updates == 0
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "illegal transition filled -> canceled" in warning.getMessage()

@@ -86,6 +86,10 @@ class ExchangeSpec:
     only return on a message; a quiet account never sends one)."""
     rejection_reason: Callable[[BaseException], str] = field(default=lambda error: str(error))
     """A readable reason for an order the exchange refused."""
+    auth_codes: frozenset[str] = frozenset()
+    """Codes meaning the API key was refused (invalid, not allowed from this IP, no permission
+    for the call, bad signature): an authentication rejection whatever ccxt made of it (Binance's
+    -2015 becomes ccxt's DDoSProtection once a key has worked, as if it were a ban)."""
     exceptions: Mapping[str, type[Exception]] = field(default_factory=dict)
     """Error code → ccxt exception class, for an exchange reached at another host (ccxt picks
     some of its tables by the exchange's own host names)."""
@@ -442,6 +446,9 @@ _BINANCE_REASONS = {
     "-4116": "duplicate client order id",
     "-1111": "precision beyond the market's",
     "-4003": "quantity not positive",
+    "-2015": "API key refused: invalid, not allowed from this IP, or without permission",
+    "-2014": "API key refused: its format is invalid",
+    "-1022": "API key refused: the signature is not valid",
 }
 _BINANCE_FILTERS = {
     "NOTIONAL": "notional below the minimum notional",
@@ -525,6 +532,7 @@ BINANCE = ExchangeSpec(
     futures_wallet=_binance_futures_wallet,
     user_stream_ready=_binance_user_stream_ready,
     rejection_reason=_binance_rejection_reason,
+    auth_codes=frozenset({"-2015", "-2014", "-1022"}),
     futures_paths=("/fapi/",),
     advertised_limit=_binance_advertised_limit,
     tap=_binance_tap,

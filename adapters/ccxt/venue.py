@@ -35,7 +35,8 @@ strings (``client.number = str`` once the markets are loaded): exact.
 
 **Exactly once.** A fill is emitted once whatever path brings it (the REST reply of
 ``create_order``, the user stream, a catch-up): trades are deduplicated by the exchange's trade id
-(``seen_trade_ids`` seeds the set on a restart), funding by the settlement's id. The
+(``seen_trade_ids`` seeds the set on a restart; ids are kept only as long as a catch-up can read
+their trades again: :mod:`~ballast.adapters.ccxt.seen_trades`), funding by the settlement's id. The
 ``OrderAccepted`` of an order this process sent is emitted once and always before its first
 fill; ``OrderCanceled`` / ``OrderRejected`` once. An order this process did not send (the last
 session's, found by a catch-up or the stream) gets no ``OrderAccepted`` (the journal has it, or
@@ -76,7 +77,8 @@ status emitted as ``OrderStatusReported`` (and again every ``silent_order_s`` wh
 silent).
 
 **Order transport.** ``order_transport="rest"`` sends each order as a REST request;
-``"websocket"`` (an exchange whose spec says ``ws_orders``) over its WebSocket API
+``"websocket"`` (the default, as ``venue.order_transport``'s; an exchange whose spec says
+``ws_orders``) over its WebSocket API
 (``create_order_ws``, Binance ``order.place``) on a connection kept open, which saves the HTTP
 round trip. Either way an order is one weighted call, a duplicate client order id is looked up, and
 an answer that does not come within the client's ``timeout`` is a transport failure (outcome
@@ -112,6 +114,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
+import aiohttp
 import ccxt.pro as ccxtpro
 from ccxt.base.errors import (
     AuthenticationError,
@@ -142,11 +145,13 @@ from ballast.adapters.ccxt.exchanges import (
     is_unknown_order,
 )
 from ballast.adapters.ccxt.frames import guard_frames
+from ballast.adapters.ccxt.seen_trades import SeenTrades
 from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
-from ballast.engine.kernel.config import OrderTransport
+from ballast.engine.kernel.config import DEFAULT_ORDER_TRANSPORT, OrderTransport
 from ballast.engine.kernel.events import (
+    KEY_REFUSED,
     AccountKind,
     BalanceUpdated,
     FundingPaid,
@@ -180,6 +185,9 @@ _HOUSEKEEPING_S = 0.05
 _RATE_LIMIT_RETRIES = 2
 _TRADES_PAGE = 1000
 _CATCH_UP_MARGIN_MS = 60_000
+_SEEN_TRADES_KEEP_MS = 15 * 60_000
+"""How long after its symbol's latest fill a trade id is remembered (far more than the
+catch-up margin: :mod:`~ballast.adapters.ccxt.seen_trades`)."""
 _FUNDING_GRACE_NS = NS_PER_SECOND
 _ENDED_KEPT = 10_000
 """Ended orders remembered (a resend of one of them is ignored without asking the exchange)."""
@@ -204,6 +212,17 @@ _SHOWN_CHARS = 200
 """An unreadable message is shown in its VenueMessageRejected up to this many characters."""
 _UNREADABLE_RETRY_S = 1.0
 """A settlement's income record and its funding-rate record are at most this far apart."""
+
+
+def _trade_ms(trade: Mapping[str, Any], order: Mapping[str, Any] | None) -> int | None:
+    """A trade's exchange time in ms (its order's last trade time if it has none), if any."""
+    ts_ms = trade.get("timestamp")
+    if ts_ms is None and order is not None:
+        ts_ms = order.get("lastTradeTimestamp") or order.get("timestamp")
+    try:
+        return None if ts_ms is None else int(ts_ms)
+    except (TypeError, ValueError):
+        return None
 
 
 def _nearest(
@@ -315,7 +334,7 @@ class CcxtVenue(Venue):
         funding_after_ns: int | None = None,
         seen_funding: Collection[tuple[str, int]] = (),
         ws_keepalive_s: float = 0.0,
-        order_transport: OrderTransport = "rest",
+        order_transport: OrderTransport = DEFAULT_ORDER_TRANSPORT,
         request_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
@@ -353,7 +372,8 @@ class CcxtVenue(Venue):
         """Per perp: income older than this was reported (or is the journal's)."""
         self._seen_funding_at: set[tuple[str, int]] = set(seen_funding)
         """(symbol, ts_event) of settlements already reported (the journal's, on a restart)."""
-        self._seen_trades: set[str] = set(seen_trade_ids)
+        self._seen_trades = SeenTrades(seen_trade_ids, keep_ms=_SEEN_TRADES_KEEP_MS)
+        self._fills_emitted = 0
         self._seen_funding: set[str] = set()
         self._client: Any = None
         self._instruments: dict[str, Instrument] = {}
@@ -589,6 +609,10 @@ class CcxtVenue(Venue):
             weight_limit=limit,
         )
 
+    def remembered_trades(self) -> int:
+        """How many trade ids the venue remembers to drop a fill that comes again (bounded)."""
+        return len(self._seen_trades)
+
     @property
     def budgets(self) -> Mapping[str, WeightBudget]:
         """The request-weight budget of each API (``"spot"``, ``"futures"``)."""
@@ -658,6 +682,8 @@ class CcxtVenue(Venue):
                 resynced = True
                 await self._resync_clock(call)
             except (RateLimitExceeded, DDoSProtection) as e:
+                if self._is_auth_refusal(e):
+                    raise AuthenticationError(str(e)) from None
                 if attempt == _RATE_LIMIT_RETRIES:
                     raise VenueError(
                         self._text(f"{self.name}: {call}: rate limited: {e}")
@@ -679,6 +705,15 @@ class CcxtVenue(Venue):
                     ) from None
                 raise
         raise AssertionError("unreachable")
+
+    def _is_auth_refusal(self, error: BaseException) -> bool:
+        """A "rate limit" that is the exchange refusing the key (Binance -2015, which ccxt
+        reports as DDoSProtection once the key has worked): not a ban to wait out, and the
+        order's outcome is known (refused). An answer with HTTP 429/418 stays a rate limit."""
+        return (
+            _HTTP_STATUS.get() not in (429, 418)
+            and self.spec.error_code(error) in self.spec.auth_codes
+        )
 
     async def _resync_clock(self, call: str) -> None:
         """Measure the exchange's clock again (ccxt signs with our time less the difference)."""
@@ -907,7 +942,7 @@ class CcxtVenue(Venue):
                 return
             known.answered = True
             if isinstance(e, AuthenticationError):
-                reason = f"authentication refused: {self.spec.rejection_reason(e)}"
+                reason = KEY_REFUSED + self.spec.rejection_reason(e)
             else:
                 reason = self.spec.rejection_reason(e)
             await self._reject(coid, order.symbol, self._text(reason))
@@ -929,10 +964,16 @@ class CcxtVenue(Venue):
                 async with asyncio.timeout(client.timeout / 1000):
                     return await client.create_order_ws(symbol, *args)
             except (RateLimitExceeded, DDoSProtection) as e:
+                if self._is_auth_refusal(e):  # ccxt says DDoSProtection for a -2015 too
+                    raise AuthenticationError(str(e)) from None
                 retry_after = _ws_retry_after_s(str(e))
-                if retry_after is not None:  # a 429/418 (ccxt says DDoSProtection for a -2015 too)
+                if retry_after is not None:  # a 429/418
                     self._budgets[api].block(retry_after)
                 raise
+            except (aiohttp.ClientError, ConnectionError) as e:
+                # the socket closed under the order (ccxt lets aiohttp's error through): a
+                # transport failure, outcome unknown, as a REST connection reset is
+                raise NetworkError(f"order socket: {type(e).__name__}: {e}") from None
             except TimeoutError:
                 error = RequestTimeout(f"no answer to the order in {client.timeout} ms")
                 with contextlib.suppress(AttributeError, KeyError, TypeError):
@@ -1145,7 +1186,7 @@ class CcxtVenue(Venue):
     async def _on_trades(self, trades: Sequence[Mapping[str, Any]]) -> None:
         for trade in trades:
             tid = trade.get("id")
-            if tid is None or str(tid) in self._seen_trades:
+            if tid is None or self._seen(str(tid), trade, None):
                 continue
             coid = self.spec.trade_client_order_id(trade)
             venue_id = str(trade.get("order") or "")
@@ -1155,6 +1196,10 @@ class CcxtVenue(Venue):
                 coid = await self._coid_of(venue_id, str(trade.get("symbol")))
             async with self._lock:
                 await self._fill(trade, coid=coid or "", order=None, now=self.clock.now_ns())
+
+    def _seen(self, tid: str, trade: Mapping[str, Any], order: Mapping[str, Any] | None) -> bool:
+        symbol = str(trade.get("symbol") or (order or {}).get("symbol"))
+        return self._seen_trades.seen(tid, symbol, _trade_ms(trade, order))
 
     async def _coid_of(self, venue_id: str, symbol: str) -> str | None:
         """The client order id of an order known only by the exchange's id (a REST trade of an
@@ -1176,7 +1221,7 @@ class CcxtVenue(Venue):
     ) -> None:
         """Emit one trade as OrderFilled unless already emitted (the caller holds the lock)."""
         tid = trade.get("id")
-        if tid is None or str(tid) in self._seen_trades:
+        if tid is None or self._seen(str(tid), trade, order):
             return
         symbol = str(trade.get("symbol") or (order or {}).get("symbol"))
         if symbol not in self._instruments:
@@ -1191,7 +1236,6 @@ class CcxtVenue(Venue):
             raise ValueError(f"trade {tid}: quantity {qty} at price {price}")
         if not fee_cost.is_finite():
             raise ValueError(f"trade {tid}: fee {fee_cost}")
-        self._seen_trades.add(str(tid))
         venue_id = str(trade.get("order") or (order or {}).get("id") or "")
         known = self._orders.get(coid)
         side: Side = "sell" if (trade.get("side") or (order or {}).get("side")) == "sell" else "buy"
@@ -1211,10 +1255,13 @@ class CcxtVenue(Venue):
         liquidity: Liquidity = "maker" if trade.get("takerOrMaker") == "maker" else "taker"
         if coid.startswith("autoclose-") or coid.startswith("adl_autoclose"):
             liquidity = "liquidation"
+        seen_ms: int | None = None
         if ts_ms is not None:  # never past the clock: a time from the future would skip fills
             seen_ms = min(ts // NS_PER_MILLISECOND, now // NS_PER_MILLISECOND)
             latest = self._fills_after_ms.get(symbol, seen_ms)
             self._fills_after_ms[symbol] = max(latest, seen_ms)
+        self._seen_trades.add(str(tid), symbol, _trade_ms(trade, order), seen_ms)
+        self._fills_emitted += 1
         await self.emit(
             OrderFilled(
                 ts,
@@ -1329,9 +1376,9 @@ class CcxtVenue(Venue):
                 for symbol in (*self.spot, *self.perp):
                     trades += await self._my_trades(client, symbol, self._trades_since_ms(symbol))
                 trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
-                before = len(self._seen_trades)
+                before = self._fills_emitted
                 await self._on_trades(trades)
-                fills = len(self._seen_trades) - before
+                fills = self._fills_emitted - before
                 funding = await self._poll_funding()
                 open_found = 0
                 for symbol in (*self.spot, *self.perp):

@@ -73,6 +73,8 @@ def looks_like_a_credential(text: str) -> bool:
 OrderTransport = Literal["rest", "websocket"]
 DurableWrite = Literal["loop", "thread"]
 """How orders reach a ccxt.pro venue: REST requests, or the exchange's WebSocket API."""
+DEFAULT_ORDER_TRANSPORT: Final[OrderTransport] = "websocket"
+"""``venue.order_transport`` unless configured, and a ccxt venue's unless given: one default."""
 
 
 class VenueConfig(_Section, frozen=True):
@@ -105,7 +107,7 @@ class VenueConfig(_Section, frozen=True):
     silent_order_s: float = 10.0
     shutdown_timeout_s: float = 10.0
     ws_keepalive_s: float = 0.0
-    order_transport: OrderTransport = "websocket"
+    order_transport: OrderTransport = DEFAULT_ORDER_TRANSPORT
     request_timeout_s: float = 10.0
 
     RANGES: ClassVar[Mapping[str, Range]] = {

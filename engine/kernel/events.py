@@ -24,7 +24,7 @@ Each class carries two class-level attributes that are not encoded:
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 import msgspec
 
@@ -101,8 +101,12 @@ for its decision's reducing legs, one of which did not fill completely
 (:mod:`ballast.engine.trading.router`)."""
 DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
 """Which limit a :class:`DeleverageRequired` brings back (:mod:`ballast.engine.trading.risk`)."""
-KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed"]
+KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed", "key_refused"]
 """Why the risk actor tripped the kill switch (:mod:`ballast.engine.trading.risk`)."""
+KEY_REFUSED: Final = "authentication refused: "
+"""How the reason of an ``OrderRejected`` starts when the venue refused the API key itself
+(invalid, not allowed from this IP, or without the permission for the order): every order would
+be refused the same way, so the risk actor halts trading (``key_refused``)."""
 DataRejectReason = Literal[
     "non_positive_price",
     "crossed_quote",
@@ -110,6 +114,7 @@ DataRejectReason = Literal[
     "price_jump",
     "implausible_funding_rate",
     "future_timestamp",
+    "unconfirmed_first",
 ]
 """Why a market data point was rejected (:mod:`ballast.engine.trading.market_guard`)."""
 LinkState = Literal["connected", "disconnected", "caught_up"]

@@ -27,6 +27,9 @@ journal can be written), ``trading_held:start`` / ``trading_held:reconciling`` /
 ``trading_held:gap:VENUE:CHANNEL``).
 ``kill_switch:handler_failed`` means a handler of an actor that owns money state (portfolio, risk,
 router) raised: the metric ``ballast_handler_errors_total{actor}`` says which.
+``kill_switch:key_refused`` means the venue refused an order for the API key itself (invalid, or
+without the permission to trade): the journal's ``KillSwitchTriggered`` names the order and the
+venue's reason.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ On a live venue (``venue.kind`` ``binance`` or ``paper``), before those, any of 
 than ``max_ahead_ns`` (:data:`MAX_AHEAD_NS`, five minutes) after the clock is rejected
 (``future_timestamp``): a malformed exchange time would otherwise freeze its series (every true
 point after it would be out of order). Off (None) elsewhere: a simulated venue's data may be
-judged before its clock reaches it.
+judged before its clock reaches it. Live, too, a symbol's first quote is not trusted alone: it is
+held (``unconfirmed_first``, logged at info) until the next quote agrees with it
+(``MarketGuard(confirm_first=True)``); backtests accept the first point as before.
 
 An accepted message is delivered as usual. A rejected one is delivered to no subscriber (no
 estimator, ledger, strategy, rebalancer or metric sees it) and a :class:`DataRejected` naming
@@ -40,7 +42,7 @@ from ballast.engine.kernel.events import (
     QuoteTick,
     TradeTick,
 )
-from ballast.engine.trading.market_guard import MarketGuard, Rejection
+from ballast.engine.trading.market_guard import UNCONFIRMED_FIRST, MarketGuard, Rejection
 
 log = logging.getLogger("ballast.MarketGate")
 
@@ -76,10 +78,12 @@ class MarketGate:
         """The gate of ``config``'s venue; ``history``: screening recorded data (``ballast plan``
         over a data folder), where times are judged against each other, not against a clock."""
         risk = config.risk
-        guard = MarketGuard(
-            risk.max_price_deviation, max_abs_funding_rate=risk.max_abs_funding_rate
-        )
         live = config.venue.kind in ("binance", "paper") and not history
+        guard = MarketGuard(
+            risk.max_price_deviation,
+            max_abs_funding_rate=risk.max_abs_funding_rate,
+            confirm_first=live,
+        )
         return cls(clock, guard, max_ahead_ns=MAX_AHEAD_NS if live else None)
 
     def install(self, bus: Bus) -> MarketGate:
@@ -101,7 +105,8 @@ class MarketGate:
             if rejection is None:
                 return None
         symbol = str(getattr(event, "symbol", ""))
-        log.warning("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)
+        level = log.info if rejection.reason == UNCONFIRMED_FIRST else log.warning
+        level("rejected %s data: %s (%s)", symbol, rejection.reason, rejection.detail)
         return DataRejected(
             ts_event=event.ts_event,
             ts_init=self.clock.now_ns(),

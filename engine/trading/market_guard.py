@@ -26,6 +26,12 @@ far below the venues' caps (Binance: ±0.75 % to ±3 % per interval), a rate of 
 Each symbol has one series per ``source`` (for example ``"last"`` for quotes, trades and bars and
 ``"mark"`` for a perp's mark price), since those are different prices published on different
 clocks. The first point of a series has nothing to compare with and is accepted if positive.
+
+With ``confirm_first`` (a live venue: its first quotes after a start are not to be trusted blindly),
+a quote series accepts its first quote only when it agrees, within ``max_deviation``, with the
+quote before it: until then each quote is rejected (``unconfirmed_first``) and held as the one the
+next must agree with. A true first quote costs one quote; an absurd one is rejected, and so is the
+true quote after it (it disagrees), the one after that starts the series.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ OUT_OF_ORDER: Final[DataRejectReason] = "out_of_order"
 PRICE_JUMP: Final[DataRejectReason] = "price_jump"
 FUNDING_RATE: Final[DataRejectReason] = "implausible_funding_rate"
 FUTURE: Final[DataRejectReason] = "future_timestamp"
+UNCONFIRMED_FIRST: Final[DataRejectReason] = "unconfirmed_first"
 DEFAULT_MAX_ABS_FUNDING_RATE: Final = Decimal("0.03")
 
 _TWO: Final = Decimal(2)
@@ -73,6 +80,7 @@ class MarketGuard:
         *,
         confirmations: int = 3,
         max_abs_funding_rate: Decimal = DEFAULT_MAX_ABS_FUNDING_RATE,
+        confirm_first: bool = False,
     ) -> None:
         if max_deviation <= 0:
             raise ValueError(f"max_deviation must be > 0, got {max_deviation}")
@@ -83,6 +91,9 @@ class MarketGuard:
         self.max_deviation = max_deviation
         self.confirmations = confirmations
         self.max_abs_funding_rate = max_abs_funding_rate
+        self.confirm_first = confirm_first
+        self._first_held: dict[tuple[str, str], tuple[int, Decimal]] = {}
+        """Quote series without an accepted price: (ts, mid) of the last quote held."""
         self.rejects: Counter[tuple[str, str]] = Counter()
         self.accepted = 0
         self._series: dict[tuple[str, str], _Series] = {}
@@ -108,7 +119,39 @@ class MarketGuard:
             return self._reject(symbol, NON_POSITIVE, f"bid {bid} / ask {ask} not positive")
         if bid > ask:
             return self._reject(symbol, CROSSED, f"bid {bid} is above ask {ask}")
-        return self.check(symbol, (bid + ask) / _TWO, ts_ns, source=source)
+        mid = (bid + ask) / _TWO
+        if self.confirm_first:
+            unconfirmed = self._first(symbol, mid, ts_ns, source)
+            if unconfirmed is not None:
+                return unconfirmed
+        return self.check(symbol, mid, ts_ns, source=source)
+
+    def _first(self, symbol: str, price: Decimal, ts_ns: int, source: str) -> Rejection | None:
+        """``confirm_first``: None once the series has an accepted price, or when ``price``
+        agrees with the quote held before it (then :meth:`check` starts the series with it);
+        else the quote is held and rejected."""
+        key = (symbol, source)
+        series = self._series.get(key)
+        if series is not None and series.price is not None:
+            return None
+        held = self._first_held.get(key)
+        if held is not None and ts_ns < held[0]:
+            return self._reject(symbol, OUT_OF_ORDER, f"{held[0] - ts_ns} ns older than the held")
+        self._first_held[key] = (ts_ns, price)
+        if held is None:
+            detail = (
+                f"first quote {price}: held until the next agrees within {self.max_deviation:.2%}"
+            )
+            return self._reject(symbol, UNCONFIRMED_FIRST, detail)
+        move = self._deviation(held[1], price)
+        if move <= self.max_deviation:
+            del self._first_held[key]
+            return None
+        detail = (
+            f"first quotes disagree: {price} is {move:.2%} from {held[1]} (max "
+            f"{self.max_deviation:.2%}); held until the next agrees"
+        )
+        return self._reject(symbol, UNCONFIRMED_FIRST, detail)
 
     def check_bar(
         self, symbol: str, prices: tuple[Decimal, Decimal, Decimal, Decimal], ts_ns: int

@@ -13,8 +13,10 @@ owner first hears of it: ``planned`` (an intent of a ``RebalanceDecided``), ``ap
 A message that would make an illegal move (a late ``OrderAccepted`` after the fill, a fill after
 a cancel, ...) is reported in the returned :class:`Transition` (``problem``) and leaves the state
 alone; a fill still adds to the filled quantity, because an execution is a fact whatever the
-state machine thought. A cancel or a reject ends an order in any working state: it is the last
-word about it.
+state machine thought. An acknowledgement or a status report that says an earlier state than
+the order reached (``open`` after the fill: a live venue's streams and answers race) is refused
+as ``stale``: out of order, not news, its owner ignores it quietly. A cancel or a reject ends an
+order in any working state: it is the last word about it.
 
 ``filled_qty`` counts the executions received (``OrderFilled``), which is what the portfolio
 booked; a venue status report moves the state but adds no quantity to an order the tracker
@@ -164,6 +166,10 @@ class Transition:
     after: OrderState | None
     problem: str | None = None
     intent_id: str = ""
+    stale: bool = False
+    """The refused message was a late, out-of-order update about an order that has already moved
+    past what it says (an acknowledgement or a status report arriving after the fill was booked):
+    expected on a live venue, whose streams and REST answers race each other."""
 
     @property
     def ok(self) -> bool:
@@ -329,6 +335,8 @@ class OrderTracker:
         order = self._orders[key]
         if not order.venue_order_id:
             self._orders[key] = replace(order, venue_order_id=event.venue_order_id)
+        if _is_late(order.state, "open"):
+            return _refused(order, f"illegal transition {order.state} -> open", stale=True)
         return self._move(key, "open")
 
     def _fill(self, event: OrderFilled) -> Transition:
@@ -364,6 +372,8 @@ class OrderTracker:
             return Transition(
                 order.client_order_id, order.state, order.state, None, order.intent_id
             )
+        if _is_late(order.state, state):
+            return _refused(order, f"illegal transition {order.state} -> {state}", stale=True)
         return self._move(key, state)
 
     def _adopt(self, event: OrderStatusReported, state: OrderState | None) -> Transition:
@@ -454,8 +464,30 @@ def _is_stale(current: OrderState, reported: OrderState) -> bool:
     return current == "partially_filled" and reported == "open"
 
 
-def _refused(order: TrackedOrder, problem: str) -> Transition:
-    return Transition(order.client_order_id, order.state, order.state, problem, order.intent_id)
+def _is_late(current: OrderState, said: OrderState) -> bool:
+    """An acknowledgement or status report that says an earlier state than the order reached
+    (``open`` after a fill, ``partially_filled`` after the fill or a cancel): out of order, not
+    news. A fill is never late: an execution is a fact whatever the state (a fill after a
+    cancel stays a problem)."""
+    return _PROGRESS.get(said, _LAST) < _PROGRESS.get(current, -1)
+
+
+_LAST: Final = 3
+_PROGRESS: Final[dict[OrderState, int]] = {
+    "submitted": 0,
+    "open": 1,
+    "partially_filled": 2,
+    "filled": _LAST,
+    "canceled": _LAST,
+    "rejected": _LAST,
+}
+"""How far a sent order got (the terminal states of a sent order last)."""
+
+
+def _refused(order: TrackedOrder, problem: str, *, stale: bool = False) -> Transition:
+    return Transition(
+        order.client_order_id, order.state, order.state, problem, order.intent_id, stale
+    )
 
 
 def _unknown(client_order_id: str) -> Transition:

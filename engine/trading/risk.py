@@ -54,9 +54,11 @@ there (``net_leverage``).
 Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
 ``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
 ``min_liquidation_distance`` (reason ``liquidation_distance``; checked at every snapshot and every
-perp mark). While it is on only reduce-only intents pass. A KillSwitchReset clears it; if a limit
-is still breached at the next snapshot it trips again (an operator cannot reset a live breach
-away).
+perp mark), or when the venue refuses an order for the API key itself (an ``OrderRejected`` whose
+reason starts with :data:`~ballast.engine.kernel.events.KEY_REFUSED`: the key is invalid or lost
+its trade permission; reason ``key_refused``). While it is on only reduce-only intents pass. A
+KillSwitchReset clears it; if a limit is still breached at the next snapshot it trips again (an
+operator cannot reset a live breach away).
 
 Re-arm, in backtests only (``[risk.rearm]``, off by default; ``ballast run`` refuses it, live the
 reset stays an operator's): at each snapshot while a ``drawdown`` or ``liquidation_distance`` kill
@@ -64,7 +66,7 @@ switch is on, once ``after_days`` have passed since it fired and NAV is ``recove
 lowest snapshot since then (each condition only when set), the risk actor publishes a
 KillSwitchReset (``by`` = ``rearm: ...``). From then on the drawdown limit is measured from the
 NAV at the re-arm (its own running peak), not from the peak before the fall. A
-``handler_failed`` kill switch never re-arms by itself.
+``handler_failed`` or ``key_refused`` kill switch never re-arms by itself.
 
 Duplicate reduce-only orders: a reduce-only intent may not take more than the position minus
 the unfilled quantity of the reduce-only orders already approved for the same symbol (the kill
@@ -93,6 +95,7 @@ from ballast.engine.kernel.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, 
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, Config, RiskConfig
 from ballast.engine.kernel.events import (
+    KEY_REFUSED,
     Bar,
     DataStale,
     HandlerFailed,
@@ -472,7 +475,11 @@ class RiskManager(Actor):
         """The backtest re-arm policy (module docstring)."""
         policy = self.risk.rearm
         fired = self._fired_ns
-        if not policy.enabled or self.kill_switch in (None, "handler_failed") or fired is None:
+        if (
+            not policy.enabled
+            or self.kill_switch in (None, "handler_failed", "key_refused")
+            or fired is None
+        ):
             return
         nav = snapshot.nav
         trough = nav if self._trough is None else min(self._trough, nav)
@@ -655,6 +662,10 @@ class RiskManager(Actor):
     # ------------------------------------------------------------------ order lifecycle
 
     def on_order_message(self, message: Message) -> None:
+        if isinstance(message, OrderRejected) and message.reason.startswith(KEY_REFUSED):
+            # the venue refused the key itself: every order would be refused alike
+            detail = f"{message.client_order_id} {message.symbol}: {message.reason}"
+            self._trip(message.ts_event, "key_refused", detail)
         for transition in self.orders.apply(message):
             if transition.ended:
                 self._valued_at.pop(transition.intent_id, None)

@@ -124,6 +124,9 @@ class OrderRouter(Actor):
         self._failed: dict[str, str] = {}
         """Decision id → why one of its reducing legs did not fill (the most recent decisions),
         for an intent of it approved after that leg ended."""
+        self.stale_updates = 0
+        """Late, out-of-order updates ignored (an acknowledgement or status report arriving
+        after the order moved past it: :attr:`Transition.stale`)."""
         self.subscribe(IntentApproved, self.on_intent_approved)
         self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         for event_type in ORDER_EVENTS:
@@ -223,7 +226,10 @@ class OrderRouter(Actor):
                 if transition.ended and self._reducing:
                     self._leg_ended(transition)
                 continue
-            level = self.log.debug if transition.before is None else self.log.warning
+            if transition.stale:
+                self.stale_updates += 1
+            quiet = transition.before is None or transition.stale
+            level = self.log.debug if quiet else self.log.warning
             level(
                 "order %s: %s on %s",
                 transition.client_order_id,

@@ -170,6 +170,9 @@ class LiveRig:
                     try:
                         async with exporter, session:
                             await subscribed(lb, *_STREAMS, within_s=20)
+                            # a live engine holds each symbol's first quote until the next
+                            # agrees with it (market guard, unconfirmed_first): a true one first
+                            await self._true_prices(0)
                             await self.settle()
                             self._ready.set()
                             await self._stop.wait()
