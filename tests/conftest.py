@@ -48,3 +48,23 @@ def _checkout_var_untouched() -> Iterator[None]:
         str(p) for p, seen in _entries_under(CHECKOUT_VAR).items() if before.get(p) != seen
     )
     assert not written, f"this test (or one running beside it) wrote into the checkout: {written}"
+
+
+def _rank(item: pytest.Item) -> int:
+    """0: marked slow, 1: marked reliability (live campaigns), 2: the rest."""
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    return 1 if item.get_closest_marker("reliability") is not None else 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules holding the long tests (marked ``slow`` or ``reliability``) first, each module
+    whole and in its own order (module fixtures stay shared): pytest-xdist hands the tests out in
+    this order, so a minute-long campaign starts early beside the short tests, not last while the
+    other worker has nothing left."""
+    modules: dict[str, int] = {}
+    for item in items:
+        path = str(item.path)
+        modules[path] = min(modules.get(path, 2), _rank(item))
+    order = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (modules[str(item.path)], order[id(item)]))
