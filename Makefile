@@ -27,7 +27,8 @@ demo-backtest: $(STAMP)
 SOURCES := engine adapters strategies tests bench
 # mypy checks the sources under their installed names (ballast.engine, ...), through links.
 TYPECHECK := .typecheck/ballast
-# pytest-xdist, one worker per core: every test keeps its files in tmp_path and listens on port 0;
+# pytest-xdist, one worker per core and one more (tests/conftest.py: the live tests wait much of
+# their time, which left a core idle): every test keeps its files in tmp_path and listens on port 0;
 # tests that share an expensive module fixture are one xdist_group, run by one worker (loadgroup).
 # `make test PARALLEL=` runs the suite in one process (to compare, or to debug a test).
 PARALLEL ?= -n auto --dist loadgroup

@@ -3,24 +3,24 @@
 engine trading through all of them: it keeps running and trading, and at rest there is no
 duplicate order, no lost fill, the journal is whole and the book equals the exchange's.
 
-The live test (``ballast venue serve --faults ... --fault-seed N`` + ``ballast run``) starts the
-exchange with its clock 3 s behind the engine's (``skew_ms=-3000``), switches the REST faults on
-through ``POST /_loopback/faults`` once the engine caught up, lets it trade, switches them off,
-pauses the market and checks the book at rest. What the exchange injected, by kind (its
+The live test is the fault campaign of tests/support/fault_campaign.py (shared with the WS-API's,
+tests/test_faults_ws_api.py) with orders over REST: ``ballast venue serve --faults ...
+--fault-seed N`` with its clock 3 s behind the engine's (``skew_ms=-3000``) + ``ballast run``; the
+REST faults switched on phase by phase through ``POST /_loopback/faults`` once the engine caught
+up, each phase until each of its kinds was injected (bounded by a count of orders); then off, the
+market paused and the book checked at rest. What the exchange injected, by kind (its
 ``GET /_loopback/faults`` counts), is the campaign's record ``faults_rest``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from ccxt.base.errors import (
     BaseError,
@@ -55,31 +55,14 @@ from ballast.engine.kernel.events import (
 )
 from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal
-from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.venue import VenueError
 from tests.conftest import START_NS
 from tests.support.cli import ballast
+from tests.support.fault_campaign import FaultCampaign, post_plan, run_campaign, trading
 from tests.support.http_get import http_get
-from tests.support.live_exchange import (
-    Exchange,
-    ExchangeState,
-    JournalView,
-    book_differences,
-    caught_up,
-    count_in,
-    duplicate_orders,
-    engine_running,
-    exchange_serving,
-    journal_problems,
-    live_config,
-    lost_fills,
-    read_journal,
-    until_settled,
-)
+from tests.support.live_exchange import count_in, live_config
 from tests.support.loopback import API_KEY, SECRET, Loopback, loopback_exchange
 from tests.support.memory_venue import InMemoryVenue
-from tests.support.paper_config import Overrides
-from tests.support.reliability import record, size
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.reliability
@@ -175,15 +158,6 @@ def test_venue_serve_refuses_a_bad_spec_naming_it(tmp_path: Path) -> None:
 
 async def faults_on(lb: Loopback, spec: str) -> None:
     lb.server.faults.replace(parse_spec(spec))
-
-
-async def post_plan(rest_url: str, body: dict[str, Any]) -> tuple[int, str]:
-    """``POST /_loopback/faults`` with ``body``: (status, text)."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(rest_url + "/_loopback/faults", json=body) as response,
-    ):
-        return response.status, await response.text()
 
 
 X1 = {"newClientOrderId": "x1"}
@@ -456,136 +430,21 @@ async def test_a_failed_account_read_after_caught_up_is_tried_again_soon(tmp_pat
 
 # ------------------------------------------------------------------------------ the live path
 
-STEP_S = 0.05
-TRADING: Overrides = {
-    "paper": {"start": "2022-05-01"},  # the falls of May and June 2022: it trades
-    "bands": {"abs_pp": 0.5},
-    "execution": {"cooldown_s": 0.3, "check_interval_s": 0.3},
-    "risk": {"stale_after_s": 2, "drawdown_limit": 0.9},
-    # a held answer (hold_s) outlasts request_timeout_s: a real timeout; the orders go over REST
-    # (tests/test_faults_ws_api.py: over the WebSocket API)
-    "venue": {"request_timeout_s": 2, "order_transport": "rest"},
-}
-WEIGHT_LIMIT = 24_000
-SKEW = "skew_ms=-3000"
-"""The exchange's clock 3 s behind the engine's: past the 1 s Binance allows ahead."""
-TIMING = "hold_s=2.5,slow_ms=150,retry_after_s=1"
-"""A held answer outlasts the engine's ``venue.request_timeout_s`` (2 s): the client times out."""
-PHASES: tuple[tuple[str, ...], ...] = (
-    ("rest_5xx=0.25", "rest_429=0.05", "rest_418=0.03", "slow=0.2"),
-    ("rest_5xx_after=0.3", "timeout_after=0.25", "timeout=0.25"),
-    ("reject_margin=0.25", "reject_notional=0.25", "reject_precision=0.25"),
+
+async def journal_orders(journal_path: Path) -> int:
+    """Orders the engine sent (``SubmitOrder`` journaled): each is at least one REST order
+    request, and each REST request draws from the plan."""
+    return count_in(journal_path, "SubmitOrder")
+
+
+OVER_REST = FaultCampaign(
+    part="faults_rest",
+    sections=trading("rest"),
+    counted=lambda kind: kind,
+    orders=lambda exchange, journal_path: journal_orders(journal_path),
 )
-"""Each phase until every one of its kinds was injected (at most :data:`PHASE_S`): the fast
-size covers every kind the engine's requests can meet; the full size then runs them all at once
-for :data:`MIXED_S`."""
-MIXED = ",".join(
-    (
-        "rest_5xx=0.05", "rest_5xx_after=0.06", "rest_429=0.02", "rest_418=0.01",
-        "timeout=0.02", "timeout_after=0.03", "slow=0.1", "reject_margin=0.03",
-        "reject_notional=0.03", "reject_precision=0.03", "reject_reduce_only=0.2",
-    )
-)  # fmt: skip
-PHASE_S = 20.0
-MIXED_S = size(0, 120)
-FULL_TIMING = "hold_s=2.5,slow_ms=300,retry_after_s=2"
-SEED = 14
-
-
-def in_flight(journal: JournalView) -> list[str]:
-    """Orders the journal holds as sent and not ended (the router may still send or look one
-    up: the exchange's state read now may miss it)."""
-    tracker = OrderTracker()
-    for message in journal.messages:
-        tracker.apply(message)
-    return [f"in flight: {o.client_order_id} ({o.state})" for o in tracker.working()]
-
-
-def at_rest(journal: JournalView, state: ExchangeState) -> list[str]:
-    open_orders = [f"open at the exchange: {o.client_order_id}" for o in state.open_orders()]
-    return [
-        *open_orders,
-        *in_flight(journal),
-        *journal_problems(journal),
-        *duplicate_orders(journal, state),
-        *lost_fills(journal, state),
-        *book_differences(journal, state),
-    ]
-
-
-async def injected(exchange: Exchange) -> dict[str, int]:
-    counts: dict[str, int] = (await exchange.request("GET", "/_loopback/faults")).json()["counts"]
-    return counts
-
-
-async def switch(exchange: Exchange, *entries: str) -> None:
-    status, text = await post_plan(exchange.rest_url, {"spec": ",".join(entries)})
-    assert status == 200, text
-
-
-def tracebacks(text: str) -> int:
-    return text.count("Traceback (most recent call last)")
 
 
 async def test_the_engine_trades_through_rest_faults_and_doubles_nothing(tmp_path: Path) -> None:
-    journal_path = tmp_path / "journal.db"
-    served = live_config(tmp_path, name="exchange.toml", sections=TRADING)
-    args = ("--faults", SKEW, "--fault-seed", str(SEED))
-    async with exchange_serving(
-        tmp_path, served, step_s=STEP_S, weight_limit=WEIGHT_LIMIT, args=args
-    ) as exchange:
-        config = live_config(
-            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=TRADING
-        )
-        async with engine_running(tmp_path, config) as engine:
-            await caught_up(journal_path, 0, engine)  # its clock 3 s ahead of the exchange's
-            await eventually(  # trading: the start's account check agreed
-                lambda: count_in(journal_path, "ReconcileResolved") > 0, within_s=20
-            )
-            submits = count_in(journal_path, "SubmitOrder")
-            for phase in PHASES:
-                await switch(exchange, *phase, TIMING, SKEW)
-                kinds = [entry.partition("=")[0] for entry in phase]
-                before = await injected(exchange)
-                deadline = time.monotonic() + PHASE_S
-                while True:
-                    assert engine.proc.returncode is None, engine.stderr()
-                    now = await injected(exchange)
-                    if all(now.get(k, 0) > before.get(k, 0) for k in kinds):
-                        break
-                    assert time.monotonic() < deadline, f"{phase}: injected only {now}"
-                    await asyncio.sleep(0.2)
-            if MIXED_S:
-                await switch(exchange, MIXED, FULL_TIMING, SKEW)
-                deadline = time.monotonic() + MIXED_S
-                while time.monotonic() < deadline:
-                    assert engine.proc.returncode is None, engine.stderr()
-                    await asyncio.sleep(0.5)
-            await switch(exchange, SKEW)
-            traded = count_in(journal_path, "SubmitOrder") - submits
-            await exchange.pause()
-            journal, state = await until_settled(
-                journal_path, exchange, at_rest, within_s=30, what="the book at rest"
-            )
-            assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
-        # what the exchange holds once the engine stopped (it may have traded on after at_rest:
-        # the market is paused, its planner is not)
-        state = await exchange.state()
-        counts = await injected(exchange)
-    journal = await read_journal(journal_path)
-    duplicates = duplicate_orders(journal, state)
-    lost = lost_fills(journal, state)
-    gaps = journal_problems(journal)
-    crashes = tracebacks(engine.stderr()) + (engine.proc.returncode != 0)
-    record(
-        "faults_rest",
-        **{f"faults.{kind}": n for kind, n in counts.items()},
-        duplicate_orders=len(duplicates),
-        lost_fills=len(lost),
-        journal_gaps=len(gaps),
-        crashes=crashes,
-    )
-    assert (duplicates, lost, gaps, crashes) == ([], [], [], 0), engine.stderr()
-    assert book_differences(journal, state) == []  # the journal after the stop too
-    assert traded >= len(PHASES), f"only {traded} orders under faults"
-    assert counts["clock_skew"] > traded
+    result = await run_campaign(tmp_path, OVER_REST)
+    assert result.counts["clock_skew"] > result.traded

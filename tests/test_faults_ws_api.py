@@ -4,7 +4,8 @@ shapes (``{"id", "status", "error": {"code", "msg"}}``), drawn from the same spe
 counted as ``ws_api:<kind>``; the venue with ``order_transport = "websocket"`` takes each as the
 REST path does (a 5xx is an unknown outcome whatever its code, a 429/418 is waited out for its
 ``retryAfter``); and the live engine trading over the WS-API through every kind leaves no
-duplicate order, no lost fill, a whole journal and the exchange's book."""
+duplicate order, no lost fill, a whole journal and the exchange's book (the fault campaign of
+tests/support/fault_campaign.py, shared with the REST one, with orders over the WS-API)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import signal
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -26,37 +26,11 @@ from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.adapters.loopback.faults import FaultPlan, parse_spec
 from ballast.engine.kernel.events import OrderAccepted, OrderRejected
 from ballast.engine.trading.venue import VenueError
-from tests.support.live_exchange import (
-    Exchange,
-    book_differences,
-    caught_up,
-    count_in,
-    duplicate_orders,
-    engine_running,
-    exchange_serving,
-    journal_problems,
-    live_config,
-    lost_fills,
-    read_journal,
-    until_settled,
-)
+from tests.support.fault_campaign import FaultCampaign, run_campaign, trading
+from tests.support.live_exchange import Exchange
 from tests.support.loopback import API_KEY, SECRET, Loopback, loopback_exchange
-from tests.support.paper_config import Overrides
-from tests.support.reliability import record, size
 from tests.support.waiting import eventually
-from tests.test_faults_rest import (
-    SEED,
-    SKEW,
-    STEP_S,
-    TRADING,
-    WEIGHT_LIMIT,
-    Sink,
-    at_rest,
-    injected,
-    market_order,
-    switch,
-    tracebacks,
-)
+from tests.test_faults_rest import Sink, market_order
 
 pytestmark = pytest.mark.reliability
 
@@ -331,108 +305,27 @@ async def test_a_timeout_on_the_ws_api_is_an_unknown_outcome_and_the_resend_find
 
 # ------------------------------------------------------------------------------ the live path
 
-WS_TRADING: Overrides = {
-    **TRADING,
-    "venue": {"request_timeout_s": 2, "order_transport": "websocket"},
-}
-TIMING = "hold_s=2.5,slow_ms=150,retry_after_s=1"
-PHASES: tuple[tuple[str, ...], ...] = (
-    ("rest_5xx=0.25", "rest_429=0.05", "rest_418=0.03", "slow=0.2"),
-    ("rest_5xx_after=0.3", "timeout_after=0.25", "timeout=0.25"),
-    ("reject_margin=0.25", "reject_notional=0.25", "reject_precision=0.25"),
-)
-"""As the REST campaign's: each phase until every one of its kinds reached an order over the
-WS-API (``ws_api:<kind>``, at most :data:`PHASE_S`); the full size then runs all at once."""
-MIXED = ",".join(
-    (
-        "rest_5xx=0.05", "rest_5xx_after=0.06", "rest_429=0.02", "rest_418=0.01",
-        "timeout=0.02", "timeout_after=0.03", "slow=0.1", "reject_margin=0.03",
-        "reject_notional=0.03", "reject_precision=0.03", "reject_reduce_only=0.2",
-    )
-)  # fmt: skip
-PHASE_ORDERS = 200
-"""A phase ends when each of its kinds has reached an order; it fails when this many orders came
-over the WS-API without (the rarest kind, ``rest_418`` at 0.03 per order, is missing after 200
-orders with a chance of 0.2 %; the trading pace, not the faults, sets how long that takes)."""
-PHASE_S = 240.0
-"""A guard against a stalled engine, not a budget: a WS-API timeout costs `request_timeout_s` and a
-reconnect, and on a loaded 2-core machine a phase takes several times its usual 5-15 s."""
-MIXED_S = size(0, 120)
-FULL_TIMING = "hold_s=2.5,slow_ms=300,retry_after_s=2"
 
-
-async def ws_api_orders(exchange: Exchange) -> int:
+async def ws_api_orders(exchange: Exchange, journal_path: Path) -> int:
     """Orders the exchange received over its WebSocket API so far."""
     reply = await exchange.request("GET", "/_loopback/state")
     return int(reply.json()["ws_api_orders"])
 
 
+OVER_WS_API = FaultCampaign(
+    part="faults_ws_api",
+    sections=trading("websocket"),
+    counted=lambda kind: f"ws_api:{kind}",
+    orders=ws_api_orders,
+)
+"""Each kind must reach an order over the WS-API (counted ``ws_api:<kind>``, not as a REST
+fault); a phase's orders are those the exchange received over its WS-API."""
+
+
 async def test_the_engine_trades_over_the_ws_api_through_its_faults_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:
-    journal_path = tmp_path / "journal.db"
-    served = live_config(tmp_path, name="exchange.toml", sections=WS_TRADING)
-    args = ("--faults", SKEW, "--fault-seed", str(SEED))
-    async with exchange_serving(
-        tmp_path, served, step_s=STEP_S, weight_limit=WEIGHT_LIMIT, args=args
-    ) as exchange:
-        config = live_config(
-            tmp_path, rest_url=exchange.rest_url, ws_url=exchange.ws_url, sections=WS_TRADING
-        )
-        async with engine_running(tmp_path, config) as engine:
-            await caught_up(journal_path, 0, engine)
-            await eventually(lambda: count_in(journal_path, "ReconcileResolved") > 0, within_s=20)
-            submits = count_in(journal_path, "SubmitOrder")
-            for phase in PHASES:
-                await switch(exchange, *phase, TIMING, SKEW)
-                kinds = [f"ws_api:{entry.partition('=')[0]}" for entry in phase]
-                before = await injected(exchange)
-                orders_before = await ws_api_orders(exchange)
-                deadline = time.monotonic() + PHASE_S
-                while True:
-                    assert engine.proc.returncode is None, engine.stderr()
-                    now = await injected(exchange)
-                    if all(now.get(k, 0) > before.get(k, 0) for k in kinds):
-                        break
-                    orders = await ws_api_orders(exchange) - orders_before
-                    assert orders < PHASE_ORDERS, f"{phase}: {orders} orders, injected only {now}"
-                    assert time.monotonic() < deadline, f"{phase}: stalled, injected only {now}"
-                    await asyncio.sleep(0.2)
-            if MIXED_S:
-                await switch(exchange, MIXED, FULL_TIMING, SKEW)
-                deadline = time.monotonic() + MIXED_S
-                while time.monotonic() < deadline:
-                    assert engine.proc.returncode is None, engine.stderr()
-                    await asyncio.sleep(0.5)
-            await switch(exchange, SKEW)
-            traded = count_in(journal_path, "SubmitOrder") - submits
-            await exchange.pause()
-            journal, state = await until_settled(
-                journal_path, exchange, at_rest, within_s=30, what="the book at rest"
-            )
-            assert await engine.stop(signal.SIGTERM) == 0, engine.stderr()
-        # what the exchange holds once the engine stopped (it may have traded on after at_rest:
-        # the market is paused, its planner is not)
-        state = await exchange.state()
-        counts = await injected(exchange)
-    journal = await read_journal(journal_path)
-    duplicates = duplicate_orders(journal, state)
-    lost = lost_fills(journal, state)
-    gaps = journal_problems(journal)
-    crashes = tracebacks(engine.stderr()) + (engine.proc.returncode != 0)
-    record(
-        "faults_ws_api",
-        **{f"faults.{kind}": n for kind, n in counts.items()},
-        duplicate_orders=len(duplicates),
-        lost_fills=len(lost),
-        journal_gaps=len(gaps),
-        crashes=crashes,
-    )
-    assert (duplicates, lost, gaps, crashes) == ([], [], [], 0), engine.stderr()
-    assert book_differences(journal, state) == []
-    assert traded >= len(PHASES), f"only {traded} orders under faults"
-    ws_kinds = {k for k in counts if k.startswith("ws_api:")}
-    assert ws_kinds >= {f"ws_api:{e.partition('=')[0]}" for p in PHASES for e in p}
+    await run_campaign(tmp_path, OVER_WS_API)
 
 
 async def test_a_key_refused_over_the_ws_api_holds_no_later_order(lb: Loopback) -> None:
