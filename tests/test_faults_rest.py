@@ -14,6 +14,7 @@ market paused and the book checked at rest. What the exchange injected, by kind 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -374,6 +375,34 @@ async def test_a_5xx_on_an_order_is_an_unknown_outcome_never_a_rejection() -> No
         assert found is not None
         assert found.filled_qty == Decimal("0.01")
         assert lb.server.faults.counts == {"rest_5xx": 12, "rest_5xx_after": 1}
+
+
+async def test_a_read_that_loses_its_answer_is_read_again() -> None:
+    """A read changes nothing at the exchange: a lost answer (5xx, timeout) is read again, twice,
+    before the caller hears of it. A catch-up makes ~15 reads; failing it at the first lost one
+    kept the user stream reconnecting under a quarter of lost answers (the WS-API campaign's
+    timeout phase stalled)."""
+    async with loopback_exchange() as lb:
+        sink = Sink()
+        async with venue_on(lb, sink) as venue:
+            await venue.connect()
+            await faults_on(lb, "rest_5xx=1")
+            with pytest.raises(VenueError, match="fetchOrder"):
+                await venue.order_status("bl-r1", PERP)
+            assert lb.server.faults.counts == {"rest_5xx": 3}  # sent three times
+            await faults_on(lb, "rest_5xx=0.5")
+            statements = 0
+            for _ in range(40):  # three reads each (spot, futures, positions)
+                with contextlib.suppress(VenueError):
+                    await venue.account()
+                    statements += 1
+            # each read fails at 0.5³ with the retries: ~27 of 40 succeed; without, ~5
+            assert statements >= 16
+            await faults_on(lb, "rest_5xx=1")
+            before = lb.server.faults.counts["rest_5xx"]
+            with pytest.raises(VenueError):  # an order is not a read: sent once by this layer
+                await venue.submit(market_order("bl-r2"))
+            assert lb.server.faults.counts["rest_5xx"] == before + 1
 
 
 async def test_a_short_retry_after_holds_calls_that_long_not_the_whole_minute() -> None:

@@ -183,6 +183,26 @@ _BACKOFF_CAP_S = 10.0
 _READY_POLL_S = 0.002
 _HOUSEKEEPING_S = 0.05
 _RATE_LIMIT_RETRIES = 2
+_READ_RETRIES = 2
+"""A read (it changes nothing at the exchange) that failed in transport (timeout, connection,
+5xx) is sent again this many times, after ``_READ_RETRY_S`` × its attempt, before the failure is
+the caller's: a catch-up makes ~15 reads and gave up at the first lost answer, so with a quarter
+of the answers lost it almost never completed (each try dropped the stream and began again)."""
+_READ_RETRY_S = 0.1
+_READS: Final = frozenset(
+    {
+        "exchangeInfo",
+        "account",
+        "apiRestrictions",
+        "positions",
+        "openOrders",
+        "fetchOrder",
+        "myTrades",
+        "income",
+        "fundingRate",
+    }
+)
+"""The REST calls that only read (every one of this module's but ``order`` and ``cancel``)."""
 _TRADES_PAGE = 1000
 _CATCH_UP_MARGIN_MS = 60_000
 _SEEN_TRADES_KEEP_MS = 15 * 60_000
@@ -663,7 +683,28 @@ class CcxtVenue(Venue):
         execution status is unknown, the request may have been processed). A timestamp the
         exchange refuses (-1021, its clock and ours apart) makes the client measure the time
         difference again, and the call is sent once more. Exchange errors (refusals) propagate
-        as ccxt raised them."""
+        as ccxt raised them. A read (``_READS``) that failed in transport is sent again, at most
+        ``_READ_RETRIES`` times."""
+        read_retries = _READ_RETRIES if call in _READS else 0
+        for failed in range(read_retries + 1):
+            try:
+                return await self._call_once(api, call, fn, *args, **kwargs)
+            except VenueError as e:
+                if failed == read_retries:
+                    raise
+                log.info("%s: %s failed, read again: %s", self.name, call, e)
+            await asyncio.sleep(_READ_RETRY_S * (failed + 1))
+        raise AssertionError("unreachable")
+
+    async def _call_once(
+        self,
+        api: AccountApi,
+        call: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """:meth:`_call` without its retries of a failed read."""
         weight = self.spec.weight(api, call)
         resynced = False
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
