@@ -17,7 +17,6 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.adapters.loopback.permissions import KeyRestriction
 from ballast.engine.app.key_permissions import GAUGE, KeyCheck, check_key, report
 from ballast.engine.kernel.commands import SubmitOrder
@@ -25,7 +24,7 @@ from ballast.engine.kernel.config import OrderTransport
 from ballast.engine.kernel.errors import BallastError
 from ballast.engine.kernel.events import KEY_REFUSED, Message, OrderRejected
 from ballast.engine.trading.venue import VenueError
-from tests.support.loopback import API_KEY, SECRET, loopback_exchange
+from tests.support.loopback import SECRET, loopback_exchange
 
 pytestmark = pytest.mark.reliability
 
@@ -39,16 +38,7 @@ async def test_the_venue_reads_what_the_key_may_do_from_the_exchange(
 ) -> None:
     async with loopback_exchange() as lb:
         lb.server.permissions.default = restriction
-        venue = CcxtVenue(
-            BINANCE,
-            spot=["BTC/USDT"],
-            perp=["BTC/USDT:USDT"],
-            api_key=API_KEY,
-            api_secret=SECRET,
-            clock=lb.clock,
-            rest_url=lb.server.rest_url,
-            ws_url=lb.server.ws_url,
-        )
+        venue = lb.venue()
         async with venue:
             check = await check_key(venue.key_restrictions)
             if expected is None:
@@ -103,17 +93,7 @@ async def test_a_key_that_loses_its_trade_permission_gets_its_orders_refused_not
     The venue names it for what it is: the order is refused for the key (its outcome is known,
     nothing to look up or wait out), and the reason says so without the secret."""
     async with loopback_exchange(balances={"USDT": "100000", "BTC": "1"}) as lb:
-        venue = CcxtVenue(
-            BINANCE,
-            spot=["BTC/USDT"],
-            perp=["BTC/USDT:USDT"],
-            api_key=API_KEY,
-            api_secret=SECRET,
-            clock=lb.clock,
-            rest_url=lb.server.rest_url,
-            ws_url=lb.server.ws_url,
-            order_transport=transport,
-        )
+        venue = lb.venue(order_transport=transport)
         events: list[Message] = []
 
         async def sink(event: Message) -> int:

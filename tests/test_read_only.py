@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from ccxt.base.errors import AuthenticationError
 
-from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.engine.kernel.config import Config, load_config
 from ballast.engine.kernel.events import (
     Message,
@@ -38,7 +37,7 @@ from tests.support.live_exchange import (
     live_config,
     read_journal,
 )
-from tests.support.loopback import API_KEY, SECRET, loopback_exchange
+from tests.support.loopback import loopback_exchange
 from tests.support.paper_config import Overrides
 from tests.support.waiting import eventually
 
@@ -120,16 +119,7 @@ def test_the_veto_names_the_order_after_the_checks_cuts() -> None:
 async def test_a_key_without_trade_permission_is_enough_for_what_a_read_only_engine_does() -> None:
     async with loopback_exchange() as lb:
         lb.server.permissions.default = "read"
-        venue = CcxtVenue(
-            BINANCE,
-            spot=["BTC/USDT"],
-            perp=["BTC/USDT:USDT"],
-            api_key=API_KEY,
-            api_secret=SECRET,
-            clock=lb.clock,
-            rest_url=lb.server.rest_url,
-            ws_url=lb.server.ws_url,
-        )
+        venue = lb.venue()
         seen: list[Message] = []
 
         async def sink(event: Message) -> int:

@@ -245,6 +245,22 @@ async def open_perp_long(world: World, qty: str = "0.5") -> None:
     assert order.state == "filled"
 
 
+async def resting_close(world: World) -> None:
+    """A perp long, and decision d1's reduce-only close of it resting at 60,000 (it stays live)."""
+    await open_perp_long(world)
+    await world.approve(
+        intent(
+            "d1-1",
+            symbol=PERP,
+            side="sell",
+            qty="0.5",
+            reduce_only=True,
+            order_type="limit",
+            price="60000",
+        )
+    )
+
+
 async def test_a_spot_buy_waits_until_its_decisions_perp_close_has_filled(world: World) -> None:
     """Case B unwind: close the perp long (reduce-only), buy spot with what it frees. Sent
     together, the buy's fill could be booked before the close's (separate streams) and leave
@@ -264,18 +280,7 @@ async def test_a_spot_buy_waits_until_its_decisions_perp_close_has_filled(world:
 
 
 async def test_a_spot_sell_and_other_decisions_do_not_wait(world: World) -> None:
-    await open_perp_long(world)
-    await world.approve(
-        intent(
-            "d1-1",
-            symbol=PERP,
-            side="sell",
-            qty="0.5",
-            reduce_only=True,
-            order_type="limit",
-            price="60000",
-        )
-    )  # rests: the close stays live
+    await resting_close(world)
 
     await world.approve(intent("d1-2", symbol=SPOT, side="sell", qty="0.1"))
     await world.approve(intent("d2-1", symbol=SPOT, side="buy", qty="0.1"))
@@ -310,18 +315,7 @@ async def test_a_spend_whose_reducing_leg_is_rejected_is_vetoed_and_never_sent(
 
 
 async def test_the_kill_switch_drops_a_spend_still_waiting(world: World) -> None:
-    await open_perp_long(world)
-    await world.approve(
-        intent(
-            "d1-1",
-            symbol=PERP,
-            side="sell",
-            qty="0.5",
-            reduce_only=True,
-            order_type="limit",
-            price="60000",
-        )
-    )
+    await resting_close(world)
     await world.approve(intent("d1-2", symbol=SPOT, side="buy", qty="0.5"))
     assert [c.client_order_id for c in world.venue.received] == ["bl-d0-1", "bl-d1-1"]
 

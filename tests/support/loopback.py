@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import ccxt.pro
 
+from ballast.adapters.ccxt import BINANCE, CcxtVenue
 from ballast.adapters.loopback.core import LoopbackCore
 from ballast.adapters.loopback.server import LoopbackServer
 from ballast.adapters.sim.config import SimConfig
@@ -44,6 +45,21 @@ class Loopback:
     client: Any  # ccxt.pro.binance (untyped)
     clock: Clock
     clients: list[Any] = field(default_factory=list)
+
+    def venue(self, **overrides: Any) -> CcxtVenue:
+        """The engine's venue adapter on this exchange: Binance, BTC spot and perp, the test key;
+        ``overrides`` are :class:`CcxtVenue` keyword arguments."""
+        kwargs: dict[str, Any] = {
+            "spot": ["BTC/USDT"],
+            "perp": ["BTC/USDT:USDT"],
+            "api_key": API_KEY,
+            "api_secret": SECRET,
+            "clock": self.clock,
+            "rest_url": self.server.rest_url,
+            "ws_url": self.server.ws_url,
+        }
+        kwargs.update(overrides)
+        return CcxtVenue(BINANCE, **kwargs)
 
     def new_client(self, **overrides: Any) -> Any:
         """Another ccxt.pro client on this exchange (closed with the exchange)."""
