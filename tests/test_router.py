@@ -22,7 +22,6 @@ from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import parse_config
 from ballast.engine.kernel.events import (
     IntentApproved,
-    KillSwitchTriggered,
     Message,
     OrderAccepted,
     OrderCanceled,
@@ -32,7 +31,6 @@ from ballast.engine.kernel.events import (
     OrderStatusReported,
     OrderSubmitted,
     OrderType,
-    OrderVetoed,
     Side,
 )
 from ballast.engine.kernel.instruments import binance_defaults
@@ -225,110 +223,6 @@ async def test_two_intents_make_two_orders(world: World) -> None:
     await world.approve(intent("d1-1", side="sell"))
 
     assert [o.client_order_id for o in world.venue.orders()] == ["bl-d1-0", "bl-d1-1"]
-
-
-# ------------------------------------------------------------------------------ legs in sequence
-
-
-def seq_of(world: World, kind: type[Message], client_order_id: str) -> int:
-    """The position on the bus of the first ``kind`` message about ``client_order_id``."""
-    for i, m in enumerate(world.seen):
-        if isinstance(m, kind) and getattr(m, "client_order_id", None) == client_order_id:
-            return i
-    raise AssertionError(f"no {kind.__name__} for {client_order_id}")
-
-
-async def open_perp_long(world: World, qty: str = "0.5") -> None:
-    await world.approve(intent("d0-1", symbol=PERP, side="buy", qty=qty))
-    order = world.router.orders.for_intent("d0-1")
-    assert order is not None
-    assert order.state == "filled"
-
-
-async def resting_close(world: World) -> None:
-    """A perp long, and decision d1's reduce-only close of it resting at 60,000 (it stays live)."""
-    await open_perp_long(world)
-    await world.approve(
-        intent(
-            "d1-1",
-            symbol=PERP,
-            side="sell",
-            qty="0.5",
-            reduce_only=True,
-            order_type="limit",
-            price="60000",
-        )
-    )
-
-
-async def test_a_spot_buy_waits_until_its_decisions_perp_close_has_filled(world: World) -> None:
-    """Case B unwind: close the perp long (reduce-only), buy spot with what it frees. Sent
-    together, the buy's fill could be booked before the close's (separate streams) and leave
-    the perp on too little margin."""
-    await open_perp_long(world)
-
-    await world.approve(
-        intent("d1-1", symbol=PERP, side="sell", qty="0.5", reduce_only=True),
-        intent("d1-2", symbol=SPOT, side="buy", qty="0.5"),
-    )
-
-    assert [c.client_order_id for c in world.venue.received] == ["bl-d0-1", "bl-d1-1", "bl-d1-2"]
-    assert seq_of(world, OrderFilled, "bl-d1-1") < seq_of(world, SubmitOrder, "bl-d1-2")
-    buy = world.router.orders.for_intent("d1-2")
-    assert buy is not None
-    assert buy.state == "filled"
-
-
-async def test_a_spot_sell_and_other_decisions_do_not_wait(world: World) -> None:
-    await resting_close(world)
-
-    await world.approve(intent("d1-2", symbol=SPOT, side="sell", qty="0.1"))
-    await world.approve(intent("d2-1", symbol=SPOT, side="buy", qty="0.1"))
-
-    sent = [c.client_order_id for c in world.venue.received]
-    assert sent == ["bl-d0-1", "bl-d1-1", "bl-d1-2", "bl-d2-1"]
-
-
-async def test_a_spend_whose_reducing_leg_is_rejected_is_vetoed_and_never_sent(
-    world: World,
-) -> None:
-    # no perp position: the venue rejects the reduce-only close; the risk actor approves a
-    # decision's intents in one go (the spend is held before the close is even sent), and one
-    # approved after its close ended is dropped all the same
-    await world.approve(
-        intent("d1-1", symbol=PERP, side="sell", qty="0.5", reduce_only=True),
-        intent("d1-2", symbol=PERP, side="sell", qty="0.2"),
-    )
-    await world.approve(intent("d1-3", symbol=SPOT, side="buy", qty="0.1"))
-
-    assert [c.client_order_id for c in world.venue.received] == ["bl-d1-1"]
-    assert [r.client_order_id for r in world.of(OrderRejected)] == ["bl-d1-1"]
-    vetoes = world.of(OrderVetoed)
-    assert [(v.intent_id, v.reason) for v in vetoes] == [
-        ("d1-2", "leg_not_filled"),
-        ("d1-3", "leg_not_filled"),
-    ]
-    assert vetoes[0].symbol == PERP
-    assert vetoes[0].detail.startswith("not sent: its reducing leg bl-d1-1 ended rejected (0/0.5")
-    assert [c.intent_id for c in world.of(SubmitOrder)] == ["d1-1"]
-    assert world.router.orders.for_intent("d1-2") is None
-
-
-async def test_the_kill_switch_drops_a_spend_still_waiting(world: World) -> None:
-    await resting_close(world)
-    await world.approve(intent("d1-2", symbol=SPOT, side="buy", qty="0.5"))
-    assert [c.client_order_id for c in world.venue.received] == ["bl-d0-1", "bl-d1-1"]
-
-    world.bus.publish(KillSwitchTriggered(START_NS, START_NS, "drawdown", "drawdown 30 %"))
-    await world.venue.set_price(PERP, Decimal(60_000))  # the close fills now
-    await world.router.idle()
-
-    closed = world.router.orders.for_intent("d1-1")
-    assert closed is not None
-    assert closed.state == "filled"
-    [veto] = world.of(OrderVetoed)
-    assert (veto.intent_id, veto.reason) == ("d1-2", "kill_switch")
-    assert [c.client_order_id for c in world.venue.received] == ["bl-d0-1", "bl-d1-1"]
 
 
 # ---------------------------------------------------------------------------------- transport

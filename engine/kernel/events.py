@@ -92,13 +92,10 @@ VetoReason = Literal[
     "unreconciled",
     "read_only",
     "journal_unwritable",
-    "leg_not_filled",
 ]
 """Why the pre-trade check refused an intent (:mod:`ballast.engine.trading.pretrade`);
 ``read_only``: the risk actor of a read-only engine (``[security] read_only``) refuses every
-intent the check approved; ``leg_not_filled``: the router dropped an approved intent that waited
-for its decision's reducing legs, one of which did not fill completely
-(:mod:`ballast.engine.trading.router`)."""
+intent the check approved."""
 DeleverageReason = Literal["liquidation_distance", "margin_usage", "net_leverage"]
 """Which limit a :class:`DeleverageRequired` brings back (:mod:`ballast.engine.trading.risk`)."""
 KillSwitchReason = Literal["drawdown", "liquidation_distance", "handler_failed", "key_refused"]

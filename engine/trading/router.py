@@ -23,18 +23,6 @@ have the order; after ``max_attempts`` sends it gives up with ``OrderRejected`` 
 with ``transport:``. Everything learned by awaiting the venue is published as an input-role event,
 so replay re-feeds it instead of re-deriving it (the replay venue, SilentVenue, never fails).
 
-Legs in sequence: within one rebalance decision, an intent that spends cash or margin (a spot buy,
-a perp order that is not reduce-only) waits until the decision's reduce-only orders have filled,
-since it was sized on the cash and margin they free. It becomes a ``SubmitOrder`` only when every
-reducing leg of its decision is completely filled; if one ends otherwise (rejected, canceled,
-partly filled), the kill switch fires first, or the wait outlasts the rebalancer's patience with
-an unsent intent (``IN_FLIGHT_TIMEOUT_S``), it is dropped with ``OrderVetoed`` (reason
-``kill_switch`` or ``leg_not_filled``) and its asset is planned again on fresh figures. Sent
-together, the spend could be booked before the close (fills come back on separate streams),
-leaving the perp on too little margin: a false liquidation-distance kill switch at best, a real
-shortfall when the close fails. Waiting and release are driven by bus events only, so replay
-re-derives them.
-
 Restart: ``on_start`` asks the venue for its open orders and publishes each as
 ``OrderStatusReported``; the tracker adopts them, so an intent whose order is still live at the
 venue is not resubmitted. A session resumed from its journal (:mod:`ballast.engine.app.catch_up`)
@@ -44,57 +32,28 @@ reconciles in ``on_resume`` instead: every order the tracker still holds as work
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
 from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
-from ballast.engine.kernel.clock import NS_PER_SECOND, Clock
+from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import Config
 from ballast.engine.kernel.errors import JournalError, JournalUnwritableError
 from ballast.engine.kernel.events import (
     IntentApproved,
-    KillSwitchTriggered,
     OrderEvent,
     OrderIntent,
     OrderRejected,
     OrderStatusReported,
-    OrderVetoed,
-    VetoReason,
 )
 from ballast.engine.kernel.redaction import redact
-from ballast.engine.trading.order_tracker import (
-    IN_FLIGHT_TIMEOUT_S,
-    ORDER_EVENTS,
-    OrderTracker,
-    Transition,
-    client_order_id_for,
-)
-from ballast.engine.trading.planner import decision_of
+from ballast.engine.trading.order_tracker import ORDER_EVENTS, OrderTracker, client_order_id_for
 from ballast.engine.trading.venue import OrderStatus, Venue, VenueError
 
 _ZERO: Final = Decimal(0)
 _MAX_REASON: Final = 300
-_KEEP_FAILED: Final = 1000
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """An approved intent waiting for its decision's reducing legs (module docstring)."""
-
-    intent: OrderIntent
-    since_ns: int
-    legs: set[str] = field(default_factory=set)
-    """Client order ids of the reducing legs not yet completely filled."""
-
-
-def _spends(intent: OrderIntent) -> bool:
-    """Whether the order spends cash or margin: a spot buy, or a perp order not reduce-only."""
-    if intent.reduce_only:
-        return False
-    return ":" in intent.symbol or intent.side == "buy"
 
 
 class OrderRouter(Actor):
@@ -117,18 +76,10 @@ class OrderRouter(Actor):
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.orders = OrderTracker()
-        self._reducing: dict[str, set[str]] = {}
-        """Decision id → client order ids of its reduce-only orders still live."""
-        self._waiting: dict[str, _Waiting] = {}
-        """Intent id → an approved intent held for its decision's reducing legs."""
-        self._failed: dict[str, str] = {}
-        """Decision id → why one of its reducing legs did not fill (the most recent decisions),
-        for an intent of it approved after that leg ended."""
         self.stale_updates = 0
         """Late, out-of-order updates ignored (an acknowledgement or status report arriving
         after the order moved past it: :attr:`Transition.stale`)."""
         self.subscribe(IntentApproved, self.on_intent_approved)
-        self.subscribe(KillSwitchTriggered, self.on_kill_switch)
         for event_type in ORDER_EVENTS:
             self.subscribe(event_type, self.on_order_event)
 
@@ -192,39 +143,14 @@ class OrderRouter(Actor):
                 known.state,
             )
             return
-        if intent.intent_id in self._waiting:
-            self.log.info("intent %s already waits for its reducing legs", intent.intent_id)
-            return
-        decision = decision_of(intent.intent_id)
-        failed = self._failed.get(decision)
-        if failed is not None and _spends(intent):
-            self._waiting[intent.intent_id] = _Waiting(intent, self.now())
-            self._drop(intent.intent_id, "leg_not_filled", failed)
-            return
-        legs = self._reducing.get(decision)
-        if legs and _spends(intent):
-            self._waiting[intent.intent_id] = _Waiting(intent, self.now(), set(legs))
-            self.log.info(
-                "%s waits for the reducing legs of its decision: %s",
-                intent.intent_id,
-                ", ".join(sorted(legs)),
-            )
-            return
-        self._send(intent)
-
-    def _send(self, intent: OrderIntent) -> None:
         cmd = self._command(intent)
         self.orders.apply(cmd)
         seq = self.publish(cmd)
-        if intent.reduce_only:
-            self._reducing.setdefault(decision_of(intent.intent_id), set()).add(cmd.client_order_id)
         self.spawn(self._deliver(cmd, seq), name=cmd.client_order_id)
 
     def on_order_event(self, event: OrderEvent) -> None:
         for transition in self.orders.apply(event):
             if transition.ok:
-                if transition.ended and self._reducing:
-                    self._leg_ended(transition)
                 continue
             if transition.stale:
                 self.stale_updates += 1
@@ -236,58 +162,6 @@ class OrderRouter(Actor):
                 transition.problem,
                 type(event).__name__,
             )
-
-    def on_kill_switch(self, event: KillSwitchTriggered) -> None:
-        for intent_id in list(self._waiting):
-            self._drop(intent_id, "kill_switch", f"kill switch fired ({event.reason})")
-
-    # ------------------------------------------------------------------ legs in sequence
-
-    def _leg_ended(self, transition: Transition) -> None:
-        """A reducing leg ended: send the intents that waited only for it, or drop them when it
-        did not fill completely (or they waited too long)."""
-        coid = transition.client_order_id
-        decision = decision_of(transition.intent_id)
-        legs = self._reducing.get(decision)
-        if legs is None or coid not in legs:
-            return
-        legs.discard(coid)
-        if not legs:
-            del self._reducing[decision]
-        order = self.orders.get(coid)
-        filled = (
-            order is not None and transition.after == "filled" and order.filled_qty >= order.qty
-        )
-        done = f"{order.filled_qty}/{order.qty}" if order is not None else "?"
-        failure = f"its reducing leg {coid} ended {transition.after} ({done} filled)"
-        if not filled:
-            self._failed[decision] = failure
-            if len(self._failed) > _KEEP_FAILED:
-                del self._failed[next(iter(self._failed))]
-        now = self.now()
-        for intent_id, waiting in list(self._waiting.items()):
-            if coid not in waiting.legs:
-                continue
-            if not filled:
-                self._drop(intent_id, "leg_not_filled", failure)
-                continue
-            waiting.legs.discard(coid)
-            if waiting.legs:
-                continue
-            if now - waiting.since_ns > IN_FLIGHT_TIMEOUT_S * NS_PER_SECOND:
-                waited = (now - waiting.since_ns) // NS_PER_SECOND
-                why = f"its reducing legs filled after {waited} s, longer than an intent waits"
-                self._drop(intent_id, "leg_not_filled", why)
-                continue
-            del self._waiting[intent_id]
-            self._send(waiting.intent)
-
-    def _drop(self, intent_id: str, reason: VetoReason, why: str) -> None:
-        waiting = self._waiting.pop(intent_id)
-        detail = redact(f"not sent: {why}; planned again on fresh figures")[:_MAX_REASON]
-        self.log.warning("%s %s", intent_id, detail)
-        now = self.now()
-        self.publish(OrderVetoed(now, now, intent_id, waiting.intent.symbol, reason, detail))
 
     # ------------------------------------------------------------------ delivery
 
