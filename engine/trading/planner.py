@@ -166,11 +166,6 @@ def intent_id_for(decision_id: str, n: int) -> str:
     return f"{decision_id}-{n}"
 
 
-def decision_of(intent_id: str) -> str:
-    """The decision an intent id belongs to (see :func:`intent_id_for`)."""
-    return intent_id.rpartition("-")[0]
-
-
 def leverage_of(inp: PlanInputs, asset: str) -> Decimal:
     return inp.perp_leverage.get(asset, inp.default_leverage)
 
