@@ -97,10 +97,6 @@ kept every order, vetoed intents included, grew without end). Far more than any 
 needs: a message about a forgotten order is an unknown one (``problems``); a venue report of it
 adopts it again, finished."""
 
-IN_FLIGHT_TIMEOUT_S: Final = 300
-"""How long an approved intent may go without its ``SubmitOrder`` before the rebalancer stops
-waiting for it (and the router, holding one for its reducing legs, drops it)."""
-
 _Key = tuple[str, str]
 """A record's key: ("intent", intent id), or ("order", client order id) for an order found at
 the venue that no intent of this engine explains."""

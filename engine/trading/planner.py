@@ -161,11 +161,6 @@ class AccountFigures:
     reserve: Decimal
 
 
-def intent_id_for(decision_id: str, n: int) -> str:
-    """The id of a decision's ``n``-th intent (from 1): ``"<decision id>-<n>"``."""
-    return f"{decision_id}-{n}"
-
-
 def leverage_of(inp: PlanInputs, asset: str) -> Decimal:
     return inp.perp_leverage.get(asset, inp.default_leverage)
 
@@ -298,7 +293,7 @@ class _Planner:
         self._commit(order, qty)
         self.plan.intents.append(
             OrderIntent(
-                intent_id=intent_id_for(self.decision_id, len(self.plan.intents) + 1),
+                intent_id=f"{self.decision_id}-{len(self.plan.intents) + 1}",
                 symbol=symbol,
                 side=side,
                 qty=qty,

@@ -69,7 +69,7 @@ from ballast.engine.strategy.api import MarketView, Strategy, StrategyContext
 from ballast.engine.strategy.guard import GuardedStrategy
 from ballast.engine.strategy.registry import load_strategy, strategy_params
 from ballast.engine.trading.bands import BandRules, BandSpec
-from ballast.engine.trading.order_tracker import IN_FLIGHT_TIMEOUT_S, OrderTracker
+from ballast.engine.trading.order_tracker import OrderTracker
 from ballast.engine.trading.planner import (
     BudgetView,
     Plan,
@@ -141,7 +141,7 @@ class Rebalancer(Actor):
         self.decisions = 0
         self._cooling: dict[str, int] = {}
         self.orders = OrderTracker()  # its decisions' orders, from planned to done
-        self.in_flight_timeout_ns = IN_FLIGHT_TIMEOUT_S * NS_PER_SECOND
+        self.in_flight_timeout_ns = 300 * NS_PER_SECOND
         self._failure_published = False
         self.margin_buffer = margin_buffer
         self.default_leverage = perp_leverage
