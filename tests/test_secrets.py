@@ -62,6 +62,8 @@ TRADING: Overrides = {
     "risk": {"stale_after_s": 2},
     "metrics": {"enabled": True},
 }
+# test_read_only binds the default metrics port 9464: every run here takes a free one
+FREE_PORT = ("--metrics-address=127.0.0.1:0",)
 
 
 def test_the_scan_finds_each_form_of_a_secret() -> None:
@@ -99,7 +101,7 @@ async def test_no_key_or_secret_in_logs_journal_metrics_or_errors(tmp_path: Path
                 "journal": {"path": str(tmp_path / "refused.db")},
             },
         )
-        run = ["-v", "run", "-c", str(refusing)]
+        run = ["-v", "run", "-c", str(refusing), *FREE_PORT]
         async with spawn(run, tmp_path / "refused.log", tmp_path, env) as refused:
             assert await refused.stop(signal.SIGCONT, within_s=60) == 1
         assert "refusing to start" in refused.stderr()
@@ -114,7 +116,7 @@ async def test_no_key_or_secret_in_logs_journal_metrics_or_errors(tmp_path: Path
             sections={**TRADING, "journal": {"path": str(tmp_path / "wrong.db")}},
         )
         wrong_env = {**env, SECRET_VAR: wrong_secret}
-        run = ["-v", "run", "-c", str(wrong)]
+        run = ["-v", "run", "-c", str(wrong), *FREE_PORT]
         async with spawn(run, tmp_path / "wrong.log", tmp_path, wrong_env) as unsigned:
             assert await unsigned.stop(signal.SIGCONT, within_s=60) != 0
         assert "-1022" in unsigned.stderr(), unsigned.stderr()
@@ -123,7 +125,7 @@ async def test_no_key_or_secret_in_logs_journal_metrics_or_errors(tmp_path: Path
         # a bad config
         bad = tmp_path / "bad.toml"
         bad.write_text(wrong.read_text().replace('kind = "binance"', 'kind = "binanse"'))
-        run = ["-v", "run", "-c", str(bad)]
+        run = ["-v", "run", "-c", str(bad), *FREE_PORT]
         async with spawn(run, tmp_path / "bad.log", tmp_path, env) as misconfigured:
             assert await misconfigured.stop(signal.SIGCONT, within_s=60) == 2
         assert "venue.kind" in misconfigured.stderr(), misconfigured.stderr()
@@ -132,7 +134,7 @@ async def test_no_key_or_secret_in_logs_journal_metrics_or_errors(tmp_path: Path
         # the session: trades, loses its trade permission, loses its streams, crashes
         config = live_config(tmp_path, **urls, sections=TRADING)
         journal_path = tmp_path / "journal.db"
-        run = ["-v", "run", "-c", str(config), "--metrics-address=127.0.0.1:0"]
+        run = ["-v", "run", "-c", str(config), *FREE_PORT]
         async with spawn(run, tmp_path / "engine.log", tmp_path, env) as process:
             engine = Engine(process.proc, process.log)
             await engine.served()
