@@ -11,8 +11,8 @@ does.
 
 Engine set-up: BTC/USDT spot only, threshold strategy with a 50 % BTC target, a ±0.1 pp band, no
 cooldown; the account starts on target (50,000 USDT + 1 BTC at 50,000). The portfolio's price
-snapshot throttle (at most one per second of event time, a policy) is set to 0 so every quote is
-valued when it arrives.
+snapshot throttle (``execution.price_snapshot_interval_s``: by default a price move is valued at
+most once per second of event time) is 0 so every quote is valued when it arrives.
 
 1. **Quote → order** (goal p99 ≤ 5 ms): the exchange alternates the price between 50,000 and
    50,500, so each quote moves the BTC weight out of its band and the engine sends one market
