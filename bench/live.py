@@ -11,8 +11,8 @@ does.
 
 Engine set-up: BTC/USDT spot only, threshold strategy with a 50 % BTC target, a ±0.1 pp band, no
 cooldown; the account starts on target (50,000 USDT + 1 BTC at 50,000). The portfolio's price
-snapshot throttle (at most one per second of event time, a policy) is set to 0 so every quote is
-valued when it arrives.
+snapshot throttle (``execution.price_snapshot_interval_s``: by default a price move is valued at
+most once per second of event time) is 0 so every quote is valued when it arrives.
 
 1. **Quote → order** (goal p99 ≤ 5 ms): the exchange alternates the price between 50,000 and
    50,500, so each quote moves the BTC weight out of its band and the engine sends one market
@@ -42,6 +42,7 @@ valued when it arrives.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -357,13 +358,15 @@ class TransportResult:
     latencies_ns: list[int] = field(default_factory=list)
     missed: int = 0
     parts_ns: dict[str, list[int]] = field(
-        default_factory=lambda: {"in": [], "decide": [], "durable": [], "out": []}
+        default_factory=lambda: {"in": [], "decide": [], "durable": [], "write": [], "out": []}
     )
     """Quote → order split in four (engine side on the same monotonic clock): ``in``: quote
     sent → QuoteTick dispatched on the engine's bus; ``decide``: → SubmitOrder published;
     ``durable``: → the command fsync'd in the journal and handed to the venue adapter (its
     ``OrderSubmitted``, published just before the send); ``out``: → order at the exchange
-    (ccxt's create_order over HTTP, or create_order_ws on the open WebSocket)."""
+    (ccxt's create_order over HTTP, or create_order_ws on the open WebSocket). ``write``: the
+    journal's durable write inside ``durable`` (commit and fsync: the longest write that ended
+    between SubmitOrder and OrderSubmitted), where the child reports its writes' end times."""
     commits_ns: list[int] = field(default_factory=list)
     orders: int = 0
     fills: int = 0
@@ -373,6 +376,7 @@ class TransportResult:
     ) -> None:
         submits: list[int] = stats["submits"]
         sends: list[int] = stats["sends"]
+        writes: list[tuple[int, int]] = sorted(map(tuple, stats.get("commit_ends", [])))
         self.missed += missed
         self.commits_ns += stats["commits_ns"]
         self.orders += stats["orders"]
@@ -387,6 +391,10 @@ class TransportResult:
             self.parts_ns["decide"].append(submitted - dispatched)
             self.parts_ns["durable"].append(sent - submitted)
             self.parts_ns["out"].append(trip.arrived_ns - sent)
+            start = bisect.bisect_left(writes, (submitted, 0))
+            during = [took for end, took in writes[start:] if end <= sent][:4]
+            if during:
+                self.parts_ns["write"].append(max(during))
 
 
 @dataclass
@@ -412,6 +420,8 @@ class LiveResult:
     transports: dict[OrderTransport, TransportResult]
     steps: list[RateStep]
     floors: dict[tuple[OrderTransport, FloorKind], FloorResult] = field(default_factory=dict)
+    disk_ns: list[int] = field(default_factory=list)
+    """The journal's disk alone (:func:`_disk_floor`), in turns with the engines."""
 
 
 @dataclass
@@ -494,12 +504,34 @@ async def measure_floor(
     into.add(trips, missed, stats)
 
 
+async def _disk_floor(folder: Path, writes: int) -> list[int]:
+    """What an order's durable write costs the disk alone: ``writes`` times a 4 KiB write at
+    the end of a file (as a commit appends to the WAL) and its ``fdatasync`` (the journal's
+    flush), paced as the trips are, in the folder the engine's journal is in."""
+    path = folder / "disk-floor.bin"
+    took: list[int] = []
+    page = os.urandom(4096)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(writes):
+            await asyncio.sleep(GAP_S)
+            start = time.perf_counter_ns()
+            os.write(fd, page)
+            os.fdatasync(fd)
+            took.append(time.perf_counter_ns() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return took
+
+
 async def _bench(workdir: Path) -> LiveResult:
     exchange = await Exchange.open()
     server, probe, quotes = exchange.server, exchange.probe, exchange.quotes
     results: dict[OrderTransport, TransportResult] = {t: TransportResult() for t in TRANSPORTS}
     floors = {(t, k): FloorResult() for t in TRANSPORTS for k in FLOORS}
     steps: list[RateStep] = []
+    disk_ns: list[int] = []
 
     async def engine_block(block: int, transport: OrderTransport) -> None:
         folder = workdir / f"{transport}-{block}"
@@ -525,6 +557,7 @@ async def _bench(workdir: Path) -> LiveResult:
 
     async with server:
         for block in range(BLOCKS):
+            disk_ns.extend(await _disk_floor(workdir, ORDERS // BLOCKS))
             for transport in TRANSPORTS:
                 # the engine and its floors take turns, each first in one block of three
                 turns: list[FloorKind | None] = [None, *FLOORS]
@@ -534,7 +567,7 @@ async def _bench(workdir: Path) -> LiveResult:
                     else:
                         floor = floors[(transport, turn)]
                         await measure_floor(exchange, turn, transport, ORDERS // BLOCKS, floor)
-    return LiveResult(results, steps, floors)
+    return LiveResult(results, steps, floors, disk_ns)
 
 
 def _ms(values: list[int], q: float) -> float:
@@ -589,21 +622,37 @@ def report(result: LiveResult) -> None:
             f"p99 {_ms(v, 99):.2f} ms, max {v[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(v)}, "
             f"{r.missed} quotes without an order){goal if transport == 'websocket' else ''}"
         )
-        parts = []
+        parts: list[str] = []
         for name, what in (
             ("in", "exchange → engine bus"),
             ("decide", "→ SubmitOrder"),
             ("durable", "→ durable, to the adapter"),
+            ("write", "of which the journal's commit + fsync"),
             ("out", "→ order at the exchange"),
         ):
             values = r.parts_ns[name]
-            parts.append(f"{what} p50 {_ms(values, 50):.2f} / p99 {_ms(values, 99):.2f} ms")
+            if not values:
+                continue
+            text = f"{what} p50 {_ms(values, 50):.2f} / p99 {_ms(values, 99):.2f} ms"
+            if name == "write":  # inside the part before it
+                parts[-1] += f" ({text})"
+            else:
+                parts.append(text)
         print(f"    split: {'; '.join(parts)}")
         print(
             f"    engines: {r.orders:,} orders sent, {r.fills:,} fills; journal commit (fsync) "
             f"p50 {_ms(r.commits_ns, 50):.2f} ms, p99 {_ms(r.commits_ns, 99):.2f} ms"
         )
         _print_floors(result, transport, v)
+    if result.disk_ns:
+        d = sorted(result.disk_ns)
+        figure("live.disk.p50", "the journal's disk alone, p50", _ms(d, 50), "ms", better="lower")
+        figure("live.disk.p99", "the journal's disk alone, p99", _ms(d, 99), "ms", better="lower")
+        print(
+            f"  the journal's disk alone (4 KiB write + fdatasync, as an order's durable write; "
+            f"in turns with the engines): p50 {_ms(d, 50):.2f} ms, p90 {_ms(d, 90):.2f} ms, "
+            f"p99 {_ms(d, 99):.2f} ms, max {d[-1] / NS_PER_MILLISECOND:.2f} ms (n={len(d)})"
+        )
     best: RateStep | None = None
     for step in result.steps:
         print(
@@ -715,6 +764,7 @@ async def _engine_main(
     submits: list[int] = []
     sends: list[int] = []
     commits_ns: list[int] = []
+    commit_ends: list[tuple[int, int]] = []
     counts = {"orders": 0, "fills": 0}
 
     def on_quote(tick: QuoteTick) -> None:
@@ -728,7 +778,9 @@ async def _engine_main(
         sends.append(time.perf_counter_ns())
 
     def on_commit(seconds: float, records: int) -> None:
-        commits_ns.append(int(seconds * NS_PER_SECOND))
+        took = int(seconds * NS_PER_SECOND)
+        commits_ns.append(took)
+        commit_ends.append((time.perf_counter_ns(), took))
 
     def on_fill(fill: OrderFilled) -> None:
         counts["fills"] += 1
@@ -765,7 +817,15 @@ async def _engine_main(
                     low, high = int(line[1]), int(line[2])
                     answer({"seen": {n: t for n, t in seen.items() if low <= n <= high}})
                 elif line[0] == "stats":
-                    answer({**counts, "submits": submits, "sends": sends, "commits_ns": commits_ns})
+                    answer(
+                        {
+                            **counts,
+                            "submits": submits,
+                            "sends": sends,
+                            "commits_ns": commits_ns,
+                            "commit_ends": commit_ends,
+                        }
+                    )
                 elif line[0] == "stop":
                     answer({"stopped": True})
                     break

@@ -41,7 +41,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal
 from typing import Any, Final, Literal
 from urllib.parse import urlencode
@@ -97,6 +97,22 @@ class _Stats:
 
     def answer(self) -> dict[str, Any]:
         return {"orders": self.orders, "errors": self.errors, "first_error": self.first_error}
+
+
+async def _serve_watching(
+    watch: Coroutine[Any, Any, None],
+    ready: Callable[[asyncio.Future[None]], Awaitable[None]],
+    stats: _Stats,
+) -> None:
+    """Run ``watch`` (the floor's quote → order loop) and serve the parent until it says stop,
+    once ``ready(the watch's task)`` returns; then end the watch."""
+    watcher = asyncio.ensure_future(watch)
+    try:
+        await _serve(ready(watcher), stats)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
 
 
 async def _serve(ready: Awaitable[None], stats: _Stats) -> None:
@@ -180,19 +196,13 @@ async def _ccxt_floor(rest_url: str, ws_url: str, transport: str, mid: Decimal) 
                 except Exception as e:  # counted and said: the parent fails on any
                     stats.error(f"{type(e).__name__}: {e}")
 
-        async def subscribed() -> None:
+        async def subscribed(watcher: asyncio.Future[None]) -> None:
             while not _subscribed(client):
                 if watcher.done():
                     watcher.result()  # raises what stopped it
                 await asyncio.sleep(0.01)
 
-        watcher = asyncio.ensure_future(watch())
-        try:
-            await _serve(subscribed(), stats)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+        await _serve_watching(watch(), subscribed, stats)
     finally:
         await client.close()
 
@@ -266,16 +276,12 @@ async def _wire_floor(rest_url: str, ws_url: str, transport: str, mid: Decimal) 
                 if side is not None:
                     await order(side)
 
-        async def subscribed() -> None:
-            return None
+        async def subscribed(watcher: asyncio.Future[None]) -> None:
+            return None  # subscribed once the SUBSCRIBE above was answered
 
-        watcher = asyncio.ensure_future(watch())
         try:
-            await _serve(subscribed(), stats)
+            await _serve_watching(watch(), subscribed, stats)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
             await public.close()
             if api is not None:
                 await api.close()

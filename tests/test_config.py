@@ -224,6 +224,8 @@ def test_a_bad_value_names_its_key_path(text: str, key: str, problem: str) -> No
         ("[execution]\nmargin_buffer = 1\n", "execution.margin_buffer"),
         ("[execution]\nmargin_buffer = -0.1\n", "execution.margin_buffer"),
         ("[execution]\nperp_leverage = 0.5\n", "execution.perp_leverage"),
+        ("[execution]\nprice_snapshot_interval_s = -1\n", "execution.price_snapshot_interval_s"),
+        ("[execution]\nprice_snapshot_interval_s = nan\n", "execution.price_snapshot_interval_s"),
     ],
 )
 def test_non_finite_numbers_are_config_errors(text: str, key: str) -> None:

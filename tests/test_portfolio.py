@@ -16,6 +16,7 @@ from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import (
     Config,
+    ExecutionConfig,
     InstrumentsConfig,
     PaperConfig,
     RiskConfig,
@@ -51,11 +52,15 @@ BTC, BTC_PERP, ETH = "BTC/USDT", "BTC/USDT:USDT", "ETH/USDT"
 class World:
     """A bus, a simulated clock, the actor under test and everything it published."""
 
-    def __init__(self, clock: SimulatedClock) -> None:
+    def __init__(self, clock: SimulatedClock, config: Config | None = None) -> None:
         self.clock = clock
         self.bus = Bus(clock)
         self.gate = MarketGate(clock).install(self.bus)  # as every session's bus
-        self.portfolio = Portfolio(self.bus, clock)
+        self.portfolio = (
+            Portfolio(self.bus, clock)
+            if config is None
+            else Portfolio.from_config(config, self.bus, clock)
+        )
         self.out: list[Message] = []
         for kind in (PortfolioSnapshot, DataRejected, HandlerFailed):
             self.bus.subscribe(kind, self.out.append)
@@ -225,6 +230,24 @@ def test_price_snapshots_are_throttled_by_event_time_with_a_trailing_snapshot(wo
     world.clock.advance_to(at(4.0))
     assert world.snapshots()[-1].nav == D(100_500)  # the last move of the burst is evaluated
     assert {s.trigger for s in world.snapshots()} == {"price"}
+
+
+def test_the_price_snapshot_interval_is_a_setting_and_zero_values_every_quote(
+    sim_clock: SimulatedClock,
+) -> None:
+    world = World(sim_clock, Config(execution=ExecutionConfig(price_snapshot_interval_s=0)))
+    world.given(*EXAMPLE_ONE)
+    for t, price in ((1.3, 40_100), (1.9, 40_200), (2.0, 40_300)):
+        world.when(mid(BTC, price, t))
+    assert [(s.ts_event, s.nav) for s in world.snapshots()] == [
+        (at(1.3), D(100_100)),
+        (at(1.9), D(100_200)),
+        (at(2.0), D(100_300)),
+    ]
+    default = World(sim_clock, Config())
+    assert default.portfolio.min_snapshot_interval_ns == S  # one second, as Portfolio's own
+    quarter = Config(execution=ExecutionConfig(price_snapshot_interval_s=0.25))
+    assert World(sim_clock, quarter).portfolio.min_snapshot_interval_ns == S // 4
 
 
 def test_a_price_snapshot_waits_for_every_price_of_its_instant(world: World) -> None:

@@ -561,8 +561,13 @@ class ExecutionConfig(_Section, frozen=True):
     perp_leverage: Decimal = Decimal(10)
     """Leverage set on the venue for the perps (initial margin = notional / leverage): the
     planner's figure until the venue reports a position's margin; the simulated venue uses it."""
+    price_snapshot_interval_s: float = 1.0
+    """A price move is valued (and the bands checked) at most once per this many seconds of
+    event time; a move inside the interval after a valuation waits for its end. 0: every quote
+    as it arrives (the fastest reaction, a decision's CPU per quote)."""
 
     RANGES: ClassVar[Mapping[str, Range]] = {
+        "price_snapshot_interval_s": Range(0, 3600),
         "cooldown_s": Range(0, 30 * _DAY_S),
         "check_interval_s": Range(0, _DAY_S, low_open=True),
         "submit_attempts": Range(0, 100, low_open=True),

@@ -92,7 +92,8 @@ class Portfolio(Actor):
 
     @classmethod
     def from_config(cls, config: Config, bus: Bus, clock: Clock) -> Portfolio:
-        return cls(bus, clock, quote=config.venue.quote)
+        interval_ns = round(config.execution.price_snapshot_interval_s * NS_PER_SECOND)
+        return cls(bus, clock, quote=config.venue.quote, min_snapshot_interval_ns=interval_ns)
 
     @property
     def funding_rates(self) -> Mapping[str, Decimal]:
