@@ -21,9 +21,11 @@ mark keeps cash and cost basis and moves everything else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Final
+
+import msgspec
 
 from ballast.engine.kernel.events import AssetState, PortfolioSnapshot
 from ballast.engine.kernel.instruments import Instrument, perp_symbol
@@ -37,6 +39,7 @@ from ballast.engine.trading.margin import (
 )
 
 _ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,47 @@ class Book:
             return _ZERO
         balance = self.margin_balance()
         return initial / balance if balance > 0 else None
+
+    def settled(self, closing: Mapping[str, Decimal]) -> Book:
+        """This book as it will be once the closing orders in flight have filled at the marks.
+
+        ``closing``: perp symbol → signed unfilled quantity (buy > 0) of reduce-only orders in
+        flight. Each position shrinks by what its opposite-side closing orders take, at most to
+        zero; the closed fraction ``f`` realises its unrealised PnL at the mark into the quote
+        cash and keeps ``1 − f`` of the cost basis, so NAV at the marks is unchanged (fees
+        ignored, as the pre-trade check does). The book itself when nothing applies (the same
+        object: remembered liquidation prices stay valid)."""
+        if not closing:
+            return self
+        snapshot = self.snapshot
+        cash, nav, changed = snapshot.cash, snapshot.nav, False
+        assets = []
+        for state in snapshot.assets:
+            rest = closing.get(self.perp_symbol(state.asset), _ZERO) if state.perp_qty else _ZERO
+            if rest == 0 or (rest > 0) == (state.perp_qty > 0):
+                assets.append(state)
+                continue
+            qty = state.perp_qty
+            closed = min(abs(rest), abs(qty))
+            fraction = closed / abs(qty)
+            mark = self.mark(state)
+            cost = qty * state.perp_price - state.perp_unrealized_pnl
+            cash += fraction * (qty * mark - cost)
+            nav += fraction * qty * (mark - state.perp_price)
+            kept = _ONE - fraction
+            assets.append(
+                msgspec.structs.replace(
+                    state,
+                    perp_qty=qty - closed if qty > 0 else qty + closed,
+                    perp_notional=state.perp_notional * kept,
+                    perp_unrealized_pnl=state.perp_unrealized_pnl * kept,
+                )
+            )
+            changed = True
+        if not changed:
+            return self
+        after = msgspec.structs.replace(snapshot, cash=cash, nav=nav, assets=tuple(assets))
+        return replace(self, snapshot=after)
 
     def liquidations(self) -> list[Liquidation]:
         """Every open perp's liquidation price at the current marks, rounded to its tick.
