@@ -50,6 +50,8 @@ S = NS_PER_SECOND
 M = TypeVar("M", bound=Message)
 SPOT = "BTC/USDT"
 PERP = "BTC/USDT:USDT"
+ETH_PERP = "ETH/USDT:USDT"
+ETH = D(2000)
 
 
 class Desk:
@@ -63,6 +65,7 @@ class Desk:
         self.seen: list[Message] = []
         self.bus.subscribe_all(self.seen.append)
         self.sent: dict[str, SubmitOrder] = {}
+        self.eth_perp = D(0)
 
     def of(self, kind: type[M]) -> list[M]:
         return [m for m in self.seen if isinstance(m, kind)]
@@ -73,8 +76,13 @@ class Desk:
     def publish(self, message: Message) -> None:
         self.bus.publish(message)
 
-    def account(self, usdt: str, spot_btc: str, perp_qty: str, entry: str, mark: str) -> None:
+    def account(
+        self, usdt: str, spot_btc: str, perp_qty: str, entry: str, mark: str, eth_perp: str = "0"
+    ) -> None:
+        """The venue's account (ETH spot 20 and, if ``eth_perp``, an ETH perp long of that
+        quantity entered at 2,000, ETH's price throughout), then the prices at ``mark``."""
         now = self.now()
+        self.eth_perp = D(eth_perp)
         self.publish(
             InstrumentsLoaded(
                 ts_event=now,
@@ -99,24 +107,38 @@ class Desk:
                     locked=D(0),
                 )
             )
-        self.publish(
-            PositionUpdated(
-                ts_event=now,
-                ts_init=now,
-                symbol=PERP,
-                qty=D(perp_qty),
-                entry_price=D(entry),
-                mark_price=D(mark),
-                unrealized_pnl=D(perp_qty) * (D(mark) - D(entry)),
-                margin=D(0),
-                liquidation_price=None,
-            )
-        )
+        positions = ((PERP, D(perp_qty), D(entry), D(mark)), (ETH_PERP, self.eth_perp, ETH, ETH))
+        for symbol, qty, entry_price, mark_price in positions:
+            if qty:
+                self.publish(
+                    PositionUpdated(
+                        ts_event=now,
+                        ts_init=now,
+                        symbol=symbol,
+                        qty=qty,
+                        entry_price=entry_price,
+                        mark_price=mark_price,
+                        unrealized_pnl=qty * (mark_price - entry_price),
+                        margin=D(0),
+                        liquidation_price=None,
+                    )
+                )
         self.prices(mark)
 
     def prices(self, price: str) -> None:
-        now, p = self.now(), D(price)
-        e = D(2000)
+        now, p, e = self.now(), D(price), ETH
+        if self.eth_perp:
+            self.publish(
+                MarkPriceUpdated(
+                    ts_event=now,
+                    ts_init=now,
+                    symbol=ETH_PERP,
+                    mark=e,
+                    index=e,
+                    funding_rate=D("0.0001"),
+                    next_funding_ns=now + 8 * 3600 * S,
+                )
+            )
         self.publish(
             QuoteTick(
                 ts_event=now,
@@ -244,7 +266,7 @@ def book_open(desk: Desk) -> None:
     desk.clock.advance_to(START_NS + S)
 
 
-async def spot_booked_first(desk: Desk) -> str:
+async def spot_booked_first(desk: Desk, cash: str = "3200.00", liquidation: str = "31860.7") -> str:
     """Decide the unwind, send both orders, book the spot buy's fill first and let the mark fall
     6.5 % while the close is still working; the close's client order id."""
     desk.decide("d1", *unwind("0.75", "0.75"))
@@ -259,12 +281,12 @@ async def spot_booked_first(desk: Desk) -> str:
     desk.prices("37400")
     snapshot = desk.risk.snapshot
     assert snapshot is not None
-    assert snapshot.cash == D("3200.00")  # the long's collateral is spent, the long still open
-    # without the close in flight: 14.8 % from liquidation, below the kill switch's 15 %
-    [liquidation] = desk.risk.liquidations()
-    assert (liquidation.qty, liquidation.price) == (D("0.75"), D("31860.7"))
-    assert liquidation.distance is not None
-    assert liquidation.distance < D("0.15")
+    assert snapshot.cash == D(cash)  # the long's collateral is spent, the long still open
+    # without the close in flight: below the kill switch's 15 % from liquidation
+    [btc, *_] = desk.risk.liquidations()
+    assert (btc.qty, btc.price) == (D("0.75"), D(liquidation))
+    assert btc.distance is not None
+    assert btc.distance < D("0.15")
     return close
 
 
@@ -356,3 +378,32 @@ async def test_a_resting_reduce_only_limit_order_is_not_counted(sim_clock: Simul
         desk.prices("37400")
     [trip] = desk.of(KillSwitchTriggered)
     assert trip.reason == "liquidation_distance"
+
+
+async def test_no_deleveraging_is_asked_of_another_perp_for_the_spent_collateral(
+    sim_clock: SimulatedClock,
+) -> None:
+    """With an ETH perp long of 10 beside it, the same moment (spot booked, BTC 6.5 % lower, the
+    close working) shows margin usage 1.105 (initial 4,805 on a margin balance of 4,350) and
+    would ask to cut the ETH perp, which has no order in flight. Once the close has filled, the
+    usage is 0.46: nothing to reduce, and nothing is asked."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account("33300", "0.1", "0.75", "36000", "40000", eth_perp="10")
+        sim_clock.advance_to(START_NS + S)
+        close = await spot_booked_first(desk, cash="3300.00", liquidation="31880.8")
+        sim_clock.advance_to(START_NS + 3 * S)  # the snapshot at the new price
+        snapshot = desk.risk.snapshot
+        assert snapshot is not None
+        assert (snapshot.trigger, snapshot.ts_event) == ("price", START_NS + 2 * S)
+        book = desk.risk.book()
+        assert book is not None
+        assert book.margin_usage() == D(4805) / D("4350.00")
+        settled = desk.risk.settled_book()
+        assert settled is not None
+        assert settled.margin_usage() == D(2000) / D("4350.00")
+        assert desk.of(KillSwitchTriggered) == []
+        assert desk.of(DeleverageRequired) == []
+        desk.fill(close, "37400")
+    assert desk.of(KillSwitchTriggered) == []
+    assert desk.of(DeleverageRequired) == []
