@@ -14,10 +14,13 @@ published as a venue reports them.
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
@@ -39,8 +42,10 @@ from ballast.engine.kernel.events import (
     PositionUpdated,
     QuoteTick,
     RebalanceDecided,
+    Side,
 )
 from ballast.engine.kernel.instruments import binance_defaults
+from ballast.engine.trading.measures import Book
 from ballast.engine.trading.portfolio import Portfolio
 from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
@@ -407,3 +412,60 @@ async def test_no_deleveraging_is_asked_of_another_perp_for_the_spent_collateral
         desk.fill(close, "37400")
     assert desk.of(KillSwitchTriggered) == []
     assert desk.of(DeleverageRequired) == []
+
+
+async def _settled_then_booked(
+    usdt: Decimal, qty: Decimal, entry: Decimal, mark: Decimal, close: Decimal
+) -> tuple[Book, Book]:
+    """The risk actor's book with a close of ``close`` in flight, settled; and its book once the
+    Portfolio has booked that close filled at the mark (no fee)."""
+    clock = SimulatedClock(START_NS)
+    desk = Desk(clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(str(usdt), "0", str(qty), str(entry), str(mark))
+        clock.advance_to(START_NS + S)
+        side: Side = "sell" if qty > 0 else "buy"
+        order = OrderIntent(
+            intent_id="d1-0",
+            symbol=PERP,
+            side=side,
+            qty=close,
+            order_type="market",
+            price=None,
+            reduce_only=True,
+            reason="close",
+        )
+        desk.decide("d1", order)
+        [approved] = desk.of(IntentApproved)
+        coid = desk.send(approved)
+        settled = desk.risk.settled_book()
+        desk.fill(coid, str(mark))
+        booked = desk.risk.book()
+    assert settled is not None
+    assert booked is not None
+    return settled, booked
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    usdt=st.decimals("3000", "60000", places=2),
+    qty=st.decimals("-1.5", "1.5", places=3).filter(lambda q: abs(q) >= D("0.01")),
+    entry=st.decimals("30000", "50000", places=1),
+    mark=st.decimals("30000", "50000", places=1),
+    share=st.decimals("0.1", "1", places=2),
+)
+def test_the_settled_book_is_the_book_the_close_leaves(
+    usdt: Decimal, qty: Decimal, entry: Decimal, mark: Decimal, share: Decimal
+) -> None:
+    """What the checks count on is exactly what the ledger books when the close fills at the mark:
+    NAV, margin balance and usage, every perp's quantity and liquidation price."""
+    close = (abs(qty) * share).quantize(D("0.001"))
+    assume(close * mark >= 100)  # the perp's minimum notional
+    settled, booked = asyncio.run(_settled_then_booked(usdt, qty, entry, mark, close))
+    assert settled.nav() == booked.nav()
+    assert settled.margin_balance() == booked.margin_balance()
+    assert settled.margin_usage() == booked.margin_usage()
+    assert settled.holdings() == booked.holdings()
+    assert [(x.qty, x.price) for x in settled.liquidations()] == [
+        (x.qty, x.price) for x in booked.liquidations()
+    ]

@@ -37,9 +37,9 @@ from ballast.engine.trading.margin import (
     margin_balance,
     position_initial_margin,
 )
+from ballast.engine.trading.position import realized, traded
 
 _ZERO: Final = Decimal(0)
-_ONE: Final = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -124,34 +124,34 @@ class Book:
 
         ``closing``: perp symbol → signed unfilled quantity (buy > 0) of reduce-only orders in
         flight. Each position shrinks by what its opposite-side closing orders take, at most to
-        zero; the closed fraction ``f`` realises its unrealised PnL at the mark into the quote
-        cash and keeps ``1 − f`` of the cost basis, so NAV at the marks is unchanged (fees
-        ignored, as the pre-trade check does). The book itself when nothing applies (the same
-        object: remembered liquidation prices stay valid)."""
+        zero, booked as the ledger books a fill at the mark (:func:`~ballast.engine.trading.
+        position.traded`, :func:`~ballast.engine.trading.position.realized`: the closed part's
+        PnL goes into the quote cash, NAV at the marks is unchanged; fees ignored, as the
+        pre-trade check does). The book itself when nothing applies (the same object:
+        remembered liquidation prices stay valid)."""
         if not closing:
             return self
         snapshot = self.snapshot
         cash, nav, changed = snapshot.cash, snapshot.nav, False
         assets = []
         for state in snapshot.assets:
-            rest = closing.get(self.perp_symbol(state.asset), _ZERO) if state.perp_qty else _ZERO
-            if rest == 0 or (rest > 0) == (state.perp_qty > 0):
+            qty = state.perp_qty
+            rest = closing.get(self.perp_symbol(state.asset), _ZERO) if qty else _ZERO
+            if rest == 0 or (rest > 0) == (qty > 0):
                 assets.append(state)
                 continue
-            qty = state.perp_qty
-            closed = min(abs(rest), abs(qty))
-            fraction = closed / abs(qty)
-            mark = self.mark(state)
-            cost = qty * state.perp_price - state.perp_unrealized_pnl
-            cash += fraction * (qty * mark - cost)
-            nav += fraction * qty * (mark - state.perp_price)
-            kept = _ONE - fraction
+            signed = max(rest, -qty) if qty > 0 else min(rest, -qty)
+            mark, price = self.mark(state), state.perp_price
+            cost = qty * price - state.perp_unrealized_pnl
+            new_qty, new_cost = traded(qty, cost, signed, mark)
+            cash += realized(cost, new_cost, signed, mark)
+            nav -= signed * (mark - price)  # the closed part's move since the snapshot, realised
             assets.append(
                 msgspec.structs.replace(
                     state,
-                    perp_qty=qty - closed if qty > 0 else qty + closed,
-                    perp_notional=state.perp_notional * kept,
-                    perp_unrealized_pnl=state.perp_unrealized_pnl * kept,
+                    perp_qty=new_qty,
+                    perp_notional=new_qty * price,
+                    perp_unrealized_pnl=new_qty * price - new_cost,
                 )
             )
             changed = True
