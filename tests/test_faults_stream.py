@@ -487,14 +487,12 @@ TRADING: Overrides = {
     "paper": {"start": "2022-06-01", "end": "2022-10-01" if full() else "2022-08-01"},
     "bands": {"abs_pp": 0.5},
     "execution": {"cooldown_s": 0.5, "check_interval_s": 0.5},
-    # no kill on the liquidation distance: a Case B cycle (perp long closed, spot bought) whose
-    # spot fill is booked before the perp's close can look near liquidation for a moment and
-    # halt the run (an engine issue of its own, see the wsfaults status notes)
+    # the liquidation distances at their defaults: a Case B cycle whose spot fill is booked
+    # before the perp's close does not halt the run (the close in flight counts:
+    # tests/test_caseb_unwind.py)
     "risk": {
         "stale_after_s": 3,
-        "min_liquidation_distance": 0,
-        "deleverage_liquidation_distance": 0,
-        "drawdown_limit": 1,  # a long run of the falling market: no drawdown kill either
+        "drawdown_limit": 1,  # a long run of the falling market: no drawdown kill
     },
 }
 ENGINE: Overrides = {**TRADING, "venue": {"ws_keepalive_s": 0.5}}

@@ -21,9 +21,11 @@ mark keeps cash and cost basis and moves everything else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Final
+
+import msgspec
 
 from ballast.engine.kernel.events import AssetState, PortfolioSnapshot
 from ballast.engine.kernel.instruments import Instrument, perp_symbol
@@ -35,6 +37,7 @@ from ballast.engine.trading.margin import (
     margin_balance,
     position_initial_margin,
 )
+from ballast.engine.trading.position import realized, traded
 
 _ZERO: Final = Decimal(0)
 
@@ -115,6 +118,47 @@ class Book:
             return _ZERO
         balance = self.margin_balance()
         return initial / balance if balance > 0 else None
+
+    def settled(self, closing: Mapping[str, Decimal]) -> Book:
+        """This book as it will be once the closing orders in flight have filled at the marks.
+
+        ``closing``: perp symbol → signed unfilled quantity (buy > 0) of reduce-only orders in
+        flight. Each position shrinks by what its opposite-side closing orders take, at most to
+        zero, booked as the ledger books a fill at the mark (:func:`~ballast.engine.trading.
+        position.traded`, :func:`~ballast.engine.trading.position.realized`: the closed part's
+        PnL goes into the quote cash, NAV at the marks is unchanged; fees ignored, as the
+        pre-trade check does). The book itself when nothing applies (the same object:
+        remembered liquidation prices stay valid)."""
+        if not closing:
+            return self
+        snapshot = self.snapshot
+        cash, nav, changed = snapshot.cash, snapshot.nav, False
+        assets = []
+        for state in snapshot.assets:
+            qty = state.perp_qty
+            rest = closing.get(self.perp_symbol(state.asset), _ZERO) if qty else _ZERO
+            if rest == 0 or (rest > 0) == (qty > 0):
+                assets.append(state)
+                continue
+            signed = max(rest, -qty) if qty > 0 else min(rest, -qty)
+            mark, price = self.mark(state), state.perp_price
+            cost = qty * price - state.perp_unrealized_pnl
+            new_qty, new_cost = traded(qty, cost, signed, mark)
+            cash += realized(cost, new_cost, signed, mark)
+            nav -= signed * (mark - price)  # the closed part's move since the snapshot, realised
+            assets.append(
+                msgspec.structs.replace(
+                    state,
+                    perp_qty=new_qty,
+                    perp_notional=new_qty * price,
+                    perp_unrealized_pnl=new_qty * price - new_cost,
+                )
+            )
+            changed = True
+        if not changed:
+            return self
+        after = msgspec.structs.replace(snapshot, cash=cash, nav=nav, assets=tuple(assets))
+        return replace(self, snapshot=after)
 
     def liquidations(self) -> list[Liquidation]:
         """Every open perp's liquidation price at the current marks, rounded to its tick.

@@ -51,11 +51,24 @@ flight), sized by :mod:`ballast.engine.trading.deleverage`: a perp closer to liq
 (``margin_usage``), Σ |net exposure| / NAV above the budget's net cap although no order took it
 there (``net_leverage``).
 
+Closing orders in flight: the liquidation check of the kill switch and the deleveraging requests
+judge the book as it will be once the approved reduce-only market orders still live have filled
+at the current marks (:meth:`~ballast.engine.trading.measures.Book.settled`): an exposure such an
+order is removing is not a breach while it works. Live, a Case B unwind (the perp long closed, spot
+bought with the proceeds, two orders sent together) often has its spot fill booked before the
+close's: for a moment the long's collateral is spent while the long is still open, and without
+this the kill switch halted the run on a position already being closed. When such an order ends
+unfilled (refused, canceled, given up), the book is judged again at once without it: a genuine
+breach still trips the switch. A reduce-only limit order (it may rest) is not counted; the
+pre-trade check is unchanged (no order may take a perp below the deleveraging distance at the
+snapshot, in-flight orders not counted), so no order exceeds any cap because of this.
+
 Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
 ``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
-``min_liquidation_distance`` (reason ``liquidation_distance``; checked at every snapshot and every
-perp mark), or when the venue refuses an order for the API key itself (an ``OrderRejected`` whose
-reason starts with :data:`~ballast.engine.kernel.events.KEY_REFUSED`: the key is invalid or lost
+``min_liquidation_distance`` (reason ``liquidation_distance``; checked at every snapshot, every
+perp mark and the end of an unfilled closing order, closing orders in flight counted as above), or
+when the venue refuses an order for the API key itself (an ``OrderRejected`` whose reason starts
+with :data:`~ballast.engine.kernel.events.KEY_REFUSED`: the key is invalid or lost
 its trade permission; reason ``key_refused``). While it is on only reduce-only intents pass. A
 KillSwitchReset clears it; if a limit is still breached at the next snapshot it trips again (an
 operator cannot reset a live breach away).
@@ -220,6 +233,9 @@ class RiskManager(Actor):
         """asset → ts_event of the last DeleverageRequired for it."""
         self._reducing: set[str] = set()
         """Intent ids of the approved reduce-only intents (live ones)."""
+        self._closing: set[str] = set()
+        """Intent ids of the approved reduce-only market intents (live ones): the exposure they
+        remove is not a breach while they work (module docstring, "Closing orders in flight")."""
         self._fired_ns: int | None = None
         """ts_event of the kill switch in force (None: off)."""
         self._trough: Decimal | None = None
@@ -294,6 +310,26 @@ class RiskManager(Actor):
             rest = sign * (order.qty - order.filled_qty)
             out[order.symbol] = out.get(order.symbol, _ZERO) + rest
         return out
+
+    def closing_in_flight(self) -> dict[str, Decimal]:
+        """Unfilled quantity (signed, buy > 0) of the approved reduce-only market orders still
+        live, by symbol: what will be closed a moment from now unless the venue refuses it."""
+        out: dict[str, Decimal] = {}
+        for order in self.orders.live():
+            if order.intent_id not in self._closing:
+                continue
+            sign = Decimal(1) if order.side == "buy" else Decimal(-1)
+            rest = sign * (order.qty - order.filled_qty)
+            out[order.symbol] = out.get(order.symbol, _ZERO) + rest
+        return out
+
+    def settled_book(self) -> Book | None:
+        """The book as it will be once the closing orders in flight have filled at the current
+        marks (:meth:`Book.settled`); the book itself while none is in flight."""
+        book = self.book()
+        if book is None or not self._closing:
+            return book
+        return book.settled(self.closing_in_flight())
 
     def book(self) -> Book | None:
         """The latest snapshot re-valued at the freshest perp marks (None before a snapshot)."""
@@ -439,7 +475,11 @@ class RiskManager(Actor):
                 break
         else:
             return  # no perp position: nothing can be liquidated
-        for liquidation in self.liquidations():
+        book = self.settled_book()
+        if book is None:
+            return
+        closing = "" if book.snapshot is snapshot else " once the closing orders in flight fill"
+        for liquidation in book.liquidations():
             distance = liquidation.distance
             if distance is not None and distance < self.risk.min_liquidation_distance:
                 self._trip(
@@ -447,7 +487,7 @@ class RiskManager(Actor):
                     "liquidation_distance",
                     f"{liquidation.asset} perp qty {liquidation.qty} mark {liquidation.mark} "
                     f"liquidation {liquidation.price}: distance {distance:.4f} < min "
-                    f"{self.risk.min_liquidation_distance}",
+                    f"{self.risk.min_liquidation_distance}{closing}",
                 )
 
     def _perp_mark(self, asset: str, snapshot_mark: Decimal) -> Decimal:
@@ -580,7 +620,7 @@ class RiskManager(Actor):
 
     def _deleverage(self, ts_ns: int) -> None:
         """Ask for reducing trades for every breach at the current marks (module docstring)."""
-        book = self.book()
+        book = self.settled_book()
         if book is None or book.nav() <= 0:
             return
         busy = self.orders.busy_assets()
@@ -639,6 +679,8 @@ class RiskManager(Actor):
             self._value(verdict.intent)
             if verdict.intent.reduce_only:
                 self._reducing.add(verdict.intent.intent_id)
+                if verdict.intent.order_type == "market":
+                    self._closing.add(verdict.intent.intent_id)
             self.orders.apply(approved)  # in flight before the next intent is checked
             self.publish(approved)
             return
@@ -666,10 +708,17 @@ class RiskManager(Actor):
             # the venue refused the key itself: every order would be refused alike
             detail = f"{message.client_order_id} {message.symbol}: {message.reason}"
             self._trip(message.ts_event, "key_refused", detail)
+        unfilled_close = False
         for transition in self.orders.apply(message):
             if transition.ended:
                 self._valued_at.pop(transition.intent_id, None)
                 self._reducing.discard(transition.intent_id)
+                if transition.intent_id in self._closing:
+                    self._closing.discard(transition.intent_id)
+                    unfilled_close = transition.after != "filled"
+        if unfilled_close and self.snapshot is not None:
+            # the exposure it was to remove stays: judge the book without it, now
+            self._check_liquidation(self.snapshot, message.ts_event)
 
     def on_filled(self, fill: OrderFilled) -> None:
         self._add_turnover(fill.ts_event, fill.qty * fill.price)
