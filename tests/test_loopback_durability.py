@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,8 @@ async def test_user_stream_survives_an_exchange_restart(tmp_path: Path) -> None:
         await subscribed(lb, "user:futures")
         await lb.client.create_order(PERP, "market", "buy", 0.01, None, {"newClientOrderId": "x"})
         assert (await asyncio.wait_for(orders, 5))[-1]["clientOrderId"] == "x"
+    with socket.socket() as probe:  # the restarted exchange was stopped with the others
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 async def test_spot_user_stream_resubscribes_after_a_drop(tmp_path: Path) -> None:

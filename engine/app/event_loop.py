@@ -1,5 +1,5 @@
 """The event loop every command runs on: uvloop where it is installed (a dependency everywhere but
-Windows), else asyncio's own."""
+Windows; its loop as :mod:`ballast.engine.app.uv_loop` amends it), else asyncio's own."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from collections.abc import Callable
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """``asyncio.Runner``'s ``loop_factory``: uvloop's, or None for asyncio's default."""
     try:
-        import uvloop
+        from ballast.engine.app.uv_loop import new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    return new_event_loop

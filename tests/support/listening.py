@@ -35,18 +35,31 @@ def _address(hex_address: str) -> tuple[str, int]:
     return ip, int(port, 16)
 
 
+def _tcp_rows(pid: int) -> list[list[str]]:
+    """The rows of ``/proc/PID/net/tcp`` and ``tcp6`` (every TCP socket of its namespace)."""
+    rows: list[list[str]] = []
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        if path.exists():
+            rows.extend(line.split() for line in path.read_text().splitlines()[1:])
+    return rows
+
+
 def listening(pid: int) -> list[tuple[str, int]]:
     """(address, port) of every TCP socket ``pid`` listens on."""
     mine = socket_inodes(pid)
-    found: list[tuple[str, int]] = []
-    for table in ("tcp", "tcp6"):
-        path = Path(f"/proc/{pid}/net/{table}")
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == _LISTEN and fields[9] in mine:
-                found.append(_address(fields[1]))
+    found = [_address(row[1]) for row in _tcp_rows(pid) if row[3] == _LISTEN and row[9] in mine]
+    return sorted(found)
+
+
+def tcp_sockets(pid: int, inodes: set[str]) -> list[str]:
+    """``local -> remote`` (``listening`` for a listener) of the TCP sockets among ``inodes``."""
+    found: list[str] = []
+    for row in _tcp_rows(pid):
+        if row[9] in inodes:
+            (host, port), (peer, peer_port) = _address(row[1]), _address(row[2])
+            remote = "listening" if row[3] == _LISTEN else f"{peer}:{peer_port}"
+            found.append(f"{host}:{port} -> {remote}")
     return sorted(found)
 
 
