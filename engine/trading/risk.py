@@ -302,21 +302,18 @@ class RiskManager(Actor):
 
     def reducing_in_flight(self) -> dict[str, Decimal]:
         """Unfilled quantity (signed, buy > 0) of the approved reduce-only orders, by symbol."""
-        out: dict[str, Decimal] = {}
-        for order in self.orders.live():
-            if order.intent_id not in self._reducing:
-                continue
-            sign = Decimal(1) if order.side == "buy" else Decimal(-1)
-            rest = sign * (order.qty - order.filled_qty)
-            out[order.symbol] = out.get(order.symbol, _ZERO) + rest
-        return out
+        return self._unfilled(self._reducing)
 
     def closing_in_flight(self) -> dict[str, Decimal]:
         """Unfilled quantity (signed, buy > 0) of the approved reduce-only market orders still
         live, by symbol: what will be closed a moment from now unless the venue refuses it."""
+        return self._unfilled(self._closing)
+
+    def _unfilled(self, intent_ids: set[str]) -> dict[str, Decimal]:
+        """Unfilled quantity (signed, buy > 0) of the live orders of ``intent_ids``, by symbol."""
         out: dict[str, Decimal] = {}
         for order in self.orders.live():
-            if order.intent_id not in self._closing:
+            if order.intent_id not in intent_ids:
                 continue
             sign = Decimal(1) if order.side == "buy" else Decimal(-1)
             rest = sign * (order.qty - order.filled_qty)
