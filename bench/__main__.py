@@ -98,8 +98,9 @@ of the 5-6 minutes a pass takes on the project's machine, whose goal is a
 ratio measured within the run (the pool's speed-up) and whose variants/min are backtests,
 measured beside the release by ``backtest``. ``live``, as long, stays: its latencies swing most
 with the machine's load, so a recorded figure says least beside them. ``make bench`` took about
-7 minutes so before ``live`` measured its floors in the same run; ``python -m bench live`` now
-takes 3 min 41 s with the previous release beside it, 1 min 54 s without (2026-12-03)."""
+7 minutes so before ``live`` measured its floors in the same run; ``python -m bench live`` took
+3 min 41 s with the previous release beside it, 1 min 54 s without (2026-12-03 16:02), 2 min 0 s
+without once it measured the disk too (18:53); ``make bench`` 8 min 25 s (19:22)."""
 
 
 def _header() -> None:

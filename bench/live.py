@@ -45,6 +45,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -366,7 +367,7 @@ class TransportResult:
     ``OrderSubmitted``, published just before the send); ``out``: → order at the exchange
     (ccxt's create_order over HTTP, or create_order_ws on the open WebSocket). ``write``: the
     journal's durable write inside ``durable`` (commit and fsync: the longest write that ended
-    between SubmitOrder and OrderSubmitted), where the child reports its writes' end times."""
+    between SubmitOrder and OrderSubmitted; the child reports each write's end and duration)."""
     commits_ns: list[int] = field(default_factory=list)
     orders: int = 0
     fills: int = 0
@@ -376,9 +377,9 @@ class TransportResult:
     ) -> None:
         submits: list[int] = stats["submits"]
         sends: list[int] = stats["sends"]
-        writes: list[tuple[int, int]] = sorted(map(tuple, stats.get("commit_ends", [])))
+        writes: list[tuple[int, int]] = sorted(map(tuple, stats["commits"]))
         self.missed += missed
-        self.commits_ns += stats["commits_ns"]
+        self.commits_ns += [took for _, took in writes]
         self.orders += stats["orders"]
         self.fills += stats["fills"]
         for trip in trips:
@@ -391,10 +392,10 @@ class TransportResult:
             self.parts_ns["decide"].append(submitted - dispatched)
             self.parts_ns["durable"].append(sent - submitted)
             self.parts_ns["out"].append(trip.arrived_ns - sent)
-            start = bisect.bisect_left(writes, (submitted, 0))
-            during = [took for end, took in writes[start:] if end <= sent][:4]
+            during = writes[bisect.bisect_left(writes, (submitted, 0)) :]
+            during = during[: bisect.bisect_right(during, (sent, math.inf))]
             if during:
-                self.parts_ns["write"].append(max(during))
+                self.parts_ns["write"].append(max(took for _, took in during))
 
 
 @dataclass
@@ -763,8 +764,7 @@ async def _engine_main(
     seen: dict[int, int] = {}
     submits: list[int] = []
     sends: list[int] = []
-    commits_ns: list[int] = []
-    commit_ends: list[tuple[int, int]] = []
+    commits: list[tuple[int, int]] = []
     counts = {"orders": 0, "fills": 0}
 
     def on_quote(tick: QuoteTick) -> None:
@@ -778,9 +778,7 @@ async def _engine_main(
         sends.append(time.perf_counter_ns())
 
     def on_commit(seconds: float, records: int) -> None:
-        took = int(seconds * NS_PER_SECOND)
-        commits_ns.append(took)
-        commit_ends.append((time.perf_counter_ns(), took))
+        commits.append((time.perf_counter_ns(), int(seconds * NS_PER_SECOND)))
 
     def on_fill(fill: OrderFilled) -> None:
         counts["fills"] += 1
@@ -817,15 +815,7 @@ async def _engine_main(
                     low, high = int(line[1]), int(line[2])
                     answer({"seen": {n: t for n, t in seen.items() if low <= n <= high}})
                 elif line[0] == "stats":
-                    answer(
-                        {
-                            **counts,
-                            "submits": submits,
-                            "sends": sends,
-                            "commits_ns": commits_ns,
-                            "commit_ends": commit_ends,
-                        }
-                    )
+                    answer({**counts, "submits": submits, "sends": sends, "commits": commits})
                 elif line[0] == "stop":
                     answer({"stopped": True})
                     break
