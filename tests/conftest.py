@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,16 +30,9 @@ def _no_leftover_secrets() -> None:
 _FDS = Path("/proc/self/fd")  # Linux; elsewhere the checks below find nothing and do nothing
 
 
-def _open_sockets() -> set[tuple[int, int]]:
-    """(descriptor, inode) of this process's open sockets."""
-    found: set[tuple[int, int]] = set()
-    with contextlib.suppress(OSError):
-        for name in os.listdir(_FDS):
-            with contextlib.suppress(OSError):  # closed since (the listing's own, for one)
-                info = os.fstat(int(name))
-                if stat.S_ISSOCK(info.st_mode):
-                    found.add((int(name), info.st_ino))
-    return found
+def _open_sockets() -> set[str]:
+    """Inodes of this process's open sockets (none where there is no ``/proc``)."""
+    return socket_inodes(os.getpid()) if _FDS.exists() else set()
 
 
 @pytest.fixture(autouse=True)
@@ -62,13 +54,12 @@ def _no_tcp_socket_outlives_its_module() -> Iterator[None]:
     A socket something still holds (a server a test restarted and nobody stopped, which aiohttp's
     handler cache kept alive for hundreds of tests) fails the teardown of the module's last test,
     named, instead of warning at garbage collection in another module much later."""
-    pid = os.getpid()
-    before = socket_inodes(pid) if _FDS.exists() else set()
+    before = _open_sockets()
     yield
-    if not _FDS.exists() or not socket_inodes(pid) - before:
+    if not _open_sockets() - before:
         return
     gc.collect()  # the ResourceWarning of one that was garbage fails this teardown
-    left = tcp_sockets(pid, socket_inodes(pid) - before)
+    left = tcp_sockets(os.getpid(), _open_sockets() - before)
     assert not left, f"TCP sockets this module left open: {left}"
 
 
