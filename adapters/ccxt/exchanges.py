@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 from ccxt.base import errors as ccxt_errors
 
+from ballast.adapters.ccxt.sockets import handshake_done
+
 log = logging.getLogger(__name__)
 
 AccountApi = str
@@ -239,8 +241,7 @@ def _binance_user_stream_ready(client: Any, api: AccountApi) -> bool:
             ws = client.clients.get(url)
             return bool(
                 ws is not None
-                and ws.connected.done()
-                and not ws.connected.exception()
+                and handshake_done(ws)
                 and "spot" in ws.subscriptions
                 and "authenticate:signature:spot" not in ws.futures
             )
@@ -248,7 +249,7 @@ def _binance_user_stream_ready(client: Any, api: AccountApi) -> bool:
         if key is None:
             return False
         ws = client.clients.get(client.get_private_ws_url("linear", key))
-        return bool(ws is not None and ws.connected.done() and not ws.connected.exception())
+        return ws is not None and handshake_done(ws)
     except (AttributeError, KeyError, TypeError):
         return False
 

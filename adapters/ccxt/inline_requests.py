@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Final
 
+from ballast.adapters.ccxt.sockets import handshake_done
+
 _INSTALLED: Final = "_ballast_requests_inline"
 
 
@@ -62,10 +64,7 @@ def _open_connection(exchange: Any, url: str) -> Any:
     connection = (getattr(exchange, "clients", None) or {}).get(url)
     if connection is None or getattr(connection, "error", None):
         return None
-    connected = connection.connected
-    if not connected.done() or connected.cancelled() or connected.exception() is not None:
-        return None
-    if connection.closed():
+    if not handshake_done(connection) or connection.closed():
         return None
     return connection
 

@@ -147,6 +147,7 @@ from ballast.adapters.ccxt.exchanges import (
 from ballast.adapters.ccxt.frames import guard_frames
 from ballast.adapters.ccxt.inline_requests import send_requests_inline
 from ballast.adapters.ccxt.seen_trades import SeenTrades
+from ballast.adapters.ccxt.sockets import handshake_done
 from ballast.adapters.ccxt.weight import WeightBudget
 from ballast.engine.kernel.clock import NS_PER_MILLISECOND, NS_PER_SECOND, Clock
 from ballast.engine.kernel.commands import CancelOrder, SubmitOrder
@@ -1932,7 +1933,7 @@ class CcxtVenue(Venue):
         wanted = {f"{prefix}{s}" for s in symbols} if prefix.startswith("bidask") else None
         for ws in list(client.clients.values()):
             try:
-                if not ws.connected.done() or ws.connected.exception():
+                if not handshake_done(ws):
                     continue
                 hashes = set(ws.futures) | set(ws.subscriptions)
             except (AttributeError, asyncio.InvalidStateError):
