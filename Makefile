@@ -52,7 +52,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q $(PARALLEL) -m "not slow"
 
 # Each figure beside its target or floor and beside the previous release's (the newest v* tag
-# before HEAD, archived into .bench-previous/), measured in the same run: bench/previous.py.
+# before HEAD, or without tags the newest recorded release HEAD contains, archived into
+# .bench-previous/), measured in the same run: bench/previous.py.
 # BENCH_PREVIOUS=<rev> compares with another revision, BENCH_PREVIOUS=off skips; sweep shows the
 # release's recorded figures (bench/releases/) unless BENCH_PREVIOUS_SKIP= (~9 min; default ~7).
 bench: $(STAMP)

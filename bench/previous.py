@@ -7,7 +7,8 @@ in a fresh ``python -m bench NAME --json FILE`` process. The benchmark code is t
 previous release's is ``git archive``'d once into ``.bench-previous/<tag>/ballast/`` and comes
 first on that process's ``PYTHONPATH``.
 
-The previous release is the newest ``v*`` tag that is an ancestor of HEAD and not on HEAD itself;
+The previous release is the newest ``v*`` tag that is an ancestor of HEAD and not on HEAD itself
+(in a clone without tags: the newest release recorded in ``bench/releases/`` whose commit is);
 ``BENCH_PREVIOUS=<rev>`` names another revision, ``BENCH_PREVIOUS=off`` measures today's code
 only. Without git or without the tag (an sdist, a shallow clone), or when a benchmark fails on the
 previous code (an API it lacks), the figures recorded for that release in ``bench/releases/``
@@ -102,7 +103,7 @@ def previous_release(root: Path = ROOT, setting: str | None = None) -> Release |
         return Release(name, setting, commit)
     merged = git(root, "tag", "--merged", "HEAD", "--list", "v[0-9]*")
     if not merged:
-        return None
+        return recorded_release(root, root / "bench" / "releases")
     on_head = set((git(root, "tag", "--points-at", "HEAD") or "").split())
     tags = [tag for tag in merged.split() if tag not in on_head]
     if not tags:
@@ -110,6 +111,27 @@ def previous_release(root: Path = ROOT, setting: str | None = None) -> Release |
     tag = max(tags, key=version_key)
     commit = git(root, "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}")
     return Release(tag[1:], tag, commit) if commit else None
+
+
+def recorded_release(root: Path = ROOT, releases: Path = RELEASES) -> Release | None:
+    """Without ``v*`` tags (a clone that did not fetch them): the newest release recorded in
+    ``releases`` whose commit git has, as an ancestor of HEAD other than HEAD itself, so a fresh
+    clone still measures the previous release in the same run rather than showing its recorded
+    figures. None when git has none of them."""
+    head = git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    if head is None:
+        return None
+    for record in sorted(
+        (load_record(path) for path in releases.glob("*.json")),
+        key=lambda r: version_key(r.version),
+        reverse=True,
+    ):
+        commit = git(root, "rev-parse", "--verify", "--quiet", f"{record.commit}^{{commit}}")
+        if not commit or commit == head:
+            continue
+        if git(root, "merge-base", "--is-ancestor", commit, "HEAD") is not None:
+            return Release(record.version, f"v{record.version}", commit)
+    return None
 
 
 def checkout(release: Release, root: Path = ROOT, cache: Path = CACHE) -> Path:

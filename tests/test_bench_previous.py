@@ -96,6 +96,42 @@ def test_the_previous_release_is_the_newest_version_tag_before_head(tmp_path: Pa
     assert version_key("0.1.0") < version_key("0.2.0.dev0") < version_key("0.2.0")
 
 
+def test_a_clone_without_tags_measures_the_newest_recorded_release_git_has(
+    tmp_path: Path,
+) -> None:
+    """A clone that did not fetch the tags (CI's, a new machine's) still runs the previous
+    release's code: the newest release recorded in bench/releases/ whose commit is an ancestor
+    of HEAD (not HEAD itself, not one git does not know, not one off HEAD's history)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    first = _commit(repo, "one")
+    second = _commit(repo, "two")
+    _git(repo, "checkout", "-q", "-b", "side")
+    side = _commit(repo, "side")
+    _git(repo, "checkout", "-q", "main")
+    head = _commit(repo, "three")
+    releases = repo / "bench" / "releases"
+    releases.mkdir(parents=True)
+    for version, commit in (
+        ("0.9.0", first),
+        ("0.10.0", second),
+        ("0.11.0", side),  # not an ancestor of HEAD
+        ("0.12.0", "0" * 40),  # a commit this clone does not have
+        ("1.0.0", head),  # HEAD itself: today's code
+    ):
+        record = {"version": version, "date": "2026-12-01T00:00Z", "commit": commit}
+        (releases / f"{version}.json").write_text(json.dumps({**record, "figures": []}))
+    assert _git(repo, "tag") == ""
+
+    found = previous_release(repo, None)
+    assert found is not None
+    assert (found.name, found.rev, found.commit) == ("0.10.0", "v0.10.0", second)
+    (releases / "0.10.0.json").unlink()
+    (releases / "0.9.0.json").unlink()
+    assert previous_release(repo, None) is None
+
+
 def test_bench_measures_the_previous_release_beside_today_in_the_same_run(
     tmp_path: Path, quick_bus: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
