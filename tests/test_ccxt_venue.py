@@ -645,6 +645,41 @@ async def test_a_burst_of_orders_reports_every_fill_to_a_slow_sink(rig: Rig) -> 
         await eventually(lambda: last_qty() == held, what="the last position")
 
 
+async def test_each_balance_statement_is_the_one_its_message_carried(rig: Rig) -> None:
+    """ccxt keeps one balance per account and updates it in place with every message; the venue
+    reports a statement later, behind the updates before it (a slow sink: the journal's fsync).
+    Each statement must still be the balance of its own message: BTC after the spot fills
+    reported before it, not after the next order's fill too (the ledger booked that difference
+    as a transfer, then the fill again: a demo's first rebalance, two buys back to back)."""
+    rig.sink = SlowSink()
+    venue = rig.venue(order_transport="websocket")  # the reply and the statements: one socket
+    async with venue:
+        await started(venue, rig.sink)
+        await subscribed(rig.lb, "user:spot")
+        await asyncio.gather(*(venue.submit(order(f"bl-s{n}", "buy", "0.01")) for n in range(4)))
+        await eventually(lambda: len(rig.sink.fills()) == 4, within_s=10, what="every fill")
+        final = Decimal((await rig.lb.state())["balances"]["BTC"]["free"])
+
+        def last_btc() -> Decimal | None:
+            found = [
+                e.free
+                for e in rig.sink.events
+                if isinstance(e, BalanceUpdated) and e.asset == "BTC"
+            ]
+            return found[-1] if found else None
+
+        await eventually(lambda: last_btc() == final, what="the last BTC statement")
+    held = Decimal(BALANCES["BTC"])
+    statements: list[tuple[Decimal, Decimal]] = []
+    for event in rig.sink.events:
+        if isinstance(event, OrderFilled) and event.symbol == SPOT:
+            held += event.qty - (event.fee if event.fee_asset == "BTC" else Decimal(0))
+        elif isinstance(event, BalanceUpdated) and event.asset == "BTC":
+            statements.append((event.free, held))
+    assert len(statements) >= 2
+    assert [free for free, _ in statements] == [booked for _, booked in statements]
+
+
 async def test_a_statement_that_predates_a_fill_is_corrected_after_the_burst(rig: Rig) -> None:
     """The unified account sends a perp fill's USDT on the spot socket, the fill on the futures
     one: a statement can arrive after a fill it predates. Once the fills are quiet the venue reads

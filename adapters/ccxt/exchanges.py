@@ -282,7 +282,12 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
         kind = client.get_account_type_from_subscriptions(list(ws.subscriptions.keys()))
         cached = (client.balance or {}).get(kind)
         if cached is not None:
-            push("balance", ("spot" if kind in ("spot", "margin") else "futures", cached, message))
+            # ccxt keeps one balance per account and updates it in place with every message:
+            # the venue reports this one later (in arrival order, behind other updates), when
+            # ccxt may have applied the next already (a second order's fill booked as a
+            # transfer before that order's own fill), so it gets this message's balance
+            account = "spot" if kind in ("spot", "margin") else "futures"
+            push("balance", (account, _balance_as_of_now(cached), message))
 
     def positions(ws: Any, message: Any) -> None:
         data = message.get("a") if isinstance(message, Mapping) else None
@@ -370,6 +375,12 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
         return handle_message(ws, message)
 
     client.handle_message = recognised
+
+
+def _balance_as_of_now(balance: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a ccxt balance structure that its later updates leave as it is (ccxt replaces
+    or rewrites the per-asset rows and the ``free``/``used``/``total`` maps in place)."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in balance.items()}
 
 
 def _binance_unrecognised(message: Any) -> bool:

@@ -425,6 +425,8 @@ class CcxtVenue(Venue):
         """A settlement happened that no funding poll has read yet."""
         self._funding_polled_ns = -(2**62)
         self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._pumping: asyncio.Task[None] | None = None
+        """:meth:`_pump`'s task, once started (an order's reply is reported through it)."""
         self._reporting = False
         """:meth:`_pump` is reporting an update (it may be awaiting): market data queues behind."""
         self._ended: deque[str] = deque()
@@ -571,6 +573,7 @@ class CcxtVenue(Venue):
             return
         self._started = True
         self._spawn(self._pump(), f"{self.name}:updates")
+        self._pumping = self._tasks[-1]
         for channel in self._make_channels():
             self._channels[channel.name] = channel
             self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
@@ -993,7 +996,7 @@ class CcxtVenue(Venue):
             await self._reject(coid, order.symbol, self._text(reason))
             return
         known.answered = True
-        await self._on_orders([reply])
+        await self._reply_in_order(reply)
 
     def _ws_create(self, client: Any, api: AccountApi) -> Callable[..., Awaitable[Any]]:
         """``create_order_ws`` within the client's timeout (ccxt waits for a WebSocket answer
@@ -1105,7 +1108,7 @@ class CcxtVenue(Venue):
         )
         # the reply's own clientOrderId may name the cancel request (Binance spot); it is
         # about ours
-        await self._on_orders([{**reply, "clientOrderId": coid}])
+        await self._reply_in_order({**reply, "clientOrderId": coid})
 
     async def order_status(self, client_order_id: str, symbol: str) -> OrderStatus | None:
         client = self._require_client()
@@ -1653,11 +1656,43 @@ class CcxtVenue(Venue):
                     return
         self._updates.put_nowait((kind, item))
 
+    async def _reply_in_order(self, reply: Mapping[str, Any]) -> None:
+        """Report an order's reply behind the stream updates received before it. The stream's
+        balance statements are queued for :meth:`_pump`; a fill reported from the reply at once
+        would overtake the statements from before it, and the ledger would book the difference
+        between such a statement and its fills as a transfer (and back at the next statement,
+        at another price). Reported by the caller when the pump is not running (not started,
+        or closed), and raising what the report raised."""
+        pump = self._pumping
+        if pump is None or pump.done():
+            await self._on_orders([reply])
+            return
+        reported: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._updates.put_nowait(("reply", (reply, reported)))
+        await asyncio.wait([reported, pump], return_when=asyncio.FIRST_COMPLETED)
+        if not reported.done():  # the pump ended with the reply still queued
+            await self._on_orders([reply])
+            return
+        reported.result()
+
     async def _pump(self) -> None:
         """Report the stream updates in the order the exchange sent them."""
         while True:
             kind, item = await self._updates.get()
             self._reporting = True
+            if kind == "reply":
+                reply, reported = item
+                try:
+                    await self._on_orders([reply])
+                except Exception as e:  # the caller's (an order's reply is not stream data)
+                    if not reported.done():
+                        reported.set_exception(e)
+                else:
+                    if not reported.done():
+                        reported.set_result(None)
+                finally:
+                    self._reporting = False
+                continue
             try:
                 await self._report(kind, item)
             except Exception as e:  # one bad update must not stop the reports of the others
