@@ -374,8 +374,7 @@ class RiskManager(Actor):
 
     def on_mark_price(self, update: MarkPriceUpdated) -> None:
         self._on_price(update.symbol, update.mark, update.ts_event)
-        if self.snapshot is not None:
-            self._check_liquidation(self.snapshot, update.ts_event)
+        self._check_liquidation(update.ts_event)
 
     def _on_price(self, symbol: str, price: Decimal, ts_ns: int) -> None:
         if price <= 0:
@@ -462,11 +461,17 @@ class RiskManager(Actor):
                 f"drawdown {drawdown:.4f} >= limit {self.risk.drawdown_limit} "
                 f"(NAV {snapshot.nav}, peak {peak})",
             )
-        self._check_liquidation(snapshot, snapshot.ts_event)
+        self._check_liquidation(snapshot.ts_event)
         if self.kill_switch is None:
             self._deleverage(snapshot.ts_event)
 
-    def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
+    def _check_liquidation(self, ts_ns: int) -> None:
+        """Trip the kill switch if a perp of the settled book (:meth:`settled_book`: the latest
+        snapshot at the latest marks, closes in flight filled) is closer to liquidation than
+        ``min_liquidation_distance``."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
         for state in snapshot.assets:
             if state.perp_qty:
                 break
@@ -713,9 +718,9 @@ class RiskManager(Actor):
                 if transition.intent_id in self._closing:
                     self._closing.discard(transition.intent_id)
                     unfilled_close = transition.after != "filled"
-        if unfilled_close and self.snapshot is not None:
+        if unfilled_close:
             # the exposure it was to remove stays: judge the book without it, now
-            self._check_liquidation(self.snapshot, message.ts_event)
+            self._check_liquidation(message.ts_event)
 
     def on_filled(self, fill: OrderFilled) -> None:
         self._add_turnover(fill.ts_event, fill.qty * fill.price)
