@@ -59,9 +59,12 @@ bought with the proceeds, two orders sent together) often has its spot fill book
 close's: for a moment the long's collateral is spent while the long is still open, and without
 this the kill switch halted the run on a position already being closed. When such an order ends
 unfilled (refused, canceled, given up), the book is judged again at once without it: a genuine
-breach still trips the switch. A reduce-only limit order (it may rest) is not counted; the
-pre-trade check is unchanged (no order may take a perp below the deleveraging distance at the
-snapshot, in-flight orders not counted), so no order exceeds any cap because of this.
+breach still trips the switch. A reduce-only limit order (it may rest) is not counted. The
+pre-trade liquidation guard (no order may take a perp below the deleveraging distance) judges the
+same settled book (:meth:`RiskManager.settled_book`, passed to the check): the spot buy of a Case B
+unwind, checked right after its close was approved, is judged on the book the close leaves, and
+every order at the marks the kill switch reads, not the snapshot's. The caps (net and gross
+leverage, margin usage, weight, turnover) still count every order in flight at its worst.
 
 Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
 ``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
@@ -664,6 +667,7 @@ class RiskManager(Actor):
             kill_switch=self.kill_switch is not None,
             margin=self.margin,
             unreconciled=self.unreconciled(),
+            settled=self.settled_book(),
         )
 
     def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:
