@@ -630,3 +630,19 @@ async def test_the_guard_judges_at_the_marks_the_kill_switch_sees(
     assert D("0.2") <= btc.distance < D("0.201")
     assert desk.of(DeleverageRequired) == []
     assert desk.of(KillSwitchTriggered) == []
+
+
+async def test_the_margin_cap_still_counts_the_close_at_its_worst(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Only the liquidation guard counts the close as filled. The two orders go out together and
+    either may be filled first; the buy must be one the venue accepts with the long still open, so
+    the margin cap keeps counting the close at its worst: with USDT 29,000 (margin balance 32,000,
+    the long's initial margin 3,000) the buy is cut to 0.725, which keeps margin usage at its cap
+    of 1 with the long open. The guard, on the book the close leaves, has no perp to protect."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account("29000", "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        desk.decide("d1", *unwind("0.75", "0.75"))
+    assert buy_verdicts(desk) == [(PERP, D("0.75"), ""), (SPOT, D("0.725"), "max_margin_usage")]

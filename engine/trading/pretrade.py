@@ -39,7 +39,12 @@ shrink positions, at most to zero). So the spot buy of a Case B unwind, checked 
 perp close was approved, is judged on the book the close leaves, not on the long it removes. No
 other in-flight order is counted (a limit close may rest, a plain order may not reduce); when a
 close ends unfilled the next check is on the book without it. Without ``settled``: the snapshot
-at its own marks, nothing in flight counted.
+at its own marks, nothing in flight counted. The caps below keep counting every order in flight
+at its worst, closes included: the orders of a decision go out together and the venue may fill
+them in either order, so each must be one it accepts with the close not yet filled (the margin a
+spot buy spends while the long is still open); the distance to liquidation is a buffer the
+kill switch and the deleveraging also judge on the settled book, so a moment below it while the
+close works is no breach.
 
 Exposure is valued at the mark and the fill is assumed not to change NAV (fees ignored):
 

@@ -64,7 +64,8 @@ pre-trade liquidation guard (no order may take a perp below the deleveraging dis
 same settled book (:meth:`RiskManager.settled_book`, passed to the check): the spot buy of a Case B
 unwind, checked right after its close was approved, is judged on the book the close leaves, and
 every order at the marks the kill switch reads, not the snapshot's. The caps (net and gross
-leverage, margin usage, weight, turnover) still count every order in flight at its worst.
+leverage, margin usage, weight, turnover) still count every order in flight at its worst: the
+venue may fill the orders of a decision in either order (:mod:`~ballast.engine.trading.pretrade`).
 
 Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
 ``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
