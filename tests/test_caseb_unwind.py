@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -36,9 +37,11 @@ from ballast.engine.kernel.events import (
     MarkPriceUpdated,
     Message,
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderIntent,
     OrderRejected,
+    OrderVetoed,
     PositionUpdated,
     QuoteTick,
     RebalanceDecided,
@@ -469,3 +472,177 @@ def test_the_settled_book_is_the_book_the_close_leaves(
     assert [(x.qty, x.price) for x in settled.liquidations()] == [
         (x.qty, x.price) for x in booked.liquidations()
     ]
+
+
+# ---------------------------------------------------------------------------- the pre-trade check
+#
+# The pre-trade liquidation guard (no order may bring a perp below the deleveraging distance)
+# judges the same book as the kill switch: a reduce-only market close approved and still in
+# flight counts as filled at the mark. Otherwise the spot buy of a Case B unwind, checked right
+# after its close was approved in the same decision, is judged with the long still open and its
+# collateral spent, and cut or vetoed for a breach the close removes.
+
+TIGHT_USDT = "32400"
+"""With this much USDT (NAV 79,400) the unwind's spot buy of 0.75 BTC, judged with the long still
+open, would leave the long 17.7 % from liquidation (32,931.7), below the deleveraging level of
+20 %: the guard would cut the buy to 0.73259."""
+
+
+def buy_verdicts(desk: Desk) -> list[tuple[str, Decimal, str]]:
+    return [
+        (a.intent.symbol, a.intent.qty, a.cut_reason.split(":")[0]) for a in desk.of(IntentApproved)
+    ]
+
+
+async def test_the_guard_cuts_the_spot_buy_while_the_long_stays(sim_clock: SimulatedClock) -> None:
+    """Without a close in flight the guard bites: the spot buy alone is cut (the other tests'
+    reference: the long open, its collateral spent)."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(TIGHT_USDT, "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        _, buy = unwind("0.75", "0.75")
+        desk.decide("d1", buy)
+    assert buy_verdicts(desk) == [(SPOT, D("0.73259"), "liquidation_distance")]
+
+
+async def test_the_spot_buy_of_a_case_b_unwind_counts_its_close_in_flight(
+    sim_clock: SimulatedClock,
+) -> None:
+    """The close and the buy in one decision: the buy is checked after the close was approved,
+    on the book the close leaves (no perp left): it passes uncut, and nothing else fires."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(TIGHT_USDT, "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        desk.decide("d1", *unwind("0.75", "0.75"))
+    assert buy_verdicts(desk) == [(PERP, D("0.75"), ""), (SPOT, D("0.75"), "")]
+    assert desk.of(OrderVetoed) == []
+    assert desk.of(KillSwitchTriggered) == []
+
+
+async def test_only_what_the_close_takes_away_is_counted(sim_clock: SimulatedClock) -> None:
+    """A close of a third of the long: the buy is judged with the other two thirds open, at the
+    cash the close's realised PnL leaves; still cut, by less than with the whole long open."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(TIGHT_USDT, "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        desk.decide("d1", *unwind("0.25", "0.8"))
+    [close, (symbol, qty, code)] = buy_verdicts(desk)
+    assert close == (PERP, D("0.25"), "")
+    assert (symbol, code) == (SPOT, "liquidation_distance")
+    assert D("0.73259") < qty < D("0.8")
+
+
+@pytest.mark.parametrize("end", ["rejected", "canceled", "filled", "working"])
+async def test_the_book_goes_back_when_the_close_ends_unfilled(
+    sim_clock: SimulatedClock, end: str
+) -> None:
+    """The close decided and sent alone, the buy in the next decision: while the close works or
+    once it filled, the buy passes; refused or canceled, the long stays and the buy is cut as if
+    there had never been a close."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(TIGHT_USDT, "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        close, buy = unwind("0.75", "0.75")
+        desk.decide("d1", close)
+        [approved] = desk.of(IntentApproved)
+        coid = desk.send(approved)
+        now = desk.now()
+        if end == "rejected":
+            desk.publish(
+                OrderRejected(
+                    ts_event=now, ts_init=now, client_order_id=coid, symbol=PERP, reason="-2022"
+                )
+            )
+        elif end == "canceled":
+            desk.publish(
+                OrderCanceled(
+                    ts_event=now, ts_init=now, client_order_id=coid, symbol=PERP, reason="expired"
+                )
+            )
+        elif end == "filled":
+            desk.fill(coid, "40000")
+        assert (desk.risk.closing_in_flight() != {}) is (end == "working")
+        desk.decide("d2", buy)
+    expected = (SPOT, D("0.73259"), "liquidation_distance")
+    if end in ("working", "filled"):
+        expected = (SPOT, D("0.75"), "")
+    assert buy_verdicts(desk)[1:] == [expected]
+
+
+async def test_a_resting_reduce_only_limit_close_is_not_counted(sim_clock: SimulatedClock) -> None:
+    """A reduce-only limit order may rest: the buy is judged with the long open."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(TIGHT_USDT, "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        close, buy = unwind("0.75", "0.75")
+        desk.decide("d1", msgspec.structs.replace(close, order_type="limit", price=D("40000")), buy)
+    assert buy_verdicts(desk)[1:] == [(SPOT, D("0.73259"), "liquidation_distance")]
+
+
+async def test_an_order_that_is_not_reduce_only_is_not_counted(sim_clock: SimulatedClock) -> None:
+    """A plain market sell of the perp would take the long away as well if it filled, but it may
+    open a short instead (nothing bounds it to the position): only reduce-only closes count, so
+    the buy is judged with the long open."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account(TIGHT_USDT, "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        close, buy = unwind("0.75", "0.75")
+        desk.decide("d1", msgspec.structs.replace(close, reduce_only=False), buy)
+    assert buy_verdicts(desk) == [
+        (PERP, D("0.75"), ""),
+        (SPOT, D("0.73259"), "liquidation_distance"),
+    ]
+
+
+async def test_the_guard_judges_at_the_marks_the_kill_switch_sees(
+    sim_clock: SimulatedClock,
+) -> None:
+    """BTC falls from 40,000 to 38,000 and the buy is decided before the next snapshot. Judged at
+    the snapshot's mark, the whole buy would pass (the long 22.0 % from liquidation); at the mark
+    the kill switch and the deleveraging read, it leaves the long 17.9 % away, and the next
+    snapshot would ask to deleverage it. The guard cuts the buy to what keeps 20 % at that mark:
+    once it has filled, nothing asks to deleverage."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account("32200", "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        desk.prices("38000")
+        snapshot = desk.risk.snapshot
+        assert snapshot is not None
+        assert snapshot.assets[0].perp_price == D(40000)  # the snapshot is a price behind
+        _, buy = unwind("0.75", "0.75")
+        desk.decide("d1", buy)
+        [(symbol, qty, code)] = buy_verdicts(desk)
+        assert (symbol, code) == (SPOT, "liquidation_distance")
+        desk.fill(desk.send(desk.of(IntentApproved)[0]), "38000")
+        sim_clock.advance_to(START_NS + 2 * S)
+        desk.prices("38000")
+        sim_clock.advance_to(START_NS + 3 * S)
+        [btc, *_] = desk.risk.liquidations()
+    assert D("0.6") < qty < D("0.75")
+    assert btc.distance is not None
+    assert D("0.2") <= btc.distance < D("0.201")
+    assert desk.of(DeleverageRequired) == []
+    assert desk.of(KillSwitchTriggered) == []
+
+
+async def test_the_margin_cap_still_counts_the_close_at_its_worst(
+    sim_clock: SimulatedClock,
+) -> None:
+    """Only the liquidation guard counts the close as filled. The two orders go out together and
+    either may be filled first; the buy must be one the venue accepts with the long still open, so
+    the margin cap keeps counting the close at its worst: with USDT 29,000 (margin balance 32,000,
+    the long's initial margin 3,000) the buy is cut to 0.725, which keeps margin usage at its cap
+    of 1 with the long open. The guard, on the book the close leaves, has no perp to protect."""
+    desk = Desk(sim_clock)
+    async with desk.portfolio, desk.risk:
+        desk.account("29000", "0.1", "0.75", "36000", "40000")
+        sim_clock.advance_to(START_NS + S)
+        desk.decide("d1", *unwind("0.75", "0.75"))
+    assert buy_verdicts(desk) == [(PERP, D("0.75"), ""), (SPOT, D("0.725"), "max_margin_usage")]

@@ -29,9 +29,22 @@ numbers). Checks run in this order:
 
 ``liquidation_distance``: an order that opens or grows a perp position, flips one beyond zero, or
 spends collateral (a spot buy while perps are open) may not bring any perp's distance to
-liquidation below ``deleverage_liquidation_distance`` (at the snapshot's marks and cash, in-flight
-orders not counted, fees ignored): the level at which the risk actor would ask to deleverage, so
-the engine does not trade itself into a forced reduction. Reducing a position always passes.
+liquidation below ``deleverage_liquidation_distance`` (fees ignored): the level at which the risk
+actor would ask to deleverage, so the engine does not trade itself into a forced reduction.
+Reducing a position always passes. It is judged on ``settled``, the book the risk actor's kill
+switch and deleveraging judge (:meth:`~ballast.engine.trading.risk.RiskManager.settled_book`): the
+snapshot at the latest perp marks, with the approved reduce-only market orders still in flight
+counted as filled at the mark (:meth:`~ballast.engine.trading.measures.Book.settled`: they only
+shrink positions, at most to zero). So the spot buy of a Case B unwind, checked right after its
+perp close was approved, is judged on the book the close leaves, not on the long it removes. No
+other in-flight order is counted (a limit close may rest, a plain order may not reduce); when a
+close ends unfilled the next check is on the book without it. Without ``settled``: the snapshot
+at its own marks, nothing in flight counted. The caps below keep counting every order in flight
+at its worst, closes included: the orders of a decision go out together and the venue may fill
+them in either order, so each must be one it accepts with the close not yet filled (the margin a
+spot buy spends while the long is still open); the distance to liquidation is a buffer the
+kill switch and the deleveraging also judge on the settled book, so a moment below it while the
+close works is no breach.
 
 Exposure is valued at the mark and the fill is assumed not to change NAV (fees ignored):
 
@@ -173,6 +186,7 @@ class _Book:
     turnover_today: Decimal
     margin: MarginTable
     reducing: Mapping[str, Decimal]
+    settled: Book | None
 
     @property
     def sign(self) -> Decimal:
@@ -215,6 +229,7 @@ def check(
     kill_switch: bool = False,
     margin: MarginTable | None = None,
     unreconciled: str | None = None,
+    settled: Book | None = None,
 ) -> Verdict:
     """Approve (maybe cut) or veto ``intent``. Pure: the same inputs give the same verdict.
 
@@ -223,6 +238,9 @@ def check(
     until the venue caught up and reconciled (None: reconciled).
     ``reducing``: unfilled quantity (signed, buy > 0) of the reduce-only orders in flight, by
     symbol.
+    ``settled``: the risk actor's settled book (``snapshot`` at the latest perp marks, the
+    approved reduce-only market closes in flight counted as filled), which the liquidation guard
+    judges (module docstring); None: ``snapshot`` at its own marks.
     """
     with localcontext(_CTX):
         if unreconciled is not None:
@@ -256,6 +274,7 @@ def check(
             turnover_today,
             margin if margin is not None else _DEFAULT_MARGIN,
             reducing,
+            settled,
         )
         return _size(book)
 
@@ -501,8 +520,10 @@ def _liquidation_guard(book: _Book) -> _Limit:
     from liquidation (module docstring); reducing a position is always allowed."""
     threshold = book.mandate.deleverage_distance
     inst = book.instrument
-    perps = {inst.base: inst} if inst.is_perp else {}
-    holdings = Book(book.snapshot, perps, book.margin).holdings()
+    base = book.settled
+    if base is None:
+        base = Book(book.snapshot, {inst.base: inst} if inst.is_perp else {}, book.margin)
+    holdings, wallet = base.holdings(), base.snapshot.cash
     own = next((h for h in holdings if inst.is_perp and h.symbol == inst.symbol), None)
     position = own.qty if own is not None else _ZERO
     free = abs(position) if book.sign * position < 0 else _ZERO  # reducing part: always allowed
@@ -512,12 +533,11 @@ def _liquidation_guard(book: _Book) -> _Limit:
         return _Limit("liquidation_distance", _INFINITY, _no_detail)
 
     def nearest(qty: Decimal) -> Decimal | None:
-        after, wallet = _after_trade(book, holdings, qty)
+        after, cash = _after_trade(book, holdings, wallet, qty)
         distances = [
             liquidation_distance(h.mark, price)
             for h in after
-            if (price := account_liquidation_price(h.symbol, after, wallet, book.margin))
-            is not None
+            if (price := account_liquidation_price(h.symbol, after, cash, book.margin)) is not None
         ]
         return min(distances, default=None)
 
@@ -541,8 +561,10 @@ def _liquidation_guard(book: _Book) -> _Limit:
 
     def detail() -> str:
         now = nearest(_ZERO)
+        settled = base.snapshot is not book.snapshot
+        closing = " once the closing orders in flight fill" if settled else ""
         return (
-            f"nearest liquidation {'none' if now is None else _percent(now)} away, "
+            f"nearest liquidation {'none' if now is None else _percent(now)} away{closing}, "
             f"min {_percent(threshold)} after the order"
         )
 
@@ -550,10 +572,9 @@ def _liquidation_guard(book: _Book) -> _Limit:
 
 
 def _after_trade(
-    book: _Book, holdings: list[PerpHolding], qty: Decimal
+    book: _Book, holdings: list[PerpHolding], wallet: Decimal, qty: Decimal
 ) -> tuple[list[PerpHolding], Decimal]:
-    """The perp holdings and quote wallet after ``qty`` of the order fills at the mark."""
-    wallet = book.snapshot.cash
+    """The perp holdings and quote ``wallet`` after ``qty`` of the order fills at the mark."""
     inst = book.instrument
     signed = book.sign * qty
     if not inst.is_perp:

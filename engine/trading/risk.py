@@ -59,9 +59,13 @@ bought with the proceeds, two orders sent together) often has its spot fill book
 close's: for a moment the long's collateral is spent while the long is still open, and without
 this the kill switch halted the run on a position already being closed. When such an order ends
 unfilled (refused, canceled, given up), the book is judged again at once without it: a genuine
-breach still trips the switch. A reduce-only limit order (it may rest) is not counted; the
-pre-trade check is unchanged (no order may take a perp below the deleveraging distance at the
-snapshot, in-flight orders not counted), so no order exceeds any cap because of this.
+breach still trips the switch. A reduce-only limit order (it may rest) is not counted. The
+pre-trade liquidation guard (no order may take a perp below the deleveraging distance) judges the
+same settled book (:meth:`RiskManager.settled_book`, passed to the check): the spot buy of a Case B
+unwind, checked right after its close was approved, is judged on the book the close leaves, and
+every order at the marks the kill switch reads, not the snapshot's. The caps (net and gross
+leverage, margin usage, weight, turnover) still count every order in flight at its worst: the
+venue may fill the orders of a decision in either order (:mod:`~ballast.engine.trading.pretrade`).
 
 Kill switch, the last resort: trips when ``snapshot.drawdown ≥ drawdown_limit`` (reason
 ``drawdown``) or when a perp's distance to liquidation ``|mark − liquidation| / mark`` is below
@@ -374,8 +378,7 @@ class RiskManager(Actor):
 
     def on_mark_price(self, update: MarkPriceUpdated) -> None:
         self._on_price(update.symbol, update.mark, update.ts_event)
-        if self.snapshot is not None:
-            self._check_liquidation(self.snapshot, update.ts_event)
+        self._check_liquidation(update.ts_event)
 
     def _on_price(self, symbol: str, price: Decimal, ts_ns: int) -> None:
         if price <= 0:
@@ -462,11 +465,17 @@ class RiskManager(Actor):
                 f"drawdown {drawdown:.4f} >= limit {self.risk.drawdown_limit} "
                 f"(NAV {snapshot.nav}, peak {peak})",
             )
-        self._check_liquidation(snapshot, snapshot.ts_event)
+        self._check_liquidation(snapshot.ts_event)
         if self.kill_switch is None:
             self._deleverage(snapshot.ts_event)
 
-    def _check_liquidation(self, snapshot: PortfolioSnapshot, ts_ns: int) -> None:
+    def _check_liquidation(self, ts_ns: int) -> None:
+        """Trip the kill switch if a perp of the settled book (:meth:`settled_book`: the latest
+        snapshot at the latest marks, closes in flight filled) is closer to liquidation than
+        ``min_liquidation_distance``."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
         for state in snapshot.assets:
             if state.perp_qty:
                 break
@@ -659,6 +668,7 @@ class RiskManager(Actor):
             kill_switch=self.kill_switch is not None,
             margin=self.margin,
             unreconciled=self.unreconciled(),
+            settled=self.settled_book(),
         )
 
     def _decide(self, intent: OrderIntent, verdict: Verdict, ts_event: int) -> None:
@@ -713,9 +723,9 @@ class RiskManager(Actor):
                 if transition.intent_id in self._closing:
                     self._closing.discard(transition.intent_id)
                     unfilled_close = transition.after != "filled"
-        if unfilled_close and self.snapshot is not None:
+        if unfilled_close:
             # the exposure it was to remove stays: judge the book without it, now
-            self._check_liquidation(self.snapshot, message.ts_event)
+            self._check_liquidation(message.ts_event)
 
     def on_filled(self, fill: OrderFilled) -> None:
         self._add_turnover(fill.ts_event, fill.qty * fill.price)
