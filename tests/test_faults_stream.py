@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -327,6 +328,39 @@ async def test_an_expired_listen_key_is_refused_until_a_new_post() -> None:
             await again.close()
 
 
+async def test_a_close_behind_an_account_update_sends_it_then_closes_and_loses_what_follows() -> (
+    None
+):
+    """close_behind: the first account update on the listenKey socket goes out with a close
+    frame right behind it; the order's later pieces are pushed to no socket."""
+    async with served({}) as (server, faults):
+        now = server.core.clock.now_ns()
+        await quote(server, 50000, "BTC/USDT:USDT")
+        mark = Decimal(50000)
+        await server.core.on_market(
+            MarkPriceUpdated(now, now, "BTC/USDT:USDT", mark, mark, Decimal(0), now + 10**12)
+        )
+        headers = {"X-MBX-APIKEY": API_KEY}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{server.rest_url}/fapi/v1/listenKey", headers=headers) as r:
+                key = (await r.json())["listenKey"]
+            ws = await session.ws_connect(f"{server.ws_url}/fws/private/ws?listenKey={key}")
+            await eventually(lambda: "user:futures" in server.subscriptions(), within_s=2)
+            faults.plan.set({"close_behind": 1.0, "partial_fill": 1.0}, 0)
+            await server.core.submit(market_order("BTC/USDT:USDT", "buy", "0.01", "bl-behind"))
+            assert "user:futures" not in server.subscriptions()  # forgotten at once
+            got = await received(ws, within_s=2)
+    kinds = [(m["e"], m.get("o", {}).get("x")) for m in got if isinstance(m, dict)]
+    assert kinds == [
+        ("ORDER_TRADE_UPDATE", "NEW"),
+        ("ORDER_TRADE_UPDATE", "TRADE"),
+        ("ACCOUNT_UPDATE", None),
+    ], got
+    assert got[-1] == aiohttp.WSMsgType.CLOSE  # a close frame, not a reset
+    assert len(server.core.trades) > 1  # the later pieces: not sent
+    assert faults.plan.counts["close_behind"] == 1
+
+
 async def test_a_market_order_reply_waits_until_its_fill_was_pushed() -> None:
     """fill_before_ack: the market order rests until the next price (fill latency); its REST
     reply is held until the fill has gone out on the user stream."""
@@ -426,6 +460,154 @@ async def test_a_perp_fill_lost_on_its_stream_is_caught_up_after_a_later_spot_fi
     )
 
 
+async def test_a_user_socket_closed_right_behind_an_account_update_is_noticed_and_caught_up() -> (
+    None
+):
+    """close_behind: the exchange sends a perp fill's ORDER_TRADE_UPDATE and ACCOUNT_UPDATE and
+    closes the listenKey socket right behind them (one write): ccxt handles the updates (every
+    watch call of the channel answered) and the close together, so no watch call is pending on
+    the socket when it closes. The order fills in several pieces; those after the first are
+    pushed while no user socket is open. The venue must notice the close by itself (a
+    disconnect, a reconnect counted) and catch up over REST: every piece booked once."""
+    events: list[Any] = []
+
+    async def sink(event: Any) -> int:
+        events.append(event)
+        return len(events)
+
+    def fills() -> list[OrderFilled]:
+        return [e for e in events if isinstance(e, OrderFilled)]
+
+    def changes(state: str) -> list[VenueConnectionChanged]:
+        return [e for e in events if isinstance(e, VenueConnectionChanged) and e.state == state]
+
+    async with served({}) as (server, faults):
+        now = server.core.clock.now_ns()
+        await quote(server, 50000, "BTC/USDT:USDT")
+        mark = Decimal(50000)
+        await server.core.on_market(
+            MarkPriceUpdated(now, now, "BTC/USDT:USDT", mark, mark, Decimal(0), now + 10**12)
+        )
+        venue = CcxtVenue(
+            BINANCE,
+            spot=[],
+            perp=["BTC/USDT:USDT"],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=server.core.clock,
+            rest_url=server.rest_url,
+            ws_url=server.ws_url,
+            order_transport="rest",
+        )
+        venue.attach(sink)
+        async with venue:
+            await venue.connect()
+            await venue.start()
+            await eventually(lambda: len(changes("caught_up")) == 1, within_s=5)
+            await eventually(lambda: "user:futures" in server.subscriptions())
+            assert venue.stats().reconnects == 0
+            faults.plan.set({"partial_fill": 1.0, "close_behind": 1.0}, 0)
+            await venue.submit(market_order("BTC/USDT:USDT", "buy", "0.01", "bl-behind"))
+            faults.plan.set({}, 0)  # the pieces were all pushed before the order's reply
+            trades = [str(t.trade_id) for t in server.core.trades]
+            assert len(trades) > 1  # split: the pieces after the first went to no socket
+            await eventually(
+                lambda: len(fills()) == len(trades), within_s=5, what="every piece booked"
+            )
+            await asyncio.sleep(0.3)  # nothing booked twice, no further disconnect
+            reconnects = venue.stats().reconnects
+    assert sorted(f.trade_id for f in fills()) == sorted(trades)
+    assert sum(f.qty for f in fills()) == Decimal("0.01")
+    dropped = changes("disconnected")
+    assert [c.channel for c in dropped] == ["user:futures"], dropped
+    assert reconnects == 1
+    assert len(changes("caught_up")) == 2  # the start's and the reconnect's
+
+
+REFRESH_MS = 100
+"""ccxt's ``listenKeyRefreshRate`` in the test below: its refresh comes due 10.1 s after the
+last ``POST``/``PUT`` of the listenKey (ccxt: the rate + 10 s; Binance's default rate, 20 min)."""
+
+
+async def test_a_user_socket_closed_while_no_watch_call_is_pending_is_noticed_and_caught_up() -> (
+    None
+):
+    """The window where no watch call is pending on the futures user socket, made certain:
+    once its listenKey refresh is due, ccxt refreshes it over REST (``POST``) inside the first
+    watch call made after that, before the call waits on the socket (ccxt 4.5.90 keeps a
+    listenKey alive once and never schedules the keep-alive again: in production the window
+    comes every ~40 min). A perp order fills in several pieces; the exchange sends the first
+    one's ORDER_TRADE_UPDATE and ACCOUNT_UPDATE and closes the socket right behind them
+    (close_behind); the calls they answered are re-armed into that refresh, so ccxt handles
+    the close with nothing pending and only forgets the socket; the next call opens a new one
+    without a word, and the later pieces, pushed while no user socket was open, are missing
+    from the stream. The venue must hear of the close itself: a disconnect, a reconnect
+    counted, a catch-up over REST that books every piece once."""
+    events: list[Any] = []
+
+    async def sink(event: Any) -> int:
+        events.append(event)
+        return len(events)
+
+    def fills() -> list[OrderFilled]:
+        return [e for e in events if isinstance(e, OrderFilled)]
+
+    def changes(state: str) -> list[VenueConnectionChanged]:
+        return [e for e in events if isinstance(e, VenueConnectionChanged) and e.state == state]
+
+    spec = dataclasses.replace(
+        BINANCE, options={**BINANCE.options, "listenKeyRefreshRate": REFRESH_MS}
+    )
+    async with served({}) as (server, faults):
+        now = server.core.clock.now_ns()
+        await quote(server, 50000, "BTC/USDT:USDT")
+        mark = Decimal(50000)
+        await server.core.on_market(
+            MarkPriceUpdated(now, now, "BTC/USDT:USDT", mark, mark, Decimal(0), now + 10**12)
+        )
+        venue = CcxtVenue(
+            spec,
+            spot=[],
+            perp=["BTC/USDT:USDT"],
+            api_key=API_KEY,
+            api_secret=SECRET,
+            clock=server.core.clock,
+            rest_url=server.rest_url,
+            ws_url=server.ws_url,
+            order_transport="rest",
+        )
+        venue.attach(sink)
+        async with venue:
+            await venue.connect()
+            await venue.start()
+            await eventually(lambda: len(changes("caught_up")) == 1, within_s=5)
+            await eventually(lambda: "user:futures" in server.subscriptions())
+            posts = server.listen_key_posts
+            await asyncio.sleep(REFRESH_MS / 1000 + 10.5)  # the refresh comes due
+            assert server.listen_key_posts == posts  # nothing asked for it yet
+            faults.plan.set({"partial_fill": 1.0, "close_behind": 1.0}, 0)
+            await venue.submit(market_order("BTC/USDT:USDT", "buy", "0.01", "bl-unseen"))
+            faults.plan.set({}, 0)  # every piece was pushed before the order's reply
+            trades = [str(t.trade_id) for t in server.core.trades]
+            assert len(trades) > 1  # split: the pieces after the first went to no socket
+            assert faults.plan.counts == {}  # (set() starts the counts over)
+            await eventually(
+                lambda: server.listen_key_posts > posts,
+                what="ccxt refreshing the listenKey in the re-armed calls (the window)",
+            )
+            await eventually(
+                lambda: len(fills()) == len(trades), within_s=5, what="every piece booked"
+            )
+            await asyncio.sleep(0.3)  # nothing booked twice, no further disconnect
+            reconnects = venue.stats().reconnects
+    assert sorted(f.trade_id for f in fills()) == sorted(trades)
+    assert sum(f.qty for f in fills()) == Decimal("0.01")
+    dropped = changes("disconnected")
+    assert [c.channel for c in dropped] == ["user:futures"], dropped
+    assert reconnects == 1
+    assert len(changes("caught_up")) == 2  # the start's and the reconnect's
+
+
 async def test_an_order_over_the_ws_api_left_unanswered_times_out_and_its_resend_is_one_order() -> (
     None
 ):
@@ -502,6 +684,7 @@ RATES = {
     "duplicate": 0.05,
     "reorder": 0.05,
     "listen_key_expired": 0.08,
+    "close_behind": 0.05,
     "fill_before_ack": 0.5,
     "partial_fill": 0.5,
 }

@@ -109,7 +109,9 @@ class ExchangeSpec:
     spot and perp markets we trade."""
     reset_user_stream: Callable[[Any, AccountApi], None] = field(default=lambda client, api: None)
     """Forget the ccxt client's user-stream credential of ``api`` after a drop, so the
-    reconnect asks for a fresh one (an expired listenKey would be refused forever)."""
+    reconnect asks for a fresh one (an expired listenKey would be refused forever), and a
+    request for one that the channel's cancelled calls left unsettled (the reconnect would wait
+    on it)."""
     channel_of_url: Callable[[Any, str], str] = field(default=lambda client, url: "market")
     """The channel a ccxt WebSocket client's URL carries: ``"market"``, ``"user:spot"`` or
     ``"user:futures"`` (where an unreadable message came from)."""
@@ -440,11 +442,21 @@ def _binance_advertised_limit(url: str, body: Any) -> int | None:
 
 def _binance_reset_user_stream(client: Any, api: AccountApi) -> None:
     """ccxt reuses a listenKey for 20 min after it got it; Binance answers a new POST with the
-    account's active key (extended), or a new one if it expired."""
+    account's active key (extended), or a new one if it expired.
+
+    A refresh of it that was in flight when the channel's watch calls were cancelled is
+    dropped too: ccxt runs one ``POST`` for all callers (the first leads, the others wait on
+    the flight's future, ``authenticate:linear`` of its ``authenticationFlights`` client), and
+    a cancelled leader never settles it: every later call would wait on it for ever (the
+    reconnect with them). The channel's calls are all ended when this runs: no leader is left."""
     if api == "futures":
         options = client.options.get("linear")
         if isinstance(options, dict):
             options["lastAuthenticatedTime"] = 0
+        flights = (getattr(client, "clients", None) or {}).get("authenticationFlights")
+        flight = None if flights is None else flights.futures.pop("authenticate:linear", None)
+        if flight is not None and not flight.done():
+            flight.cancel()
 
 
 _BINANCE_REASONS = {

@@ -21,7 +21,9 @@ with jitter, capped):
 
 A channel reports ``connected`` once subscribed (public: its socket is open or its first message
 came; user: the exchange confirmed the subscription), ``disconnected`` with the error and the
-attempt it waits for when a watch fails, and after a reconnect of a user channel the venue asks
+attempt it waits for when a watch fails or one of its sockets closes (heard from ccxt's socket
+callbacks, so a socket that closes while no watch call is pending on it is not reopened
+unseen: :meth:`CcxtVenue._socket_ended`), and after a reconnect of a user channel the venue asks
 for a fresh user-stream credential (an expired listenKey) and runs the same REST catch-up as at
 start, for the gap.
 
@@ -310,6 +312,10 @@ class _Channel:
     connected: bool = False
     message: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at the first message of the current attempt."""
+    broken: asyncio.Future[BaseException] | None = None
+    """The current attempt's end: the error of a socket of the channel that the exchange closed
+    (or that failed), set by :meth:`CcxtVenue._socket_ended` whether or not a watch call was
+    pending on it; None between attempts."""
 
 
 _DECIMAL: Final = decimal.Context()
@@ -514,6 +520,7 @@ class CcxtVenue(Venue):
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         client.on_rest_response = on_rest_response
+        self._watch_socket_ends(client)
         self.spec.tap(client, self._push)
         guard_frames(client, lambda url, text, error: self._push("unreadable", (url, text, error)))
         timers = self._timers
@@ -541,6 +548,71 @@ class CcxtVenue(Venue):
         except BaseError as e:
             await self._drop_client()
             raise VenueError(self._text(f"{self.name}: connect failed: {e}")) from None
+
+    def _watch_socket_ends(self, client: Any) -> None:
+        """Hear of every WebSocket of ``client`` that closes or fails (:meth:`_socket_ended`).
+        ccxt hands its ``on_close(client, code)`` / ``on_error(client, error)`` to each socket
+        it creates (``Exchange.client(url)`` reads the instance's attributes), so wrappers set
+        before the first socket opens see them all; the originals still run (they forget the
+        socket, so that the next watch call opens a new one)."""
+        on_close, on_error = client.on_close, client.on_error
+
+        def closed(ws: Any, code: Any) -> Any:
+            self._socket_ended(ws, getattr(ws, "error", None), code)
+            return on_close(ws, code)
+
+        def failed(ws: Any, error: Any) -> Any:
+            self._socket_ended(ws, error, None)
+            return on_error(ws, error)
+
+        client.on_close = closed
+        client.on_error = failed
+
+    def _socket_ended(self, ws: Any, error: Any, code: Any) -> None:
+        """A socket closed (``code``) or failed (``error``): the attempt of every channel it
+        carried ends (``_Channel.broken``), so the channel goes through its disconnect,
+        backoff, reconnect and (user data) REST catch-up.
+
+        A drop is usually noticed by the channel's watch calls, which ccxt fails with the
+        socket; but a socket that closes while none is pending on it (the exchange sends an
+        update and closes right behind it, and the calls the update answered are not waiting
+        on the socket yet when ccxt handles the close: re-armed into ccxt refreshing the
+        listenKey over REST, or not re-armed at all) is only forgotten, and the next watch call
+        opens a new one without a word: no disconnect, no reconnect counted, and no catch-up,
+        so what the exchange pushed while no socket was open (a fill) would be lost. Hence
+        this callback.
+
+        Ignored: a socket that is no longer the one registered for its URL (the second callback
+        of one failure, ccxt's ``on_error`` then ``on_close``; or an old socket whose URL a new
+        one serves), and everything once :meth:`close` began. User data: the channel
+        :attr:`ExchangeSpec.channel_of_url` names. Market data is signalled too (the channel
+        whose subscription the socket carried): no fill is at stake, but a silent reopen would
+        hide the gap from the connection events and the reconnect count. A socket that carries
+        no channel (a WebSocket API connection used only for orders) ends nothing."""
+        client = self._client
+        if self._closing or client is None:
+            return
+        url = getattr(ws, "url", None)
+        clients = getattr(client, "clients", None) or {}
+        if not isinstance(url, str) or clients.get(url) is not ws:
+            return
+        carried = self.spec.channel_of_url(client, url)
+        if carried.startswith("user:"):
+            found = self._channels.get(carried)
+            channels = [found] if found is not None else []
+        else:
+            hashes = self._socket_hashes(ws)
+            channels = [
+                c for c in self._channels.values() if c.api is None and self._carries(c, hashes)
+            ]
+        if not channels:
+            return
+        if not isinstance(error, BaseException):
+            error = NetworkError(f"connection closed by the exchange, closing code {code}")
+        for channel in channels:
+            broken = channel.broken
+            if broken is not None and not broken.done():
+                broken.set_result(error)
 
     async def key_restrictions(self) -> Mapping[str, Any]:
         """What the exchange says the API key may do (Binance: ``GET
@@ -1889,22 +1961,27 @@ class CcxtVenue(Venue):
         while True:
             await watch()
             channel.message.set()
-            # re-armed at once, in the step the update woke it in: a socket that closes while
-            # no watch call is pending is reopened by ccxt's next call without a word (no drop
-            # surfaced, no catch-up), and a close frame right behind this update is handled one
-            # loop iteration later. A yield here first (an order decided on the update left
-            # ~0.13 ms earlier) let a fault campaign's user-stream drop pass unseen.
+            # re-armed at once, in the step the update woke it in: a close frame right behind
+            # this update is then handled one loop iteration later, and fails the call. A
+            # socket that closes while no watch call is pending (a yield here first let a fault
+            # campaign's user-stream drop pass so; so does ccxt refreshing the listenKey over
+            # REST inside the re-armed call) is reopened by ccxt's next call without a word:
+            # :meth:`_socket_ended` hears of the close itself and ends the channel's attempt
+            # (``_Channel.broken``), so the drop is reported, counted and caught up all the same.
 
     async def _run_channel(self, channel: _Channel) -> None:
         attempt = 0
         while not self._closing:
             channel.message = asyncio.Event()
+            broken: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+            channel.broken = broken
             tasks = [asyncio.ensure_future(self._loop(channel, watch)) for watch in channel.watches]
             waiter = asyncio.ensure_future(self._wait_ready(channel))
             error: BaseException | None = None
             try:
-                done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                if waiter in done:
+                first: list[asyncio.Future[Any]] = [waiter, broken, *tasks]
+                done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+                if waiter in done and broken not in done:
                     channel.connected = True
                     now = self.clock.now_ns()
                     await self.emit(
@@ -1917,13 +1994,19 @@ class CcxtVenue(Venue):
                         if channel.api is not None:
                             await self._catch_up(f"reconnect {channel.name}")
                     attempt = 0
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    then: list[asyncio.Future[Any]] = [broken, *tasks]
+                    done, _ = await asyncio.wait(then, return_when=asyncio.FIRST_COMPLETED)
                 error = next(
-                    (t.exception() for t in done if t is not waiter and not t.cancelled()), None
+                    (t.exception() for t in done if t in tasks and not t.cancelled()), None
                 )
+                if error is None and broken.done():  # a socket closed under no pending call
+                    error = broken.result()
             except VenueError as e:  # a catch-up failed: treat like a drop
                 error = e
             finally:
+                channel.broken = None
+                if not broken.done():
+                    broken.cancel()
                 for task in (waiter, *tasks):
                     task.cancel()
                 for task in (waiter, *tasks):
@@ -1962,22 +2045,30 @@ class CcxtVenue(Venue):
 
     def _public_ready(self, channel: _Channel) -> bool:
         """A public channel is up once its socket is open (quotes may be quiet for a while)."""
-        client = self._client
-        symbols = self.spot if channel.name == "quotes:spot" else self.perp
-        prefix = "bidask:bookTicker@" if channel.name.startswith("quotes") else "markPrice:"
-        wanted = {f"{prefix}{s}" for s in symbols} if prefix.startswith("bidask") else None
-        for ws in list(client.clients.values()):
+        for ws in list(self._client.clients.values()):
             try:
                 if not handshake_done(ws):
                     continue
-                hashes = set(ws.futures) | set(ws.subscriptions)
             except (AttributeError, asyncio.InvalidStateError):
                 continue
-            if wanted is not None and wanted & hashes:
-                return True
-            if wanted is None and any(str(h).startswith("markPrice") for h in hashes):
+            if self._carries(channel, self._socket_hashes(ws)):
                 return True
         return False
+
+    @staticmethod
+    def _socket_hashes(ws: Any) -> set[str]:
+        """What a ccxt socket is subscribed to or waited on (its message hashes)."""
+        try:
+            return {str(h) for h in (*ws.futures, *ws.subscriptions)}
+        except (AttributeError, TypeError):
+            return set()
+
+    def _carries(self, channel: _Channel, hashes: set[str]) -> bool:
+        """Whether a socket with these message hashes carries public ``channel``."""
+        if channel.name.startswith("quotes"):
+            symbols = self.spot if channel.name == "quotes:spot" else self.perp
+            return bool({f"bidask:bookTicker@{s}" for s in symbols} & hashes)
+        return any(h.startswith("markPrice") for h in hashes)
 
     # ------------------------------------------------------------------ housekeeping
 

@@ -232,6 +232,9 @@ class LoopbackServer:
         self.requests = 0
         self.ws_api_orders = 0
         """``order.place`` requests received over the WS-API (``GET /_loopback/state`` says)."""
+        self.listen_key_posts = 0
+        """``POST /fapi/v1/listenKey`` answered: each a client (re)authenticating its futures
+        user stream (ccxt: at start, after a drop, and when its refresh comes due)."""
         self.stream_faults: StreamFaults | None = None
         """Stream-side faults (:mod:`~ballast.adapters.loopback.stream_faults`), if installed."""
         self._ws_orders: set[asyncio.Task[None]] = set()
@@ -868,6 +871,7 @@ class LoopbackServer:
     async def _listen_key_new(self, params: dict[str, str], futures: bool) -> Any:
         """Binance: an API key with an active listenKey gets that key back, extended."""
         api_key = params[_API_KEY]
+        self.listen_key_posts += 1
         key = self._listen_key_of[api_key] = self._derived_listen_key(api_key)
         self._listen_keys[key] = time.time() + self.listen_key_ttl_s
         return {"listenKey": key}

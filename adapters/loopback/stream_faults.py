@@ -16,6 +16,13 @@ decisions to a :class:`~ballast.adapters.loopback.server.LoopbackServer`:
 - ``listen_key_expired`` (each message of a futures user-data socket): the listenKey expires now,
   before the message (``listenKeyExpired`` event, its sockets closed, refused until a new
   ``POST /fapi/v1/listenKey``);
+- ``close_behind`` (each account update of a user-data socket: futures ``ACCOUNT_UPDATE``, spot
+  ``outboundAccountPosition``): the message is sent and the socket closed right behind it, a
+  close frame queued in the same step (no await between: the client reads the update and the
+  close together, so ccxt may handle the close while none of its watch calls is pending); the
+  socket is forgotten first, so what the exchange pushes until the client has reconnected (the
+  next pieces of a ``partial_fill``, say) is lost to the stream: the client must notice the
+  close by itself and catch up over REST;
 - ``fill_before_ack`` (each market order placed): the REST reply to the order waits until its
   first fill has been pushed on the user streams (at most :attr:`StreamFaults.ack_hold_s`);
 - ``partial_fill`` (each market order): the order fills in 2 to 4 trades at the same price (the
@@ -57,6 +64,7 @@ KINDS: Final = (
     "duplicate",
     "reorder",
     "listen_key_expired",
+    "close_behind",
     "fill_before_ack",
     "partial_fill",
 )
@@ -183,6 +191,9 @@ class StreamFaults:
         if plan.fires("half_open"):
             self._half_open(sock)
             return
+        if _user_data(sock) and _account_update(text) and plan.fires("close_behind"):
+            self._close_behind(sock, text)
+            return
         texts = [text, text] if plan.fires("duplicate") else [text]
         held = self._held.pop(sock, None)
         if held is None and plan.fires("reorder"):
@@ -219,6 +230,12 @@ class StreamFaults:
         if transport is not None:
             transport.pause_reading()  # the client's pings go unanswered
         self._later(self.half_open_s, self._close, sock)
+
+    def _close_behind(self, sock: _Socket, text: str) -> None:
+        self.server.discard_socket(sock)  # what comes next is not chosen for it: lost to it
+        sock.send_text(text)
+        sock.dropped = True  # nothing more is queued for it
+        sock.queue.put_nowait(None)  # its writer sends the update, then the close frame
 
     def _close(self, sock: _Socket) -> None:
         self.server.discard_socket(sock)
@@ -265,6 +282,19 @@ class StreamFaults:
             except (ValueError, TypeError, AttributeError) as exc:
                 raise web.HTTPBadRequest(text=f"bad stream-faults request: {exc}") from None
         return web.json_response(self.plan.report())
+
+
+def _user_data(sock: _Socket) -> bool:
+    """A futures listenKey socket, or a WS-API socket subscribed to the spot user data."""
+    return sock.kind == "futures_private" or (sock.kind == "ws_api" and sock.user)
+
+
+_ACCOUNT_EVENTS: Final = ('"e":"ACCOUNT_UPDATE"', '"e":"outboundAccountPosition"')
+
+
+def _account_update(text: str) -> bool:
+    """Whether a user-data message is an account update (the server's compact JSON)."""
+    return any(event in text for event in _ACCOUNT_EVENTS)
 
 
 def install_stream_faults(
