@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ccxt.base import errors as ccxt_errors
 
@@ -289,7 +289,8 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
             # ccxt may have applied the next already (a second order's fill booked as a
             # transfer before that order's own fill), so it gets this message's balance
             account = "spot" if kind in ("spot", "margin") else "futures"
-            push("balance", (account, _balance_as_of_now(cached), message))
+            stated = _binance_stated_assets(client, message)
+            push("balance", (account, _balance_as_of_now(cached, stated), message))
 
     def positions(ws: Any, message: Any) -> None:
         data = message.get("a") if isinstance(message, Mapping) else None
@@ -379,10 +380,39 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
     client.handle_message = recognised
 
 
-def _balance_as_of_now(balance: Mapping[str, Any]) -> dict[str, Any]:
+def _balance_as_of_now(balance: Mapping[str, Any], assets: set[str] | None) -> dict[str, Any]:
     """A copy of a ccxt balance structure that its later updates leave as it is (ccxt replaces
-    or rewrites the per-asset rows and the ``free``/``used``/``total`` maps in place)."""
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in balance.items()}
+    or rewrites the per-asset rows and the ``free``/``used``/``total`` maps in place), with the
+    rows of ``assets`` only (None: every row). ccxt's cache keeps every asset it was ever told
+    of, as it was last told: after a statement reordered behind a newer one, or one pushed while
+    no socket was open, it holds an old amount that the venue's REST statement corrects for the
+    engine but not for ccxt; so a statement says what its own message says, nothing more."""
+    return {
+        k: dict(v) if isinstance(v, dict) else v
+        for k, v in balance.items()
+        if assets is None or k in assets or not isinstance(v, dict) or k in _TOTALS
+    }
+
+
+_TOTALS: Final = ("free", "used", "total", "debt")
+"""ccxt's per-asset maps of a balance structure (not assets)."""
+
+
+def _binance_stated_assets(client: Any, message: Any) -> set[str] | None:
+    """The assets a balance message states, as ccxt names them: ``outboundAccountPosition``'s
+    ``B``, ``ACCOUNT_UPDATE``'s ``a.B``, ``balanceUpdate``'s ``a``; None when the message has
+    none of these (then the statement has every row)."""
+    if not isinstance(message, Mapping):
+        return None
+    if message.get("e") == "balanceUpdate":
+        ids: list[Any] = [message.get("a")]
+    else:
+        body = message.get("a") if isinstance(message.get("a"), Mapping) else message
+        rows = body.get("B") if isinstance(body, Mapping) else None
+        if not isinstance(rows, list):
+            return None
+        ids = [row.get("a") for row in rows if isinstance(row, Mapping)]
+    return {str(client.safe_currency_code(i)) for i in ids if i is not None}
 
 
 def _binance_unrecognised(message: Any) -> bool:
