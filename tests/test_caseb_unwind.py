@@ -52,6 +52,7 @@ from ballast.engine.trading.measures import Book
 from ballast.engine.trading.portfolio import Portfolio
 from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
+from tests.support.caseb import market_order_for
 
 D = Decimal
 S = NS_PER_SECOND
@@ -192,22 +193,9 @@ class Desk:
         )
 
     def send(self, approved: IntentApproved) -> str:
-        intent, now = approved.intent, self.now()
-        coid = f"c-{intent.intent_id}"
-        order = SubmitOrder(
-            ts_event=now,
-            ts_init=now,
-            intent_id=intent.intent_id,
-            client_order_id=coid,
-            symbol=intent.symbol,
-            side=intent.side,
-            order_type="market",
-            qty=intent.qty,
-            price=None,
-            reduce_only=intent.reduce_only,
-            post_only=False,
-            time_in_force="GTC",
-        )
+        now = self.now()
+        order = market_order_for(approved.intent, now, now)
+        coid = order.client_order_id
         self.sent[coid] = order
         self.publish(order)
         self.publish(
@@ -216,7 +204,7 @@ class Desk:
                 ts_init=now,
                 client_order_id=coid,
                 venue_order_id=f"v-{coid}",
-                symbol=intent.symbol,
+                symbol=order.symbol,
             )
         )
         return coid

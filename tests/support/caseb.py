@@ -74,20 +74,22 @@ class Unwinder(Actor):
         )
 
     def on_approved(self, approved: IntentApproved) -> None:
-        intent = approved.intent
-        self.publish(
-            SubmitOrder(
-                ts_event=approved.ts_event,
-                ts_init=self.now(),
-                intent_id=intent.intent_id,
-                client_order_id=f"c-{intent.intent_id}",
-                symbol=intent.symbol,
-                side=intent.side,
-                order_type="market",
-                qty=intent.qty,
-                price=None,
-                reduce_only=intent.reduce_only,
-                post_only=False,
-                time_in_force="GTC",
-            )
-        )
+        self.publish(market_order_for(approved.intent, approved.ts_event, self.now()))
+
+
+def market_order_for(intent: OrderIntent, ts_event: int, ts_init: int) -> SubmitOrder:
+    """The market order of ``intent``, client order id ``c-<intent id>``."""
+    return SubmitOrder(
+        ts_event=ts_event,
+        ts_init=ts_init,
+        intent_id=intent.intent_id,
+        client_order_id=f"c-{intent.intent_id}",
+        symbol=intent.symbol,
+        side=intent.side,
+        order_type="market",
+        qty=intent.qty,
+        price=None,
+        reduce_only=intent.reduce_only,
+        post_only=False,
+        time_in_force="GTC",
+    )
