@@ -7,9 +7,8 @@ Price moves in the data trigger rebalances; the orders reach the exchange (its
 WebSocket (the perp fills at least: no reconnect, no REST catch-up after the start) into the
 journal with the exchange's trade ids; once the market is paused and the engine
 has settled, its balances and positions (the journal's last statements) equal the exchange's
-exactly; after a SIGTERM (exit 0) the journal replays with ``ballast replay --verify`` (a
-divergence in a RebalanceDecided's reasoning text only, a known bug of the live path, makes the
-test an expected failure that shows it; any other divergence fails it)."""
+exactly; after a SIGTERM (exit 0) the journal replays with ``ballast replay --verify`` to the
+same decisions and commands (any divergence fails it)."""
 
 from __future__ import annotations
 
