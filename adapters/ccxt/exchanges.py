@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 from ccxt.base import errors as ccxt_errors
 
@@ -382,20 +382,17 @@ def _binance_tap(client: Any, push: Callable[[str, Any], None]) -> None:
 
 def _balance_as_of_now(balance: Mapping[str, Any], assets: set[str] | None) -> dict[str, Any]:
     """A copy of a ccxt balance structure that its later updates leave as it is (ccxt replaces
-    or rewrites the per-asset rows and the ``free``/``used``/``total`` maps in place), with the
-    rows of ``assets`` only (None: every row). ccxt's cache keeps every asset it was ever told
-    of, as it was last told: after a statement reordered behind a newer one, or one pushed while
-    no socket was open, it holds an old amount that the venue's REST statement corrects for the
-    engine but not for ccxt; so a statement says what its own message says, nothing more."""
+    or rewrites the per-asset rows in place), with the rows of ``assets`` only (None: every row;
+    ccxt's ``info`` and ``free``/``used``/``total`` maps are no rows, and the venue reads none of
+    them). ccxt's cache keeps every asset it was ever told of, as it was last told: after a
+    statement reordered behind a newer one, or one pushed while no socket was open, it holds an
+    old amount that the venue's REST statement corrects for the engine but not for ccxt; so a
+    statement says what its own message says, nothing more."""
     return {
         k: dict(v) if isinstance(v, dict) else v
         for k, v in balance.items()
-        if assets is None or k in assets or not isinstance(v, dict) or k in _TOTALS
+        if assets is None or k in assets or not isinstance(v, dict)
     }
-
-
-_TOTALS: Final = ("free", "used", "total", "debt")
-"""ccxt's per-asset maps of a balance structure (not assets)."""
 
 
 def _binance_stated_assets(client: Any, message: Any) -> set[str] | None:

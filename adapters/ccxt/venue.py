@@ -644,8 +644,7 @@ class CcxtVenue(Venue):
         if self._started:
             return
         self._started = True
-        self._spawn(self._pump(), f"{self.name}:updates")
-        self._pumping = self._tasks[-1]
+        self._pumping = self._spawn(self._pump(), f"{self.name}:updates")
         for channel in self._make_channels():
             self._channels[channel.name] = channel
             self._spawn(self._run_channel(channel), f"{self.name}:{channel.name}")
@@ -676,9 +675,11 @@ class CcxtVenue(Venue):
                     self._text(f"{type(e).__name__}: {e}"),
                 )
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        self._tasks.append(asyncio.ensure_future(_own_decimal_context(coro)))
-        self._tasks[-1].set_name(name)
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(_own_decimal_context(coro))
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
 
     async def close(self) -> None:
         self._closing = True
@@ -1752,25 +1753,27 @@ class CcxtVenue(Venue):
         while True:
             kind, item = await self._updates.get()
             self._reporting = True
-            if kind == "reply":
-                reply, reported = item
-                try:
-                    await self._on_orders([reply])
-                except Exception as e:  # the caller's (an order's reply is not stream data)
-                    if not reported.done():
-                        reported.set_exception(e)
-                else:
-                    if not reported.done():
-                        reported.set_result(None)
-                finally:
-                    self._reporting = False
-                continue
             try:
-                await self._report(kind, item)
+                if kind == "reply":
+                    await self._report_reply(*item)
+                else:
+                    await self._report(kind, item)
             except Exception as e:  # one bad update must not stop the reports of the others
                 await self._unreadable_update(self._channel_of(kind, item), item, e)
             finally:
                 self._reporting = False
+
+    async def _report_reply(self, reply: Mapping[str, Any], reported: asyncio.Future[None]) -> None:
+        """An order's reply, queued by :meth:`_reply_in_order`: what reporting it raised goes to
+        that caller (an order's reply is not stream data)."""
+        try:
+            await self._on_orders([reply])
+        except Exception as e:
+            if not reported.done():
+                reported.set_exception(e)
+        else:
+            if not reported.done():
+                reported.set_result(None)
 
     async def _report(self, kind: str, item: Any) -> None:
         if kind == "event":  # market data the engine could not take synchronously
