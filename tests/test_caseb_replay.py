@@ -19,9 +19,6 @@ from ballast.engine.app.session import Session
 from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.config import parse_config
 from ballast.engine.kernel.events import (
-    AccountKind,
-    BalanceUpdated,
-    InstrumentsLoaded,
     IntentApproved,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -30,13 +27,11 @@ from ballast.engine.kernel.events import (
     OrderFilled,
     OrderRejected,
     OrderVetoed,
-    PositionUpdated,
     QuoteTick,
 )
-from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.kernel.journal import Journal, JournalReader, Record
 from tests.conftest import START_NS
-from tests.support.caseb import PERP, SPOT, TRIGGER_SIZE
+from tests.support.caseb import PERP, SPOT, TRIGGER_SIZE, account_messages
 
 D = Decimal
 S = NS_PER_SECOND
@@ -55,39 +50,7 @@ price_snapshot_interval_s = 0
 
 def account(ts: int) -> list[Message]:
     """USDT 32,400, BTC spot 0.1, ETH spot 20, a BTC perp long of 0.75 entered at 36,000."""
-    out: list[Message] = [
-        InstrumentsLoaded(
-            ts_event=ts,
-            ts_init=ts,
-            venue="sim",
-            instruments=tuple(binance_defaults(["BTC", "ETH"])),
-        )
-    ]
-    balances: tuple[tuple[AccountKind, str, str], ...] = (
-        ("futures", "USDT", "32400"),
-        ("spot", "BTC", "0.1"),
-        ("spot", "ETH", "20"),
-    )
-    for kind, asset, amount in balances:
-        out.append(
-            BalanceUpdated(
-                ts_event=ts, ts_init=ts, account=kind, asset=asset, free=D(amount), locked=D(0)
-            )
-        )
-    out.append(
-        PositionUpdated(
-            ts_event=ts,
-            ts_init=ts,
-            symbol=PERP,
-            qty=D("0.75"),
-            entry_price=D(36000),
-            mark_price=D(40000),
-            unrealized_pnl=D(3000),
-            margin=D(0),
-            liquidation_price=None,
-        )
-    )
-    return out
+    return account_messages(ts, "32400", "0.1", ((PERP, D("0.75"), D(36000), D(40000)),))
 
 
 ONE = D(1)

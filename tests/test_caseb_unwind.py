@@ -28,10 +28,7 @@ from ballast.engine.kernel.clock import NS_PER_SECOND, SimulatedClock
 from ballast.engine.kernel.commands import SubmitOrder
 from ballast.engine.kernel.config import BandsConfig, RiskConfig
 from ballast.engine.kernel.events import (
-    AccountKind,
-    BalanceUpdated,
     DeleverageRequired,
-    InstrumentsLoaded,
     IntentApproved,
     KillSwitchTriggered,
     MarkPriceUpdated,
@@ -42,17 +39,15 @@ from ballast.engine.kernel.events import (
     OrderIntent,
     OrderRejected,
     OrderVetoed,
-    PositionUpdated,
     QuoteTick,
     RebalanceDecided,
     Side,
 )
-from ballast.engine.kernel.instruments import binance_defaults
 from ballast.engine.trading.measures import Book
 from ballast.engine.trading.portfolio import Portfolio
 from ballast.engine.trading.risk import RiskManager
 from tests.conftest import START_NS
-from tests.support.caseb import market_order_for
+from tests.support.caseb import account_messages, market_order_for
 
 D = Decimal
 S = NS_PER_SECOND
@@ -90,48 +85,10 @@ class Desk:
     ) -> None:
         """The venue's account (ETH spot 20 and, if ``eth_perp``, an ETH perp long of that
         quantity entered at 2,000, ETH's price throughout), then the prices at ``mark``."""
-        now = self.now()
         self.eth_perp = D(eth_perp)
-        self.publish(
-            InstrumentsLoaded(
-                ts_event=now,
-                ts_init=now,
-                venue="sim",
-                instruments=tuple(binance_defaults(["BTC", "ETH"])),
-            )
-        )
-        balances: tuple[tuple[AccountKind, str, str], ...] = (
-            ("futures", "USDT", usdt),
-            ("spot", "BTC", spot_btc),
-            ("spot", "ETH", "20"),
-        )
-        for account, asset, amount in balances:
-            self.publish(
-                BalanceUpdated(
-                    ts_event=now,
-                    ts_init=now,
-                    account=account,
-                    asset=asset,
-                    free=D(amount),
-                    locked=D(0),
-                )
-            )
         positions = ((PERP, D(perp_qty), D(entry), D(mark)), (ETH_PERP, self.eth_perp, ETH, ETH))
-        for symbol, qty, entry_price, mark_price in positions:
-            if qty:
-                self.publish(
-                    PositionUpdated(
-                        ts_event=now,
-                        ts_init=now,
-                        symbol=symbol,
-                        qty=qty,
-                        entry_price=entry_price,
-                        mark_price=mark_price,
-                        unrealized_pnl=qty * (mark_price - entry_price),
-                        margin=D(0),
-                        liquidation_price=None,
-                    )
-                )
+        for message in account_messages(self.now(), usdt, spot_btc, positions):
+            self.publish(message)
         self.prices(mark)
 
     def prices(self, price: str) -> None:

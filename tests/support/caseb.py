@@ -15,7 +15,18 @@ from ballast.engine.kernel.actor import Actor
 from ballast.engine.kernel.bus import Bus
 from ballast.engine.kernel.clock import Clock
 from ballast.engine.kernel.commands import SubmitOrder
-from ballast.engine.kernel.events import IntentApproved, OrderIntent, QuoteTick, RebalanceDecided
+from ballast.engine.kernel.events import (
+    AccountKind,
+    BalanceUpdated,
+    InstrumentsLoaded,
+    IntentApproved,
+    Message,
+    OrderIntent,
+    PositionUpdated,
+    QuoteTick,
+    RebalanceDecided,
+)
+from ballast.engine.kernel.instruments import binance_defaults
 
 TRIGGER_SIZE: Final = Decimal(7)
 SPOT: Final = "BTC/USDT"
@@ -93,3 +104,51 @@ def market_order_for(intent: OrderIntent, ts_event: int, ts_init: int) -> Submit
         post_only=False,
         time_in_force="GTC",
     )
+
+
+def account_messages(
+    ts: int, usdt: str, spot_btc: str, perps: tuple[tuple[str, Decimal, Decimal, Decimal], ...]
+) -> list[Message]:
+    """A venue's account for BTC and ETH: the instruments, USDT ``usdt`` (futures wallet), BTC
+    spot ``spot_btc``, ETH spot 20, and each perp ``(symbol, qty, entry, mark)`` with a non-zero
+    quantity."""
+    out: list[Message] = [
+        InstrumentsLoaded(
+            ts_event=ts,
+            ts_init=ts,
+            venue="sim",
+            instruments=tuple(binance_defaults(["BTC", "ETH"])),
+        )
+    ]
+    balances: tuple[tuple[AccountKind, str, str], ...] = (
+        ("futures", "USDT", usdt),
+        ("spot", "BTC", spot_btc),
+        ("spot", "ETH", "20"),
+    )
+    for account, asset, amount in balances:
+        out.append(
+            BalanceUpdated(
+                ts_event=ts,
+                ts_init=ts,
+                account=account,
+                asset=asset,
+                free=Decimal(amount),
+                locked=Decimal(0),
+            )
+        )
+    for symbol, qty, entry, mark in perps:
+        if qty:
+            out.append(
+                PositionUpdated(
+                    ts_event=ts,
+                    ts_init=ts,
+                    symbol=symbol,
+                    qty=qty,
+                    entry_price=entry,
+                    mark_price=mark,
+                    unrealized_pnl=qty * (mark - entry),
+                    margin=Decimal(0),
+                    liquidation_price=None,
+                )
+            )
+    return out
